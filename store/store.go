@@ -1,0 +1,50 @@
+// Package store holds dovetail's shared state: counters with a TTL, sliding
+// windows, sets, hashes of counters and plain values.
+//
+// The embedded default is SQLite (store/sqlite) in the data dir; several hosts share
+// Redis (store/redis). Both pass one conformance suite (store/storetest). store/mem is
+// an in-memory implementation for unit tests.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned by Get for a missing or expired key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrUnavailable wraps every backend failure (Redis down, disk error): callers turn
+	// it into a temporary answer (DEFER_IF_PERMIT, 451, fail-open by config).
+	ErrUnavailable = errors.New("store: backend unavailable")
+)
+
+// Store is the seam every stateful component uses. Keys are plain strings; callers
+// namespace them ("grey:", "rate:", "bayes:", "vacation:"). A ttl of 0 means no expiry.
+type Store interface {
+	// Get returns the value of key or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set stores value under key with ttl.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// SetNX stores value only if key does not exist; it reports whether it stored.
+	SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+	// Delete removes keys; missing keys are not an error.
+	Delete(ctx context.Context, keys ...string) error
+	// Incr adds delta to the counter at key and returns the new value. The ttl is set
+	// when the counter is created and left alone afterwards (a fixed window).
+	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
+	// WindowAdd records n events at now in the sliding window at key and returns the
+	// number of events in (now-window, now], including these. n=0 only reads.
+	WindowAdd(ctx context.Context, key string, now time.Time, window time.Duration, n int64) (int64, error)
+	// HIncr adds deltas to the fields of the hash at key (Bayes token counts).
+	HIncr(ctx context.Context, key string, deltas map[string]int64) error
+	// HGet returns the values of fields in the hash at key; missing fields are absent.
+	HGet(ctx context.Context, key string, fields []string) (map[string]int64, error)
+	// SAdd adds members to the set at key; ttl refreshes the set's expiry when > 0.
+	SAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
+	// SIsMember reports whether member is in the set at key.
+	SIsMember(ctx context.Context, key, member string) (bool, error)
+	// Close releases the backend.
+	Close() error
+}
