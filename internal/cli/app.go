@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// App is what every command shares: the loaded config, a logger, a metrics
+// registry and lazily opened shared backends (directory, store).
+type App struct {
+	ConfigPath string
+	Stdin      io.Reader
+	Stdout     io.Writer
+	Stderr     io.Writer
+	Log        *slog.Logger
+	Registry   *prometheus.Registry
+
+	be      backends
+	mu      sync.Mutex
+	cfg     *Config
+	closers []func() error
+}
+
+// Config returns the current configuration (replaced on a successful reload).
+func (a *App) Config() *Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// load reads the config file (or the embedded default) and sets up logging.
+func (a *App) load() error {
+	cfg, err := LoadConfig(a.ConfigPath)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.cfg = cfg
+	a.mu.Unlock()
+	a.Log = newLogger(a.Stderr, cfg.Log)
+	if a.Registry == nil {
+		a.Registry = prometheus.NewRegistry()
+		a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return nil
+}
+
+// ReloadConfig re-reads the config file; on any problem the running config stays.
+func (a *App) ReloadConfig(context.Context) error {
+	cfg, err := LoadConfig(a.ConfigPath)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.cfg = cfg
+	a.mu.Unlock()
+	return nil
+}
+
+// onClose registers cleanup run by Close in reverse order.
+func (a *App) onClose(f func() error) {
+	a.mu.Lock()
+	a.closers = append(a.closers, f)
+	a.mu.Unlock()
+}
+
+// Close releases the shared backends.
+func (a *App) Close() {
+	a.mu.Lock()
+	cs := a.closers
+	a.closers = nil
+	a.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		if err := cs[i](); err != nil && a.Log != nil {
+			a.Log.Warn("close", "err", err)
+		}
+	}
+}
+
+// dataPath returns a path under the data dir, creating the dir.
+func (a *App) dataPath(name string) (string, error) {
+	dir := a.Config().DataDir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	return dir + "/" + name, nil
+}
+
+func newLogger(w io.Writer, c LogConfig) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

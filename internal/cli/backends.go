@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"context"
+	"sync"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// backends opens the shared directory and store once per process, so `serve`
+// gives every daemon the same LDAP pool and the same SQLite/Redis handle.
+type backends struct {
+	dirOnce   sync.Once
+	dir       directory.Directory
+	dirErr    error
+	storeOnce sync.Once
+	st        store.Store
+	storeErr  error
+}
+
+// Directory returns the shared user directory (static users file or LDAP).
+func (a *App) Directory(ctx context.Context) (directory.Directory, error) {
+	a.be.dirOnce.Do(func() {
+		a.be.dir, a.be.dirErr = openDirectory(ctx, a)
+		if a.be.dirErr == nil {
+			a.onClose(a.be.dir.Close)
+		}
+	})
+	return a.be.dir, a.be.dirErr
+}
+
+// Store returns the shared state store (SQLite in the data dir, or Redis).
+func (a *App) Store(ctx context.Context) (store.Store, error) {
+	a.be.storeOnce.Do(func() {
+		a.be.st, a.be.storeErr = openStore(ctx, a)
+		if a.be.storeErr == nil {
+			a.onClose(a.be.st.Close)
+		}
+	})
+	return a.be.st, a.be.storeErr
+}

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/dovetail-mail/dovetail/internal/config"
+)
+
+// Config is the whole configuration file: global settings plus one section per
+// component. Each section's type, defaults and Validate live in its package.
+type Config struct {
+	// DataDir holds SQLite state, the quarantine and the default users file.
+	DataDir string `yaml:"data_dir"`
+	// Daemons lists what `dovetail serve` runs.
+	Daemons       []string        `yaml:"daemons"`
+	Log           LogConfig       `yaml:"log"`
+	Metrics       MetricsConfig   `yaml:"metrics"`
+	ShutdownGrace config.Duration `yaml:"shutdown_grace"`
+
+	Sections `yaml:",inline"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// MetricsConfig says where /metrics and /healthz are served.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"` // host:port; empty disables
+}
+
+// knownDaemons are the names `daemons:` accepts, in start order.
+var knownDaemons = []string{"authd", "policyd", "milter", "lmtpd"}
+
+// DefaultConfig is the embedded default: every daemon on loopback, a users file
+// and SQLite state under the data dir; no LDAP or Redis needed.
+func DefaultConfig() *Config {
+	c := &Config{
+		DataDir:       defaultDataDir(),
+		Daemons:       slices.Clone(knownDaemons),
+		Log:           LogConfig{Level: "info", Format: "text"},
+		Metrics:       MetricsConfig{Listen: "127.0.0.1:9180"},
+		ShutdownGrace: config.Duration(10e9),
+	}
+	c.Sections = defaultSections()
+	return c
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("DOVETAIL_DATA_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/dovetail"
+	}
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".local", "state", "dovetail")
+	}
+	return "dovetail-data"
+}
+
+// Validate checks the global settings; sections validate themselves.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, config.Errorf("data_dir", "must not be empty", "e.g. /var/lib/dovetail"))
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Daemons {
+		if !slices.Contains(knownDaemons, d) {
+			errs = append(errs, config.Errorf(fmt.Sprintf("daemons[%d]", i), fmt.Sprintf("unknown daemon %q", d), "known: "+strings.Join(knownDaemons, ", ")))
+		}
+		if seen[d] {
+			errs = append(errs, config.Errorf(fmt.Sprintf("daemons[%d]", i), fmt.Sprintf("%q listed twice", d), ""))
+		}
+		seen[d] = true
+	}
+	return config.Join(errs...)
+}
+
+// Validate checks the log settings.
+func (l *LogConfig) Validate() error {
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, config.Errorf("level", fmt.Sprintf("unknown level %q", l.Level), "one of debug, info, warn, error"))
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, config.Errorf("format", fmt.Sprintf("unknown format %q", l.Format), "text or json"))
+	}
+	return config.Join(errs...)
+}
+
+// LoadConfig reads path over the defaults; path "" gives the embedded default.
+func LoadConfig(path string) (*Config, error) {
+	c := DefaultConfig()
+	if path == "" {
+		if err := config.Validate("(embedded default)", c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	if err := config.LoadFile(path, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,38 @@
+package cli
+
+// Temporary stand-ins for commands whose packages are still being written.
+// When you add your real constructor/builder in your own file, delete its stub here.
+
+import (
+	"context"
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+var errNotBuilt = errors.New("not built yet")
+
+func stubCmd(use string) *cobra.Command {
+	return &cobra.Command{Use: use, Hidden: true, RunE: func(*cobra.Command, []string) error { return errNotBuilt }}
+}
+
+func newAuthdCmd(*App) *cobra.Command      { return stubCmd("authd") }
+func newPolicydCmd(*App) *cobra.Command    { return stubCmd("policyd") }
+func newMilterCmd(*App) *cobra.Command     { return stubCmd("milter") }
+func newLmtpdCmd(*App) *cobra.Command      { return stubCmd("lmtpd") }
+func newSieveCmd(*App) *cobra.Command      { return stubCmd("sieve") }
+func newScoreCmd(*App) *cobra.Command      { return stubCmd("score") }
+func newLearnCmd(*App) *cobra.Command      { return stubCmd("learn") }
+func newQuarantineCmd(*App) *cobra.Command { return stubCmd("quarantine") }
+
+func buildAuthd(context.Context, *App) (*daemon.Unit, error)   { return nil, errNotBuilt }
+func buildPolicyd(context.Context, *App) (*daemon.Unit, error) { return nil, errNotBuilt }
+func buildMilter(context.Context, *App) (*daemon.Unit, error)  { return nil, errNotBuilt }
+func buildLmtpd(context.Context, *App) (*daemon.Unit, error)   { return nil, errNotBuilt }
+
+func openDirectory(context.Context, *App) (directory.Directory, error) { return nil, errNotBuilt }
+func openStore(context.Context, *App) (store.Store, error)             { return nil, errNotBuilt }
