@@ -61,13 +61,13 @@ type Entry struct {
 
 // aliases maps alternative scheme names to the canonical one.
 var aliases = map[string]string{
-	"CLEAR":     "PLAIN",
-	"CLEARTEXT": "PLAIN",
-	"SHA1":      "SHA",
-	"MD5":       "MD5-CRYPT", // Dovecot: {MD5} is MD5-CRYPT, not a raw MD5
-	"HMAC-MD5":  "CRAM-MD5",
-	"BLF-CRYPT": "CRYPT", // verification is the same: the crypt string carries the algorithm
-	"MD5-CRYPT": "CRYPT",
+	"CLEAR":        "PLAIN",
+	"CLEARTEXT":    "PLAIN",
+	"SHA1":         "SHA",
+	"MD5":          "MD5-CRYPT", // Dovecot: {MD5} is MD5-CRYPT, not a raw MD5
+	"HMAC-MD5":     "CRAM-MD5",
+	"BLF-CRYPT":    "CRYPT", // verification is the same: the crypt string carries the algorithm
+	"MD5-CRYPT":    "CRYPT",
 	"SHA256-CRYPT": "CRYPT",
 	"SHA512-CRYPT": "CRYPT",
 	"ARGON2I":      "ARGON2",

@@ -122,7 +122,7 @@ func TestParseErrors(t *testing.T) {
 		{"{SHA", "", ErrMalformed},
 		{"plainvalue", "", ErrUnknownScheme},
 		{"{SHA}!!!", "", ErrMalformed},
-		{"{SHA}c2VjcmV0", "", ErrMalformed}, // wrong digest size
+		{"{SHA}c2VjcmV0", "", ErrMalformed},                      // wrong digest size
 		{"{SSHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "", ErrMalformed}, // no salt
 		{"{PBKDF2}$1$salt$0$00", "", ErrMalformed},
 		{"{PBKDF2}$1$salt$99999999999$00", "", ErrMalformed},
