@@ -199,6 +199,10 @@ func validate(v reflect.Value, path string, report func(string, error)) {
 			if !f.IsExported() {
 				continue
 			}
+			if isInline(f) {
+				validate(v.Field(i), path, report)
+				continue
+			}
 			validate(v.Field(i), join(path, fieldName(f)), report)
 		}
 	case reflect.Slice:
@@ -224,11 +228,22 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 		if !f.IsExported() {
 			continue
 		}
+		if isInline(f) {
+			for k, v := range yamlFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
 		if name := fieldName(f); name != "-" {
 			out[name] = f
 		}
 	}
 	return out
+}
+
+func isInline(f reflect.StructField) bool {
+	_, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	return strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct
 }
 
 func fieldName(f reflect.StructField) string {
