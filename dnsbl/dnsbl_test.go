@@ -213,4 +213,3 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
-
