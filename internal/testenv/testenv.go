@@ -1,0 +1,491 @@
+package testenv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// MailUID and MailGID are Debian's "mail" user and group. Dovecot refuses to run mail
+// processes as root, so every maildir the harness creates belongs to them
+// (with first_valid_uid = 1 in the Dovecot config).
+const (
+	MailUID = 8
+	MailGID = 8
+)
+
+// Env vars understood by the harness.
+const (
+	envCI     = "CI"              // "true": skips become failures
+	envKeep   = "DOVETAIL_KEEP"   // "1": keep temp dirs (logs, configs, queues)
+	envShared = "DOVETAIL_SHARED" // path of the shared material (default ../shared)
+)
+
+// stopTimeout is how long a daemon gets after SIGTERM before it is SIGKILLed.
+const stopTimeout = 5 * time.Second
+
+// readyTimeout bounds every readiness poll.
+const readyTimeout = 15 * time.Second
+
+var (
+	mainMu      sync.Mutex
+	mainRunning bool
+	atExit      []func() // run in reverse order by Main after m.Run
+)
+
+// Main runs the tests and then stops every server this binary started. Use it in
+// TestMain:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	mainMu.Lock()
+	mainRunning = true
+	mainMu.Unlock()
+	code := m.Run()
+	shutdown()
+	os.Exit(code)
+}
+
+// shutdown runs the registered exit hooks (shared servers), newest first.
+func shutdown() {
+	mainMu.Lock()
+	fns := atExit
+	atExit = nil
+	mainMu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
+// needMain fails the test when Main is not running: shared servers are stopped by
+// Main; without it they would only die with the test binary (Pdeathsig) and leave
+// their temp dirs behind.
+func needMain(t testing.TB) {
+	t.Helper()
+	mainMu.Lock()
+	ok := mainRunning
+	mainMu.Unlock()
+	if !ok {
+		t.Fatalf("testenv: shared servers need TestMain in this package: func TestMain(m *testing.M) { testenv.Main(m) }")
+	}
+}
+
+// registerExit registers fn to run when Main returns.
+func registerExit(fn func()) {
+	mainMu.Lock()
+	defer mainMu.Unlock()
+	atExit = append(atExit, fn)
+}
+
+// CI reports whether CI=true, in which case a missing prerequisite fails instead of skipping.
+func CI() bool {
+	v := strings.ToLower(os.Getenv(envCI))
+	return v == "true" || v == "1" || v == "yes"
+}
+
+func keep() bool { return os.Getenv(envKeep) == "1" }
+
+// skipOrFail skips the test, or fails it when CI=true.
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if CI() {
+		t.Fatalf("testenv: %s (CI=true: not skipping)", msg)
+	}
+	t.Skipf("testenv: %s (set CI=true to make this a failure; `make test` installs the packages)", msg)
+}
+
+// binDirs are searched for binaries in addition to $PATH (root's PATH may lack sbin
+// under some runners, and Postfix's master lives outside PATH).
+var binDirs = []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/lib/postfix/sbin", "/usr/lib/dovecot"}
+
+// lookBin finds a binary in $PATH or in the usual system directories. Absolute
+// paths are checked as they are.
+func lookBin(name string) (string, error) {
+	if filepath.IsAbs(name) {
+		if st, err := os.Stat(name); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return name, nil
+		}
+		return "", fmt.Errorf("%s not found", name)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range binDirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in $PATH or %s", name, strings.Join(binDirs, ", "))
+}
+
+// bin returns the path of a binary that Need has already checked.
+func bin(t testing.TB, name string) string {
+	t.Helper()
+	p, err := lookBin(name)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return p
+}
+
+// Need skips the test (or fails it when CI=true) if the process is not root or one
+// of the binaries is missing (names are looked up in $PATH and the sbin/libexec dirs;
+// absolute paths are checked as given). Every Start*/shared getter calls it.
+func Need(t testing.TB, binaries ...string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		skipOrFail(t, "real-server tests need Linux (GOOS=%s)", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "real-server tests need root (euid %d)", os.Geteuid())
+	}
+	var missing []string
+	for _, b := range binaries {
+		if _, err := lookBin(b); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		skipOrFail(t, "missing binaries: %s (run scripts/install-deps.sh)", strings.Join(missing, " "))
+	}
+}
+
+// SharedDir returns the path of the shared material: $DOVETAIL_SHARED, else the
+// "shared" directory beside the repository root. It skips when absent, unless
+// CI=true (then it fails).
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv(envShared); d != "" {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			return d
+		}
+		skipOrFail(t, "$%s=%s is not a directory", envShared, d)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		skipOrFail(t, "cannot locate the repository root: %v", err)
+	}
+	d := filepath.Join(filepath.Dir(root), "shared")
+	if st, err := os.Stat(d); err != nil || !st.IsDir() {
+		skipOrFail(t, "shared material not found at %s (set $%s)", d, envShared)
+	}
+	return d
+}
+
+// repoRoot walks up from the working directory (a package dir under go test) to go.mod.
+func repoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		d = p
+	}
+}
+
+// ---------------------------------------------------------------- ports
+
+const (
+	portMin = 20000 // below the kernel's ephemeral range (32768-60999), pitfall 12
+	portMax = 32767
+)
+
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreePort returns a free TCP port on 127.0.0.1 below 32768: ports in the ephemeral
+// range can be held by any client socket's local end, which makes a daemon's bind()
+// fail with EADDRINUSE although a probe saw the port free. The port is never handed
+// out twice by this process. A daemon can still lose a race for it to another
+// process: the Start functions retry with new ports when the bind fails.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return p
+}
+
+func freePort() (int, error) {
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 200 {
+		p := portMin + rand.IntN(portMax-portMin+1)
+		if portsUsed[p] {
+			continue
+		}
+		if !portFree(p) {
+			continue
+		}
+		portsUsed[p] = true
+		return p, nil
+	}
+	return 0, errors.New("no free port found in 20000-32767")
+}
+
+// portFree reports whether p can be bound on 127.0.0.1 and nothing listens on it.
+func portFree(p int) bool {
+	if listening(p) {
+		return false
+	}
+	l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// listening reports whether some socket listens on TCP port p (any IPv4/IPv6 address),
+// from /proc/net/tcp{,6}. Used as a side-effect-free readiness probe: connecting to
+// Postfix's smtpd port would spawn an smtpd that talks to the milter and SASL server.
+func listening(p int) bool {
+	want := fmt.Sprintf(":%04X", p)
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Scan() // header
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 3 && fields[3] == "0A" && strings.HasSuffix(fields[1], want) {
+				fh.Close()
+				return true
+			}
+		}
+		fh.Close()
+	}
+	return false
+}
+
+// addrInUse reports whether a daemon log shows a failed bind.
+func addrInUse(log string) bool {
+	return strings.Contains(log, "Address already in use") || strings.Contains(log, "errno=98") ||
+		strings.Contains(log, "EADDRINUSE")
+}
+
+// ---------------------------------------------------------------- temp dirs
+
+// tempDir creates a short, world-traversable (0755) directory under /tmp: unix and
+// ldapi socket paths must stay below 108 bytes, and daemons that drop privileges
+// (postfix, dovecot, mail) must be able to traverse it. $TMPDIR is deliberately not
+// used: it may be long or inside a directory others cannot traverse.
+func tempDir(prefix string) (string, error) {
+	d, err := os.MkdirTemp("/tmp", "dt-"+prefix+".")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		os.RemoveAll(d)
+		return "", err
+	}
+	return d, nil
+}
+
+// removeDir removes a harness temp dir unless DOVETAIL_KEEP=1.
+func removeDir(tb testing.TB, d string) {
+	if d == "" {
+		return
+	}
+	if keep() {
+		if tb != nil {
+			tb.Logf("testenv: DOVETAIL_KEEP=1: kept %s", d)
+		} else {
+			fmt.Fprintf(os.Stderr, "testenv: DOVETAIL_KEEP=1: kept %s\n", d)
+		}
+		return
+	}
+	os.RemoveAll(d)
+}
+
+// tail returns the last n lines of a file (for error messages).
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mkdirOwned creates dir (and parents) and gives dir itself the owner and mode.
+func mkdirOwned(dir string, uid, gid int, mode os.FileMode) error {
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// writeFile writes a file with a mode.
+func writeFile(path, content string, mode os.FileMode) error {
+	return os.WriteFile(path, []byte(content), mode)
+}
+
+// ---------------------------------------------------------------- processes
+
+// spawnReq asks the spawner goroutine to start a command.
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var (
+	spawnOnce sync.Once
+	spawnCh   chan spawnReq
+)
+
+// startCmd starts cmd from one dedicated, locked OS thread that never exits. Daemons
+// get Pdeathsig=SIGTERM so they die with the test binary even when it is killed by a
+// timeout; Pdeathsig fires when the *thread* that forked exits, which for an
+// ordinary goroutine can happen at any time, hence the dedicated thread.
+func startCmd(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnCh = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for r := range spawnCh {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	r := spawnReq{cmd: cmd, done: make(chan error, 1)}
+	spawnCh <- r
+	return <-r.done
+}
+
+// proc is a daemon running in the foreground as our child.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string        // log file to quote in errors
+	done chan struct{} // closed when Wait returned (no zombie left)
+	err  error         // Wait's result, valid after done
+}
+
+// startProc starts a foreground daemon with stdout/stderr appended to logPath.
+func startProc(name, logPath string, path string, args ...string) (*proc, error) {
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout = lf
+	cmd.Stderr = lf
+	cmd.Dir = "/"
+	if err := startCmd(cmd); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	lf.Close() // the child has its own copy
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether the process has exited (and was reaped).
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM (and SIGCONT, in case a test froze it), waits, and SIGKILLs after
+// stopTimeout. Safe to call twice.
+func (p *proc) stop() {
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-p.done:
+		return
+	case <-time.After(stopTimeout):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// waitReady polls ready every 20 ms until it returns nil, the process exits, or
+// readyTimeout passes. Errors carry the daemon's log tail.
+func (p *proc) waitReady(ready func() error) error {
+	deadline := time.Now().Add(readyTimeout)
+	var last error
+	for {
+		if last = ready(); last == nil {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("%s exited (%v) before it was ready; log %s:\n%s", p.name, p.err, p.log, tail(p.log, 30))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s (%v); log %s:\n%s", p.name, readyTimeout, last, p.log, tail(p.log, 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runCmd runs a short helper command and returns its combined output.
+func runCmd(path string, args ...string) (string, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Dir = "/"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", filepath.Base(path), strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// waitListen polls until something listens on every port.
+func waitListen(ports ...int) func() error {
+	return func() error {
+		for _, p := range ports {
+			if !listening(p) {
+				return fmt.Errorf("port %d not listening yet", p)
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,143 @@
+package testenv_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestFreePort(t *testing.T) {
+	seen := map[int]bool{}
+	for range 20 {
+		p := testenv.FreePort(t)
+		if p < 20000 || p >= 32768 {
+			t.Fatalf("port %d outside 20000-32767", p)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
+
+func ldapSearch(t *testing.T, s *testenv.SlapdServer, filter string, attrs ...string) []*ldap.Entry {
+	t.Helper()
+	c, err := ldap.DialURL(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Search(ldap.NewSearchRequest(s.PeopleDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		filter, attrs, nil))
+	if err != nil {
+		t.Fatalf("search %s: %v", filter, err)
+	}
+	return res.Entries
+}
+
+func ldapBind(s *testenv.SlapdServer, dn, pw string) error {
+	c, err := ldap.DialURL(s.URL)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Bind(dn, pw)
+}
+
+func TestSlapd(t *testing.T) {
+	s := testenv.Slapd(t)
+	if got := ldapSearch(t, s, "(&(cn=alice)(status=valid))", "mail", "homeDirectory", "uidNumber"); len(got) != 1 ||
+		got[0].GetAttributeValue("mail") != "alice@example.com" || got[0].GetAttributeValue("uidNumber") != "8" {
+		t.Fatalf("alice: %+v", got)
+	}
+	if got := ldapSearch(t, s, "(&(cn=bob)(status=valid))"); len(got) != 0 {
+		t.Fatalf("bob must be invalid: %d entries", len(got))
+	}
+	if got := ldapSearch(t, s, "(mail=c.smith@example.com)", "cn"); len(got) != 1 || got[0].GetAttributeValue("cn") != "carol" {
+		t.Fatalf("carol alias: %+v", got)
+	}
+	if err := ldapBind(s, s.UserDN("alice"), "alicepw"); err != nil {
+		t.Fatalf("alice bind: %v", err)
+	}
+	if err := ldapBind(s, s.UserDN("alice"), "wrong"); !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		t.Fatalf("wrong password: %v", err)
+	}
+
+	s.AddUser(t, testenv.LDAPUser{CN: "dave", Mail: "dave@example.com", Password: "davepw", Status: "invalid"})
+	s.AddUser(t, testenv.LDAPUser{CN: "dave", Mail: "dave@example.com", Password: "davepw2"}) // replace
+	if err := ldapBind(s, s.UserDN("dave"), "davepw2"); err != nil {
+		t.Fatalf("dave bind: %v", err)
+	}
+	s.SetStatus(t, "dave", "invalid")
+	if got := ldapSearch(t, s, "(&(cn=dave)(status=invalid))"); len(got) != 1 {
+		t.Fatalf("dave status: %d entries", len(got))
+	}
+	s.DeleteUser(t, "dave")
+}
+
+func TestSlapdRestart(t *testing.T) {
+	s := testenv.Slapd(t)
+	s.AddUser(t, testenv.LDAPUser{CN: "erin", Mail: "erin@example.com", Password: "{SSHA}" + strings.TrimPrefix(testenv.HashSSHA("erinpw"), "{SSHA}")})
+	defer s.DeleteUser(t, "erin")
+	s.Stop(t)
+	if err := ldapBind(s, s.AdminDN, s.AdminPassword); err == nil {
+		t.Fatal("bind succeeded while slapd is stopped")
+	}
+	s.Start(t)
+	if err := ldapBind(s, s.UserDN("erin"), "erinpw"); err != nil {
+		t.Fatalf("erin after restart: %v", err)
+	}
+}
+
+func TestRedis(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: time.Second, ReadTimeout: time.Second})
+	defer c.Close()
+	if got, err := c.Ping(ctx).Result(); err != nil || got != "PONG" {
+		t.Fatalf("PING: %q %v", got, err)
+	}
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.FlushAll(t)
+	if n, _ := c.Exists(ctx, "k").Result(); n != 0 {
+		t.Fatalf("FlushAll left the key")
+	}
+	r.Stop(t)
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded while redis is stopped")
+	}
+	r.Start(t)
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after restart: %v", err)
+	}
+}
+
+func TestPostfixSwaks(t *testing.T) {
+	// LMTP target that nothing listens on: delivery is deferred (Dovecot LMTP down)
+	p := testenv.StartPostfix(t, testenv.PostfixOptions{LMTP: fmt.Sprintf("inet:127.0.0.1:%d", testenv.FreePort(t))})
+	out, code := testenv.Swaks(t, p.SMTPAddr, "--from", "sender@example.org", "--to", "alice@example.com",
+		"--header", "Subject: testenv")
+	if code != 0 {
+		t.Fatalf("swaks exit %d:\n%s", code, out)
+	}
+	p.WaitLog(t, "status=deferred", 10*time.Second)
+	if p.QueueEmpty(t) {
+		t.Fatal("deferred message not in the queue")
+	}
+	// switch the transport to discard:, then Flush retries the deferred mail at once
+	p.Reconfigure(t, map[string]string{"virtual_transport": "discard:"})
+	p.Flush(t)
+	p.WaitQueueEmpty(t, 10*time.Second)
+	p.WaitLog(t, "status=sent", time.Second)
+}
