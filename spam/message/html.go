@@ -1,0 +1,152 @@
+package message
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+
+	"golang.org/x/net/html"
+)
+
+// maxHTMLTokens bounds the tokenizer's work on hostile HTML.
+const maxHTMLTokens = 200000
+
+// htmlToText returns the visible text of an HTML document, records link URIs
+// with their shown text and counts start tags by name (structure tokens).
+func htmlToText(m *Message, src string, maxURIs int) string {
+	z := html.NewTokenizer(strings.NewReader(src))
+	z.SetMaxBuf(4 << 20)
+	var out strings.Builder
+	skip := 0 // inside <script>/<style>
+	link := -1 // index of the open <a> in m.URIs
+	var shown strings.Builder
+	if m.HTMLTags == nil {
+		m.HTMLTags = map[string]int{}
+	}
+	for n := 0; n < maxHTMLTokens; n++ {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			return finishHTMLText(&out)
+		case html.TextToken:
+			if skip > 0 {
+				continue
+			}
+			t := string(z.Text())
+			out.WriteString(t)
+			if link >= 0 {
+				shown.WriteString(t)
+			}
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			tag := string(name)
+			m.HTMLTags[tag]++
+			attrs := map[string]string{}
+			for hasAttr {
+				var k, v []byte
+				k, v, hasAttr = z.TagAttr()
+				attrs[string(k)] = string(v)
+			}
+			switch tag {
+			case "script", "style", "title":
+				if tt == html.StartTagToken {
+					skip++
+				}
+			case "br", "p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4", "td":
+				out.WriteByte('\n')
+			case "a":
+				if href := strings.TrimSpace(attrs["href"]); href != "" && len(m.URIs) < maxURIs {
+					if link >= 0 {
+						m.URIs[link].Shown = strings.TrimSpace(shown.String())
+					}
+					m.URIs = append(m.URIs, URI{Raw: href, Host: hostOf(href), HTML: true})
+					link = len(m.URIs) - 1
+					shown.Reset()
+				}
+			case "img", "form", "iframe", "area", "frame", "embed":
+				for _, k := range []string{"src", "action", "href"} {
+					if u := strings.TrimSpace(attrs[k]); u != "" && len(m.URIs) < maxURIs {
+						m.URIs = append(m.URIs, URI{Raw: u, Host: hostOf(u), HTML: true})
+					}
+				}
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			switch string(name) {
+			case "script", "style", "title":
+				if skip > 0 {
+					skip--
+				}
+			case "a":
+				if link >= 0 {
+					m.URIs[link].Shown = strings.TrimSpace(shown.String())
+					link = -1
+				}
+			case "p", "div", "tr", "table":
+				out.WriteByte('\n')
+			}
+		}
+	}
+	return finishHTMLText(&out)
+}
+
+var multiBlank = regexp.MustCompile(`[ \t\x{a0}]+`)
+
+func finishHTMLText(b *strings.Builder) string {
+	s := multiBlank.ReplaceAllString(b.String(), " ")
+	return strings.TrimSpace(s)
+}
+
+// hostOf returns the lower-case host of a URI or a bare "www." name.
+func hostOf(raw string) string {
+	s := strings.TrimSpace(raw)
+	low := strings.ToLower(s)
+	switch {
+	case strings.HasPrefix(low, "mailto:"):
+		if _, d, ok := strings.Cut(s, "@"); ok {
+			d, _, _ = strings.Cut(d, "?")
+			return strings.ToLower(strings.Trim(d, "> "))
+		}
+		return ""
+	case strings.HasPrefix(low, "www."):
+		s = "http://" + s
+	case !strings.Contains(low, "://"):
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// Salvage the authority from an unparsable URI.
+		_, rest, _ := strings.Cut(s, "://")
+		rest, _, _ = strings.Cut(rest, "/")
+		if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		rest, _, _ = strings.Cut(rest, ":")
+		return strings.ToLower(rest)
+	}
+	return strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+}
+
+var textURI = regexp.MustCompile(`(?i)\b(?:https?://|ftp://|www\.)[^\s<>"'\x60{}|\\^\[\]]+|\bmailto:[^\s<>"']+`)
+
+// collectTextURIs adds the URIs written in text parts (plain text and shown HTML
+// text), skipping duplicates of HTML links.
+func collectTextURIs(m *Message, maxURIs int) {
+	seen := map[string]bool{}
+	for _, u := range m.URIs {
+		seen[u.Raw] = true
+	}
+	for _, p := range m.Parts {
+		if p.Text == "" || p.HTML {
+			continue
+		}
+		for _, raw := range textURI.FindAllString(p.Text, -1) {
+			raw = strings.TrimRight(raw, ".,;:!?)")
+			if seen[raw] || len(m.URIs) >= maxURIs {
+				continue
+			}
+			seen[raw] = true
+			m.URIs = append(m.URIs, URI{Raw: raw, Host: hostOf(raw)})
+		}
+	}
+}

@@ -1,0 +1,471 @@
+package message
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"mime"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// maxLine is RFC 5322's line limit (998 + CRLF).
+const maxLine = 998
+
+// parse builds a Message from the scanned prefix of a raw message.
+func parse(raw []byte, l Limits) *Message {
+	m := &Message{}
+	if bytes.IndexByte(raw, '\r') >= 0 {
+		raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	}
+	// An mbox "From " line is not a header field.
+	if bytes.HasPrefix(raw, []byte("From ")) {
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			raw = raw[i+1:]
+		} else {
+			raw = nil
+		}
+	}
+	head, body, ok := splitHeader(raw)
+	if !ok {
+		m.addAnomaly(AnomalyNoHeader)
+	}
+	m.RawHeader = string(head)
+	m.Header = parseHeader(m, head)
+	if len(m.Header) == 0 {
+		m.addAnomaly(AnomalyNoHeader)
+	}
+	m.RawBody = string(body)
+	if bytes.IndexByte(body, 0) >= 0 {
+		m.addAnomaly(AnomalyBodyNUL)
+	}
+	if hasLongLine(body) {
+		m.addAnomaly(AnomalyLongLine)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		m.addAnomaly(AnomalyEmptyBody)
+	}
+	w := walker{m: m, lim: l}
+	w.entity(m.Header, body, 0, "")
+	if w.multipart && !m.Header.Has("MIME-Version") {
+		m.addAnomaly(AnomalyNoMIMEVersion)
+	}
+	var text strings.Builder
+	for _, p := range m.Parts {
+		if p.Text != "" && !p.IsAttachment() || p.Text != "" && p.Disposition == "inline" {
+			if text.Len() > 0 {
+				text.WriteByte('\n')
+			}
+			text.WriteString(p.Text)
+		}
+	}
+	m.Text = text.String()
+	collectTextURIs(m, l.MaxURIs)
+	return m
+}
+
+func splitHeader(raw []byte) (head, body []byte, ok bool) {
+	if len(raw) > 0 && raw[0] == '\n' {
+		return nil, raw[1:], true
+	}
+	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+		return raw[:i+1], raw[i+2:], true
+	}
+	return raw, nil, false
+}
+
+func hasLongLine(b []byte) bool {
+	for len(b) > maxLine {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return len(b) > maxLine
+		}
+		if i > maxLine {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// parseHeader splits a header block into fields leniently: a line that is neither
+// a field nor a continuation is recorded as an anomaly and skipped.
+func parseHeader(m *Message, head []byte) Header {
+	var h Header
+	if bytes.IndexByte(head, 0) >= 0 || bytes.IndexByte(head, '\r') >= 0 {
+		m.addAnomaly(AnomalyHeaderNUL)
+	}
+	lines := strings.Split(string(head), "\n")
+	for _, line := range lines {
+		if line == "" {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if len(h) == 0 {
+				if m != nil {
+					m.addAnomaly(AnomalyBadHeader)
+				}
+				continue
+			}
+			h[len(h)-1].Raw += " " + strings.TrimLeft(line, " \t")
+			continue
+		}
+		i := strings.IndexByte(line, ':')
+		if i <= 0 || strings.ContainsAny(line[:i], " \t") && strings.TrimRight(line[:i], " \t") != line[:i] && strings.ContainsAny(strings.TrimRight(line[:i], " \t"), " \t") {
+			if m != nil {
+				m.addAnomaly(AnomalyBadHeader)
+			}
+			continue
+		}
+		name := strings.TrimRight(line[:i], " \t")
+		h = append(h, Field{Name: name, Raw: strings.TrimLeft(line[i+1:], " \t")})
+	}
+	for i := range h {
+		h[i].Raw = strings.TrimRight(h[i].Raw, " \t")
+		h[i].Decoded = decodeHeaderValue(m, h[i].Raw)
+	}
+	return h
+}
+
+// decodeHeaderValue decodes RFC 2047 words; raw 8-bit values (common in Japanese
+// and Chinese spam) are decoded by sniffing, and always end up valid UTF-8.
+func decodeHeaderValue(m *Message, v string) string {
+	if strings.Contains(v, "=?") {
+		if d, err := wordDecoder.DecodeHeader(v); err == nil {
+			v = d
+		} else if m != nil {
+			m.addAnomaly(AnomalyBadCharset)
+		}
+	}
+	if isASCIIPrintable(v) {
+		return v
+	}
+	if strings.Contains(v, "\x1b$") {
+		if d, ok := decodeCharset("iso-2022-jp", []byte(v)); ok {
+			return d
+		}
+	}
+	if !utf8.ValidString(v) {
+		if m != nil {
+			m.addAnomaly(AnomalyRaw8bitHeader)
+		}
+		return sniffDecode([]byte(v))
+	}
+	return v
+}
+
+func isASCIIPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 || s[i] == 0x1b {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeCharset converts b from the named charset to valid UTF-8.
+func decodeCharset(name string, b []byte) (string, bool) {
+	name = strings.ToLower(strings.Trim(strings.TrimSpace(name), `"'`))
+	switch name {
+	case "", "us-ascii", "ascii", "utf-8", "utf8":
+		if utf8.Valid(b) {
+			return string(b), true
+		}
+		return "", false
+	}
+	r, err := charset.Reader(name, bytes.NewReader(b))
+	if err != nil {
+		return "", false
+	}
+	out, err := io.ReadAll(io.LimitReader(r, int64(len(b))*4+16))
+	if err != nil {
+		return "", false
+	}
+	return strings.ToValidUTF8(string(out), "\uFFFD"), true
+}
+
+// sniffDecode turns bytes of unknown charset into UTF-8: ISO-2022-JP by its
+// escape sequences, UTF-8 if valid, otherwise Windows-1252 (a superset of
+// Latin-1 that never fails).
+func sniffDecode(b []byte) string {
+	if bytes.Contains(b, []byte("\x1b$B")) || bytes.Contains(b, []byte("\x1b$@")) {
+		if s, ok := decodeCharset("iso-2022-jp", b); ok {
+			return s
+		}
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	s, _ := decodeCharset("windows-1252", b)
+	return s
+}
+
+type walker struct {
+	m         *Message
+	lim       Limits
+	multipart bool
+}
+
+func contentType(m *Message, h Header) (mt string, params map[string]string) {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return "", nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		// Salvage type/subtype and a boundary from a malformed value.
+		m.addAnomaly(AnomalyBadContentType)
+		f := strings.TrimSpace(strings.SplitN(ct, ";", 2)[0])
+		mt = strings.ToLower(f)
+		params = map[string]string{}
+		for _, p := range strings.Split(ct, ";")[1:] {
+			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if ok {
+				params[strings.ToLower(strings.TrimSpace(k))] = strings.Trim(strings.TrimSpace(v), `"`)
+			}
+		}
+	}
+	return mt, params
+}
+
+// entity handles one MIME entity with header h and body b.
+func (w *walker) entity(h Header, b []byte, depth int, parentType string) {
+	m := w.m
+	if len(m.Parts) >= w.lim.MaxParts {
+		m.addAnomaly(AnomalyTooManyParts)
+		return
+	}
+	mt, params := contentType(m, h)
+	if mt == "" {
+		mt = "text/plain"
+		if parentType == "multipart/digest" {
+			mt = "message/rfc822"
+		}
+	}
+	if strings.HasPrefix(mt, "multipart/") {
+		w.multipart = true
+		if depth >= w.lim.MaxDepth {
+			m.addAnomaly(AnomalyTooDeep)
+			return
+		}
+		boundary := params["boundary"]
+		if boundary == "" {
+			m.addAnomaly(AnomalyMissingBoundary)
+			w.leaf(h, "text/plain", params, b)
+			return
+		}
+		parts, terminated := splitMultipart(b, boundary)
+		if !terminated {
+			m.addAnomaly(AnomalyUnterminated)
+		}
+		for _, p := range parts {
+			ph, pb, _ := splitHeader(p)
+			w.entity(parseHeader(m, ph), pb, depth+1, mt)
+			if len(m.Parts) >= w.lim.MaxParts {
+				if len(parts) > w.lim.MaxParts {
+					m.addAnomaly(AnomalyTooManyParts)
+				}
+				return
+			}
+		}
+		return
+	}
+	if mt == "message/rfc822" && depth < w.lim.MaxDepth {
+		// An attached message: its own text counts (forwarded spam is spam).
+		w.leaf(h, mt, params, nil)
+		ih, ib, _ := splitHeader(w.decode(h, b))
+		w.entity(parseHeader(m, ih), ib, depth+1, mt)
+		return
+	}
+	w.leaf(h, mt, params, b)
+}
+
+// splitMultipart returns the bodies between boundary lines and whether the
+// closing boundary was seen.
+func splitMultipart(b []byte, boundary string) (parts [][]byte, terminated bool) {
+	delim := []byte("--" + boundary)
+	var cur []byte
+	started := false
+	start := 0
+	for pos := 0; pos <= len(b); {
+		end := bytes.IndexByte(b[pos:], '\n')
+		if end < 0 {
+			end = len(b)
+		} else {
+			end += pos
+		}
+		line := b[pos:end]
+		if bytes.HasPrefix(line, delim) {
+			rest := bytes.TrimRight(line[len(delim):], " \t")
+			if len(rest) == 0 || bytes.HasPrefix(rest, []byte("--")) {
+				if started {
+					cur = b[start:max(pos-1, start)]
+					parts = append(parts, cur)
+				}
+				if len(rest) > 0 {
+					return parts, true
+				}
+				started = true
+				start = min(end+1, len(b))
+			}
+		}
+		pos = end + 1
+	}
+	if started && start < len(b) {
+		parts = append(parts, b[start:])
+	}
+	return parts, false
+}
+
+// decode undoes the Content-Transfer-Encoding leniently.
+func (w *walker) decode(h Header, b []byte) []byte {
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	switch cte {
+	case "", "7bit", "8bit", "binary":
+		return b
+	case "base64":
+		out, bad := decodeBase64(b)
+		if bad {
+			w.m.addAnomaly(AnomalyBadBase64)
+		}
+		return out
+	case "quoted-printable":
+		out, bad := decodeQP(b)
+		if bad {
+			w.m.addAnomaly(AnomalyBadQP)
+		}
+		return out
+	}
+	w.m.addAnomaly(AnomalyBadCTE)
+	return b
+}
+
+func decodeBase64(b []byte) ([]byte, bool) {
+	clean := make([]byte, 0, len(b))
+	bad := false
+	for _, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+			clean = append(clean, c)
+		case c == '=' || c == '\n' || c == '\r' || c == ' ' || c == '\t':
+		default:
+			bad = true
+		}
+	}
+	if r := len(clean) % 4; r == 1 {
+		clean = clean[:len(clean)-1]
+		bad = true
+	}
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(clean)))
+	n, err := base64.RawStdEncoding.Decode(out, clean)
+	if err != nil {
+		bad = true
+	}
+	return out[:n], bad
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+func decodeQP(b []byte) ([]byte, bool) {
+	out := make([]byte, 0, len(b))
+	bad := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '=' {
+			out = append(out, c)
+			continue
+		}
+		if i+1 < len(b) && b[i+1] == '\n' { // soft line break
+			i++
+			continue
+		}
+		if i+2 < len(b) {
+			h1, ok1 := unhex(b[i+1])
+			h2, ok2 := unhex(b[i+2])
+			if ok1 && ok2 {
+				out = append(out, h1<<4|h2)
+				i += 2
+				continue
+			}
+		}
+		// Trailing whitespace before a soft break is allowed; anything else is kept verbatim.
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		if j < len(b) && b[j] == '\n' {
+			i = j
+			continue
+		}
+		bad = true
+		out = append(out, c)
+	}
+	return out, bad
+}
+
+// leaf records a non-multipart entity as a Part, decoding text.
+func (w *walker) leaf(h Header, mt string, params map[string]string, b []byte) {
+	m := w.m
+	p := &Part{ContentType: mt, Header: h, Charset: strings.ToLower(params["charset"])}
+	p.Encoding = strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	if d := h.Get("Content-Disposition"); d != "" {
+		disp, dp, err := mime.ParseMediaType(d)
+		if err != nil {
+			disp = strings.ToLower(strings.TrimSpace(strings.SplitN(d, ";", 2)[0]))
+			if _, fn, ok := strings.Cut(d, "filename="); ok {
+				dp = map[string]string{"filename": strings.Trim(strings.SplitN(fn, ";", 2)[0], `" `)}
+			}
+		}
+		p.Disposition = disp
+		p.Filename = dp["filename"]
+	}
+	if p.Filename == "" {
+		p.Filename = params["name"]
+	}
+	if p.Filename != "" {
+		p.Filename = decodeHeaderValue(nil, p.Filename)
+	}
+	m.Parts = append(m.Parts, p)
+	if b == nil {
+		return
+	}
+	data := w.decode(h, b)
+	p.Size = len(data)
+	if !strings.HasPrefix(mt, "text/") || p.Disposition == "attachment" && p.Filename != "" {
+		return
+	}
+	text, ok := decodeCharset(p.Charset, data)
+	if !ok {
+		if p.Charset != "" && !isKnownCharset(p.Charset) {
+			m.addAnomaly(AnomalyBadCharset)
+		}
+		text = sniffDecode(data)
+	}
+	if strings.IndexByte(text, 0) >= 0 {
+		text = strings.ReplaceAll(text, "\x00", "")
+	}
+	if mt == "text/html" {
+		p.HTML = true
+		text = htmlToText(m, text, w.lim.MaxURIs)
+	}
+	p.Text = text
+}
+
+func isKnownCharset(name string) bool {
+	_, err := charset.Reader(name, bytes.NewReader(nil))
+	return err == nil
+}
