@@ -26,11 +26,13 @@ type event struct {
 
 // Store is a mutex-guarded map; Now can be replaced to drive TTLs in tests.
 type Store struct {
-	mu   sync.Mutex
-	m    map[string]*entry
-	Now  func() time.Time
+	mu  sync.Mutex
+	m   map[string]*entry
+	Now func() time.Time
 	// Down makes every call fail with store.ErrUnavailable, to test fail-open/closed paths.
 	Down bool
+
+	closed bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -56,17 +58,25 @@ func (s *Store) create(key string, ttl time.Duration) *entry {
 	return e
 }
 
-func (s *Store) check() error {
-	if s.Down {
+// check fails the call like a real backend would: down, closed, or a context that
+// is already done (the error is both the context's and store.ErrUnavailable).
+func (s *Store) check(ctx context.Context) error {
+	switch {
+	case s.Down:
 		return fmt.Errorf("mem: down: %w", store.ErrUnavailable)
+	case s.closed:
+		return fmt.Errorf("mem: closed: %w", store.ErrUnavailable)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mem: %w: %w", store.ErrUnavailable, err)
 	}
 	return nil
 }
 
-func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
 	e := s.get(key)
@@ -76,20 +86,20 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, error) {
 	return append([]byte(nil), e.value...), nil
 }
 
-func (s *Store) Set(_ context.Context, key string, value []byte, ttl time.Duration) error {
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return err
 	}
 	s.create(key, ttl).value = append([]byte{}, value...)
 	return nil
 }
 
-func (s *Store) SetNX(_ context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return false, err
 	}
 	if s.get(key) != nil {
@@ -99,10 +109,10 @@ func (s *Store) SetNX(_ context.Context, key string, value []byte, ttl time.Dura
 	return true, nil
 }
 
-func (s *Store) Delete(_ context.Context, keys ...string) error {
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -111,10 +121,10 @@ func (s *Store) Delete(_ context.Context, keys ...string) error {
 	return nil
 }
 
-func (s *Store) Incr(_ context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
 	e := s.get(key)
@@ -125,10 +135,10 @@ func (s *Store) Incr(_ context.Context, key string, delta int64, ttl time.Durati
 	return e.counter, nil
 }
 
-func (s *Store) WindowAdd(_ context.Context, key string, now time.Time, window time.Duration, n int64) (int64, error) {
+func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window time.Duration, n int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
 	e := s.get(key)
@@ -152,10 +162,10 @@ func (s *Store) WindowAdd(_ context.Context, key string, now time.Time, window t
 	return total, nil
 }
 
-func (s *Store) HIncr(_ context.Context, key string, deltas map[string]int64) error {
+func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return err
 	}
 	e := s.get(key)
@@ -171,10 +181,10 @@ func (s *Store) HIncr(_ context.Context, key string, deltas map[string]int64) er
 	return nil
 }
 
-func (s *Store) HGet(_ context.Context, key string, fields []string) (map[string]int64, error) {
+func (s *Store) HGet(ctx context.Context, key string, fields []string) (map[string]int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
 	out := map[string]int64{}
@@ -190,10 +200,10 @@ func (s *Store) HGet(_ context.Context, key string, fields []string) (map[string
 	return out, nil
 }
 
-func (s *Store) SAdd(_ context.Context, key string, ttl time.Duration, members ...string) error {
+func (s *Store) SAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return err
 	}
 	e := s.get(key)
@@ -211,10 +221,10 @@ func (s *Store) SAdd(_ context.Context, key string, ttl time.Duration, members .
 	return nil
 }
 
-func (s *Store) SIsMember(_ context.Context, key, member string) (bool, error) {
+func (s *Store) SIsMember(ctx context.Context, key, member string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.check(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return false, err
 	}
 	e := s.get(key)
@@ -225,4 +235,10 @@ func (s *Store) SIsMember(_ context.Context, key, member string) (bool, error) {
 	return ok, nil
 }
 
-func (s *Store) Close() error { return nil }
+// Close makes every later call fail with store.ErrUnavailable, like a real backend.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
