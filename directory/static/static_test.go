@@ -1,0 +1,125 @@
+package static
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/directory"
+)
+
+const sample = `# test users
+alice@example.com:{PLAIN}alicepw:1000:1000::/home/alice::mail=a.smith@example.com,Alice@Example.org quota=10M
+bob@example.com:{SSHA}dOiHfu7KYmek5e+ZkHo+1Qu5XFCkSNss:1001:1001::/home/bob::status=invalid
+carol:{SHA512-CRYPT}$6$dxfgCnrrcKFHq/5K$wfaiyiBHfuC411NC3ptye2LedgZWOZQUgzj3R0v7a9m714dVEjmjhBuSTVKUHj9Wgwaqy/0TgJ/DG2fs6TYAz/
+dave@example.com:$1$NGZSeYcH$ALHRJK5ZFfg4Fo9EbPOGF1::::::userdb_quota_rule=*:storage=1024 userdb_mail=maildir:~/Mail
+`
+
+func write(t *testing.T, dir, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, "users")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStatic(t *testing.T) {
+	p := write(t, t.TempDir(), sample)
+	cfg := DefaultConfig()
+	cfg.Path = p
+	cfg.DefaultHome = "/var/mail/%d/%n"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		login, pw string
+		want      error
+	}{
+		{"alice@example.com", "alicepw", nil},
+		{"ALICE@example.com", "alicepw", nil},
+		{"alice@example.com", "wrong", directory.ErrInvalidCredentials},
+		{"bob@example.com", "secret", directory.ErrDisabled},
+		{"bob@example.com", "wrong", directory.ErrInvalidCredentials},
+		{"carol", "secret", nil},
+		{"dave@example.com", "secret", nil}, // bare $1$ → CRYPT default scheme
+		{"nobody", "x", directory.ErrNotFound},
+		{"*)(cn=*", "x", directory.ErrNotFound},
+	} {
+		u, err := d.Authenticate(ctx, tc.login, tc.pw)
+		if !errors.Is(err, tc.want) || (err == nil) != (u != nil) {
+			t.Errorf("Authenticate(%q,%q) = %v, %v; want %v", tc.login, tc.pw, u, err, tc.want)
+		}
+	}
+	u, err := d.LookupAddress(ctx, "alice@example.org")
+	if err != nil || u.Login != "alice@example.com" || u.Quota != 10<<20 || u.UID != 1000 || u.Home != "/home/alice" {
+		t.Fatalf("LookupAddress = %+v, %v", u, err)
+	}
+	if u, _ := d.LookupLogin(ctx, "bob@example.com"); u == nil || u.Enabled {
+		t.Errorf("bob should be found disabled: %+v", u)
+	}
+	if u, _ := d.LookupLogin(ctx, "dave@example.com"); u == nil || u.Quota != 1<<20 || u.Home != "/var/mail/example.com/dave" || u.Attrs["mail"][0] != "maildir:~/Mail" {
+		t.Errorf("dave = %+v", u)
+	}
+	scheme, data, _, err := d.StoredPassword(ctx, "alice@example.com")
+	if err != nil || scheme != "PLAIN" || data != "alicepw" {
+		t.Errorf("StoredPassword = %q %q %v", scheme, data, err)
+	}
+
+	// Reload on change; a broken file keeps the old users.
+	d.cfg.CheckInterval = 0
+	write(t, filepath.Dir(p), "erin:{PLAIN}erinpw\n")
+	future := time.Now().Add(2 * time.Second)
+	os.Chtimes(p, future, future)
+	if _, err := d.Authenticate(ctx, "erin", "erinpw"); err != nil {
+		t.Fatalf("after reload: %v", err)
+	}
+	write(t, filepath.Dir(p), "broken line without colon but :x:notanumber\n")
+	future = future.Add(2 * time.Second)
+	os.Chtimes(p, future, future)
+	if _, err := d.Authenticate(ctx, "erin", "erinpw"); err != nil {
+		t.Fatalf("a broken reload must keep the old users: %v", err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	_, err := parse("u", []byte("a:x:1\n:nouser\nb:x:zz\nc:x::::::status=maybe\na:y\nd:x::::::mail=notanaddress\n"+strings.Repeat("x", maxLine+10)+"\n"))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"u:2: empty user name", "u:3: uid", "u:4: status", "u:5: user \"a\" already defined on line 1", "u:6: mail", "u:7:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+func TestEmbeddedDefault(t *testing.T) {
+	d, err := New(DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(context.Background(), "demo@example.com", "demo"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(sample))
+	f.Add(defaultUsers)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tab, err := parse("fuzz", data)
+		if err == nil && tab == nil {
+			t.Fatal("nil table without error")
+		}
+	})
+}
