@@ -1,0 +1,622 @@
+package sieve
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Script is a compiled Sieve script; immutable and safe for concurrent use.
+type Script struct {
+	name     string
+	body     []cmd
+	exts     map[string]bool
+	lim      Limits
+	includes []*includeRef
+	suite    *suiteRunner
+	src      []byte
+}
+
+// Name returns the script name given to Compile.
+func (s *Script) Name() string { return s.name }
+
+// Requires reports whether the script required the extension.
+func (s *Script) Requires(ext string) bool { return s.exts[ext] }
+
+// supportedExtensions lists every capability string this interpreter knows.
+var supportedExtensions = []string{
+	"fileinto", "envelope", "encoded-character", "copy", "body", "environment",
+	"variables", "vacation", "vacation-seconds", "relational",
+	"comparator-i;octet", "comparator-i;ascii-casemap", "comparator-i;ascii-numeric",
+	"comparator-i;unicode-casemap", "imap4flags", "subaddress", "spamtest",
+	"spamtestplus", "virustest", "date", "index", "editheader", "reject", "ereject",
+	"enotify", "ihave", "mailbox", "mime", "foreverypart", "extracttext", "include",
+	"duplicate", "regex", "special-use", "vnd.dovetail.quarantine",
+	"vnd.dovecot.duplicate", "vnd.dovecot.environment", "vnd.dovecot.debug", "imapflags",
+}
+
+// Extensions returns the supported capability strings.
+func Extensions() []string { return append([]string(nil), supportedExtensions...) }
+
+var extImplied = map[string][]string{
+	"spamtestplus":            {"spamtest"},
+	"vacation-seconds":        {"vacation"},
+	"vnd.dovecot.environment": {"environment", "variables"},
+}
+
+type compiler struct {
+	name       string
+	errs       *errList
+	exts       map[string]bool
+	allowed    map[string]bool
+	opts       *Options
+	lim        Limits
+	loopDepth  int
+	loopNames  []string
+	includes   []*includeRef
+	incDepth   int
+	incState   *includeState
+	globals    map[string]bool
+	requireOK  bool // still at the start of the script
+	nestDepth  int
+	inTestFile bool
+}
+
+func compile(name string, src []byte, opts *Options) (*Script, error) {
+	st := &includeState{seen: map[string]*Script{}}
+	return compileWith(name, src, opts, st, 0)
+}
+
+func compileWith(name string, src []byte, opts *Options, st *includeState, depth int) (*Script, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	lim := opts.Limits.withDefaults()
+	errs := &errList{script: name, max: 100}
+	if len(src) > lim.MaxScriptSize {
+		errs.add(Pos{1, 1}, "script is too large (max %d bytes)", lim.MaxScriptSize)
+		return nil, &CompileError{Errors: errs.list}
+	}
+	c := &compiler{name: name, errs: errs, exts: map[string]bool{}, opts: opts, lim: lim, incState: st, incDepth: depth, requireOK: true}
+	if opts.Extensions != nil {
+		c.allowed = map[string]bool{}
+		for _, e := range opts.Extensions {
+			c.allowed[e] = true
+		}
+	}
+	nodes := parseScript(src, errs, lim)
+	var body []cmd
+	if len(errs.list) == 0 {
+		body = c.block(nodes)
+	}
+	if len(errs.list) > 0 {
+		return nil, &CompileError{Errors: errs.list}
+	}
+	return &Script{name: name, body: body, exts: c.exts, lim: lim, includes: c.includes, suite: opts.testsuite, src: src}, nil
+}
+
+func (c *compiler) errorf(p Pos, format string, args ...any) {
+	c.errs.add(p, format, args...)
+}
+
+func (c *compiler) has(ext string) bool { return c.exts[ext] }
+
+func (c *compiler) extSupported(ext string) bool {
+	if ext == "vnd.dovecot.testsuite" {
+		return c.opts.testsuite != nil
+	}
+	if c.allowed != nil && !c.allowed[ext] {
+		return false
+	}
+	for _, e := range supportedExtensions {
+		if e == ext {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) block(nodes []*cmdNode) []cmd {
+	var out []cmd
+	var prevIf *ifCmd
+	for _, n := range nodes {
+		if n.name != "require" {
+			c.requireOK = false
+		}
+		switch n.name {
+		case "elsif", "else":
+			if prevIf == nil {
+				c.errorf(n.pos, "the %s command must follow an if or elseif command", n.name)
+				continue
+			}
+			cond, blk := c.ifParts(n)
+			prevIf.branches = append(prevIf.branches, ifBranch{cond: cond, body: blk})
+			if n.name == "else" {
+				prevIf = nil
+			}
+			continue
+		case "if":
+			cond, blk := c.ifParts(n)
+			prevIf = &ifCmd{branches: []ifBranch{{cond: cond, body: blk}}}
+			out = append(out, prevIf)
+			continue
+		}
+		prevIf = nil
+		if x := c.command(n); x != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (c *compiler) ifParts(n *cmdNode) (test, []cmd) {
+	var cond test
+	if n.name == "else" {
+		if len(n.args) > 0 || len(n.tests) > 0 {
+			c.errorf(n.pos, "the else command does not accept arguments or tests")
+		}
+	} else {
+		if len(n.args) > 0 {
+			c.errorf(n.args[0].pos, "the %s command accepts no arguments other than a test", n.name)
+		}
+		if len(n.tests) != 1 || n.paren {
+			c.errorf(n.pos, "the %s command requires one test argument", n.name)
+		} else {
+			cond = c.test(n.tests[0])
+		}
+	}
+	if !n.hasBlock {
+		c.errorf(n.pos, "the %s command requires a command block", n.name)
+	}
+	c.nestDepth++
+	blk := c.block(n.block)
+	c.nestDepth--
+	return cond, blk
+}
+
+type cmdDef struct {
+	exts  []string // any of these required ("" none)
+	block bool     // takes a block
+	fn    func(c *compiler, n *cmdNode, a *argp) cmd
+}
+
+type testDef struct {
+	exts []string
+	fn   func(c *compiler, n *testNode, a *argp) test
+}
+
+var commands map[string]cmdDef
+var tests map[string]testDef
+
+func (c *compiler) extOK(exts []string) bool {
+	if len(exts) == 0 {
+		return true
+	}
+	for _, e := range exts {
+		if c.exts[e] {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) command(n *cmdNode) cmd {
+	def, ok := commands[n.name]
+	if !ok || !c.extOK(def.exts) {
+		if ok {
+			c.errorf(n.pos, "unknown command '%s' (only reported as such because the required extension '%s' is not loaded)", n.name, def.exts[0])
+		} else {
+			c.errorf(n.pos, "unknown command '%s'", n.name)
+		}
+		return nil
+	}
+	if def.block && !n.hasBlock {
+		c.errorf(n.pos, "the %s command requires a command block", n.name)
+		return nil
+	}
+	if !def.block && n.hasBlock {
+		c.errorf(n.pos, "the %s command does not accept a command block", n.name)
+		return nil
+	}
+	if len(n.tests) > 0 && n.name != "test" {
+		c.errorf(n.pos, "the %s command accepts no test arguments", n.name)
+		return nil
+	}
+	a := &argp{c: c, what: n.name + " command", pos: n.pos, args: n.args}
+	x := def.fn(c, n, a)
+	if x == nil {
+		return nil
+	}
+	if !a.failed {
+		a.done()
+	}
+	return x
+}
+
+func (c *compiler) test(n *testNode) test {
+	def, ok := tests[n.name]
+	if !ok || !c.extOK(def.exts) {
+		if ok {
+			c.errorf(n.pos, "unknown test '%s' (only reported as such because the required extension '%s' is not loaded)", n.name, def.exts[0])
+		} else {
+			c.errorf(n.pos, "unknown test '%s'", n.name)
+		}
+		return nil
+	}
+	switch n.name {
+	case "allof", "anyof", "not":
+	default:
+		if len(n.tests) > 0 {
+			c.errorf(n.pos, "the %s test accepts no sub-tests", n.name)
+			return nil
+		}
+	}
+	a := &argp{c: c, what: n.name + " test", pos: n.pos, args: n.args}
+	x := def.fn(c, n, a)
+	if x == nil {
+		return nil
+	}
+	if !a.failed {
+		a.done()
+	}
+	return x
+}
+
+// argp iterates over arguments.
+type argp struct {
+	c      *compiler
+	what   string
+	pos    Pos
+	args   []arg
+	i      int
+	failed bool
+}
+
+func (a *argp) fail(p Pos, format string, args ...any) {
+	if a.failed {
+		return
+	}
+	a.failed = true
+	a.c.errorf(p, format, args...)
+}
+
+// tag returns the next argument if it is a tag.
+func (a *argp) tag() (arg, bool) {
+	if a.failed || a.i >= len(a.args) || a.args[a.i].kind != aTag {
+		return arg{}, false
+	}
+	a.i++
+	return a.args[a.i-1], true
+}
+
+func (a *argp) unknownTag(t arg) {
+	a.fail(t.pos, "unknown tagged argument ':%s' for the %s", t.tag, a.what)
+}
+
+func (a *argp) more() bool { return !a.failed && a.i < len(a.args) }
+
+func (a *argp) peekKind() argKind {
+	if a.i < len(a.args) {
+		return a.args[a.i].kind
+	}
+	return -1
+}
+
+func (a *argp) rawStrings(name string) ([]string, Pos, bool) {
+	if a.failed {
+		return nil, a.pos, false
+	}
+	if a.i >= len(a.args) {
+		a.fail(a.pos, "the %s requires a string list argument (%s), but none was found", a.what, name)
+		return nil, a.pos, false
+	}
+	x := a.args[a.i]
+	if x.kind != aString && x.kind != aStringList {
+		a.fail(x.pos, "the %s expects a string list (%s), but %s was found", a.what, name, kindName(x))
+		return nil, x.pos, false
+	}
+	a.i++
+	return x.strs, x.pos, true
+}
+
+func kindName(x arg) string {
+	switch x.kind {
+	case aTag:
+		return "tag ':" + x.tag + "'"
+	case aNumber:
+		return "a number"
+	case aString:
+		return "a string"
+	}
+	return "a string list"
+}
+
+// strList reads a string list argument.
+func (a *argp) strList(name string) []strv {
+	ss, p, ok := a.rawStrings(name)
+	if !ok {
+		return nil
+	}
+	out := make([]strv, len(ss))
+	for i, s := range ss {
+		out[i] = a.c.str(s, p)
+	}
+	return out
+}
+
+// str reads a single string argument.
+func (a *argp) str(name string) (strv, bool) {
+	if a.failed {
+		return strv{}, false
+	}
+	if a.i >= len(a.args) {
+		a.fail(a.pos, "the %s requires a string argument (%s), but none was found", a.what, name)
+		return strv{}, false
+	}
+	x := a.args[a.i]
+	if x.kind != aString {
+		a.fail(x.pos, "the %s expects a string (%s), but %s was found", a.what, name, kindName(x))
+		return strv{}, false
+	}
+	a.i++
+	return a.c.str(x.strs[0], x.pos), true
+}
+
+func (a *argp) num(name string) (int64, bool) {
+	if a.failed {
+		return 0, false
+	}
+	if a.i >= len(a.args) {
+		a.fail(a.pos, "the %s requires a number argument (%s), but none was found", a.what, name)
+		return 0, false
+	}
+	x := a.args[a.i]
+	if x.kind != aNumber {
+		a.fail(x.pos, "the %s expects a number (%s), but %s was found", a.what, name, kindName(x))
+		return 0, false
+	}
+	a.i++
+	return x.num, true
+}
+
+func (a *argp) done() {
+	if a.failed {
+		return
+	}
+	if a.i < len(a.args) {
+		x := a.args[a.i]
+		if x.kind == aTag {
+			a.fail(x.pos, "unknown tagged argument ':%s' for the %s", x.tag, a.what)
+		} else {
+			a.fail(x.pos, "the %s has too many arguments (unexpected %s)", a.what, kindName(x))
+		}
+	}
+}
+
+// lastPos returns the position of the last consumed argument.
+func (a *argp) lastPos() Pos {
+	if a.i > 0 && a.i <= len(a.args) {
+		return a.args[a.i-1].pos
+	}
+	return a.pos
+}
+
+// ---- strings with variables / encoded characters
+
+type strPart struct {
+	lit  string
+	name string // variable name (lower-case); "" for literal
+	num  int    // match variable index, or -1
+}
+
+type strv struct {
+	lit   string
+	parts []strPart // nil => constant
+}
+
+func (s *strv) isConst() bool { return s.parts == nil }
+
+func constStr(s string) strv { return strv{lit: s} }
+
+// str processes encoded-character (at compile time) and splits variable
+// references when the variables extension is active.
+func (c *compiler) str(s string, p Pos) strv {
+	if c.has("encoded-character") && strings.Contains(s, "${") {
+		s = c.decodeEncoded(s, p)
+	}
+	if !c.has("variables") || !strings.Contains(s, "${") {
+		return strv{lit: s}
+	}
+	parts := parseVarRefs(s)
+	if len(parts) == 1 && parts[0].name == "" && parts[0].num < 0 {
+		return strv{lit: parts[0].lit}
+	}
+	if len(parts) == 0 {
+		return strv{}
+	}
+	return strv{parts: parts}
+}
+
+func parseVarRefs(s string) []strPart {
+	var parts []strPart
+	var lit strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] == '$' && i+1 < len(s) && s[i+1] == '{' {
+			end := strings.IndexByte(s[i+2:], '}')
+			if end >= 0 {
+				name := s[i+2 : i+2+end]
+				if num, ok := parseVarNum(name); ok {
+					if lit.Len() > 0 {
+						parts = append(parts, strPart{lit: lit.String(), num: -1})
+						lit.Reset()
+					}
+					parts = append(parts, strPart{num: num})
+					i += 3 + end
+					continue
+				}
+				if validVarName(name, true) {
+					if lit.Len() > 0 {
+						parts = append(parts, strPart{lit: lit.String(), num: -1})
+						lit.Reset()
+					}
+					parts = append(parts, strPart{name: strings.ToLower(name), num: -1})
+					i += 3 + end
+					continue
+				}
+			}
+		}
+		lit.WriteByte(s[i])
+		i++
+	}
+	if lit.Len() > 0 {
+		parts = append(parts, strPart{lit: lit.String(), num: -1})
+	}
+	return parts
+}
+
+func parseVarNum(s string) (int, bool) {
+	if s == "" || len(s) > 10 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, _ := strconv.Atoi(s)
+	return n, true
+}
+
+// validVarName: identifier, optionally namespaced with dots.
+func validVarName(s string, allowNS bool) bool {
+	if s == "" {
+		return false
+	}
+	for _, seg := range strings.Split(s, ".") {
+		if seg == "" || !isIdentStart(seg[0]) {
+			return false
+		}
+		for i := 1; i < len(seg); i++ {
+			if !isIdentChar(seg[i]) {
+				return false
+			}
+		}
+	}
+	if !allowNS && strings.Contains(s, ".") {
+		return false
+	}
+	return true
+}
+
+func (c *compiler) decodeEncoded(s string, p Pos) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] == '$' && i+1 < len(s) && s[i+1] == '{' {
+			end := strings.IndexByte(s[i+2:], '}')
+			if end >= 0 {
+				inner := s[i+2 : i+2+end]
+				colon := strings.IndexByte(inner, ':')
+				if colon > 0 {
+					kind := strings.ToLower(strings.TrimSpace(inner[:colon]))
+					if out, ok := decodeEncChars(kind, inner[colon+1:]); ok {
+						b.WriteString(out)
+						i += 3 + end
+						continue
+					} else if kind == "unicode" && out == "invalid" {
+						c.errorf(p, "invalid unicode character in encoded character substitution")
+					}
+				}
+			}
+		}
+		b.WriteByte(s[i])
+		i++
+	}
+	return b.String()
+}
+
+func decodeEncChars(kind, body string) (string, bool) {
+	if kind != "hex" && kind != "unicode" {
+		return "", false
+	}
+	fields := strings.FieldsFunc(body, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' })
+	// the body may only contain hex digits and whitespace
+	for i := 0; i < len(body); i++ {
+		ch := body[i]
+		if !(ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || isHex(ch)) {
+			return "", false
+		}
+	}
+	var b strings.Builder
+	for _, f := range fields {
+		v, err := strconv.ParseUint(f, 16, 32)
+		if err != nil {
+			return "", false
+		}
+		if kind == "hex" {
+			if len(f) > 2 && strings.TrimLeft(f[:len(f)-2], "0") != "" {
+				return "", false
+			}
+			b.WriteByte(byte(v))
+		} else {
+			if v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) {
+				return "invalid", false
+			}
+			b.WriteRune(rune(v))
+		}
+	}
+	return b.String(), true
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// ---- require
+
+type nopCmd struct{}
+
+func (nopCmd) exec(*run) error { return nil }
+
+func compileRequire(c *compiler, n *cmdNode, a *argp) cmd {
+	if !c.requireOK || c.nestDepth > 0 {
+		c.errorf(n.pos, "require commands can only be placed at top level at the beginning of the file")
+		return nil
+	}
+	ss, p, ok := a.rawStrings("capabilities")
+	if !ok {
+		return nil
+	}
+	for _, e := range ss {
+		e = strings.TrimSpace(e)
+		if !c.extSupported(e) {
+			c.errorf(p, "require command: unknown Sieve capability '%s'", e)
+			continue
+		}
+		c.exts[e] = true
+		for _, x := range extImplied[e] {
+			c.exts[x] = true
+		}
+	}
+	if c.exts["spamtestplus"] {
+		c.exts["spamtest"] = true
+	}
+	return nopCmd{}
+}
+
+func init() {
+	commands = map[string]cmdDef{
+		"require": {fn: compileRequire},
+	}
+	tests = map[string]testDef{}
+	registerCore()
+	registerExtensions()
+}
+
+// validUTF8 reports whether s is valid UTF-8.
+func validUTF8(s string) bool { return utf8.ValidString(s) }
+
+var errNotFound = errors.New("not found")
+
+var _ = fmt.Sprintf

@@ -1,0 +1,438 @@
+package sieve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type cmd interface{ exec(r *run) error }
+type test interface {
+	eval(r *run) (bool, error)
+}
+
+var (
+	errStop   = errors.New("stop")
+	errReturn = errors.New("return")
+)
+
+type breakErr struct{ name string }
+
+func (b *breakErr) Error() string { return "break" }
+
+// RuntimeError is an error raised while executing a script.
+type RuntimeError struct {
+	Script string
+	Msg    string
+}
+
+func (e *RuntimeError) Error() string {
+	if e.Script == "" {
+		return e.Msg
+	}
+	return e.Script + ": " + e.Msg
+}
+
+// execState is shared by every script of one multiscript run.
+type execState struct {
+	actions       []*Action
+	keepCancelled bool // implicit keep cancelled by some action
+	explicitKeep  bool
+	redirects     int
+	flags         []string // imap4flags internal variable
+	flagsSet      bool
+	headers       []Header
+	headersEdited bool
+	dupMarks      []DuplicateMark
+	errors        []error
+	sentResponse  bool // vacation/reject
+	lastKeepIdx   int
+}
+
+type run struct {
+	ctx      context.Context
+	env      *Env
+	lim      Limits
+	script   *Script
+	st       *execState
+	vars     map[string]string
+	globals  map[string]string
+	match    []string
+	steps    *int
+	deadline time.Time
+	mime     *mimeIter // current foreverypart part (nil: top level)
+	incStack []*Script
+	incCount *int
+	onceDone map[*Script]bool
+}
+
+func (r *run) step() error {
+	*r.steps++
+	if *r.steps > r.lim.MaxSteps {
+		return r.runtimeErr("execution exceeded the step limit (%d)", r.lim.MaxSteps)
+	}
+	if *r.steps&1023 == 0 {
+		if time.Now().After(r.deadline) {
+			return r.runtimeErr("execution exceeded CPU time limit")
+		}
+		if err := r.ctx.Err(); err != nil {
+			return r.runtimeErr("execution aborted: %v", err)
+		}
+	}
+	return nil
+}
+
+func (r *run) runtimeErr(format string, args ...any) error {
+	return &RuntimeError{Script: r.script.name, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (r *run) now() time.Time {
+	if r.env.Now != nil {
+		return r.env.Now()
+	}
+	return time.Now()
+}
+
+func (r *run) config(key string) (string, bool) {
+	if r.env.Config == nil {
+		return "", false
+	}
+	v, ok := r.env.Config[key]
+	return v, ok
+}
+
+func (r *run) setMatch(caps []string) {
+	if len(caps) > r.lim.MaxMatchValues {
+		caps = caps[:r.lim.MaxMatchValues]
+	}
+	r.match = caps
+}
+
+// expand evaluates a string with variable references.
+func (r *run) expand(s *strv) string {
+	if s.parts == nil {
+		return s.lit
+	}
+	var b strings.Builder
+	for _, p := range s.parts {
+		switch {
+		case p.num >= 0 && p.name == "":
+			if p.num < len(r.match) {
+				b.WriteString(r.match[p.num])
+			}
+		case p.name != "":
+			b.WriteString(r.getVar(p.name))
+		default:
+			b.WriteString(p.lit)
+		}
+	}
+	out := b.String()
+	if len(out) > r.lim.MaxVariableSize*4 && r.lim.MaxVariableSize > 0 {
+		out = out[:r.lim.MaxVariableSize*4]
+	}
+	return out
+}
+
+func (r *run) expandList(ss []strv) []string {
+	out := make([]string, len(ss))
+	for i := range ss {
+		out[i] = r.expand(&ss[i])
+	}
+	return out
+}
+
+func (r *run) getVar(name string) string {
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		ns := name[:i]
+		switch ns {
+		case "env":
+			if r.script.exts["vnd.dovecot.environment"] {
+				v, _ := r.environment(name[i+1:])
+				return v
+			}
+		case "tst":
+			if r.script.suite != nil {
+				return r.script.suite.nsVar(r, name[i+1:])
+			}
+		case "global":
+			return r.globals[name[i+1:]]
+		}
+		return ""
+	}
+	if v, ok := r.vars[name]; ok {
+		return v
+	}
+	return ""
+}
+
+func (r *run) setVar(name, val string) {
+	if len(val) > r.lim.MaxVariableSize {
+		// truncate at a UTF-8 boundary
+		n := r.lim.MaxVariableSize
+		for n > 0 && n < len(val) && val[n]&0xC0 == 0x80 {
+			n--
+		}
+		val = val[:n]
+	}
+	if strings.HasPrefix(name, "global.") {
+		r.globals[name[7:]] = val
+		return
+	}
+	if r.vars == nil {
+		r.vars = map[string]string{}
+	}
+	r.vars[name] = val
+}
+
+func execBlock(r *run, cmds []cmd) error {
+	for _, c := range cmds {
+		if err := r.step(); err != nil {
+			return err
+		}
+		if err := c.exec(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- control
+
+type ifBranch struct {
+	cond test // nil for else
+	body []cmd
+}
+
+type ifCmd struct{ branches []ifBranch }
+
+func (c *ifCmd) exec(r *run) error {
+	for _, b := range c.branches {
+		if b.cond != nil {
+			ok, err := b.cond.eval(r)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
+		return execBlock(r, b.body)
+	}
+	return nil
+}
+
+type stopCmd struct{}
+
+func (stopCmd) exec(*run) error { return errStop }
+
+// ---- result handling
+
+func actionName(a *Action) string {
+	switch a.Type {
+	case "fileinto":
+		return "store"
+	}
+	return a.Type
+}
+
+func (r *run) addAction(a *Action, cancelsKeep bool) error {
+	st := r.st
+	// duplicates / conflicts
+	for _, o := range st.actions {
+		if o.Implicit {
+			continue
+		}
+		if isStore(o) && isStore(a) && mailboxEq(o.Mailbox, a.Mailbox) {
+			// merge flags: latest wins (Pigeonhole merges); keep the first
+			if a.Flags != nil || o.Flags != nil {
+				o.Flags = mergeFlags(o.Flags, a.Flags)
+			}
+			if cancelsKeep {
+				st.keepCancelled = true
+			}
+			if a.Type == "keep" {
+				st.explicitKeep = true
+			}
+			return nil
+		}
+		if o.Type == "redirect" && a.Type == "redirect" && strings.EqualFold(o.Address, a.Address) {
+			if cancelsKeep {
+				st.keepCancelled = true
+			}
+			return nil
+		}
+		if (o.Type == "reject" || o.Type == "ereject") && (a.Type == "reject" || a.Type == "ereject") {
+			return r.runtimeErr("duplicate reject/ereject action not allowed")
+		}
+		if (o.Type == "reject" || o.Type == "ereject") && (isStore(a) || a.Type == "redirect") && !(a.Type == "keep" && false) {
+			return r.runtimeErr("%s action conflicts with earlier %s action", a.Type, o.Type)
+		}
+		if (a.Type == "reject" || a.Type == "ereject") && (isStore(o) || o.Type == "redirect") {
+			return r.runtimeErr("%s action conflicts with earlier %s action", a.Type, actionName(o))
+		}
+		if o.Type == "vacation" && a.Type == "vacation" {
+			return r.runtimeErr("duplicate vacation action not allowed")
+		}
+		if o.Type == "discard" && a.Type == "discard" {
+			return nil
+		}
+		if o.Type == "notify" && a.Type == "notify" && o.Method == a.Method {
+			return nil
+		}
+		if o.Type == "quarantine" && a.Type == "quarantine" {
+			return nil
+		}
+	}
+	if a.Type == "redirect" {
+		if st.redirects >= r.lim.MaxRedirects {
+			return r.runtimeErr("number of redirect actions exceeds policy limit (%d > %d)", st.redirects+1, r.lim.MaxRedirects)
+		}
+		st.redirects++
+	}
+	if len(st.actions) >= r.lim.MaxActions {
+		return r.runtimeErr("total number of actions exceeds policy limit (%d > %d)", len(st.actions)+1, r.lim.MaxActions)
+	}
+	st.actions = append(st.actions, a)
+	if cancelsKeep {
+		st.keepCancelled = true
+	}
+	if a.Type == "keep" {
+		st.explicitKeep = true
+	}
+	return nil
+}
+
+func isStore(a *Action) bool { return a.Type == "keep" || a.Type == "fileinto" }
+
+func mailboxEq(a, b string) bool {
+	na, nb := normMailbox(a), normMailbox(b)
+	return na == nb
+}
+
+func normMailbox(m string) string {
+	if m == "" || strings.EqualFold(m, "INBOX") {
+		return "INBOX"
+	}
+	if len(m) > 6 && strings.EqualFold(m[:6], "INBOX.") || strings.EqualFold(m[:min(6, len(m))], "INBOX/") {
+		return "INBOX" + m[5:]
+	}
+	return m
+}
+
+func mergeFlags(a, b []string) []string {
+	if b == nil {
+		return a
+	}
+	return b
+}
+
+// ---- running
+
+func newRun(ctx context.Context, env *Env, s *Script, st *execState, steps *int, deadline time.Time) *run {
+	inc := 0
+	return &run{ctx: ctx, env: env, lim: s.lim, script: s, st: st, globals: map[string]string{}, steps: steps, deadline: deadline, incCount: &inc}
+}
+
+func (s *Script) runInto(ctx context.Context, env *Env, st *execState) error {
+	steps := 0
+	r := newRun(ctx, env, s, st, &steps, time.Now().Add(s.lim.MaxCPUTime))
+	return r.runScript()
+}
+
+func (r *run) runScript() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = r.runtimeErr("internal error: %v", p)
+		}
+	}()
+	err = execBlock(r, r.script.body)
+	if err == errStop || err == errReturn {
+		err = nil
+	}
+	var be *breakErr
+	if errors.As(err, &be) {
+		err = nil
+	}
+	return err
+}
+
+func newState(env *Env) *execState {
+	st := &execState{}
+	if env.Message != nil {
+		st.headers = env.Message.headers
+	}
+	return st
+}
+
+func runMulti(ctx context.Context, env *Env, before []*Script, user *Script, after []*Script) (*Result, error) {
+	if env == nil {
+		env = &Env{}
+	}
+	if env.Message == nil {
+		env.Message = NewMessage(nil)
+	}
+	st := newState(env)
+	var scripts []*Script
+	scripts = append(scripts, before...)
+	if user != nil {
+		scripts = append(scripts, user)
+	}
+	scripts = append(scripts, after...)
+	var firstErr error
+	for _, s := range scripts {
+		if s == nil {
+			continue
+		}
+		// Each script's flags start fresh; keep-state carries.
+		st.flags, st.flagsSet = nil, false
+		if err := s.runInto(ctx, env, st); err != nil {
+			st.errors = append(st.errors, err)
+			firstErr = err
+			break
+		}
+		if st.keepCancelled && !st.explicitKeep {
+			break
+		}
+	}
+	return st.result(firstErr != nil), firstErr
+}
+
+// result finalises the state into a Result. On failure, Pigeonhole keeps
+// the message (implicit keep) in addition to actions already performed that
+// do not conflict.
+func (st *execState) result(failed bool) *Result {
+	res := &Result{Errors: st.errors}
+	for _, a := range st.actions {
+		if failed && (a.Type == "reject" || a.Type == "ereject" || a.Type == "discard") {
+			continue
+		}
+		res.Actions = append(res.Actions, *a)
+	}
+	if failed || !st.keepCancelled {
+		hasKeep := false
+		for _, a := range res.Actions {
+			if a.Type == "keep" {
+				hasKeep = true
+			}
+		}
+		if !hasKeep {
+			res.ImplicitKeep = true
+			k := Action{Type: "keep", Implicit: true}
+			if st.flagsSet {
+				k.Flags = append([]string(nil), st.flags...)
+			}
+			res.Actions = append(res.Actions, k)
+		}
+	}
+	if st.headersEdited {
+		res.HeadersEdited = true
+		res.Headers = st.headers
+	}
+	res.DuplicateMarks = st.dupMarks
+	return res
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,18 @@
+package sieve
+
+type mimeOpts struct{}
+type mimeIter struct{}
+type includeRef struct{}
+type includeState struct{ seen map[string]*Script }
+type suiteRunner struct{}
+
+func (s *suiteRunner) nsVar(r *run, name string) string { return "" }
+func (c *compiler) mimeTag(a *argp, t arg, ms *matchSpec, fl stdFlags) bool { return false }
+func (r *run) mimeExists(m *mimeOpts, names []string) (bool, error) { return false, nil }
+func (r *run) mimeHeaderTest(t *headerTest, names []string) (bool, error) { return false, nil }
+func (r *run) mimeAddressTest(t *addressTest, names []string) (bool, error) { return false, nil }
+func (r *run) environment(name string) (string, bool) { return "", false }
+func registerExtensions() {}
+type mimePart struct{}
+type flagsArg struct{ list []strv }
+func (r *run) actionFlags(f *flagsArg) []string { return nil }
