@@ -1,0 +1,388 @@
+package lmtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
+	"github.com/dovetail-mail/dovetail/quarantine"
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// Deliverer runs the per-recipient pipeline: duplicate check, quarantine-by-score,
+// Sieve, Maildir writes, redirect/vacation. The LMTP server and `dovetail quarantine
+// release` share it, so a released message goes through the same code.
+type Deliverer struct {
+	Config     Config
+	Directory  directory.Lookup
+	Store      store.Store       // vacation and duplicate tracking; nil disables both
+	Filter     Filter            // nil: no Sieve
+	Quarantine *quarantine.Store // nil: quarantine actions keep into INBOX
+	Sender     Sender            // redirect/vacation; nil: they are logged and dropped
+	Writer     *maildir.Writer
+	Logger     *slog.Logger
+	Metrics    *Metrics
+	Now        func() time.Time
+
+	host string
+}
+
+func (d *Deliverer) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// init fills defaults; called by New and by users building a Deliverer by hand.
+func (d *Deliverer) init() {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	d.host = d.Config.Hostname
+	if d.host == "" {
+		d.host, _ = os.Hostname()
+	}
+	if d.Writer == nil {
+		d.Writer = maildir.New(maildir.Options{Fsync: d.Config.Fsync, HardLink: d.Config.HardLink, Hostname: d.host})
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(nil)
+	}
+}
+
+// Recipient is one resolved RCPT.
+type Recipient struct {
+	Addr   string // as given in RCPT TO (with +detail)
+	User   *directory.User
+	Detail string
+}
+
+// Delivery is one message for some recipients.
+type Delivery struct {
+	From       string
+	Recipients []Recipient
+	Data       []byte // as received (CRLF or LF)
+	SessionID  string
+	// Release delivers straight into INBOX: no Sieve, no quarantine rule, no
+	// duplicate check (quarantine release).
+	Release bool
+}
+
+// rcptCtx is the per-recipient state of one delivery.
+type rcptCtx struct {
+	rcpt, from string
+	user       *directory.User
+	detail     string
+	hdr        []field
+	mb         maildir.Mailbox
+}
+
+// Deliver delivers d and returns one error per recipient (nil = delivered).
+// Statuses are reported through done as each recipient finishes so the LMTP
+// reply for it can go out at once (RFC 2033 §4.2).
+func (dv *Deliverer) Deliver(ctx context.Context, d *Delivery, done func(i int, err error)) {
+	body := maildir.Normalize(d.Data)
+	hdr := parseHeader(headerBlock(body))
+	queueID := postfixQueueID(hdr)
+	msgID, _ := getHeader(hdr, "Message-ID")
+	spam := parseSpam(hdr)
+	deliveredTo := ""
+	if len(d.Recipients) == 1 {
+		deliveredTo = d.Recipients[0].Addr
+	}
+	trace := traceHeaders(d.From, deliveredTo, dv.host, d.SessionID, dv.Config.AddReceivedHeader, dv.now())
+	full := maildir.NewMessage(append(trace, body...))
+	for i, rc := range d.Recipients {
+		t0 := time.Now()
+		r := &rcptCtx{rcpt: rc.Addr, from: d.From, user: rc.User, detail: rc.Detail, hdr: hdr, mb: dv.mailbox(rc.User)}
+		res, err := dv.deliverOne(ctx, d, r, full, body, spam, msgID, queueID)
+		result := "delivered"
+		if err != nil {
+			result = "failed"
+			if rep := replyFor(rc.Addr, err, dv.Config.QuotaFullTempfail); rep.Code >= 500 {
+				result = "rejected"
+			} else {
+				result = "tempfail"
+			}
+		} else if res.result != "" {
+			result = res.result
+		}
+		dv.Metrics.observe(result, time.Since(t0), len(body))
+		attrs := []any{
+			slog.String("session", d.SessionID), slog.String("queue_id", queueID),
+			slog.String("rcpt", rc.Addr), slog.String("user", rc.User.Login), slog.String("from", d.From),
+			slog.String("message_id", msgID), slog.Int("size", len(body)), slog.String("result", result),
+			slog.Duration("duration", time.Since(t0)),
+		}
+		if len(res.stored) > 0 {
+			attrs = append(attrs, slog.String("mailboxes", strings.Join(res.stored, ",")))
+		}
+		if res.note != "" {
+			attrs = append(attrs, slog.String("note", res.note))
+		}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", err.Error()))
+			dv.Logger.Warn("delivery", attrs...)
+		} else {
+			dv.Logger.Info("delivery", attrs...)
+		}
+		done(i, err)
+	}
+}
+
+// outcome describes what happened to one recipient's copy.
+type outcome struct {
+	result string   // delivered|quarantined|discarded|duplicate|redirected
+	stored []string // mailboxes written
+	note   string
+}
+
+func (dv *Deliverer) mailbox(u *directory.User) maildir.Mailbox {
+	mb := maildir.Mailbox{
+		Root:       expandHome(dv.Config.MailLocation, u.Home),
+		UID:        u.UID,
+		GID:        u.GID,
+		Chown:      os.Geteuid() == 0 && u.UID > 0,
+		QuotaBytes: u.Quota,
+	}
+	if mb.QuotaBytes == 0 {
+		mb.QuotaBytes = int64(dv.Config.DefaultQuota)
+	}
+	return mb
+}
+
+func (dv *Deliverer) deliverOne(ctx context.Context, d *Delivery, r *rcptCtx, full *maildir.Message, body []byte,
+	spam spamInfo, msgID, queueID string) (outcome, error) {
+	var out outcome
+	if r.user.Home == "" && !filepath.IsAbs(dv.Config.MailLocation) {
+		return out, wrapTemp("user %s has no home directory", r.user.Login)
+	}
+	if d.Release {
+		p, err := dv.Writer.Deliver(r.mb, maildir.Target{}, full)
+		if err != nil {
+			return out, err
+		}
+		out.stored = []string{"INBOX"}
+		out.note = "released " + filepath.Base(p)
+		return out, nil
+	}
+	dupKey := ""
+	if dv.Store != nil && dv.Config.DuplicatePeriod > 0 && msgID != "" {
+		dupKey = "lmtp-dup:" + r.user.Login + ":" + msgID
+		if _, err := dv.Store.Get(ctx, dupKey); err == nil {
+			out.result = "duplicate"
+			out.note = "duplicate Message-ID suppressed"
+			return out, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			// Fail open: a store outage must not stop mail; at worst a duplicate.
+			dv.Logger.Warn("duplicate check failed", "error", err)
+			dupKey = ""
+		}
+	}
+	var err error
+	if dv.Config.QuarantineScore > 0 && spam.HasScore && spam.Score >= dv.Config.QuarantineScore && dv.Quarantine != nil {
+		out, err = dv.quarantine(ctx, r, body, spam, msgID, queueID, fmt.Sprintf("spam score %.1f >= %.1f", spam.Score, dv.Config.QuarantineScore))
+	} else {
+		out, err = dv.filterAndStore(ctx, r, full, body, spam, msgID, queueID)
+	}
+	if err == nil && dupKey != "" {
+		if err := dv.Store.Set(ctx, dupKey, []byte("1"), dv.Config.DuplicatePeriod.D()); err != nil {
+			dv.Logger.Warn("duplicate mark failed", "error", err)
+		}
+	}
+	return out, err
+}
+
+func (dv *Deliverer) quarantine(ctx context.Context, r *rcptCtx, body []byte, spam spamInfo, msgID, queueID, reason string) (outcome, error) {
+	subj, _ := getHeader(r.hdr, "Subject")
+	e := &quarantine.Entry{
+		Recipient: r.rcpt, User: r.user.Login, Sender: r.from, Subject: subj, Score: spam.Score,
+		Symbols: spam.Symbols, Reason: reason, MessageID: msgID, QueueID: queueID,
+	}
+	id, err := dv.Quarantine.Add(ctx, e, body)
+	if err != nil {
+		return outcome{}, wrapTemp("quarantine: %v", err)
+	}
+	dv.Metrics.Quarantined.Inc()
+	return outcome{result: "quarantined", stored: []string{"quarantine:" + id}, note: reason}, nil
+}
+
+// filterAndStore runs the filter and carries out its actions.
+func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maildir.Message, body []byte,
+	spam spamInfo, msgID, queueID string) (outcome, error) {
+	var out outcome
+	defaultBox := "INBOX"
+	if dv.Config.SaveToDetailMailbox && r.detail != "" {
+		defaultBox = r.detail
+	}
+	acts := []Action{{Type: ActKeep, Implicit: true}}
+	var marks []Mark
+	msg := full
+	if dv.Filter != nil && dv.Config.Sieve.Enabled {
+		v, err := dv.Filter.Filter(ctx, &FilterInput{
+			User: r.user, Home: r.user.Home, From: r.from, To: r.rcpt, Message: body,
+			Mailboxes: func(name string) bool {
+				p, err := maildir.FolderPath(name)
+				if err != nil {
+					return false
+				}
+				_, err = os.Stat(filepath.Join(r.mb.Root, p, "cur"))
+				return err == nil
+			},
+			Seen: func(ctx context.Context, id string) bool {
+				if dv.Store == nil {
+					return false
+				}
+				_, err := dv.Store.Get(ctx, "sieve-dup:"+r.user.Login+":"+id)
+				return err == nil
+			},
+			Now: dv.now(),
+		})
+		var te *TempError
+		switch {
+		case errors.As(err, &te):
+			return out, wrapTemp("%v", err)
+		case err != nil:
+			dv.Metrics.SieveErrors.Inc()
+			dv.Logger.Error("sieve failed, implicit keep", "rcpt", r.rcpt, "user", r.user.Login, "queue_id", queueID, "error", err)
+		case v != nil:
+			for _, e := range v.Errors {
+				dv.Metrics.SieveErrors.Inc()
+				dv.Logger.Error("sieve script error, implicit keep", "rcpt", r.rcpt, "user", r.user.Login, "queue_id", queueID, "error", e)
+			}
+			acts, marks = v.Actions, v.Marks
+			if v.Header != nil {
+				msg = maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(v.Header, body)...))
+			}
+		}
+	}
+	// Reject wins over everything: the sender gets the LMTP error, nothing is stored.
+	for _, a := range acts {
+		if a.Type == ActReject {
+			return out, &RejectError{Reason: a.Reason}
+		}
+	}
+	var notes []string
+	stored := false
+	for i := range acts {
+		a := &acts[i]
+		switch a.Type {
+		case ActKeep, ActFileinto:
+			box := a.Mailbox
+			if box == "" {
+				box = defaultBox
+			}
+			name, err := dv.store(r, box, a, msg)
+			if errors.Is(err, maildir.ErrNoMailbox) || errors.Is(err, maildir.ErrBadName) {
+				// Pigeonhole: a failed fileinto is a runtime error → keep in INBOX.
+				notes = append(notes, fmt.Sprintf("%s: %v; kept in INBOX", box, err))
+				name, err = dv.store(r, "INBOX", &Action{Flags: a.Flags}, msg)
+			}
+			if err != nil {
+				return out, err
+			}
+			out.stored = append(out.stored, name)
+			stored = true
+		case ActQuarantine:
+			if dv.Quarantine == nil {
+				notes = append(notes, "quarantine requested but not configured; kept in INBOX")
+				name, err := dv.store(r, "INBOX", &Action{}, msg)
+				if err != nil {
+					return out, err
+				}
+				out.stored = append(out.stored, name)
+				stored = true
+				continue
+			}
+			reason := a.Reason
+			if reason == "" {
+				reason = "sieve quarantine"
+			}
+			q, err := dv.quarantine(ctx, r, body, spam, msgID, queueID, reason)
+			if err != nil {
+				return out, err
+			}
+			out.stored = append(out.stored, q.stored...)
+			out.result = "quarantined"
+			stored = true
+		case ActDiscard:
+			if out.result == "" {
+				out.result = "discarded"
+			}
+		}
+	}
+	// Side effects only after the message is safe (a tempfail above means Postfix
+	// retries, and we must not have sent anything yet).
+	for i := range acts {
+		a := &acts[i]
+		switch a.Type {
+		case ActRedirect:
+			notes = append(notes, dv.redirect(ctx, r, a, body, msgID))
+			if !stored && out.result == "" {
+				out.result = "redirected"
+			}
+		case ActVacation:
+			notes = append(notes, dv.vacation(ctx, r, a))
+		}
+	}
+	if dv.Store != nil {
+		for _, m := range marks {
+			dv.Store.Set(ctx, "sieve-dup:"+r.user.Login+":"+m.ID, []byte("1"), m.Period)
+		}
+	}
+	out.note = strings.Join(notes, "; ")
+	return out, nil
+}
+
+func (dv *Deliverer) store(r *rcptCtx, box string, a *Action, msg *maildir.Message) (string, error) {
+	create := a.Create || dv.Config.AutocreateFolders
+	_, err := dv.Writer.Deliver(r.mb, maildir.Target{Folder: box, Flags: a.Flags, Create: create}, msg)
+	if err != nil {
+		return "", err
+	}
+	if len(a.Flags) > 0 {
+		return box + "(" + strings.Join(a.Flags, " ") + ")", nil
+	}
+	return box, nil
+}
+
+// redirect forwards the message once (tracked in the store by Message-ID so a
+// retried delivery does not forward twice).
+func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body []byte, msgID string) string {
+	if dv.Sender == nil {
+		return "redirect to " + a.Address + " dropped: no sender configured"
+	}
+	if dv.Store != nil && msgID != "" {
+		fresh, err := dv.Store.SetNX(ctx, "redirect:"+r.user.Login+":"+a.Address+":"+msgID, []byte("1"), 24*time.Hour)
+		if err == nil && !fresh {
+			return "redirect to " + a.Address + " already done"
+		}
+	}
+	if err := dv.Sender.Send(ctx, r.from, []string{a.Address}, body); err != nil {
+		dv.Logger.Error("redirect failed", "rcpt", r.rcpt, "to", a.Address, "error", err)
+		return "redirect to " + a.Address + " failed: " + err.Error()
+	}
+	return "redirected to " + a.Address
+}
+
+// editedBody replaces the header of body (LF) with hdr.
+func editedBody(hdr, body []byte) []byte {
+	h := headerBlock(body)
+	rest := body[len(h):]
+	var b bytes.Buffer
+	b.Write(bytes.ReplaceAll(hdr, []byte("\r\n"), []byte("\n")))
+	if len(hdr) > 0 && hdr[len(hdr)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	b.Write(rest)
+	return b.Bytes()
+}

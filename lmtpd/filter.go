@@ -1,0 +1,82 @@
+package lmtpd
+
+import (
+	"context"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/directory"
+)
+
+// Filter decides what happens to a message for one recipient. The production
+// implementation runs Sieve (sieve.go); tests use fakes.
+type Filter interface {
+	Filter(ctx context.Context, in *FilterInput) (*Verdict, error)
+}
+
+// FilterInput is everything a filter may look at.
+type FilterInput struct {
+	User      *directory.User
+	Home      string
+	From      string // envelope sender ("" = null sender)
+	To        string // envelope recipient as given in RCPT (with +detail)
+	Message   []byte // the message as received (LF line ends)
+	Mailboxes func(name string) bool
+	// Seen reports whether a duplicate id was recorded for this user.
+	Seen func(ctx context.Context, id string) bool
+	Now  time.Time
+}
+
+// Action kinds a Verdict may carry.
+const (
+	ActKeep       = "keep"
+	ActFileinto   = "fileinto"
+	ActRedirect   = "redirect"
+	ActReject     = "reject"
+	ActDiscard    = "discard"
+	ActVacation   = "vacation"
+	ActQuarantine = "quarantine"
+)
+
+// Action is one decided action (a subset of sieve.Action).
+type Action struct {
+	Type    string
+	Mailbox string
+	Flags   []string
+	Create  bool
+	Copy    bool
+	Address string
+	Reason  string
+	Subject string
+	From    string
+	Period  time.Duration
+	Handle  string
+	// Addresses are the user's extra addresses (vacation :addresses).
+	Addresses []string
+	Mime      bool
+	Implicit  bool
+}
+
+// Verdict is a filter's decision.
+type Verdict struct {
+	Actions []Action
+	// Errors are script errors; the actions are then what Pigeonhole does on failure
+	// (implicit keep), and the caller logs them.
+	Errors []error
+	// Header, when non-nil, replaces the message header (editheader).
+	Header []byte
+	// Marks are duplicate ids to record after a successful delivery.
+	Marks []Mark
+}
+
+// Mark is a duplicate-tracking id with its period.
+type Mark struct {
+	ID     string
+	Period time.Duration
+}
+
+// TempError marks a filter failure that must tempfail the recipient (Pigeonhole's
+// SIEVE_EXEC_TEMP_FAILURE) instead of falling back to implicit keep.
+type TempError struct{ Err error }
+
+func (e *TempError) Error() string { return "sieve temporary failure: " + e.Err.Error() }
+func (e *TempError) Unwrap() error { return e.Err }

@@ -1,0 +1,182 @@
+package lmtpd
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxHeaderScan bounds how much of a message the header helpers look at.
+const maxHeaderScan = 256 << 10
+
+// headerBlock returns the header part of an LF message (without the blank line).
+func headerBlock(msg []byte) []byte {
+	if len(msg) > maxHeaderScan {
+		msg = msg[:maxHeaderScan]
+	}
+	if bytes.HasPrefix(msg, []byte("\n")) {
+		return nil
+	}
+	if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
+		return msg[:i+1]
+	}
+	return msg
+}
+
+// field is one header field: name and unfolded value.
+type field struct{ Name, Value string }
+
+// parseHeader splits an LF header block into fields. Garbage lines end the header,
+// as in every MUA; values are unfolded and trimmed.
+func parseHeader(h []byte) []field {
+	var out []field
+	for len(h) > 0 {
+		end := 0
+		for {
+			nl := bytes.IndexByte(h[end:], '\n')
+			if nl < 0 {
+				end = len(h)
+				break
+			}
+			end += nl + 1
+			if end < len(h) && (h[end] == ' ' || h[end] == '\t') {
+				continue
+			}
+			break
+		}
+		line := h[:end]
+		h = h[end:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || bytes.ContainsAny(line[:colon], " \t\n") {
+			break
+		}
+		v := strings.Join(strings.Fields(string(line[colon+1:])), " ")
+		out = append(out, field{Name: string(line[:colon]), Value: v})
+	}
+	return out
+}
+
+func getHeader(fs []field, name string) (string, bool) {
+	for _, f := range fs {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value, true
+		}
+	}
+	return "", false
+}
+
+// postfixQueueID extracts the queue ID from the topmost Received header Postfix
+// added ("... by host (Postfix) with ESMTP id 4XyZ1234; date"); Postfix's LMTP client
+// does not pass the ID any other way.
+func postfixQueueID(fs []field) string {
+	for _, f := range fs {
+		if !strings.EqualFold(f.Name, "Received") {
+			continue
+		}
+		if !strings.Contains(f.Value, "(Postfix)") {
+			return "" // the topmost Received is not Postfix's
+		}
+		words := strings.Fields(f.Value)
+		for i := 0; i+1 < len(words); i++ {
+			if words[i] == "id" {
+				id := strings.TrimRight(words[i+1], ";")
+				if validQueueID(id) {
+					return id
+				}
+			}
+		}
+		return ""
+	}
+	return ""
+}
+
+func validQueueID(s string) bool {
+	if len(s) < 5 || len(s) > 32 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// spamInfo is what the milter's headers say.
+type spamInfo struct {
+	Flag     bool
+	Score    float64
+	HasScore bool
+	Symbols  []string
+}
+
+// parseSpam reads X-Spam-Flag, X-Spam-Score and X-Spam-Status ("Yes, score=9.1
+// required=5.0 tests=A,B") — the SpamAssassin-style headers our milter writes.
+func parseSpam(fs []field) spamInfo {
+	var si spamInfo
+	if v, ok := getHeader(fs, "X-Spam-Flag"); ok {
+		si.Flag = strings.EqualFold(strings.TrimSpace(v), "yes")
+	}
+	if v, ok := getHeader(fs, "X-Spam-Score"); ok {
+		if f, err := strconv.ParseFloat(strings.Fields(v + " ")[0], 64); err == nil {
+			si.Score, si.HasScore = f, true
+		}
+	}
+	if v, ok := getHeader(fs, "X-Spam-Status"); ok {
+		if strings.HasPrefix(strings.ToLower(v), "yes") {
+			si.Flag = true
+		}
+		for _, w := range strings.Fields(v) {
+			switch {
+			case strings.HasPrefix(w, "score=") && !si.HasScore:
+				if f, err := strconv.ParseFloat(strings.TrimSuffix(w[6:], ","), 64); err == nil {
+					si.Score, si.HasScore = f, true
+				}
+			case strings.HasPrefix(w, "tests="):
+				for _, s := range strings.Split(strings.TrimSuffix(w[6:], ","), ",") {
+					if s != "" && s != "none" {
+						si.Symbols = append(si.Symbols, s)
+					}
+				}
+			}
+		}
+	}
+	if v, ok := getHeader(fs, "X-Spam-Symbols"); ok && len(si.Symbols) == 0 {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				si.Symbols = append(si.Symbols, s)
+			}
+		}
+	}
+	if len(si.Symbols) > 100 {
+		si.Symbols = si.Symbols[:100]
+	}
+	return si
+}
+
+// traceHeaders builds Return-Path, Delivered-To (single recipient only, as Dovecot)
+// and Received for the delivered copy.
+func traceHeaders(from, deliveredTo, host, sessionID string, withReceived bool, now time.Time) []byte {
+	var b bytes.Buffer
+	b.WriteString("Return-Path: <" + headerSafe(from) + ">\n")
+	if deliveredTo != "" {
+		b.WriteString("Delivered-To: " + headerSafe(deliveredTo) + "\n")
+	}
+	if withReceived {
+		b.WriteString("Received: from " + host + "\n\tby " + host + " (dovetail) with LMTP\n\tid " + sessionID +
+			"\n\t(envelope-from <" + headerSafe(from) + ">); " + now.Format(time.RFC1123Z) + "\n")
+	}
+	return b.Bytes()
+}
+
+// headerSafe removes line breaks and NULs from envelope data before it goes into a
+// header (an envelope address is attacker-controlled).
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return -1
+		}
+		return r
+	}, s)
+}

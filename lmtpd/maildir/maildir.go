@@ -1,0 +1,435 @@
+// Package maildir writes messages into Maildir++ folders the way Dovecot's LDA does
+// (see ../shared/guides/protocols.md §4.2), so Dovecot can serve them unchanged:
+//
+//   - unique names "<sec>.M<usec>P<pid>.<host>,S=<size>,W=<vsize>", µs bumped when
+//     two deliveries fall in the same microsecond;
+//   - write tmp/<name>, fsync the file, rename into new/ (or cur/<name>:2,<flags>
+//     when flags are set), fsync the directory — only then is the message safe;
+//   - LF line endings on disk; W= counts the size with CRLF (IMAP RFC822.SIZE);
+//   - Maildir++ folders ".Name" with a "maildirfolder" marker, IMAP keywords in
+//     dovecot-keywords, the maildirsize quota file;
+//   - further recipients on the same filesystem get a hard link to the same file.
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Errors callers classify with errors.Is.
+var (
+	// ErrQuota: the message does not fit in the user's quota (552 5.2.2 / 452 4.2.2).
+	ErrQuota = errors.New("maildir: quota exceeded")
+	// ErrNoSpace: the filesystem is full (ENOSPC/EDQUOT) — temporary (452 4.3.1).
+	ErrNoSpace = errors.New("maildir: no space left on device")
+	// ErrNoMailbox: the folder does not exist and may not be created.
+	ErrNoMailbox = errors.New("maildir: mailbox does not exist")
+	// ErrBadName: the folder name is not acceptable.
+	ErrBadName = errors.New("maildir: invalid mailbox name")
+)
+
+// Options configure a Writer.
+type Options struct {
+	// Fsync syncs the file before the rename and the directory after it. Turning it
+	// off trades durability for speed (Dovecot's mail_fsync = never).
+	Fsync bool
+	// HardLink lets further recipients share one file (same filesystem only).
+	HardLink bool
+	// Hostname is the host part of file names (default os.Hostname, with "/" and ":"
+	// escaped as Dovecot does).
+	Hostname string
+	// WrapWriter, if set, wraps the tmp file writer (tests inject failing writers to
+	// simulate a full disk).
+	WrapWriter func(io.Writer) io.Writer
+	// Now replaces time.Now (tests).
+	Now func() time.Time
+}
+
+// Mailbox is one user's Maildir root (the directory holding cur/new/tmp of INBOX).
+type Mailbox struct {
+	Root string
+	// UID/GID own every file and directory created when Chown is set.
+	UID, GID int
+	Chown    bool
+	// QuotaBytes limits the Maildir++ quota (0 = no limit); QuotaCount limits messages.
+	QuotaBytes int64
+	QuotaCount int64
+}
+
+// Target says where one copy goes.
+type Target struct {
+	Folder string   // IMAP mailbox name; "" or "INBOX" is the root
+	Flags  []string // IMAP flags (\Seen …) and keywords
+	Create bool     // create the folder if missing
+}
+
+// Message is one message to deliver, already in LF form (see Normalize). After the
+// first successful write it remembers the file so further copies can be links.
+type Message struct {
+	Data  []byte
+	vsize int64
+	first string // path of the first delivered copy
+	base  string // unique base name shared by links
+	owner [2]int // uid/gid of the first copy: links only go to the same owner
+}
+
+// NewMessage wraps LF-normalised data.
+func NewMessage(data []byte) *Message {
+	n := int64(0)
+	for _, c := range data {
+		if c == '\n' {
+			n++
+		}
+	}
+	return &Message{Data: data, vsize: int64(len(data)) + n}
+}
+
+// Size is the physical size (S=), VSize the size with CRLF line ends (W=).
+func (m *Message) Size() int64  { return int64(len(m.Data)) }
+func (m *Message) VSize() int64 { return m.vsize }
+
+// Writer delivers messages. It is safe for concurrent use.
+type Writer struct {
+	opts    Options
+	pid     int
+	host    string
+	started time.Time
+
+	mu       sync.Mutex
+	lastSec  int64
+	lastUsec int64
+	cleaned  map[string]bool // maildir roots whose tmp/ was swept in this process
+}
+
+// New returns a Writer.
+func New(opts Options) *Writer {
+	h := opts.Hostname
+	if h == "" {
+		h, _ = os.Hostname()
+		if h == "" {
+			h = "localhost"
+		}
+	}
+	h = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(h)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Writer{opts: opts, pid: os.Getpid(), host: h, started: time.Now(), cleaned: map[string]bool{}}
+}
+
+// uniqueName returns "<sec>.M<usec>P<pid>.<host>", never the same twice in a process.
+func (w *Writer) uniqueName() string {
+	now := w.opts.Now()
+	sec, usec := now.Unix(), int64(now.Nanosecond()/1000)
+	w.mu.Lock()
+	if sec < w.lastSec || (sec == w.lastSec && usec <= w.lastUsec) {
+		sec, usec = w.lastSec, w.lastUsec+1
+		if usec >= 1e6 {
+			sec, usec = sec+1, 0
+		}
+	}
+	w.lastSec, w.lastUsec = sec, usec
+	w.mu.Unlock()
+	return fmt.Sprintf("%d.M%dP%d.%s", sec, usec, w.pid, w.host)
+}
+
+// Deliver stores one copy of msg in mb at t and returns the final path.
+func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
+	dir, err := w.folderDir(mb, t.Folder, t.Create)
+	if err != nil {
+		return "", err
+	}
+	w.sweepTmp(mb.Root)
+	if err := checkQuota(mb, msg.Size()); err != nil {
+		return "", err
+	}
+	flags, err := w.flagSuffix(mb, dir, t.Flags)
+	if err != nil {
+		return "", err
+	}
+	sub := "new"
+	if flags != "" {
+		sub = "cur"
+	}
+	var final string
+	if msg.first != "" && w.opts.HardLink && msg.owner == [2]int{mb.UID, mb.GID} {
+		final = filepath.Join(dir, sub, msg.base+flags)
+		if err := os.Link(msg.first, final); err == nil {
+			if err := w.syncDir(filepath.Join(dir, sub)); err != nil {
+				os.Remove(final)
+				return "", classify(err)
+			}
+			addQuota(mb, msg.Size())
+			return final, nil
+		}
+		// EXDEV, EEXIST (same user twice), EMLINK …: fall back to a fresh copy.
+	}
+	base := w.uniqueName() + fmt.Sprintf(",S=%d,W=%d", msg.Size(), msg.VSize())
+	final = filepath.Join(dir, sub, base+flags)
+	if err := w.writeFile(mb, filepath.Join(dir, "tmp", base), final, msg.Data); err != nil {
+		return "", err
+	}
+	if msg.first == "" {
+		msg.first, msg.base, msg.owner = final, base, [2]int{mb.UID, mb.GID}
+	}
+	addQuota(mb, msg.Size())
+	return final, nil
+}
+
+// writeFile is the durable write: tmp → fsync → rename → fsync dir. On any error the
+// tmp file is removed, so nothing half-written is ever visible in new/ or left in tmp/.
+func (w *Writer) writeFile(mb Mailbox, tmp, final string, data []byte) (err error) {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return classify(err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	var dst io.Writer = f
+	if w.opts.WrapWriter != nil {
+		dst = w.opts.WrapWriter(f)
+	}
+	if _, err = dst.Write(data); err != nil {
+		return classify(err)
+	}
+	if mb.Chown {
+		if err = f.Chown(mb.UID, mb.GID); err != nil {
+			return fmt.Errorf("maildir: chown %s: %w", tmp, err)
+		}
+	}
+	if w.opts.Fsync {
+		if err = f.Sync(); err != nil {
+			return classify(err)
+		}
+	}
+	if err = f.Close(); err != nil {
+		return classify(err)
+	}
+	if err = os.Rename(tmp, final); err != nil {
+		return classify(err)
+	}
+	if err = w.syncDir(filepath.Dir(final)); err != nil {
+		// The rename happened but is not durable: take it back so the client retries
+		// and we never answer 250 for a message a crash could lose.
+		os.Remove(final)
+		return classify(err)
+	}
+	return nil
+}
+
+func (w *Writer) syncDir(dir string) error {
+	if !w.opts.Fsync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// classify maps filesystem-full errors to ErrNoSpace and wraps the rest.
+func classify(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	}
+	if errors.Is(err, ErrNoSpace) || errors.Is(err, ErrQuota) {
+		return err
+	}
+	return fmt.Errorf("maildir: %w", err)
+}
+
+// folderDir returns the directory of folder in mb, creating the Maildir root (always)
+// and the folder (when create) as needed.
+func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, error) {
+	if err := ensureMaildir(mb, mb.Root, false); err != nil {
+		return "", err
+	}
+	name, err := FolderPath(folder)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		return mb.Root, nil
+	}
+	dir := filepath.Join(mb.Root, name)
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err == nil {
+		return dir, nil
+	}
+	if !create {
+		return "", fmt.Errorf("%w: %q", ErrNoMailbox, folder)
+	}
+	if err := ensureMaildir(mb, dir, true); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// ensureMaildir creates dir/{cur,new,tmp} (and the maildirfolder marker for folders;
+// never in the root — the marker there breaks Maildir++ quota).
+func ensureMaildir(mb Mailbox, dir string, folder bool) error {
+	if _, err := os.Stat(filepath.Join(dir, "tmp")); err == nil {
+		return nil
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "cur"), filepath.Join(dir, "new"), filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return classify(err)
+		}
+		if mb.Chown {
+			if err := os.Chown(d, mb.UID, mb.GID); err != nil {
+				return fmt.Errorf("maildir: chown %s: %w", d, err)
+			}
+		}
+	}
+	if mb.Chown {
+		// Home and Maildir parents created by MkdirAll belong to the user too.
+		for p := filepath.Dir(dir); strings.HasPrefix(p, filepath.Dir(mb.Root)) && p != "/"; p = filepath.Dir(p) {
+			if st, err := os.Stat(p); err == nil {
+				if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Uid == 0 && p != filepath.Dir(mb.Root) {
+					os.Chown(p, mb.UID, mb.GID)
+				}
+			}
+			if p == filepath.Dir(mb.Root) {
+				break
+			}
+		}
+	}
+	if folder {
+		m := filepath.Join(dir, "maildirfolder")
+		f, err := os.OpenFile(m, os.O_WRONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return classify(err)
+		}
+		f.Close()
+		if mb.Chown {
+			os.Chown(m, mb.UID, mb.GID)
+		}
+	}
+	return nil
+}
+
+// FolderPath maps an IMAP mailbox name to its Maildir++ directory name relative to
+// the root: "INBOX" → "", "Lists" → ".Lists", "a/b" or "a.b" → ".a.b"; non-ASCII
+// names are stored in IMAP modified UTF-7 like Dovecot's default layout.
+func FolderPath(name string) (string, error) {
+	if name == "" || strings.EqualFold(name, "INBOX") {
+		return "", nil
+	}
+	if len(name) > 255 {
+		return "", fmt.Errorf("%w: longer than 255 bytes", ErrBadName)
+	}
+	if len(name) > 6 && strings.EqualFold(name[:6], "INBOX.") || len(name) > 6 && strings.EqualFold(name[:6], "INBOX/") {
+		name = name[6:]
+	}
+	name = strings.ReplaceAll(name, "/", ".")
+	for _, part := range strings.Split(name, ".") {
+		if part == "" {
+			return "", fmt.Errorf("%w: %q has an empty hierarchy level", ErrBadName, name)
+		}
+	}
+	for _, c := range name {
+		if c < 0x20 || c == 0x7f {
+			return "", fmt.Errorf("%w: control character in %q", ErrBadName, name)
+		}
+	}
+	return "." + EncodeMUTF7(name), nil
+}
+
+// flagSuffix returns ":2,<flags>" (empty without flags), mapping keywords to letters
+// through dovecot-keywords in dir.
+func (w *Writer) flagSuffix(mb Mailbox, dir string, flags []string) (string, error) {
+	if len(flags) == 0 {
+		return "", nil
+	}
+	var std []byte
+	var kws []string
+	for _, f := range flags {
+		switch strings.ToLower(f) {
+		case `\seen`:
+			std = append(std, 'S')
+		case `\answered`:
+			std = append(std, 'R')
+		case `\flagged`:
+			std = append(std, 'F')
+		case `\deleted`:
+			std = append(std, 'T')
+		case `\draft`:
+			std = append(std, 'D')
+		case `\recent`, "":
+		default:
+			if !strings.HasPrefix(f, `\`) {
+				kws = append(kws, f)
+			}
+		}
+	}
+	if len(kws) > 0 {
+		letters, err := w.keywordLetters(mb, dir, kws)
+		if err != nil {
+			return "", err
+		}
+		std = append(std, letters...)
+	}
+	if len(std) == 0 {
+		return "", nil
+	}
+	sort.Slice(std, func(i, j int) bool { return std[i] < std[j] })
+	out := std[:0]
+	for i, c := range std {
+		if i == 0 || c != std[i-1] {
+			out = append(out, c)
+		}
+	}
+	return ":2," + string(out), nil
+}
+
+// Clean removes stale files from root's tmp/: anything older than 36 hours (as
+// Dovecot) and files this host wrote before this process started (a killed
+// predecessor's half-written deliveries).
+func (w *Writer) Clean(root string) int {
+	dir := filepath.Join(root, "tmp")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	ours := "P" + strconv.Itoa(w.pid) + "." + w.host
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		name := e.Name()
+		old := time.Since(info.ModTime()) > 36*time.Hour
+		mine := strings.Contains(name, "."+w.host) && !strings.Contains(name, ours) && info.ModTime().Before(w.started)
+		if old || mine {
+			if os.Remove(filepath.Join(dir, name)) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (w *Writer) sweepTmp(root string) {
+	w.mu.Lock()
+	done := w.cleaned[root]
+	w.cleaned[root] = true
+	w.mu.Unlock()
+	if !done {
+		w.Clean(root)
+	}
+}

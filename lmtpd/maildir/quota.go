@@ -1,0 +1,170 @@
+package maildir
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Maildir++ quota (the "maildirsize" file, Dovecot's quota backend "maildir"):
+// the first line holds the limits ("1024S" or "1024S,10C"), every further line a
+// "<bytes> <count>" delta. When the file is missing or grows past 5120 bytes it is
+// recalculated from the folders, as the Maildir++ spec says.
+
+const maildirsizeMax = 5120
+
+var quotaMu sync.Mutex
+
+func limitLine(mb Mailbox) string {
+	s := strconv.FormatInt(mb.QuotaBytes, 10) + "S"
+	if mb.QuotaCount > 0 {
+		s += "," + strconv.FormatInt(mb.QuotaCount, 10) + "C"
+	}
+	return s
+}
+
+// Usage returns the bytes and messages counted against mb's quota.
+func Usage(mb Mailbox) (bytes, count int64, err error) {
+	quotaMu.Lock()
+	defer quotaMu.Unlock()
+	return usage(mb)
+}
+
+func usage(mb Mailbox) (int64, int64, error) {
+	path := filepath.Join(mb.Root, "maildirsize")
+	data, err := os.ReadFile(path)
+	if err == nil && len(data) <= maildirsizeMax {
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		first := true
+		var b, c int64
+		ok := true
+		for sc.Scan() {
+			if first {
+				first = false
+				continue
+			}
+			f := strings.Fields(sc.Text())
+			if len(f) != 2 {
+				ok = false
+				break
+			}
+			x, e1 := strconv.ParseInt(f[0], 10, 64)
+			y, e2 := strconv.ParseInt(f[1], 10, 64)
+			if e1 != nil || e2 != nil {
+				ok = false
+				break
+			}
+			b, c = b+x, c+y
+		}
+		if ok && !first && strings.HasPrefix(string(data), limitLine(mb)+"\n") {
+			return b, c, nil
+		}
+	} else if err != nil && !os.IsNotExist(err) {
+		return 0, 0, classify(err)
+	}
+	return recalc(mb)
+}
+
+// recalc scans every folder's cur/ and new/ (S= from the name when present) and
+// rewrites maildirsize atomically.
+func recalc(mb Mailbox) (int64, int64, error) {
+	var b, c int64
+	ents, err := os.ReadDir(mb.Root)
+	if err != nil && !os.IsNotExist(err) {
+		return 0, 0, classify(err)
+	}
+	dirs := []string{mb.Root}
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), ".") && e.Name() != "." && e.Name() != ".." &&
+			e.Name() != ".Trash" {
+			dirs = append(dirs, filepath.Join(mb.Root, e.Name()))
+		}
+	}
+	for _, d := range dirs {
+		for _, sub := range []string{"cur", "new"} {
+			fes, _ := os.ReadDir(filepath.Join(d, sub))
+			for _, fe := range fes {
+				if n, ok := sizeFromName(fe.Name()); ok {
+					b += n
+				} else if info, err := fe.Info(); err == nil && info.Mode().IsRegular() {
+					b += info.Size()
+				}
+				c++
+			}
+		}
+	}
+	content := fmt.Sprintf("%s\n%d %d\n", limitLine(mb), b, c)
+	path := filepath.Join(mb.Root, "maildirsize")
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		os.Remove(tmp)
+		return 0, 0, classify(err)
+	}
+	if mb.Chown {
+		os.Chown(tmp, mb.UID, mb.GID)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, 0, classify(err)
+	}
+	return b, c, nil
+}
+
+func sizeFromName(name string) (int64, bool) {
+	i := strings.Index(name, ",S=")
+	if i < 0 {
+		return 0, false
+	}
+	s := name[i+3:]
+	if j := strings.IndexAny(s, ",:"); j >= 0 {
+		s = s[:j]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// checkQuota fails with ErrQuota when size more bytes (one more message) would
+// exceed mb's limits. Without limits it does nothing (no maildirsize is kept).
+func checkQuota(mb Mailbox, size int64) error {
+	if mb.QuotaBytes <= 0 && mb.QuotaCount <= 0 {
+		return nil
+	}
+	quotaMu.Lock()
+	defer quotaMu.Unlock()
+	b, c, err := usage(mb)
+	if err != nil {
+		return err
+	}
+	if mb.QuotaBytes > 0 && b+size > mb.QuotaBytes {
+		return fmt.Errorf("%w: %d+%d bytes > limit %d", ErrQuota, b, size, mb.QuotaBytes)
+	}
+	if mb.QuotaCount > 0 && c+1 > mb.QuotaCount {
+		return fmt.Errorf("%w: %d messages = limit %d", ErrQuota, c, mb.QuotaCount)
+	}
+	return nil
+}
+
+// addQuota appends the delta line for one delivered message (O_APPEND keeps
+// concurrent writers' lines whole).
+func addQuota(mb Mailbox, size int64) {
+	if mb.QuotaBytes <= 0 && mb.QuotaCount <= 0 {
+		return
+	}
+	quotaMu.Lock()
+	defer quotaMu.Unlock()
+	f, err := os.OpenFile(filepath.Join(mb.Root, "maildirsize"), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			return
+		}
+		recalc(mb) // the new file already counts the message
+		return
+	}
+	fmt.Fprintf(f, "%d 1\n", size)
+	f.Close()
+}

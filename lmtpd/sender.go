@@ -1,0 +1,103 @@
+package lmtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Sender injects a new message into the MTA (redirect, vacation). Implementations:
+// SendmailSender (Postfix's sendmail binary) and SMTPSender; tests use a fake.
+type Sender interface {
+	// Send submits msg with envelope sender from ("" = null sender <>) to rcpts.
+	Send(ctx context.Context, from string, rcpts []string, msg []byte) error
+}
+
+// NewSender builds the configured Sender.
+func NewSender(c SubmitConfig) (Sender, error) {
+	switch c.Method {
+	case "sendmail", "":
+		return &SendmailSender{Path: c.Sendmail, Timeout: c.Timeout.D()}, nil
+	case "smtp":
+		return &SMTPSender{Addr: c.Address, Timeout: c.Timeout.D()}, nil
+	}
+	return nil, fmt.Errorf("lmtpd: unknown submission method %q", c.Method)
+}
+
+// SendmailSender runs "sendmail -i -f FROM -- RCPT..." (Postfix's postdrop path).
+type SendmailSender struct {
+	Path    string
+	Args    []string // extra args, e.g. -C /etc/postfix-test
+	Timeout time.Duration
+}
+
+// Send implements Sender.
+func (s *SendmailSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	if len(rcpts) == 0 {
+		return errors.New("sendmail: no recipients")
+	}
+	for _, r := range rcpts {
+		if strings.HasPrefix(r, "-") || strings.ContainsAny(r, " \t\r\n") {
+			return fmt.Errorf("sendmail: refusing recipient %q", r)
+		}
+	}
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+		defer cancel()
+	}
+	f := from
+	if f == "" {
+		f = "<>"
+	}
+	args := append(append([]string{}, s.Args...), "-i", "-f", f, "--")
+	args = append(args, rcpts...)
+	cmd := exec.CommandContext(ctx, s.Path, args...)
+	cmd.Stdin = bytes.NewReader(msg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("sendmail %s: %w: %s", s.Path, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// SMTPSender submits over SMTP (e.g. to Postfix on 127.0.0.1:25 or a submission port).
+type SMTPSender struct {
+	Addr    string
+	Timeout time.Duration
+}
+
+// Send implements Sender.
+func (s *SMTPSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	t := s.Timeout
+	if t <= 0 {
+		t = 30 * time.Second
+	}
+	d := net.Dialer{Timeout: t}
+	conn, err := d.DialContext(ctx, "tcp", s.Addr)
+	if err != nil {
+		return fmt.Errorf("smtp submit %s: %w", s.Addr, err)
+	}
+	conn.SetDeadline(time.Now().Add(t))
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("localhost"); err != nil {
+		return fmt.Errorf("smtp submit: %w", err)
+	}
+	if err := c.SendMail(from, rcpts, bytes.NewReader(toCRLF(msg))); err != nil {
+		return fmt.Errorf("smtp submit: %w", err)
+	}
+	return c.Quit()
+}
+
+func toCRLF(b []byte) []byte {
+	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+}

@@ -1,0 +1,251 @@
+// Package lmtpd is dovetail's LMTP delivery agent (RFC 2033): Postfix hands it
+// messages, it finds each recipient in the directory, runs the global and personal
+// Sieve scripts, quarantines spam and writes Maildir that Dovecot serves. Replies
+// and Maildir layout follow Dovecot LMTP (../shared/guides/protocols.md §4).
+//
+// It never imports the milter or the spam engine: spam verdicts come from the
+// X-Spam-* headers the milter added.
+package lmtpd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
+	"github.com/dovetail-mail/dovetail/quarantine"
+	"github.com/dovetail-mail/dovetail/store"
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the dependencies of a Server.
+type Options struct {
+	Config     Config
+	Directory  directory.Lookup
+	Store      store.Store
+	Filter     Filter
+	Quarantine *quarantine.Store
+	Sender     Sender
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Maildir overrides the Maildir writer options (tests: failing writers).
+	Maildir *maildir.Options
+}
+
+// Server is the LMTP server.
+type Server struct {
+	cfg  Config
+	dv   *Deliverer
+	smtp *smtp.Server
+	log  *slog.Logger
+	seq  atomic.Uint64
+}
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if o.Directory == nil {
+		return nil, errors.New("lmtpd: no directory configured")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	dv := &Deliverer{
+		Config: o.Config, Directory: o.Directory, Store: o.Store, Filter: o.Filter,
+		Quarantine: o.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: NewMetrics(o.Registerer),
+	}
+	if o.Maildir != nil {
+		mo := *o.Maildir
+		dv.Writer = maildir.New(mo)
+	}
+	dv.init()
+	s := &Server{cfg: o.Config, dv: dv, log: o.Logger}
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.LMTP = true
+	srv.Domain = dv.host
+	srv.MaxRecipients = o.Config.MaxRecipients
+	srv.MaxMessageBytes = int64(o.Config.MaxMessageSize)
+	srv.ReadTimeout = o.Config.ReadTimeout.D()
+	srv.WriteTimeout = o.Config.WriteTimeout.D()
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = slogLogger{o.Logger}
+	s.smtp = srv
+	return s, nil
+}
+
+// Deliverer returns the delivery pipeline (used by quarantine release).
+func (s *Server) Deliverer() *Deliverer { return s.dv }
+
+// Serve accepts LMTP connections on ln (unix or TCP) until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.smtp.Serve(ln)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for sessions in progress (a delivery that is
+// writing finishes; ctx bounds the wait), then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.smtp.Close()
+	}
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) {
+	l.l.Error("lmtp", "msg", fmt.Sprintf(format, v...))
+}
+func (l slogLogger) Println(v ...any) { l.l.Error("lmtp", "msg", fmt.Sprint(v...)) }
+
+// session is one LMTP connection's transaction state.
+type session struct {
+	s     *Server
+	id    string
+	n     int // transactions, for ids like Dovecot's "<session>:R<n>"
+	from  string
+	rcpts []Recipient
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	var b [12]byte
+	rand.Read(b[:])
+	s.dv.Metrics.Sessions.Inc()
+	return &session{s: s, id: base64.RawStdEncoding.EncodeToString(b[:])}, nil
+}
+
+func (ss *session) Reset() {
+	ss.from = ""
+	ss.rcpts = nil
+}
+
+func (ss *session) Logout() error {
+	ss.s.dv.Metrics.Sessions.Dec()
+	return nil
+}
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if opts != nil && opts.Size > 0 && opts.Size > int64(ss.s.cfg.MaxMessageSize) {
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}
+	}
+	ss.from = from
+	ss.rcpts = nil
+	return nil
+}
+
+// Rcpt resolves the recipient now, so unknown and disabled users get their 550 at
+// RCPT time like Dovecot (Postfix then bounces just that recipient).
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	rc, err := ss.s.resolve(context.Background(), to)
+	if err != nil {
+		return ss.s.replyFor(to, err)
+	}
+	ss.rcpts = append(ss.rcpts, rc)
+	return nil
+}
+
+// resolve strips +detail and looks the user up.
+func (s *Server) resolve(ctx context.Context, to string) (Recipient, error) {
+	if to == "" {
+		return Recipient{}, ErrEmptyRecipient
+	}
+	local, domain, ok := strings.Cut(to, "@")
+	if !ok || local == "" || domain == "" || strings.ContainsAny(to, " \t\r\n\x00") || len(to) > 320 {
+		return Recipient{}, fmt.Errorf("%w: %q", ErrBadAddress, to)
+	}
+	detail := ""
+	if d := s.cfg.RecipientDelimiter; d != "" {
+		if i := strings.IndexAny(local, d); i > 0 {
+			local, detail = local[:i], local[i+1:]
+		}
+	}
+	u, err := s.dv.Directory.LookupAddress(ctx, local+"@"+strings.ToLower(domain))
+	if err != nil {
+		return Recipient{}, err
+	}
+	if !u.Enabled {
+		return Recipient{}, fmt.Errorf("%w: %s", directory.ErrDisabled, u.Login)
+	}
+	return Recipient{Addr: to, User: u, Detail: detail}, nil
+}
+
+// Data is only used if go-smtp ever calls it instead of LMTPData.
+func (ss *session) Data(r io.Reader) error {
+	var first error
+	ss.LMTPData(r, statusFunc(func(_ string, err error) {
+		if first == nil && err != nil {
+			first = err
+		}
+	}))
+	return first
+}
+
+type statusFunc func(string, error)
+
+func (f statusFunc) SetStatus(r string, err error) { f(r, err) }
+
+// LMTPData reads the message and answers per recipient, in RCPT order, each as soon
+// as its copy is durable.
+func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	ss.n++
+	txID := ss.id
+	if ss.n > 1 {
+		txID = fmt.Sprintf("%s:R%d", ss.id, ss.n)
+	}
+	data, err := readLimited(r, int64(ss.s.cfg.MaxMessageSize))
+	if err != nil {
+		// Too large (go-smtp's 552 5.3.4), or the client vanished mid-DATA: nothing
+		// has been written anywhere.
+		rep := ss.s.replyFor("", err)
+		for _, rc := range ss.rcpts {
+			status.SetStatus(rc.Addr, rep)
+		}
+		return rep
+	}
+	d := &Delivery{From: ss.from, Recipients: ss.rcpts, Data: data, SessionID: txID}
+	ss.s.dv.Deliver(context.Background(), d, func(i int, err error) {
+		rc := ss.rcpts[i]
+		if err == nil {
+			status.SetStatus(rc.Addr, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: txID + " Saved"})
+			return
+		}
+		status.SetStatus(rc.Addr, ss.s.replyFor(rc.Addr, err))
+	})
+	return nil
+}
+
+// readLimited reads all of r, failing with go-smtp's ErrDataTooLarge beyond max.
+func readLimited(r io.Reader, max int64) ([]byte, error) {
+	buf := make([]byte, 0, 16<<10)
+	for {
+		if int64(len(buf)) > max {
+			return nil, smtp.ErrDataTooLarge
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
