@@ -4,9 +4,7 @@ type mimeOpts struct{}
 type mimeIter struct{}
 type includeRef struct{}
 type includeState struct{ seen map[string]*Script }
-type suiteRunner struct{}
 
-func (s *suiteRunner) nsVar(r *run, name string) string { return "" }
 func (c *compiler) mimeTag(a *argp, t arg, ms *matchSpec, fl stdFlags) bool { return false }
 func (r *run) mimeExists(m *mimeOpts, names []string) (bool, error) { return false, nil }
 func (r *run) mimeHeaderTest(t *headerTest, names []string) (bool, error) { return false, nil }
@@ -16,3 +14,4 @@ func registerExtensions() {}
 type mimePart struct{}
 type flagsArg struct{ list []strv }
 func (r *run) actionFlags(f *flagsArg) []string { return nil }
+func composeOutgoing(s *suiteRunner, a Action) *sentMsg { return nil }
