@@ -1,0 +1,211 @@
+package ldap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func testConfig(s *testenv.SlapdServer, mode string) Config {
+	c := DefaultConfig()
+	c.URIs = []string{s.URL}
+	c.BindDN, c.BindPassword = s.AdminDN, Secret(s.AdminPassword)
+	c.BaseDN = s.PeopleDN
+	c.AuthMode = mode
+	c.UserFilter = "(cn=%u)"
+	c.PoolSize, c.AuthPoolSize = 2, 2
+	c.Timeout = config.Duration(2 * time.Second)
+	return c
+}
+
+func TestAuthenticateModes(t *testing.T) {
+	s := testenv.Slapd(t)
+	ctx := context.Background()
+	for _, mode := range []string{ModeBind, ModePassword} {
+		t.Run(mode, func(t *testing.T) {
+			d, err := New(testConfig(s, mode), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			_, isSecret := d.(directory.SecretReader)
+			if isSecret != (mode == ModePassword) {
+				t.Errorf("SecretReader = %v in %s mode", isSecret, mode)
+			}
+			for _, tc := range []struct {
+				login, pw string
+				want      error
+			}{
+				{"alice", "alicepw", nil},
+				{"ALICE", "alicepw", nil},
+				{"alice", "wrong", directory.ErrInvalidCredentials},
+				{"alice", "", directory.ErrInvalidCredentials},
+				{"bob", "bobpw", directory.ErrDisabled},
+				{"bob", "wrong", directory.ErrInvalidCredentials},
+				{"nobody", "x", directory.ErrNotFound},
+				{"*)(cn=*", "alicepw", directory.ErrNotFound},
+				{"*", "alicepw", directory.ErrNotFound},
+				{"alice)(|(cn=*", "alicepw", directory.ErrNotFound},
+			} {
+				u, err := d.Authenticate(ctx, tc.login, tc.pw)
+				if !errors.Is(err, tc.want) {
+					t.Errorf("Authenticate(%q, %q) = %v, want %v", tc.login, tc.pw, err, tc.want)
+				}
+				if err == nil && u.Login != "alice" {
+					t.Errorf("canonical login = %q", u.Login)
+				}
+			}
+			// With the status in the filter a disabled user is simply not found.
+			cfg := testConfig(s, mode)
+			cfg.PassFilter = "(&(cn=%u)(status=valid))"
+			d2, _ := New(cfg, nil)
+			defer d2.Close()
+			if _, err := d2.Authenticate(ctx, "bob", "bobpw"); !errors.Is(err, directory.ErrNotFound) {
+				t.Errorf("bob with status filter: %v", err)
+			}
+		})
+	}
+}
+
+func TestLookups(t *testing.T) {
+	s := testenv.Slapd(t)
+	d, err := New(testConfig(s, ModePassword), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	u, err := d.LookupAddress(ctx, "c.smith@example.com")
+	if err != nil || u.Login != "carol" || len(u.Addresses) != 2 || !u.Enabled || u.Home == "" || u.UID != testenv.MailUID {
+		t.Fatalf("LookupAddress = %+v, %v", u, err)
+	}
+	u, err = d.LookupLogin(ctx, "bob")
+	if err != nil || u.Enabled {
+		t.Fatalf("bob = %+v, %v", u, err)
+	}
+	if _, err := d.LookupAddress(ctx, "*"); !errors.Is(err, directory.ErrNotFound) {
+		t.Errorf("wildcard address: %v", err)
+	}
+	scheme, data, u, err := d.(directory.SecretReader).StoredPassword(ctx, "alice")
+	if err != nil || scheme == "" || data == "" || u.Login != "alice" {
+		t.Errorf("StoredPassword = %q %q %v", scheme, data, err)
+	}
+}
+
+func TestFailoverAndOutage(t *testing.T) {
+	s := testenv.Slapd(t)
+	cfg := testConfig(s, ModeBind)
+	cfg.URIs = []string{"ldap://127.0.0.1:1", s.URL} // first one refuses
+	cfg.DialTimeout = config.Duration(500 * time.Millisecond)
+	var logs bytes.Buffer
+	d, err := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	if _, err := d.Authenticate(ctx, "alice", "alicepw"); err != nil {
+		t.Fatalf("failover: %v", err)
+	}
+	if strings.Contains(logs.String(), "adminsecret") {
+		t.Errorf("password in logs: %s", logs.String())
+	}
+
+	s.Stop(t)
+	defer s.Start(t)
+	start := time.Now()
+	if _, err := d.Authenticate(ctx, "alice", "alicepw"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("slapd down: %v", err)
+	}
+	if _, err := d.LookupLogin(ctx, "alice"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Fatalf("slapd down: %v", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("outage detection took %v", el)
+	}
+	s.Start(t)
+	if _, err := d.Authenticate(ctx, "alice", "alicepw"); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+}
+
+func TestPoolBounded(t *testing.T) {
+	s := testenv.Slapd(t)
+	for _, mode := range []string{ModeBind, ModePassword} {
+		d, err := New(testConfig(s, mode), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := 0; i < 64; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := d.Authenticate(context.Background(), "carol", "carolpw"); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("%s: %v", mode, err)
+		}
+		inner := d
+		if p, ok := d.(passwordDirectory); ok {
+			inner = p.Directory
+		}
+		if n := len(inner.(*Directory).search.idle); n > 2 {
+			t.Errorf("%d idle connections, pool size 2", n)
+		}
+		d.Close()
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	c.AuthMode = "magic"
+	c.Scope = "deep"
+	c.UserFilter = "(cn=%u"
+	c.URIs = []string{"http://x"}
+	err := c.Validate()
+	for _, want := range []string{"uris[0]", "base_dn", "scope", "user_filter", "auth_mode"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+	if got := fmt.Sprintf("%v %s %#v", Secret("pw"), Secret("pw"), Secret("pw")); strings.Contains(got, "pw\"") || strings.Contains(got, " pw") {
+		t.Errorf("secret leaked: %s", got)
+	}
+	var b bytes.Buffer
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("x", "password", Secret("hunter2"))
+	if strings.Contains(b.String(), "hunter2") {
+		t.Errorf("secret in slog: %s", b.String())
+	}
+}
+
+func TestExpandFilter(t *testing.T) {
+	for _, tc := range []struct{ tmpl, login, want string }{
+		{"(&(cn=%u)(status=valid))", "alice", "(&(cn=alice)(status=valid))"},
+		{"(cn=%u)", "*)(cn=*", `(cn=\2a\29\28cn=\2a)`},
+		{"(&(uid=%n)(dc=%d))", "a@b.org", "(&(uid=a)(dc=b.org))"},
+		{"(cn=%u%%)", `a\b`, `(cn=a\5cb%)`},
+	} {
+		if got := expandFilter(tc.tmpl, tc.login); got != tc.want {
+			t.Errorf("expandFilter(%q, %q) = %q, want %q", tc.tmpl, tc.login, got, tc.want)
+		}
+	}
+}

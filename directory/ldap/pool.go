@@ -1,0 +1,157 @@
+package ldap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/dovetail-mail/dovetail/directory"
+)
+
+// pool is a bounded set of LDAP connections, each used by one request at a time.
+// A semaphore bounds the total (idle + in use); idle connections wait in a
+// channel. Connections are dialled lazily, so a pool needs no LDAP server to be
+// created and recovers by itself when the server returns.
+type pool struct {
+	name    string
+	uris    []string
+	cur     atomic.Int32 // index of the URI that last worked: failover sticks
+	bind    func(*goldap.Conn) error
+	cfg     *Config
+	sem     chan struct{}
+	idle    chan *goldap.Conn
+	closed  atomic.Bool
+	closeMu sync.Mutex
+	dialErr func(uri string, err error) // logs dial failures
+}
+
+func newPool(name string, size int, cfg *Config, bind func(*goldap.Conn) error, dialErr func(string, error)) *pool {
+	return &pool{
+		name: name, uris: cfg.URIs, bind: bind, cfg: cfg, dialErr: dialErr,
+		sem:  make(chan struct{}, size),
+		idle: make(chan *goldap.Conn, size),
+	}
+}
+
+var errClosed = errors.New("ldap: directory closed")
+
+// get returns a connection for exclusive use (reused tells whether it came from
+// the idle set, i.e. may have gone stale); put must be called with it.
+func (p *pool) get(ctx context.Context) (c *goldap.Conn, reused bool, err error) {
+	if p.closed.Load() {
+		return nil, false, fmt.Errorf("%w: %w", directory.ErrUnavailable, errClosed)
+	}
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("%w: waiting for a %s connection: %w", directory.ErrUnavailable, p.name, ctx.Err())
+	}
+	for {
+		select {
+		case c := <-p.idle:
+			if c.IsClosing() {
+				c.Close()
+				continue
+			}
+			return c, true, nil
+		default:
+		}
+		break
+	}
+	c, err = p.dial(ctx)
+	if err != nil {
+		<-p.sem
+		return nil, false, err
+	}
+	return c, false, nil
+}
+
+// put returns c to the pool; a broken connection is closed instead. After a
+// network error every idle connection is suspect too (the server restarted), so
+// they are all dropped: the next get dials afresh.
+func (p *pool) put(c *goldap.Conn, broken bool) {
+	defer func() { <-p.sem }()
+	if broken || c.IsClosing() || p.closed.Load() {
+		c.Close()
+		if broken {
+			p.drain()
+		}
+		return
+	}
+	select {
+	case p.idle <- c:
+	default:
+		c.Close()
+	}
+}
+
+func (p *pool) drain() {
+	for {
+		select {
+		case c := <-p.idle:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// dial connects to the first URI that answers, starting with the last good one.
+func (p *pool) dial(ctx context.Context) (*goldap.Conn, error) {
+	start := int(p.cur.Load())
+	var errs []error
+	for i := range p.uris {
+		idx := (start + i) % len(p.uris)
+		uri := p.uris[idx]
+		timeout := p.cfg.DialTimeout.D()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+			timeout = time.Until(dl)
+		}
+		if timeout <= 0 {
+			errs = append(errs, ctx.Err())
+			break
+		}
+		c, err := goldap.DialURL(uri, goldap.DialWithDialer(&net.Dialer{Timeout: timeout}))
+		if err == nil {
+			c.SetTimeout(p.cfg.Timeout.D())
+			if p.cfg.StartTLS && len(uri) > 7 && uri[:7] == "ldap://" {
+				err = c.StartTLS(nil)
+			}
+			if err == nil && p.bind != nil {
+				err = p.bind(c)
+			}
+			if err != nil {
+				c.Close()
+			}
+		}
+		if err != nil {
+			p.dialErr(uri, err)
+			errs = append(errs, fmt.Errorf("%s: %w", uri, err))
+			continue
+		}
+		p.cur.Store(int32(idx))
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w: no LDAP server reachable: %w", directory.ErrUnavailable, errors.Join(errs...))
+}
+
+func (p *pool) close() {
+	p.closed.Store(true)
+	p.drain()
+}
+
+// isNetErr reports errors after which the connection must not be reused.
+func isNetErr(err error) bool {
+	if err == nil {
+		return false
+	}
+	return goldap.IsErrorAnyOf(err, goldap.ErrorNetwork, goldap.LDAPResultServerDown, goldap.LDAPResultUnavailable,
+		goldap.LDAPResultBusy, goldap.LDAPResultTimeout, goldap.LDAPResultTimeLimitExceeded, goldap.ErrorUnexpectedResponse) ||
+		errors.Is(err, net.ErrClosed)
+}
