@@ -11,7 +11,7 @@ import (
 // Config is the lmtpd section of the configuration file.
 type Config struct {
 	// Listen: "unix:/var/spool/postfix/private/dovetail-lmtp" and/or "127.0.0.1:24".
-	Listen []config.Listener `yaml:"listen"`
+	Listen config.Listener `yaml:"listen"`
 	// Hostname is used in the greeting, Received headers and Maildir file names
 	// (default: the system host name).
 	Hostname string `yaml:"hostname"`

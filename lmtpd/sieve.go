@@ -1,0 +1,244 @@
+package lmtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/sieve"
+)
+
+// SieveFilter runs the Pigeonhole-style script sequence: global before scripts,
+// the user's active script (~/.dovecot.sieve, usually a symlink into ~/sieve), global
+// after scripts. Scripts are compiled once and cached until the file's mtime or size
+// changes.
+type SieveFilter struct {
+	cfg      SieveConfig
+	settings map[string]string
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	cache map[string]*cached // by resolved path
+}
+
+type cached struct {
+	mtime  time.Time
+	size   int64
+	script *sieve.Script
+	err    error
+}
+
+// maxCached bounds the compile cache (one entry per user script plus globals).
+const maxCached = 10000
+
+// DefaultSieveSettings make spamtest/virustest read the milter's headers
+// (Pigeonhole's sieve_spamtest_* settings).
+func DefaultSieveSettings() map[string]string {
+	return map[string]string{
+		"sieve_spamtest_status_type":    "score",
+		"sieve_spamtest_status_header":  `X-Spam-Score: (-?[0-9]+(\.[0-9]+)?)`,
+		"sieve_spamtest_max_value":      "15",
+		"sieve_virustest_status_type":   "text",
+		"sieve_virustest_status_header": "X-Virus-Status",
+		"sieve_virustest_text_value1":   "clean",
+		"sieve_virustest_text_value5":   "infected",
+		"recipient_delimiter":           "+",
+	}
+}
+
+// NewSieveFilter builds the filter; settings override DefaultSieveSettings.
+func NewSieveFilter(cfg SieveConfig, delimiter string, settings map[string]string, log *slog.Logger) *SieveFilter {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := DefaultSieveSettings()
+	s["recipient_delimiter"] = delimiter
+	for k, v := range settings {
+		s[k] = v
+	}
+	return &SieveFilter{cfg: cfg, settings: s, log: log, cache: map[string]*cached{}}
+}
+
+// load returns the compiled script at path, nil if it does not exist.
+func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, error) {
+	st, err := os.Stat(path) // follows the active-script symlink
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sieve script %s: %w", path, err)
+	}
+	key := path
+	f.mu.Lock()
+	c := f.cache[key]
+	f.mu.Unlock()
+	if c != nil && c.mtime.Equal(st.ModTime()) && c.size == st.Size() {
+		return c.script, c.err
+	}
+	c = &cached{mtime: st.ModTime(), size: st.Size()}
+	max := int64(f.cfg.MaxScriptSize)
+	if max <= 0 {
+		max = 1 << 20
+	}
+	if st.Size() > max {
+		c.err = fmt.Errorf("sieve script %s: %d bytes exceeds the limit of %d", path, st.Size(), max)
+	} else if src, err := readFileLimited(path, max); err != nil {
+		return nil, fmt.Errorf("sieve script %s: %w", path, err)
+	} else {
+		opts := &sieve.Options{Includes: includeLoader{personal: personalDir, global: f.globalDir(), max: max}}
+		c.script, c.err = sieve.Compile(filepath.Base(path), src, opts)
+	}
+	f.mu.Lock()
+	if len(f.cache) >= maxCached {
+		clear(f.cache)
+	}
+	f.cache[key] = c
+	f.mu.Unlock()
+	return c.script, c.err
+}
+
+func readFileLimited(path string, max int64) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("larger than %d bytes", max)
+	}
+	return b, err
+}
+
+func (f *SieveFilter) globalDir() string {
+	if len(f.cfg.Before) > 0 {
+		return filepath.Dir(f.cfg.Before[0])
+	}
+	if len(f.cfg.After) > 0 {
+		return filepath.Dir(f.cfg.After[0])
+	}
+	return ""
+}
+
+type includeLoader struct {
+	personal, global string
+	max              int64
+}
+
+func (l includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]byte, error) {
+	dir := l.personal
+	if loc == sieve.Global {
+		dir = l.global
+	}
+	if dir == "" || name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return nil, sieve.ErrScriptNotFound
+	}
+	b, err := readFileLimited(filepath.Join(dir, name+".sieve"), l.max)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, sieve.ErrScriptNotFound
+	}
+	return b, err
+}
+
+// Filter implements Filter. A compile error in any script aborts the sequence with
+// an implicit keep (returned as an error the caller logs), as Pigeonhole does.
+func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, error) {
+	var before, after []*sieve.Script
+	for _, p := range f.cfg.Before {
+		s, err := f.load(p, "")
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			before = append(before, s)
+		}
+	}
+	var user *sieve.Script
+	if f.cfg.UserScript != "" && in.Home != "" {
+		s, err := f.load(expandHome(f.cfg.UserScript, in.Home), expandHome(f.cfg.UserDir, in.Home))
+		if err != nil {
+			return nil, err
+		}
+		user = s
+	}
+	for _, p := range f.cfg.After {
+		s, err := f.load(p, "")
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			after = append(after, s)
+		}
+	}
+	if len(before) == 0 && user == nil && len(after) == 0 {
+		return &Verdict{Actions: []Action{{Type: ActKeep, Implicit: true}}}, nil
+	}
+	now := in.Now
+	env := &sieve.Env{
+		Message:  sieve.NewMessage(in.Message),
+		Envelope: sieve.Envelope{From: in.From, To: in.To},
+		Now:      func() time.Time { return now },
+		Environment: map[string]string{
+			"location": "MDA", "phase": "during", "name": "dovetail",
+		},
+		Config: f.settings,
+	}
+	if in.Mailboxes != nil {
+		env.Mailboxes = mailboxFunc(in.Mailboxes)
+	}
+	if in.Seen != nil {
+		env.Duplicates = seenFunc(in.Seen)
+	}
+	res, err := sieve.RunMulti(ctx, env, before, user, after)
+	if err != nil {
+		return nil, err
+	}
+	return convertResult(res), nil
+}
+
+type mailboxFunc func(string) bool
+
+func (m mailboxFunc) MailboxExists(name string) bool { return m(name) }
+
+type seenFunc func(context.Context, string) bool
+
+func (s seenFunc) Check(ctx context.Context, id string) bool { return s(ctx, id) }
+
+func convertResult(res *sieve.Result) *Verdict {
+	v := &Verdict{Errors: res.Errors}
+	for _, a := range res.Actions {
+		t := a.Type
+		if t == "ereject" {
+			t = ActReject
+		}
+		switch t {
+		case ActKeep, ActFileinto, ActRedirect, ActReject, ActDiscard, ActVacation, ActQuarantine:
+		default:
+			continue // notify, addheader… (header edits arrive via Headers)
+		}
+		v.Actions = append(v.Actions, Action{
+			Type: t, Mailbox: a.Mailbox, Flags: a.Flags, Create: a.Create, Copy: a.Copy,
+			Address: a.Address, Reason: a.Reason, Subject: a.Subject, From: a.From,
+			Period: time.Duration(a.Seconds) * time.Second, Handle: a.Handle,
+			Addresses: a.Addresses, Mime: a.Mime, Implicit: a.Implicit,
+		})
+	}
+	if res.HeadersEdited {
+		var b strings.Builder
+		for _, h := range res.Headers {
+			b.WriteString(h.Name + ": " + h.Value + "\n")
+		}
+		v.Header = []byte(b.String())
+	}
+	for _, m := range res.DuplicateMarks {
+		v.Marks = append(v.Marks, Mark{ID: m.ID, Period: m.Period})
+	}
+	return v
+}
