@@ -141,3 +141,59 @@ func TestPostfixSwaks(t *testing.T) {
 	p.WaitQueueEmpty(t, 10*time.Second)
 	p.WaitLog(t, "status=sent", time.Second)
 }
+
+func TestDovecotIMAP(t *testing.T) {
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{})
+	d.DropMessage(t, "alice", "", "From: bob@example.org\r\nSubject: hello inbox\r\n\r\nbody\r\n")
+	d.DropMessage(t, "alice", "Quarantine", "From: spam@example.org\r\nSubject: suspicious\r\n\r\nbody\r\n")
+	names := d.List(t, "alice", "alicepw")
+	if strings.Join(names, ",") != "INBOX,Quarantine" && strings.Join(names, ",") != "Quarantine,INBOX" {
+		t.Fatalf("LIST: %q", names)
+	}
+	msgs := d.Messages(t, "alice", "alicepw", "Quarantine")
+	if len(msgs) != 1 || !strings.Contains(msgs[0].Header, "Subject: suspicious") || msgs[0].UID == 0 ||
+		!strings.HasSuffix(msgs[0].Raw, "body\r\n") {
+		t.Fatalf("Quarantine: %+v", msgs)
+	}
+	t0 := time.Now()
+	if _, err := testenv.IMAPLogin(d.IMAPAddr, "alice", "wrong"); err == nil {
+		t.Fatal("login with a wrong password succeeded")
+	}
+	t.Logf("failed login took %s", time.Since(t0))
+}
+
+// TestEndToEnd: swaks -> Postfix (SASL via Dovecot auth on TCP) -> Dovecot LMTP with
+// Sieve -> Maildir -> IMAP.
+func TestEndToEnd(t *testing.T) {
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{LMTP: true, Auth: true, Sieve: true})
+	d.SetSieve(t, "alice", `require ["fileinto", "mailbox"];
+if header :contains "subject" "[junk]" { fileinto :create "Junk"; }
+`)
+	p := testenv.StartPostfix(t, testenv.PostfixOptions{SASLPath: "inet:" + d.AuthAddr, LMTP: "inet:" + d.LMTPAddr})
+	t0 := time.Now()
+	for _, subj := range []string{"hello e2e", "[junk] buy now"} {
+		out, code := testenv.Swaks(t, p.SMTPAddr, "--from", "sender@example.org", "--to", "alice@example.com",
+			"--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "alicepw", "--header", "Subject: "+subj)
+		if code != 0 {
+			t.Fatalf("swaks exit %d:\n%s", code, out)
+		}
+	}
+	t.Logf("2 messages sent: %s", time.Since(t0))
+	out, code := testenv.Swaks(t, p.SMTPAddr, "--from", "sender@example.org", "--to", "alice@example.com",
+		"--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "wrong")
+	t.Logf("wrong password: %s", time.Since(t0))
+	if code == 0 || !strings.Contains(out, "535") {
+		t.Fatalf("wrong password: exit %d:\n%s", code, out)
+	}
+	p.WaitQueueEmpty(t, 10*time.Second)
+	p.WaitLog(t, "sasl_username=alice", time.Second)
+	t.Logf("queue empty: %s", time.Since(t0))
+	inbox := d.WaitMessages(t, "alice", "alicepw", "INBOX", 1, 5*time.Second)
+	junk := d.WaitMessages(t, "alice", "alicepw", "Junk", 1, 5*time.Second)
+	if len(inbox) != 1 || !strings.Contains(inbox[0].Header, "Subject: hello e2e") {
+		t.Fatalf("INBOX: %+v", inbox)
+	}
+	if len(junk) != 1 || !strings.Contains(junk[0].Header, "Subject: [junk] buy now") {
+		t.Fatalf("Junk: %+v", junk)
+	}
+}
