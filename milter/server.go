@@ -1,0 +1,266 @@
+// Package milter puts the spam engine in front of Postfix (or Sendmail) through
+// the milter protocol, using github.com/emersion/go-milter v0.5.0.
+//
+// Two properties of that library shape this package:
+//
+//   - It replaces its macro map on every macro packet, so a callback only sees the
+//     macros of its own stage. Each connection keeps its own accumulated map
+//     (session.macros): connection macros ({client_addr}, j, …) stay for the
+//     whole connection, message macros (i, {mail_addr}, {rcpt_*}) are cleared
+//     when the message ends.
+//   - After any response whose Continue() is false (accept, reject, tempfail) it
+//     calls Server.NewMilter again and drops the old backend, losing
+//     connection-level state (client, HELO, auth) before the next message of the
+//     same SMTP session. We answer the end of message with a Response whose
+//     Continue() is true (finalResponse) but whose packet is the real verdict, so
+//     the library keeps our per-connection backend; the session resets its own
+//     message state. Postfix only ever sees the correct packets.
+//
+// The library negotiates milter protocol version 2: no DATA, UNKNOWN or
+// no-reply options, which Postfix handles (it simply sends fewer events).
+package milter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/spam/message"
+)
+
+// Scorer is what the milter needs from the spam engine; *spam.Engine
+// satisfies it and tests use fakes.
+type Scorer interface {
+	// NewBuilder returns a builder with the engine's message limits.
+	NewBuilder() *message.Builder
+	Score(ctx context.Context, in *spam.Input) (spam.Verdict, error)
+}
+
+// Report describes one handled message; Options.OnMessage receives it after
+// the reply was decided (tests, audit hooks).
+type Report struct {
+	QueueID  string
+	Client   string // host[addr]
+	ClientIP net.IP
+	Helo     string
+	From     string
+	Rcpts    []string
+	AuthUser string
+	Size     int64
+	// Macros is the accumulated macro map at end of message.
+	Macros  map[string]string
+	Verdict *spam.Verdict // nil when not scanned
+	Action  string        // what the milter did (see dovetail_milter_messages_total)
+	Reply   string        // SMTP reply sent for reject/tempfail, "" otherwise
+	Err     error
+	Elapsed time.Duration
+}
+
+// Options are optional collaborators.
+type Options struct {
+	// Outbound scores authenticated senders when Config.Authenticated is
+	// "outbound"; nil uses the main scorer.
+	Outbound Scorer
+	// OnMessage, when set, is called once per message.
+	OnMessage func(Report)
+	// HeaderEdits overrides how a verdict becomes header fields; nil uses
+	// SpamHeaders.
+	HeaderEdits func(v spam.Verdict) []spam.Header
+}
+
+// Server is the milter daemon.
+type Server struct {
+	cfg     Config
+	scorer  Scorer
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	lns     []net.Listener
+	conns   map[*trackedConn]struct{}
+	closing atomic.Bool
+	serving sync.WaitGroup
+}
+
+// New builds a server; cfg must be valid.
+func New(cfg Config, scorer Scorer, log *slog.Logger, reg prometheus.Registerer, opts ...Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("milter: %w", err)
+	}
+	if scorer == nil {
+		return nil, errors.New("milter: no scorer")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, scorer: scorer, log: log, metrics: newMetrics(reg), conns: map[*trackedConn]struct{}{}}
+	if len(opts) > 0 {
+		s.opts = opts[0]
+	}
+	return s, nil
+}
+
+// symList is what we ask Postfix to send at each stage when RequestMacros is
+// on. SETSYMLIST replaces Postfix's own lists for those stages, so it repeats
+// the defaults we rely on.
+var symList = map[gomilter.Stage][]string{
+	gomilter.StageConnect:  {"j", "_", "v", "{daemon_name}", "{client_addr}", "{client_name}", "{client_port}", "{client_ptr}"},
+	gomilter.StageHelo:     {"{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}"},
+	gomilter.StageMailFrom: {"i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}", "{mail_host}", "{mail_mailer}", "{client_addr}"},
+	gomilter.StageRcptTo:   {"i", "{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}"},
+	gomilter.StageEOM:      {"i", "{auth_authen}", "{client_addr}", "{client_name}"},
+}
+
+func (s *Server) newLibServer(tl *trackingListener) *gomilter.Server {
+	actions := gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine
+	srv := &gomilter.Server{Actions: actions}
+	if s.cfg.RequestMacros {
+		srv.Actions |= gomilter.OptSetSymList
+		srv.SymList = symList
+	}
+	// Called once per connection from the accept loop, right after Accept in
+	// the same goroutine, so the connection just accepted is the one this
+	// session serves. It is never called again for that connection, because
+	// every response we give reports Continue() == true (see package doc).
+	srv.NewMilter = func() gomilter.Milter {
+		c := tl.pending
+		tl.pending = nil
+		return s.newSession(c)
+	}
+	return srv
+}
+
+// Serve accepts MTA connections on ln until Shutdown. It returns nil after
+// Shutdown and the accept error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.closing.Load() {
+		ln.Close()
+		return nil
+	}
+	tl := &trackingListener{Listener: ln, srv: s}
+	s.mu.Lock()
+	s.lns = append(s.lns, tl)
+	s.mu.Unlock()
+	s.serving.Add(1)
+	defer s.serving.Done()
+	// We never call the library's Close (it races with Serve on its fields);
+	// closing our listener ends its accept loop.
+	err := s.newLibServer(tl).Serve(tl)
+	if s.closing.Load() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes connections once they are between messages,
+// and when ctx ends closes the rest (Postfix then applies
+// milter_default_action to those messages).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		for c := range s.conns {
+			if c.idle(50 * time.Millisecond) {
+				c.Close()
+			}
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			s.serving.Wait()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for c := range s.conns {
+				c.Close()
+			}
+			s.mu.Unlock()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// trackingListener registers every accepted connection so Shutdown can find it.
+type trackingListener struct {
+	net.Listener
+	srv     *Server
+	pending *trackedConn // handed from Accept to NewMilter (same goroutine)
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, srv: l.srv}
+	tc.touch()
+	l.srv.mu.Lock()
+	l.srv.conns[tc] = struct{}{}
+	l.srv.mu.Unlock()
+	l.srv.metrics.connections.Inc()
+	l.pending = tc
+	return tc, nil
+}
+
+// trackedConn remembers when it last moved bytes and whether a message is in
+// progress, so Shutdown closes it only between messages.
+type trackedConn struct {
+	net.Conn
+	srv    *Server
+	last   atomic.Int64 // unix nanos of the last read or write
+	inMsg  atomic.Bool
+	closed sync.Once
+}
+
+func (c *trackedConn) touch() { c.last.Store(time.Now().UnixNano()) }
+
+func (c *trackedConn) idle(d time.Duration) bool {
+	return !c.inMsg.Load() && time.Since(time.Unix(0, c.last.Load())) >= d
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.touch()
+	return n, err
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.touch()
+	return n, err
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.closed.Do(func() {
+		c.srv.metrics.connections.Dec()
+		// Shutdown holds srv.mu while closing; removal happens asynchronously
+		// to avoid taking it twice.
+		go func() {
+			c.srv.mu.Lock()
+			delete(c.srv.conns, c)
+			c.srv.mu.Unlock()
+		}()
+	})
+	return err
+}
