@@ -24,9 +24,9 @@ type DovecotUser struct {
 type DovecotOptions struct {
 	// Users default to the seed users alice/alicepw, bob/bobpw, carol/carolpw.
 	Users []DovecotUser
-	LMTP  bool // LMTP on 127.0.0.1 (LMTPAddr)
-	Auth  bool // Dovecot auth protocol on TCP (AuthAddr): Postfix smtpd_sasl_path = inet:AuthAddr
-	Sieve bool // Pigeonhole in LMTP: per-user script ~/.dovecot.sieve (see SetSieve)
+	LMTP  bool   // LMTP on 127.0.0.1 (LMTPAddr)
+	Auth  bool   // Dovecot auth protocol on TCP (AuthAddr): Postfix smtpd_sasl_path = inet:AuthAddr
+	Sieve bool   // Pigeonhole in LMTP: per-user script ~/.dovecot.sieve (see SetSieve)
 	Extra string // raw config appended to dovecot.conf (later settings win)
 }
 
