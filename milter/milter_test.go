@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	gomilter "github.com/emersion/go-milter"
 	"github.com/emersion/go-message/textproto"
+	gomilter "github.com/emersion/go-milter"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -29,7 +29,9 @@ type fakeScorer struct {
 	texts  []string
 }
 
-func (f *fakeScorer) NewBuilder() *message.Builder { return message.NewBuilder(message.DefaultLimits()) }
+func (f *fakeScorer) NewBuilder() *message.Builder {
+	return message.NewBuilder(message.DefaultLimits())
+}
 
 func (f *fakeScorer) Score(ctx context.Context, in *spam.Input) (spam.Verdict, error) {
 	rc, err := in.Message.Open()

@@ -212,4 +212,4 @@ func (ss *session) ip() net.IP {
 type finalResponse struct{ r gomilter.Response }
 
 func (f finalResponse) Response() *gomilter.Message { return f.r.Response() }
-func (f finalResponse) Continue() bool            { return true }
+func (f finalResponse) Continue() bool              { return true }
