@@ -1,0 +1,64 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dovetail-mail/dovetail/dnsbl"
+)
+
+// dnsblCheck scores the client address against DNS lists, postscreen style: each
+// list that lists the client adds its score once (the highest of its matching
+// return codes), negative scores allow, and the client is blocked when the sum
+// reaches the threshold. Lookup failures never block: a list that did not answer
+// counts as not listing the client.
+type dnsblCheck struct {
+	checker   *dnsbl.Checker
+	threshold float64
+	action    Action
+}
+
+func newDNSBLCheck(c DNSBLConfig, r dnsbl.Resolver) (*dnsblCheck, error) {
+	ch, err := dnsbl.New(c.Lists, r)
+	if err != nil {
+		return nil, err
+	}
+	return &dnsblCheck{checker: ch, threshold: c.Threshold, action: mustAction(c.Action)}, nil
+}
+
+func (d *dnsblCheck) name() string { return CheckDNSBL }
+
+func (d *dnsblCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
+	r := tx.req
+	if r.Authenticated() || !r.ClientAddr.IsValid() || !r.ClientAddr.IsGlobalUnicast() || r.ClientAddr.IsPrivate() {
+		return pass, nil
+	}
+	res := d.checker.CheckIP(ctx, r.ClientAddr)
+	best := map[string]float64{}
+	for _, h := range res.Hits {
+		if s, ok := best[h.Zone]; !ok || h.Score > s {
+			best[h.Zone] = h.Score
+		}
+	}
+	var score float64
+	zones := make([]string, 0, len(best))
+	for z, s := range best {
+		score += s
+		zones = append(zones, z)
+	}
+	slices.Sort(zones)
+	reason := fmt.Sprintf("dnsbl score %s (threshold %s) from [%s]", fmtScore(score), fmtScore(d.threshold), strings.Join(zones, " "))
+	if len(res.Errors) > 0 {
+		reason += fmt.Sprintf("; %d lookups failed: %v", len(res.Errors), errors.Join(res.Errors...))
+	}
+	if score < d.threshold {
+		return verdict{action: Dunno, reason: reason}, nil
+	}
+	return verdict{action: expand(d.action, "{client}", r.ClientAddress, "{lists}", strings.Join(zones, ", ")), reason: reason}, nil
+}
+
+func fmtScore(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

@@ -1,0 +1,179 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// check is one policy check. eval returns the check's verdict; an error means the
+// check could not decide (the engine turns it into the fail mode or a temporary
+// action, never a rejection).
+type check interface {
+	name() string
+	eval(ctx context.Context, tx *txn) (verdict, error)
+}
+
+// verdict is a check's answer. A DUNNO verdict with stop set ends the evaluation
+// (an allowlist hit); any Final action ends it too.
+type verdict struct {
+	action Action
+	reason string
+	stop   bool
+}
+
+var pass = verdict{action: Dunno}
+
+// connState is what a connection remembers between its requests. Postfix sends
+// every request of one SMTP session over the same policy connection, so the
+// per-transaction memory (message counted, SPF result) lives here.
+type connState struct {
+	// countedInstance is the transaction whose message the rate limits counted.
+	countedInstance string
+	// spf memoises one SPF evaluation per transaction/sender/client.
+	spfKey    string
+	spfResult spfOutcome
+}
+
+// txn is one request being evaluated.
+type txn struct {
+	req  *Request
+	conn *connState
+	now  time.Time
+}
+
+// engine is one immutable build of the configuration: Reload builds a new one and
+// swaps it in atomically, so in-flight requests finish on the one they started.
+type engine struct {
+	cfg        Config
+	checks     []check
+	failClosed bool
+	log        *slog.Logger
+	m          *metrics
+	spf        *spfEval // nil when neither the SPF check nor greylisting needs it
+	closers    []func() error
+}
+
+// decision is the outcome of one request, for the reply, the log line and metrics.
+type decision struct {
+	action Action
+	check  string // the check that decided; "" when none did
+	reason string
+	notes  []string // non-fatal events (store failures in fail-open mode)
+	err    error
+}
+
+// decide runs the checks in order.
+func (e *engine) decide(ctx context.Context, tx *txn) decision {
+	var soft *decision // first PREPEND/WARN/INFO, answered if nothing decides
+	var notes []string
+	for _, c := range e.checks {
+		v, err := e.run(ctx, c, tx)
+		if err != nil {
+			if errors.Is(err, store.ErrUnavailable) {
+				e.m.storeFailures.WithLabelValues(c.name(), e.cfg.StoreFailure).Inc()
+				if !e.failClosed {
+					e.m.checkResults.WithLabelValues(c.name(), "fail_open").Inc()
+					notes = append(notes, c.name()+": "+err.Error())
+					continue
+				}
+			}
+			e.m.checkResults.WithLabelValues(c.name(), "error").Inc()
+			return decision{action: tempFail, check: c.name(), reason: "internal error", notes: notes, err: err}
+		}
+		e.m.checkResults.WithLabelValues(c.name(), v.action.Label()).Inc()
+		if v.action.Final() || v.stop {
+			return decision{action: v.action, check: c.name(), reason: v.reason, notes: notes}
+		}
+		if !v.action.IsDunno() && soft == nil {
+			soft = &decision{action: v.action, check: c.name(), reason: v.reason}
+		}
+	}
+	if soft != nil {
+		soft.notes = notes
+		return *soft
+	}
+	return decision{action: Dunno, notes: notes}
+}
+
+// run calls one check, turning a panic into an error so a bug in one check
+// answers a temporary action instead of killing the connection (or the daemon).
+func (e *engine) run(ctx context.Context, c check, tx *txn) (v verdict, err error) {
+	start := time.Now()
+	defer func() {
+		e.m.checkLatency.WithLabelValues(c.name()).Observe(time.Since(start).Seconds())
+		if r := recover(); r != nil {
+			e.m.panics.WithLabelValues(c.name()).Inc()
+			e.log.Error("policy check panicked", "check", c.name(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = fmt.Errorf("check %s panicked: %v", c.name(), r)
+		}
+	}()
+	return c.eval(ctx, tx)
+}
+
+// logDecision writes the one line per request.
+func (e *engine) logDecision(tx *txn, d decision, took time.Duration) {
+	lvl := slog.LevelInfo
+	if d.err != nil {
+		lvl = slog.LevelWarn
+	}
+	if !e.log.Enabled(context.Background(), lvl) {
+		return
+	}
+	r := tx.req
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("queue_id", r.QueueID),
+		slog.String("state", r.ProtocolState),
+		slog.String("client", clientString(r)),
+		slog.String("helo", r.HeloName),
+		slog.String("sender", r.Sender),
+		slog.String("recipient", r.Recipient),
+	)
+	if r.SASLUsername != "" {
+		attrs = append(attrs, slog.String("sasl_username", r.SASLUsername))
+	}
+	attrs = append(attrs,
+		slog.String("action", d.action.String()),
+		slog.String("check", d.check),
+		slog.String("reason", d.reason),
+		slog.Duration("took", took),
+	)
+	if len(d.notes) > 0 {
+		attrs = append(attrs, slog.String("fail_open", strings.Join(d.notes, "; ")))
+	}
+	if d.err != nil {
+		attrs = append(attrs, slog.String("err", d.err.Error()))
+	}
+	e.log.LogAttrs(context.Background(), lvl, "policy decision", attrs...)
+}
+
+func clientString(r *Request) string {
+	name := r.ClientName
+	if name == "" {
+		name = "unknown"
+	}
+	return name + "[" + r.ClientAddress + "]"
+}
+
+// close releases what the build opened (GeoIP database).
+func (e *engine) close() {
+	for _, c := range e.closers {
+		_ = c()
+	}
+}
+
+// expand replaces {name} placeholders in an action's text.
+func expand(a Action, kv ...string) Action {
+	if !strings.Contains(a.Text, "{") {
+		return a
+	}
+	a.Text = strings.NewReplacer(kv...).Replace(a.Text)
+	return a
+}

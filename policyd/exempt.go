@@ -1,0 +1,185 @@
+package policyd
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// exemptions are the greylist allowlists: client networks, client host names
+// (postgrey's whitelist_clients) and recipients (whitelist_recipients).
+type exemptions struct {
+	nets        netList
+	clientNames map[string]bool // a host name or a domain (matches its subdomains)
+	clientRE    *regexp.Regexp  // all /regex/ entries as one alternation; nil if none
+	rcptFull    map[string]bool // user@domain
+	rcptLocal   map[string]bool // "user@": any domain
+	rcptDomain  map[string]bool // domain
+	rcptRE      *regexp.Regexp
+}
+
+func newExemptions(c GreylistConfig) (*exemptions, error) {
+	x := &exemptions{clientNames: map[string]bool{}, rcptFull: map[string]bool{}, rcptLocal: map[string]bool{}, rcptDomain: map[string]bool{}}
+	var err error
+	if x.nets, err = newNetList(c.ExemptNetworks); err != nil {
+		return nil, err
+	}
+	var clientRE, rcptRE []string
+	addClient := func(e string) error {
+		switch {
+		case isRegexEntry(e):
+			clientRE = append(clientRE, e[1:len(e)-1])
+		case looksLikeAddress(e):
+			p, err := postgreyPrefix(e)
+			if err != nil {
+				return err
+			}
+			x.nets = append(x.nets, p)
+		default:
+			x.clientNames[strings.ToLower(strings.TrimSuffix(e, "."))] = true
+		}
+		return nil
+	}
+	addRcpt := func(e string) error {
+		e = strings.ToLower(e)
+		switch {
+		case isRegexEntry(e):
+			rcptRE = append(rcptRE, e[1:len(e)-1])
+		case strings.HasSuffix(e, "@"):
+			x.rcptLocal[e] = true
+		case strings.Contains(e, "@"):
+			x.rcptFull[e] = true
+		default:
+			x.rcptDomain[e] = true
+		}
+		return nil
+	}
+	for _, e := range c.ExemptClients {
+		if err := addClient(e); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range c.ExemptRecipients {
+		_ = addRcpt(e)
+	}
+	if err := readList(c.ExemptClientsFile, addClient); err != nil {
+		return nil, err
+	}
+	if err := readList(c.ExemptRecipientsFile, addRcpt); err != nil {
+		return nil, err
+	}
+	if x.clientRE, err = compileAlternation(clientRE); err != nil {
+		return nil, fmt.Errorf("exempt clients: %w", err)
+	}
+	if x.rcptRE, err = compileAlternation(rcptRE); err != nil {
+		return nil, fmt.Errorf("exempt recipients: %w", err)
+	}
+	return x, nil
+}
+
+// match returns why the request is exempt, or "".
+func (x *exemptions) match(r *Request) string {
+	if x.nets.contains(r.ClientAddr) {
+		return "client network"
+	}
+	if name := strings.ToLower(r.ClientName); name != "" && name != "unknown" {
+		for d := name; d != ""; {
+			if x.clientNames[d] {
+				return "client " + d
+			}
+			i := strings.IndexByte(d, '.')
+			if i < 0 {
+				break
+			}
+			d = d[i+1:]
+		}
+		if x.clientRE != nil && x.clientRE.MatchString(name) {
+			return "client name pattern"
+		}
+	}
+	if rcpt := strings.ToLower(r.Recipient); rcpt != "" {
+		at := strings.LastIndexByte(rcpt, '@')
+		switch {
+		case x.rcptFull[rcpt]:
+			return "recipient " + rcpt
+		case at >= 0 && x.rcptLocal[rcpt[:at+1]]:
+			return "recipient " + rcpt[:at+1]
+		case at >= 0 && x.rcptDomain[rcpt[at+1:]]:
+			return "recipient domain " + rcpt[at+1:]
+		case x.rcptRE != nil && x.rcptRE.MatchString(rcpt):
+			return "recipient pattern"
+		}
+	}
+	return ""
+}
+
+func isRegexEntry(e string) bool { return len(e) >= 2 && e[0] == '/' && e[len(e)-1] == '/' }
+
+func looksLikeAddress(e string) bool {
+	return strings.Contains(e, ":") || strings.Trim(e, "0123456789./") == ""
+}
+
+// postgreyPrefix reads an address, a CIDR network, or postgrey's partial
+// dotted form ("192.168" = 192.168.0.0/16).
+func postgreyPrefix(e string) (netip.Prefix, error) {
+	if !strings.ContainsAny(e, "/:") {
+		parts := strings.Split(strings.TrimSuffix(e, "."), ".")
+		if n := len(parts); n < 4 {
+			for len(parts) < 4 {
+				parts = append(parts, "0")
+			}
+			return parsePrefix(strings.Join(parts, ".") + "/" + strconv.Itoa(8*n))
+		}
+	}
+	return parsePrefix(e)
+}
+
+// readList reads a postgrey-style list file: one entry per line (the first
+// word), # comments, blank lines ignored. Errors name file and line.
+func readList(path string, add func(string) error) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("list file: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		if err := add(fields[0]); err != nil {
+			return fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// compileAlternation compiles patterns (Perl-style, as postgrey reads them) into
+// one case-insensitive alternation, so a request costs one regexp match however
+// many entries the list has.
+func compileAlternation(pats []string) (*regexp.Regexp, error) {
+	if len(pats) == 0 {
+		return nil, nil
+	}
+	for _, p := range pats {
+		if _, err := regexp.Compile(p); err != nil {
+			return nil, fmt.Errorf("pattern /%s/: %w", p, err)
+		}
+	}
+	return regexp.Compile("(?i)(?:" + strings.Join(pats, ")|(?:") + ")")
+}

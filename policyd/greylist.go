@@ -1,0 +1,261 @@
+package policyd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"blitiri.com.ar/go/spf"
+
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// greylistCheck is greylisting with postgrey's semantics: the triplet (client
+// network, normalised sender, recipient) is deferred for Delay after it is first
+// seen; a retry after the delay (within RetryWindow) passes and the triplet is
+// remembered for MaxAge; client networks that passed AutoWhitelistAfter times
+// skip greylisting altogether.
+//
+// Store layout (values are decimal Unix seconds):
+//
+//	grey:t:<net>/<sender>/<recipient>  "first passed"  passed=0 until the first pass;
+//	                                    TTL retry_window, then max_age once passed
+//	grey:awl:<net>                      "count last"   TTL max_age
+type greylistCheck struct {
+	st                   store.Store
+	delay, retry, maxAge time.Duration
+	v4bits, v6bits       int
+	awlAfter             int
+	awlInterval          time.Duration
+	exempt               *exemptions
+	spf                  *spfEval // set when SPF-pass senders are exempt
+	delim                string
+	action               Action
+	addHeader            bool
+	hostname             string
+}
+
+func (g *greylistCheck) name() string { return CheckGreylist }
+
+func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
+	r := tx.req
+	if r.ProtocolState != StateRcpt || !r.ClientAddr.IsValid() {
+		return pass, nil
+	}
+	if r.Authenticated() {
+		return verdict{action: Dunno, reason: "greylist: authenticated"}, nil
+	}
+	if why := g.exempt.match(r); why != "" {
+		return verdict{action: Dunno, reason: "greylist: exempt " + why}, nil
+	}
+	if g.spf != nil && g.spf.applies(r) && g.spf.outcome(ctx, tx).result == spf.Pass {
+		return verdict{action: Dunno, reason: "greylist: exempt, spf pass"}, nil
+	}
+	net := clientNet(r, g.v4bits, g.v6bits)
+	now := tx.now.Unix()
+	if g.awlAfter > 0 {
+		count, _, err := g.getPair(ctx, "grey:awl:"+net)
+		if err != nil {
+			return verdict{}, err
+		}
+		if count >= int64(g.awlAfter) {
+			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
+		}
+	}
+	key := tripletKey(net, normalizeSender(r.Sender, g.delim), strings.ToLower(r.Recipient))
+	first, passed, err := g.getPair(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return g.greylist(ctx, r, key, now, 0, "new triplet")
+	case err != nil:
+		return verdict{}, err
+	case passed > 0:
+		// Known good triplet: refresh its lifetime and credit the client.
+		if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
+			return verdict{}, err
+		}
+		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, g.creditClient(ctx, net, now)
+	}
+	age := now - first
+	switch {
+	case age > int64(g.retry/time.Second):
+		return g.greylist(ctx, r, key, now, 0, "retry window expired, starting over")
+	case age < int64(g.delay/time.Second):
+		return g.greylist(ctx, r, key, first, age, "retried too early")
+	}
+	if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
+		return verdict{}, err
+	}
+	if err := g.creditClient(ctx, net, now); err != nil {
+		return verdict{}, err
+	}
+	v := verdict{action: Dunno, reason: fmt.Sprintf("greylist: passed after %ds", age)}
+	if g.addHeader {
+		v.action = Action{Verb: VerbPrepend, Text: fmt.Sprintf("X-Greylist: delayed %d seconds by dovetail-policyd at %s; %s",
+			age, g.hostname, tx.now.UTC().Format(time.RFC1123Z))}
+	}
+	return v, nil
+}
+
+// greylist defers the request; a new triplet (age 0) is stored first.
+func (g *greylistCheck) greylist(ctx context.Context, r *Request, key string, first, age int64, why string) (verdict, error) {
+	if age == 0 {
+		if err := g.st.Set(ctx, key, pair(first, 0), g.retry); err != nil {
+			return verdict{}, err
+		}
+	}
+	left := int64(g.delay/time.Second) - age
+	a := expand(g.action, "{delay}", strconv.FormatInt(left, 10), "{client}", r.ClientAddress,
+		"{sender}", r.Sender, "{recipient}", r.Recipient)
+	return verdict{action: a, reason: "greylist: " + why}, nil
+}
+
+// creditClient counts one successful retry for the client network, at most once
+// per awlInterval (so one busy sender cannot whitelist its network in a burst).
+func (g *greylistCheck) creditClient(ctx context.Context, net string, now int64) error {
+	if g.awlAfter <= 0 {
+		return nil
+	}
+	key := "grey:awl:" + net
+	count, last, err := g.getPair(ctx, key)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if count > 0 && now-last < int64(g.awlInterval/time.Second) {
+		return nil
+	}
+	return g.st.Set(ctx, key, pair(count+1, now), g.maxAge)
+}
+
+// getPair reads a "a b" value. A missing key is ErrNotFound; for the AWL read a
+// missing key is simply (0, 0).
+func (g *greylistCheck) getPair(ctx context.Context, key string) (int64, int64, error) {
+	b, err := g.st.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) && strings.HasPrefix(key, "grey:awl:") {
+			return 0, 0, nil
+		}
+		return 0, 0, err
+	}
+	as, bs, _ := strings.Cut(string(b), " ")
+	x, err1 := strconv.ParseInt(as, 10, 64)
+	y, err2 := strconv.ParseInt(bs, 10, 64)
+	if err1 != nil || err2 != nil {
+		// A damaged entry is treated as absent: greylisting starts over.
+		return 0, 0, store.ErrNotFound
+	}
+	return x, y, nil
+}
+
+func pair(a, b int64) []byte {
+	buf := strconv.AppendInt(make([]byte, 0, 24), a, 10)
+	buf = append(buf, ' ')
+	return strconv.AppendInt(buf, b, 10)
+}
+
+// clientNet is the client's network as postgrey's --lookup-by-subnet keys it.
+func clientNet(r *Request, v4, v6 int) string {
+	a := r.ClientAddr
+	bits := v6
+	if a.Is4() {
+		bits = v4
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}
+
+// tripletKey builds the store key; very long ones (hostile or broken senders)
+// are hashed so keys stay bounded.
+func tripletKey(net, sender, rcpt string) string {
+	k := "grey:t:" + net + "/" + sender + "/" + rcpt
+	if len(k) <= 256 {
+		return k
+	}
+	sum := sha256.Sum256([]byte(sender + "/" + rcpt))
+	return "grey:t:" + net + "/#" + hex.EncodeToString(sum[:16])
+}
+
+// normalizeSender reduces the sender as postgrey does, so that every message of a
+// mailing list or bounce stream maps to one triplet: lower case, BATV (prvs=)
+// and SRS wrappers removed, "+extension" stripped, and numbers that form a
+// whole word in the local part replaced by "#".
+func normalizeSender(s, delims string) string {
+	s = strings.ToLower(s)
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	local, domain := s[:at], s[at+1:]
+	switch {
+	case strings.HasPrefix(local, "prvs="):
+		// prvs=KDDDSSSSSS=user (RFC draft) or the older prvs=user/KDDDSSSSSS.
+		rest := local[5:]
+		if _, u, ok := strings.Cut(rest, "="); ok {
+			local = u
+		} else if u, _, ok := strings.Cut(rest, "/"); ok {
+			local = u
+		}
+	case strings.HasPrefix(local, "srs0="), strings.HasPrefix(local, "srs1="):
+		rest := local[5:]
+		if i := strings.Index(rest, "=="); i >= 0 && local[3] == '1' {
+			rest = rest[i+2:]
+		}
+		// HHH=TT=orig-domain=orig-local
+		if f := strings.SplitN(rest, "=", 4); len(f) == 4 && f[2] != "" && f[3] != "" {
+			local, domain = f[3], f[2]
+		}
+	}
+	if delims != "" {
+		if i := strings.IndexAny(local, delims); i > 0 {
+			local = local[:i]
+		}
+	}
+	return hashNumbers(local) + "@" + domain
+}
+
+// hashNumbers replaces runs of digits delimited by non-word characters (Perl's
+// \b\d+\b) with "#".
+func hashNumbers(s string) string {
+	if !strings.ContainsAny(s, "0123456789") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j > i && (i == 0 || !isWord(s[i-1])) && (j == len(s) || !isWord(s[j])) {
+			b.WriteByte('#')
+			i = j
+			continue
+		}
+		if j > i {
+			b.WriteString(s[i:j])
+			i = j
+			continue
+		}
+		// skip a whole word so digits inside it are not matched
+		for j < len(s) && isWord(s[j]) {
+			j++
+		}
+		if j == i {
+			j++
+		}
+		b.WriteString(s[i:j])
+		i = j
+	}
+	return b.String()
+}
+
+func isWord(c byte) bool {
+	return c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+}

@@ -1,0 +1,118 @@
+package policyd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// rateCheck enforces message and recipient limits in sliding windows
+// (store.WindowAdd), per SASL user, sender or client address; several limits
+// apply at once (e.g. 100/hour and 1000/day).
+//
+// Counting happens at RCPT, the one stage every Postfix setup sends to the policy
+// service (smtpd_recipient_restrictions), so a limit also stops the message
+// before DATA:
+//   - recipients: +1 per RCPT request;
+//   - messages: +1 at the first RCPT of a transaction. Postfix sends all
+//     requests of one SMTP session over the same policy connection and keeps
+//     `instance` constant for one message, so the connection remembers which
+//     instance it counted. (Counting at END-OF-MESSAGE with recipient_count
+//     would be exact for accepted mail but needs a second hook in
+//     smtpd_end_of_data_restrictions and cannot refuse recipients one by one.)
+//
+// Attempts count, including refused ones: a client hammering a limit stays
+// limited while a well-behaved one recovers as the window slides. Each counter
+// costs one store round trip (add and read in one WindowAdd), so two policyd
+// instances sharing Redis see each other's counts at once.
+type rateCheck struct {
+	st     store.Store
+	limits []rateLimit
+}
+
+type rateLimit struct {
+	name, key   string
+	msgs, rcpts int64
+	window      time.Duration
+	action      Action
+}
+
+func newRateCheck(c RateLimitConfig, st store.Store) *rateCheck {
+	rc := &rateCheck{st: st}
+	for _, l := range c.Limits {
+		rc.limits = append(rc.limits, rateLimit{name: l.Name, key: l.Key, msgs: l.Messages, rcpts: l.Recipients,
+			window: l.Window.D(), action: mustAction(l.Action)})
+	}
+	return rc
+}
+
+func (rc *rateCheck) name() string { return CheckRateLimit }
+
+func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
+	r := tx.req
+	if r.ProtocolState != StateRcpt {
+		return pass, nil
+	}
+	newMsg := r.Instance == "" || r.Instance != tx.conn.countedInstance
+	if newMsg {
+		// Set before counting: an error or a refusal below must not make the
+		// next RCPT of the same message count it again.
+		tx.conn.countedInstance = r.Instance
+	}
+	for _, l := range rc.limits {
+		who := rateKeyValue(r, l.key)
+		if who == "" {
+			continue
+		}
+		base := "rate:" + l.name + ":" + who
+		if l.msgs > 0 && newMsg {
+			n, err := rc.st.WindowAdd(ctx, base+":m", tx.now, l.window, 1)
+			if err != nil {
+				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
+			}
+			if n > l.msgs {
+				return rc.exceeded(l, who, fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs)), nil
+			}
+		}
+		if l.rcpts > 0 {
+			n, err := rc.st.WindowAdd(ctx, base+":r", tx.now, l.window, 1)
+			if err != nil {
+				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
+			}
+			if n > l.rcpts {
+				return rc.exceeded(l, who, fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts)), nil
+			}
+		}
+	}
+	return pass, nil
+}
+
+func (rc *rateCheck) exceeded(l rateLimit, who, what string) verdict {
+	return verdict{action: expand(l.action, "{limit}", l.name, "{key}", who), reason: "rate limit " + l.name + " for " + who + ": " + what}
+}
+
+// rateKeyValue returns the counted identity, normalised; long values (which no
+// real login or address reaches) are hashed to bound key sizes.
+func rateKeyValue(r *Request, key string) string {
+	var v string
+	switch key {
+	case KeySASLUsername:
+		v = strings.ToLower(r.SASLUsername)
+	case KeySender:
+		v = strings.ToLower(r.Sender)
+	case KeyClientAddress:
+		if r.ClientAddr.IsValid() {
+			v = r.ClientAddr.String()
+		}
+	}
+	if len(v) > 200 {
+		sum := sha256.Sum256([]byte(v))
+		v = "#" + hex.EncodeToString(sum[:16])
+	}
+	return v
+}

@@ -1,0 +1,312 @@
+package policyd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("policyd: server closed")
+
+// Server is the policy daemon: it accepts Postfix policy connections and answers
+// each request with the current engine (swapped atomically by Reload).
+type Server struct {
+	deps Deps
+	log  *slog.Logger
+	m    *metrics
+	now  func() time.Time
+	eng  atomic.Pointer[engine]
+
+	baseCtx    context.Context // cancelled when Shutdown gives up waiting
+	cancelBase context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// New validates cfg, builds the checks and returns a server ready to Serve.
+func New(cfg Config, deps Deps) (*Server, error) {
+	log := deps.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("policyd: metrics: %w", err)
+	}
+	e, err := build(cfg, deps, log, m)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{deps: deps, log: log, m: m, now: deps.Now, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	s.eng.Store(e)
+	return s, nil
+}
+
+// Reload builds a new engine from cfg and swaps it in; on any error the running
+// configuration stays. Requests in flight finish with the engine they started on.
+func (s *Server) Reload(cfg Config) error {
+	e, err := build(cfg, s.deps, s.log, s.m)
+	if err != nil {
+		s.m.reloads.WithLabelValues("failed").Inc()
+		return err
+	}
+	old := s.eng.Swap(e)
+	old.close()
+	s.m.reloads.WithLabelValues("ok").Inc()
+	s.log.Info("policyd configuration reloaded", "checks", checkNames(e))
+	return nil
+}
+
+func checkNames(e *engine) []string {
+	out := make([]string, len(e.checks))
+	for i, c := range e.checks {
+		out[i] = c.name()
+	}
+	return out
+}
+
+// Serve accepts connections on ln until Shutdown; it returns ErrServerClosed then.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	s.log.Info("policyd serving", "addr", ln.Addr().String(), "checks", checkNames(s.eng.Load()))
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporaryAccept(err) {
+				// Out of file descriptors and the like: back off instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("policyd accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := &conn{nc: nc}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		if len(s.conns) >= s.eng.Load().cfg.MaxConnections {
+			s.mu.Unlock()
+			s.m.rejectedConns.Inc()
+			s.log.Warn("policyd connection refused: max_connections reached", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// isTemporaryAccept reports accept errors worth retrying (EMFILE, ENFILE,
+// ECONNABORTED surface as *net.OpError wrapping a syscall error).
+func isTemporaryAccept(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && !errors.Is(err, net.ErrClosed)
+}
+
+// Shutdown stops accepting, closes idle connections at once and lets requests in
+// flight finish; when ctx ends first it cancels their checks and closes
+// everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for c := range s.conns {
+			c.closeIfIdle()
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			s.eng.Load().close()
+			return nil
+		case <-ctx.Done():
+			s.cancelBase()
+			s.mu.Lock()
+			for c := range s.conns {
+				c.nc.Close()
+			}
+			s.mu.Unlock()
+			<-done
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// conn is one policy connection.
+type conn struct {
+	nc      net.Conn
+	mu      sync.Mutex
+	busy    bool // a request is being read or answered
+	closing bool
+}
+
+// begin marks the start of a request; false means the server is shutting down.
+func (c *conn) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy = !c.closing
+	return !c.closing
+}
+
+// end marks a request done; false means the connection should close now.
+func (c *conn) end() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy = false
+	return !c.closing
+}
+
+// closeIfIdle wakes a connection blocked waiting for its next request; a busy
+// one notices closing after its reply.
+func (c *conn) closeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	if !c.busy {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (s *Server) serveConn(c *conn) {
+	s.m.connections.Inc()
+	remote := c.nc.RemoteAddr().String()
+	defer func() {
+		if r := recover(); r != nil {
+			// Checks recover their own panics; this catches bugs in the protocol
+			// code so one connection cannot take the daemon down.
+			s.log.Error("policyd connection panicked", "remote", remote, "panic", fmt.Sprint(r))
+		}
+		c.nc.Close()
+		s.m.connections.Dec()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	br := bufio.NewReaderSize(c.nc, 4096)
+	bw := bufio.NewWriterSize(c.nc, 512)
+	rd := NewReader(br, 0, 0)
+	st := &connState{}
+	var req Request
+	for {
+		e := s.eng.Load()
+		_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.IdleTimeout.D()))
+		if _, err := br.Peek(1); err != nil {
+			if !errors.Is(err, io.EOF) && !c.isClosing() {
+				s.log.Debug("policyd connection closed", "remote", remote, "reason", err.Error())
+			}
+			return
+		}
+		if !c.begin() {
+			return
+		}
+		e = s.eng.Load()
+		rd.maxLine, rd.maxAttributes = int(e.cfg.MaxLineLength), e.cfg.MaxAttributes
+		_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.ReadTimeout.D()))
+		err := rd.Read(&req)
+		start := time.Now()
+		var d decision
+		tx := txn{req: &req, conn: st, now: s.now()}
+		var pe *ProtocolError
+		switch {
+		case err == nil:
+			ctx, cancel := context.WithTimeout(s.baseCtx, e.cfg.RequestTimeout.D())
+			d = e.decide(ctx, &tx)
+			cancel()
+		case errors.As(err, &pe) && !pe.Fatal:
+			s.m.protoErrors.WithLabelValues("answered").Inc()
+			d = decision{action: Action{Verb: VerbDeferIfPermit, Text: "4.5.2 Malformed policy request"}, check: "protocol", reason: pe.Error()}
+			s.log.Warn("policyd malformed request answered with a temporary action", "remote", remote, "err", pe.Error())
+		default:
+			kind := "fatal"
+			if !errors.As(err, &pe) {
+				kind = "read"
+			}
+			s.m.protoErrors.WithLabelValues(kind).Inc()
+			s.log.Warn("policyd closing connection", "remote", remote, "err", err.Error())
+			return
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(e.cfg.WriteTimeout.D()))
+		bw.WriteString("action=")
+		bw.WriteString(d.action.String())
+		bw.WriteString("\n\n")
+		if err := bw.Flush(); err != nil {
+			s.log.Warn("policyd reply failed, closing connection", "remote", remote, "err", err.Error())
+			return
+		}
+		took := time.Since(start)
+		s.m.latency.Observe(took.Seconds())
+		s.m.requests.WithLabelValues(checkLabel(d.check), d.action.Label()).Inc()
+		if err == nil {
+			e.logDecision(&tx, d, took)
+		}
+		if !c.end() {
+			return
+		}
+	}
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+func checkLabel(c string) string {
+	if c == "" {
+		return "none"
+	}
+	return c
+}

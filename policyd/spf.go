@@ -1,0 +1,89 @@
+package policyd
+
+import (
+	"context"
+	"net"
+
+	"blitiri.com.ar/go/spf"
+)
+
+// spfOutcome is one SPF evaluation.
+type spfOutcome struct {
+	result spf.Result
+	err    error // the library's explanation; may be set even for a result
+}
+
+// spfEval runs SPF checks with an injected resolver, once per transaction: the
+// SPF check and the greylist's SPF exemption share the answer through connState.
+type spfEval struct {
+	resolver spf.DNSResolver
+	exempt   netList
+}
+
+// outcome returns the SPF result for the request's client, HELO and sender,
+// memoised per transaction on the connection.
+func (s *spfEval) outcome(ctx context.Context, tx *txn) spfOutcome {
+	r := tx.req
+	key := r.Instance + "\x00" + r.ClientAddress + "\x00" + r.HeloName + "\x00" + r.Sender
+	if tx.conn.spfKey == key {
+		return tx.conn.spfResult
+	}
+	sender := r.Sender
+	if sender == "" {
+		// RFC 7208 §2.4: for the null sender check "postmaster@<HELO>".
+		sender = "postmaster@" + r.HeloName
+	}
+	res, err := spf.CheckHostWithSender(net.IP(r.ClientAddr.AsSlice()), r.HeloName, sender,
+		spf.WithContext(ctx), spf.WithResolver(s.resolver))
+	o := spfOutcome{result: res, err: err}
+	if ctx.Err() == nil {
+		// A result cut short by our own deadline is not worth remembering.
+		tx.conn.spfKey, tx.conn.spfResult = key, o
+	}
+	return o
+}
+
+// applies reports whether SPF is evaluated for this request at all.
+func (s *spfEval) applies(r *Request) bool {
+	return r.ProtocolState == StateRcpt && !r.Authenticated() && r.ClientAddr.IsValid() && !s.exempt.contains(r.ClientAddr)
+}
+
+// spfCheck answers the configured action for each SPF result.
+type spfCheck struct {
+	ev                             *spfEval
+	fail, softfail, temperr, perma Action
+}
+
+func newSPFCheck(c SPFConfig, ev *spfEval) *spfCheck {
+	return &spfCheck{ev: ev, fail: mustAction(c.FailAction), softfail: mustAction(c.SoftFailAction),
+		temperr: mustAction(c.TempErrorAction), perma: mustAction(c.PermErrorAction)}
+}
+
+func (s *spfCheck) name() string { return CheckSPF }
+
+func (s *spfCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
+	r := tx.req
+	if !s.ev.applies(r) {
+		return pass, nil
+	}
+	o := s.ev.outcome(ctx, tx)
+	var a Action
+	switch o.result {
+	case spf.Fail:
+		a = s.fail
+	case spf.SoftFail:
+		a = s.softfail
+	case spf.TempError:
+		a = s.temperr
+	case spf.PermError:
+		a = s.perma
+	default:
+		return verdict{action: Dunno, reason: "spf " + string(o.result)}, nil
+	}
+	reason := "spf " + string(o.result)
+	if o.err != nil {
+		reason += ": " + o.err.Error()
+	}
+	a = expand(a, "{sender}", r.Sender, "{client}", r.ClientAddress, "{result}", string(o.result))
+	return verdict{action: a, reason: reason}, nil
+}

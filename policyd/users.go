@@ -1,0 +1,116 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dovetail-mail/dovetail/directory"
+)
+
+// recipientCheck rejects unknown and disabled recipients of local domains at RCPT,
+// before the message is accepted (no backscatter).
+type recipientCheck struct {
+	dir      directory.Lookup
+	domains  map[string]bool
+	delim    string
+	unknown  Action
+	disabled Action
+}
+
+func newRecipientCheck(c RecipientsConfig, dir directory.Lookup) (*recipientCheck, error) {
+	if dir == nil {
+		return nil, errors.New("recipients check needs a directory")
+	}
+	r := &recipientCheck{dir: dir, domains: map[string]bool{}, delim: c.RecipientDelimiter,
+		unknown: mustAction(c.UnknownAction), disabled: mustAction(c.DisabledAction)}
+	for _, d := range c.LocalDomains {
+		r.domains[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	return r, nil
+}
+
+func (r *recipientCheck) name() string { return CheckRecipients }
+
+func (r *recipientCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
+	req := tx.req
+	if req.ProtocolState != StateRcpt || req.Recipient == "" || !r.domains[domainOf(req.Recipient)] {
+		return pass, nil
+	}
+	addr := stripDetail(strings.ToLower(req.Recipient), r.delim)
+	u, err := r.dir.LookupAddress(ctx, addr)
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		return verdict{action: expand(r.unknown, "{recipient}", req.Recipient), reason: "unknown recipient " + addr}, nil
+	case errors.Is(err, directory.ErrDisabled):
+		return verdict{action: expand(r.disabled, "{recipient}", req.Recipient), reason: "disabled recipient " + addr}, nil
+	case err != nil:
+		return verdict{}, fmt.Errorf("recipient lookup %s: %w", addr, err)
+	case !u.Enabled:
+		return verdict{action: expand(r.disabled, "{recipient}", req.Recipient), reason: "disabled recipient " + addr}, nil
+	}
+	return pass, nil
+}
+
+// senderLoginCheck lets an authenticated user send only as one of the addresses
+// the directory lists for their login.
+type senderLoginCheck struct {
+	dir      directory.Lookup
+	delim    string
+	mismatch Action
+}
+
+func newSenderLoginCheck(c SenderLoginConfig, dir directory.Lookup) (*senderLoginCheck, error) {
+	if dir == nil {
+		return nil, errors.New("sender_login check needs a directory")
+	}
+	return &senderLoginCheck{dir: dir, delim: c.RecipientDelimiter, mismatch: mustAction(c.MismatchAction)}, nil
+}
+
+func (s *senderLoginCheck) name() string { return CheckSenderLogin }
+
+func (s *senderLoginCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
+	req := tx.req
+	// The null sender (bounces) carries no identity to spoof.
+	if req.SASLUsername == "" || req.Sender == "" {
+		return pass, nil
+	}
+	if req.ProtocolState != StateMail && req.ProtocolState != StateRcpt {
+		return pass, nil
+	}
+	sender := stripDetail(strings.ToLower(req.Sender), s.delim)
+	u, err := s.dir.LookupLogin(ctx, req.SASLUsername)
+	switch {
+	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrDisabled):
+		// Authenticated by some other means but unknown here: owns nothing.
+		return s.reject(req, "login "+req.SASLUsername+" not in the directory"), nil
+	case err != nil:
+		return verdict{}, fmt.Errorf("login lookup %s: %w", req.SASLUsername, err)
+	}
+	if slices.ContainsFunc(u.Addresses, func(a string) bool { return strings.EqualFold(stripDetail(a, s.delim), sender) }) {
+		return pass, nil
+	}
+	return s.reject(req, "sender "+sender+" not owned by login "+req.SASLUsername), nil
+}
+
+func (s *senderLoginCheck) reject(req *Request, reason string) verdict {
+	return verdict{action: expand(s.mismatch, "{login}", req.SASLUsername, "{sender}", req.Sender), reason: reason}
+}
+
+// stripDetail turns "user+tag@domain" into "user@domain" for any of the
+// delimiter characters (Postfix's recipient_delimiter may list several).
+func stripDetail(addr, delims string) string {
+	if delims == "" {
+		return addr
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		at = len(addr)
+	}
+	if i := strings.IndexAny(addr[:at], delims); i > 0 {
+		return addr[:i] + addr[at:]
+	}
+	return addr
+}
