@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +26,6 @@ type pool struct {
 	sem     chan struct{}
 	idle    chan *goldap.Conn
 	closed  atomic.Bool
-	closeMu sync.Mutex
 	dialErr func(uri string, err error) // logs dial failures
 }
 
