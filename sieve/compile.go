@@ -59,6 +59,7 @@ type compiler struct {
 	incDepth   int
 	incState   *includeState
 	globals    map[string]bool
+	varNames   map[string]bool
 	requireOK  bool // still at the start of the script
 	nestDepth  int
 	inTestFile bool
@@ -430,6 +431,11 @@ func (c *compiler) str(s string, p Pos) strv {
 		return strv{lit: s}
 	}
 	parts := parseVarRefs(s)
+	for i := range parts {
+		if parts[i].name != "" && c.globals[parts[i].name] {
+			parts[i].name = "global." + parts[i].name
+		}
+	}
 	if len(parts) == 1 && parts[0].name == "" && parts[0].num < 0 {
 		return strv{lit: parts[0].lit}
 	}

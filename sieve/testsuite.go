@@ -409,6 +409,8 @@ func (t *suiteMessageTest) eval(r *run) (bool, error) {
 			return false, nil
 		}
 		s.msg = msgs[t.index].msg
+		s.state.flags = append([]string(nil), msgs[t.index].flags...)
+		s.state.flagsSet = true
 	}
 	s.state.headers = s.msg.headers
 	s.state.headersEdited = false

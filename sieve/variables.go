@@ -1,0 +1,408 @@
+package sieve
+
+import (
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+type modifier int
+
+const (
+	modLower modifier = iota
+	modUpper
+	modLowerFirst
+	modUpperFirst
+	modQuoteWildcard
+	modQuoteRegex
+	modEncodeURL
+	modLength
+)
+
+var modifierPrec = map[string]struct {
+	m    modifier
+	prec int
+	ext  string
+}{
+	"lower":         {modLower, 40, ""},
+	"upper":         {modUpper, 40, ""},
+	"lowerfirst":    {modLowerFirst, 30, ""},
+	"upperfirst":    {modUpperFirst, 30, ""},
+	"quotewildcard": {modQuoteWildcard, 20, ""},
+	"quoteregex":    {modQuoteRegex, 20, "regex"},
+	"encodeurl":     {modEncodeURL, 15, "enotify"},
+	"length":        {modLength, 10, ""},
+}
+
+type setCmd struct {
+	name string
+	val  strv
+	mods []modifier // applied in order (highest precedence first)
+}
+
+func applyModifier(m modifier, v string) string {
+	switch m {
+	case modLower:
+		return strings.ToLower(v)
+	case modUpper:
+		return strings.ToUpper(v)
+	case modLowerFirst, modUpperFirst:
+		if v == "" {
+			return v
+		}
+		r, sz := utf8.DecodeRuneInString(v)
+		if m == modLowerFirst {
+			r = unicode.ToLower(r)
+		} else {
+			r = unicode.ToUpper(r)
+		}
+		return string(r) + v[sz:]
+	case modQuoteWildcard:
+		var b strings.Builder
+		for i := 0; i < len(v); i++ {
+			if v[i] == '*' || v[i] == '?' || v[i] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(v[i])
+		}
+		return b.String()
+	case modQuoteRegex:
+		var b strings.Builder
+		for i := 0; i < len(v); i++ {
+			if strings.IndexByte(`\^$.[]|()?*+{}`, v[i]) >= 0 {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(v[i])
+		}
+		return b.String()
+	case modEncodeURL:
+		var b strings.Builder
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if isUnreserved(c) {
+				b.WriteByte(c)
+			} else {
+				b.WriteString("%" + strings.ToUpper(hex2(c)))
+			}
+		}
+		return b.String()
+	case modLength:
+		return itoa(utf8.RuneCountInString(v))
+	}
+	return v
+}
+
+func isUnreserved(c byte) bool {
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func hex2(c byte) string {
+	const h = "0123456789abcdef"
+	return string([]byte{h[c>>4], h[c&15]})
+}
+
+var _ = url.QueryEscape
+
+func (c *setCmd) exec(r *run) error {
+	v := r.expand(&c.val)
+	for _, m := range c.mods {
+		v = applyModifier(m, v)
+	}
+	r.setVar(c.name, v)
+	return nil
+}
+
+func (c *compiler) varName(a *argp, p Pos, s strv, raw string) (string, bool) {
+	name := strings.ToLower(raw)
+	if strings.HasPrefix(name, "global.") && c.has("include") {
+		rest := name[7:]
+		if !validVarName(rest, false) {
+			a.fail(p, "invalid variable name '%s'", raw)
+			return "", false
+		}
+		return name, true
+	}
+	if !validVarName(name, false) {
+		a.fail(p, "invalid variable name '%s'", raw)
+		return "", false
+	}
+	if c.globals[name] {
+		return "global." + name, true
+	}
+	if c.varNames == nil {
+		c.varNames = map[string]bool{}
+	}
+	c.varNames[name] = true
+	if len(c.varNames) > c.lim.MaxVariables {
+		a.fail(p, "number of variables exceeds the maximum (%d)", c.lim.MaxVariables)
+		return "", false
+	}
+	return name, true
+}
+
+func compileSet(c *compiler, n *cmdNode, a *argp) cmd {
+	sc := &setCmd{}
+	type pm struct {
+		m    modifier
+		prec int
+	}
+	var mods []pm
+	for t, ok := a.tag(); ok; t, ok = a.tag() {
+		mp, known := modifierPrec[t.tag]
+		if !known || (mp.ext != "" && !c.has(mp.ext)) {
+			a.unknownTag(t)
+			continue
+		}
+		for _, o := range mods {
+			if o.prec == mp.prec {
+				if o.m == mp.m {
+					break
+				}
+				a.fail(t.pos, "modifiers :%s and the other modifier of the same precedence cannot be used together", t.tag)
+			}
+		}
+		mods = append(mods, pm{mp.m, mp.prec})
+	}
+	if a.failed {
+		return nil
+	}
+	if a.i >= len(a.args) || a.args[a.i].kind != aString {
+		a.str("name")
+		return nil
+	}
+	rawName := a.args[a.i].strs[0]
+	namePos := a.args[a.i].pos
+	a.i++
+	sc.val, _ = a.str("value")
+	if a.failed {
+		return nil
+	}
+	name, ok := c.varName(a, namePos, strv{}, rawName)
+	if !ok {
+		return nil
+	}
+	sc.name = name
+	// sort by precedence, highest first
+	for i := 0; i < len(mods); i++ {
+		for j := i + 1; j < len(mods); j++ {
+			if mods[j].prec > mods[i].prec {
+				mods[i], mods[j] = mods[j], mods[i]
+			}
+		}
+	}
+	for _, m := range mods {
+		sc.mods = append(sc.mods, m.m)
+	}
+	return sc
+}
+
+type stringTest struct {
+	src []strv
+	m   *matcher
+}
+
+func (t *stringTest) eval(r *run) (bool, error) {
+	vals := r.expandList(t.src)
+	if t.m.kind == mCount {
+		var ne []string
+		for _, v := range vals {
+			if v != "" {
+				ne = append(ne, v)
+			}
+		}
+		vals = ne
+	}
+	return t.m.match(r, vals)
+}
+
+func compileString(c *compiler, n *testNode, a *argp) test {
+	var ms matchSpec
+	for t, ok := a.tag(); ok; t, ok = a.tag() {
+		if !c.stdTag(a, t, &ms, stdMatch) {
+			a.unknownTag(t)
+		}
+	}
+	src := a.strList("source")
+	keys := a.strList("key list")
+	m := c.finishMatch(a, &ms, keys)
+	if m == nil {
+		return nil
+	}
+	return &stringTest{src: src, m: m}
+}
+
+// ---- include (RFC 6609)
+
+type includeRef struct {
+	loc      IncludeLocation
+	name     string
+	once     bool
+	optional bool
+	script   *Script // nil when optional and missing
+}
+
+type includeState struct {
+	seen   map[string]*Script
+	stack  []string
+	count  int
+	failed map[string]bool
+}
+
+type includeCmd struct{ ref *includeRef }
+
+func (c *includeCmd) exec(r *run) error {
+	ref := c.ref
+	if ref.script == nil {
+		return nil
+	}
+	if ref.once {
+		if r.onceDone == nil {
+			r.onceDone = map[*Script]bool{}
+		}
+		if r.onceDone[ref.script] {
+			return nil
+		}
+		r.onceDone[ref.script] = true
+	}
+	if len(r.incStack) >= r.lim.MaxIncludeDepth {
+		return r.runtimeErr("include nesting too deep")
+	}
+	sub := &run{ctx: r.ctx, env: r.env, lim: r.lim, script: ref.script, st: r.st, globals: r.globals, steps: r.steps, deadline: r.deadline, incStack: append(r.incStack, r.script), incCount: r.incCount, onceDone: r.onceDone}
+	err := execBlock(sub, ref.script.body)
+	if err == errReturn {
+		return nil
+	}
+	return err
+}
+
+type returnCmd struct{}
+
+func (returnCmd) exec(*run) error { return errReturn }
+
+func compileInclude(c *compiler, n *cmdNode, a *argp) cmd {
+	ref := &includeRef{}
+	locSet := false
+	for t, ok := a.tag(); ok; t, ok = a.tag() {
+		switch t.tag {
+		case "personal", "global":
+			if locSet {
+				a.fail(t.pos, "multiple location tags specified for the include command")
+				continue
+			}
+			locSet = true
+			if t.tag == "global" {
+				ref.loc = Global
+			}
+		case "once":
+			ref.once = true
+		case "optional":
+			ref.optional = true
+		default:
+			a.unknownTag(t)
+		}
+	}
+	name, _ := a.str("script name")
+	if a.failed {
+		return nil
+	}
+	if !name.isConst() {
+		a.fail(n.pos, "the include command requires a constant script name")
+		return nil
+	}
+	ref.name = name.lit
+	if ref.name == "" || strings.ContainsAny(ref.name, "/\x00") || !validUTF8(ref.name) || strings.HasPrefix(ref.name, ".") || len(ref.name) > 255 {
+		a.fail(n.pos, "include: invalid script name '%s'", ref.name)
+		return nil
+	}
+	for _, ch := range ref.name {
+		if ch < 0x20 || ch == 0x7f || (ch >= 0x80 && ch < 0xa0) || ch == 0x2028 || ch == 0x2029 {
+			a.fail(n.pos, "include: invalid script name '%s'", ref.name)
+			return nil
+		}
+	}
+	st := c.incState
+	key := string(rune('0'+int(ref.loc))) + ":" + ref.name
+	for _, s := range st.stack {
+		if s == key {
+			a.fail(n.pos, "circular include of script '%s'", ref.name)
+			return nil
+		}
+	}
+	if sc, ok := st.seen[key]; ok {
+		ref.script = sc
+		c.includes = append(c.includes, ref)
+		return &includeCmd{ref: ref}
+	}
+	if c.opts.Includes == nil {
+		if ref.optional {
+			return &includeCmd{ref: ref}
+		}
+		a.fail(n.pos, "included %s script '%s' does not exist", locName(ref.loc), ref.name)
+		return nil
+	}
+	src, err := c.opts.Includes.LoadScript(ref.loc, ref.name)
+	if err != nil {
+		if ref.optional {
+			return &includeCmd{ref: ref}
+		}
+		a.fail(n.pos, "included %s script '%s' does not exist", locName(ref.loc), ref.name)
+		return nil
+	}
+	st.count++
+	if st.count > c.lim.MaxIncludes {
+		a.fail(n.pos, "failed to include script '%s': total number of included scripts exceeds the limit (%d)", ref.name, c.lim.MaxIncludes)
+		return nil
+	}
+	if len(st.stack)+1 > c.lim.MaxIncludeDepth {
+		a.fail(n.pos, "failed to include script '%s': include nesting depth exceeds the limit (%d)", ref.name, c.lim.MaxIncludeDepth)
+		return nil
+	}
+	st.stack = append(st.stack, key)
+	if len(st.stack) == 1 {
+		// the including (top) script itself
+	}
+	sc, err := compileWith(ref.name, src, c.opts, st, c.incDepth+1)
+	st.stack = st.stack[:len(st.stack)-1]
+	if err != nil {
+		if ce, ok := err.(*CompileError); ok {
+			c.errs.list = append(c.errs.list, ce.Errors...)
+		}
+		a.fail(n.pos, "failed to compile included %s script '%s'", locName(ref.loc), ref.name)
+		return nil
+	}
+	st.seen[key] = sc
+	ref.script = sc
+	c.includes = append(c.includes, ref)
+	return &includeCmd{ref: ref}
+}
+
+func locName(l IncludeLocation) string {
+	if l == Global {
+		return "global"
+	}
+	return "personal"
+}
+
+func compileGlobal(c *compiler, n *cmdNode, a *argp) cmd {
+	ss, p, ok := a.rawStrings("variable names")
+	if !ok {
+		return nil
+	}
+	if !c.has("variables") {
+		a.fail(n.pos, "the global command requires the variables extension")
+		return nil
+	}
+	for _, s := range ss {
+		nm := strings.ToLower(s)
+		if !validVarName(nm, false) {
+			a.fail(p, "invalid global variable name '%s'", s)
+			return nil
+		}
+		if c.globals == nil {
+			c.globals = map[string]bool{}
+		}
+		c.globals[nm] = true
+	}
+	return nopCmd{}
+}
