@@ -19,7 +19,9 @@ func integrationScorer(t *testing.T) Scorer { return keywordScorer{} }
 
 type keywordScorer struct{}
 
-func (keywordScorer) NewBuilder() *message.Builder { return message.NewBuilder(message.DefaultLimits()) }
+func (keywordScorer) NewBuilder() *message.Builder {
+	return message.NewBuilder(message.DefaultLimits())
+}
 
 func (keywordScorer) Score(ctx context.Context, in *spam.Input) (spam.Verdict, error) {
 	rc, err := in.Message.Open()
