@@ -51,6 +51,8 @@ func replyFor(rcpt string, err error, quotaTempfail bool) *smtp.SMTPError {
 		// callers may not mutate go-smtp's package-level values.
 		c := *se
 		return &c
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return mk(552, 5, 6, 0, "Message has a line longer than the limit")
 	case errors.Is(err, ErrEmptyRecipient):
 		return mk(550, 5, 1, 1, "Unacceptable TO: Empty path not allowed")
 	case errors.Is(err, ErrBadAddress):

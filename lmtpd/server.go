@@ -76,6 +76,9 @@ func New(o Options) (*Server, error) {
 	srv.ReadTimeout = o.Config.ReadTimeout.D()
 	srv.WriteTimeout = o.Config.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true
+	// Dovecot has no line limit and Postfix folds at lmtp_line_length_limit (998);
+	// the limit only bounds a broken client, it costs no memory in DATA.
+	srv.MaxLineLength = 1 << 16
 	srv.ErrorLog = slogLogger{o.Logger}
 	s.smtp = srv
 	return s, nil

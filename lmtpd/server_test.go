@@ -1,0 +1,525 @@
+package lmtpd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
+	"github.com/dovetail-mail/dovetail/quarantine"
+	"github.com/dovetail-mail/dovetail/store"
+	"github.com/dovetail-mail/dovetail/store/mem"
+	"github.com/emersion/go-smtp"
+)
+
+// fakeDir is an in-memory directory.
+type fakeDir struct {
+	users map[string]*directory.User
+	err   error
+}
+
+func (f *fakeDir) LookupLogin(ctx context.Context, login string) (*directory.User, error) {
+	for _, u := range f.users {
+		if u.Login == login {
+			return u, nil
+		}
+	}
+	return nil, directory.ErrNotFound
+}
+
+func (f *fakeDir) LookupAddress(ctx context.Context, addr string) (*directory.User, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if u, ok := f.users[strings.ToLower(addr)]; ok {
+		return u, nil
+	}
+	return nil, fmt.Errorf("%w: %s", directory.ErrNotFound, addr)
+}
+
+// fakeFilter returns fixed actions per user login.
+type fakeFilter struct {
+	acts map[string][]Action
+	err  error
+}
+
+func (f *fakeFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if a, ok := f.acts[in.User.Login]; ok {
+		return &Verdict{Actions: a}, nil
+	}
+	return &Verdict{Actions: []Action{{Type: ActKeep, Implicit: true}}}, nil
+}
+
+// fakeSender records submitted messages.
+type fakeSender struct {
+	mu   sync.Mutex
+	sent []string
+}
+
+func (s *fakeSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, fmt.Sprintf("from=<%s> to=%v\n%s", from, rcpts, msg))
+	return nil
+}
+
+type env struct {
+	t      *testing.T
+	dir    string
+	addr   string
+	users  *fakeDir
+	sender *fakeSender
+	quar   *quarantine.Store
+	srv    *Server
+}
+
+func newEnv(t *testing.T, mut func(*Options)) *env {
+	t.Helper()
+	root := t.TempDir()
+	e := &env{t: t, dir: root, sender: &fakeSender{}}
+	e.users = &fakeDir{users: map[string]*directory.User{}}
+	for _, n := range []string{"alice", "bob", "carol"} {
+		e.users.users[n+"@example.com"] = &directory.User{Login: n, Addresses: []string{n + "@example.com"}, Home: filepath.Join(root, n), Enabled: n != "bob"}
+	}
+	q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(root, "quarantine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	e.quar = q
+	cfg := DefaultConfig()
+	cfg.Hostname = "mx.test"
+	o := Options{Config: cfg, Directory: e.users, Store: mem.New(), Sender: e.sender, Quarantine: q}
+	if mut != nil {
+		mut(&o)
+	}
+	srv, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	e.addr, e.srv = ln.Addr().String(), srv
+	return e
+}
+
+// conv runs a raw LMTP conversation: lines are sent one by one; replies are read
+// after each command (after DATA's dot: want replies).
+type conv struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func (e *env) dial() *conv {
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	v := &conv{t: e.t, c: c, r: bufio.NewReader(c)}
+	v.reply()
+	v.cmd("LHLO client.test")
+	return v
+}
+
+// reply reads one (multi-line) reply and returns its last line.
+func (v *conv) reply() string {
+	v.t.Helper()
+	v.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		l, err := v.r.ReadString('\n')
+		if err != nil {
+			v.t.Fatalf("read reply: %v", err)
+		}
+		if len(l) < 4 || l[3] != '-' {
+			return strings.TrimRight(l, "\r\n")
+		}
+	}
+}
+
+func (v *conv) cmd(s string) string {
+	v.t.Helper()
+	fmt.Fprintf(v.c, "%s\r\n", s)
+	return v.reply()
+}
+
+// send does one transaction and returns the RCPT replies and the DATA replies.
+func (v *conv) send(from string, rcpts []string, msg string) (rcptReplies, dataReplies []string) {
+	v.t.Helper()
+	if r := v.cmd("MAIL FROM:<" + from + ">"); !strings.HasPrefix(r, "250") {
+		v.t.Fatalf("MAIL: %s", r)
+	}
+	ok := 0
+	for _, r := range rcpts {
+		rep := v.cmd("RCPT TO:<" + r + ">")
+		rcptReplies = append(rcptReplies, rep)
+		if strings.HasPrefix(rep, "250") {
+			ok++
+		}
+	}
+	if ok == 0 {
+		v.cmd("RSET")
+		return rcptReplies, nil
+	}
+	if r := v.cmd("DATA"); !strings.HasPrefix(r, "354") {
+		v.t.Fatalf("DATA: %s", r)
+	}
+	msg = strings.ReplaceAll(strings.ReplaceAll(msg, "\r\n", "\n"), "\n", "\r\n")
+	io.WriteString(v.c, strings.ReplaceAll("\r\n"+msg, "\r\n.", "\r\n..")[2:])
+	io.WriteString(v.c, ".\r\n")
+	for i := 0; i < ok; i++ {
+		dataReplies = append(dataReplies, v.reply())
+	}
+	return rcptReplies, dataReplies
+}
+
+const testMsg = "Received: from mail.example.net (mail.example.net [192.0.2.1])\n" +
+	"\tby mx.example.com (Postfix) with ESMTP id 4AbCdEfGh1; Mon, 23 Nov 2026 10:00:00 +0000\n" +
+	"From: Sender <sender@example.net>\nTo: alice@example.com, carol@example.com\nSubject: hello\n" +
+	"Message-ID: <m1@example.net>\n\nbody line 1\nbody line 2\n"
+
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+var nameRE = regexp.MustCompile(`^\d+\.M\d+P\d+\.[^,]+,S=(\d+),W=(\d+)(:2,[A-Za-z]*)?$`)
+
+func TestDeliverInboxDovecotNames(t *testing.T) {
+	e := newEnv(t, nil)
+	v := e.dial()
+	_, data := v.send("sender@example.net", []string{"alice@example.com"}, testMsg)
+	if len(data) != 1 || !regexp.MustCompile(`^250 2\.0\.0 <alice@example.com> \S+ Saved$`).MatchString(data[0]) {
+		t.Fatalf("DATA replies %q", data)
+	}
+	fs := files(t, filepath.Join(e.dir, "alice/Maildir/new"))
+	if len(fs) != 1 {
+		t.Fatalf("new/ has %d files", len(fs))
+	}
+	m := nameRE.FindStringSubmatch(filepath.Base(fs[0]))
+	if m == nil {
+		t.Fatalf("name %q is not Dovecot-style", filepath.Base(fs[0]))
+	}
+	b, _ := os.ReadFile(fs[0])
+	if strings.Contains(string(b), "\r") {
+		t.Error("stored message has CR")
+	}
+	if fmt.Sprint(len(b)) != m[1] || fmt.Sprint(len(b)+strings.Count(string(b), "\n")) != m[2] {
+		t.Errorf("S=%s W=%s for %d bytes", m[1], m[2], len(b))
+	}
+	for _, h := range []string{"Return-Path: <sender@example.net>\n", "Delivered-To: alice@example.com\n", "by mx.test (dovetail) with LMTP"} {
+		if !strings.Contains(string(b), h) {
+			t.Errorf("missing %q in\n%s", h, b)
+		}
+	}
+	if len(files(t, filepath.Join(e.dir, "alice/Maildir/tmp"))) != 0 {
+		t.Error("tmp/ not empty")
+	}
+}
+
+func TestRecipientReplies(t *testing.T) {
+	e := newEnv(t, nil)
+	v := e.dial()
+	rc, data := v.send("s@example.net", []string{"nobody@example.com", "bob@example.com", "alice+lists@example.com", "carol@example.com", "alice@example.com"}, testMsg)
+	want := []string{"550 5.1.1", "550 5.2.1", "250", "250", "250"}
+	for i, w := range want {
+		if !strings.HasPrefix(rc[i], w) {
+			t.Errorf("RCPT %d: %q, want %s", i, rc[i], w)
+		}
+	}
+	if len(data) != 3 {
+		t.Fatalf("data replies %q", data)
+	}
+	for i, r := range []string{"alice+lists@example.com", "carol@example.com", "alice@example.com"} {
+		if !strings.Contains(data[i], "<"+r+">") || !strings.HasPrefix(data[i], "250 ") {
+			t.Errorf("reply %d = %q, want 250 for %s (RCPT order)", i, data[i], r)
+		}
+	}
+	// One file written, hard-linked to the others; no Delivered-To with 3 recipients.
+	a := files(t, filepath.Join(e.dir, "alice/Maildir/new"))
+	c := files(t, filepath.Join(e.dir, "carol/Maildir/new"))
+	// alice+lists and alice are one user: the second copy is a duplicate Message-ID.
+	if len(a) != 1 || len(c) != 1 {
+		t.Fatalf("alice %d carol %d files", len(a), len(c))
+	}
+	sa, _ := os.Stat(c[0])
+	if st, ok := sa.Sys().(*syscall.Stat_t); !ok || st.Nlink < 2 {
+		t.Errorf("carol's copy is not hard-linked")
+	}
+	b, _ := os.ReadFile(c[0])
+	if strings.Contains(string(b), "Delivered-To:") {
+		t.Error("Delivered-To with several recipients")
+	}
+	if r := v.cmd("RCPT TO:<>"); r != "" && !strings.HasPrefix(r, "5") {
+		t.Errorf("empty RCPT: %s", r)
+	}
+}
+
+func TestDirectoryDownIsTemporary(t *testing.T) {
+	e := newEnv(t, nil)
+	e.users.err = fmt.Errorf("ldap: %w", directory.ErrUnavailable)
+	v := e.dial()
+	rc, _ := v.send("s@example.net", []string{"alice@example.com"}, testMsg)
+	if !strings.HasPrefix(rc[0], "451 4.3.0") {
+		t.Fatalf("RCPT with directory down: %q", rc[0])
+	}
+}
+
+func TestQuota(t *testing.T) {
+	for _, tempfail := range []bool{false, true} {
+		e := newEnv(t, func(o *Options) { o.Config.QuotaFullTempfail = tempfail })
+		e.users.users["alice@example.com"].Quota = 600
+		v := e.dial()
+		_, d1 := v.send("s@example.net", []string{"alice@example.com"}, testMsg)
+		_, d2 := v.send("s@example.net", []string{"alice@example.com"}, strings.Replace(testMsg, "m1@", "q2@", 1))
+		want := "552 5.2.2"
+		if tempfail {
+			want = "452 4.2.2"
+		}
+		if !strings.HasPrefix(d1[0], "250") || !strings.HasPrefix(d2[0], want) {
+			t.Fatalf("tempfail=%v: replies %q %q, want 250 then %s", tempfail, d1, d2, want)
+		}
+		ms, _ := os.ReadFile(filepath.Join(e.dir, "alice/Maildir/maildirsize"))
+		if !strings.HasPrefix(string(ms), "600S\n") {
+			t.Errorf("maildirsize = %q", ms)
+		}
+	}
+}
+
+type failWriter struct{ n int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "tmp", Err: syscall.ENOSPC}
+}
+
+func TestDiskFull(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Maildir = &maildir.Options{Fsync: true, WrapWriter: func(io.Writer) io.Writer { return &failWriter{} }}
+	})
+	v := e.dial()
+	_, d := v.send("s@example.net", []string{"alice@example.com"}, testMsg)
+	if !strings.HasPrefix(d[0], "452 4.3.1") {
+		t.Fatalf("disk full: %q", d)
+	}
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		if fs := files(t, filepath.Join(e.dir, "alice/Maildir", sub)); len(fs) != 0 {
+			t.Errorf("%s/ has %v", sub, fs)
+		}
+	}
+}
+
+func TestTooLargeAndVanishingClient(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Config.MaxMessageSize = 4096 })
+	v := e.dial()
+	_, d := v.send("s@example.net", []string{"alice@example.com"}, testMsg+strings.Repeat(strings.Repeat("x", 99)+"\n", 80))
+	if !strings.HasPrefix(d[0], "552 5.3.4") {
+		t.Fatalf("too large: %q", d)
+	}
+	// Client disappears in the middle of DATA.
+	v2 := e.dial()
+	v2.cmd("MAIL FROM:<s@example.net>")
+	v2.cmd("RCPT TO:<alice@example.com>")
+	v2.cmd("DATA")
+	io.WriteString(v2.c, "Subject: partial\r\n\r\nhalf a mess")
+	v2.c.Close()
+	time.Sleep(100 * time.Millisecond)
+	for _, sub := range []string{"new", "tmp"} {
+		if fs := files(t, filepath.Join(e.dir, "alice/Maildir", sub)); len(fs) != 0 {
+			t.Errorf("%s/ has %v", sub, fs)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, nil)
+	v := e.dial()
+	msg := "Subject: caf\xc3\xa9 8bit\nX-Bare: a\rb\nX-Nul: a\x00b\n\nbare LF\n"
+	_, d := v.send("s@example.net", []string{"alice@example.com"}, msg)
+	if !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("8-bit/NUL/CR message: %q", d)
+	}
+	fs := files(t, filepath.Join(e.dir, "alice/Maildir/new"))
+	b, _ := os.ReadFile(fs[0])
+	if strings.Contains(string(b), "\r") {
+		t.Error("CR stored")
+	}
+}
+
+func TestSieveActions(t *testing.T) {
+	ff := &fakeFilter{acts: map[string][]Action{
+		"alice": {{Type: ActFileinto, Mailbox: "Lists", Create: true, Flags: []string{`\Seen`, "$Label1"}}},
+		"carol": {{Type: ActReject, Reason: "go away"}},
+	}}
+	e := newEnv(t, func(o *Options) { o.Filter = ff })
+	v := e.dial()
+	_, d := v.send("s@example.net", []string{"alice@example.com", "carol@example.com"}, testMsg)
+	if !strings.HasPrefix(d[0], "250") || !strings.HasPrefix(d[1], "550 5.7.1 <carol@example.com> go away") {
+		t.Fatalf("replies %q", d)
+	}
+	fs := files(t, filepath.Join(e.dir, "alice/Maildir/.Lists/cur"))
+	if len(fs) != 1 || !strings.HasSuffix(fs[0], ":2,Sa") {
+		t.Fatalf(".Lists/cur = %v", fs)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "alice/Maildir/.Lists/maildirfolder")); err != nil {
+		t.Error("no maildirfolder marker")
+	}
+	kw, _ := os.ReadFile(filepath.Join(e.dir, "alice/Maildir/.Lists/dovecot-keywords"))
+	if string(kw) != "0 $Label1\n" {
+		t.Errorf("dovecot-keywords = %q", kw)
+	}
+	// fileinto a missing folder without :create → implicit keep in INBOX.
+	ff.acts["alice"] = []Action{{Type: ActFileinto, Mailbox: "Nope"}}
+	v.send("s@example.net", []string{"alice@example.com"}, strings.Replace(testMsg, "m1@", "m2@", 1))
+	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 1 {
+		t.Errorf("fileinto missing folder: INBOX has %d", n)
+	}
+}
+
+func TestSieveErrorKeeps(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Filter = &fakeFilter{err: errors.New("compile error")} })
+	_, d := e.dial().send("s@example.net", []string{"alice@example.com"}, testMsg)
+	if !strings.HasPrefix(d[0], "250") || len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))) != 1 {
+		t.Fatalf("sieve error: %q", d)
+	}
+	e2 := newEnv(t, func(o *Options) { o.Filter = &fakeFilter{err: &TempError{errors.New("x")}} })
+	_, d = e2.dial().send("s@example.net", []string{"alice@example.com"}, testMsg)
+	if !strings.HasPrefix(d[0], "451") {
+		t.Fatalf("sieve temp error: %q", d)
+	}
+}
+
+func TestVacationOnceNotToLists(t *testing.T) {
+	ff := &fakeFilter{acts: map[string][]Action{"alice": {
+		{Type: ActKeep}, {Type: ActVacation, Reason: "I am away", Period: 24 * time.Hour},
+	}}}
+	e := newEnv(t, func(o *Options) { o.Filter = ff })
+	v := e.dial()
+	for i := 0; i < 2; i++ {
+		v.send("sender@example.net", []string{"alice@example.com"}, strings.Replace(testMsg, "m1@", fmt.Sprintf("v%d@", i), 1))
+	}
+	list := strings.Replace(testMsg, "Subject:", "List-Id: <dev.lists.example.org>\nSubject:", 1)
+	v.send("other@example.net", []string{"alice@example.com"}, strings.Replace(list, "m1@", "v3@", 1))
+	if len(e.sender.sent) != 1 {
+		t.Fatalf("vacation sent %d times: %q", len(e.sender.sent), e.sender.sent)
+	}
+	s := e.sender.sent[0]
+	for _, w := range []string{"from=<> to=[sender@example.net]", "Auto-Submitted: auto-replied", "In-Reply-To: <v0@example.net>", "I am away"} {
+		if !strings.Contains(s, w) {
+			t.Errorf("vacation reply lacks %q:\n%s", w, s)
+		}
+	}
+}
+
+func TestQuarantineByScoreAndDuplicates(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Config.QuarantineScore = 6 })
+	v := e.dial()
+	spam := strings.Replace(testMsg, "Subject:", "X-Spam-Flag: YES\nX-Spam-Score: 9.5\nX-Spam-Status: Yes, score=9.5 required=5.0 tests=GTUBE,BAYES_99\nSubject:", 1)
+	_, d := v.send("s@example.net", []string{"alice@example.com"}, spam)
+	if !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("%q", d)
+	}
+	ents, err := e.quar.List(context.Background(), quarantine.Filter{})
+	if err != nil || len(ents) != 1 || ents[0].Score != 9.5 || ents[0].QueueID != "4AbCdEfGh1" || len(ents[0].Symbols) != 2 {
+		t.Fatalf("quarantine %+v %v", ents, err)
+	}
+	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 0 {
+		t.Errorf("INBOX has %d", n)
+	}
+	// Release: same pipeline, straight to INBOX.
+	raw, _ := e.quar.Message(context.Background(), ents[0].ID)
+	var rerr error
+	e.srv.Deliverer().Deliver(context.Background(), &Delivery{
+		From: ents[0].Sender, Data: raw, SessionID: "release", Release: true,
+		Recipients: []Recipient{{Addr: ents[0].Recipient, User: e.users.users["alice@example.com"]}},
+	}, func(_ int, err error) { rerr = err })
+	if rerr != nil || len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))) != 1 {
+		t.Fatalf("release: %v", rerr)
+	}
+	// Duplicate Message-ID to the same user is suppressed (still 250).
+	_, d = v.send("s@example.net", []string{"carol@example.com"}, testMsg)
+	_, d2 := v.send("s@example.net", []string{"carol@example.com"}, testMsg)
+	if !strings.HasPrefix(d[0], "250") || !strings.HasPrefix(d2[0], "250") {
+		t.Fatalf("%q %q", d, d2)
+	}
+	if n := len(files(t, filepath.Join(e.dir, "carol/Maildir/new"))); n != 1 {
+		t.Errorf("duplicate delivered: %d copies", n)
+	}
+}
+
+// TestReplyBoundary: every error becomes a deliberate SMTPError; unknown errors are
+// temporary and never leak their text.
+func TestReplyBoundary(t *testing.T) {
+	cases := []struct {
+		err  error
+		code int
+		enh  smtp.EnhancedCode
+	}{
+		{fmt.Errorf("x: %w", directory.ErrNotFound), 550, smtp.EnhancedCode{5, 1, 1}},
+		{directory.ErrDisabled, 550, smtp.EnhancedCode{5, 2, 1}},
+		{directory.ErrUnavailable, 451, smtp.EnhancedCode{4, 3, 0}},
+		{store.ErrUnavailable, 451, smtp.EnhancedCode{4, 3, 0}},
+		{fmt.Errorf("w: %w", maildir.ErrQuota), 552, smtp.EnhancedCode{5, 2, 2}},
+		{maildir.ErrNoSpace, 452, smtp.EnhancedCode{4, 3, 1}},
+		{&RejectError{Reason: "no\r\nthanks"}, 550, smtp.EnhancedCode{5, 7, 1}},
+		{ErrEmptyRecipient, 550, smtp.EnhancedCode{5, 1, 1}},
+		{errors.New("secret internal path /etc/x"), 451, smtp.EnhancedCode{4, 3, 0}},
+		{smtp.ErrDataTooLarge, 552, smtp.EnhancedCode{5, 3, 4}},
+		{io.ErrUnexpectedEOF, 451, smtp.EnhancedCode{4, 3, 0}},
+	}
+	for _, c := range cases {
+		r := replyFor("a@b", c.err, false)
+		if r.Code != c.code || r.EnhancedCode != c.enh {
+			t.Errorf("%v → %d %v, want %d %v", c.err, r.Code, r.EnhancedCode, c.code, c.enh)
+		}
+		if strings.Contains(r.Message, "secret") || strings.ContainsAny(r.Message, "\r\n") {
+			t.Errorf("%v leaks or breaks the line: %q", c.err, r.Message)
+		}
+	}
+	if replyFor("a", nil, false) != nil {
+		t.Error("nil error must stay nil")
+	}
+}
+
+func TestQueueIDAndSpamHeaders(t *testing.T) {
+	hdr := parseHeader(headerBlock([]byte(testMsg)))
+	if id := postfixQueueID(hdr); id != "4AbCdEfGh1" {
+		t.Errorf("queue id %q", id)
+	}
+	other := parseHeader([]byte("Received: from x by y with LMTP id abcdef; date\nReceived: by z (Postfix) with ESMTP id QQQQQQ\n"))
+	if id := postfixQueueID(other); id != "" {
+		t.Errorf("non-Postfix topmost Received gave %q", id)
+	}
+	si := parseSpam(parseHeader([]byte("X-Spam-Status: Yes, score=7.2 required=5.0 tests=A,B\n autolearn=no\n")))
+	if !si.Flag || si.Score != 7.2 || len(si.Symbols) != 2 {
+		t.Errorf("spam %+v", si)
+	}
+}
