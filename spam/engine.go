@@ -3,12 +3,24 @@ package spam
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dovetail-mail/dovetail/spam/bayes"
 	"github.com/dovetail-mail/dovetail/spam/message"
+	"github.com/dovetail-mail/dovetail/spam/rules"
+	ruleset "github.com/dovetail-mail/dovetail/spam/rules/default"
 	"github.com/dovetail-mail/dovetail/store"
 )
 
@@ -21,33 +33,318 @@ type Engine struct {
 	reg        prometheus.Registerer
 	now        func() time.Time
 	extraRules []namedText
+
+	rules    *rules.Set
+	problems []rules.Problem
+	bayes    *bayes.Classifier
+	allowNet []netip.Prefix
+	denyNet  []netip.Prefix
+	m        metrics
 }
 
-// New builds an engine from cfg (validated by the caller or here).
+type metrics struct {
+	scans    *prometheus.CounterVec
+	duration prometheus.Histogram
+	errors   *prometheus.CounterVec
+}
+
+// New builds an engine: rules are loaded (problems are logged and available
+// from Problems, never fatal), lists compiled, metrics registered.
 func New(cfg Config, opts ...Option) (*Engine, error) {
-	e := &Engine{cfg: cfg, now: time.Now}
+	e := &Engine{cfg: cfg, now: time.Now, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(e)
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("spam: invalid config: %w", err)
+	}
+	p := rules.NewParser(evalFuncs)
+	if cfg.DefaultRules {
+		names, _ := fs.Glob(ruleset.FS, "*.cf")
+		sort.Strings(names)
+		for _, n := range names {
+			f, err := ruleset.FS.Open(n)
+			if err != nil {
+				return nil, fmt.Errorf("spam: default rules: %w", err)
+			}
+			err = p.Parse("default/"+n, f)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, path := range cfg.RuleFiles {
+		if err := parseRulePath(p, path); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range e.extraRules {
+		if err := p.Parse(t.name, strings.NewReader(t.text)); err != nil {
+			return nil, err
+		}
+	}
+	e.rules = p.Build(cfg.Scores)
+	e.problems = p.Problems
+	for _, pr := range p.Problems {
+		e.log.Warn("spam rule skipped", "problem", pr.String())
+	}
+	for _, n := range cfg.Allow.Networks {
+		if pfx, err := parseNet(n); err == nil {
+			e.allowNet = append(e.allowNet, pfx)
+		}
+	}
+	for _, n := range cfg.Deny.Networks {
+		if pfx, err := parseNet(n); err == nil {
+			e.denyNet = append(e.denyNet, pfx)
+		}
+	}
+	if e.store != nil && cfg.Bayes.Enabled {
+		e.bayes = bayes.New(e.store, bayes.DefaultParams())
+	}
+	e.m = metrics{
+		scans: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dovetail_spam_scans_total",
+			Help: "Messages scanned, by action."}, []string{"action"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dovetail_spam_scan_seconds",
+			Help: "Time to score one message.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dovetail_spam_check_errors_total",
+			Help: "External check errors and panics, by check."}, []string{"check"}),
+	}
+	if e.reg != nil {
+		for _, c := range []prometheus.Collector{e.m.scans, e.m.duration, e.m.errors} {
+			if err := e.reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, fmt.Errorf("spam: metrics: %w", err)
+				}
+			}
+		}
+	}
 	return e, nil
 }
+
+func parseRulePath(p *rules.Parser, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("spam: rules: %w", err)
+	}
+	files := []string{path}
+	if st.IsDir() {
+		files, _ = filepath.Glob(filepath.Join(path, "*.cf"))
+		sort.Strings(files)
+	}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return fmt.Errorf("spam: rules: %w", err)
+		}
+		err = p.Parse(f, fh)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Problems returns the rule-file problems found while loading (skipped rules).
+func (e *Engine) Problems() []rules.Problem { return e.problems }
+
+// Rules returns the compiled ruleset.
+func (e *Engine) Rules() *rules.Set { return e.rules }
 
 // NewBuilder returns a message Builder with the engine's limits (spill
 // threshold, size cap), for callers that receive a message in chunks.
 func (e *Engine) NewBuilder() *message.Builder { return message.NewBuilder(e.cfg.limits()) }
 
-// Score scans one message.
+// Parse reads a raw message with the engine's limits.
+func (e *Engine) Parse(r io.Reader) (*Message, error) { return message.Read(r, e.cfg.limits()) }
+
+// Score scans one message. Errors are only returned for an unreadable Input
+// (I/O); content problems, check failures and a store outage are symbols.
 func (e *Engine) Score(ctx context.Context, in *Input) (Verdict, error) {
-	return Verdict{}, errors.New("spam: not implemented yet")
+	start := time.Now()
+	msg := in.Message
+	if msg == nil {
+		if in.Raw == nil {
+			return Verdict{}, errors.New("spam: Input has neither Message nor Raw")
+		}
+		var err error
+		msg, err = e.Parse(in.Raw)
+		if err != nil {
+			return Verdict{}, err
+		}
+		defer msg.Close()
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout.D())
+	defer cancel()
+
+	th := e.thresholds(in)
+	v := Verdict{Bayes: BayesResult{Probability: -1}, Autolearn: "no"}
+	if th.AddHeader != nil && *th.AddHeader > 0 {
+		v.Required = *th.AddHeader
+	}
+	var syms []Symbol
+	if name, ok := e.listed(in, msg, false); ok {
+		syms = append(syms, Symbol{Name: "DENYLIST", Score: 100, Description: "Sender or client is on the deny list", Options: []string{name}})
+		v.Reason = "deny list: " + name
+	} else if name, ok := e.listed(in, msg, true); ok {
+		syms = append(syms, Symbol{Name: "ALLOWLIST", Score: -100, Description: "Sender or client is on the allow list", Options: []string{name}})
+		v.Reason = "allow list: " + name
+	} else {
+		syms = e.scan(ctx, in, msg, &v)
+	}
+	sort.Slice(syms, func(i, j int) bool { return syms[i].Name < syms[j].Name })
+	v.Symbols = syms
+	for _, s := range syms {
+		v.Score += s.Score
+	}
+	v.Score = round1(v.Score)
+	v.IsSpam = v.Required > 0 && v.Score >= v.Required
+	v.Action = decide(v.Score, th)
+	if v.Action == RewriteSubject {
+		v.Subject = strings.ReplaceAll(strings.ReplaceAll(e.cfg.SubjectTemplate, "%s", msg.Subject()), "%d", fmt.Sprintf("%.1f", v.Score))
+	}
+	if v.Reason == "" {
+		e.autolearn(ctx, in, msg, &v)
+	}
+	e.m.scans.WithLabelValues(string(v.Action)).Inc()
+	e.m.duration.Observe(time.Since(start).Seconds())
+	e.log.Debug("spam scan", "queue_id", in.QueueID, "score", v.Score, "action", v.Action, "symbols", len(v.Symbols))
+	return v, nil
 }
 
-// Learn trains Bayes with msg as spam or ham, in user's table ("" = global).
-// Learning a message again in the other class moves it.
-func (e *Engine) Learn(ctx context.Context, msg *Message, spam bool, user string) error {
-	return errors.New("spam: not implemented yet")
+func round1(f float64) float64 {
+	if f < 0 {
+		return -round1(-f)
+	}
+	return float64(int64(f*100+0.5)) / 100
 }
 
-// Forget removes a learned message from Bayes.
-func (e *Engine) Forget(ctx context.Context, msg *Message, user string) error {
-	return errors.New("spam: not implemented yet")
+// scan runs checks (concurrently), rules and Bayes.
+func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) []Symbol {
+	var mu sync.Mutex
+	var syms []Symbol
+	var wg sync.WaitGroup
+	for _, c := range e.checks {
+		wg.Add(1)
+		go func(c Check) {
+			defer wg.Done()
+			out := e.runCheck(ctx, c, in, msg)
+			mu.Lock()
+			syms = append(syms, out...)
+			mu.Unlock()
+		}(c)
+	}
+	rc := &rules.Context{Msg: msg, Now: e.now(), Data: &scanData{in: in}}
+	var local []Symbol
+	for _, h := range e.rules.Run(ctx, rc) {
+		if strings.HasPrefix(h.Rule.Name, "__") || h.Rule.Score == 0 && !strings.HasPrefix(h.Rule.Name, "T_") {
+			continue
+		}
+		local = append(local, Symbol{Name: h.Rule.Name, Score: h.Rule.Score, Description: h.Rule.Description})
+	}
+	if ctx.Err() != nil {
+		local = append(local, Symbol{Name: "SCAN_TIMEOUT", Description: "Scan budget exhausted; result is partial"})
+	}
+	if msg.Partial {
+		local = append(local, Symbol{Name: "SCAN_PARTIAL", Description: "Only the start of a large message was scanned"})
+	}
+	local = append(local, e.classify(ctx, in, msg, v)...)
+	wg.Wait()
+	return append(syms, local...)
+}
+
+func (e *Engine) runCheck(ctx context.Context, c Check, in *Input, msg *Message) (out []Symbol) {
+	name := c.Name()
+	defer func() {
+		if r := recover(); r != nil {
+			e.m.errors.WithLabelValues(name).Inc()
+			e.log.Error("spam check panicked", "check", name, "panic", r)
+			out = []Symbol{{Name: strings.ToUpper(name) + "_ERROR", Description: fmt.Sprintf("check %s panicked", name)}}
+		}
+	}()
+	syms, err := c.Check(ctx, in, msg)
+	if err != nil {
+		e.m.errors.WithLabelValues(name).Inc()
+		e.log.Warn("spam check failed", "check", name, "queue_id", in.QueueID, "err", err)
+		syms = append(syms, Symbol{Name: strings.ToUpper(name) + "_ERROR", Description: "check failed: " + err.Error()})
+	}
+	return syms
+}
+
+// thresholds returns the action thresholds for the message's recipient domain.
+func (e *Engine) thresholds(in *Input) Thresholds {
+	d := strings.ToLower(in.Domain)
+	if d == "" && len(in.Rcpts) > 0 {
+		_, d, _ = strings.Cut(strings.ToLower(in.Rcpts[0]), "@")
+	}
+	if t, ok := e.cfg.Domains[d]; ok && d != "" {
+		return t.merge(e.cfg.Actions)
+	}
+	return e.cfg.Actions
+}
+
+// decide picks the most severe action whose threshold the score reaches.
+func decide(score float64, t Thresholds) Action {
+	best := NoAction
+	try := func(th *float64, a Action) {
+		if th != nil && *th > 0 && score >= *th && a.severity() > best.severity() {
+			best = a
+		}
+	}
+	try(t.AddHeader, AddHeader)
+	try(t.RewriteSubject, RewriteSubject)
+	try(t.Greylist, Greylist)
+	try(t.Reject, Reject)
+	return best
+}
+
+// listed checks the allow (allow=true) or deny lists against the envelope
+// sender, the From address and the client address.
+func (e *Engine) listed(in *Input, msg *Message, allow bool) (string, bool) {
+	l, nets := e.cfg.Deny, e.denyNet
+	if allow {
+		l, nets = e.cfg.Allow, e.allowNet
+	}
+	if in.ClientIP != nil {
+		if a, ok := netip.AddrFromSlice(in.ClientIP); ok {
+			a = a.Unmap()
+			for _, p := range nets {
+				if p.Contains(a) {
+					return "network " + p.String(), true
+				}
+			}
+		}
+	}
+	senders := []string{strings.ToLower(in.MailFrom)}
+	if f := msg.Header.Get("From"); f != "" {
+		senders = append(senders, strings.ToLower(strings.Trim(addrOnly(f), "<> ")))
+	}
+	for _, s := range senders {
+		if s == "" {
+			continue
+		}
+		for _, want := range l.Senders {
+			if strings.EqualFold(s, want) {
+				return "sender " + s, true
+			}
+		}
+		_, dom, _ := strings.Cut(s, "@")
+		for _, want := range l.Domains {
+			want = strings.ToLower(strings.TrimPrefix(want, "@"))
+			if dom == want || strings.HasSuffix(dom, "."+want) {
+				return "domain " + want, true
+			}
+		}
+	}
+	return "", false
+}
+
+func addrOnly(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		a, _, _ := strings.Cut(v[i+1:], ">")
+		return a
+	}
+	return v
 }

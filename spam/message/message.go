@@ -99,6 +99,7 @@ type Part struct {
 	Filename    string // decoded file name (Content-Disposition or Content-Type name)
 	Size        int    // decoded size in bytes
 	Text        string // visible text in UTF-8 for text parts (HTML converted)
+	Source      string // text parts: decoded UTF-8 before HTML conversion
 	HTML        bool   // text/html
 	Header      Header
 }

@@ -458,6 +458,7 @@ func (w *walker) leaf(h Header, mt string, params map[string]string, b []byte) {
 	if strings.IndexByte(text, 0) >= 0 {
 		text = strings.ReplaceAll(text, "\x00", "")
 	}
+	p.Source = text
 	if mt == "text/html" {
 		p.HTML = true
 		text = htmlToText(m, text, w.lim.MaxURIs)

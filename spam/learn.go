@@ -1,0 +1,162 @@
+package spam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dovetail-mail/dovetail/spam/bayes"
+)
+
+// bayesBand maps a spam probability to a symbol. The bands follow
+// SpamAssassin's BAYES_* names; the weights are ours: strong enough that a
+// confident classifier decides alone at the extremes (BAYES_999 reaches the
+// add-header threshold of 6 with any small rule), mild in the middle, where
+// the rules must agree.
+type bayesBand struct {
+	min   float64
+	name  string
+	score float64
+	desc  string
+}
+
+var bayesBands = []bayesBand{
+	{0.9999, "BAYES_9999", 6.0, "Bayes spam probability is 99.99 to 100%"},
+	{0.999, "BAYES_999", 5.0, "Bayes spam probability is 99.9 to 99.99%"},
+	{0.99, "BAYES_99", 3.5, "Bayes spam probability is 99 to 99.9%"},
+	{0.95, "BAYES_95", 2.5, "Bayes spam probability is 95 to 99%"},
+	{0.80, "BAYES_80", 1.5, "Bayes spam probability is 80 to 95%"},
+	{0.60, "BAYES_60", 0.8, "Bayes spam probability is 60 to 80%"},
+	{0.40, "BAYES_50", 0, "Bayes spam probability is 40 to 60%"},
+	{0.20, "BAYES_40", -0.2, "Bayes spam probability is 20 to 40%"},
+	{0.05, "BAYES_20", -0.5, "Bayes spam probability is 5 to 20%"},
+	{0.01, "BAYES_05", -1.0, "Bayes spam probability is 1 to 5%"},
+	{-1, "BAYES_00", -2.0, "Bayes spam probability is 0 to 1%"},
+}
+
+func bayesSymbol(p float64) Symbol {
+	for _, b := range bayesBands {
+		if p >= b.min {
+			return Symbol{Name: b.name, Score: b.score, Description: b.desc, Options: []string{fmt.Sprintf("%.4f", p)}}
+		}
+	}
+	return Symbol{}
+}
+
+func userTable(user string) string { return "user:" + user }
+
+// classify runs Bayes on the user's table when it has enough training, else
+// on the global one.
+func (e *Engine) classify(ctx context.Context, in *Input, msg *Message, v *Verdict) []Symbol {
+	if e.bayes == nil {
+		v.Bayes.Skipped = "disabled"
+		return nil
+	}
+	tokens := bayes.Tokens(msg)
+	tables := []string{"global"}
+	if e.cfg.Bayes.PerUser && in.User != "" {
+		tables = []string{userTable(in.User), "global"}
+	}
+	for _, t := range tables {
+		res, err := e.bayes.Classify(ctx, t, tokens)
+		if err != nil {
+			e.log.Warn("bayes unavailable", "err", err)
+			v.Bayes.Skipped = "store unavailable"
+			return []Symbol{{Name: "BAYES_UNAVAILABLE", Description: "Bayes store unavailable"}}
+		}
+		if res.NSpam < e.cfg.Bayes.MinSpam || res.NHam < e.cfg.Bayes.MinHam {
+			v.Bayes.Skipped = fmt.Sprintf("not enough training in %s (%d spam, %d ham)", t, res.NSpam, res.NHam)
+			continue
+		}
+		v.Bayes = BayesResult{Probability: res.Prob, Tokens: len(res.Clues), Table: t}
+		return []Symbol{bayesSymbol(res.Prob)}
+	}
+	return nil
+}
+
+// autolearn trains Bayes from confident verdicts (score without Bayes and
+// without noautolearn rules), as SpamAssassin does.
+func (e *Engine) autolearn(ctx context.Context, in *Input, msg *Message, v *Verdict) {
+	if e.bayes == nil {
+		v.Autolearn = "disabled"
+		return
+	}
+	if !e.cfg.Bayes.Autolearn {
+		v.Autolearn = "no"
+		return
+	}
+	score := 0.0
+	for _, s := range v.Symbols {
+		if len(s.Name) > 6 && s.Name[:6] == "BAYES_" {
+			continue
+		}
+		if r := e.rules.Lookup(s.Name); r != nil && r.Has("noautolearn") {
+			return
+		}
+		score += s.Score
+	}
+	var spam bool
+	switch {
+	case score >= e.cfg.Bayes.AutolearnSpam:
+		spam = true
+	case score <= e.cfg.Bayes.AutolearnHam:
+	default:
+		v.Autolearn = "no"
+		return
+	}
+	err := e.Learn(ctx, msg, spam, "")
+	switch {
+	case err == nil || errors.Is(err, bayes.ErrAlreadyLearned):
+		v.Autolearn = map[bool]string{true: "spam", false: "ham"}[spam]
+	default:
+		e.log.Warn("bayes autolearn failed", "err", err)
+		v.Autolearn = "failed"
+	}
+}
+
+// Learn trains Bayes with msg as spam or ham. With user set and per-user Bayes
+// on, the user's table is trained as well as the global one. Learning a
+// message again in the same class returns an error wrapping
+// bayes.ErrAlreadyLearned; in the other class it moves the message.
+func (e *Engine) Learn(ctx context.Context, msg *Message, spam bool, user string) error {
+	if e.bayes == nil {
+		return errors.New("spam: Bayes is disabled or has no store")
+	}
+	tokens := bayes.Tokens(msg)
+	digest := bayes.Digest(msg)
+	if err := e.bayes.Learn(ctx, "global", digest, tokens, spam); err != nil {
+		return err
+	}
+	if e.cfg.Bayes.PerUser && user != "" {
+		if err := e.bayes.Learn(ctx, userTable(user), digest, tokens, spam); err != nil && !errors.Is(err, bayes.ErrAlreadyLearned) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Forget removes a learned message from Bayes (global and user tables).
+func (e *Engine) Forget(ctx context.Context, msg *Message, user string) error {
+	if e.bayes == nil {
+		return errors.New("spam: Bayes is disabled or has no store")
+	}
+	tokens := bayes.Tokens(msg)
+	digest := bayes.Digest(msg)
+	if err := e.bayes.Forget(ctx, "global", digest, tokens); err != nil {
+		return err
+	}
+	if e.cfg.Bayes.PerUser && user != "" {
+		if err := e.bayes.Forget(ctx, userTable(user), digest, tokens); err != nil && !errors.Is(err, bayes.ErrNotLearned) {
+			return err
+		}
+	}
+	return nil
+}
+
+// BayesCounts returns the messages learned in the global table.
+func (e *Engine) BayesCounts(ctx context.Context) (spam, ham int64, err error) {
+	if e.bayes == nil {
+		return 0, 0, errors.New("spam: Bayes is disabled or has no store")
+	}
+	return e.bayes.Counts(ctx, "global")
+}

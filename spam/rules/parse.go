@@ -1,0 +1,229 @@
+// Package rules reads rule files in SpamAssassin's syntax — the directives
+// header, body, rawbody, uri, full, meta, score, describe and tflags — and runs
+// them against a message.
+//
+// Patterns are Perl regexes; those RE2 can express are translated (flags i, m, s,
+// x; \Q…\E; possessive quantifiers and atomic groups; \Z, \h), the rest
+// (look-around, back-references, …) are reported with file:line and the rule is
+// skipped. Problems never stop loading: a bad rule is dropped, the others load.
+package rules
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Kind is the rule type.
+type Kind int
+
+// Rule kinds.
+const (
+	KindHeader Kind = iota
+	KindBody
+	KindRawBody
+	KindURI
+	KindFull
+	KindMeta
+)
+
+var kindNames = map[string]Kind{"header": KindHeader, "body": KindBody, "rawbody": KindRawBody,
+	"uri": KindURI, "full": KindFull, "meta": KindMeta}
+
+// Problem is a located problem in a rule file; the rule it concerns is skipped.
+type Problem struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
+
+// Parser accumulates rule files into a Set.
+type Parser struct {
+	rules    map[string]*Rule
+	order    []string
+	scores   map[string]float64
+	describe map[string]string
+	tflags   map[string][]string
+	evals    map[string]EvalFunc
+	Problems []Problem
+	// Limits: at most MaxLines lines per file and MaxRules rules in all.
+	MaxLines, MaxRules int
+}
+
+// NewParser returns a parser that knows the eval functions evals.
+func NewParser(evals map[string]EvalFunc) *Parser {
+	return &Parser{rules: map[string]*Rule{}, scores: map[string]float64{}, describe: map[string]string{},
+		tflags: map[string][]string{}, evals: evals, MaxLines: 200000, MaxRules: 20000}
+}
+
+func (p *Parser) problem(file string, line int, format string, args ...any) {
+	if len(p.Problems) < 1000 {
+		p.Problems = append(p.Problems, Problem{file, line, fmt.Sprintf(format, args...)})
+	}
+}
+
+// Parse reads one rule file. Only I/O errors are returned; content problems go
+// to p.Problems.
+func (p *Parser) Parse(name string, r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	lineNo := 0
+	// skip counts nested conditional blocks being skipped; depth all open ones.
+	var stack []bool
+	skipping := func() bool {
+		for _, s := range stack {
+			if s {
+				return true
+			}
+		}
+		return false
+	}
+	for sc.Scan() {
+		lineNo++
+		if lineNo > p.MaxLines {
+			p.problem(name, lineNo, "file longer than %d lines; rest ignored", p.MaxLines)
+			break
+		}
+		line := strings.TrimSpace(sc.Text())
+		if i := commentStart(line); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line == "" {
+			continue
+		}
+		directive, rest, _ := strings.Cut(line, " ")
+		if j := strings.IndexByte(directive, '\t'); j >= 0 {
+			directive, rest = line[:j], line[j+1:]
+		}
+		rest = strings.TrimSpace(rest)
+		directive = strings.ToLower(directive)
+		switch directive {
+		case "ifplugin":
+			// No SpamAssassin Perl plugins here: their rules need their evals.
+			stack = append(stack, true)
+			continue
+		case "if":
+			// "if (version >= …)", "if can(…)": we take the modern branch.
+			stack = append(stack, strings.Contains(rest, "can(") || strings.Contains(rest, "!"))
+			continue
+		case "else":
+			if len(stack) > 0 {
+				stack[len(stack)-1] = !stack[len(stack)-1]
+			}
+			continue
+		case "endif":
+			if len(stack) == 0 {
+				p.problem(name, lineNo, "endif without if")
+			} else {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		if skipping() {
+			continue
+		}
+		p.directive(name, lineNo, directive, rest)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("rules: %s:%d: %w", name, lineNo, err)
+	}
+	if len(stack) > 0 {
+		p.problem(name, lineNo, "%d if/ifplugin block(s) not closed with endif", len(stack))
+	}
+	return nil
+}
+
+// commentStart finds an unescaped '#' that starts a comment (SpamAssassin
+// allows \# inside patterns).
+func commentStart(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '#' && (i == 0 || s[i-1] != '\\') {
+			return i
+		}
+	}
+	return -1
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Parser) directive(file string, line int, directive, rest string) {
+	kind, isRule := kindNames[directive]
+	switch {
+	case isRule:
+		name, def, _ := strings.Cut(rest, " ")
+		def = strings.TrimSpace(def)
+		if !validName(name) {
+			p.problem(file, line, "%s: invalid rule name %q", directive, name)
+			return
+		}
+		if len(p.rules) >= p.MaxRules {
+			p.problem(file, line, "more than %d rules; %s ignored", p.MaxRules, name)
+			return
+		}
+		r, err := p.compile(kind, name, def)
+		if err != nil {
+			p.problem(file, line, "%s %s: %v; rule skipped", directive, name, err)
+			return
+		}
+		r.File, r.Line = file, line
+		if _, dup := p.rules[name]; !dup {
+			p.order = append(p.order, name)
+		}
+		p.rules[name] = r
+	case directive == "score":
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			p.problem(file, line, "score: want NAME SCORE")
+			return
+		}
+		// With four scores, SpamAssassin picks a set by Bayes/network use; we
+		// run with Bayes and without network tests: set 2 (third value).
+		v := f[1]
+		if len(f) >= 5 {
+			v = f[3]
+		}
+		s, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			p.problem(file, line, "score %s: %q is not a number", f[0], v)
+			return
+		}
+		p.scores[f[0]] = s
+	case directive == "describe":
+		name, text, _ := strings.Cut(rest, " ")
+		p.describe[name] = strings.TrimSpace(text)
+	case directive == "tflags":
+		f := strings.Fields(rest)
+		if len(f) > 0 {
+			p.tflags[f[0]] = append(p.tflags[f[0]], f[1:]...)
+		}
+	case knownIgnored[directive]:
+		// Accepted for compatibility, no effect here.
+	default:
+		p.problem(file, line, "unknown directive %q ignored", directive)
+	}
+}
+
+// knownIgnored are SpamAssassin directives we accept silently: they configure
+// features handled elsewhere in dovetail (or not at all).
+var knownIgnored = map[string]bool{"lang": true, "priority": true, "reuse": true, "loadplugin": true,
+	"required_score": true, "report": true, "clear_report_template": true, "add_header": true,
+	"rewrite_header": true, "report_safe": true, "use_bayes": true, "bayes_auto_learn": true,
+	"test": true, "require_version": true, "version_tag": true, "use_auto_whitelist": true,
+	"util_rb_tld": true, "util_rb_2tld": true, "util_rb_3tld": true, "redirector_pattern": true,
+	"mimeheader": true, "uri_detail": true, "urirhsbl": true, "urirhssub": true, "askdns": true,
+	"whitelist_from": true, "welcomelist_from": true, "blacklist_from": true, "blocklist_from": true,
+	"trusted_networks": true, "internal_networks": true, "dns_available": true, "skip_rbl_checks": true}

@@ -1,0 +1,175 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// ErrPerlOnly marks a pattern that uses a Perl feature RE2 cannot express
+// (look-around, back-references, \G, \K, recursion, embedded code).
+var ErrPerlOnly = errors.New("uses a Perl-only regex feature")
+
+// splitPattern splits a SpamAssassin pattern "/re/flags" or "m{re}flags" (any
+// delimiter after m) into the body and the flags.
+func splitPattern(s string) (body, flags string, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", "", errors.New("missing pattern")
+	}
+	open := s[0]
+	rest := s[1:]
+	if open == 'm' && len(s) > 1 {
+		open = s[1]
+		rest = s[2:]
+	} else if open != '/' {
+		return "", "", fmt.Errorf("pattern %q does not start with / or m", trunc(s))
+	}
+	closeCh := open
+	switch open {
+	case '{':
+		closeCh = '}'
+	case '(':
+		closeCh = ')'
+	case '[':
+		closeCh = ']'
+	case '<':
+		closeCh = '>'
+	}
+	i := strings.LastIndexByte(rest, closeCh)
+	if i < 0 {
+		return "", "", fmt.Errorf("pattern %q has no closing %c", trunc(s), closeCh)
+	}
+	body, flags = rest[:i], strings.TrimSpace(rest[i+1:])
+	if open == '/' {
+		body = strings.ReplaceAll(body, `\/`, `/`)
+	}
+	for _, f := range flags {
+		if !strings.ContainsRune("imsxgo", f) {
+			return "", "", fmt.Errorf("unknown pattern flag %q", f)
+		}
+	}
+	return body, flags, nil
+}
+
+func trunc(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// translate compiles a Perl pattern with flags into RE2, rewriting what RE2
+// can do another way: /x whitespace and comments, \Q…\E, possessive
+// quantifiers and atomic groups (no backtracking in RE2 anyway), \Z, \h.
+func translate(body, flags string) (*regexp.Regexp, error) {
+	var out strings.Builder
+	x := strings.ContainsRune(flags, 'x')
+	inClass := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '\\' && i+1 < len(body):
+			n := body[i+1]
+			switch {
+			case n == 'Q':
+				end := strings.Index(body[i+2:], `\E`)
+				lit := body[i+2:]
+				if end >= 0 {
+					lit = body[i+2 : i+2+end]
+					i = i + 2 + end + 1
+				} else {
+					i = len(body)
+				}
+				out.WriteString(regexp.QuoteMeta(lit))
+				continue
+			case n >= '1' && n <= '9' && !inClass:
+				return nil, fmt.Errorf("back-reference \\%c: %w", n, ErrPerlOnly)
+			case n == 'G' || n == 'K':
+				return nil, fmt.Errorf("\\%c: %w", n, ErrPerlOnly)
+			case n == 'Z':
+				out.WriteString(`(?:\n?\z)`)
+			case n == 'h':
+				if inClass {
+					out.WriteString(`\t `)
+				} else {
+					out.WriteString(`[\t ]`)
+				}
+			case n == 'e':
+				out.WriteString(`\x1b`)
+			default:
+				out.WriteByte(c)
+				out.WriteByte(n)
+			}
+			i++
+			continue
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+			out.WriteByte(c)
+			continue
+		case c == '[':
+			inClass = true
+			out.WriteByte(c)
+			// A ']' right after '[' or '[^' is literal.
+			if i+1 < len(body) && body[i+1] == '^' {
+				out.WriteByte('^')
+				i++
+			}
+			if i+1 < len(body) && body[i+1] == ']' {
+				out.WriteString(`\]`)
+				i++
+			}
+			continue
+		case x && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			continue
+		case x && c == '#':
+			for i < len(body) && body[i] != '\n' {
+				i++
+			}
+			continue
+		case c == '(' && strings.HasPrefix(body[i:], "(?"):
+			rest := body[i+2:]
+			switch {
+			case strings.HasPrefix(rest, "<=") || strings.HasPrefix(rest, "<!") || strings.HasPrefix(rest, "=") || strings.HasPrefix(rest, "!"):
+				return nil, fmt.Errorf("look-around: %w", ErrPerlOnly)
+			case strings.HasPrefix(rest, ">"):
+				out.WriteString("(?:")
+				i += 2
+				continue
+			case strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, "?{") || strings.HasPrefix(rest, "R") ||
+				strings.HasPrefix(rest, "&") || strings.HasPrefix(rest, "(") || strings.HasPrefix(rest, "|") ||
+				len(rest) > 0 && rest[0] >= '0' && rest[0] <= '9':
+				return nil, fmt.Errorf("(?%c: %w", rest[0], ErrPerlOnly)
+			case strings.HasPrefix(rest, "#"):
+				end := strings.IndexByte(rest, ')')
+				if end < 0 {
+					return nil, errors.New("unterminated (?# comment")
+				}
+				i += 2 + end
+				continue
+			}
+		case c == '+' && i > 0 && strings.ContainsRune("*+?}", rune(body[i-1])) && !(i > 1 && body[i-2] == '\\'):
+			// Possessive quantifier: drop the '+'.
+			continue
+		}
+		out.WriteByte(c)
+	}
+	prefix := ""
+	for _, f := range flags {
+		if f == 'i' || f == 'm' || f == 's' {
+			prefix += string(f)
+		}
+	}
+	pat := out.String()
+	if prefix != "" {
+		pat = "(?" + prefix + ")" + pat
+	}
+	re, err := regexp.Compile(pat)
+	if err != nil {
+		return nil, fmt.Errorf("regex: %w", err)
+	}
+	return re, nil
+}
