@@ -233,7 +233,7 @@ func (d *DovecotServer) start(ports []int) error {
 	if err != nil {
 		return err
 	}
-	if err := p.waitReady(waitListen(ports...)); err != nil {
+	if err := p.waitReady(p.listenReady(ports...)); err != nil {
 		p.stop()
 		return err
 	}

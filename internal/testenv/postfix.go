@@ -331,8 +331,13 @@ func (p *PostfixServer) start() error {
 		return err
 	}
 	pr.log = p.logPath()
-	if err := pr.waitReady(waitListen(p.Port)); err != nil {
+	if err := pr.waitReady(pr.listenReady(p.Port)); err != nil {
 		pr.stop()
+		// master's own fatal "bind ...: Address already in use" goes nowhere (postlogd
+		// is not up yet and master has closed its stdio): look at the port instead.
+		if !portFree(p.Port) {
+			err = fmt.Errorf("%w\nport %d: Address already in use (held by another process)", err, p.Port)
+		}
 		if out := tail(filepath.Join(p.Dir, "master.out"), 10); strings.TrimSpace(out) != "" {
 			err = fmt.Errorf("%w\nmaster stdout/stderr:\n%s", err, out)
 		}

@@ -110,7 +110,13 @@ func (r *RedisServer) start() error {
 		return err
 	}
 	// "port open" is not "ready" (LOADING): wait for +PONG.
-	if err := p.waitReady(func() error { _, err := r.do("PING"); return err }); err != nil {
+	if err := p.waitReady(func() error {
+		if err := p.listenReady(r.Port)(); err != nil {
+			return err
+		}
+		_, err := r.do("PING")
+		return err
+	}); err != nil {
 		p.stop()
 		return err
 	}

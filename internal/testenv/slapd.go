@@ -181,7 +181,12 @@ func (s *SlapdServer) start() error {
 	if err != nil {
 		return err
 	}
-	if err := p.waitReady(s.ping); err != nil {
+	if err := p.waitReady(func() error {
+		if err := p.listenReady(s.Port)(); err != nil {
+			return err
+		}
+		return s.ping()
+	}); err != nil {
 		p.stop()
 		return err
 	}

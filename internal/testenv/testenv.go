@@ -252,9 +252,18 @@ func FreePort(t testing.TB) int {
 	return p
 }
 
+// forcePorts, when non-empty, is handed out first by freePort without any check
+// (tests of the EADDRINUSE retry).
+var forcePorts []int
+
 func freePort() (int, error) {
 	portMu.Lock()
 	defer portMu.Unlock()
+	if len(forcePorts) > 0 {
+		p := forcePorts[0]
+		forcePorts = forcePorts[1:]
+		return p, nil
+	}
 	for range 200 {
 		p := portMin + rand.IntN(portMax-portMin+1)
 		if portsUsed[p] {
@@ -282,11 +291,11 @@ func portFree(p int) bool {
 	return true
 }
 
-// listening reports whether some socket listens on TCP port p (any IPv4/IPv6 address),
-// from /proc/net/tcp{,6}. Used as a side-effect-free readiness probe: connecting to
-// Postfix's smtpd port would spawn an smtpd that talks to the milter and SASL server.
-func listening(p int) bool {
+// listenInodes returns the socket inodes listening on TCP port p (any address),
+// from /proc/net/tcp{,6}. Empty: nobody listens.
+func listenInodes(p int) map[string]bool {
 	want := fmt.Sprintf(":%04X", p)
+	inodes := map[string]bool{}
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		fh, err := os.Open(f)
 		if err != nil {
@@ -296,12 +305,40 @@ func listening(p int) bool {
 		sc.Scan() // header
 		for sc.Scan() {
 			fields := strings.Fields(sc.Text())
-			if len(fields) > 3 && fields[3] == "0A" && strings.HasSuffix(fields[1], want) {
-				fh.Close()
-				return true
+			if len(fields) > 9 && fields[3] == "0A" && strings.HasSuffix(fields[1], want) {
+				inodes[fields[9]] = true
 			}
 		}
 		fh.Close()
+	}
+	return inodes
+}
+
+// listening reports whether some socket listens on TCP port p.
+func listening(p int) bool { return len(listenInodes(p)) > 0 }
+
+// listeningBy reports whether process pid itself holds a socket listening on port p.
+// A side-effect-free readiness probe (connecting to Postfix's smtpd port would spawn
+// an smtpd that talks to the milter and SASL server) that is not fooled by another
+// process holding the port.
+func listeningBy(pid, p int) bool {
+	inodes := listenInodes(p)
+	if len(inodes) == 0 {
+		return false
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		l, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil || !strings.HasPrefix(l, "socket:[") {
+			continue
+		}
+		if inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
+			return true
+		}
 	}
 	return false
 }
@@ -477,10 +514,13 @@ func (p *proc) waitReady(ready func() error) error {
 	deadline := time.Now().Add(readyTimeout)
 	var last error
 	for {
-		if last = ready(); last == nil {
-			return nil
+		exited := p.exited() // before ready(): a dead daemon's port may be someone else's
+		if !exited {
+			if last = ready(); last == nil {
+				return nil
+			}
 		}
-		if p.exited() {
+		if exited || p.exited() {
 			return fmt.Errorf("%s exited (%v) before it was ready; log %s:\n%s", p.name, p.err, p.log, tail(p.log, 30))
 		}
 		if time.Now().After(deadline) {
@@ -501,12 +541,12 @@ func runCmd(path string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// waitListen polls until something listens on every port.
-func waitListen(ports ...int) func() error {
+// listenReady returns a readiness check: the process itself listens on every port.
+func (p *proc) listenReady(ports ...int) func() error {
 	return func() error {
-		for _, p := range ports {
-			if !listening(p) {
-				return fmt.Errorf("port %d not listening yet", p)
+		for _, port := range ports {
+			if !listeningBy(p.cmd.Process.Pid, port) {
+				return fmt.Errorf("%s does not listen on port %d yet", p.name, port)
 			}
 		}
 		return nil
