@@ -441,11 +441,6 @@ func compileHeader(c *compiler, n *testNode, a *argp) test {
 	}
 	names := a.strList("header names")
 	keys := a.strList("key list")
-	for _, nm := range names {
-		if nm.isConst() && !validHeaderName(nm.lit) && !a.failed {
-			a.fail(n.pos, "specified header field name '%s' is invalid", nm.lit)
-		}
-	}
 	m := c.finishMatch(a, &ms, keys)
 	if m == nil {
 		return nil
@@ -577,10 +572,6 @@ func (r *run) addrValue(p parsedAddr, part addrPart) (string, bool) {
 		switch part {
 		case apAll:
 			return p.local, true
-		case apLocal:
-			return p.local, true
-		case apDomain:
-			return "", false
 		default:
 			return "", false
 		}

@@ -457,7 +457,7 @@ func compileSpamtest(c *compiler, n *testNode, a *argp) test {
 		}
 	}
 	keys := a.strList("value")
-	if !ms.cmpSet && !a.failed {
+	if !ms.cmpSet && !a.failed && ms.kind != mContains && ms.kind != mMatches && ms.kind != mRegex {
 		ms.cmp, ms.cmpSet = cmpNumeric, true
 	}
 	st.m = c.finishMatch(a, &ms, keys)
@@ -613,13 +613,13 @@ func (r *run) spamValue(virus, percent bool) string {
 		return "0"
 	}
 	if virus {
-		v := 1 + int(frac*4+0.5)
+		v := 1 + int(frac*4)
 		return strconv.Itoa(v)
 	}
 	if percent {
-		return strconv.Itoa(int(frac*100 + 0.5))
+		return strconv.Itoa(int(frac * 100))
 	}
-	v := 1 + int(frac*9+0.5)
+	v := 1 + int(frac*9)
 	return strconv.Itoa(v)
 }
 

@@ -321,7 +321,7 @@ func (l *lexer) multiline(p Pos) token {
 		if line == "." {
 			break
 		}
-		if strings.HasPrefix(line, ".") {
+		if strings.HasPrefix(line, "..") {
 			line = line[1:]
 		}
 		b.WriteString(line)
