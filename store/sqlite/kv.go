@@ -1,0 +1,102 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// Get returns the value of key or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := s.st.get.QueryRowContext(ctx, sql.Named("key", key), sql.Named("now", s.nowMS())).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, store.ErrNotFound
+	case err != nil:
+		return nil, fail(ctx, "get", err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil // Scan into *[]byte copies
+}
+
+// Set stores value under key with ttl (0: no expiry).
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if value == nil {
+		value = []byte{}
+	}
+	_, err := s.st.set.ExecContext(ctx, sql.Named("key", key), sql.Named("value", value),
+		sql.Named("expires", s.expiry(ttl)))
+	if err != nil {
+		return fail(ctx, "set", err)
+	}
+	return nil
+}
+
+// SetNX stores value only when key is missing or expired.
+func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if value == nil {
+		value = []byte{}
+	}
+	res, err := s.st.setNX.ExecContext(ctx, sql.Named("key", key), sql.Named("value", value),
+		sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS()))
+	if err != nil {
+		return false, fail(ctx, "setnx", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fail(ctx, "setnx", err)
+	}
+	return n > 0, nil
+}
+
+// Delete removes keys of every kind; missing keys are not an error.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return s.alive(ctx, "delete")
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			for _, st := range []*sql.Stmt{s.st.delKV, s.st.delHash, s.st.delSet} {
+				if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, sql.Named("key", k)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(ctx, "delete", err)
+	}
+	return nil
+}
+
+// Incr adds delta to the counter at key. The ttl applies when the counter is
+// created (or restarted after expiring) and is left alone afterwards.
+func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	var n int64
+	err := s.st.incr.QueryRowContext(ctx, sql.Named("key", key), sql.Named("delta", delta),
+		sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS())).Scan(&n)
+	if err != nil {
+		return 0, fail(ctx, "incr", err)
+	}
+	return n, nil
+}
+
+var errClosed = errors.New("store closed")
+
+// alive reports a closed store or a dead context for calls that have nothing to do.
+func (s *Store) alive(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fail(ctx, op, err)
+	}
+	if s.closed.Load() {
+		return fail(ctx, op, errClosed)
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+// Package sqlite is the embedded store.Store: one SQLite file in the data dir
+// (modernc.org/sqlite, pure Go), shared safely by every dovetail process on the host.
+//
+// Layout: WAL journal with synchronous=NORMAL (a commit is a write to the WAL, no
+// fsync; a power loss can lose the last commits but never corrupts the file — fine
+// for rate-limit counters and greylisting triplets), one writer connection (SQLite
+// serialises writers anyway; one connection avoids SQLITE_BUSY ping-pong inside the
+// process and lets every write statement stay prepared) and a small pool of
+// read-only connections that read a snapshot concurrently with the writer.
+// Read-modify-write operations run in BEGIN IMMEDIATE transactions, so they are
+// atomic across processes too; busy_timeout covers contention between processes.
+//
+// Expiry is lazy (every read ignores expired rows, writes replace them) plus a
+// periodic sweep that deletes expired rows in small batches.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/dovetail-mail/dovetail/store"
+)
+
+// Options configure Open. Only Path is required.
+type Options struct {
+	// Path of the database file; it is created (mode 0600) when missing.
+	Path string
+	// ReadConns is the size of the read-only pool (default: GOMAXPROCS, at least 2).
+	ReadConns int
+	// BusyTimeout is how long a statement waits for another process' write lock
+	// before failing with store.ErrUnavailable (default 5 s).
+	BusyTimeout time.Duration
+	// SweepInterval is the period of the expired-row sweep (default 1 min;
+	// negative disables it).
+	SweepInterval time.Duration
+	// Now is the clock for TTLs (default time.Now); tests drive it.
+	Now func() time.Time
+	// Logger receives sweep failures (default: discard).
+	Logger *slog.Logger
+}
+
+// Store is a store.Store on one SQLite file. It is safe for concurrent use.
+type Store struct {
+	w, r   *sql.DB // w: one connection, all writes; r: read-only pool
+	st     stmts
+	now    func() time.Time
+	log    *slog.Logger
+	stop   chan struct{}
+	done   chan struct{}
+	closer sync.Once
+	cerr   error
+	closed atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating and migrating if needed) the database at opts.Path and
+// starts the expiry sweep.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("sqlite: no database path")
+	}
+	path, err := filepath.Abs(opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	// The state names senders and recipients: keep it private. SQLite gives the
+	// -wal and -shm files the main file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w: %w", store.ErrUnavailable, err)
+	}
+	f.Close()
+
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = max(2, runtime.GOMAXPROCS(0))
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	s := &Store{now: opts.Now, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	busy := fmt.Sprint(opts.BusyTimeout.Milliseconds())
+	s.w, err = sql.Open("sqlite", dsn(path, url.Values{
+		"_busy_timeout": {busy},
+		"_journal_mode": {"WAL"},
+		"_synchronous":  {"NORMAL"},
+		"_txlock":       {"immediate"},
+	}))
+	if err == nil {
+		s.r, err = sql.Open("sqlite", dsn(path, url.Values{
+			"_busy_timeout": {busy},
+			"_query_only":   {"true"},
+		}))
+	}
+	if err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("sqlite: open %s: %w: %w", path, store.ErrUnavailable, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.r.SetMaxOpenConns(opts.ReadConns)
+	s.r.SetMaxIdleConns(opts.ReadConns)
+	s.r.SetConnMaxLifetime(0)
+
+	if err := migrate(ctx, s.w); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)
+	}
+	if err := s.st.prepare(ctx, s.w, s.r); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("sqlite: %s: prepare: %w: %w", path, store.ErrUnavailable, err)
+	}
+	if opts.SweepInterval > 0 {
+		go s.sweepLoop(opts.SweepInterval)
+	} else {
+		close(s.done)
+	}
+	return s, nil
+}
+
+// dsn builds a file: URI so that any path (spaces, '?', '#') survives.
+func dsn(path string, q url.Values) string {
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	s.st.close()
+	for _, db := range []*sql.DB{s.r, s.w} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the sweep and closes the database; later calls fail with
+// store.ErrUnavailable. Close is idempotent.
+func (s *Store) Close() error {
+	s.closer.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		<-s.done
+		// A final checkpoint folds the WAL back into the main file, so a copied
+		// state.db is complete; failure only leaves a WAL SQLite replays on open.
+		_, _ = s.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		s.cerr = s.closeDBs()
+	})
+	return s.cerr
+}
+
+// nowMS is the store clock in Unix milliseconds.
+func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
+
+// expiry converts a ttl into the expires column: Unix ms, 0 for never.
+func (s *Store) expiry(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return s.nowMS() + max(ttl.Milliseconds(), 1)
+}
+
+// fail wraps err as a backend failure. When ctx is done the context's error is
+// wrapped too: SQLite reports an interrupted statement in its own words.
+func fail(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("sqlite %s: %w: %w (%w)", op, store.ErrUnavailable, cerr, err)
+	}
+	return fmt.Errorf("sqlite %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+// tx runs fn in a write transaction (BEGIN IMMEDIATE: the write lock is taken up
+// front, so two processes never deadlock upgrading read locks).
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
