@@ -73,6 +73,7 @@ type decision struct {
 func (e *engine) decide(ctx context.Context, tx *txn) decision {
 	var soft *decision // first PREPEND/WARN/INFO, answered if nothing decides
 	var notes []string
+	var why []string // reasons of the checks that had no objection, for the log
 	for _, c := range e.checks {
 		v, err := e.run(ctx, c, tx)
 		if err != nil {
@@ -93,13 +94,15 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 		}
 		if !v.action.IsDunno() && soft == nil {
 			soft = &decision{action: v.action, check: c.name(), reason: v.reason}
+		} else if v.reason != "" {
+			why = append(why, v.reason)
 		}
 	}
 	if soft != nil {
 		soft.notes = notes
 		return *soft
 	}
-	return decision{action: Dunno, notes: notes}
+	return decision{action: Dunno, reason: strings.Join(why, "; "), notes: notes}
 }
 
 // run calls one check, turning a panic into an error so a bug in one check

@@ -1,0 +1,338 @@
+package policyd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/foxcpp/go-mockdns"
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/dnsbl"
+	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/store/mem"
+)
+
+func rateConfig(limits ...RateLimit) Config {
+	c := testConfig()
+	c.RateLimit.Enabled = true
+	c.RateLimit.Limits = limits
+	return c
+}
+
+func TestRateLimitPerUser(t *testing.T) {
+	clk := newClock()
+	s := newDirect(t, rateConfig(
+		RateLimit{Name: "hour", Key: KeySASLUsername, Messages: 3, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 slow down"},
+		RateLimit{Name: "rcpt", Key: KeySASLUsername, Recipients: 5, Window: config.Duration(time.Hour), Action: "HOLD over recipient quota"},
+	), Deps{Store: mem.New(), Now: clk.Now})
+	cs := &connState{}
+	// Message 1 with 3 recipients on one connection: counted once as a message.
+	for i := 0; i < 3; i++ {
+		if d := evalDirect(t, s, cs, "sasl_username", "alice", "instance", "m1", "recipient", fmt.Sprintf("r%d@x", i)); !d.action.IsDunno() {
+			t.Fatalf("m1 rcpt %d: %+v", i, d)
+		}
+	}
+	// Messages 2 and 3 with one recipient each: 5 recipients, 3 messages: at the limits.
+	for _, inst := range []string{"m2", "m3"} {
+		if d := evalDirect(t, s, cs, "sasl_username", "alice", "instance", inst); !d.action.IsDunno() {
+			t.Fatalf("%s: %+v", inst, d)
+		}
+	}
+	d := evalDirect(t, s, cs, "sasl_username", "Alice", "instance", "m4")
+	if d.action.String() != "DEFER 4.7.1 slow down" || d.check != CheckRateLimit || !strings.Contains(d.reason, "4 messages") {
+		t.Fatalf("4th message: %+v", d)
+	}
+	// Another user is not affected.
+	if d := evalDirect(t, s, &connState{}, "sasl_username", "carol", "instance", "c1"); !d.action.IsDunno() {
+		t.Fatalf("other user: %+v", d)
+	}
+	// Unauthenticated mail is not limited by a sasl_username limit.
+	if d := evalDirect(t, s, &connState{}); !d.action.IsDunno() {
+		t.Fatalf("anonymous: %+v", d)
+	}
+	// The window slides: an hour later alice may send again.
+	clk.Add(61 * time.Minute)
+	if d := evalDirect(t, s, &connState{}, "sasl_username", "alice", "instance", "m5"); !d.action.IsDunno() {
+		t.Fatalf("after the window: %+v", d)
+	}
+}
+
+func TestRateLimitRecipientsHold(t *testing.T) {
+	s := newDirect(t, rateConfig(
+		RateLimit{Name: "ip", Key: KeyClientAddress, Recipients: 2, Window: config.Duration(time.Minute), Action: "HOLD held for review"},
+	), Deps{Store: mem.New()})
+	cs := &connState{}
+	evalDirect(t, s, cs)
+	evalDirect(t, s, cs)
+	if d := evalDirect(t, s, cs); d.action.String() != "HOLD held for review" {
+		t.Fatalf("3rd recipient: %+v", d)
+	}
+}
+
+func TestSenderLoginAndRecipients(t *testing.T) {
+	cfg := testConfig()
+	cfg.SenderLogin.Enabled = true
+	cfg.Recipients.Enabled = true
+	cfg.Recipients.LocalDomains = []string{"example.com"}
+	dir := testDir()
+	s := newDirect(t, cfg, Deps{Store: mem.New(), Directory: dir})
+	tests := []struct {
+		name  string
+		attrs []string
+		want  string // action prefix
+	}{
+		{"own address", []string{"sasl_username", "alice", "sender", "alice@example.com"}, "DUNNO"},
+		{"own address with detail and case", []string{"sasl_username", "alice", "sender", "Alice+lists@Example.com"}, "DUNNO"},
+		{"alias", []string{"sasl_username", "alice", "sender", "postmaster@example.com"}, "DUNNO"},
+		{"someone else's address", []string{"sasl_username", "alice", "sender", "bob@example.com"}, "553 5.7.1"},
+		{"unknown login", []string{"sasl_username", "mallory", "sender", "alice@example.com"}, "553 5.7.1"},
+		{"null sender", []string{"sasl_username", "alice", "sender", ""}, "DUNNO"},
+		{"at MAIL", []string{"protocol_state", "MAIL", "sasl_username", "alice", "sender", "bob@example.com", "recipient", ""}, "553 5.7.1"},
+		{"unauthenticated", []string{"sender", "bob@example.com"}, "DUNNO"},
+		{"unknown recipient", []string{"recipient", "nobody@example.com"}, "550 5.1.1"},
+		{"disabled recipient", []string{"recipient", "bob@example.com"}, "550 5.2.1"},
+		{"known recipient with detail", []string{"recipient", "alice+x@EXAMPLE.com"}, "DUNNO"},
+		{"remote recipient", []string{"recipient", "nobody@elsewhere.example"}, "DUNNO"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			attrs := append([]string{"recipient", "alice@example.com"}, tc.attrs...)
+			if d := evalDirect(t, s, nil, attrs...); !strings.HasPrefix(d.action.String(), tc.want) {
+				t.Fatalf("got %+v, want %s", d, tc.want)
+			}
+		})
+	}
+	// Directory down: temporary, never a rejection.
+	dir.err = fmt.Errorf("ldap: %w", directory.ErrUnavailable)
+	d := evalDirect(t, s, nil, "recipient", "nobody@example.com")
+	if d.action.Verb != VerbDeferIfPermit || d.action.Permanent() || d.err == nil {
+		t.Fatalf("directory down: %+v", d)
+	}
+}
+
+func TestStoreFailureModes(t *testing.T) {
+	for _, mode := range []string{FailOpen, FailClosed} {
+		t.Run(mode, func(t *testing.T) {
+			st := mem.New()
+			st.Down = true
+			cfg := greyConfig()
+			cfg.StoreFailure = mode
+			s := newDirect(t, cfg, Deps{Store: st})
+			d := evalDirect(t, s, nil)
+			switch mode {
+			case FailOpen:
+				if !d.action.IsDunno() || len(d.notes) != 1 {
+					t.Fatalf("fail open: %+v", d)
+				}
+			case FailClosed:
+				if d.action.Verb != VerbDeferIfPermit || d.err == nil {
+					t.Fatalf("fail closed: %+v", d)
+				}
+			}
+		})
+	}
+}
+
+type panicCheck struct{}
+
+func (panicCheck) name() string { return "panic" }
+func (panicCheck) eval(context.Context, *txn) (verdict, error) {
+	var m map[string]int
+	m["boom"]++
+	return pass, nil
+}
+
+func TestPanicIsTemporary(t *testing.T) {
+	s := newDirect(t, testConfig(), Deps{Store: mem.New()})
+	s.eng.Load().checks = []check{panicCheck{}}
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || d.err == nil {
+		t.Fatalf("panic: %+v", d)
+	}
+}
+
+func TestSPF(t *testing.T) {
+	res := &mockdns.Resolver{Zones: map[string]mockdns.Zone{
+		"strict.example.":  {TXT: []string{"v=spf1 ip4:192.0.2.0/24 -all"}},
+		"soft.example.":    {TXT: []string{"v=spf1 ip4:192.0.2.0/24 ~all"}},
+		"broken.example.":  {TXT: []string{"v=spf1 ip4:999.1.1.1 -all"}},
+		"dnsfail.example.": {Err: &net.DNSError{Err: "server failure", Name: "dnsfail.example", IsTemporary: true}},
+	}}
+	cfg := testConfig()
+	cfg.SPF.Enabled = true
+	cfg.SPF.ExemptNetworks = []string{"203.0.113.0/24"} // a forwarder
+	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
+	tests := []struct {
+		name  string
+		attrs []string
+		want  string
+	}{
+		{"pass", []string{"sender", "a@strict.example", "client_address", "192.0.2.9"}, "DUNNO"},
+		{"fail", []string{"sender", "a@strict.example", "client_address", "198.51.100.9"}, "550 5.7.23 SPF validation failed for a@strict.example from [198.51.100.9]"},
+		{"softfail", []string{"sender", "a@soft.example", "client_address", "198.51.100.9"}, "DUNNO"},
+		{"permerror", []string{"sender", "a@broken.example", "client_address", "198.51.100.9"}, "DUNNO"},
+		{"temperror", []string{"sender", "a@dnsfail.example", "client_address", "198.51.100.9"}, "DEFER_IF_PERMIT 4.7.24"},
+		{"null sender uses helo", []string{"sender", "", "helo_name", "strict.example", "client_address", "198.51.100.9"}, "550 5.7.23"},
+		{"forwarder exempt", []string{"sender", "a@strict.example", "client_address", "203.0.113.5"}, "DUNNO"},
+		{"authenticated exempt", []string{"sender", "a@strict.example", "client_address", "198.51.100.9", "sasl_username", "a"}, "DUNNO"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := evalDirect(t, s, nil, tc.attrs...); !strings.HasPrefix(d.action.String(), tc.want) {
+				t.Fatalf("got %+v, want %s", d, tc.want)
+			}
+		})
+	}
+}
+
+func TestGreylistSPFPassExempt(t *testing.T) {
+	res := &mockdns.Resolver{Zones: map[string]mockdns.Zone{"strict.example.": {TXT: []string{"v=spf1 ip4:192.0.2.0/24 -all"}}}}
+	cfg := greyConfig()
+	cfg.Greylist.ExemptSPFPass = true
+	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
+	if d := evalDirect(t, s, nil, "sender", "a@strict.example"); !d.action.IsDunno() || !strings.Contains(d.reason, "spf pass") {
+		t.Fatalf("spf pass: %+v", d)
+	}
+	if d := evalDirect(t, s, nil, "sender", "a@other.example"); d.action.Verb != VerbDeferIfPermit {
+		t.Fatalf("no spf: %+v", d)
+	}
+}
+
+func TestDNSBL(t *testing.T) {
+	res := &mockdns.Resolver{Zones: map[string]mockdns.Zone{
+		"9.100.51.198.strong.example.": {A: []string{"127.0.0.2"}},
+		"8.100.51.198.weak1.example.":  {A: []string{"127.0.0.2"}},
+		"8.100.51.198.weak2.example.":  {A: []string{"127.0.0.2"}},
+		"7.100.51.198.weak1.example.":  {A: []string{"127.0.0.2"}},
+		"7.100.51.198.allow.example.":  {A: []string{"127.0.0.2"}},
+		"7.100.51.198.weak2.example.":  {A: []string{"127.0.0.2"}},
+	}}
+	cfg := testConfig()
+	cfg.DNSBL.Enabled = true
+	cfg.DNSBL.Threshold = 2
+	cfg.DNSBL.Lists.CacheTTL = 0
+	cfg.DNSBL.Lists.Zones = []dnsbl.Zone{
+		{Zone: "strong.example", Kind: dnsbl.KindIP, Symbol: "STRONG", Score: 2},
+		{Zone: "weak1.example", Kind: dnsbl.KindIP, Symbol: "WEAK1", Score: 1},
+		{Zone: "weak2.example", Kind: dnsbl.KindIP, Symbol: "WEAK2", Score: 1},
+		{Zone: "allow.example", Kind: dnsbl.KindIP, Symbol: "ALLOW", Score: -2},
+	}
+	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
+	tests := map[string]string{
+		"198.51.100.9": "554 5.7.1 Service unavailable; client [198.51.100.9] blocked using strong.example",
+		"198.51.100.8": "554 5.7.1 Service unavailable; client [198.51.100.8] blocked using weak1.example, weak2.example",
+		"198.51.100.7": "DUNNO", // two weak listings offset by the allowlist
+		"198.51.100.6": "DUNNO",
+	}
+	for ip, want := range tests {
+		if d := evalDirect(t, s, nil, "client_address", ip); d.action.String() != want {
+			t.Errorf("%s: got %+v, want %s", ip, d, want)
+		}
+	}
+}
+
+// writeMMDB builds a small GeoLite2-Country-style database.
+func writeMMDB(t *testing.T, entries map[string]string) string {
+	t.Helper()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", RecordSize: 24, IncludeReservedNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cidr, cc := range entries {
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(cc)}}
+		if err := tree.Insert(n, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "country.mmdb")
+	f, err := createFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestAccessNetworksAndCountries(t *testing.T) {
+	db := writeMMDB(t, map[string]string{"203.0.113.0/24": "RU", "198.51.100.0/24": "DE", "2001:db8::/32": "RU"})
+	cfg := testConfig()
+	cfg.Greylist.Enabled = true
+	cfg.Access.Enabled = true
+	cfg.Access.AllowNetworks = []string{"203.0.113.5"}
+	cfg.Access.DenyNetworks = []string{"192.0.2.128/25"}
+	cfg.Access.GeoIPDatabase = db
+	cfg.Access.DenyCountries = []string{"RU"}
+	cfg.Access.DenyAction = "REJECT 5.7.1 Access denied for {client}"
+	s := newDirect(t, cfg, Deps{Store: mem.New()})
+	tests := map[string]string{
+		"203.0.113.5":  "DUNNO", // allowed network: stops before greylisting
+		"203.0.113.6":  "REJECT 5.7.1 Access denied for 203.0.113.6",
+		"2001:db8::1":  "REJECT 5.7.1 Access denied for 2001:db8::1",
+		"192.0.2.200":  "REJECT 5.7.1 Access denied for 192.0.2.200",
+		"198.51.100.1": "DEFER_IF_PERMIT", // Germany: allowed, greylisted
+		"100.64.0.1":   "DEFER_IF_PERMIT", // unknown location: allowed
+	}
+	for ip, want := range tests {
+		if d := evalDirect(t, s, nil, "client_address", ip); !strings.HasPrefix(d.action.String(), want) {
+			t.Errorf("%s: got %+v, want %s", ip, d, want)
+		}
+	}
+	// Reload with a new database: Germany denied now, without a new Server.
+	cfg.Access.GeoIPDatabase = writeMMDB(t, map[string]string{"198.51.100.0/24": "RU"})
+	if err := s.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := evalDirect(t, s, nil, "client_address", "198.51.100.1"); d.action.Verb != VerbReject {
+		t.Fatalf("after reload: %+v", d)
+	}
+	// A broken reload keeps the running configuration.
+	cfg.Access.GeoIPDatabase = filepath.Join(t.TempDir(), "missing.mmdb")
+	if err := s.Reload(cfg); err == nil {
+		t.Fatal("reload with a missing database succeeded")
+	}
+	if d := evalDirect(t, s, nil, "client_address", "198.51.100.1"); d.action.Verb != VerbReject {
+		t.Fatalf("after failed reload: %+v", d)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	c.Checks = []string{"greylist", "bogus", "greylist"}
+	c.StoreFailure = "maybe"
+	c.Greylist.Action = "MAYBE later"
+	c.RateLimit.Limits = append(c.RateLimit.Limits, RateLimit{Name: "x", Key: "helo", Window: 0, Action: "DUNNO"})
+	c.Access.DenyCountries = []string{"ru"}
+	err := config.Validate("policyd", &c)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"unknown check \"bogus\"", "listed twice", "store_failure", "greylist.action", "unknown key \"helo\"", "at least 1s", "ISO 3166", "geoip_database"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+	if err := config.Validate("policyd", ptr(DefaultConfig())); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+	if _, err := New(c, Deps{}); err == nil || !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("New with invalid config: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,159 @@
+package policyd
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/store/mem"
+)
+
+func greyConfig() Config {
+	c := testConfig()
+	c.Greylist.Enabled = true
+	c.Greylist.AutoWhitelistAfter = 2
+	c.Greylist.AutoWhitelistInterval = config.Duration(time.Hour)
+	return c
+}
+
+func TestGreylistLifecycle(t *testing.T) {
+	clk := newClock()
+	st := mem.New()
+	st.Now = clk.Now
+	s := newDirect(t, greyConfig(), Deps{Store: st, Now: clk.Now})
+
+	d := evalDirect(t, s, nil)
+	if d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "300 seconds") || d.check != CheckGreylist {
+		t.Fatalf("new triplet: %+v", d)
+	}
+	clk.Add(100 * time.Second)
+	if d = evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "200 seconds") {
+		t.Fatalf("early retry: %+v", d)
+	}
+	// Another host of the same /24 retrying counts as the same client (postgrey).
+	clk.Add(201 * time.Second)
+	d = evalDirect(t, s, nil, "client_address", "192.0.2.99")
+	if d.action.Verb != VerbPrepend || !strings.HasPrefix(d.action.Text, "X-Greylist: delayed 301 seconds by dovetail-policyd at mx.test;") {
+		t.Fatalf("retry after delay: %+v", d)
+	}
+	if d = evalDirect(t, s, nil); !d.action.IsDunno() {
+		t.Fatalf("known triplet: %+v", d)
+	}
+	// One credit so far (the second pass came within the hour): a new triplet is still greylisted.
+	if d = evalDirect(t, s, nil, "recipient", "other@example.com"); d.action.Verb != VerbDeferIfPermit {
+		t.Fatalf("new triplet before auto-whitelist: %+v", d)
+	}
+	clk.Add(2 * time.Hour)
+	if d = evalDirect(t, s, nil); !d.action.IsDunno() {
+		t.Fatalf("known triplet later: %+v", d)
+	}
+	// Two credits: the network is auto-whitelisted.
+	d = evalDirect(t, s, nil, "recipient", "third@example.com")
+	if !d.action.IsDunno() || !strings.Contains(d.reason, "auto-whitelisted") {
+		t.Fatalf("auto-whitelisted client: %+v", d)
+	}
+}
+
+func TestGreylistRetryWindowAndMaxAge(t *testing.T) {
+	clk := newClock()
+	st := mem.New()
+	st.Now = clk.Now
+	cfg := greyConfig()
+	cfg.Greylist.AutoWhitelistAfter = 0
+	s := newDirect(t, cfg, Deps{Store: st, Now: clk.Now})
+	evalDirect(t, s, nil)
+	clk.Add(49 * time.Hour) // beyond the 48h retry window: the entry expired
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "300 seconds") {
+		t.Fatalf("retry after the window must start over: %+v", d)
+	}
+	clk.Add(301 * time.Second)
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbPrepend {
+		t.Fatalf("pass: %+v", d)
+	}
+	clk.Add(34 * 24 * time.Hour)
+	if d := evalDirect(t, s, nil); !d.action.IsDunno() {
+		t.Fatalf("within max age: %+v", d)
+	}
+	clk.Add(36 * 24 * time.Hour)
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit {
+		t.Fatalf("after max age the triplet is forgotten: %+v", d)
+	}
+}
+
+func TestGreylistExemptions(t *testing.T) {
+	dir := t.TempDir()
+	clients := filepath.Join(dir, "clients")
+	os.WriteFile(clients, []byte("# comment\ndebian.org\n/^mail\\d+\\.telekom\\.de$/\n66.216.126.174\n10.20\n"), 0o644)
+	rcpts := filepath.Join(dir, "rcpts")
+	os.WriteFile(rcpts, []byte("postmaster@\nvip@example.com\nlists.example.net\n"), 0o644)
+	cfg := greyConfig()
+	cfg.Greylist.ExemptClientsFile = clients
+	cfg.Greylist.ExemptRecipientsFile = rcpts
+	cfg.Greylist.ExemptNetworks = []string{"198.51.100.0/24"}
+	s := newDirect(t, cfg, Deps{Store: mem.New()})
+	tests := []struct {
+		name  string
+		attrs []string
+	}{
+		{"authenticated", []string{"sasl_username", "alice"}},
+		{"network", []string{"client_address", "198.51.100.7"}},
+		{"client domain", []string{"client_name", "mx3.debian.org"}},
+		{"client regex", []string{"client_name", "mail12.telekom.de"}},
+		{"client ip from file", []string{"client_address", "66.216.126.174"}},
+		{"partial prefix", []string{"client_address", "10.20.1.2"}},
+		{"recipient local part", []string{"recipient", "Postmaster@anything.example"}},
+		{"recipient address", []string{"recipient", "vip@example.com"}},
+		{"recipient domain", []string{"recipient", "x@lists.example.net"}},
+		{"not at RCPT", []string{"protocol_state", "MAIL"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if d := evalDirect(t, s, nil, tc.attrs...); !d.action.IsDunno() {
+				t.Fatalf("%v: %+v", tc.attrs, d)
+			}
+		})
+	}
+	if d := evalDirect(t, s, nil, "client_name", "notdebian.org"); d.action.Verb != VerbDeferIfPermit {
+		t.Fatalf("suffix must match at a label boundary: %+v", d)
+	}
+}
+
+func TestNormalizeSender(t *testing.T) {
+	tests := map[string]string{
+		"":                                 "",
+		"News@Example.COM":                 "news@example.com",
+		"user+tag@example.com":             "user@example.com",
+		"bounce-12345@lists.example":       "bounce-#@lists.example",
+		"news123@example.com":              "news123@example.com",
+		"prvs=1234567890=user@example.com": "user@example.com",
+		"SRS0=HHH=TT=orig.example=joe@fwd.example":            "joe@orig.example",
+		"SRS1=HHH=fwd1.example==HHH=TT=orig.example=joe@fwd2": "joe@orig.example",
+		"a.1.b@x": "a.#.b@x",
+	}
+	for in, want := range tests {
+		if got := normalizeSender(in, "+"); got != want {
+			t.Errorf("normalizeSender(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestClientNet(t *testing.T) {
+	tests := map[string]string{
+		"192.0.2.77":          "192.0.2.0/24",
+		"::ffff:192.0.2.77":   "192.0.2.0/24",
+		"2001:db8:1:2::5":     "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::": "2001:db8:1:2::/64",
+	}
+	for in, want := range tests {
+		var r Request
+		if err := r.set("client_address", in); err != nil {
+			t.Fatal(err)
+		}
+		if got := clientNet(&r, 24, 64); got != want {
+			t.Errorf("clientNet(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
