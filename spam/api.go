@@ -114,11 +114,11 @@ type BayesResult struct {
 
 // Verdict is the result of a scan.
 type Verdict struct {
-	Score    float64  `json:"score"`    // sum of symbol scores
-	Required float64  `json:"required"` // the add-header ("is spam") threshold in effect
-	Action   Action   `json:"action"`
-	IsSpam   bool     `json:"is_spam"` // Score >= Required (X-Spam-Flag: YES)
-	Symbols  []Symbol `json:"symbols"` // sorted by name
+	Score    float64     `json:"score"`    // sum of symbol scores
+	Required float64     `json:"required"` // the add-header ("is spam") threshold in effect
+	Action   Action      `json:"action"`
+	IsSpam   bool        `json:"is_spam"` // Score >= Required (X-Spam-Flag: YES)
+	Symbols  []Symbol    `json:"symbols"` // sorted by name
 	Bayes    BayesResult `json:"bayes"`
 	// Autolearn is SpamAssassin's autolearn= value: ham, spam, no, disabled,
 	// failed, unavailable.

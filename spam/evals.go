@@ -30,8 +30,13 @@ var evalFuncs = map[string]rules.EvalFunc{
 	"subject_all_caps":    evalSubjectAllCaps,
 	"from_no_address":     evalFromNoAddress,
 	"uri_numeric_host":    evalURINumericHost,
-	"no_text_parts":       func(c *rules.Context, _ []string) bool { return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0 },
-	"envelope_from_null":  func(c *rules.Context, _ []string) bool { d, _ := c.Data.(*scanData); return d != nil && d.in.MailFrom == "" && d.in.ClientIP != nil },
+	"no_text_parts": func(c *rules.Context, _ []string) bool {
+		return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0
+	},
+	"envelope_from_null": func(c *rules.Context, _ []string) bool {
+		d, _ := c.Data.(*scanData)
+		return d != nil && d.in.MailFrom == "" && d.in.ClientIP != nil
+	},
 }
 
 func messageDate(c *rules.Context) (time.Time, bool, bool) {

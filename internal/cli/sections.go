@@ -1,10 +1,13 @@
 package cli
 
+import "github.com/dovetail-mail/dovetail/spam"
+
 // Sections holds one config section per component, each owned by its package.
 // Add a section here when a package grows a Config (yaml key = package name).
 type Sections struct {
+	Spam spam.Config `yaml:"spam"`
 }
 
 func defaultSections() Sections {
-	return Sections{}
+	return Sections{Spam: spam.DefaultConfig()}
 }

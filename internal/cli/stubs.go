@@ -25,8 +25,6 @@ func newPolicydCmd(*App) *cobra.Command    { return stubCmd("policyd") }
 func newMilterCmd(*App) *cobra.Command     { return stubCmd("milter") }
 func newLmtpdCmd(*App) *cobra.Command      { return stubCmd("lmtpd") }
 func newSieveCmd(*App) *cobra.Command      { return stubCmd("sieve") }
-func newScoreCmd(*App) *cobra.Command      { return stubCmd("score") }
-func newLearnCmd(*App) *cobra.Command      { return stubCmd("learn") }
 func newQuarantineCmd(*App) *cobra.Command { return stubCmd("quarantine") }
 
 func buildAuthd(context.Context, *App) (*daemon.Unit, error)   { return nil, errNotBuilt }

@@ -17,7 +17,7 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 	z := html.NewTokenizer(strings.NewReader(src))
 	z.SetMaxBuf(4 << 20)
 	var out strings.Builder
-	skip := 0 // inside <script>/<style>
+	skip := 0  // inside <script>/<style>
 	link := -1 // index of the open <a> in m.URIs
 	var shown strings.Builder
 	if m.HTMLTags == nil {

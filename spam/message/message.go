@@ -18,24 +18,24 @@ import (
 
 // Anomalies found while parsing; rules see them through eval:mime_anomaly(NAME).
 const (
-	AnomalySizeCap       = "SIZE_CAP"        // message exceeded the hard size cap
-	AnomalyNoHeader      = "NO_HEADER"       // no header/body separator or no fields
-	AnomalyBadHeader     = "BAD_HEADER"      // a header line without a colon or name
-	AnomalyHeaderNUL     = "HEADER_NUL"      // NUL or bare CR in the header
-	AnomalyRaw8bitHeader = "RAW_8BIT_HEADER" // unencoded 8-bit bytes in a header
-	AnomalyBodyNUL       = "BODY_NUL"        // NUL bytes in the body
-	AnomalyLongLine      = "LONG_LINE"       // a line longer than RFC 5322's 998
+	AnomalySizeCap         = "SIZE_CAP"              // message exceeded the hard size cap
+	AnomalyNoHeader        = "NO_HEADER"             // no header/body separator or no fields
+	AnomalyBadHeader       = "BAD_HEADER"            // a header line without a colon or name
+	AnomalyHeaderNUL       = "HEADER_NUL"            // NUL or bare CR in the header
+	AnomalyRaw8bitHeader   = "RAW_8BIT_HEADER"       // unencoded 8-bit bytes in a header
+	AnomalyBodyNUL         = "BODY_NUL"              // NUL bytes in the body
+	AnomalyLongLine        = "LONG_LINE"             // a line longer than RFC 5322's 998
 	AnomalyMissingBoundary = "MIME_MISSING_BOUNDARY" // multipart without a boundary parameter
-	AnomalyUnterminated  = "MIME_UNTERMINATED" // multipart without its closing boundary
-	AnomalyTooManyParts  = "MIME_TOO_MANY_PARTS"
-	AnomalyTooDeep       = "MIME_TOO_DEEP"
-	AnomalyBadCTE        = "MIME_BAD_CTE"     // unknown Content-Transfer-Encoding
-	AnomalyBadBase64     = "MIME_BAD_BASE64"  // invalid base64 data
-	AnomalyBadQP         = "MIME_BAD_QP"      // invalid quoted-printable
-	AnomalyBadCharset    = "MIME_BAD_CHARSET" // unknown charset or undecodable bytes
-	AnomalyBadContentType = "MIME_BAD_CONTENT_TYPE"
-	AnomalyNoMIMEVersion = "MIME_NO_VERSION" // MIME parts without MIME-Version
-	AnomalyEmptyBody     = "EMPTY_BODY"
+	AnomalyUnterminated    = "MIME_UNTERMINATED"     // multipart without its closing boundary
+	AnomalyTooManyParts    = "MIME_TOO_MANY_PARTS"
+	AnomalyTooDeep         = "MIME_TOO_DEEP"
+	AnomalyBadCTE          = "MIME_BAD_CTE"     // unknown Content-Transfer-Encoding
+	AnomalyBadBase64       = "MIME_BAD_BASE64"  // invalid base64 data
+	AnomalyBadQP           = "MIME_BAD_QP"      // invalid quoted-printable
+	AnomalyBadCharset      = "MIME_BAD_CHARSET" // unknown charset or undecodable bytes
+	AnomalyBadContentType  = "MIME_BAD_CONTENT_TYPE"
+	AnomalyNoMIMEVersion   = "MIME_NO_VERSION" // MIME parts without MIME-Version
+	AnomalyEmptyBody       = "EMPTY_BODY"
 )
 
 // Field is one header field.

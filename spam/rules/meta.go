@@ -21,12 +21,12 @@ type binNode struct {
 }
 
 func (n numNode) eval(map[string]float64) float64   { return float64(n) }
-func (n numNode) deps(acc []string) []string         { return acc }
+func (n numNode) deps(acc []string) []string        { return acc }
 func (n refNode) eval(h map[string]float64) float64 { return h[string(n)] }
-func (n refNode) deps(acc []string) []string         { return append(acc, string(n)) }
+func (n refNode) deps(acc []string) []string        { return append(acc, string(n)) }
 func (n notNode) eval(h map[string]float64) float64 { return b2f(n.x.eval(h) == 0) }
-func (n notNode) deps(acc []string) []string         { return n.x.deps(acc) }
-func (n binNode) deps(acc []string) []string         { return n.r.deps(n.l.deps(acc)) }
+func (n notNode) deps(acc []string) []string        { return n.x.deps(acc) }
+func (n binNode) deps(acc []string) []string        { return n.r.deps(n.l.deps(acc)) }
 
 func b2f(b bool) float64 {
 	if b {

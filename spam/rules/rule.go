@@ -20,16 +20,16 @@ type Rule struct {
 	File        string
 	Line        int
 
-	header  string // header rules: field name, ALL, ToCc, MESSAGEID, or exists:
-	modif   string // header rules: raw, addr, name
-	exists  bool
-	negate  bool // !~
-	unset   string
+	header   string // header rules: field name, ALL, ToCc, MESSAGEID, or exists:
+	modif    string // header rules: raw, addr, name
+	exists   bool
+	negate   bool // !~
+	unset    string
 	hasUnset bool
-	re      *regexp.Regexp
-	eval    EvalFunc
-	args    []string
-	meta    node
+	re       *regexp.Regexp
+	eval     EvalFunc
+	args     []string
+	meta     node
 }
 
 // Has reports whether the rule carries tflag f.
@@ -129,8 +129,8 @@ func (p *Parser) compile(kind Kind, name, def string) (*Rule, error) {
 
 // Set is a compiled ruleset, safe for concurrent use.
 type Set struct {
-	rules []*Rule // non-meta rules, file order
-	metas []*Rule // meta rules in dependency order
+	rules  []*Rule // non-meta rules, file order
+	metas  []*Rule // meta rules in dependency order
 	byName map[string]*Rule
 }
 

@@ -1,0 +1,71 @@
+package authcheck
+
+import (
+	"strings"
+
+	"github.com/emersion/go-msgauth/authres"
+
+	"github.com/dovetail-mail/dovetail/spam"
+)
+
+// AuthResults renders the SPF/DKIM/DMARC symbols of a verdict as an
+// Authentication-Results value (RFC 8601) for authservID (the MTA's host
+// name). It returns "" when the verdict has no authentication symbols, so
+// the header is only added when checks ran.
+func AuthResults(authservID string, syms []spam.Symbol) string {
+	var results []authres.Result
+	for _, s := range syms {
+		method, value, ok := strings.Cut(s.Name, "_")
+		if !ok {
+			continue
+		}
+		v := authres.ResultValue(strings.ToLower(value))
+		opt := func(key string) string {
+			for _, o := range s.Options {
+				if k, val, ok := strings.Cut(o, "="); ok && k == key {
+					return val
+				}
+			}
+			return ""
+		}
+		switch method {
+		case "SPF":
+			results = append(results, &authres.SPFResult{Value: v, From: opt("smtp.mailfrom"), Helo: opt("smtp.helo")})
+		case "DKIM":
+			switch value {
+			case "VALID":
+				v = authres.ResultPass
+			case "INVALID":
+				v = authres.ResultFail
+			}
+			ds := domains(s.Options)
+			if len(ds) == 0 {
+				results = append(results, &authres.DKIMResult{Value: v})
+			}
+			for _, d := range ds {
+				results = append(results, &authres.DKIMResult{Value: v, Domain: d})
+			}
+		case "DMARC":
+			switch value {
+			case "PASS", "NONE", "TEMPERROR", "PERMERROR":
+			default: // REJECT, QUARANTINE, POLICY_NONE
+				v = authres.ResultFail
+			}
+			results = append(results, &authres.DMARCResult{Value: v, From: opt("header.from")})
+		}
+	}
+	if len(results) == 0 {
+		return ""
+	}
+	return authres.Format(authservID, results)
+}
+
+func domains(opts []string) []string {
+	var out []string
+	for _, o := range opts {
+		if d, ok := strings.CutPrefix(o, "header.d="); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}

@@ -1,0 +1,81 @@
+package authcheck
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// Resolver is every lookup the checks make; a *net.Resolver satisfies it.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+	LookupAddr(ctx context.Context, addr string) ([]string, error)
+	LookupHost(ctx context.Context, host string) ([]string, error)
+}
+
+// timeoutResolver bounds each query and makes every failure that is not
+// "no such name" look temporary to the libraries, which classify errors with
+// a type assertion to net.Error.
+type timeoutResolver struct {
+	r Resolver
+	d time.Duration
+}
+
+func (t timeoutResolver) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, t.d)
+}
+
+func classify(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return de
+	}
+	return &net.DNSError{Err: err.Error(), Name: name, IsTimeout: errors.Is(err, context.DeadlineExceeded), IsTemporary: true}
+}
+
+func (t timeoutResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	ctx, cancel := t.ctx(ctx)
+	defer cancel()
+	v, err := t.r.LookupTXT(ctx, name)
+	return v, classify(name, err)
+}
+
+func (t timeoutResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	ctx, cancel := t.ctx(ctx)
+	defer cancel()
+	v, err := t.r.LookupMX(ctx, name)
+	return v, classify(name, err)
+}
+
+func (t timeoutResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	ctx, cancel := t.ctx(ctx)
+	defer cancel()
+	v, err := t.r.LookupIPAddr(ctx, host)
+	return v, classify(host, err)
+}
+
+func (t timeoutResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	ctx, cancel := t.ctx(ctx)
+	defer cancel()
+	v, err := t.r.LookupAddr(ctx, addr)
+	return v, classify(addr, err)
+}
+
+func (t timeoutResolver) LookupHost(ctx context.Context, host string) ([]string, error) {
+	ctx, cancel := t.ctx(ctx)
+	defer cancel()
+	v, err := t.r.LookupHost(ctx, host)
+	return v, classify(host, err)
+}
+
+// isNotFound reports an authoritative "no such name/record".
+func isNotFound(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
