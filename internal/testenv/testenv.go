@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -53,10 +54,78 @@ func Main(m *testing.M) {
 	mainMu.Lock()
 	mainRunning = true
 	mainMu.Unlock()
+	sweepStale()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "testenv: %v: stopping every server this binary started\n", sig)
+		emergencyStop()
+		os.Exit(2)
+	}()
 	code := m.Run()
 	shutdown()
 	pending.Wait()
 	os.Exit(code)
+}
+
+// Everything running or on disk right now, for emergencyStop.
+var (
+	liveMu    sync.Mutex
+	liveProcs = map[*proc]bool{}
+	liveDirs  = map[string]bool{}
+)
+
+// emergencyStop stops every live daemon and removes every live dir (on a signal).
+func emergencyStop() {
+	liveMu.Lock()
+	procs := make([]*proc, 0, len(liveProcs))
+	for p := range liveProcs {
+		procs = append(procs, p)
+	}
+	dirs := make([]string, 0, len(liveDirs))
+	for d := range liveDirs {
+		dirs = append(dirs, d)
+	}
+	liveMu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.stop() }()
+	}
+	wg.Wait()
+	for _, d := range dirs {
+		removeDir(nil, d)
+	}
+}
+
+// sweepStale removes harness dirs (/tmp/dt-<kind>-<pid>.*) whose test binary is gone
+// (killed by a timeout or SIGKILL; its daemons died with it via Pdeathsig), unless
+// they were kept on purpose (DOVETAIL_KEEP=1 leaves a KEPT marker).
+func sweepStale() {
+	if keep() {
+		return
+	}
+	matches, _ := filepath.Glob("/tmp/dt-*-*.*")
+	for _, d := range matches {
+		base := filepath.Base(d)
+		rest := strings.TrimPrefix(base, "dt-")
+		dash, dot := strings.IndexByte(rest, '-'), strings.IndexByte(rest, '.')
+		if dash < 0 || dot < dash {
+			continue
+		}
+		pid, err := strconv.Atoi(rest[dash+1 : dot])
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // still running
+		}
+		if _, err := os.Stat(filepath.Join(d, "KEPT")); err == nil {
+			continue
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // pending counts background stops (see stopLater).
@@ -356,7 +425,7 @@ func addrInUse(log string) bool {
 // (postfix, dovecot, mail) must be able to traverse it. $TMPDIR is deliberately not
 // used: it may be long or inside a directory others cannot traverse.
 func tempDir(prefix string) (string, error) {
-	d, err := os.MkdirTemp("/tmp", "dt-"+prefix+".")
+	d, err := os.MkdirTemp("/tmp", fmt.Sprintf("dt-%s-%d.", prefix, os.Getpid()))
 	if err != nil {
 		return "", err
 	}
@@ -364,6 +433,9 @@ func tempDir(prefix string) (string, error) {
 		os.RemoveAll(d)
 		return "", err
 	}
+	liveMu.Lock()
+	liveDirs[d] = true
+	liveMu.Unlock()
 	return d, nil
 }
 
@@ -372,7 +444,11 @@ func removeDir(tb testing.TB, d string) {
 	if d == "" {
 		return
 	}
+	liveMu.Lock()
+	delete(liveDirs, d)
+	liveMu.Unlock()
 	if keep() {
+		_ = writeFile(filepath.Join(d, "KEPT"), "DOVETAIL_KEEP=1\n", 0o644)
 		if tb != nil {
 			tb.Logf("testenv: DOVETAIL_KEEP=1: kept %s", d)
 		} else {
@@ -473,11 +549,46 @@ func startProc(name, logPath string, path string, args ...string) (*proc, error)
 	}
 	lf.Close() // the child has its own copy
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	stopWatchdog := watchdog(cmd.Process.Pid)
+	liveMu.Lock()
+	liveProcs[p] = true
+	liveMu.Unlock()
 	go func() {
 		p.err = cmd.Wait()
+		stopWatchdog()
+		liveMu.Lock()
+		delete(liveProcs, p)
+		liveMu.Unlock()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// watchdog starts `sh -c 'read _; kill -TERM PID'` reading from a pipe only this
+// process holds open: when the test binary dies (even by SIGKILL), the pipe closes
+// and the daemon gets SIGTERM. Pdeathsig alone is not enough: the kernel clears it
+// when a process changes its credentials, which Postfix's master does (set_eugid).
+// The returned func stops the watchdog (call it once the daemon has been reaped).
+func watchdog(pid int) (stop func()) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return func() {}
+	}
+	wd := exec.Command("/bin/sh", "-c", fmt.Sprintf("read _; kill -TERM %d 2>/dev/null", pid))
+	wd.Stdin = r
+	wd.Dir = "/"
+	wd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // not hit by a terminal's ^C
+	err = wd.Start()
+	r.Close()
+	if err != nil {
+		w.Close()
+		return func() {}
+	}
+	return func() {
+		_ = wd.Process.Kill() // first: closing w would make it fire
+		_ = wd.Wait()
+		w.Close()
+	}
 }
 
 // exited reports whether the process has exited (and was reaped).
