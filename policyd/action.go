@@ -123,14 +123,6 @@ func (a Action) Label() string {
 	return a.Verb
 }
 
-// withText returns a copy with the text replaced when text is not empty.
-func (a Action) withText(text string) Action {
-	if text != "" {
-		a.Text = text
-	}
-	return a
-}
-
 // sanitize keeps a reply on one line: Postfix reads the action up to "\n", and a
 // control character from a request value (echoed in text) must not split it.
 func sanitize(s string) string {

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 )
 
@@ -252,3 +254,20 @@ func newDirect(t *testing.T, cfg Config, deps Deps) *Server {
 }
 
 func createFile(path string) (*os.File, error) { return os.Create(path) }
+
+func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newBufReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
+
+// slowStore delays every Get, to hold a request in flight.
+type slowStore struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s *slowStore) Get(ctx context.Context, key string) ([]byte, error) {
+	time.Sleep(s.delay)
+	return s.Store.Get(ctx, key)
+}

@@ -1,0 +1,197 @@
+package policyd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/dovetail-mail/dovetail/store/mem"
+)
+
+func TestServerPersistentConnection(t *testing.T) {
+	cfg := greyConfig()
+	cfg.Greylist.ExemptNetworks = nil
+	ts := startServer(t, cfg, Deps{})
+	c := ts.dial(t)
+	for i := 0; i < 3; i++ {
+		if got := c.ask("recipient", fmt.Sprintf("u%d@example.com", i)); !strings.HasPrefix(got, "DEFER_IF_PERMIT 4.7.1 Greylisted") {
+			t.Fatalf("request %d: %q", i, got)
+		}
+	}
+	// Two requests written at once (pipelined) get two replies in order.
+	c.send(encodeRequest("client_address", "127.0.0.1", "recipient", "postmaster@example.com") + encodeRequest("recipient", "x@example.com"))
+	if got := c.reply(); got != "DUNNO" {
+		t.Fatalf("pipelined 1: %q", got)
+	}
+	if got := c.reply(); !strings.HasPrefix(got, "DEFER_IF_PERMIT") {
+		t.Fatalf("pipelined 2: %q", got)
+	}
+	if n := counterValue(ts.m.requests.WithLabelValues(CheckGreylist, VerbDeferIfPermit)); n != 4 {
+		t.Fatalf("requests metric = %v, want 4", n)
+	}
+	logs := ts.logs.String()
+	for _, want := range []string{"policy decision", "client=mail.sender.example[192.0.2.10]", "sender=news@sender.example", "check=greylist", "reason=\"greylist: new triplet\""} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+// Bad input from the issue: each answers DEFER_IF_PERMIT or closes, never
+// panics or stalls, and the server keeps serving others.
+func TestServerBadInput(t *testing.T) {
+	ts := startServer(t, testConfig(), Deps{})
+	base := "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+	answered := []struct{ name, in string }{
+		{"line without =", base + "this is not an attribute\n\n"},
+		{"NUL byte", base + "sender=a\x00@b\n\n"},
+		{"bad number", base + "size=lots\n\n"},
+		{"no request attribute", "protocol_state=RCPT\nsender=a@b\n\n"},
+	}
+	for _, tc := range answered {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ts.dial(t)
+			c.send(tc.in)
+			if got := c.reply(); got != "DEFER_IF_PERMIT 4.5.2 Malformed policy request" {
+				t.Fatalf("got %q", got)
+			}
+			// The connection stays usable.
+			if got := c.ask(); got != "DUNNO" {
+				t.Fatalf("next request: %q", got)
+			}
+		})
+	}
+	closed := []struct{ name, in string }{
+		{"10 MB line", base + "sender=" + strings.Repeat("x", 10<<20) + "\n\n"},
+		{"10000 attributes", base + strings.Repeat("x_attr=1\n", 10000) + "\n"},
+		{"garbage after the blank line", encodeRequest() + "GARBAGE WITHOUT NEWLINE"},
+		{"stray blank lines", encodeRequest() + "\n\n\n"},
+	}
+	for _, tc := range closed {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ts.dial(t)
+			done := make(chan struct{})
+			go func() {
+				// The server may close before reading everything: ignore write errors.
+				_, _ = c.nc.Write([]byte(tc.in))
+				if tcp, ok := c.nc.(*net.TCPConn); ok {
+					_ = tcp.CloseWrite()
+				}
+				close(done)
+			}()
+			if strings.HasPrefix(tc.in, "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name") {
+				if got := c.reply(); got != "DUNNO" {
+					t.Fatalf("valid first request: %q", got)
+				}
+			}
+			c.expectClosed()
+			<-done
+		})
+	}
+	t.Run("disconnect mid-request", func(t *testing.T) {
+		c := ts.dial(t)
+		c.send(base + "sender=a@")
+		c.nc.Close()
+		// The server keeps serving.
+		if got := ts.dial(t).ask(); got != "DUNNO" {
+			t.Fatalf("after a client vanished: %q", got)
+		}
+	})
+	if n := counterValue(ts.m.protoErrors.WithLabelValues("answered")); n != 4 {
+		t.Errorf("answered protocol errors = %v, want 4", n)
+	}
+	if !strings.Contains(ts.logs.String(), "line longer than 65536 bytes") || !strings.Contains(ts.logs.String(), "more than 100 attributes") {
+		t.Errorf("log lacks clear messages:\n%s", ts.logs.String())
+	}
+}
+
+func TestServerReadTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.ReadTimeout = configDuration(200 * time.Millisecond)
+	ts := startServer(t, cfg, Deps{})
+	c := ts.dial(t)
+	c.send("request=smtpd_access_policy\n") // and then nothing
+	start := time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("stalled client held the connection for %s", d)
+	}
+}
+
+func TestServerShutdownWaitsForInFlight(t *testing.T) {
+	st := &slowStore{Store: mem.New(), delay: 300 * time.Millisecond}
+	cfg := greyConfig()
+	cfg.Greylist.ExemptNetworks = nil
+	s, err := New(cfg, Deps{Store: st, Log: discardLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	busy, _ := net.Dial("tcp", ln.Addr().String())
+	idle, _ := net.Dial("tcp", ln.Addr().String())
+	defer busy.Close()
+	defer idle.Close()
+	cl := &client{t: t, nc: busy, br: newBufReader(busy)}
+	cl.send(encodeRequest())
+	time.Sleep(50 * time.Millisecond) // the request is in the slow store now
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var shutErr error
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shutErr = s.Shutdown(ctx)
+	}()
+	if got := cl.reply(); !strings.HasPrefix(got, "DEFER_IF_PERMIT") {
+		t.Fatalf("in-flight request: %q", got)
+	}
+	wg.Wait()
+	if shutErr != nil {
+		t.Fatalf("Shutdown: %v", shutErr)
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+	(&client{t: t, nc: idle, br: newBufReader(idle)}).expectClosed()
+}
+
+func TestServerReloadKeepsServing(t *testing.T) {
+	cfg := testConfig()
+	ts := startServer(t, cfg, Deps{})
+	c := ts.dial(t)
+	if got := c.ask(); got != "DUNNO" {
+		t.Fatal(got)
+	}
+	cfg.Access.Enabled = true
+	cfg.Access.DenyNetworks = []string{"192.0.2.0/24"}
+	if err := ts.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ask(); got != "REJECT 5.7.1 Access denied" {
+		t.Fatalf("same connection after reload: %q", got)
+	}
+	bad := cfg
+	bad.StoreFailure = "sometimes"
+	if err := ts.Reload(bad); err == nil {
+		t.Fatal("invalid reload accepted")
+	}
+	if got := c.ask(); got != "REJECT 5.7.1 Access denied" {
+		t.Fatalf("after failed reload: %q", got)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
+}
