@@ -17,7 +17,7 @@ import (
 
 func mockResolver(t *testing.T, zones map[string]mockdns.Zone) *net.Resolver {
 	t.Helper()
-	srv, err := mockdns.NewServer(zones, false)
+	srv, err := mockdns.NewServerWithLogger(zones, quiet{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,3 +213,8 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// quiet drops go-mockdns's per-query trace.
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}

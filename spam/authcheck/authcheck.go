@@ -203,14 +203,14 @@ func fromDomain(msg *spam.Message) (string, error) {
 				return strings.ToLower(d), nil
 			}
 		}
-		return "", fmt.Errorf("From: %w", err)
+		return "", fmt.Errorf("from: %w", err)
 	}
 	if len(list) != 1 {
-		return "", errors.New("From has several addresses")
+		return "", errors.New("from: several addresses")
 	}
 	_, d, ok := strings.Cut(list[0].Address, "@")
 	if !ok || d == "" {
-		return "", errors.New("From has no domain")
+		return "", errors.New("from: no domain")
 	}
 	return strings.ToLower(strings.TrimSuffix(d, ".")), nil
 }

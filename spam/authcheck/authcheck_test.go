@@ -1,0 +1,264 @@
+package authcheck
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/foxcpp/go-mockdns"
+
+	"github.com/dovetail-mail/dovetail/dnsbl"
+	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/spam/message"
+)
+
+var (
+	goodIP = net.ParseIP("192.0.2.1")
+	badIP  = net.ParseIP("203.0.113.5")
+)
+
+type fixture struct {
+	key  ed25519.PrivateKey
+	res  *net.Resolver
+	zone map[string]mockdns.Zone
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{key: priv}
+	f.zone = map[string]mockdns.Zone{
+		"example.org.":                {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"mail.example.org.":           {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"soft.example.":               {TXT: []string{"v=spf1 ip4:192.0.2.1 ~all"}},
+		"broken.example.":             {TXT: []string{"v=spf1 ip4:not-an-ip -all"}},
+		"dnsfail.example.":            {Err: errors.New("servfail")},
+		"sel._domainkey.example.org.": {TXT: []string{"v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)}},
+		"_dmarc.example.org.":         {TXT: []string{"v=DMARC1; p=reject; sp=quarantine; adkim=r; aspf=r"}},
+		"strict.example.":             {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"mail.strict.example.":        {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"_dmarc.strict.example.":      {TXT: []string{"v=DMARC1; p=quarantine; aspf=s; adkim=s"}},
+		"_dmarc.soft.example.":        {TXT: []string{"v=DMARC1; p=none"}},
+		"_dmarc.dnsfail.example.":     {Err: errors.New("servfail")},
+	}
+	srv, err := mockdns.NewServerWithLogger(f.zone, quiet{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	f.res = &net.Resolver{PreferGo: true}
+	srv.PatchNet(f.res)
+	return f
+}
+
+func (f *fixture) checker(t *testing.T) *Checker {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Timeout = config.Duration(2 * time.Second)
+	c, err := New(cfg, f.res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) sign(t *testing.T, domain, raw string) string {
+	t.Helper()
+	var out bytes.Buffer
+	err := dkim.Sign(&out, strings.NewReader(raw), &dkim.SignOptions{Domain: domain, Selector: "sel", Signer: f.key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func rawMsg(from, body string) string {
+	return "From: Sender <" + from + ">\r\nTo: alice@example.com\r\nSubject: test\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\n" + body
+}
+
+func names(syms []spam.Symbol) string {
+	var n []string
+	for _, s := range syms {
+		n = append(n, s.Name)
+	}
+	sort.Strings(n)
+	return strings.Join(n, ",")
+}
+
+func TestAuthChecks(t *testing.T) {
+	f := newFixture(t)
+	c := f.checker(t)
+	signed := f.sign(t, "example.org", rawMsg("news@example.org", "Hello\r\n"))
+	tampered := strings.Replace(signed, "Hello", "Hell0", 1)
+	for _, tc := range []struct {
+		name     string
+		ip       net.IP
+		mailFrom string
+		helo     string
+		raw      string
+		want     string
+	}{
+		{"spf pass, dkim pass, dmarc pass", goodIP, "bounce@example.org", "mx.example.org", signed,
+			"DKIM_VALID,DMARC_PASS,SPF_PASS"},
+		{"spf fail, unsigned, dmarc reject", badIP, "bounce@example.org", "mx.bad", rawMsg("ceo@example.org", "wire money\r\n"),
+			"DKIM_NONE,DMARC_REJECT,SPF_FAIL"},
+		{"spf fail but aligned dkim: dmarc pass", badIP, "bounce@example.org", "fwd.example", signed,
+			"DKIM_VALID,DMARC_PASS,SPF_FAIL"},
+		{"tampered body: dkim invalid, spf aligned pass", goodIP, "x@example.org", "mx", tampered,
+			"DKIM_INVALID,DMARC_PASS,SPF_PASS"},
+		{"tampered body, spf fail: dmarc reject", badIP, "x@example.org", "mx", tampered,
+			"DKIM_INVALID,DMARC_REJECT,SPF_FAIL"},
+		{"subdomain without record: org sp=quarantine", badIP, "x@news.example.org", "mx", rawMsg("x@news.example.org", "hi\r\n"),
+			"DKIM_NONE,DMARC_QUARANTINE,SPF_NONE"},
+		{"softfail, policy none", badIP, "x@soft.example", "mx", rawMsg("x@soft.example", "hi\r\n"),
+			"DKIM_NONE,DMARC_POLICY_NONE,SPF_SOFTFAIL"},
+		{"strict alignment: subdomain spf pass does not align", goodIP, "x@mail.strict.example", "mx", rawMsg("x@strict.example", "hi\r\n"),
+			"DKIM_NONE,DMARC_QUARANTINE,SPF_PASS"},
+		{"relaxed alignment: subdomain spf pass aligns", goodIP, "x@mail.example.org", "mx", rawMsg("x@example.org", "hi\r\n"),
+			"DKIM_NONE,DMARC_PASS,SPF_PASS"},
+		{"permerror", goodIP, "x@broken.example", "mx", rawMsg("x@nodmarc.example", "hi\r\n"),
+			"DKIM_NONE,DMARC_NONE,SPF_PERMERROR"},
+		{"dns failure is temperror", goodIP, "x@dnsfail.example", "mx", rawMsg("x@dnsfail.example", "hi\r\n"),
+			"DKIM_NONE,DMARC_TEMPERROR,SPF_TEMPERROR"},
+		{"null sender checks helo", goodIP, "", "example.org", rawMsg("mailer-daemon@other.example", "bounce\r\n"),
+			"DKIM_NONE,DMARC_NONE,SPF_PASS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := message.Parse([]byte(tc.raw), message.DefaultLimits())
+			defer msg.Close()
+			in := &spam.Input{ClientIP: tc.ip, MailFrom: tc.mailFrom, Helo: tc.helo}
+			syms, err := c.Check(context.Background(), in, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(syms); got != tc.want {
+				t.Errorf("symbols %s, want %s (%v)", got, tc.want, syms)
+			}
+		})
+	}
+}
+
+func TestSkipsAuthenticated(t *testing.T) {
+	f := newFixture(t)
+	msg := message.Parse([]byte(rawMsg("ceo@example.org", "x\r\n")), message.DefaultLimits())
+	syms, _ := f.checker(t).Check(context.Background(), &spam.Input{ClientIP: badIP, MailFrom: "ceo@example.org", AuthUser: "ceo"}, msg)
+	if len(syms) != 0 {
+		t.Errorf("authenticated submission checked: %v", syms)
+	}
+}
+
+// A resolver that never answers yields temperror symbols within the timeout.
+type stallResolver struct{ *net.Resolver }
+
+func (stallResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestDNSTimeoutIsTemperror(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Timeout = config.Duration(30 * time.Millisecond)
+	c, err := New(cfg, stallResolver{&net.Resolver{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	raw := f.sign(t, "example.org", rawMsg("news@example.org", "Hello\r\n"))
+	msg := message.Parse([]byte(raw), message.DefaultLimits())
+	start := time.Now()
+	syms, err := c.Check(context.Background(), &spam.Input{ClientIP: goodIP, MailFrom: "a@example.org", Helo: "mx"}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(syms); got != "DKIM_TEMPERROR,DMARC_TEMPERROR,SPF_TEMPERROR" {
+		t.Errorf("symbols %s", got)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("took %v", d)
+	}
+	for _, s := range syms {
+		if s.Score != 0 {
+			t.Errorf("%s scored %v", s.Name, s.Score)
+		}
+	}
+}
+
+func TestAuthResultsHeader(t *testing.T) {
+	f := newFixture(t)
+	c := f.checker(t)
+	signed := f.sign(t, "example.org", rawMsg("news@example.org", "Hello\r\n"))
+	msg := message.Parse([]byte(signed), message.DefaultLimits())
+	syms, _ := c.Check(context.Background(), &spam.Input{ClientIP: goodIP, MailFrom: "bounce@example.org", Helo: "mx"}, msg)
+	syms = append(syms, spam.Symbol{Name: "BAYES_99", Score: 3})
+	got := AuthResults("mail.example.test", syms)
+	for _, want := range []string{"mail.example.test;", "spf=pass", "smtp.mailfrom=bounce@example.org", "dkim=pass", "header.d=example.org", "dmarc=pass", "header.from=example.org"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "bayes") {
+		t.Errorf("non-auth symbol rendered: %q", got)
+	}
+	if AuthResults("x", []spam.Symbol{{Name: "GTUBE"}}) != "" {
+		t.Error("header without auth symbols")
+	}
+}
+
+func TestListCheck(t *testing.T) {
+	srv, err := mockdns.NewServerWithLogger(map[string]mockdns.Zone{
+		"7.100.51.198.zen.test.":      {A: []string{"127.0.0.4"}},
+		"spam-site.example.dbl.test.": {A: []string{"127.0.1.2"}},
+	}, quiet{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r := &net.Resolver{PreferGo: true}
+	srv.PatchNet(r)
+	cfg := dnsbl.DefaultConfig()
+	cfg.Zones = []dnsbl.Zone{
+		{Zone: "zen.test", Kind: dnsbl.KindIP, Returns: []dnsbl.Return{{Code: "127.0.0.2", Symbol: "RBL_SBL", Score: 4}, {Code: "127.0.0.4", Symbol: "RBL_XBL", Score: 5}}},
+		{Zone: "dbl.test", Kind: dnsbl.KindDomain, Symbol: "DBL_SPAM", Score: 3},
+	}
+	lc, err := NewListCheck(cfg, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := rawMsg("a@b.example", "see http://www.spam-site.example/x and https://ok.example/ and http://a.b.spam-site.example/\r\n")
+	msg := message.Parse([]byte(raw), message.DefaultLimits())
+	syms, err := lc.Check(context.Background(), &spam.Input{ClientIP: net.ParseIP("198.51.100.7")}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(syms); got != "DBL_SPAM,RBL_XBL" {
+		t.Fatalf("symbols %s (%v)", got, syms)
+	}
+	for _, s := range syms {
+		if s.Name == "RBL_XBL" && s.Score != 5 || s.Name == "DBL_SPAM" && (s.Score != 3 || len(s.Options) != 1) {
+			t.Errorf("%+v", s)
+		}
+	}
+	// Loopback clients are never looked up.
+	syms, _ = lc.Check(context.Background(), &spam.Input{ClientIP: net.ParseIP("127.0.0.1")}, message.Parse([]byte(rawMsg("a@b.example", "x\r\n")), message.DefaultLimits()))
+	if len(syms) != 0 {
+		t.Errorf("loopback looked up: %v", syms)
+	}
+}
+
+// quiet drops go-mockdns's per-query trace.
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
