@@ -438,3 +438,15 @@ func validCountries(field string, cs []string) error {
 	}
 	return config.Join(errs...)
 }
+
+// NeedsStore reports whether an enabled check keeps state.
+func (c Config) NeedsStore() bool {
+	return (c.Greylist.Enabled && slices.Contains(c.Checks, CheckGreylist)) ||
+		(c.RateLimit.Enabled && slices.Contains(c.Checks, CheckRateLimit))
+}
+
+// NeedsDirectory reports whether an enabled check looks users up.
+func (c Config) NeedsDirectory() bool {
+	return (c.Recipients.Enabled && slices.Contains(c.Checks, CheckRecipients)) ||
+		(c.SenderLogin.Enabled && slices.Contains(c.Checks, CheckSenderLogin))
+}

@@ -1,13 +1,17 @@
 package cli
 
-import "github.com/dovetail-mail/dovetail/spam"
+import (
+	"github.com/dovetail-mail/dovetail/policyd"
+	"github.com/dovetail-mail/dovetail/spam"
+)
 
 // Sections holds one config section per component, each owned by its package.
 // Add a section here when a package grows a Config (yaml key = package name).
 type Sections struct {
-	Spam spam.Config `yaml:"spam"`
+	Spam    spam.Config    `yaml:"spam"`
+	Policyd policyd.Config `yaml:"policyd"`
 }
 
 func defaultSections() Sections {
-	return Sections{Spam: spam.DefaultConfig()}
+	return Sections{Spam: spam.DefaultConfig(), Policyd: policyd.DefaultConfig()}
 }

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dovetail-mail/dovetail/internal/daemon"
+	"github.com/dovetail-mail/dovetail/policyd"
+)
+
+// newPolicydCmd runs the Postfix policy daemon alone.
+func newPolicydCmd(app *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "policyd",
+		Short: "Run the Postfix policy daemon (greylisting, rate limits, sender/login, SPF, DNSBL, countries)",
+		Long: `Run only the Postfix SMTPD policy service configured under 'policyd:'.
+Point Postfix at it after reject_unauth_destination, e.g.
+  smtpd_recipient_restrictions = ..., reject_unauth_destination,
+      check_policy_service { inet:127.0.0.1:10040, default_action=DUNNO }
+SIGHUP re-reads the config (and the GeoIP database) without dropping requests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runUnits(cmd.Context(), app, "policyd")
+		},
+	}
+}
+
+// buildPolicyd builds the policy daemon from the config's policyd section, on
+// the shared store and directory; `serve` and `policyd` both use it.
+func buildPolicyd(ctx context.Context, app *App) (*daemon.Unit, error) {
+	cfg := app.Config().Policyd
+	deps := policyd.Deps{Log: app.Log.With("daemon", "policyd"), Registerer: app.Registry}
+	if cfg.NeedsStore() {
+		st, err := app.Store(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open the store: %w", err)
+		}
+		deps.Store = st
+	}
+	if cfg.NeedsDirectory() {
+		dir, err := app.Directory(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open the directory: %w", err)
+		}
+		deps.Directory = dir
+	}
+	srv, err := policyd.New(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	return &daemon.Unit{
+		Name:     "policyd",
+		Listener: cfg.Listen,
+		Service:  srv,
+		// The listener is fixed for the process lifetime; everything else follows
+		// the reloaded config (a check needing a backend that was not opened at
+		// start fails the reload, keeping the running config).
+		Reload: func(context.Context) error { return srv.Reload(app.Config().Policyd) },
+	}, nil
+}
