@@ -1,0 +1,166 @@
+package spam_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/store/mem"
+)
+
+const gtube = "From: a@example.com\r\nTo: b@example.org\r\nSubject: test\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n" +
+	"Message-ID: <1@example.com>\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n"
+
+const clean = "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: lunch\r\n" +
+	"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <2@example.com>\r\nX-Spam-Flag: YES\r\nX-Spam-Status: No\r\n\r\nSee you at noon.\r\n"
+
+func newEngine(t *testing.T, cfg spam.Config, opts ...spam.Option) *spam.Engine {
+	t.Helper()
+	e, err := spam.New(cfg, append([]spam.Option{spam.WithStore(mem.New())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := e.Problems(); len(p) > 0 {
+		t.Fatalf("default rules have problems: %v", p)
+	}
+	return e
+}
+
+func TestGTUBEAndClean(t *testing.T) {
+	e := newEngine(t, spam.DefaultConfig())
+	v, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(gtube)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Action != spam.Reject || v.Score < 1000 || !v.IsSpam {
+		t.Fatalf("GTUBE: %+v", v)
+	}
+	msg, _ := e.Parse(strings.NewReader(clean))
+	v, err = e.Score(context.Background(), &spam.Input{Message: msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Action != spam.NoAction || v.IsSpam {
+		t.Fatalf("clean: %+v", v)
+	}
+	remove, add := spam.HeaderEdits(v, msg, spam.HeaderOptions{})
+	if strings.Join(remove, ",") != "X-Spam-Flag,X-Spam-Status" {
+		t.Errorf("remove = %v", remove)
+	}
+	for _, h := range add {
+		if h.Name == "X-Spam-Flag" {
+			t.Errorf("clean message flagged")
+		}
+		if h.Name == "X-Spam-Status" && !strings.HasPrefix(h.Value, "No, score=") {
+			t.Errorf("status %q", h.Value)
+		}
+	}
+}
+
+func TestStatusHeaderFormat(t *testing.T) {
+	v := spam.Verdict{Score: 7.3, Required: 5, IsSpam: true, Autolearn: "no",
+		Symbols: []spam.Symbol{{Name: "A"}, {Name: "B"}}}
+	got := spam.StatusValue(v, "dovetail")
+	if got = strings.ReplaceAll(got, "\r\n\t", " "); got != "Yes, score=7.3 required=5.0 tests=A,B autolearn=no version=dovetail" {
+		t.Errorf("got %q", got)
+	}
+	var many []spam.Symbol
+	for i := 0; i < 30; i++ {
+		many = append(many, spam.Symbol{Name: "SOME_LONG_RULE_NAME"})
+	}
+	v.Symbols = many
+	for _, line := range strings.Split(spam.StatusValue(v, "dovetail"), "\r\n") {
+		if len(line)+len("X-Spam-Status: ") > 80 {
+			t.Errorf("line too long: %q", line)
+		}
+	}
+	_, add := spam.HeaderEdits(v, nil, spam.HeaderOptions{})
+	want := map[string]string{"X-Spam-Flag": "YES", "X-Spam-Score": "7.3", "X-Spam-Level": "*******"}
+	for _, h := range add {
+		if w, ok := want[h.Name]; ok && h.Value != w {
+			t.Errorf("%s = %q, want %q", h.Name, h.Value, w)
+		}
+	}
+}
+
+func TestListsAndDomainThresholds(t *testing.T) {
+	cfg := spam.DefaultConfig()
+	cfg.Allow.Networks = []string{"192.0.2.0/24"}
+	cfg.Deny.Domains = []string{"spammer.test"}
+	low := 2.0
+	cfg.Domains = map[string]spam.Thresholds{"strict.test": {AddHeader: &low}}
+	e := newEngine(t, cfg, spam.WithRuleText("t.cf", "body LUNCH /lunch/i\nscore LUNCH 3\n"))
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		in   spam.Input
+		want spam.Action
+	}{
+		{"allow net beats GTUBE", spam.Input{Raw: strings.NewReader(gtube), ClientIP: net.ParseIP("192.0.2.7")}, spam.NoAction},
+		{"deny domain", spam.Input{Raw: strings.NewReader(clean), MailFrom: "x@mail.spammer.test"}, spam.Reject},
+		{"default domain", spam.Input{Raw: strings.NewReader(clean), Rcpts: []string{"u@other.test"}}, spam.NoAction},
+		{"strict domain", spam.Input{Raw: strings.NewReader(clean), Rcpts: []string{"u@strict.test"}}, spam.AddHeader},
+	}
+	for _, c := range cases {
+		v, err := e.Score(ctx, &c.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Action != c.want {
+			t.Errorf("%s: action %q, want %q (%+v)", c.name, v.Action, c.want, v)
+		}
+	}
+}
+
+func TestCheckErrorsAreSymbols(t *testing.T) {
+	boom := spam.CheckFunc{ID: "boom", Fn: func(context.Context, *spam.Input, *spam.Message) ([]spam.Symbol, error) {
+		panic("kaboom")
+	}}
+	fail := spam.CheckFunc{ID: "dnsbl", Fn: func(context.Context, *spam.Input, *spam.Message) ([]spam.Symbol, error) {
+		return []spam.Symbol{{Name: "RBL_HIT", Score: 2}}, errors.New("timeout")
+	}}
+	e := newEngine(t, spam.DefaultConfig(), spam.WithChecks(boom, fail))
+	v, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(clean)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, s := range v.Symbols {
+		names[s.Name] = true
+	}
+	for _, n := range []string{"BOOM_ERROR", "DNSBL_ERROR", "RBL_HIT"} {
+		if !names[n] {
+			t.Errorf("symbol %s missing: %v", n, v.Symbols)
+		}
+	}
+}
+
+func TestLearnForget(t *testing.T) {
+	cfg := spam.DefaultConfig()
+	e := newEngine(t, cfg)
+	ctx := context.Background()
+	msg, _ := e.Parse(strings.NewReader(clean))
+	if err := e.Learn(ctx, msg, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Learn(ctx, msg, true, ""); err == nil {
+		t.Error("learning twice should report it")
+	}
+	if err := e.Learn(ctx, msg, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	s, h, _ := e.BayesCounts(ctx)
+	if s != 0 || h != 1 {
+		t.Errorf("after move: spam=%d ham=%d", s, h)
+	}
+	if err := e.Forget(ctx, msg, ""); err != nil {
+		t.Fatal(err)
+	}
+	s, h, _ = e.BayesCounts(ctx)
+	if s != 0 || h != 0 {
+		t.Errorf("after forget: spam=%d ham=%d", s, h)
+	}
+}
