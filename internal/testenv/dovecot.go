@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // DovecotUser is a passwd-file user of a private Dovecot. Mail processes run as
@@ -24,9 +26,14 @@ type DovecotUser struct {
 type DovecotOptions struct {
 	// Users default to the seed users alice/alicepw, bob/bobpw, carol/carolpw.
 	Users []DovecotUser
-	LMTP  bool   // LMTP on 127.0.0.1 (LMTPAddr)
-	Auth  bool   // Dovecot auth protocol on TCP (AuthAddr): Postfix smtpd_sasl_path = inet:AuthAddr
-	Sieve bool   // Pigeonhole in LMTP: per-user script ~/.dovecot.sieve (see SetSieve)
+	LMTP  bool // LMTP on 127.0.0.1 (LMTPAddr)
+	Auth  bool // Dovecot auth protocol on TCP (AuthAddr): Postfix smtpd_sasl_path = inet:AuthAddr
+	Sieve bool // Pigeonhole in LMTP: per-user script ~/.dovecot.sieve (see SetSieve)
+	// LDAP, when set, replaces the passwd-file (Users is then ignored): passdb and
+	// userdb are that slapd's ou=people, filter (&(|(cn=%n)(mail=%u))(status=valid)),
+	// so aliases resolve to their owner and status=invalid users do not exist; home,
+	// uid and gid come from homeDirectory, uidNumber, gidNumber.
+	LDAP  *SlapdServer
 	Extra string // raw config appended to dovecot.conf (later settings win)
 }
 
@@ -38,6 +45,7 @@ type DovecotServer struct {
 	Dir      string // dovecot.conf, passwd, dovecot.log, home/
 
 	users map[string]DovecotUser
+	ldap  *SlapdServer
 	p     *proc
 }
 
@@ -54,12 +62,15 @@ func StartDovecot(t testing.TB, o DovecotOptions) *DovecotServer {
 	if o.Sieve {
 		Need(t, "/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
 	}
+	if o.LDAP != nil {
+		Need(t, "/usr/lib/dovecot/modules/auth/libauthdb_ldap.so")
+	}
 	start := time.Now()
 	dir, err := tempDir("dc")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	d := &DovecotServer{Dir: dir, users: map[string]DovecotUser{}}
+	d := &DovecotServer{Dir: dir, users: map[string]DovecotUser{}, ldap: o.LDAP}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("testenv: dovecot log (%s):\n%s", d.logPath(), tail(d.logPath(), 40))
@@ -91,8 +102,12 @@ func StartDovecot(t testing.TB, o DovecotOptions) *DovecotServer {
 
 func (d *DovecotServer) logPath() string { return filepath.Join(d.Dir, "dovecot.log") }
 
-// setup writes the passwd file and creates the homes.
+// setup writes the passwd file (or the LDAP config) and creates the homes.
 func (d *DovecotServer) setup(o DovecotOptions) error {
+	if o.LDAP != nil {
+		return writeFile(filepath.Join(d.Dir, "ldap.conf.ext"), fmt.Sprintf(dovecotLDAP,
+			o.LDAP.URL, o.LDAP.AdminDN, o.LDAP.AdminPassword, o.LDAP.PeopleDN), 0o600)
+	}
 	users := o.Users
 	if users == nil {
 		for _, u := range SeedUsers {
@@ -154,14 +169,6 @@ auth_failure_delay = 0
 auth_mechanisms = plain login
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
-passdb {
-  driver = passwd-file
-  args = username_format=%%n %[1]s/passwd
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%%n %[1]s/passwd
-}
 # tests: no auth penalty (anvil delays every login from an IP by up to 15 s after a
 # failed one; auth cannot open this socket => penalty disabled)
 service anvil {
@@ -179,6 +186,11 @@ service imap-login {
   }
 }
 `, d.Dir, os.Getpid(), dovecotSeq.Add(1), imapPort)
+	if o.LDAP != nil {
+		fmt.Fprintf(&b, "passdb {\n  driver = ldap\n  args = %[1]s/ldap.conf.ext\n}\nuserdb {\n  driver = ldap\n  args = %[1]s/ldap.conf.ext\n}\n", d.Dir)
+	} else {
+		fmt.Fprintf(&b, "passdb {\n  driver = passwd-file\n  args = username_format=%%n %[1]s/passwd\n}\nuserdb {\n  driver = passwd-file\n  args = username_format=%%n %[1]s/passwd\n}\n", d.Dir)
+	}
 	d.LMTPAddr, d.AuthAddr = "", ""
 	if o.LMTP {
 		p, err := port()
@@ -286,12 +298,38 @@ func (d *DovecotServer) WaitLog(t testing.TB, substr string, timeout time.Durati
 
 func (d *DovecotServer) user(t testing.TB, name string) DovecotUser {
 	t.Helper()
-	u, ok := d.users[name]
-	if !ok {
-		t.Fatalf("testenv: dovecot has no user %q", name)
+	if u, ok := d.users[name]; ok {
+		return u
 	}
-	return u
+	if d.ldap != nil {
+		c := d.ldap.Conn(t)
+		res, err := c.Search(ldap.NewSearchRequest(d.ldap.PeopleDN, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, 0, 0, false,
+			fmt.Sprintf("(|(cn=%s)(mail=%s))", ldap.EscapeFilter(name), ldap.EscapeFilter(name)), []string{"homeDirectory"}, nil))
+		if err == nil && len(res.Entries) == 1 {
+			return DovecotUser{Name: name, Home: res.Entries[0].GetAttributeValue("homeDirectory")}
+		}
+	}
+	t.Fatalf("testenv: dovecot has no user %q", name)
+	return DovecotUser{}
 }
+
+// dovecotLDAP is the passdb/userdb args file: %[1]s URL, %[2]s bind DN, %[3]s password,
+// %[4]s base. The password is checked by Dovecot against userPassword ({SSHA} etc.).
+const dovecotLDAP = `uris = %[1]s
+ldap_version = 3
+dn = %[2]s
+dnpass = %[3]s
+base = %[4]s
+scope = onelevel
+auth_bind = no
+default_pass_scheme = SSHA
+pass_filter = (&(objectClass=posixAccount)(|(cn=%%n)(mail=%%u))(status=valid))
+pass_attrs = cn=user, userPassword=password
+user_filter = (&(objectClass=posixAccount)(|(cn=%%n)(mail=%%u))(status=valid))
+user_attrs = cn=user, homeDirectory=home, uidNumber=uid, gidNumber=gid
+iterate_filter = (&(objectClass=posixAccount)(status=valid))
+iterate_attrs = cn=user
+`
 
 // Home returns a user's home directory.
 func (d *DovecotServer) Home(t testing.TB, user string) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +202,58 @@ if header :contains "subject" "[junk]" { fileinto :create "Junk"; }
 	}
 	if len(junk) != 1 || !strings.Contains(junk[0].Header, "Subject: [junk] buy now") {
 		t.Fatalf("Junk: %+v", junk)
+	}
+}
+
+// TestDovecotLDAP: Dovecot's passdb/userdb is the shared slapd; an alias delivers to
+// its owner over LMTP, an invalid user does not exist.
+func TestDovecotLDAP(t *testing.T) {
+	s := testenv.Slapd(t)
+	d := testenv.StartDovecot(t, testenv.DovecotOptions{LDAP: s, LMTP: true})
+	if _, err := testenv.IMAPLogin(d.IMAPAddr, "bob", "bobpw"); err == nil {
+		t.Fatal("bob (status=invalid) could log in")
+	}
+	before := len(d.Messages(t, "carol", "carolpw", "INBOX"))
+	out, code := testenv.Swaks(t, d.LMTPAddr, "--protocol", "LMTP", "--from", "sender@example.org",
+		"--to", "c.smith@example.com", "--header", "Subject: via alias")
+	if code != 0 {
+		t.Fatalf("swaks LMTP exit %d:\n%s", code, out)
+	}
+	msgs := d.Messages(t, "carol@example.com", "carolpw", "INBOX")
+	if len(msgs) != before+1 || !strings.Contains(msgs[len(msgs)-1].Header, "Subject: via alias") {
+		t.Fatalf("carol INBOX: %d messages (before %d)", len(msgs), before)
+	}
+	if md := d.Maildir(t, "carol", ""); !strings.HasPrefix(md, s.HomeDir) {
+		t.Fatalf("carol's maildir %s not under %s", md, s.HomeDir)
+	}
+	out, code = testenv.Swaks(t, d.LMTPAddr, "--protocol", "LMTP", "--from", "sender@example.org", "--to", "bob@example.com")
+	if code == 0 || !strings.Contains(out, "550") {
+		t.Fatalf("LMTP to invalid bob: exit %d:\n%s", code, out)
+	}
+}
+
+// TestNeedCI: a missing binary skips, but fails with CI=true (run in a child process).
+func TestNeedCI(t *testing.T) {
+	if os.Getenv("TESTENV_NEED_CHILD") == "1" {
+		testenv.Need(t, "no-such-binary-dovetail")
+		return
+	}
+	for _, ci := range []string{"", "true"} {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestNeedCI$", "-test.v")
+		cmd.Env = append(os.Environ(), "TESTENV_NEED_CHILD=1", "CI="+ci)
+		out, err := cmd.CombinedOutput()
+		switch {
+		case ci == "" && (err != nil || !strings.Contains(string(out), "--- SKIP")):
+			t.Fatalf("CI unset: want a skip, got %v:\n%s", err, out)
+		case ci == "true" && (err == nil || !strings.Contains(string(out), "CI=true: not skipping")):
+			t.Fatalf("CI=true: want a failure, got %v:\n%s", err, out)
+		}
+	}
+}
+
+func TestSharedDir(t *testing.T) {
+	d := testenv.SharedDir(t)
+	if _, err := os.Stat(d + "/recipes"); err != nil {
+		t.Fatalf("SharedDir %s: %v", d, err)
 	}
 }
