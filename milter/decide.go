@@ -11,6 +11,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 
 	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/spam/authcheck"
 )
 
 // errScanTimeout is reported when the scorer did not return within scan_timeout.
@@ -88,7 +89,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	case spam.Reject:
 		if s.cfg.HoldQuarantine && !outbound {
 			rep.Action = "quarantine"
-			s.editHeaders(ss, m, rep, s.headersFor(v), outbound)
+			s.editHeaders(ss, m, rep, s.headersFor(ss, v), outbound)
 			reason := fmt.Sprintf("spam score %.1f", v.Score)
 			if err := m.Quarantine(reason); err != nil {
 				s.metrics.errors.WithLabelValues("reply").Inc()
@@ -117,7 +118,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	case v.Action == spam.AddHeader || v.IsSpam:
 		rep.Action = "add header"
 	}
-	s.editHeaders(ss, m, rep, s.headersFor(v), outbound)
+	s.editHeaders(ss, m, rep, s.headersFor(ss, v), outbound)
 	if v.Action == spam.RewriteSubject && v.Subject != "" {
 		// Index 1: the first Subject; Postfix adds it when there was none.
 		if err := m.ChangeHeader(1, "Subject", sanitizeHeaderValue(v.Subject)); err != nil {
@@ -184,8 +185,10 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 }
 
 // editHeaders removes every inbound X-Spam-* field (spoof protection: Sieve
-// scripts trust these) and adds ours. CHGHEADER's index counts per name from
-// 1; we delete from the highest index down so no deletion shifts the next.
+// scripts trust these) and every inbound Authentication-Results claiming our
+// authserv-id (RFC 8601 §5), then adds ours. CHGHEADER's index counts per
+// name from 1; we delete from the highest index down so no deletion shifts
+// the next.
 func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, rep *Report, add []spam.Header, outbound bool) {
 	count := map[string]int{}
 	type del struct {
@@ -193,11 +196,18 @@ func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, rep *Report, add
 		idx  int
 	}
 	var dels []del
+	id := strings.ToLower(s.authservID(ss))
 	for _, h := range ss.headers {
 		key := strings.ToLower(h.name)
 		count[key]++
-		if strings.HasPrefix(key, "x-spam-") {
+		switch {
+		case strings.HasPrefix(key, "x-spam-"):
 			dels = append(dels, del{h.name, count[key]})
+		case key == "authentication-results" && id != "":
+			claimed, _, _ := strings.Cut(h.value, ";")
+			if strings.EqualFold(strings.TrimSpace(claimed), id) {
+				dels = append(dels, del{h.name, count[key]})
+			}
 		}
 	}
 	for i := len(dels) - 1; i >= 0; i-- {
@@ -214,11 +224,28 @@ func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, rep *Report, add
 	}
 }
 
-func (s *Server) headersFor(v spam.Verdict) []spam.Header {
+// headersFor renders the verdict: Authentication-Results when the
+// authentication checks ran, then SpamAssassin's X-Spam-* fields.
+func (s *Server) headersFor(ss *session, v spam.Verdict) []spam.Header {
 	if s.opts.HeaderEdits != nil {
 		return s.opts.HeaderEdits(v)
 	}
-	return SpamHeaders(v)
+	var hs []spam.Header
+	id := s.authservID(ss)
+	if ar := authcheck.AuthResults(id, v.Symbols); ar != "" && id != "" {
+		hs = append(hs, spam.Header{Name: "Authentication-Results", Value: ar})
+	}
+	_, add := spam.HeaderEdits(v, nil, spam.HeaderOptions{Hostname: id})
+	return append(hs, add...)
+}
+
+// authservID names this MTA in Authentication-Results and
+// X-Spam-Checker-Version: the configured id, else Postfix's $myhostname (j).
+func (s *Server) authservID(ss *session) string {
+	if s.cfg.AuthservID != "" {
+		return s.cfg.AuthservID
+	}
+	return ss.macros["j"]
 }
 
 // sanitizeHeaderValue keeps a value one logical line: folds (CRLF + WSP) stay,

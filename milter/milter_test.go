@@ -285,12 +285,14 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// Inbound X-Spam-* fields are removed (highest index first) before ours are added.
+// Inbound X-Spam-* fields and Authentication-Results claiming our authserv-id
+// are removed (highest index first) before ours are added.
 func TestStripsInboundSpamHeaders(t *testing.T) {
 	h := start(t, nil)
 	s := h.session(t)
 	m := baseMsg("SPAMMY\r\n")
-	m.header = append(m.header, [2]string{"X-Spam-Flag", "NO"}, [2]string{"X-Spam-Status", "No, forged"}, [2]string{"x-spam-flag", "NO"})
+	m.header = append(m.header, [2]string{"X-Spam-Flag", "NO"}, [2]string{"X-Spam-Status", "No, forged"}, [2]string{"x-spam-flag", "NO"},
+		[2]string{"Authentication-Results", "mx.test; spf=pass smtp.mailfrom=forged"}, [2]string{"Authentication-Results", "other.example; dkim=pass"})
 	mods, act := send(t, s, m)
 	if act.Code != gomilter.ActAccept {
 		t.Fatalf("action %c", act.Code)
@@ -304,7 +306,7 @@ func TestStripsInboundSpamHeaders(t *testing.T) {
 			got = append(got, "add "+a.HeaderName)
 		}
 	}
-	want := []string{"del X-Spam-Flag 2 ", "del X-Spam-Status 1 ", "del X-Spam-Flag 1 ", "add X-Spam-Flag", "add X-Spam-Score", "add X-Spam-Level", "add X-Spam-Status"}
+	want := []string{"del Authentication-Results 1 ", "del X-Spam-Flag 2 ", "del X-Spam-Status 1 ", "del X-Spam-Flag 1 ", "add X-Spam-Checker-Version", "add X-Spam-Flag", "add X-Spam-Score", "add X-Spam-Level", "add X-Spam-Status"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("edits\n got %q\nwant %q", got, want)
 	}

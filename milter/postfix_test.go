@@ -184,7 +184,11 @@ func startPostfixRig(t *testing.T) *postfixRig {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		start := time.Now()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("milter shutdown: %v", err)
+		}
+		t.Logf("milter shutdown took %v", time.Since(start))
 	})
 	rig.pf = testenv.StartPostfix(t, testenv.PostfixOptions{
 		Milter:   "inet:" + ln.Addr().String(),

@@ -1,42 +1,24 @@
 package milter
 
 import (
-	"context"
-	"io"
-	"strings"
 	"testing"
 
 	"github.com/dovetail-mail/dovetail/spam"
-	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
-// spammyBody is scored as spam by the integration scorer.
+// spammyBody hits the test rule below.
 const spammyBody = "CLICK HERE to claim your FREE prize now!!! Limited offer, viagra and casino bonus.\r\n"
 
-// integrationScorer is used with real Postfix until the engine is wired in:
-// GTUBE rejects, the spam words add the header.
-func integrationScorer(t *testing.T) Scorer { return keywordScorer{} }
-
-type keywordScorer struct{}
-
-func (keywordScorer) NewBuilder() *message.Builder {
-	return message.NewBuilder(message.DefaultLimits())
-}
-
-func (keywordScorer) Score(ctx context.Context, in *spam.Input) (spam.Verdict, error) {
-	rc, err := in.Message.Open()
+// integrationScorer is the real engine with its default ruleset (GTUBE
+// included) plus one admin rule, the way a site adds its own: it makes the
+// "spammy" message cross the add-header threshold without Bayes training.
+func integrationScorer(t *testing.T) Scorer {
+	t.Helper()
+	cfg := spam.DefaultConfig()
+	cfg.Bayes.Enabled = false
+	e, err := spam.New(cfg, spam.WithRuleText("local.cf", "body LOCAL_PHARMA_CASINO /viagra.{1,40}casino/i\nscore LOCAL_PHARMA_CASINO 8.0\ndescribe LOCAL_PHARMA_CASINO Pharmacy and casino spam\n"))
 	if err != nil {
-		return spam.Verdict{}, err
+		t.Fatal(err)
 	}
-	raw, _ := io.ReadAll(rc)
-	rc.Close()
-	v := spam.Verdict{Required: 5, Action: spam.NoAction, Autolearn: "no"}
-	switch s := string(raw); {
-	case strings.Contains(s, gtube):
-		v.Score, v.Action, v.Symbols = 1000, spam.Reject, []spam.Symbol{{Name: "GTUBE", Score: 1000}}
-	case strings.Contains(s, "viagra"):
-		v.Score, v.Action, v.Symbols = 8, spam.AddHeader, []spam.Symbol{{Name: "SPAM_WORDS", Score: 8}}
-	}
-	v.IsSpam = v.Score >= v.Required
-	return v, nil
+	return e
 }
