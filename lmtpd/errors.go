@@ -96,3 +96,9 @@ func printable(s string) string {
 func wrapTemp(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrTemporary, fmt.Sprintf(format, args...))
 }
+
+// IsPermanent reports whether err would be answered with a 5xx reply.
+func IsPermanent(err error) bool {
+	r := replyFor("", err, false)
+	return r != nil && r.Code >= 500
+}

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync/atomic"
 
 	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
@@ -47,7 +46,6 @@ type Server struct {
 	dv   *Deliverer
 	smtp *smtp.Server
 	log  *slog.Logger
-	seq  atomic.Uint64
 }
 
 // New builds a Server.
@@ -55,19 +53,8 @@ func New(o Options) (*Server, error) {
 	if o.Directory == nil {
 		return nil, errors.New("lmtpd: no directory configured")
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	dv := &Deliverer{
-		Config: o.Config, Directory: o.Directory, Store: o.Store, Filter: o.Filter,
-		Quarantine: o.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: NewMetrics(o.Registerer),
-	}
-	if o.Maildir != nil {
-		mo := *o.Maildir
-		dv.Writer = maildir.New(mo)
-	}
-	dv.init()
-	s := &Server{cfg: o.Config, dv: dv, log: o.Logger}
+	dv := NewDeliverer(o)
+	s := &Server{cfg: o.Config, dv: dv, log: dv.Logger}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.LMTP = true
 	srv.Domain = dv.host
@@ -82,6 +69,23 @@ func New(o Options) (*Server, error) {
 	srv.ErrorLog = slogLogger{o.Logger}
 	s.smtp = srv
 	return s, nil
+}
+
+// NewDeliverer builds the delivery pipeline alone (quarantine release uses it
+// without a server). o.Registerer may be nil.
+func NewDeliverer(o Options) *Deliverer {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	dv := &Deliverer{
+		Config: o.Config, Directory: o.Directory, Store: o.Store, Filter: o.Filter,
+		Quarantine: o.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: NewMetrics(o.Registerer),
+	}
+	if o.Maildir != nil {
+		dv.Writer = maildir.New(*o.Maildir)
+	}
+	dv.init()
+	return dv
 }
 
 // Deliverer returns the delivery pipeline (used by quarantine release).
@@ -154,7 +158,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt resolves the recipient now, so unknown and disabled users get their 550 at
 // RCPT time like Dovecot (Postfix then bounces just that recipient).
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	rc, err := ss.s.resolve(context.Background(), to)
+	rc, err := ss.s.dv.Resolve(context.Background(), to)
 	if err != nil {
 		return ss.s.replyFor(to, err)
 	}
@@ -162,8 +166,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-// resolve strips +detail and looks the user up.
-func (s *Server) resolve(ctx context.Context, to string) (Recipient, error) {
+// Resolve strips +detail (any character of recipient_delimiter) and looks the
+// user up; unknown and disabled users come back as directory.ErrNotFound/ErrDisabled.
+func (d *Deliverer) Resolve(ctx context.Context, to string) (Recipient, error) {
 	if to == "" {
 		return Recipient{}, ErrEmptyRecipient
 	}
@@ -172,12 +177,12 @@ func (s *Server) resolve(ctx context.Context, to string) (Recipient, error) {
 		return Recipient{}, fmt.Errorf("%w: %q", ErrBadAddress, to)
 	}
 	detail := ""
-	if d := s.cfg.RecipientDelimiter; d != "" {
-		if i := strings.IndexAny(local, d); i > 0 {
+	if delim := d.Config.RecipientDelimiter; delim != "" {
+		if i := strings.IndexAny(local, delim); i > 0 {
 			local, detail = local[:i], local[i+1:]
 		}
 	}
-	u, err := s.dv.Directory.LookupAddress(ctx, local+"@"+strings.ToLower(domain))
+	u, err := d.Directory.LookupAddress(ctx, local+"@"+strings.ToLower(domain))
 	if err != nil {
 		return Recipient{}, err
 	}

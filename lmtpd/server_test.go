@@ -315,7 +315,7 @@ func TestQuota(t *testing.T) {
 	}
 }
 
-type failWriter struct{ n int }
+type failWriter struct{}
 
 func (f *failWriter) Write(p []byte) (int, error) {
 	return 0, &os.PathError{Op: "write", Path: "tmp", Err: syscall.ENOSPC}

@@ -26,7 +26,7 @@ var ErrNotFound = errors.New("quarantine: no such message")
 
 // Config is the quarantine section.
 type Config struct {
-	// Dir holds index.db and msg/.
+	// Dir holds index.db and msg/ (default: <data_dir>/quarantine).
 	Dir string `yaml:"dir"`
 	// Retention: messages older than this are purged (0 = keep forever).
 	Retention config.Duration `yaml:"retention"`
@@ -34,17 +34,14 @@ type Config struct {
 	MaxSize config.Size `yaml:"max_size"`
 }
 
-// DefaultConfig returns 30 days and 1 GiB under /var/lib/dovetail/quarantine.
+// DefaultConfig returns 30 days and 1 GiB; Dir is filled from the data dir.
 func DefaultConfig() Config {
-	return Config{Dir: "/var/lib/dovetail/quarantine", Retention: config.Duration(30 * 24 * time.Hour), MaxSize: 1 << 30}
+	return Config{Retention: config.Duration(30 * 24 * time.Hour), MaxSize: 1 << 30}
 }
 
 // Validate checks the direct fields.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Dir == "" {
-		errs = append(errs, config.Errorf("dir", "is empty", "write /var/lib/dovetail/quarantine"))
-	}
 	if c.Retention < 0 {
 		errs = append(errs, config.Errorf("retention", "must not be negative", "e.g. 30d"))
 	}
