@@ -213,12 +213,12 @@ func DefaultConfig() Config {
 		},
 		Recipients: RecipientsConfig{
 			RecipientDelimiter: "+",
-			UnknownAction:      "550 5.1.1 Recipient address rejected: User unknown",
-			DisabledAction:     "550 5.2.1 Recipient address rejected: Mailbox disabled",
+			UnknownAction:      "550 5.1.1 User unknown",
+			DisabledAction:     "550 5.2.1 Mailbox disabled",
 		},
 		SenderLogin: SenderLoginConfig{
 			RecipientDelimiter: "+",
-			MismatchAction:     "553 5.7.1 Sender address rejected: not owned by user {login}",
+			MismatchAction:     "553 5.7.1 Sender address not owned by user {login}",
 		},
 		DNSBL: DNSBLConfig{
 			Lists:     dnsbl.DefaultConfig(),

@@ -36,6 +36,9 @@ var pass = verdict{action: Dunno}
 type connState struct {
 	// countedInstance is the transaction whose message the rate limits counted.
 	countedInstance string
+	// refused is the rate-limit refusal of countedInstance's message, repeated
+	// for its later recipients (the message was counted only once).
+	refused *verdict
 	// spf memoises one SPF evaluation per transaction/sender/client.
 	spfKey    string
 	spfResult spfOutcome

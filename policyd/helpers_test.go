@@ -271,3 +271,7 @@ func (s *slowStore) Get(ctx context.Context, key string) ([]byte, error) {
 	time.Sleep(s.delay)
 	return s.Store.Get(ctx, key)
 }
+
+func dirUser(login string, addrs ...string) *directory.User {
+	return &directory.User{Login: login, Addresses: addrs, Enabled: true}
+}

@@ -63,6 +63,9 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		// Set before counting: an error or a refusal below must not make the
 		// next RCPT of the same message count it again.
 		tx.conn.countedInstance = r.Instance
+		tx.conn.refused = nil
+	} else if tx.conn.refused != nil {
+		return *tx.conn.refused, nil
 	}
 	for _, l := range rc.limits {
 		who := rateKeyValue(r, l.key)
@@ -76,7 +79,9 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
 			}
 			if n > l.msgs {
-				return rc.exceeded(l, who, fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs)), nil
+				v := rc.exceeded(l, who, fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs))
+				tx.conn.refused = &v
+				return v, nil
 			}
 		}
 		if l.rcpts > 0 {
