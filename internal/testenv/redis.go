@@ -158,9 +158,11 @@ func (r *RedisServer) stop() {
 }
 
 // Stop stops redis-server (SIGTERM + wait; for outage tests). Port and dir are kept.
+// The shared server is started again when the test ends if the test did not.
 func (r *RedisServer) Stop(t testing.TB) {
 	t.Helper()
 	r.stop()
+	t.Cleanup(func() { r.Start(t) })
 }
 
 // Start starts a stopped redis-server again on the same port (empty: no persistence).
@@ -178,8 +180,18 @@ func (r *RedisServer) Start(t testing.TB) {
 }
 
 // Freeze stops the process with SIGSTOP: connects still succeed, nothing answers
-// (tests of client read timeouts). Thaw resumes it; Stop also thaws.
-func (r *RedisServer) Freeze(t testing.TB) { r.signal(t, syscall.SIGSTOP) }
+// (tests of client read timeouts). Thaw resumes it; so do Stop and the end of the test.
+func (r *RedisServer) Freeze(t testing.TB) {
+	t.Helper()
+	r.signal(t, syscall.SIGSTOP)
+	t.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.p != nil && !r.p.exited() {
+			_ = r.p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+}
 
 // Thaw resumes a frozen redis-server (SIGCONT).
 func (r *RedisServer) Thaw(t testing.TB) { r.signal(t, syscall.SIGCONT) }

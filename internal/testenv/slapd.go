@@ -214,9 +214,11 @@ func (s *SlapdServer) stop() {
 }
 
 // Stop stops slapd (for outage tests); the data dir and port are kept for Start.
+// The shared slapd is started again when the test ends if the test did not.
 func (s *SlapdServer) Stop(t testing.TB) {
 	t.Helper()
 	s.stop()
+	t.Cleanup(func() { s.Start(t) })
 }
 
 // Start starts a stopped slapd again on the same port with the same data. No-op when

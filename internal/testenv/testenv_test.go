@@ -257,3 +257,22 @@ func TestSharedDir(t *testing.T) {
 		t.Fatalf("SharedDir %s: %v", d, err)
 	}
 }
+
+func TestRedisFreeze(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	t.Run("frozen", func(t *testing.T) {
+		r.Freeze(t)
+		if err := c.Ping(ctx).Err(); err == nil {
+			t.Fatal("PING answered while frozen")
+		}
+	}) // Cleanup thaws
+	t.Run("stopped", func(t *testing.T) { r.Stop(t) }) // Cleanup restarts
+	c2 := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c2.Close()
+	if err := c2.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after the subtests: %v", err)
+	}
+}
