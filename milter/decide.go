@@ -47,7 +47,7 @@ func (s *Server) endOfMessage(ss *session, m *gomilter.Modifier) gomilter.Respon
 }
 
 func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter.Response {
-	scorer := s.scorer
+	scorer := s.currentScorer()
 	outbound := false
 	if rep.AuthUser != "" {
 		switch s.cfg.Authenticated {

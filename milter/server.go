@@ -80,7 +80,7 @@ type Options struct {
 // Server is the milter daemon.
 type Server struct {
 	cfg     Config
-	scorer  Scorer
+	scorer  atomic.Pointer[scorerBox]
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
@@ -103,12 +103,21 @@ func New(cfg Config, scorer Scorer, log *slog.Logger, reg prometheus.Registerer,
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, scorer: scorer, log: log, metrics: newMetrics(reg), conns: map[*trackedConn]struct{}{}}
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(reg), conns: map[*trackedConn]struct{}{}}
+	s.SetScorer(scorer)
 	if len(opts) > 0 {
 		s.opts = opts[0]
 	}
 	return s, nil
 }
+
+type scorerBox struct{ Scorer }
+
+// SetScorer swaps the scorer (SIGHUP: a rebuilt engine with new rules). Messages
+// already at end of message finish with the old one.
+func (s *Server) SetScorer(sc Scorer) { s.scorer.Store(&scorerBox{sc}) }
+
+func (s *Server) currentScorer() Scorer { return s.scorer.Load().Scorer }
 
 // symList is what we ask Postfix to send at each stage when RequestMacros is
 // on. SETSYMLIST replaces Postfix's own lists for those stages, so it repeats

@@ -148,7 +148,7 @@ func (ss *session) write(p []byte) {
 		return
 	}
 	if ss.builder == nil {
-		ss.builder = ss.srv.scorer.NewBuilder()
+		ss.builder = ss.srv.currentScorer().NewBuilder()
 	}
 	// A spill-file error is remembered by the builder and reported by Finish.
 	_, _ = ss.builder.Write(p)

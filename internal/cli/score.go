@@ -22,9 +22,9 @@ func spamConfig(app *App) spam.Config {
 
 // spamEngine builds an engine on the config's store; without a store (not
 // configured or unavailable) scoring runs without Bayes when optional.
-func spamEngine(ctx context.Context, app *App, needStore bool) (*spam.Engine, error) {
+func spamEngine(ctx context.Context, app *App, needStore bool, extra ...spam.Option) (*spam.Engine, error) {
 	cfg := spamConfig(app)
-	var opts []spam.Option
+	opts := append([]spam.Option(nil), extra...)
 	if app.Log != nil {
 		opts = append(opts, spam.WithLogger(app.Log))
 	}

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"github.com/dovetail-mail/dovetail/lmtpd"
+	"github.com/dovetail-mail/dovetail/milter"
 	"github.com/dovetail-mail/dovetail/policyd"
 	"github.com/dovetail-mail/dovetail/quarantine"
 	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/spam/authcheck"
 )
 
 // Sections holds one config section per component, each owned by its package.
@@ -14,9 +16,12 @@ type Sections struct {
 	Policyd    policyd.Config    `yaml:"policyd"`
 	Lmtpd      lmtpd.Config      `yaml:"lmtpd"`
 	Quarantine quarantine.Config `yaml:"quarantine"`
+	Milter     milter.Config     `yaml:"milter"`
+	Authcheck  authcheck.Config  `yaml:"authcheck"`
 }
 
 func defaultSections() Sections {
 	return Sections{Spam: spam.DefaultConfig(), Policyd: policyd.DefaultConfig(),
-		Lmtpd: lmtpd.DefaultConfig(), Quarantine: quarantine.DefaultConfig()}
+		Lmtpd: lmtpd.DefaultConfig(), Quarantine: quarantine.DefaultConfig(),
+		Milter: milter.DefaultConfig(), Authcheck: authcheck.DefaultConfig()}
 }

@@ -20,12 +20,10 @@ func stubCmd(use string) *cobra.Command {
 	return &cobra.Command{Use: use, Hidden: true, RunE: func(*cobra.Command, []string) error { return errNotBuilt }}
 }
 
-func newAuthdCmd(*App) *cobra.Command  { return stubCmd("authd") }
-func newMilterCmd(*App) *cobra.Command { return stubCmd("milter") }
-func newSieveCmd(*App) *cobra.Command  { return stubCmd("sieve") }
+func newAuthdCmd(*App) *cobra.Command { return stubCmd("authd") }
+func newSieveCmd(*App) *cobra.Command { return stubCmd("sieve") }
 
-func buildAuthd(context.Context, *App) (*daemon.Unit, error)  { return nil, errNotBuilt }
-func buildMilter(context.Context, *App) (*daemon.Unit, error) { return nil, errNotBuilt }
+func buildAuthd(context.Context, *App) (*daemon.Unit, error) { return nil, errNotBuilt }
 
 func openDirectory(context.Context, *App) (directory.Directory, error) { return nil, errNotBuilt }
 func openStore(context.Context, *App) (store.Store, error)             { return nil, errNotBuilt }
