@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/dovetail-mail/dovetail/directory"
+	diropen "github.com/dovetail-mail/dovetail/directory/open"
 	"github.com/dovetail-mail/dovetail/store"
 )
 
@@ -39,4 +40,8 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 		}
 	})
 	return a.be.st, a.be.storeErr
+}
+
+func openDirectory(ctx context.Context, a *App) (directory.Directory, error) {
+	return diropen.Open(ctx, a.Config().Directory, a.Log)
 }

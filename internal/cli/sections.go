@@ -1,6 +1,7 @@
 package cli
 
 import (
+	diropen "github.com/dovetail-mail/dovetail/directory/open"
 	"github.com/dovetail-mail/dovetail/lmtpd"
 	"github.com/dovetail-mail/dovetail/milter"
 	"github.com/dovetail-mail/dovetail/policyd"
@@ -12,6 +13,7 @@ import (
 // Sections holds one config section per component, each owned by its package.
 // Add a section here when a package grows a Config (yaml key = package name).
 type Sections struct {
+	Directory  diropen.Config    `yaml:"directory"`
 	Spam       spam.Config       `yaml:"spam"`
 	Policyd    policyd.Config    `yaml:"policyd"`
 	Lmtpd      lmtpd.Config      `yaml:"lmtpd"`
@@ -21,7 +23,7 @@ type Sections struct {
 }
 
 func defaultSections() Sections {
-	return Sections{Spam: spam.DefaultConfig(), Policyd: policyd.DefaultConfig(),
+	return Sections{Directory: diropen.DefaultConfig(), Spam: spam.DefaultConfig(), Policyd: policyd.DefaultConfig(),
 		Lmtpd: lmtpd.DefaultConfig(), Quarantine: quarantine.DefaultConfig(),
 		Milter: milter.DefaultConfig(), Authcheck: authcheck.DefaultConfig()}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/internal/daemon"
 	"github.com/dovetail-mail/dovetail/store"
 )
@@ -25,5 +24,4 @@ func newSieveCmd(*App) *cobra.Command { return stubCmd("sieve") }
 
 func buildAuthd(context.Context, *App) (*daemon.Unit, error) { return nil, errNotBuilt }
 
-func openDirectory(context.Context, *App) (directory.Directory, error) { return nil, errNotBuilt }
-func openStore(context.Context, *App) (store.Store, error)             { return nil, errNotBuilt }
+func openStore(context.Context, *App) (store.Store, error) { return nil, errNotBuilt }
