@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// loadResult is one JSON line, with the fields of the peers' policy_bench.py.
+type loadResult struct {
+	Target         string         `json:"target"`
+	Requests       int            `json:"requests"`
+	Connections    int            `json:"connections"`
+	TargetRate     float64        `json:"target_rate,omitempty"`
+	WallS          float64        `json:"wall_s"`
+	RequestsPerS   float64        `json:"requests_per_s"`
+	P50Ms          float64        `json:"p50_ms"`
+	P99Ms          float64        `json:"p99_ms"`
+	P999Ms         float64        `json:"p999_ms"`
+	MaxMs          float64        `json:"max_ms"`
+	Actions        map[string]int `json:"actions"`
+	ConnectErrors  int            `json:"connect_errors,omitempty"`
+	ProtocolErrors int            `json:"protocol_errors,omitempty"`
+}
+
+// runLoad replays a request stream over persistent connections, one request in
+// flight per connection, round-robin like policy_bench.py (request i goes to
+// connection i mod c). With -rate each connection paces its sends on a fixed
+// schedule (open loop) and latency is measured from the scheduled send time, so
+// a stall shows up in the percentiles instead of silently lowering the rate.
+func runLoad(args []string) error {
+	fs := flag.NewFlagSet("load", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:10040", "policy server address")
+	streamFile := fs.String("stream", "", "request stream file (requests separated by blank lines)")
+	conns := fs.Int("conns", 1, "concurrent connections")
+	n := fs.Int("n", 0, "requests to send (0 = the whole stream)")
+	rate := fs.Float64("rate", 0, "total requests/s (0 = as fast as possible)")
+	target := fs.String("target", "", "label for the JSON output")
+	_ = fs.Parse(args)
+	reqs, err := readStream(*streamFile)
+	if err != nil {
+		return err
+	}
+	if *n > 0 && *n < len(reqs) {
+		reqs = reqs[:*n]
+	}
+	c := *conns
+	per := make([][][]byte, c)
+	for i, r := range reqs {
+		per[i%c] = append(per[i%c], r)
+	}
+	nets := make([]net.Conn, c)
+	for i := range nets {
+		if nets[i], err = net.Dial("tcp", *addr); err != nil {
+			return fmt.Errorf("connect %s: %w", *addr, err)
+		}
+		defer nets[i].Close()
+	}
+	type out struct {
+		lat     []time.Duration
+		actions map[string]int
+		err     error
+	}
+	results := make([]out, c)
+	var ready, wg sync.WaitGroup
+	startGate := make(chan struct{})
+	ready.Add(c)
+	wg.Add(c)
+	var start time.Time
+	for i := 0; i < c; i++ {
+		go func(i int) {
+			defer wg.Done()
+			nc := nets[i]
+			br := bufio.NewReaderSize(nc, 4096)
+			o := out{actions: map[string]int{}, lat: make([]time.Duration, 0, len(per[i]))}
+			var interval time.Duration
+			if *rate > 0 {
+				interval = time.Duration(float64(c) / *rate * float64(time.Second))
+			}
+			ready.Done()
+			<-startGate
+			// Stagger the connections' schedules across one interval.
+			base := start.Add(interval * time.Duration(i) / time.Duration(c))
+			for k, r := range per[i] {
+				t0 := time.Now()
+				if interval > 0 {
+					sched := base.Add(interval * time.Duration(k))
+					if d := time.Until(sched); d > 0 {
+						time.Sleep(d)
+					}
+					t0 = sched
+				}
+				if _, err := nc.Write(r); err != nil {
+					o.err = err
+					break
+				}
+				action, err := readReply(br)
+				if err != nil {
+					o.err = err
+					break
+				}
+				o.lat = append(o.lat, time.Since(t0))
+				verb, _, _ := strings.Cut(action, " ")
+				o.actions[verb]++
+			}
+			results[i] = o
+		}(i)
+	}
+	ready.Wait()
+	start = time.Now()
+	close(startGate)
+	wg.Wait()
+	wall := time.Since(start)
+	var lat []time.Duration
+	res := loadResult{Target: *target, Connections: c, TargetRate: *rate, Actions: map[string]int{}}
+	for _, o := range results {
+		if o.err != nil {
+			return fmt.Errorf("connection failed: %w", o.err)
+		}
+		lat = append(lat, o.lat...)
+		for k, v := range o.actions {
+			res.Actions[k] += v
+		}
+	}
+	slices.Sort(lat)
+	res.Requests = len(lat)
+	res.WallS = round(wall.Seconds(), 3)
+	res.RequestsPerS = round(float64(len(lat))/wall.Seconds(), 1)
+	res.P50Ms = ms(pct(lat, 50))
+	res.P99Ms = ms(pct(lat, 99))
+	res.P999Ms = ms(pct(lat, 99.9))
+	res.MaxMs = ms(lat[len(lat)-1])
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// readReply reads "action=...\n" and the blank line.
+func readReply(br *bufio.Reader) (string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	blank, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if blank != "\n" || !strings.HasPrefix(line, "action=") {
+		return "", fmt.Errorf("bad reply %q %q", line, blank)
+	}
+	return strings.TrimSuffix(line[len("action="):], "\n"), nil
+}
+
+// readStream splits a file of requests, each ending with an empty line.
+func readStream(path string) ([][]byte, error) {
+	if path == "" {
+		return nil, errors.New("-stream is required")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	var reqs [][]byte
+	for len(data) > 0 {
+		i := bytes.Index(data, []byte("\n\n"))
+		if i < 0 {
+			return nil, fmt.Errorf("%s: trailing data without a blank line", path)
+		}
+		reqs = append(reqs, data[:i+2])
+		data = data[i+2:]
+	}
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("%s: no requests", path)
+	}
+	return reqs, nil
+}
+
+// pct is the nearest-rank percentile, as policy_bench.py computes it.
+func pct(v []time.Duration, p float64) time.Duration {
+	k := int(p/100*float64(len(v))+0.5) - 1
+	k = max(0, min(len(v)-1, k))
+	return v[k]
+}
+
+func ms(d time.Duration) float64 { return round(float64(d)/1e6, 3) }
+
+func round(f float64, places int) float64 {
+	m := 1.0
+	for range places {
+		m *= 10
+	}
+	return float64(int64(f*m+0.5)) / m
+}
