@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -188,7 +189,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		for c := range s.conns {
 			if c.idle(50 * time.Millisecond) {
-				c.Close()
+				c.shutdown()
 			}
 		}
 		s.mu.Unlock()
@@ -200,7 +201,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.mu.Lock()
 			for c := range s.conns {
-				c.Close()
+				c.shutdown()
 			}
 			s.mu.Unlock()
 			return ctx.Err()
@@ -238,6 +239,7 @@ type trackedConn struct {
 	srv    *Server
 	last   atomic.Int64 // unix nanos of the last read or write
 	inMsg  atomic.Bool
+	shut   atomic.Bool // closed by Shutdown: reads end with io.EOF
 	closed sync.Once
 }
 
@@ -250,7 +252,18 @@ func (c *trackedConn) idle(d time.Duration) bool {
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.touch()
+	if err != nil && c.shut.Load() {
+		// go-milter logs every read error but EOF through the global logger;
+		// a connection we closed on purpose is a normal end.
+		err = io.EOF
+	}
 	return n, err
+}
+
+// shutdown closes the connection on purpose.
+func (c *trackedConn) shutdown() {
+	c.shut.Store(true)
+	c.Close()
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
