@@ -12,10 +12,10 @@ func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) 
 	if len(deltas) == 0 {
 		return s.alive(ctx, "hincr")
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		st := tx.StmtContext(ctx, s.st.hincr)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		st := tx.Stmt(s.st.hincr)
 		for f, d := range deltas {
-			if _, err := st.ExecContext(ctx, sql.Named("key", key), sql.Named("field", f), sql.Named("n", d)); err != nil {
+			if _, err := st.Exec(sql.Named("key", key), sql.Named("field", f), sql.Named("n", d)); err != nil {
 				return err
 			}
 		}
@@ -77,16 +77,16 @@ func (s *Store) hgetBatch(ctx context.Context, st *sql.Stmt, args []any, out map
 // keeps the current one. An expired set is emptied before members are added.
 func (s *Store) SAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
 	now := s.nowMS()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		var kind, expires int64
-		err := tx.StmtContext(ctx, s.st.setMeta).QueryRowContext(ctx, sql.Named("key", key)).Scan(&kind, &expires)
+		err := tx.Stmt(s.st.setMeta).QueryRow(sql.Named("key", key)).Scan(&kind, &expires)
 		exists := err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		isLive := exists && kind == kindSet && (expires == 0 || expires > now)
 		if exists && !isLive {
-			if _, err := tx.StmtContext(ctx, s.st.setClear).ExecContext(ctx, sql.Named("key", key)); err != nil {
+			if _, err := tx.Stmt(s.st.setClear).Exec(sql.Named("key", key)); err != nil {
 				return err
 			}
 		}
@@ -95,13 +95,13 @@ func (s *Store) SAdd(ctx context.Context, key string, ttl time.Duration, members
 			exp = expires
 		}
 		if !isLive || exp != expires {
-			if _, err := tx.StmtContext(ctx, s.st.setParent).ExecContext(ctx, sql.Named("key", key), sql.Named("expires", exp)); err != nil {
+			if _, err := tx.Stmt(s.st.setParent).Exec(sql.Named("key", key), sql.Named("expires", exp)); err != nil {
 				return err
 			}
 		}
-		st := tx.StmtContext(ctx, s.st.setAdd)
+		st := tx.Stmt(s.st.setAdd)
 		for _, m := range members {
-			if _, err := st.ExecContext(ctx, sql.Named("key", key), sql.Named("member", m)); err != nil {
+			if _, err := st.Exec(sql.Named("key", key), sql.Named("member", m)); err != nil {
 				return err
 			}
 		}

@@ -30,8 +30,11 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if value == nil {
 		value = []byte{}
 	}
-	_, err := s.st.set.ExecContext(ctx, sql.Named("key", key), sql.Named("value", value),
-		sql.Named("expires", s.expiry(ttl)))
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Stmt(s.st.set).Exec(sql.Named("key", key), sql.Named("value", value),
+			sql.Named("expires", s.expiry(ttl)))
+		return err
+	})
 	if err != nil {
 		return fail(ctx, "set", err)
 	}
@@ -43,16 +46,21 @@ func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Du
 	if value == nil {
 		value = []byte{}
 	}
-	res, err := s.st.setNX.ExecContext(ctx, sql.Named("key", key), sql.Named("value", value),
-		sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS()))
+	var stored bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.Stmt(s.st.setNX).Exec(sql.Named("key", key), sql.Named("value", value),
+			sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS()))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		stored = n > 0
+		return err
+	})
 	if err != nil {
 		return false, fail(ctx, "setnx", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fail(ctx, "setnx", err)
-	}
-	return n > 0, nil
+	return stored, nil
 }
 
 // Delete removes keys of every kind; missing keys are not an error.
@@ -60,10 +68,10 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return s.alive(ctx, "delete")
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		for _, k := range keys {
 			for _, st := range []*sql.Stmt{s.st.delKV, s.st.delHash, s.st.delSet} {
-				if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, sql.Named("key", k)); err != nil {
+				if _, err := tx.Stmt(st).Exec(sql.Named("key", k)); err != nil {
 					return err
 				}
 			}
@@ -80,8 +88,10 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // created (or restarted after expiring) and is left alone afterwards.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	var n int64
-	err := s.st.incr.QueryRowContext(ctx, sql.Named("key", key), sql.Named("delta", delta),
-		sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS())).Scan(&n)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.Stmt(s.st.incr).QueryRow(sql.Named("key", key), sql.Named("delta", delta),
+			sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS())).Scan(&n)
+	})
 	if err != nil {
 		return 0, fail(ctx, "incr", err)
 	}

@@ -57,8 +57,10 @@ type Store struct {
 	st     stmts
 	now    func() time.Time
 	log    *slog.Logger
+	ops    chan *writeOp
 	stop   chan struct{}
-	done   chan struct{}
+	done   chan struct{} // sweep stopped
+	wdone  chan struct{} // writer stopped
 	closer sync.Once
 	cerr   error
 	closed atomic.Bool
@@ -100,7 +102,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 
-	s := &Store{now: opts.Now, log: opts.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{now: opts.Now, log: opts.Logger, ops: make(chan *writeOp, 4*maxBatch),
+		stop: make(chan struct{}), done: make(chan struct{}), wdone: make(chan struct{})}
 	busy := fmt.Sprint(opts.BusyTimeout.Milliseconds())
 	s.w, err = sql.Open("sqlite", dsn(path, url.Values{
 		"_busy_timeout": {busy},
@@ -133,6 +136,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: %s: prepare: %w: %w", path, store.ErrUnavailable, err)
 	}
+	go s.writer()
 	if opts.SweepInterval > 0 {
 		go s.sweepLoop(opts.SweepInterval)
 	} else {
@@ -165,6 +169,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.stop)
 		<-s.done
+		<-s.wdone
 		// A final checkpoint folds the WAL back into the main file, so a copied
 		// state.db is complete; failure only leaves a WAL SQLite replays on open.
 		_, _ = s.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -193,7 +198,7 @@ func fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("sqlite %s: %w: %w", op, store.ErrUnavailable, err)
 }
 
-// tx runs fn in a write transaction (BEGIN IMMEDIATE: the write lock is taken up
+// tx runs fn in a write transaction on the writer connection (BEGIN IMMEDIATE: the write lock is taken up
 // front, so two processes never deadlock upgrading read locks).
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)

@@ -1,7 +1,14 @@
 package sqlite_test
 
 import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,4 +34,202 @@ func TestConformance(t *testing.T) {
 	storetest.RunWithClock(t, func(t *testing.T, now func() time.Time) store.Store {
 		return open(t, sqlite.Options{Now: now, SweepInterval: -1})
 	})
+}
+
+// clock is a settable test clock.
+type clock struct{ t atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.t.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *clock) now() time.Time          { return time.Unix(0, c.t.Load()) }
+func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
+
+func TestSweepDeletesExpiredRows(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, sqlite.Options{Path: path, Now: c.now, SweepInterval: -1})
+	ctx := t.Context()
+	for i := range 1200 { // more than one sweep batch
+		if err := s.Set(ctx, fmt.Sprintf("k%d", i), []byte("v"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SAdd(ctx, "set", time.Minute, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "forever", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("Sweep before expiry = %d, %v; want 0", n, err)
+	}
+	c.advance(time.Minute)
+	n, err := s.Sweep(ctx)
+	if err != nil || n != 1201 {
+		t.Fatalf("Sweep = %d, %v; want 1201", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var kv, members int
+	if err := db.QueryRow("SELECT (SELECT count(*) FROM kv), (SELECT count(*) FROM sets)").Scan(&kv, &members); err != nil {
+		t.Fatal(err)
+	}
+	if kv != 1 || members != 0 {
+		t.Fatalf("after sweep: %d kv rows, %d set members; want 1, 0", kv, members)
+	}
+}
+
+func TestPeriodicSweepStopsOnClose(t *testing.T) {
+	c := newClock()
+	s := open(t, sqlite.Options{Now: c.now, SweepInterval: 5 * time.Millisecond})
+	if err := s.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.advance(time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := s.Sweep(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 { // the periodic sweep got there first (or we did: both fine)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sweep never ran")
+		}
+	}
+	done := make(chan error)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not stop the sweep")
+	}
+}
+
+// TestTwoStoresOneFile: two Stores on one file stand for two dovetail processes
+// (policyd and lmtpd on one host); increments from both are counted exactly.
+func TestTwoStoresOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	a := open(t, sqlite.Options{Path: path})
+	b := open(t, sqlite.Options{Path: path})
+	var wg sync.WaitGroup
+	for _, s := range []*sqlite.Store{a, b, a, b} {
+		wg.Go(func() {
+			for range 100 {
+				if _, err := s.Incr(t.Context(), "ctr", 1, time.Hour); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.WindowAdd(t.Context(), "win", time.Now(), time.Hour, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n, err := a.Incr(t.Context(), "ctr", 0, 0); err != nil || n != 400 {
+		t.Fatalf("counter = %d, %v; want 400", n, err)
+	}
+	if n, err := b.WindowAdd(t.Context(), "win", time.Now(), time.Hour, 0); err != nil || n != 400 {
+		t.Fatalf("window = %d, %v; want 400", n, err)
+	}
+}
+
+func TestReopenKeepsDataAndSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, sqlite.Options{Path: path})
+	if err := s.Set(t.Context(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, sqlite.Options{Path: path})
+	if v, err := s.Get(t.Context(), "k"); err != nil || string(v) != "v" {
+		t.Fatalf("Get after reopen = %q, %v", v, err)
+	}
+	s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode = %v, want 0600", fi.Mode().Perm())
+	}
+
+	// A file from a newer dovetail is refused, not downgraded.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = sqlite.Open(t.Context(), sqlite.Options{Path: path})
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open of a newer schema: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := sqlite.Open(t.Context(), sqlite.Options{}); err == nil {
+		t.Error("Open without a path succeeded")
+	}
+	_, err := sqlite.Open(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "no", "such", "dir", "state.db")})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Open in a missing dir: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a dir?with#odd%chars")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, sqlite.Options{Path: filepath.Join(dir, "state.db")})
+	if err := s.Set(t.Context(), "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(dir, "state.db")); err != nil {
+		t.Fatalf("database not at the configured path: %v", err)
+	}
+}
+
+func TestCorruptWindowIsReplaced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, sqlite.Options{Path: path})
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("INSERT INTO kv (key, kind, value, expires) VALUES ('w', 2, x'ffffffff', 0)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WindowAdd(t.Context(), "w", time.Now(), time.Minute, 0); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("reading a corrupt window: %v, want ErrUnavailable", err)
+	}
+	if n, err := s.WindowAdd(t.Context(), "w", time.Now(), time.Minute, 2); err != nil || n != 2 {
+		t.Fatalf("writing over a corrupt window = %d, %v; want 2", n, err)
+	}
+}
+
+// BenchmarkStore: go test -run '^$' -bench . -benchtime 2s ./store/sqlite
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, open(b, sqlite.Options{}))
 }

@@ -109,9 +109,9 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 		return total, nil
 	}
 	var total int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		var raw []byte
-		err := tx.StmtContext(ctx, s.st.winRead).QueryRowContext(ctx, args...).Scan(&raw)
+		err := tx.Stmt(s.st.winRead).QueryRow(args...).Scan(&raw)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -123,7 +123,7 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 		}
 		bs, total = addEvents(bs, nowMS, winMS, n)
 		// The row outlives its newest event by one window, on the store clock.
-		_, err = tx.StmtContext(ctx, s.st.winWrite).ExecContext(ctx, sql.Named("key", key),
+		_, err = tx.Stmt(s.st.winWrite).Exec(sql.Named("key", key),
 			sql.Named("value", encodeBuckets(bs)), sql.Named("expires", s.expiry(window)))
 		return err
 	})
