@@ -1,0 +1,79 @@
+package authd
+
+import (
+	"sync"
+	"time"
+)
+
+// penalty slows password guessing like Dovecot's auth_penalty: each failure
+// for the same remote IP + login doubles the delay before the FAIL reply, from
+// base up to max (kept well below Postfix's 10 s auth timeout); a success or
+// forget time without failures resets it. The table is bounded.
+type penalty struct {
+	mu     sync.Mutex
+	base   time.Duration
+	max    time.Duration
+	forget time.Duration
+	limit  int
+	m      map[string]*penEntry
+	now    func() time.Time
+}
+
+type penEntry struct {
+	failures int
+	last     time.Time
+}
+
+const penaltyTableLimit = 100_000
+
+func newPenalty(base, max time.Duration) *penalty {
+	return &penalty{base: base, max: max, forget: 15 * time.Minute, limit: penaltyTableLimit,
+		m: map[string]*penEntry{}, now: time.Now}
+}
+
+func penaltyKey(rip, login string) string { return rip + "\x00" + login }
+
+// fail records a failure and returns how long to delay its reply.
+func (p *penalty) fail(key string) time.Duration {
+	if p.base <= 0 {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	e := p.m[key]
+	if e == nil || now.Sub(e.last) > p.forget {
+		if len(p.m) >= p.limit {
+			p.sweep(now)
+		}
+		e = &penEntry{}
+		p.m[key] = e
+	}
+	e.failures++
+	e.last = now
+	d := p.base
+	for i := 1; i < e.failures && d < p.max; i++ {
+		d *= 2
+	}
+	return min(d, p.max)
+}
+
+// success clears the key's failures.
+func (p *penalty) success(key string) {
+	p.mu.Lock()
+	delete(p.m, key)
+	p.mu.Unlock()
+}
+
+// sweep drops stale entries; if the table is still full (an attack from many
+// addresses), it is cleared rather than allowed to grow without bound.
+func (p *penalty) sweep(now time.Time) {
+	for k, e := range p.m {
+		if now.Sub(e.last) > p.forget {
+			delete(p.m, k)
+		}
+	}
+	if len(p.m) >= p.limit {
+		p.m = map[string]*penEntry{}
+	}
+}

@@ -1,0 +1,317 @@
+// Package authd serves the Dovecot auth-client protocol, the one Postfix speaks
+// with smtpd_sasl_type = dovecot, and answers from a directory (static users
+// file or LDAP). It is a drop-in for Dovecot's auth socket for SMTP AUTH.
+//
+// Behaviour that Postfix relies on (see shared guides/protocols.md §1): the MECH
+// lines come before SPID; OK always carries user=; every FAIL becomes a 535 in
+// Postfix and only a closed connection becomes a 454, so when the directory is
+// unavailable the connection is closed (OnUnavailable: disconnect).
+package authd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/directory/password"
+)
+
+// Server is one authd instance. Create it with New, run it with Serve.
+type Server struct {
+	cfg      Config
+	dir      directory.Directory
+	secrets  directory.SecretReader // nil: no CRAM-MD5/SCRAM
+	log      *slog.Logger
+	m        *metrics
+	mechs    []string        // advertised, in order
+	offered  map[string]bool // advertised set
+	hostname string
+	cache    *cache
+	pen      *penalty
+
+	ctx    context.Context // cancelled when Shutdown gives up waiting
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+	active    atomic.Int64
+	cuid      atomic.Uint32
+}
+
+// New builds a server over dir. reg may be nil (no metrics), log may be nil.
+func New(cfg Config, dir directory.Directory, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("authd: %w", err)
+	}
+	if dir == nil {
+		return nil, errors.New("authd: no directory")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, dir: dir, log: log, m: newMetrics(reg), offered: map[string]bool{},
+		hostname: cfg.Hostname, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
+		pen: newPenalty(cfg.FailureDelay.D(), cfg.FailureDelayMax.D()),
+	}
+	if sr, ok := dir.(directory.SecretReader); ok {
+		s.secrets = sr
+	}
+	for _, m := range cfg.Mechanisms {
+		m = strings.ToUpper(m)
+		if s.offered[m] {
+			continue
+		}
+		if needsSecret[m] && s.secrets == nil {
+			log.Info("mechanism not offered: the directory cannot read stored passwords (LDAP auth-bind)", "mechanism", m)
+			continue
+		}
+		s.offered[m] = true
+		s.mechs = append(s.mechs, m)
+	}
+	if len(s.mechs) == 0 {
+		return nil, errors.New("authd: no usable mechanism for this directory (add PLAIN or LOGIN)")
+	}
+	if s.hostname == "" {
+		s.hostname, _ = os.Hostname()
+		if s.hostname == "" {
+			s.hostname = "localhost"
+		}
+	}
+	if cfg.CacheSize > 0 && cfg.CacheTTL > 0 {
+		s.cache = newCache(cfg.CacheTTL.D(), cfg.CacheNegativeTTL.D(), int64(cfg.CacheSize))
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Mechanisms returns the advertised mechanisms.
+func (s *Server) Mechanisms() []string { return append([]string(nil), s.mechs...) }
+
+// FlushCache forgets every cached verdict (call on reload).
+func (s *Server) FlushCache() {
+	if s.cache != nil {
+		s.cache.flush()
+	}
+}
+
+// Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var tempDelay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return fmt.Errorf("authd: accept: %w", err)
+		}
+		tempDelay = 0
+		if s.active.Load() >= int64(s.cfg.MaxConnections) {
+			s.m.rejected.Inc()
+			s.log.Warn("too many connections; closing a new one", "max_connections", s.cfg.MaxConnections, "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.active.Add(1)
+		s.m.conns.Inc()
+		go func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				s.active.Add(-1)
+				s.m.conns.Dec()
+				s.wg.Done()
+			}()
+			c.serve()
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets requests in progress finish until ctx ends,
+// then closes every connection. Idle connections are closed at once: Postfix
+// reconnects to the next instance.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.closeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	ticker := time.NewTicker(50 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-done:
+			s.cancel()
+			return nil
+		case <-ticker.C:
+			s.mu.Lock()
+			for c := range s.conns {
+				c.closeIfIdle()
+			}
+			s.mu.Unlock()
+		case <-ctx.Done():
+			s.cancel() // abort directory calls and penalty sleeps
+			s.mu.Lock()
+			for c := range s.conns {
+				c.close()
+			}
+			s.mu.Unlock()
+			<-done
+			return ctx.Err()
+		}
+	}
+}
+
+// checkPlain verifies a login/password pair (PLAIN, LOGIN) through the cache
+// and the directory.
+func (s *Server) checkPlain(ctx context.Context, login, pw string) outcome {
+	if login == "" || len(login) > 512 || strings.ContainsRune(login, 0) {
+		return fail(login, "invalid user name")
+	}
+	if pw == "" {
+		return fail(login, "empty password")
+	}
+	var key [32]byte
+	if s.cache.enabled() {
+		key = s.cache.keyFor(login, pw)
+		if user, ok, found := s.cache.get(key); found {
+			s.m.cacheHits.Inc()
+			if ok {
+				o := s.accepted(login, user)
+				o.cached = true
+				return o
+			}
+			o := fail(login, "cached failure")
+			o.cached = true
+			return o
+		}
+		s.m.cacheMisses.Inc()
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LookupTimeout.D())
+	defer cancel()
+	u, err := s.dir.Authenticate(lctx, login, pw)
+	if err == nil && (u == nil || !u.Enabled) {
+		err = fmt.Errorf("directory returned a disabled user: %w", directory.ErrDisabled) // belt and braces
+	}
+	switch {
+	case err == nil:
+		user := u.Login
+		if user == "" {
+			user = login
+		}
+		if s.cache.enabled() {
+			s.cache.put(key, login, user, true)
+		}
+		return s.accepted(login, user)
+	case errors.Is(err, directory.ErrDisabled):
+		if s.cache.enabled() {
+			s.cache.forget(login)
+			s.cache.put(key, login, "", false)
+		}
+		return outcome{kind: kindFail, login: login, err: err}
+	case errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrNotFound):
+		if s.cache.enabled() {
+			s.cache.put(key, login, "", false)
+		}
+		return outcome{kind: kindFail, login: login, err: err}
+	}
+	// ErrUnavailable and anything unexpected: temporary, never cached.
+	return outcome{kind: kindTemp, login: login, err: err}
+}
+
+// secret fetches the stored password entry for challenge-response mechanisms.
+// On success the outcome is kindOK with user set (nothing is sent yet).
+func (s *Server) secret(ctx context.Context, login, mech string) (password.Entry, outcome) {
+	if s.secrets == nil {
+		return password.Entry{}, fail(login, "directory cannot serve "+mech)
+	}
+	if login == "" || len(login) > 512 || strings.ContainsRune(login, 0) {
+		return password.Entry{}, fail(login, "invalid user name")
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.LookupTimeout.D())
+	defer cancel()
+	scheme, data, u, err := s.secrets.StoredPassword(lctx, login)
+	switch {
+	case err == nil:
+	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrDisabled):
+		return password.Entry{}, outcome{kind: kindFail, login: login, err: err}
+	default:
+		return password.Entry{}, outcome{kind: kindTemp, login: login, err: err}
+	}
+	if u == nil || !u.Enabled {
+		// Checked before the exchange completes: a disabled user never gets OK.
+		return password.Entry{}, outcome{kind: kindFail, login: login, err: directory.ErrDisabled}
+	}
+	stored := data
+	if scheme != "" {
+		stored = "{" + scheme + "}" + data
+	}
+	e, err := password.Parse(stored, "")
+	if err != nil || !e.PlaintextEquivalent(mech) {
+		return password.Entry{}, fail(login, "stored password scheme cannot serve "+mech)
+	}
+	user := u.Login
+	if user == "" {
+		user = login
+	}
+	return e, outcome{kind: kindOK, login: login, user: user}
+}
+
+// accepted builds the OK outcome.
+func (s *Server) accepted(login, user string) outcome {
+	return outcome{kind: kindOK, login: login, user: user}
+}
