@@ -28,7 +28,6 @@ type scramMech struct {
 	serverFirst string
 	nonce       string
 	creds       password.SCRAMCredentials
-	serverFinal []byte
 }
 
 func (m *scramMech) step(ctx context.Context, in []byte, has bool) outcome {
