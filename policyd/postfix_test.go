@@ -1,12 +1,15 @@
 package policyd
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/foxcpp/go-mockdns"
 
+	"github.com/dovetail-mail/dovetail/directory/static"
 	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/store/mem"
@@ -42,7 +45,20 @@ func TestPostfixEndToEnd(t *testing.T) {
 	dns := &mockdns.Resolver{Zones: map[string]mockdns.Zone{
 		"spf-fail.example.": {TXT: []string{"v=spf1 ip4:192.0.2.0/24 -all"}},
 	}}
-	ts := startServer(t, cfg, Deps{Store: mem.New(), Directory: testDir(), Resolver: dns})
+	users := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(users, []byte(
+		"alice:{PLAIN}pw:8:8::::mail=alice@example.com,postmaster@example.com\n"+
+			"bob:{PLAIN}pw:8:8::::mail=bob@example.com status=invalid\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scfg := static.DefaultConfig()
+	scfg.Path = users
+	dir, err := static.New(scfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	ts := startServer(t, cfg, Deps{Store: mem.New(), Directory: dir, Resolver: dns})
 
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
 		PolicyService: "inet:" + ts.addr,
