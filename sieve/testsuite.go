@@ -56,6 +56,7 @@ type suiteRunner struct {
 	smtp      []sentMsg
 	testName  string
 	scriptEnv *Env
+	notified  map[string]bool
 }
 
 func newSuiteRunner(path string, hooks suiteHooks) *suiteRunner {
@@ -64,6 +65,28 @@ func newSuiteRunner(path string, hooks suiteHooks) *suiteRunner {
 	s.envelope = Envelope{From: "sender@example.com", To: "recipient@example.org"}
 	s.resetMailstore()
 	return s
+}
+
+// deriveEnvelope mimics Pigeonhole's testsuite: the envelope follows the
+// message headers (Envelope-To/To, Return-Path/Sender/From).
+func (s *suiteRunner) deriveEnvelope() {
+	first := func(names ...string) string {
+		for _, n := range names {
+			if v := headerValues(s.msg.headers, n); len(v) > 0 {
+				if ps := parseAddressList(v[0]); len(ps) > 0 && ps[0].ok {
+					return ps[0].local + "@" + ps[0].domain
+				}
+			}
+		}
+		return ""
+	}
+	s.envelope = Envelope{To: first("envelope-to", "to"), From: first("return-path", "sender", "from")}
+	if s.envelope.To == "" {
+		s.envelope.To = "recipient@example.com"
+	}
+	if s.envelope.From == "" {
+		s.envelope.From = "sender@example.com"
+	}
 }
 
 func (s *suiteRunner) resetMailstore() {
@@ -118,6 +141,7 @@ func (s *suiteRunner) resetResult() {
 	s.state = newState(s.env())
 	s.executed = 0
 	s.smtp = nil
+	s.notified = nil
 }
 
 // RunSuiteFile compiles and runs a .svtest file.
@@ -180,6 +204,7 @@ func (c *suiteSetCmd) exec(r *run) error {
 	switch strings.ToLower(name) {
 	case "message":
 		s.msg = NewMessage([]byte(val))
+		s.deriveEnvelope()
 		s.state.headers = s.msg.headers
 		s.state.headersEdited = false
 	case "envelope.from":
@@ -471,9 +496,7 @@ func (s *suiteRunner) executeActions(acts []Action) bool {
 			hdr := "X-Sieve-Redirected-From: " + s.envelope.To + "\r\n"
 			s.smtp = append(s.smtp, sentMsg{from: from, to: a.Address, msg: NewMessage(append([]byte(hdr), s.currentDelivered().raw...))})
 		case "vacation", "reject", "notify":
-			if m := s.composeOutgoing(a); m != nil {
-				s.smtp = append(s.smtp, *m)
-			}
+			s.smtp = append(s.smtp, composeOutgoing(s, a)...)
 		}
 	}
 	if !ok {
@@ -518,7 +541,7 @@ func renderMessage(hs []Header, body []byte) []byte {
 
 func farFuture() time.Time { return time.Now().Add(time.Hour) }
 
-func (s *suiteRunner) composeOutgoing(a Action) *sentMsg { return composeOutgoing(s, a) }
+
 
 func init() {
 	commands["test"] = cmdDef{exts: []string{"vnd.dovecot.testsuite"}, block: true, fn: func(c *compiler, n *cmdNode, a *argp) cmd {

@@ -1,0 +1,80 @@
+package sieve
+
+import (
+	"strings"
+	"time"
+)
+
+// RejectMessage builds the MDN-style rejection for a reject action (RFC
+// 5429), sent from the null sender to the envelope sender. ok is false when
+// the envelope sender is null (nothing must be sent).
+func RejectMessage(env *Env, a *Action) (to string, msg []byte, ok bool) {
+	sender := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(env.Envelope.From), "<"), ">")
+	if sender == "" {
+		return "", nil, false
+	}
+	now := time.Now()
+	if env.Now != nil {
+		now = env.Now()
+	}
+	boundary := "dovetail-reject-" + shortHash(sender+a.Reason)
+	var b strings.Builder
+	hdr := func(n, v string) { b.WriteString(n + ": " + v + "\r\n") }
+	hdr("X-Sieve", "dovetail Sieve")
+	hdr("Message-ID", "<dovetail-reject-"+shortHash(now.String()+sender)+"@"+domainOf(env.Envelope.To)+">")
+	hdr("Date", now.Format(time.RFC1123Z))
+	hdr("From", "Mail Delivery Subsystem <Postmaster@"+domainOf(env.Envelope.To)+">")
+	hdr("To", "<"+sender+">")
+	hdr("Subject", "Rejected: "+subjectOf(env.Message))
+	hdr("Auto-Submitted", "auto-replied (rejected)")
+	hdr("Precedence", "bulk")
+	hdr("MIME-Version", "1.0")
+	hdr("Content-Type", "multipart/report; report-type=disposition-notification;\r\n\tboundary=\""+boundary+"\"")
+	b.WriteString("\r\nThis is a MIME-encapsulated message\r\n\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: 8bit\r\n\r\n")
+	b.WriteString("Your message to <" + env.Envelope.To + "> was automatically rejected:\r\n" + a.Reason + "\r\n")
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Type: message/disposition-notification\r\n\r\n")
+	b.WriteString("Reporting-UA: dovetail; Sieve\r\nFinal-Recipient: rfc822; " + env.Envelope.To + "\r\nDisposition: automatic-action/MDN-sent-automatically; deleted\r\n")
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	b.WriteString("Content-Type: message/rfc822\r\n\r\n")
+	b.Write(renderMessage(env.Message.headers, nil))
+	b.WriteString("\r\n--" + boundary + "--\r\n")
+	return sender, []byte(b.String()), true
+}
+
+func subjectOf(m *Message) string {
+	if v := headerValues(m.headers, "subject"); len(v) > 0 {
+		return decodeHeader(v[0])
+	}
+	return ""
+}
+
+func composeOutgoing(s *suiteRunner, a Action) []sentMsg {
+	env := s.env()
+	env.Message = s.msg
+	switch a.Type {
+	case "vacation":
+		to, msg, ok, _ := VacationReply(env, &a)
+		if !ok {
+			return nil
+		}
+		return []sentMsg{{from: "", to: to, msg: NewMessage(msg)}}
+	case "reject":
+		to, msg, ok := RejectMessage(env, &a)
+		if !ok {
+			return nil
+		}
+		return []sentMsg{{from: "", to: to, msg: NewMessage(msg)}}
+	case "notify":
+		if s.notified == nil {
+			s.notified = map[string]bool{}
+		}
+		var out []sentMsg
+		for _, o := range NotifyMessages(env, &a, s.notified) {
+			out = append(out, sentMsg{from: o.From, to: o.To, msg: NewMessage(o.Data)})
+		}
+		return out
+	}
+	return nil
+}
