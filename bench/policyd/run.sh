@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # policyd vs postgrey, side by side on the same request stream (make bench).
 #
-#   bench/policyd/run                      1, 8, 64 connections; postgrey, policyd+SQLite, policyd+Redis
-#   REQS=5000 CONNS="1 8" bench/policyd/run quick run
+#   bench/policyd/run.sh                      1, 8, 64 connections; postgrey, policyd+SQLite, policyd+Redis
+#   REQS=5000 CONNS="1 8" bench/policyd/run.sh quick run
 #   TARGETS="sqlite redis" RATE=5000       subset of targets; RATE = the fixed-rate latency run
 #
 # The stream is the peer's (../shared/peers/policy/policy_bench.py, seed 1: 50 % new
