@@ -117,7 +117,9 @@ func (ss *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Re
 	// lines with bare LF; rebuild the field as it was on the wire.
 	line := name + ": " + strings.ReplaceAll(strings.ReplaceAll(value, "\r\n", "\n"), "\n", "\r\n") + "\r\n"
 	ss.write([]byte(line))
-	return gomilter.RespContinue, nil
+	// SMFIP_NOHREPL is negotiated: the MTA expects no reply per header, and
+	// go-milter writes none for a nil response.
+	return nil, nil
 }
 
 func (ss *session) Headers(h textproto.MIMEHeader, m *gomilter.Modifier) (gomilter.Response, error) {
