@@ -264,7 +264,7 @@ func (c *conn) finish(r *request, o outcome) {
 		c.write("CONT\t" + strconv.FormatUint(uint64(id), 10) + "\t" + base64.StdEncoding.EncodeToString(o.challenge) + "\n")
 		return
 	case kindOK:
-		c.s.pen.success(penaltyKey(r.a.rip, o.login))
+		c.s.pen().success(penaltyKey(r.a.rip, o.login))
 		if !c.done(r, o, "ok") {
 			return
 		}
@@ -272,7 +272,7 @@ func (c *conn) finish(r *request, o outcome) {
 		return
 	case kindFail:
 		if !r.a.noPenalty {
-			if d := c.s.pen.fail(penaltyKey(r.a.rip, o.login)); d > 0 {
+			if d := c.s.pen().fail(penaltyKey(r.a.rip, o.login)); d > 0 {
 				c.s.m.penalties.Inc()
 				t := time.NewTimer(d)
 				select {

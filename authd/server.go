@@ -37,8 +37,8 @@ type Server struct {
 	mechs    []string        // advertised, in order
 	offered  map[string]bool // advertised set
 	hostname string
-	cache    *cache
-	pen      *penalty
+	cacheP   atomic.Pointer[cache]   // swapped on Reload
+	penP     atomic.Pointer[penalty] // swapped on Reload
 
 	ctx    context.Context // cancelled when Shutdown gives up waiting
 	cancel context.CancelFunc
@@ -66,8 +66,8 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger, reg prometheus.R
 	s := &Server{
 		cfg: cfg, dir: dir, log: log, m: newMetrics(reg), offered: map[string]bool{},
 		hostname: cfg.Hostname, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{},
-		pen: newPenalty(cfg.FailureDelay.D(), cfg.FailureDelayMax.D()),
 	}
+	s.penP.Store(newPenalty(cfg.FailureDelay.D(), cfg.FailureDelayMax.D()))
 	if sr, ok := dir.(directory.SecretReader); ok {
 		s.secrets = sr
 	}
@@ -92,9 +92,7 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger, reg prometheus.R
 			s.hostname = "localhost"
 		}
 	}
-	if cfg.CacheSize > 0 && cfg.CacheTTL > 0 {
-		s.cache = newCache(cfg.CacheTTL.D(), cfg.CacheNegativeTTL.D(), int64(cfg.CacheSize))
-	}
+	s.cacheP.Store(newCacheFor(cfg))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -102,11 +100,41 @@ func New(cfg Config, dir directory.Directory, log *slog.Logger, reg prometheus.R
 // Mechanisms returns the advertised mechanisms.
 func (s *Server) Mechanisms() []string { return append([]string(nil), s.mechs...) }
 
-// FlushCache forgets every cached verdict (call on reload).
-func (s *Server) FlushCache() {
-	if s.cache != nil {
-		s.cache.flush()
+func newCacheFor(cfg Config) *cache {
+	if cfg.CacheSize > 0 && cfg.CacheTTL > 0 {
+		return newCache(cfg.CacheTTL.D(), cfg.CacheNegativeTTL.D(), int64(cfg.CacheSize))
 	}
+	return nil
+}
+
+func (s *Server) cache() *cache { return s.cacheP.Load() }
+func (s *Server) pen() *penalty { return s.penP.Load() }
+
+// FlushCache forgets every cached verdict.
+func (s *Server) FlushCache() {
+	if c := s.cache(); c != nil {
+		c.flush()
+	}
+}
+
+// Reload applies a new config (SIGHUP): the cache is rebuilt empty with the new
+// TTLs and size, so directory changes (a disabled user, a new password) take
+// effect at once, and the penalty settings are replaced. The listener,
+// mechanisms and timeouts stay as they were started; changing them needs a
+// restart, which is logged.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("authd: %w", err)
+	}
+	s.cacheP.Store(newCacheFor(cfg))
+	s.penP.Store(newPenalty(cfg.FailureDelay.D(), cfg.FailureDelayMax.D()))
+	if cfg.Listen != s.cfg.Listen || strings.Join(cfg.Mechanisms, ",") != strings.Join(s.cfg.Mechanisms, ",") ||
+		cfg.LookupTimeout != s.cfg.LookupTimeout || cfg.OnUnavailable != s.cfg.OnUnavailable ||
+		cfg.MaxConnections != s.cfg.MaxConnections || cfg.MaxPending != s.cfg.MaxPending ||
+		cfg.RequestTimeout != s.cfg.RequestTimeout || cfg.IdleTimeout != s.cfg.IdleTimeout || cfg.Hostname != s.cfg.Hostname {
+		s.log.Warn("authd: listen, mechanisms, timeouts and limits change only on restart; cache and penalty settings were reloaded")
+	}
+	return nil
 }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
@@ -226,9 +254,10 @@ func (s *Server) checkPlain(ctx context.Context, login, pw string) outcome {
 		return fail(login, "empty password")
 	}
 	var key [32]byte
-	if s.cache.enabled() {
-		key = s.cache.keyFor(login, pw)
-		if user, ok, found := s.cache.get(key); found {
+	cache := s.cache()
+	if cache.enabled() {
+		key = cache.keyFor(login, pw)
+		if user, ok, found := cache.get(key); found {
 			s.m.cacheHits.Inc()
 			if ok {
 				o := s.accepted(login, user)
@@ -253,19 +282,19 @@ func (s *Server) checkPlain(ctx context.Context, login, pw string) outcome {
 		if user == "" {
 			user = login
 		}
-		if s.cache.enabled() {
-			s.cache.put(key, login, user, true)
+		if cache.enabled() {
+			cache.put(key, login, user, true)
 		}
 		return s.accepted(login, user)
 	case errors.Is(err, directory.ErrDisabled):
-		if s.cache.enabled() {
-			s.cache.forget(login)
-			s.cache.put(key, login, "", false)
+		if cache.enabled() {
+			cache.forget(login)
+			cache.put(key, login, "", false)
 		}
 		return outcome{kind: kindFail, login: login, err: err}
 	case errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrNotFound):
-		if s.cache.enabled() {
-			s.cache.put(key, login, "", false)
+		if cache.enabled() {
+			cache.put(key, login, "", false)
 		}
 		return outcome{kind: kindFail, login: login, err: err}
 	}

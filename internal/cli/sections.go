@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"github.com/dovetail-mail/dovetail/authd"
 	diropen "github.com/dovetail-mail/dovetail/directory/open"
 	"github.com/dovetail-mail/dovetail/lmtpd"
 	"github.com/dovetail-mail/dovetail/milter"
@@ -14,6 +15,7 @@ import (
 // Add a section here when a package grows a Config (yaml key = package name).
 type Sections struct {
 	Directory  diropen.Config    `yaml:"directory"`
+	Authd      authd.Config      `yaml:"authd"`
 	Spam       spam.Config       `yaml:"spam"`
 	Policyd    policyd.Config    `yaml:"policyd"`
 	Lmtpd      lmtpd.Config      `yaml:"lmtpd"`
@@ -23,7 +25,7 @@ type Sections struct {
 }
 
 func defaultSections() Sections {
-	return Sections{Directory: diropen.DefaultConfig(), Spam: spam.DefaultConfig(), Policyd: policyd.DefaultConfig(),
+	return Sections{Directory: diropen.DefaultConfig(), Authd: authd.DefaultConfig(), Spam: spam.DefaultConfig(), Policyd: policyd.DefaultConfig(),
 		Lmtpd: lmtpd.DefaultConfig(), Quarantine: quarantine.DefaultConfig(),
 		Milter: milter.DefaultConfig(), Authcheck: authcheck.DefaultConfig()}
 }

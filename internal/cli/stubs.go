@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dovetail-mail/dovetail/internal/daemon"
 	"github.com/dovetail-mail/dovetail/store"
 )
 
@@ -19,9 +18,6 @@ func stubCmd(use string) *cobra.Command {
 	return &cobra.Command{Use: use, Hidden: true, RunE: func(*cobra.Command, []string) error { return errNotBuilt }}
 }
 
-func newAuthdCmd(*App) *cobra.Command { return stubCmd("authd") }
 func newSieveCmd(*App) *cobra.Command { return stubCmd("sieve") }
-
-func buildAuthd(context.Context, *App) (*daemon.Unit, error) { return nil, errNotBuilt }
 
 func openStore(context.Context, *App) (store.Store, error) { return nil, errNotBuilt }
