@@ -554,6 +554,9 @@ func decodeEncChars(kind, body string) (string, bool) {
 			return "", false
 		}
 	}
+	if len(fields) == 0 {
+		return "", false
+	}
 	var b strings.Builder
 	for _, f := range fields {
 		v, err := strconv.ParseUint(f, 16, 32)

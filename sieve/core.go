@@ -337,6 +337,9 @@ type sizeTest struct {
 
 func (t sizeTest) eval(r *run) (bool, error) {
 	sz := int64(r.env.Message.Size())
+	if r.st.headersEdited {
+		sz = int64(len(renderMessage(r.st.headers, r.env.Message.body)))
+	}
 	if t.over {
 		return sz > t.n, nil
 	}

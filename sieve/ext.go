@@ -304,9 +304,6 @@ type environmentTest struct {
 func (t *environmentTest) eval(r *run) (bool, error) {
 	v, ok := r.environment(r.expand(&t.name))
 	if !ok {
-		if t.m.kind == mCount {
-			return t.m.match(r, nil)
-		}
 		return false, nil
 	}
 	return t.m.match(r, []string{v})

@@ -67,6 +67,7 @@ type run struct {
 	incStack []*Script
 	incCount *int
 	onceDone map[*Script]bool
+	reCache  map[string]*compiledRegex
 }
 
 func (r *run) step() error {
@@ -74,7 +75,7 @@ func (r *run) step() error {
 	if *r.steps > r.lim.MaxSteps {
 		return r.runtimeErr("execution exceeded the step limit (%d)", r.lim.MaxSteps)
 	}
-	if *r.steps&1023 == 0 {
+	if *r.steps&15 == 0 {
 		if time.Now().After(r.deadline) {
 			return r.runtimeErr("execution exceeded CPU time limit")
 		}
@@ -170,12 +171,7 @@ func (r *run) getVar(name string) string {
 
 func (r *run) setVar(name, val string) {
 	if len(val) > r.lim.MaxVariableSize {
-		// truncate at a UTF-8 boundary
-		n := r.lim.MaxVariableSize
-		for n > 0 && n < len(val) && val[n]&0xC0 == 0x80 {
-			n--
-		}
-		val = val[:n]
+		val = truncUTF8(val, r.lim.MaxVariableSize)
 	}
 	if strings.HasPrefix(name, "global.") {
 		r.globals[name[7:]] = val
@@ -436,3 +432,14 @@ func (st *execState) result(failed bool) *Result {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// truncUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

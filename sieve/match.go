@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -483,10 +484,21 @@ func (m *matcher) one(r *run, v, k string, ki int) (bool, error) {
 		if m.re != nil && m.re[ki] != nil {
 			re = m.re[ki]
 		} else {
-			var err error
-			re, err = compileRegex(k, m.cmp, r.lim.MaxRegexLen)
-			if err != nil {
-				return false, r.runtimeErr("invalid regular expression '%s': %v", k, err)
+			if re = r.reCache[k]; re == nil {
+				if time.Now().After(r.deadline) {
+					return false, r.runtimeErr("execution exceeded CPU time limit")
+				}
+				var err error
+				re, err = compileRegex(k, m.cmp, r.lim.MaxRegexLen)
+				if err != nil {
+					return false, r.runtimeErr("invalid regular expression '%s': %v", k, err)
+				}
+				if r.reCache == nil {
+					r.reCache = map[string]*compiledRegex{}
+				}
+				if len(r.reCache) < 64 {
+					r.reCache[k] = re
+				}
 			}
 		}
 		if !m.setMV {

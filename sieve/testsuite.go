@@ -122,12 +122,34 @@ func (s *suiteRunner) LoadScript(loc IncludeLocation, name string) ([]byte, erro
 	return b, nil
 }
 
+// limits maps Pigeonhole settings onto Limits.
+func (s *suiteRunner) limits() Limits {
+	l := DefaultLimits()
+	set := func(k string, dst *int) {
+		if v, ok := s.config[k]; ok {
+			if n := atoiDefault(v, -1); n > 0 {
+				*dst = n
+			}
+		}
+	}
+	set("sieve_variables_max_variable_size", &l.MaxVariableSize)
+	set("sieve_variables_max_scope_size", &l.MaxVariables)
+	set("sieve_include_max_includes", &l.MaxIncludes)
+	set("sieve_include_max_nesting_depth", &l.MaxIncludeDepth)
+	set("sieve_max_actions", &l.MaxActions)
+	set("sieve_max_redirects", &l.MaxRedirects)
+	if v, ok := s.config["sieve_max_cpu_time"]; ok {
+		l.MaxCPUTime = parsePeriod(v, l.MaxCPUTime)
+	}
+	return l
+}
+
 func (s *suiteRunner) options() *Options {
-	return &Options{Includes: s, testsuite: nil}
+	return &Options{Includes: s, Limits: s.limits()}
 }
 
 func (s *suiteRunner) env() *Env {
-	return &Env{Message: s.msg, Envelope: s.envelope, Config: s.config, Mailboxes: suiteMailboxes{s}, Environment: map[string]string{}}
+	return &Env{Message: s.msg, Envelope: s.envelope, Config: s.config, Mailboxes: suiteMailboxes{s}, Environment: map[string]string{"name": "Pigeonhole Sieve (dovetail)", "location": "MS", "vnd.dovecot.default-mailbox": "INBOX"}}
 }
 
 type suiteMailboxes struct{ s *suiteRunner }
@@ -235,6 +257,7 @@ func (c *suiteConfigCmd) exec(r *run) error {
 	case "unset":
 		delete(s.config, r.expand(&c.key))
 	}
+	r.lim.MaxVariableSize = s.limits().MaxVariableSize
 	r.env = s.env()
 	return nil
 }
@@ -251,7 +274,7 @@ func (t *suiteCompileTest) eval(r *run) (bool, error) {
 		s.errors = append(s.errors, err.Error())
 		return false, nil
 	}
-	sc, err := Compile(filepath.Base(p), src, &Options{Includes: s})
+	sc, err := Compile(filepath.Base(p), src, s.options())
 	if err != nil {
 		var ce *CompileError
 		if errors.As(err, &ce) {
@@ -308,7 +331,7 @@ func (t *suiteMultiscriptTest) eval(r *run) (bool, error) {
 		if err != nil {
 			return false, nil
 		}
-		sc, err := Compile(filepath.Base(p), src, &Options{Includes: s})
+		sc, err := Compile(filepath.Base(p), src, s.options())
 		if err != nil {
 			return false, nil
 		}

@@ -106,8 +106,34 @@ var _ = url.QueryEscape
 
 func (c *setCmd) exec(r *run) error {
 	v := r.expand(&c.val)
+	max := r.lim.MaxVariableSize
+	if len(v) > max {
+		v = truncUTF8(v, max)
+	}
 	for _, m := range c.mods {
 		v = applyModifier(m, v)
+		if len(v) > max {
+			switch m {
+			case modQuoteWildcard, modQuoteRegex:
+				v = v[:max]
+				// do not split an escape pair
+				n := 0
+				for i := len(v) - 1; i >= 0 && v[i] == '\\'; i-- {
+					n++
+				}
+				if n%2 == 1 {
+					v = v[:len(v)-1]
+				}
+				v = truncUTF8(v, max)
+			case modEncodeURL:
+				v = v[:max]
+				if i := strings.LastIndexByte(v, '%'); i >= 0 && i > len(v)-3 {
+					v = v[:i]
+				}
+			default:
+				v = truncUTF8(v, max)
+			}
+		}
 	}
 	r.setVar(c.name, v)
 	return nil
@@ -225,6 +251,10 @@ func compileString(c *compiler, n *testNode, a *argp) test {
 	}
 	src := a.strList("source")
 	keys := a.strList("key list")
+	if !ms.cmpSet {
+		// Pigeonhole's string test defaults to i;octet
+		ms.cmp, ms.cmpSet = cmpOctet, true
+	}
 	m := c.finishMatch(a, &ms, keys)
 	if m == nil {
 		return nil
