@@ -281,6 +281,8 @@ func (t *suiteCompileTest) eval(r *run) (bool, error) {
 			for _, e := range ce.Errors {
 				s.errors = append(s.errors, e.Msg)
 			}
+			// Pigeonhole reports a final "failed to compile" error
+			s.errors = append(s.errors, "error: validation failed / script compilation failed")
 		} else {
 			s.errors = append(s.errors, err.Error())
 		}
