@@ -155,4 +155,3 @@ func tx(cl *smtp.Client, from string, to []string, msg []byte) error {
 	_, err = w.CloseWithLMTPResponse()
 	return err
 }
-
