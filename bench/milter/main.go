@@ -28,6 +28,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 	gomilter "github.com/emersion/go-milter"
+	"github.com/miekg/dns"
 
 	"github.com/dovetail-mail/dovetail/milter"
 	"github.com/dovetail-mail/dovetail/spam"
@@ -57,7 +58,12 @@ func main() {
 	rspamdAddr := flag.String("rspamd-addr", "", "rspamd milter (proxy) address; empty skips rspamd")
 	conns := flag.String("conns", "1,2", "connection counts")
 	warm := flag.Int("warmup", 50, "messages sent before each measured run")
+	sink := flag.String("dns-sink", "", "only serve a DNS sink answering REFUSED on this UDP/TCP address (for rspamd)")
 	flag.Parse()
+	if *sink != "" {
+		serveSink(*sink)
+		return
+	}
 
 	msgs := load(*corpus, *distinct)
 	if len(msgs) == 0 {
@@ -88,12 +94,12 @@ func main() {
 		targets = append(targets, [2]string{"rspamd", *rspamdAddr})
 	}
 	var cs []int
-	fmt.Sscanf(*conns, "%d,%d", new(int), new(int))
 	for _, c := range []int{1, 2} {
 		if bytes.Contains([]byte(*conns), []byte(fmt.Sprint(c))) {
 			cs = append(cs, c)
 		}
 	}
+
 	out := json.NewEncoder(os.Stdout)
 	for _, c := range cs {
 		for _, t := range targets {
@@ -101,6 +107,21 @@ func main() {
 			out.Encode(run(t[0], t[1], c, msgs, *n))
 		}
 	}
+}
+
+// serveSink answers every DNS query REFUSED at once, so a peer configured to
+// use it never waits on a timeout (the machine has no working resolver).
+func serveSink(addr string) {
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		w.WriteMsg(m)
+	})
+	errc := make(chan error, 2)
+	for _, netw := range []string{"udp", "tcp"} {
+		go func() { errc <- (&dns.Server{Addr: addr, Net: netw, Handler: h}).ListenAndServe() }()
+	}
+	log.Fatal(<-errc)
 }
 
 func load(dir string, n int) []msg {

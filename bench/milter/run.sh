@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Milter-protocol throughput: dovetail's milter vs rspamd's milter (rspamd_proxy,
+# milter = yes, self_scan), same go-milter client, same corpus messages, 1 and 2
+# concurrent MTA connections (make bench).
+#
+#   bench/milter/run.sh                 N=2000 messages per run, both targets
+#   N=500 RSPAMD=0 bench/milter/run.sh  dovetail only
+#
+# Both run rules only (dovetail: default ruleset, Bayes off; rspamd: Debian's
+# stock rules with the peers' offline config from ../shared/peers/spam, Bayes
+# untrained so it abstains). rspamd gets two proxy processes (one per core) and
+# a DNS sink answering REFUSED at once; network checks are off as in the peers'
+# config. Needs root (rspamd drops to _rspamd).
+set -euo pipefail
+export LC_ALL=C
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
+PEER=$SHARED/peers/spam
+N=${N:-2000}; RSPAMD=${RSPAMD:-1}
+log() { printf '[milter-bench %(%T)T] %s\n' -1 "$*" >&2; }
+
+[[ -d $SHARED/corpus/ham ]] || { log "corpus not found under $SHARED (set DOVETAIL_SHARED)"; exit 1; }
+TMP=$(mktemp -d /tmp/mbench.XXXXXX); chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do
+    [[ -n $p ]] && kill -0 "$p" 2>/dev/null && { kill -TERM "$p"; wait "$p" 2>/dev/null || true; }
+  done
+}
+trap 'cleanup; [[ ${KEEP:-0} = 1 ]] && log "kept $TMP" || rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+free_port() { local p; while :; do p=$((20000 + RANDOM % 10000)); port_open "$p" || { echo "$p"; return; }; done; }
+wait_port() { for _ in $(seq 600); do port_open "$1" && return 0; sleep 0.05; done; log "port $1 did not open"; return 1; }
+
+log "building the driver"
+(cd "$ROOT" && go build -o "$TMP/milter-bench" ./bench/milter)
+ARGS=(-corpus "$SHARED/corpus" -n "$N")
+
+if [[ $RSPAMD = 1 ]] && command -v rspamd >/dev/null && command -v redis-server >/dev/null; then
+  DNS_SINK_PORT=$(free_port); REDIS_PORT=$(free_port); RSPAMD_PORT=$(free_port)
+  RSPAMD_CTRL_PORT=$(free_port); RSPAMD_PROXY_PORT=$(free_port)
+  "$TMP/milter-bench" -dns-sink "127.0.0.1:$DNS_SINK_PORT" & PIDS+=($!)
+  mkdir -p "$TMP/redis"
+  render() { sed -e "s|@DNS_SINK_PORT@|$DNS_SINK_PORT|g; s|@REDIS_PORT@|$REDIS_PORT|g; s|@RSPAMD_PORT@|$RSPAMD_PORT|g" \
+                 -e "s|@RSPAMD_CTRL_PORT@|$RSPAMD_CTRL_PORT|g; s|@RSPAMD_PROXY_PORT@|$RSPAMD_PROXY_PORT|g" \
+                 -e "s|@RSPAMD_WORKERS@|1|g; s|@WORK@|$TMP|g" "$1"; }
+  render "$PEER/redis/redis.conf" >"$TMP/redis/redis.conf"
+  redis-server "$TMP/redis/redis.conf" & PIDS+=($!)
+  cp -r "$PEER/rspamd" "$TMP/rspamd"
+  for f in $(find "$TMP/rspamd" -type f); do render "$f" >"$f.tmp" && mv "$f.tmp" "$f"; done
+  # The milter: the proxy in milter mode scanning in-process, one per core.
+  cat >"$TMP/rspamd/override.d/worker-proxy.inc" <<EOF2
+bind_socket = "127.0.0.1:$RSPAMD_PROXY_PORT";
+milter = yes;
+timeout = 120s;
+count = 2;
+upstream "local" {
+  default = yes;
+  self_scan = yes;
+}
+EOF2
+  install -d -o _rspamd -g _rspamd "$TMP/db" "$TMP/run" "$TMP/log"
+  wait_port "$REDIS_PORT"
+  rspamd -f -u _rspamd -g _rspamd -c /etc/rspamd/rspamd.conf \
+    --var="LOCAL_CONFDIR=$TMP/rspamd" --var="DBDIR=$TMP/db" --var="RUNDIR=$TMP/run" --var="LOGDIR=$TMP/log" \
+    >"$TMP/rspamd.out" 2>&1 & PIDS+=($!)
+  log "waiting for rspamd (proxy/milter on $RSPAMD_PROXY_PORT)"
+  wait_port "$RSPAMD_PROXY_PORT" || { tail -20 "$TMP/rspamd.out" "$TMP/log/"* >&2; exit 1; }
+  ARGS+=(-rspamd-addr "127.0.0.1:$RSPAMD_PROXY_PORT")
+else
+  log "rspamd not run (RSPAMD=$RSPAMD or rspamd/redis-server missing)"
+fi
+
+log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+"$TMP/milter-bench" "${ARGS[@]}"
+log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
