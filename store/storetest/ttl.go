@@ -64,7 +64,7 @@ func testTTLSet(t *testing.T, s store.Store, c clock) {
 // created and later increments leave it alone.
 func testTTLIncr(t *testing.T, s store.Store, c clock) {
 	ctx := ctxT(t)
-	const ttl = 300 * time.Millisecond
+	const ttl = 250 * time.Millisecond
 	start := c.Now()
 	mustIncr(t, s, "ttl:ctr", 1, ttl, 1)
 	mustIncr(t, s, "ttl:ctr:forever", 1, 0, 1)
