@@ -515,10 +515,7 @@ func startCmd(cmd *exec.Cmd) error {
 			}
 		}()
 	})
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	setPdeathsig(cmd)
 	r := spawnReq{cmd: cmd, done: make(chan error, 1)}
 	spawnCh <- r
 	return <-r.done
