@@ -334,3 +334,10 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestExpand(t *testing.T) {
+	a := expand(Action{Verb: "REJECT", Text: "{client} says {what} {unknown} {"}, "{client}", "1.2.3.4", "{what}", "hi")
+	if a.Text != "1.2.3.4 says hi {unknown} {" {
+		t.Fatalf("%q", a.Text)
+	}
+}

@@ -175,11 +175,37 @@ func (e *engine) close() {
 	}
 }
 
-// expand replaces {name} placeholders in an action's text.
+// expand replaces {name} placeholders in an action's text; kv holds
+// "{name}", value pairs. Unknown placeholders stay as written.
 func expand(a Action, kv ...string) Action {
-	if !strings.Contains(a.Text, "{") {
+	if strings.IndexByte(a.Text, '{') < 0 {
 		return a
 	}
-	a.Text = strings.NewReplacer(kv...).Replace(a.Text)
+	var b strings.Builder
+	b.Grow(len(a.Text) + 32)
+	t := a.Text
+	for {
+		i := strings.IndexByte(t, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(t[i:], '}')
+		if j < 0 {
+			break
+		}
+		name := t[i : i+j+1]
+		b.WriteString(t[:i])
+		repl := name
+		for k := 0; k+1 < len(kv); k += 2 {
+			if kv[k] == name {
+				repl = kv[k+1]
+				break
+			}
+		}
+		b.WriteString(repl)
+		t = t[i+j+1:]
+	}
+	b.WriteString(t)
+	a.Text = b.String()
 	return a
 }

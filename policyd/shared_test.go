@@ -26,11 +26,11 @@ func sharedLimitConfig() Config {
 // testSharedRateLimit runs two policyd instances on one store, as two MX hosts
 // sharing Redis: alice's messages are spread over both, and the sixth message in
 // the hour is deferred whichever instance sees it; carol is not affected.
-func testSharedRateLimit(t *testing.T, st store.Store) {
+func testSharedRateLimitStores(t *testing.T, sa, sb store.Store) {
 	dir := testDir()
 	dir.users["carol"] = dirUser("carol", "carol@example.com")
-	a := startServer(t, sharedLimitConfig(), Deps{Store: st, Directory: dir})
-	b := startServer(t, sharedLimitConfig(), Deps{Store: st, Directory: dir})
+	a := startServer(t, sharedLimitConfig(), Deps{Store: sa, Directory: dir})
+	b := startServer(t, sharedLimitConfig(), Deps{Store: sb, Directory: dir})
 	ca, cb := a.dial(t), b.dial(t)
 	msg := func(c *client, login, from string, n int) string {
 		// One transaction: two RCPTs with the same instance count as one message.
@@ -70,4 +70,7 @@ func testSharedRateLimit(t *testing.T, st store.Store) {
 	}
 }
 
-func TestSharedRateLimitMem(t *testing.T) { testSharedRateLimit(t, mem.New()) }
+func TestSharedRateLimitMem(t *testing.T) {
+	st := mem.New()
+	testSharedRateLimitStores(t, st, st)
+}
