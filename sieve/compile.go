@@ -60,6 +60,7 @@ type compiler struct {
 	incState   *includeState
 	globals    map[string]bool
 	varNames   map[string]bool
+	varLimitHit bool
 	requireOK  bool // still at the start of the script
 	nestDepth  int
 	inTestFile bool
@@ -435,6 +436,12 @@ func (c *compiler) str(s string, p Pos) strv {
 		if parts[i].name != "" && c.globals[parts[i].name] {
 			parts[i].name = "global." + parts[i].name
 		}
+		if parts[i].name != "" && strings.Contains(parts[i].name, ".") && !c.knownNamespace(parts[i].name) {
+			c.errorf(p, "variable reference '${%s}' uses an unknown namespace", parts[i].name)
+		}
+		if parts[i].name == "" && parts[i].num > c.lim.MaxMatchValues {
+			c.errorf(p, "match value index %d exceeds the maximum (%d)", parts[i].num, c.lim.MaxMatchValues)
+		}
 	}
 	if len(parts) == 1 && parts[0].name == "" && parts[0].num < 0 {
 		return strv{lit: parts[0].lit}
@@ -629,3 +636,16 @@ func validUTF8(s string) bool { return utf8.ValidString(s) }
 var errNotFound = errors.New("not found")
 
 var _ = fmt.Sprintf
+
+func (c *compiler) knownNamespace(name string) bool {
+	ns, _, _ := strings.Cut(name, ".")
+	switch ns {
+	case "global":
+		return c.has("include")
+	case "env":
+		return c.has("vnd.dovecot.environment")
+	case "tst":
+		return c.opts.testsuite != nil
+	}
+	return false
+}

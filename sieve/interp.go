@@ -266,7 +266,7 @@ func (r *run) addAction(a *Action, cancelsKeep bool) error {
 		if (o.Type == "reject" || o.Type == "ereject") && (isStore(a) || a.Type == "redirect") && !(a.Type == "keep" && false) {
 			return r.runtimeErr("%s action conflicts with earlier %s action", a.Type, o.Type)
 		}
-		if (a.Type == "reject" || a.Type == "ereject") && (isStore(o) || o.Type == "redirect") {
+		if (a.Type == "reject" || a.Type == "ereject") && (isStore(o) || o.Type == "redirect" || o.Type == "vacation") {
 			return r.runtimeErr("%s action conflicts with earlier %s action", a.Type, actionName(o))
 		}
 		if o.Type == "vacation" && a.Type == "vacation" {
@@ -382,8 +382,6 @@ func runMulti(ctx context.Context, env *Env, before []*Script, user *Script, aft
 		if s == nil {
 			continue
 		}
-		// Each script's flags start fresh; keep-state carries.
-		st.flags, st.flagsSet = nil, false
 		if err := s.runInto(ctx, env, st); err != nil {
 			st.errors = append(st.errors, err)
 			firstErr = err

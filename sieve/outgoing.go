@@ -55,11 +55,11 @@ func composeOutgoing(s *suiteRunner, a Action) []sentMsg {
 	env.Message = s.msg
 	switch a.Type {
 	case "vacation":
-		to, msg, ok, _ := VacationReply(env, &a)
+		o, ok, _ := VacationReply(env, &a)
 		if !ok {
 			return nil
 		}
-		return []sentMsg{{from: "", to: to, msg: NewMessage(msg)}}
+		return []sentMsg{{from: o.From, to: o.To, msg: NewMessage(o.Data)}}
 	case "reject":
 		to, msg, ok := RejectMessage(env, &a)
 		if !ok {

@@ -145,7 +145,7 @@ func (s *suiteRunner) limits() Limits {
 }
 
 func (s *suiteRunner) options() *Options {
-	return &Options{Includes: s, Limits: s.limits()}
+	return &Options{Includes: s, Limits: s.limits(), testsuite: s}
 }
 
 func (s *suiteRunner) env() *Env {
@@ -302,8 +302,6 @@ func (t *suiteRunTest) eval(r *run) (bool, error) {
 	if !t.appendResult {
 		s.resetResult()
 		r.st = s.state
-	} else {
-		s.state.flags, s.state.flagsSet = nil, false
 	}
 	s.errors = nil
 	err := s.compiled.runInto(r.ctx, s.env(), s.state)

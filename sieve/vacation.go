@@ -149,7 +149,7 @@ func (c *vacationCmd) exec(r *run) error {
 // none of the user's addresses is in the recipient headers). ok is false
 // (with a reason) when no reply must be sent. The reply has the null
 // envelope sender and must be sent to envelope recipient to.
-func VacationReply(env *Env, a *Action) (to string, msg []byte, ok bool, reason string) {
+func VacationReply(env *Env, a *Action) (out OutgoingMessage, ok bool, reason string) {
 	cfg := func(k string) string {
 		if env.Config == nil {
 			return ""
@@ -165,30 +165,30 @@ func VacationReply(env *Env, a *Action) (to string, msg []byte, ok bool, reason 
 	sender := strings.TrimSpace(env.Envelope.From)
 	sender = strings.TrimSuffix(strings.TrimPrefix(sender, "<"), ">")
 	if sender == "" {
-		return "", nil, false, "null envelope sender"
+		return out, false, "null envelope sender"
 	}
 	sp := parseOneAddr(sender)
 	if !sp.ok {
-		return "", nil, false, "invalid envelope sender"
+		return out, false, "invalid envelope sender"
 	}
 	sl := strings.ToLower(sp.local)
 	if sl == "mailer-daemon" || sl == "listserv" || sl == "majordomo" || strings.HasPrefix(sl, "owner-") || strings.HasSuffix(sl, "-request") {
-		return "", nil, false, "system address"
+		return out, false, "system address"
 	}
 	for _, h := range hs {
 		n := strings.ToLower(h.Name)
 		v := strings.ToLower(strings.TrimSpace(unfold(h.Value)))
 		switch {
 		case n == "list-id" || n == "list-owner" || n == "list-subscribe" || n == "list-post" || n == "list-unsubscribe" || n == "list-help" || n == "list-archive":
-			return "", nil, false, "mailing list"
+			return out, false, "mailing list"
 		case n == "auto-submitted" && v != "no":
-			return "", nil, false, "auto-submitted"
+			return out, false, "auto-submitted"
 		case n == "precedence" && (v == "bulk" || v == "junk" || v == "list"):
-			return "", nil, false, "bulk"
+			return out, false, "bulk"
 		case n == "x-auto-response-suppress":
 			for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
 				if f == "all" || f == "oof" {
-					return "", nil, false, "auto response suppressed"
+					return out, false, "auto response suppressed"
 				}
 			}
 		}
@@ -213,12 +213,12 @@ func VacationReply(env *Env, a *Action) (to string, msg []byte, ok bool, reason 
 	}
 	for _, x := range mine {
 		if sameAddr(x, sender) {
-			return "", nil, false, "own address"
+			return out, false, "own address"
 		}
 	}
 	if a.From != "" {
 		if sameAddr(a.From, sender) {
-			return "", nil, false, "own address"
+			return out, false, "own address"
 		}
 	}
 	// find which of my addresses the message was sent to
@@ -243,7 +243,7 @@ func VacationReply(env *Env, a *Action) (to string, msg []byte, ok bool, reason 
 		}
 	}
 	if found == "" && !yes("sieve_vacation_dont_check_recipient") && len(mine) > 0 {
-		return "", nil, false, "implicitly delivered message"
+		return out, false, "implicitly delivered message"
 	}
 	// reply
 	var b strings.Builder
@@ -270,7 +270,9 @@ func VacationReply(env *Env, a *Action) (to string, msg []byte, ok bool, reason 
 			from = cfg("sieve_user_email")
 		}
 	}
-	if from != "" {
+	if a.From != "" {
+		hdr("From", a.From)
+	} else if from != "" {
 		hdr("From", encodeAddrHeader(from))
 	}
 	// To: the matching header address with its display name
@@ -371,7 +373,11 @@ func VacationReply(env *Env, a *Action) (to string, msg []byte, ok bool, reason 
 		b.WriteString("\r\n")
 		b.WriteString(a.Reason)
 	}
-	return sender, []byte(b.String()), true, ""
+	out = OutgoingMessage{To: sender, Data: []byte(b.String())}
+	if yes("sieve_vacation_send_from_recipient") {
+		out.From = env.Envelope.To
+	}
+	return out, true, ""
 }
 
 func domainOf(a string) string {

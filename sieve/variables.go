@@ -141,6 +141,14 @@ func (c *setCmd) exec(r *run) error {
 
 func (c *compiler) varName(a *argp, p Pos, s strv, raw string) (string, bool) {
 	name := strings.ToLower(raw)
+	if len(name) > 64 {
+		a.fail(p, "variable name '%s' is too long", raw)
+		return "", false
+	}
+	if strings.Contains(name, ".") && !strings.HasPrefix(name, "global.") {
+		a.fail(p, "variable name '%s' uses an unknown namespace", raw)
+		return "", false
+	}
 	if strings.HasPrefix(name, "global.") && c.has("include") {
 		rest := name[7:]
 		if !validVarName(rest, false) {
@@ -161,7 +169,12 @@ func (c *compiler) varName(a *argp, p Pos, s strv, raw string) (string, bool) {
 	}
 	c.varNames[name] = true
 	if len(c.varNames) > c.lim.MaxVariables {
-		a.fail(p, "number of variables exceeds the maximum (%d)", c.lim.MaxVariables)
+		if !c.varLimitHit {
+			c.varLimitHit = true
+			a.fail(p, "number of variables exceeds the maximum (%d)", c.lim.MaxVariables)
+		} else {
+			a.failed = true
+		}
 		return "", false
 	}
 	return name, true
