@@ -121,7 +121,7 @@ func startSlapd() (s *SlapdServer, err error) {
 	if err := writeFile(filepath.Join(dir, "mailstatus.ldif"), slapdSchema, 0o644); err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(slapdConfig, dir, s.BaseDN, s.AdminDN, hashSSHA(s.AdminPassword))
+	cfg := fmt.Sprintf(slapdConfig, dir, s.BaseDN, s.AdminDN, HashSSHA(s.AdminPassword))
 	if err := writeFile(filepath.Join(dir, "config.ldif"), cfg, 0o600); err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func startSlapd() (s *SlapdServer, err error) {
 		if err != nil {
 			return nil, err
 		}
-		data.WriteString(userLDIF(s.userDN(u.CN), u))
+		data.WriteString(userLDIF(s.UserDN(u.CN), u))
 		data.WriteString("\n")
 	}
 	if err := writeFile(filepath.Join(dir, "data.ldif"), data.String(), 0o600); err != nil {
@@ -245,8 +245,6 @@ func (s *SlapdServer) Running() bool {
 // UserDN returns cn=<cn>,ou=people,dc=example,dc=com.
 func (s *SlapdServer) UserDN(cn string) string { return "cn=" + ldap.EscapeDN(cn) + "," + s.PeopleDN }
 
-func (s *SlapdServer) userDN(cn string) string { return s.UserDN(cn) }
-
 // Conn returns a connection bound as the rootDN, closed when the test ends.
 func (s *SlapdServer) Conn(t testing.TB) *ldap.Conn {
 	t.Helper()
@@ -292,7 +290,7 @@ func (s *SlapdServer) fillUser(u LDAPUser) (LDAPUser, error) {
 		u.Home = filepath.Join(s.HomeDir, u.CN)
 	}
 	if u.Password != "" && !strings.HasPrefix(u.Password, "{") {
-		u.Password = hashSSHA(u.Password)
+		u.Password = HashSSHA(u.Password)
 	}
 	if strings.HasPrefix(u.Home, s.HomeDir+"/") {
 		if _, err := os.Stat(u.Home); errors.Is(err, os.ErrNotExist) {
@@ -345,7 +343,7 @@ func (s *SlapdServer) AddUser(t testing.TB, u LDAPUser) {
 		t.Fatalf("testenv: AddUser: %v", err)
 	}
 	defer c.Close()
-	dn := s.userDN(u.CN)
+	dn := s.UserDN(u.CN)
 	req := ldap.NewAddRequest(dn, nil)
 	vals := map[string][]string{}
 	var order []string
@@ -377,7 +375,7 @@ func (s *SlapdServer) DeleteUser(t testing.TB, cn string) {
 		t.Fatalf("testenv: DeleteUser: %v", err)
 	}
 	defer c.Close()
-	if err := c.Del(ldap.NewDelRequest(s.userDN(cn), nil)); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+	if err := c.Del(ldap.NewDelRequest(s.UserDN(cn), nil)); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 		t.Fatalf("testenv: DeleteUser %s: %v", cn, err)
 	}
 }
@@ -396,7 +394,7 @@ func (s *SlapdServer) Modify(t testing.TB, cn, attr string, vals ...string) {
 		t.Fatalf("testenv: Modify: %v", err)
 	}
 	defer c.Close()
-	req := ldap.NewModifyRequest(s.userDN(cn), nil)
+	req := ldap.NewModifyRequest(s.UserDN(cn), nil)
 	req.Replace(attr, vals)
 	if err := c.Modify(req); err != nil {
 		t.Fatalf("testenv: Modify %s %s: %v", cn, attr, err)
@@ -410,9 +408,7 @@ func (s *SlapdServer) Log() string {
 }
 
 // HashSSHA returns the {SSHA} hash of pw (salted SHA-1, as slappasswd -h {SSHA}).
-func HashSSHA(pw string) string { return hashSSHA(pw) }
-
-func hashSSHA(pw string) string {
+func HashSSHA(pw string) string {
 	salt := make([]byte, 8)
 	_, _ = rand.Read(salt)
 	h := sha1.New()
