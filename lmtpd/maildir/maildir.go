@@ -285,26 +285,27 @@ func ensureMaildir(mb Mailbox, dir string, folder bool) error {
 	if _, err := os.Stat(filepath.Join(dir, "tmp")); err == nil {
 		return nil
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "cur"), filepath.Join(dir, "new"), filepath.Join(dir, "tmp")} {
+	// Remember which ancestors are missing (home, Maildir) so exactly the
+	// directories we create get the user's ownership, never existing ones.
+	var created []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		if p == filepath.Dir(mb.Root) || strings.HasPrefix(p, mb.Root) {
+			created = append(created, p) // home and below; parents above it stay root's
+		}
+	}
+	for _, d := range []string{filepath.Join(dir, "cur"), filepath.Join(dir, "new"), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return classify(err)
 		}
-		if mb.Chown {
-			if err := os.Chown(d, mb.UID, mb.GID); err != nil {
-				return fmt.Errorf("maildir: chown %s: %w", d, err)
-			}
-		}
+		created = append(created, d)
 	}
 	if mb.Chown {
-		// Home and Maildir parents created by MkdirAll belong to the user too.
-		for p := filepath.Dir(dir); strings.HasPrefix(p, filepath.Dir(mb.Root)) && p != "/"; p = filepath.Dir(p) {
-			if st, err := os.Stat(p); err == nil {
-				if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Uid == 0 && p != filepath.Dir(mb.Root) {
-					os.Chown(p, mb.UID, mb.GID)
-				}
-			}
-			if p == filepath.Dir(mb.Root) {
-				break
+		for _, d := range created {
+			if err := os.Chown(d, mb.UID, mb.GID); err != nil {
+				return fmt.Errorf("maildir: chown %s: %w", d, err)
 			}
 		}
 	}
