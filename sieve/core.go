@@ -546,11 +546,16 @@ func parseOneAddr(s string) parsedAddr {
 	s = strings.TrimSpace(s)
 	at := strings.LastIndexByte(s, '@')
 	if at <= 0 || at == len(s)-1 || strings.ContainsAny(s, " \t") && !strings.HasPrefix(s, "\"") {
-		return parsedAddr{raw: raw, local: s}
+		return parsedAddr{raw: raw, local: strings.TrimSpace(raw)}
 	}
 	local := s[:at]
 	if len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"' {
 		local = unquote(local[1 : len(local)-1])
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return parsedAddr{raw: raw, local: strings.TrimSpace(raw)}
+		}
 	}
 	return parsedAddr{local: local, domain: s[at+1:], ok: true, raw: raw}
 }
@@ -637,7 +642,11 @@ func (r *run) addressValues(hs []Header, names []string, part addrPart, index in
 		}
 		hv = selectIndex(hv, index, last)
 		for _, h := range hv {
-			for _, p := range parseAddressList(h) {
+			pl := parseAddressList(h)
+			if len(pl) == 0 && part == apAll {
+				vals = append(vals, "")
+			}
+			for _, p := range pl {
 				if !p.ok {
 					p.local = decodeHeader(p.local)
 				}

@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -614,7 +615,7 @@ func (r *run) spamValue(virus, percent bool) string {
 		return strconv.Itoa(v)
 	}
 	if percent {
-		return strconv.Itoa(int(frac * 100))
+		return strconv.Itoa(int(math.Round(frac * 100)))
 	}
 	v := 1 + int(frac*9)
 	return strconv.Itoa(v)

@@ -204,6 +204,7 @@ func (c *suiteTestCmd) exec(r *run) error {
 		r.st = s.state
 		r.env = s.env()
 		r.match = nil
+		r.onceDone = nil
 		*r.steps = 0
 		err := execBlock(r, c.body)
 		if err == errStop {

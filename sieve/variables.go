@@ -283,6 +283,8 @@ type includeRef struct {
 	once     bool
 	optional bool
 	script   *Script // nil when optional and missing
+	key      string
+	lazy     *includeState // resolves a :once back-reference after compilation
 }
 
 type includeState struct {
@@ -296,23 +298,25 @@ type includeCmd struct{ ref *includeRef }
 
 func (c *includeCmd) exec(r *run) error {
 	ref := c.ref
-	if ref.script == nil {
+	sc := ref.script
+	if sc == nil && ref.lazy != nil {
+		sc = ref.lazy.seen[ref.key]
+	}
+	if sc == nil {
 		return nil
 	}
-	if ref.once {
-		if r.onceDone == nil {
-			r.onceDone = map[*Script]bool{}
-		}
-		if r.onceDone[ref.script] {
-			return nil
-		}
-		r.onceDone[ref.script] = true
+	if r.onceDone == nil {
+		r.onceDone = map[*Script]bool{}
 	}
+	if ref.once && r.onceDone[sc] {
+		return nil
+	}
+	r.onceDone[sc] = true
 	if len(r.incStack) >= r.lim.MaxIncludeDepth {
 		return r.runtimeErr("include nesting too deep")
 	}
-	sub := &run{ctx: r.ctx, env: r.env, lim: r.lim, script: ref.script, st: r.st, globals: r.globals, steps: r.steps, deadline: r.deadline, incStack: append(r.incStack, r.script), incCount: r.incCount, onceDone: r.onceDone}
-	err := execBlock(sub, ref.script.body)
+	sub := &run{ctx: r.ctx, env: r.env, lim: r.lim, script: sc, st: r.st, globals: r.globals, steps: r.steps, deadline: r.deadline, incStack: append(r.incStack, r.script), incCount: r.incCount, onceDone: r.onceDone}
+	err := execBlock(sub, sc.body)
 	if err == errReturn {
 		return nil
 	}
@@ -366,8 +370,13 @@ func compileInclude(c *compiler, n *cmdNode, a *argp) cmd {
 	}
 	st := c.incState
 	key := string(rune('0'+int(ref.loc))) + ":" + ref.name
+	ref.key = key
 	for _, s := range st.stack {
 		if s == key {
+			if ref.once {
+				ref.lazy = st
+				return &includeCmd{ref: ref}
+			}
 			a.fail(n.pos, "circular include of script '%s'", ref.name)
 			return nil
 		}
