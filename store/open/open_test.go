@@ -1,0 +1,116 @@
+package storeopen_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
+	"github.com/dovetail-mail/dovetail/store"
+	storeopen "github.com/dovetail-mail/dovetail/store/open"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestOpenSQLiteInDataDir(t *testing.T) {
+	dir := t.TempDir()
+	s, err := storeopen.Open(t.Context(), store.DefaultConfig(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Incr(t.Context(), "k", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.db")); err != nil {
+		t.Fatalf("no state.db in the data dir: %v", err)
+	}
+}
+
+func TestOpenMemory(t *testing.T) {
+	cfg := store.DefaultConfig()
+	cfg.Backend = store.BackendMemory
+	s, err := storeopen.Open(t.Context(), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+func TestOpenRedis(t *testing.T) {
+	srv := testenv.Redis(t)
+	cfg := store.DefaultConfig()
+	cfg.Backend = store.BackendRedis
+	cfg.Redis.Addr = srv.Addr
+	cfg.Redis.Prefix = "opentest:"
+	s, err := storeopen.Open(t.Context(), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.Incr(t.Context(), "k", 2, 0); err != nil || n != 2 {
+		t.Fatalf("Incr = %d, %v", n, err)
+	}
+}
+
+// TestConfig loads `store:` sections through the real loader: defaults, a full
+// redis section, and every validation error at its line.
+func TestConfig(t *testing.T) {
+	type file struct {
+		Store store.Config `yaml:"store"`
+	}
+	tests := []struct {
+		name, yaml string
+		errs       []string // substrings, each expected in the error
+	}{
+		{"empty", "", nil},
+		{"sqlite path", "store:\n  backend: sqlite\n  path: /var/lib/x/state.db\n", nil},
+		{"redis", "store:\n  backend: redis\n  redis:\n    addr: 127.0.0.1:6379\n    password: s3cret\n    db: 2\n    read_timeout: 150ms\n", nil},
+		{"cluster", "store:\n  backend: redis\n  redis:\n    addrs: [10.0.0.1:6379, 10.0.0.2:6379]\n", nil},
+		{"unknown backend", "store:\n  backend: mysql\n", []string{":2:", "unknown store backend \"mysql\""}},
+		{"redis without addr", "store:\n  backend: redis\n", []string{"needs redis.addr"}},
+		{"bad addr", "store:\n  redis:\n    addr: localhost\n", []string{":3:", "invalid address"}},
+		{"both addrs", "store:\n  redis:\n    addr: a:1\n    addrs: [b:1]\n", []string{"not both"}},
+		{"bad db", "store:\n  redis:\n    db: 16\n", []string{":3:", "0..15"}},
+		{"negative timeout", "store:\n  redis:\n    read_timeout: -1s\n", []string{"read_timeout"}},
+		{"short sweep", "store:\n  sweep_interval: 10ms\n", []string{"at least 1s"}},
+		{"unknown key", "store:\n  redis:\n    adress: a:1\n", []string{"unknown key"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := file{Store: store.DefaultConfig()}
+			err := config.Load("test.yaml", []byte(tt.yaml), &f)
+			if len(tt.errs) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.errs)
+			}
+			for _, want := range tt.errs {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretHidden(t *testing.T) {
+	cfg := store.DefaultConfig()
+	cfg.Redis.Password = "s3cret"
+	var b strings.Builder
+	for _, s := range []string{cfg.Redis.Password.String(), cfg.Redis.Password.GoString(), cfg.Redis.Password.LogValue().String()} {
+		b.WriteString(s)
+	}
+	if strings.Contains(b.String(), "s3cret") {
+		t.Fatalf("secret leaked: %s", b.String())
+	}
+	if cfg.Redis.Password.Reveal() != "s3cret" {
+		t.Fatal("Reveal lost the secret")
+	}
+}
