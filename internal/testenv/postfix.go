@@ -22,6 +22,8 @@ const PostfixMaster = "/usr/lib/postfix/sbin/master"
 // PostfixOptions configure a private Postfix. Targets use numeric loopback
 // addresses ("inet:127.0.0.1:PORT"); the harness does no DNS.
 type PostfixOptions struct {
+	// Targets may be given as "inet:127.0.0.1:PORT" or "127.0.0.1:PORT".
+	//
 	// SASLPath, e.g. "inet:127.0.0.1:PORT" (Dovecot auth protocol): sets
 	// smtpd_sasl_auth_enable=yes, smtpd_sasl_type=dovecot. The endpoint must be up
 	// BEFORE StartPostfix: without it every smtpd dies with "no SASL authentication
@@ -67,6 +69,8 @@ func StartPostfix(t testing.TB, o PostfixOptions) *PostfixServer {
 			skipOrFail(t, "group %s missing (postfix package not installed?)", name)
 		}
 	}
+	o.SASLPath, o.Milter = inetTarget(o.SASLPath), inetTarget(o.Milter)
+	o.PolicyService, o.LMTP = inetTarget(o.PolicyService), inetTarget(o.LMTP)
 	if o.SASLPath != "" {
 		if err := dialTarget(o.SASLPath); err != nil {
 			t.Fatalf("testenv: StartPostfix: SASL endpoint %s must be running before Postfix starts "+
@@ -112,12 +116,21 @@ func StartPostfix(t testing.TB, o PostfixOptions) *PostfixServer {
 	return p
 }
 
-// dialTarget checks that an "inet:host:port" (or host:port) endpoint accepts connections.
+// inetTarget turns a bare "127.0.0.1:PORT" into "inet:127.0.0.1:PORT"; "inet:...",
+// "unix:..." and paths without a colon stay as they are.
+func inetTarget(s string) string {
+	if s == "" || strings.HasPrefix(s, "inet:") || strings.HasPrefix(s, "unix:") || !strings.Contains(s, ":") {
+		return s
+	}
+	return "inet:" + s
+}
+
+// dialTarget checks that an "inet:host:port" endpoint accepts connections; other
+// forms (unix socket paths, relative to the queue directory) are not checked.
 func dialTarget(target string) error {
-	addr := strings.TrimPrefix(target, "inet:")
-	if strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, "/") {
-		_, err := os.Stat(strings.TrimPrefix(addr, "unix:"))
-		return err
+	addr, ok := strings.CutPrefix(target, "inet:")
+	if !ok {
+		return nil
 	}
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -237,11 +250,7 @@ func (p *PostfixServer) mainCF(o PostfixOptions) map[string]string {
 		cf["milter_protocol"] = "6"
 	}
 	if o.LMTP != "" {
-		t := o.LMTP
-		if !strings.HasPrefix(t, "inet:") && !strings.HasPrefix(t, "unix:") {
-			t = "inet:" + t
-		}
-		cf["virtual_transport"] = "lmtp:" + t
+		cf["virtual_transport"] = "lmtp:" + o.LMTP
 	}
 	if len(o.VirtualDomains) > 0 {
 		cf["virtual_mailbox_domains"] = strings.Join(o.VirtualDomains, ", ")
