@@ -1,0 +1,50 @@
+package lmtpd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/directory"
+)
+
+func TestSieveFilterCacheAndErrors(t *testing.T) {
+	home := t.TempDir()
+	global := filepath.Join(t.TempDir(), "before.sieve")
+	os.WriteFile(global, []byte(`require ["fileinto"]; if header :is "X-Spam-Flag" "YES" { fileinto "Junk"; stop; }`), 0o644)
+	cfg := DefaultConfig().Sieve
+	cfg.Before = []string{global}
+	f := NewSieveFilter(cfg, "+", nil, nil)
+	user := &directory.User{Login: "alice", Home: home}
+	run := func(msg string) *Verdict {
+		t.Helper()
+		v, err := f.Filter(context.Background(), &FilterInput{User: user, Home: home, From: "a@b", To: "alice@example.com", Message: []byte(msg), Now: time.Now()})
+		if err != nil {
+			t.Fatalf("filter: %v", err)
+		}
+		return v
+	}
+	if v := run("X-Spam-Flag: YES\n\nx\n"); len(v.Actions) != 1 || v.Actions[0].Type != ActFileinto || v.Actions[0].Mailbox != "Junk" {
+		t.Fatalf("global script: %+v", v.Actions)
+	}
+	// Personal script via the Pigeonhole layout: ~/.dovecot.sieve → sieve/main.sieve.
+	os.MkdirAll(filepath.Join(home, "sieve"), 0o755)
+	main := filepath.Join(home, "sieve", "main.sieve")
+	os.WriteFile(main, []byte(`require ["fileinto"]; fileinto "Personal";`), 0o644)
+	os.Symlink("sieve/main.sieve", filepath.Join(home, ".dovecot.sieve"))
+	if v := run("Subject: hi\n\nx\n"); len(v.Actions) != 1 || v.Actions[0].Mailbox != "Personal" {
+		t.Fatalf("personal script: %+v", v.Actions)
+	}
+	// Editing the file invalidates the cache (size changes).
+	os.WriteFile(main, []byte(`require ["fileinto"]; fileinto "Changed!";`), 0o644)
+	if v := run("Subject: hi\n\nx\n"); v.Actions[0].Mailbox != "Changed!" {
+		t.Fatalf("cache not invalidated: %+v", v.Actions)
+	}
+	// A compile error is returned (the caller keeps the message in INBOX).
+	os.WriteFile(main, []byte(`fileinto "x"`), 0o644)
+	if _, err := f.Filter(context.Background(), &FilterInput{User: user, Home: home, Message: []byte("\nx"), Now: time.Now()}); err == nil {
+		t.Fatal("compile error not reported")
+	}
+}
