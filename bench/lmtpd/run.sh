@@ -3,9 +3,9 @@
 # same Go load generator (bench/lmtpd/main.go), same disk, same users, same Sieve
 # script (../shared/peers/lmtp/before.sieve), fsync on for both (Dovecot's default
 # mail_fsync = optimized; dovetail's lmtpd.fsync = true).
-#   bench/lmtpd/run                 full matrix, RUNS=1 (about 2-3 minutes)
-#   RUNS=3 N=1000 bench/lmtpd/run   what docs/benchmarks.md reports
-#   SERVERS="dovetail" bench/lmtpd/run   only one side
+#   bench/lmtpd/run.sh                 full matrix, RUNS=1 (about 2-3 minutes)
+#   RUNS=3 N=1000 bench/lmtpd/run.sh   what docs/benchmarks.md reports
+#   SERVERS="dovetail" bench/lmtpd/run.sh   only one side
 # Needs root (Dovecot drops to the mail user; maildirs are chowned to it).
 set -euo pipefail
 export LC_ALL=C
