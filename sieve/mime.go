@@ -18,6 +18,8 @@ type mimePart struct {
 	ctype    string // lower-case type/subtype
 	params   map[string]string
 	children []*mimePart
+	preamble []byte
+	epilogue []byte
 	parent   *mimePart
 	// text preamble/epilogue for multiparts are ignored
 	decoded     []byte
@@ -50,8 +52,10 @@ func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftyp
 			// lenient: take what is before ';'
 			mt = strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
 		}
-		if strings.Contains(mt, "/") {
+		if strings.Count(mt, "/") == 1 && !strings.HasPrefix(mt, "/") && !strings.HasSuffix(mt, "/") && !strings.ContainsAny(mt, " \t") {
 			p.ctype = strings.ToLower(mt)
+		} else {
+			p.ctype = "application/octet-stream"
 		}
 		for k, v := range params {
 			p.params[strings.ToLower(k)] = v
@@ -67,7 +71,9 @@ func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftyp
 			if p.ctype == "multipart/digest" {
 				def = "message/rfc822"
 			}
-			for _, raw := range splitMultipart(body, b) {
+			pre, parts, epi := splitMultipart(body, b)
+			p.preamble, p.epilogue = pre, epi
+			for _, raw := range parts {
 				chs, cb := parseHeaderBlock(raw)
 				p.children = append(p.children, parseMimePart(chs, cb, p, depth+1, def))
 			}
@@ -79,39 +85,47 @@ func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftyp
 	return p
 }
 
-func splitMultipart(body []byte, boundary string) [][]byte {
+func splitMultipart(body []byte, boundary string) (pre []byte, parts [][]byte, epi []byte) {
 	delim := []byte("--" + boundary)
-	var parts [][]byte
 	lines := bytes.SplitAfter(body, []byte("\n"))
 	var cur []byte
-	in := false
+	in, done := false, false
 	for _, ln := range lines {
+		if done {
+			epi = append(epi, ln...)
+			continue
+		}
 		t := bytes.TrimRight(ln, " \t\r\n")
 		if bytes.HasPrefix(t, delim) {
 			rest := t[len(delim):]
 			if len(rest) == 0 || bytes.Equal(rest, []byte("--")) {
+				// strip the CRLF preceding the delimiter
+				cur = bytes.TrimSuffix(cur, []byte("\n"))
+				cur = bytes.TrimSuffix(cur, []byte("\r"))
 				if in {
-					// strip the CRLF preceding the delimiter
-					cur = bytes.TrimSuffix(cur, []byte("\n"))
-					cur = bytes.TrimSuffix(cur, []byte("\r"))
 					parts = append(parts, cur)
+				} else {
+					pre = cur
 				}
 				cur = nil
 				if len(rest) == 2 {
-					return parts
+					done = true
+					continue
 				}
 				in = true
 				continue
 			}
 		}
-		if in {
-			cur = append(cur, ln...)
+		cur = append(cur, ln...)
+	}
+	if !done {
+		if in && len(cur) > 0 {
+			parts = append(parts, cur)
+		} else if !in {
+			pre = cur
 		}
 	}
-	if in && len(cur) > 0 {
-		parts = append(parts, cur)
-	}
-	return parts
+	return pre, parts, epi
 }
 
 // all returns this part and its descendants in depth-first order.
@@ -151,8 +165,11 @@ func (p *mimePart) decodedText() []byte {
 	case "quoted-printable":
 		d, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(p.body)))
 		data = d
-	default:
+	case "", "7bit", "8bit", "binary":
 		data = p.body
+	default:
+		// unknown transfer encoding: content is opaque
+		data = nil
 	}
 	if cs := p.params["charset"]; cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
 		if rd, err := charset.Reader(cs, bytes.NewReader(data)); err == nil {
@@ -187,6 +204,9 @@ func contentTypeMatches(ct string, specs []string) bool {
 		if s == "" {
 			return true
 		}
+		if strings.Count(s, "/") > 1 || strings.HasSuffix(s, "/") || strings.HasPrefix(s, "/") {
+			continue
+		}
 		if strings.Contains(s, "/") {
 			if s == ct {
 				return true
@@ -200,6 +220,9 @@ func contentTypeMatches(ct string, specs []string) bool {
 
 func (t *bodyTest) eval(r *run) (bool, error) {
 	msg := r.env.Message
+	if msg.body == nil {
+		return false, nil
+	}
 	var vals []string
 	switch t.transform {
 	case btRaw:
@@ -212,22 +235,24 @@ func (t *bodyTest) eval(r *run) (bool, error) {
 		for _, p := range msg.mimeRoot().all(nil) {
 			if strings.HasPrefix(p.ctype, "multipart/") {
 				if t.transform == btContent && contentTypeMatches(p.ctype, specs) {
-					// multipart: match the prologue/epilogue: use raw body
-					vals = append(vals, "")
+					// multipart: only the prologue and epilogue are searched
+					vals = append(vals, string(p.preamble), string(p.epilogue))
 				}
 				continue
 			}
 			if p.ctype == "message/rfc822" {
 				if t.transform == btContent && contentTypeMatches(p.ctype, specs) {
-					vals = append(vals, string(renderMessage(p.children[0].headers, nil)))
+					hb := renderMessage(p.children[0].headers, nil)
+					vals = append(vals, string(hb[:len(hb)-2]))
 				}
 				continue
 			}
-			if !contentTypeMatches(p.ctype, specs) {
+			isXHTML := p.ctype == "application/xhtml+xml"
+			if !contentTypeMatches(p.ctype, specs) && !(t.transform == btText && isXHTML) {
 				continue
 			}
 			txt := string(p.decodedText())
-			if t.transform == btText && p.ctype == "text/html" {
+			if t.transform == btText && (p.ctype == "text/html" || isXHTML) {
 				txt = htmlToText(txt)
 			}
 			vals = append(vals, txt)
@@ -285,6 +310,7 @@ func compileBody(c *compiler, n *testNode, a *argp) test {
 	if bt.m == nil {
 		return nil
 	}
+	bt.m.setMV = false
 	return bt
 }
 

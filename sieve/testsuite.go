@@ -203,7 +203,6 @@ func (c *suiteTestCmd) exec(r *run) error {
 		s.resetResult()
 		r.st = s.state
 		r.env = s.env()
-		r.match = nil
 		r.onceDone = nil
 		*r.steps = 0
 		err := execBlock(r, c.body)
