@@ -276,3 +276,48 @@ func TestRedisFreeze(t *testing.T) {
 		t.Fatalf("PING after the subtests: %v", err)
 	}
 }
+
+// TestPostfixPolicy: PolicyService is consulted at RCPT (a stub that rejects one address).
+func TestPostfixPolicy(t *testing.T) {
+	l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 0, 4096)
+				tmp := make([]byte, 4096)
+				for {
+					n, err := c.Read(tmp)
+					if err != nil {
+						return
+					}
+					buf = append(buf, tmp[:n]...)
+					if i := strings.Index(string(buf), "\n\n"); i >= 0 {
+						action := "DUNNO"
+						if strings.Contains(string(buf[:i]), "recipient=blocked@example.com") {
+							action = "REJECT blocked by policy"
+						}
+						fmt.Fprintf(c, "action=%s\n\n", action)
+						buf = buf[i+2:]
+					}
+				}
+			}()
+		}
+	}()
+	p := testenv.StartPostfix(t, testenv.PostfixOptions{PolicyService: l.Addr().String()})
+	if out, code := testenv.Swaks(t, p.SMTPAddr, "--from", "s@example.org", "--to", "alice@example.com"); code != 0 {
+		t.Fatalf("alice: exit %d\n%s", code, out)
+	}
+	out, code := testenv.Swaks(t, p.SMTPAddr, "--from", "s@example.org", "--to", "blocked@example.com")
+	if code == 0 || !strings.Contains(out, "blocked by policy") {
+		t.Fatalf("blocked: exit %d\n%s", code, out)
+	}
+}
