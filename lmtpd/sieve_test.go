@@ -48,3 +48,29 @@ func TestSieveFilterCacheAndErrors(t *testing.T) {
 		t.Fatal("compile error not reported")
 	}
 }
+
+// TestSieveSpamtest: spamtest reads the milter's X-Spam-Score (0..15 → 1..10).
+func TestSieveSpamtest(t *testing.T) {
+	global := filepath.Join(t.TempDir(), "spam.sieve")
+	os.WriteFile(global, []byte(`require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; }`), 0o644)
+	cfg := DefaultConfig().Sieve
+	cfg.Before = []string{global}
+	f := NewSieveFilter(cfg, "+", nil, nil)
+	user := &directory.User{Login: "alice", Home: t.TempDir()}
+	for score, want := range map[string]string{"12.5": "Junk", "1.0": ""} {
+		v, err := f.Filter(context.Background(), &FilterInput{User: user, Home: user.Home, Message: []byte("X-Spam-Score: " + score + "\n\nx\n"), Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, a := range v.Actions {
+			if a.Type == ActFileinto {
+				got = a.Mailbox
+			}
+		}
+		if got != want {
+			t.Errorf("score %s: fileinto %q, want %q (%+v)", score, got, want, v.Actions)
+		}
+	}
+}
