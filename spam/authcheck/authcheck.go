@@ -198,9 +198,9 @@ func fromDomain(msg *spam.Message) (string, error) {
 		// net/mail rejects (it is strict about display names).
 		v := froms[0]
 		if i := strings.LastIndexByte(v, '@'); i >= 0 {
-			d := strings.TrimRight(v[i+1:], "> \t")
-			if d != "" && !strings.ContainsAny(d, " <>@,;") {
-				return strings.ToLower(d), nil
+			d := strings.ToLower(strings.TrimRight(v[i+1:], "> \t"))
+			if hostLike(d) {
+				return d, nil
 			}
 		}
 		return "", fmt.Errorf("from: %w", err)
@@ -209,8 +209,24 @@ func fromDomain(msg *spam.Message) (string, error) {
 		return "", errors.New("from: several addresses")
 	}
 	_, d, ok := strings.Cut(list[0].Address, "@")
-	if !ok || d == "" {
-		return "", errors.New("from: no domain")
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	if !ok || !hostLike(d) {
+		return "", errors.New("from: no usable domain")
 	}
-	return strings.ToLower(strings.TrimSuffix(d, ".")), nil
+	return d, nil
+}
+
+// hostLike accepts what can be looked up as a DMARC domain: LDH labels
+// (and '_'), at least one dot, no empty label.
+func hostLike(d string) bool {
+	if len(d) == 0 || len(d) > 253 || !strings.Contains(d, ".") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") || strings.Contains(d, "..") {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		b := d[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '.' || b == '_') {
+			return false
+		}
+	}
+	return true
 }

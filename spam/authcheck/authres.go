@@ -23,7 +23,7 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 		opt := func(key string) string {
 			for _, o := range s.Options {
 				if k, val, ok := strings.Cut(o, "="); ok && k == key {
-					return val
+					return clean(val)
 				}
 			}
 			return ""
@@ -64,8 +64,19 @@ func domains(opts []string) []string {
 	var out []string
 	for _, o := range opts {
 		if d, ok := strings.CutPrefix(o, "header.d="); ok {
-			out = append(out, d)
+			out = append(out, clean(d))
 		}
 	}
 	return out
+}
+
+// clean drops control characters: option values come from the envelope and
+// the message, and must not break the header line.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
