@@ -57,6 +57,8 @@ func isTrain(name string) bool {
 
 type accuracy struct {
 	ham, spam, fp, fn int
+	spamBelow [3]int // spam with P < 0.9, 0.99, 0.999
+	hamAbove  [3]int // ham with P > 0.5, 0.9, 0.99
 	fpNames           []string
 }
 
@@ -98,6 +100,16 @@ func measure(t testing.TB, msgs []corpusMsg, withBayes bool) (accuracy, time.Dur
 		if err != nil {
 			t.Fatal(err)
 		}
+		for i, th := range []float64{0.9, 0.99, 0.999} {
+			if m.spam && v.Bayes.Probability < th {
+				a.spamBelow[i]++
+			}
+		}
+		for i, th := range []float64{0.5, 0.9, 0.99} {
+			if !m.spam && v.Bayes.Probability > th {
+				a.hamAbove[i]++
+			}
+		}
 		if m.spam {
 			a.spam++
 			if !v.IsSpam {
@@ -112,7 +124,7 @@ func measure(t testing.TB, msgs []corpusMsg, withBayes bool) (accuracy, time.Dur
 				a.fp++
 				a.fpNames = append(a.fpNames, m.name)
 			}
-			if testing.Verbose() && *corpusFlag && v.Score > 2 {
+			if testing.Verbose() && *corpusFlag && v.Bayes.Probability > 0.5 {
 				t.Logf("HAM %s score=%.1f bayes=%.4f", m.name, v.Score, v.Bayes.Probability)
 			}
 		}
@@ -132,7 +144,7 @@ func TestCorpusAccuracy(t *testing.T) {
 		t.Logf("bayes=%v ham=%d spam=%d FP=%d (%.2f%%) recall=%.2f%% scored %d in %v (%.0f msgs/s)",
 			withBayes, a.ham, a.spam, a.fp, 100*a.fpRate(), 100*a.recall(), n, d, float64(n)/d.Seconds())
 		if withBayes {
-			t.Logf("false positives: %v", a.fpNames)
+			t.Logf("false positives: %v; spam with P<0.9/0.99/0.999: %v; ham with P>0.5/0.9/0.99: %v", a.fpNames, a.spamBelow, a.hamAbove)
 			if a.fpRate() > 0.001 || a.recall() < 0.972 {
 				t.Errorf("targets missed: FP %.2f%% (≤0.1%%), recall %.2f%% (≥97.2%%)", 100*a.fpRate(), 100*a.recall())
 			}

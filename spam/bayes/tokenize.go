@@ -52,12 +52,16 @@ func Tokens(msg *message.Message) []string {
 	for tag := range msg.HTMLTags {
 		t.add("h:" + trunc(tag, 12))
 	}
+	for attr := range msg.HTMLAttrs {
+		t.add("ha:" + trunc(attr, 40))
+	}
 	for _, u := range msg.URIs {
 		if u.Host == "" {
 			continue
 		}
 		t.add("u:" + trunc(u.Host, 60))
 		t.add("ud:" + lastLabels(u.Host, 2))
+		t.uriPath(u.Raw)
 		if u.HTML && u.Shown != "" && strings.Contains(strings.ToLower(u.Shown), u.Host) {
 			t.add("u:shown-matches")
 		}
@@ -66,6 +70,30 @@ func Tokens(msg *message.Message) []string {
 		t.add("a:" + a)
 	}
 	return t.out
+}
+
+// uriPath adds the URI scheme, path words and script extension: spam links
+// have shapes (cgi-bin, ?id=, click.php) that survive changing hosts.
+func (t *tokenizer) uriPath(raw string) {
+	low := strings.ToLower(raw)
+	scheme, rest, ok := strings.Cut(low, "://")
+	if !ok {
+		return
+	}
+	t.add("us:" + trunc(scheme, 10))
+	_, path, _ := strings.Cut(rest, "/")
+	path, query, hasQuery := strings.Cut(path, "?")
+	if hasQuery {
+		t.add("uq:" + bucket(strings.Count(query, "&")+1))
+	}
+	for i, seg := range strings.FieldsFunc(path, func(r rune) bool { return r == '/' || r == '.' || r == '-' || r == '_' || r == '=' }) {
+		if i >= 6 {
+			break
+		}
+		if len(seg) >= 2 && len(seg) <= 20 {
+			t.add("up:" + seg)
+		}
+	}
 }
 
 type tokenizer struct {
@@ -170,8 +198,8 @@ func (t *tokenizer) word(prefix, w, prev string, bigrams bool) string {
 	if len(w) >= 4 && w == strings.ToUpper(w) && strings.ToLower(w) != w {
 		t.add(prefix + "UC:" + lw)
 	}
-	if bigrams && prefix == "" && prev != "" {
-		t.add("w:" + prev + " " + lw)
+	if bigrams && prev != "" {
+		t.add(prefix + "w:" + prev + " " + lw)
 	}
 	return lw
 }

@@ -46,6 +46,7 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 				var k, v []byte
 				k, v, hasAttr = z.TagAttr()
 				attrs[string(k)] = string(v)
+				recordAttr(m, tag, string(k), string(v))
 			}
 			switch tag {
 			case "script", "style", "title":
@@ -88,6 +89,25 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 		}
 	}
 	return finishHTMLText(&out)
+}
+
+// styleAttrs are the presentational attributes whose values are kept as
+// structure evidence (spam HTML has a look of its own).
+var styleAttrs = map[string]bool{"color": true, "bgcolor": true, "size": true, "face": true, "align": true,
+	"border": true, "width": true, "height": true, "cellpadding": true, "cellspacing": true, "text": true}
+
+// recordAttr counts "tag.attr" and, for presentational attributes, "tag.attr=value".
+func recordAttr(m *Message, tag, k, v string) {
+	if len(m.HTMLAttrs) > 500 {
+		return
+	}
+	if m.HTMLAttrs == nil {
+		m.HTMLAttrs = map[string]int{}
+	}
+	m.HTMLAttrs[tag+"."+k]++
+	if styleAttrs[k] && len(v) <= 24 {
+		m.HTMLAttrs[tag+"."+k+"="+strings.ToLower(strings.TrimSpace(v))]++
+	}
 }
 
 var multiBlank = regexp.MustCompile(`[ \t\x{a0}]+`)

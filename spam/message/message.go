@@ -128,6 +128,9 @@ type Message struct {
 	Text string
 	// HTMLTags counts HTML start tags by name (structure tokens for Bayes).
 	HTMLTags map[string]int
+	// HTMLAttrs counts "tag.attr" and "tag.attr=value" for presentational
+	// attributes (at most ~500 distinct).
+	HTMLAttrs map[string]int
 	URIs     []URI
 	// Anomalies maps anomaly names (the Anomaly… constants) to counts.
 	Anomalies map[string]int
