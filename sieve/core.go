@@ -323,6 +323,7 @@ func compileExists(c *compiler, n *testNode, a *argp) test {
 			a.unknownTag(t)
 		}
 	}
+	c.checkMime(a, n, &ms)
 	names := a.strList("header names")
 	if a.failed {
 		return nil
@@ -442,6 +443,7 @@ func compileHeader(c *compiler, n *testNode, a *argp) test {
 			a.unknownTag(t)
 		}
 	}
+	c.checkMime(a, n, &ms)
 	names := a.strList("header names")
 	keys := a.strList("key list")
 	m := c.finishMatch(a, &ms, keys)
@@ -675,6 +677,7 @@ func compileAddress(c *compiler, n *testNode, a *argp) test {
 			a.unknownTag(t)
 		}
 	}
+	c.checkMime(a, n, &ms)
 	names := a.strList("header list")
 	keys := a.strList("key list")
 	if a.failed {

@@ -28,6 +28,8 @@ type mimePart struct {
 
 const maxMimeDepth = 32
 
+const maxForeverypartNesting = 4
+
 func (m *Message) mimeRoot() *mimePart {
 	m.mimeOnce.Do(func() {
 		m.root = parseMimePart(m.headers, m.body, nil, 0, "text/plain")
@@ -388,20 +390,19 @@ func (r *run) partHeaders(p *mimePart) []Header {
 
 func (r *run) mimeExists(mo *mimeOpts, names []string) (bool, error) {
 	parts := r.mimeParts(mo)
-	for _, p := range parts {
-		hs := r.partHeaders(p)
-		all := true
-		for _, nm := range names {
-			if len(headerValues(hs, nm)) == 0 {
-				all = false
+	for _, nm := range names {
+		found := false
+		for _, p := range parts {
+			if len(headerValues(r.partHeaders(p), nm)) > 0 {
+				found = true
 				break
 			}
 		}
-		if all {
-			return true, nil
+		if !found {
+			return false, nil
 		}
 	}
-	return false, nil
+	return true, nil
 }
 
 func (r *run) mimeHeaderTest(t *headerTest, names []string) (bool, error) {
@@ -478,12 +479,18 @@ func (c *foreverypartCmd) exec(r *run) error {
 	} else {
 		root = r.env.Message.mimeRoot()
 	}
-	parts := root.all(nil)[1:]
-	if r.mime == nil && len(root.children) == 0 {
-		// a non-multipart message still has its single part
-		parts = []*mimePart{root}
+	parts := root.all(nil)
+	if r.mime != nil {
+		parts = parts[1:]
 	}
 	saved := r.mime
+	depth := 0
+	for m := saved; m != nil; m = m.parent {
+		depth++
+	}
+	if depth >= maxForeverypartNesting {
+		return r.runtimeErr("the nesting of foreverypart loops exceeds the limit (%d)", maxForeverypartNesting)
+	}
 	defer func() { r.mime = saved }()
 	for _, p := range parts {
 		r.mime = &mimeIter{part: p, name: c.name, parent: saved}
@@ -512,6 +519,10 @@ func compileForeverypart(c *compiler, n *cmdNode, a *argp) cmd {
 		a.unknownTag(t)
 	}
 	if a.failed {
+		return nil
+	}
+	if len(c.loopNames) >= maxForeverypartNesting {
+		a.fail(n.pos, "the nesting of foreverypart loops exceeds the limit (%d)", maxForeverypartNesting)
 		return nil
 	}
 	c.loopNames = append(c.loopNames, fc.name)

@@ -315,7 +315,7 @@ func (c *includeCmd) exec(r *run) error {
 	if len(r.incStack) >= r.lim.MaxIncludeDepth {
 		return r.runtimeErr("include nesting too deep")
 	}
-	sub := &run{ctx: r.ctx, env: r.env, lim: r.lim, script: sc, st: r.st, globals: r.globals, steps: r.steps, deadline: r.deadline, incStack: append(r.incStack, r.script), incCount: r.incCount, onceDone: r.onceDone}
+	sub := &run{mime: r.mime, ctx: r.ctx, env: r.env, lim: r.lim, script: sc, st: r.st, globals: r.globals, steps: r.steps, deadline: r.deadline, incStack: append(r.incStack, r.script), incCount: r.incCount, onceDone: r.onceDone}
 	err := execBlock(sub, sc.body)
 	if err == errReturn {
 		return nil
