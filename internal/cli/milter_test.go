@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	gomilter "github.com/emersion/go-milter"
 	"github.com/emersion/go-message/textproto"
+	gomilter "github.com/emersion/go-milter"
 )
 
 // TestMilterCommand runs `dovetail milter` (engine without Bayes, auth checks
