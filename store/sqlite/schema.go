@@ -78,7 +78,7 @@ var hgetSizes = []int{1, 8, 32, 128}
 type stmts struct {
 	get, set, setNX, incr                *sql.Stmt
 	delKV, delHash, delSet               *sql.Stmt
-	winPeek, winRead, winWrite           *sql.Stmt
+	winPeek, winRead, winWrite, winUpdate           *sql.Stmt
 	hincr                                *sql.Stmt
 	hget                                 map[int]*sql.Stmt
 	setMeta, setParent, setClear, setAdd *sql.Stmt
@@ -119,7 +119,8 @@ func (st *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 	st.delHash = p(w, `DELETE FROM hash WHERE key = :key`)
 	st.delSet = p(w, `DELETE FROM sets WHERE key = :key`)
 	st.winPeek = p(r, `SELECT value FROM kv WHERE key = :key AND kind = 2 AND `+live)
-	st.winRead = p(w, `SELECT value FROM kv WHERE key = :key AND kind = 2 AND `+live)
+	st.winRead = p(w, `SELECT value, expires FROM kv WHERE key = :key AND kind = 2 AND `+live)
+	st.winUpdate = p(w, `UPDATE kv SET value = :value WHERE key = :key`)
 	st.winWrite = p(w, `INSERT INTO kv (key, kind, value, expires) VALUES (:key, 2, :value, :expires)
 		ON CONFLICT (key) DO UPDATE SET kind = 2, value = excluded.value, expires = excluded.expires`)
 	st.hincr = p(w, `INSERT INTO hash (key, field, n) VALUES (:key, :field, :n)

@@ -54,12 +54,13 @@ type Options struct {
 // Store is a store.Store on one SQLite file. It is safe for concurrent use.
 type Store struct {
 	w, r   *sql.DB // w: one connection, all writes; r: read-only pool
+	ck     *sql.DB // one connection for WAL checkpoints, off the writer's path
 	st     stmts
 	now    func() time.Time
 	log    *slog.Logger
 	ops    chan *writeOp
 	stop   chan struct{}
-	done   chan struct{} // sweep stopped
+	done   chan struct{} // maintenance stopped
 	wdone  chan struct{} // writer stopped
 	closer sync.Once
 	cerr   error
@@ -110,7 +111,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"},
 		"_txlock":       {"immediate"},
+		// Checkpoints (the only fsyncs with synchronous=NORMAL) run on their
+		// own connection, not inside some request's commit.
+		"_pragma": {"wal_autocheckpoint(0)"},
 	}))
+	if err == nil {
+		s.ck, err = sql.Open("sqlite", dsn(path, url.Values{"_busy_timeout": {busy}}))
+	}
 	if err == nil {
 		s.r, err = sql.Open("sqlite", dsn(path, url.Values{
 			"_busy_timeout": {busy},
@@ -127,6 +134,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	s.r.SetMaxOpenConns(opts.ReadConns)
 	s.r.SetMaxIdleConns(opts.ReadConns)
 	s.r.SetConnMaxLifetime(0)
+	s.ck.SetMaxOpenConns(1)
+	s.ck.SetConnMaxLifetime(0)
 
 	if err := migrate(ctx, s.w); err != nil {
 		s.closeDBs()
@@ -137,11 +146,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %s: prepare: %w: %w", path, store.ErrUnavailable, err)
 	}
 	go s.writer()
-	if opts.SweepInterval > 0 {
-		go s.sweepLoop(opts.SweepInterval)
-	} else {
-		close(s.done)
-	}
+	go s.maintain(opts.SweepInterval)
 	return s, nil
 }
 
@@ -154,7 +159,7 @@ func dsn(path string, q url.Values) string {
 func (s *Store) closeDBs() error {
 	var errs []error
 	s.st.close()
-	for _, db := range []*sql.DB{s.r, s.w} {
+	for _, db := range []*sql.DB{s.ck, s.r, s.w} {
 		if db != nil {
 			errs = append(errs, db.Close())
 		}
@@ -162,7 +167,7 @@ func (s *Store) closeDBs() error {
 	return errors.Join(errs...)
 }
 
-// Close stops the sweep and closes the database; later calls fail with
+// Close stops the background work and closes the database; later calls fail with
 // store.ErrUnavailable. Close is idempotent.
 func (s *Store) Close() error {
 	s.closer.Do(func() {

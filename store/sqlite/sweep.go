@@ -10,30 +10,44 @@ import (
 // while a backlog of expired rows (after downtime) is cleared.
 const sweepBatch = 500
 
-func (s *Store) sweepLoop(every time.Duration) {
+// checkpointEvery is the period of the passive WAL checkpoint. It copies
+// committed pages into the main file (with the fsyncs) while writers carry on,
+// so the WAL is reused from its start and stays small.
+const checkpointEvery = time.Second
+
+// maintain runs the WAL checkpoint every second and the expiry sweep every
+// sweepEvery (<= 0: never) until Close.
+func (s *Store) maintain(sweepEvery time.Duration) {
 	defer close(s.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	ckpt := time.NewTicker(checkpointEvery)
+	defer ckpt.Stop()
+	var sweep <-chan time.Time
+	if sweepEvery > 0 {
+		t := time.NewTicker(sweepEvery)
+		defer t.Stop()
+		sweep = t.C
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-s.stop:
-			case <-ctx.Done():
+		case <-ckpt.C:
+			if _, err := s.ck.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil && ctx.Err() == nil {
+				s.log.Warn("sqlite store: WAL checkpoint failed", "err", err)
 			}
-			cancel()
-		}()
-		n, err := s.Sweep(ctx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("sqlite store: expiry sweep failed", "err", err, "deleted", n)
-		} else if n > 0 {
-			s.log.Debug("sqlite store: expiry sweep", "deleted", n)
+		case <-sweep:
+			n, err := s.Sweep(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("sqlite store: expiry sweep failed", "err", err, "deleted", n)
+			} else if n > 0 {
+				s.log.Debug("sqlite store: expiry sweep", "deleted", n)
+			}
 		}
 	}
 }

@@ -21,7 +21,7 @@ const parallelism = 8
 
 func Benchmark(b *testing.B, s store.Store) {
 	ctx := context.Background()
-	b.Run("Incr", func(b *testing.B) {
+	runCPU(b, "Incr", func(b *testing.B) {
 		var i atomic.Int64
 		b.SetParallelism(parallelism)
 		b.RunParallel(func(pb *testing.PB) {
@@ -33,7 +33,7 @@ func Benchmark(b *testing.B, s store.Store) {
 			}
 		})
 	})
-	b.Run("WindowAdd", func(b *testing.B) {
+	runCPU(b, "WindowAdd", func(b *testing.B) {
 		var i atomic.Int64
 		b.SetParallelism(parallelism)
 		b.RunParallel(func(pb *testing.PB) {
@@ -52,21 +52,21 @@ func Benchmark(b *testing.B, s store.Store) {
 		fields[i] = fmt.Sprintf("token%05d", i*7)
 		deltas[fields[i]] = 1
 	}
-	b.Run("IncrSerial", func(b *testing.B) {
+	runCPU(b, "IncrSerial", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := s.Incr(ctx, "bench:serial", 1, time.Hour); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	b.Run("HIncr300", func(b *testing.B) {
+	runCPU(b, "HIncr300", func(b *testing.B) {
 		for b.Loop() {
 			if err := s.HIncr(ctx, "bench:bayes", deltas); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	b.Run("HGet300", func(b *testing.B) {
+	runCPU(b, "HGet300", func(b *testing.B) {
 		if err := s.HIncr(ctx, "bench:bayes", deltas); err != nil {
 			b.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func Benchmark(b *testing.B, s store.Store) {
 			}
 		})
 	})
-	b.Run("PolicyRequest", func(b *testing.B) {
+	runCPU(b, "PolicyRequest", func(b *testing.B) {
 		var i atomic.Int64
 		lat := newLatencies(b.N)
 		b.SetParallelism(parallelism)
@@ -95,7 +95,7 @@ func Benchmark(b *testing.B, s store.Store) {
 		})
 		lat.report(b)
 	})
-	b.Run("PolicyPaced5000", func(b *testing.B) { paced(b, s, 5000) })
+	runCPU(b, "PolicyPaced5000", func(b *testing.B) { paced(b, s, 5000) })
 }
 
 // policyRequest is what the policy daemon does per SMTP RCPT: a greylisting
@@ -181,4 +181,16 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(q(0.50), "p50-µs")
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(q(0.999), "p99.9-µs")
+}
+
+// runCPU is b.Run plus the CPU time per operation (see cpuTime); a server's own
+// CPU (Redis) is not included.
+func runCPU(b *testing.B, name string, fn func(b *testing.B)) {
+	b.Run(name, func(b *testing.B) {
+		start := cpuTime()
+		fn(b)
+		if used := cpuTime() - start; used > 0 {
+			b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/op")
+		}
+	})
 }
