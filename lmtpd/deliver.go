@@ -3,9 +3,12 @@ package lmtpd
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,7 +180,7 @@ func (dv *Deliverer) deliverOne(ctx context.Context, d *Delivery, r *rcptCtx, fu
 	}
 	dupKey := ""
 	if dv.Store != nil && dv.Config.DuplicatePeriod > 0 && msgID != "" {
-		dupKey = "lmtp-dup:" + r.user.Login + ":" + msgID
+		dupKey = "lmtp-dup:" + r.user.Login + ":" + shortHash(msgID)
 		if _, err := dv.Store.Get(ctx, dupKey); err == nil {
 			out.result = "duplicate"
 			out.note = "duplicate Message-ID suppressed"
@@ -204,6 +207,9 @@ func (dv *Deliverer) deliverOne(ctx context.Context, d *Delivery, r *rcptCtx, fu
 
 func (dv *Deliverer) quarantine(ctx context.Context, r *rcptCtx, body []byte, spam spamInfo, msgID, queueID, reason string) (outcome, error) {
 	subj, _ := getHeader(r.hdr, "Subject")
+	if dec, err := new(mime.WordDecoder).DecodeHeader(subj); err == nil {
+		subj = dec // the admin reads it in a terminal table
+	}
 	e := &quarantine.Entry{
 		Recipient: r.rcpt, User: r.user.Login, Sender: r.from, Subject: subj, Score: spam.Score,
 		Symbols: spam.Symbols, Reason: reason, MessageID: msgID, QueueID: queueID,
@@ -242,7 +248,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				if dv.Store == nil {
 					return false
 				}
-				_, err := dv.Store.Get(ctx, "sieve-dup:"+r.user.Login+":"+id)
+				_, err := dv.Store.Get(ctx, "sieve-dup:"+r.user.Login+":"+shortHash(id))
 				return err == nil
 			},
 			Now: dv.now(),
@@ -336,7 +342,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	}
 	if dv.Store != nil {
 		for _, m := range marks {
-			dv.Store.Set(ctx, "sieve-dup:"+r.user.Login+":"+m.ID, []byte("1"), m.Period)
+			dv.Store.Set(ctx, "sieve-dup:"+r.user.Login+":"+shortHash(m.ID), []byte("1"), m.Period)
 		}
 	}
 	out.note = strings.Join(notes, "; ")
@@ -362,7 +368,7 @@ func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body [
 		return "redirect to " + a.Address + " dropped: no sender configured"
 	}
 	if dv.Store != nil && msgID != "" {
-		fresh, err := dv.Store.SetNX(ctx, "redirect:"+r.user.Login+":"+a.Address+":"+msgID, []byte("1"), 24*time.Hour)
+		fresh, err := dv.Store.SetNX(ctx, "redirect:"+r.user.Login+":"+shortHash(a.Address+"\x00"+msgID), []byte("1"), 24*time.Hour)
 		if err == nil && !fresh {
 			return "redirect to " + a.Address + " already done"
 		}
@@ -372,6 +378,12 @@ func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body [
 		return "redirect to " + a.Address + " failed: " + err.Error()
 	}
 	return "redirected to " + a.Address
+}
+
+// shortHash keeps store keys bounded whatever a sender puts in a Message-ID.
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:12])
 }
 
 // editedBody replaces the header of body (LF) with hdr.
