@@ -49,11 +49,12 @@
 //	    permit_mynetworks, reject_unauth_destination,
 //	    check_policy_service { inet:127.0.0.1:10040, timeout=10s, default_action=DUNNO }
 //
-// For submission (authenticated users, rate limits and sender/login match),
-// the same service after permit_sasl_authenticated is NOT what you want: put
-// check_policy_service before permit_sasl_authenticated in
-// smtpd_recipient_restrictions of the submission service, so authenticated
-// mail is counted too (greylisting, SPF and DNSBL skip authenticated clients).
+// On the submission service, place check_policy_service before
+// permit_sasl_authenticated, or authenticated mail never reaches the rate limits
+// and the sender/login match (greylisting, SPF and DNSBL skip authenticated
+// clients by themselves):
+//
+//	-o smtpd_recipient_restrictions=check_policy_service,inet:127.0.0.1:10040,permit_sasl_authenticated,reject
 //
 // # Observability
 //
