@@ -153,6 +153,11 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 	if n := ss.macros["{client_name}"]; n != "" {
 		in.ClientHost = n
 	}
+	// Per-user Bayes needs one owner: a message for several recipients is
+	// classified with the global table only.
+	if len(ss.rcpts) == 1 {
+		in.User = strings.ToLower(ss.rcpts[0])
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ScanTimeout.D())
 	defer cancel()
 	type result struct {

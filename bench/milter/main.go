@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -49,6 +50,9 @@ type result struct {
 	P99Ms       float64        `json:"p99_ms"`
 	Actions     map[string]int `json:"actions"`
 	Errors      int            `json:"errors,omitempty"`
+	// MaxRSSMiB is the driver process's peak RSS (client and, for dovetail,
+	// the in-process milter and engine); rspamd's is measured by run.sh.
+	MaxRSSMiB float64 `json:"driver_max_rss_mib"`
 }
 
 func main() {
@@ -232,6 +236,10 @@ func run(name, addr string, conns int, msgs []msg, n int) result {
 	res.P99Ms = float64(lat[n*99/100].Microseconds()) / 1000
 	for _, s := range sessions {
 		s.Close()
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		res.MaxRSSMiB = float64(ru.Maxrss) / 1024
 	}
 	return res
 }

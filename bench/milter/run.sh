@@ -66,7 +66,7 @@ EOF2
   wait_port "$REDIS_PORT"
   rspamd -f -u _rspamd -g _rspamd -c /etc/rspamd/rspamd.conf \
     --var="LOCAL_CONFDIR=$TMP/rspamd" --var="DBDIR=$TMP/db" --var="RUNDIR=$TMP/run" --var="LOGDIR=$TMP/log" \
-    >"$TMP/rspamd.out" 2>&1 & PIDS+=($!)
+    >"$TMP/rspamd.out" 2>&1 & PIDS+=($!); RSPAMD_PID=$!
   log "waiting for rspamd (proxy/milter on $RSPAMD_PROXY_PORT)"
   wait_port "$RSPAMD_PROXY_PORT" || { tail -20 "$TMP/rspamd.out" "$TMP/log/"* >&2; exit 1; }
   ARGS+=(-rspamd-addr "127.0.0.1:$RSPAMD_PROXY_PORT")
@@ -77,3 +77,11 @@ fi
 log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$TMP/milter-bench" "${ARGS[@]}"
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ -n ${RSPAMD_PID:-} ]]; then
+  # Peak RSS of our rspamd's process tree (main + proxies + workers), not any other rspamd on the box.
+  kb=0
+  for p in $RSPAMD_PID $(ps -o pid= --ppid "$RSPAMD_PID"); do
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); kb=$((kb + ${v:-0}))
+  done
+  log "rspamd peak RSS (sum of VmHWM over its process tree): $((kb / 1024)) MiB"
+fi
