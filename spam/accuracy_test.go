@@ -57,8 +57,8 @@ func isTrain(name string) bool {
 
 type accuracy struct {
 	ham, spam, fp, fn int
-	spamBelow [3]int // spam with P < 0.9, 0.99, 0.999
-	hamAbove  [3]int // ham with P > 0.5, 0.9, 0.99
+	spamBelow         [3]int // spam with P < 0.9, 0.99, 0.999
+	hamAbove          [3]int // ham with P > 0.5, 0.9, 0.99
 	fpNames           []string
 }
 

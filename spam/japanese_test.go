@@ -40,12 +40,16 @@ var (
 		"今すぐ無料で登録！高収入の副業をご紹介します。簡単に稼げる方法です。",
 		"出会い系サイトに無料登録で高収入！今すぐクリックしてください。",
 		"副業で月収百万円！無料登録は今すぐ。限定のご案内です。",
+		"無料で今すぐ登録！限定の副業案内で高収入を実現しましょう。",
+		"高収入の副業を無料でご紹介。今すぐ登録するだけで簡単に稼げます。",
 		"簡単に稼げる副業の無料案内。今すぐ登録して高収入を手に入れよう。",
 	}
 	jpHam = []string{
 		"明日の会議の資料を添付しました。ご確認をお願いします。",
 		"会議の議事録を共有します。次回の打ち合わせは来週の水曜日です。",
 		"資料の修正版をお送りします。ご確認のほどよろしくお願いいたします。",
+		"議事録と資料を確認しました。来週の会議でご相談させてください。",
+		"打ち合わせの資料について、修正点をご確認のほどお願いします。",
 		"来週の打ち合わせの日程について、ご都合をお知らせください。",
 	}
 )
@@ -69,7 +73,7 @@ func TestJapaneseISO2022JP(t *testing.T) {
 			t.Errorf("token %q missing from %q", want, toks)
 		}
 	}
-	for i := range jpSpam[:3] {
+	for i := range jpSpam[:len(jpSpam)-1] {
 		for _, c := range []struct {
 			text string
 			spam bool
@@ -84,11 +88,11 @@ func TestJapaneseISO2022JP(t *testing.T) {
 			}
 		}
 	}
-	// The fourth message of each class was not trained on.
+	// The last message of each class was not trained on.
 	for _, c := range []struct {
 		text string
 		spam bool
-	}{{jpSpam[3], true}, {jpHam[3], false}} {
+	}{{jpSpam[len(jpSpam)-1], true}, {jpHam[len(jpHam)-1], false}} {
 		v, err := e.Score(ctx, &spam.Input{Raw: strings.NewReader(string(jpMessage(t, "お知らせ", c.text)))})
 		if err != nil {
 			t.Fatal(err)

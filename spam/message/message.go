@@ -131,7 +131,7 @@ type Message struct {
 	// HTMLAttrs counts "tag.attr" and "tag.attr=value" for presentational
 	// attributes (at most ~500 distinct).
 	HTMLAttrs map[string]int
-	URIs     []URI
+	URIs      []URI
 	// Anomalies maps anomaly names (the Anomaly… constants) to counts.
 	Anomalies map[string]int
 
