@@ -36,6 +36,7 @@ type Limits struct {
 	MaxRegexLen     int           // bytes of a regex pattern (default 4096)
 	MaxIncludeDepth int           // nested includes (default 10)
 	MaxIncludes     int           // total included scripts (default 255)
+	MaxHeaderSize   int           // editheader: max size of an added header field (default 2048)
 }
 
 // DefaultLimits returns the default limits.
@@ -54,6 +55,7 @@ func DefaultLimits() Limits {
 		MaxRegexLen:     4096,
 		MaxIncludeDepth: 10,
 		MaxIncludes:     255,
+		MaxHeaderSize:   2048,
 	}
 }
 
@@ -94,6 +96,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxIncludeDepth <= 0 {
 		l.MaxIncludeDepth = d.MaxIncludeDepth
+	}
+	if l.MaxHeaderSize <= 0 {
+		l.MaxHeaderSize = d.MaxHeaderSize
 	}
 	if l.MaxIncludes <= 0 {
 		l.MaxIncludes = d.MaxIncludes
@@ -222,6 +227,9 @@ type Action struct {
 	Options    []string
 	Message    string // notify :message
 	Implicit   bool   // implicit keep
+	// Headers is the edited header list (editheader) as it was when the
+	// action was taken; nil means the message is delivered unchanged.
+	Headers []Header
 }
 
 // Result is what one execution (or a multiscript run) decided.

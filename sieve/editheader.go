@@ -8,15 +8,27 @@ import (
 
 var defaultProtected = map[string]bool{"received": true, "auto-submitted": true}
 
-func (r *run) headerProtected(name string) bool {
+// headerProtected reports whether name may not be added (del=false) or
+// deleted (del=true), following Pigeonhole's sieve_editheader_protected,
+// _forbid_add and _forbid_delete settings. Subject cannot be protected.
+func (r *run) headerProtected(name string, del bool) bool {
 	ln := strings.ToLower(name)
-	if defaultProtected[ln] {
+	if ln == "subject" {
+		return false
+	}
+	if del && defaultProtected[ln] {
 		return true
 	}
-	if p, ok := r.config("sieve_editheader_protected"); ok {
-		for _, f := range strings.Fields(p) {
-			if strings.EqualFold(f, name) {
-				return true
+	keys := []string{"sieve_editheader_protected", "sieve_editheader_forbid_add"}
+	if del {
+		keys[1] = "sieve_editheader_forbid_delete"
+	}
+	for _, k := range keys {
+		if p, ok := r.config(k); ok {
+			for _, f := range strings.Fields(p) {
+				if strings.EqualFold(f, name) {
+					return true
+				}
 			}
 		}
 	}
@@ -70,16 +82,14 @@ func (c *addheaderCmd) exec(r *run) error {
 	if !validHeaderName(name) {
 		return r.runtimeErr("addheader action: specified field name '%s' is invalid", name)
 	}
-	if !validUTF8(val) {
-		return r.runtimeErr("addheader action: specified value is not valid UTF-8")
+	if !validUTF8(val) || strings.IndexByte(val, 0) >= 0 {
+		return r.runtimeErr("addheader action: specified value '%s' is invalid", val)
 	}
-	if r.headerProtected(name) {
+	if r.headerProtected(name, false) {
 		return nil
 	}
-	if max, ok := r.config("sieve_editheader_max_header_size"); ok {
-		if n := atoiDefault(max, 0); n > 0 && len(name)+len(val)+2 > n {
-			return r.runtimeErr("addheader action: header field is too large")
-		}
+	if n := r.lim.MaxHeaderSize; n > 0 && len(name)+len(val)+2 > n {
+		return r.runtimeErr("addheader action: header field is too large")
 	}
 	h := Header{Name: name, Value: sanitizeHeaderValue(val)}
 	hs := r.editableHeaders()
@@ -132,12 +142,13 @@ func compileAddheader(c *compiler, n *cmdNode, a *argp) cmd {
 		a.fail(n.pos, "addheader command: specified field name '%s' is invalid", ac.name.lit)
 		return nil
 	}
-	if ac.value.isConst() && !validUTF8(ac.value.lit) {
-		a.fail(n.pos, "addheader command: specified value is not valid UTF-8")
+	if ac.value.isConst() && (!validUTF8(ac.value.lit) || strings.IndexByte(ac.value.lit, 0) >= 0) {
+		a.fail(n.pos, "addheader command: specified value '%s' is invalid", strings.ReplaceAll(ac.value.lit, "\x00", "\\0"))
 		return nil
 	}
-	if max := c.opts.Limits.MaxVariableSize; max < 0 {
-		_ = max
+	if ac.value.isConst() && ac.name.isConst() && c.lim.MaxHeaderSize > 0 && len(ac.name.lit)+len(ac.value.lit)+2 > c.lim.MaxHeaderSize {
+		a.fail(n.pos, "addheader command: specified header field is too large (max %d bytes)", c.lim.MaxHeaderSize)
+		return nil
 	}
 	return ac
 }
@@ -154,7 +165,7 @@ func (c *deleteheaderCmd) exec(r *run) error {
 	if !validHeaderName(name) {
 		return r.runtimeErr("deleteheader action: specified field name '%s' is invalid", name)
 	}
-	if r.headerProtected(name) {
+	if r.headerProtected(name, true) {
 		return nil
 	}
 	hs := r.st.headers

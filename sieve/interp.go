@@ -282,6 +282,9 @@ func (r *run) addAction(a *Action, cancelsKeep bool) error {
 			return nil
 		}
 	}
+	if st.headersEdited {
+		a.Headers = st.headers
+	}
 	if a.Type == "redirect" {
 		if st.redirects >= r.lim.MaxRedirects {
 			return r.runtimeErr("number of redirect actions exceeds policy limit (%d > %d)", st.redirects+1, r.lim.MaxRedirects)
@@ -415,6 +418,9 @@ func (st *execState) result(failed bool) *Result {
 		if !hasKeep {
 			res.ImplicitKeep = true
 			k := Action{Type: "keep", Implicit: true}
+			if st.headersEdited && !failed {
+				k.Headers = st.headers
+			}
 			if st.flagsSet {
 				k.Flags = append([]string(nil), st.flags...)
 			}

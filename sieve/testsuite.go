@@ -138,6 +138,7 @@ func (s *suiteRunner) limits() Limits {
 	set("sieve_include_max_nesting_depth", &l.MaxIncludeDepth)
 	set("sieve_max_actions", &l.MaxActions)
 	set("sieve_max_redirects", &l.MaxRedirects)
+	set("sieve_editheader_max_header_size", &l.MaxHeaderSize)
 	if v, ok := s.config["sieve_max_cpu_time"]; ok {
 		l.MaxCPUTime = parsePeriod(v, l.MaxCPUTime)
 	}
@@ -341,6 +342,7 @@ func (t *suiteMultiscriptTest) eval(r *run) (bool, error) {
 		return false, nil
 	}
 	s.resetResult()
+	r.st = s.state
 	res, err := RunMulti(r.ctx, s.env(), scripts[:len(scripts)-1], scripts[len(scripts)-1], nil)
 	if err != nil {
 		return false, nil
@@ -513,20 +515,27 @@ func (s *suiteRunner) executeActions(acts []Action) bool {
 					continue
 				}
 			}
-			s.mailboxes[box] = append(s.mailboxes[box], storedMsg{msg: s.currentDelivered(), flags: a.Flags})
+			s.mailboxes[box] = append(s.mailboxes[box], storedMsg{msg: s.actionMessage(a), flags: a.Flags})
 		case "redirect":
 			from := s.envelope.From
 			hdr := "X-Sieve-Redirected-From: " + s.envelope.To + "\r\n"
-			s.smtp = append(s.smtp, sentMsg{from: from, to: a.Address, msg: NewMessage(append([]byte(hdr), s.currentDelivered().raw...))})
+			s.smtp = append(s.smtp, sentMsg{from: from, to: a.Address, msg: NewMessage(append([]byte(hdr), s.actionMessage(a).raw...))})
 		case "vacation", "reject", "notify":
 			s.smtp = append(s.smtp, composeOutgoing(s, a)...)
 		}
 	}
 	if !ok {
 		// fall back to implicit keep into INBOX
-		s.mailboxes["INBOX"] = append(s.mailboxes["INBOX"], storedMsg{msg: s.currentDelivered()})
+		s.mailboxes["INBOX"] = append(s.mailboxes["INBOX"], storedMsg{msg: s.msg})
 	}
 	return ok
+}
+
+func (s *suiteRunner) actionMessage(a Action) *Message {
+	if a.Headers != nil {
+		return NewMessage(renderMessage(a.Headers, s.msg.body))
+	}
+	return s.msg
 }
 
 func (s *suiteRunner) currentDelivered() *Message {
