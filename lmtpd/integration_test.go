@@ -37,9 +37,20 @@ type childConfig struct {
 	BaseDN  string
 }
 
+// cliEnv makes the test binary run `dovetail ARGS...` (JSON list), e.g. the real
+// milter for the GTUBE test, in a process of its own.
+const cliEnv = "DOVETAIL_LMTPD_TEST_CLI"
+
 func TestMain(m *testing.M) {
 	if v := os.Getenv(childEnv); v != "" {
 		os.Exit(runChild(v))
+	}
+	if v := os.Getenv(cliEnv); v != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(v), &args); err != nil {
+			os.Exit(2)
+		}
+		os.Exit(cli.Main(args, os.Stdin, os.Stdout, os.Stderr))
 	}
 	testenv.Main(m)
 }
@@ -94,7 +105,7 @@ type world struct {
 	tmp    string
 }
 
-func startWorld(t *testing.T, mut func(*lmtpd.Config)) *world {
+func startWorld(t *testing.T, mut func(*lmtpd.Config), pfMut ...func(*testenv.PostfixOptions)) *world {
 	t.Helper()
 	w := &world{slapd: testenv.Slapd(t)}
 	dir, err := ldapDir(w.slapd.URL, w.slapd.PeopleDN, nil)
@@ -144,7 +155,11 @@ func startWorld(t *testing.T, mut func(*lmtpd.Config)) *world {
 			t.Logf("lmtpd log:\n%s", w.logBuf.String())
 		}
 	})
-	w.pf = testenv.StartPostfix(t, testenv.PostfixOptions{LMTP: "unix:" + w.sock})
+	pfo := testenv.PostfixOptions{LMTP: "unix:" + w.sock}
+	for _, f := range pfMut {
+		f(&pfo)
+	}
+	w.pf = testenv.StartPostfix(t, pfo)
 	return w
 }
 
@@ -248,6 +263,65 @@ func TestSpamQuarantineRelease(t *testing.T) {
 	}
 	if _, err := w.quar.Get(context.Background(), ents[0].ID); err == nil {
 		t.Error("released message still in the quarantine")
+	}
+}
+
+// TestGTUBEThroughMilter: GTUBE through the REAL dovetail milter (its own process,
+// started via the CLI) in Postfix; lmtpd only reads the X-Spam-* headers it added
+// and quarantines the message.
+func TestGTUBEThroughMilter(t *testing.T) {
+	testenv.Need(t, "swaks")
+	port := testenv.FreePort(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "milter.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`data_dir: %s
+daemons: [milter]
+metrics: {listen: ""}
+milter:
+  listen: {address: "127.0.0.1:%d"}
+spam:
+  actions: {reject: 100000, add_header: 6}
+  bayes: {enabled: false}
+`, dir, port)), 0o600)
+	args, _ := json.Marshal([]string{"-c", cfgPath, "milter"})
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), cliEnv+"="+string(args))
+	var logb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logb, &logb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("milter log:\n%s", logb.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("milter did not listen on %d:\n%s", port, logb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w := startWorld(t, nil, func(o *testenv.PostfixOptions) { o.Milter = fmt.Sprintf("inet:127.0.0.1:%d", port) })
+	swaks(t, w, "carol@example.com", "gtube test", "--body",
+		"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
+	w.pf.WaitQueueEmpty(t, 20*time.Second)
+	ents, err := w.quar.List(context.Background(), quarantine.Filter{User: "carol@example.com"})
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("quarantine: %v %v\nlmtpd log:\n%s", ents, err, w.logBuf)
+	}
+	if ents[0].Score < 100 || !strings.Contains(strings.Join(ents[0].Symbols, ","), "GTUBE") {
+		t.Errorf("entry %+v: want the milter's GTUBE score and symbol", ents[0])
+	}
+	if n := len(w.dc.Messages(t, "carol", "carolpw", "INBOX")); n != 0 {
+		t.Errorf("GTUBE reached INBOX (%d)", n)
 	}
 }
 
