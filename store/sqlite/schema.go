@@ -76,15 +76,15 @@ func migrate(ctx context.Context, db *sql.DB) error {
 var hgetSizes = []int{1, 8, 32, 128}
 
 type stmts struct {
-	get, set, setNX, incr                *sql.Stmt
-	delKV, delHash, delSet               *sql.Stmt
-	winPeek, winRead, winWrite, winUpdate           *sql.Stmt
-	hincr                                *sql.Stmt
-	hget                                 map[int]*sql.Stmt
-	setMeta, setParent, setClear, setAdd *sql.Stmt
-	isMember                             *sql.Stmt
-	sweepKV, sweepSet                    *sql.Stmt
-	all                                  []*sql.Stmt
+	get, set, setNX, incr                 *sql.Stmt
+	delKV, delHash, delSet                *sql.Stmt
+	winPeek, winRead, winWrite, winUpdate *sql.Stmt
+	hincr                                 *sql.Stmt
+	hget                                  map[int]*sql.Stmt
+	setMeta, setParent, setClear, setAdd  *sql.Stmt
+	isMember                              *sql.Stmt
+	sweepKV, sweepSet                     *sql.Stmt
+	all                                   []*sql.Stmt
 }
 
 // live is the SQL condition for a row that has not expired at ?now.
