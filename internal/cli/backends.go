@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 
 	"github.com/dovetail-mail/dovetail/directory"
 	diropen "github.com/dovetail-mail/dovetail/directory/open"
 	"github.com/dovetail-mail/dovetail/store"
+	storeopen "github.com/dovetail-mail/dovetail/store/open"
 )
 
 // backends opens the shared directory and store once per process, so `serve`
@@ -44,4 +47,14 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 
 func openDirectory(ctx context.Context, a *App) (directory.Directory, error) {
 	return diropen.Open(ctx, a.Config().Directory, a.Log)
+}
+
+func openStore(ctx context.Context, a *App) (store.Store, error) {
+	cfg := a.Config()
+	if cfg.Store.Backend == "" || cfg.Store.Backend == store.BackendSQLite {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	return storeopen.Open(ctx, cfg.Store, cfg.DataDir, storeopen.WithLogger(a.Log))
 }

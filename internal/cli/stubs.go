@@ -4,12 +4,9 @@ package cli
 // When you add your real constructor/builder in your own file, delete its stub here.
 
 import (
-	"context"
 	"errors"
 
 	"github.com/spf13/cobra"
-
-	"github.com/dovetail-mail/dovetail/store"
 )
 
 var errNotBuilt = errors.New("not built yet")
@@ -18,6 +15,3 @@ func stubCmd(use string) *cobra.Command {
 	return &cobra.Command{Use: use, Hidden: true, RunE: func(*cobra.Command, []string) error { return errNotBuilt }}
 }
 
-func newSieveCmd(*App) *cobra.Command { return stubCmd("sieve") }
-
-func openStore(context.Context, *App) (store.Store, error) { return nil, errNotBuilt }
