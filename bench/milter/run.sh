@@ -33,7 +33,7 @@ trap 'exit 130' INT TERM
 
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 free_port() { local p; while :; do p=$((20000 + RANDOM % 10000)); port_open "$p" || { echo "$p"; return; }; done; }
-wait_port() { for _ in $(seq 600); do port_open "$1" && return 0; sleep 0.05; done; log "port $1 did not open"; return 1; }
+wait_port() { for _ in $(seq ${2:-600}); do port_open "$1" && return 0; sleep 0.05; done; log "port $1 did not open"; return 1; }
 
 log "building the driver"
 (cd "$ROOT" && go build -o "$TMP/milter-bench" ./bench/milter)
@@ -68,7 +68,7 @@ EOF2
     --var="LOCAL_CONFDIR=$TMP/rspamd" --var="DBDIR=$TMP/db" --var="RUNDIR=$TMP/run" --var="LOGDIR=$TMP/log" \
     >"$TMP/rspamd.out" 2>&1 & PIDS+=($!); RSPAMD_PID=$!
   log "waiting for rspamd (proxy/milter on $RSPAMD_PROXY_PORT)"
-  wait_port "$RSPAMD_PROXY_PORT" || { tail -20 "$TMP/rspamd.out" "$TMP/log/"* >&2; exit 1; }
+  wait_port "$RSPAMD_PROXY_PORT" 3000 || { tail -n 20 "$TMP/rspamd.out" "$TMP/log/"* >&2; exit 1; }
   ARGS+=(-rspamd-addr "127.0.0.1:$RSPAMD_PROXY_PORT")
 else
   log "rspamd not run (RSPAMD=$RSPAMD or rspamd/redis-server missing)"
@@ -79,9 +79,10 @@ log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ -n ${RSPAMD_PID:-} ]]; then
   # Peak RSS of our rspamd's process tree (main + proxies + workers), not any other rspamd on the box.
-  kb=0
+  kb=0; pss=0
   for p in $RSPAMD_PID $(ps -o pid= --ppid "$RSPAMD_PID"); do
     v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); kb=$((kb + ${v:-0}))
+    v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0); pss=$((pss + ${v:-0}))
   done
-  log "rspamd peak RSS (sum of VmHWM over its process tree): $((kb / 1024)) MiB"
+  log "rspamd memory over its process tree: peak RSS sum $((kb / 1024)) MiB (shared pages counted per process), PSS now $((pss / 1024)) MiB"
 fi
