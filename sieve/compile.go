@@ -90,7 +90,7 @@ func compileWith(name string, src []byte, opts *Options, st *includeState, depth
 	}
 	nodes := parseScript(src, errs, lim)
 	var body []cmd
-	if len(errs.list) == 0 {
+	{
 		body = c.block(nodes)
 		if c.exts["extracttext"] && (!c.exts["variables"] || !c.exts["foreverypart"]) {
 			c.errorf(Pos{1, 1}, "the extracttext extension cannot be used without the variables and foreverypart extensions")

@@ -417,7 +417,7 @@ func (st *execState) result(failed bool) *Result {
 		}
 		if !hasKeep {
 			res.ImplicitKeep = true
-			k := Action{Type: "keep", Implicit: true}
+			k := Action{Type: "keep", Mailbox: "INBOX", Implicit: true}
 			if st.headersEdited && !failed {
 				k.Headers = st.headers
 			}
