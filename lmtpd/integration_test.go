@@ -177,6 +177,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// addUser creates a fresh LDAP user for one test (the slapd is shared by the
+// binary, so tests never count messages in each other's mailboxes).
+func (w *world) addUser(t *testing.T, cn string) {
+	t.Helper()
+	w.slapd.AddUser(t, testenv.LDAPUser{CN: cn, Mail: cn + "@example.com", Password: cn + "pw"})
+}
+
 func swaks(t *testing.T, w *world, to, subject string, extra ...string) {
 	t.Helper()
 	args := append([]string{"--to", to, "--from", "sender@example.net", "--helo", "client.example.net",
@@ -200,34 +207,36 @@ func hasFlag(m testenv.IMAPMessage, f string) bool {
 // back by real Dovecot over IMAP: INBOX, a Sieve-filed folder with flags, +detail.
 func TestPostfixLDAPDovecot(t *testing.T) {
 	w := startWorld(t, nil)
-	w.dc.SetSieve(t, "carol", `require ["fileinto", "imap4flags", "mailbox"];
+	w.addUser(t, "pdalice")
+	w.addUser(t, "pdcarol")
+	w.dc.SetSieve(t, "pdcarol", `require ["fileinto", "imap4flags", "mailbox"];
 if header :contains "subject" "[lists]" {
   fileinto :create :flags ["\\Flagged", "$Listmail"] "Lists";
   stop;
 }
 `)
-	swaks(t, w, "alice@example.com", "plain hello")
-	swaks(t, w, "carol@example.com", "[lists] weekly digest")
-	swaks(t, w, "alice+news@example.com", "detail address")
+	swaks(t, w, "pdalice@example.com", "plain hello")
+	swaks(t, w, "pdcarol@example.com", "[lists] weekly digest")
+	swaks(t, w, "pdalice+news@example.com", "detail address")
 	w.pf.WaitQueueEmpty(t, 20*time.Second)
 
-	inbox := w.dc.WaitMessages(t, "alice", "alicepw", "INBOX", 2, 10*time.Second)
+	inbox := w.dc.WaitMessages(t, "pdalice", "pdalicepw", "INBOX", 2, 10*time.Second)
 	var subjects []string
 	for _, m := range inbox {
 		subjects = append(subjects, m.Header)
 	}
 	all := strings.Join(subjects, "\n")
-	for _, want := range []string{"Subject: plain hello", "Subject: detail address", "Delivered-To: alice+news@example.com", "Return-Path: <sender@example.net>"} {
+	for _, want := range []string{"Subject: plain hello", "Subject: detail address", "Delivered-To: pdalice+news@example.com", "Return-Path: <sender@example.net>"} {
 		if !strings.Contains(all, want) {
-			t.Errorf("alice's INBOX lacks %q:\n%s", want, all)
+			t.Errorf("pdalice's INBOX lacks %q:\n%s", want, all)
 		}
 	}
-	lists := w.dc.WaitMessages(t, "carol", "carolpw", "Lists", 1, 10*time.Second)
+	lists := w.dc.WaitMessages(t, "pdcarol", "pdcarolpw", "Lists", 1, 10*time.Second)
 	if !hasFlag(lists[0], `\Flagged`) || !hasFlag(lists[0], "$Listmail") {
 		t.Errorf("Lists message flags = %v, want \\Flagged and $Listmail", lists[0].Flags)
 	}
-	if n := len(w.dc.Messages(t, "carol", "carolpw", "INBOX")); n != 0 {
-		t.Errorf("carol's INBOX has %d messages, want 0 (filed by Sieve)", n)
+	if n := len(w.dc.Messages(t, "pdcarol", "pdcarolpw", "INBOX")); n != 0 {
+		t.Errorf("pdcarol's INBOX has %d messages, want 0 (filed by Sieve)", n)
 	}
 	if !strings.Contains(w.logBuf.String(), "queue_id=") || strings.Contains(w.logBuf.String(), `queue_id=""`) {
 		t.Errorf("log lines lack the Postfix queue id:\n%s", w.logBuf.String())
@@ -243,21 +252,22 @@ if header :contains "subject" "[lists]" {
 // quarantine, shows in the list, and after release is in INBOX over IMAP.
 func TestSpamQuarantineRelease(t *testing.T) {
 	w := startWorld(t, nil)
-	swaks(t, w, "carol@example.com", "cheap pills", "--header", "X-Spam-Flag: YES",
+	w.addUser(t, "qrcarol")
+	swaks(t, w, "qrcarol@example.com", "cheap pills", "--header", "X-Spam-Flag: YES",
 		"--header", "X-Spam-Score: 12.5", "--header", "X-Spam-Status: Yes, score=12.5 required=5.0 tests=GTUBE")
 	w.pf.WaitQueueEmpty(t, 20*time.Second)
-	ents, err := w.quar.List(context.Background(), quarantine.Filter{User: "carol"})
+	ents, err := w.quar.List(context.Background(), quarantine.Filter{User: "qrcarol"})
 	if err != nil || len(ents) != 1 {
 		t.Fatalf("quarantine list: %v %v\n%s", ents, err, w.logBuf)
 	}
-	if ents[0].Score != 12.5 || ents[0].Recipient != "carol@example.com" || ents[0].Subject != "cheap pills" || ents[0].QueueID == "" {
+	if ents[0].Score != 12.5 || ents[0].Recipient != "qrcarol@example.com" || ents[0].Subject != "cheap pills" || ents[0].QueueID == "" {
 		t.Errorf("entry %+v", ents[0])
 	}
-	if n := len(w.dc.Messages(t, "carol", "carolpw", "INBOX")); n != 0 {
+	if n := len(w.dc.Messages(t, "qrcarol", "qrcarolpw", "INBOX")); n != 0 {
 		t.Fatalf("spam reached INBOX")
 	}
 	releaseViaCLI(t, w, ents[0].ID)
-	msgs := w.dc.WaitMessages(t, "carol", "carolpw", "INBOX", 1, 10*time.Second)
+	msgs := w.dc.WaitMessages(t, "qrcarol", "qrcarolpw", "INBOX", 1, 10*time.Second)
 	if !strings.Contains(msgs[0].Header, "Subject: cheap pills") {
 		t.Errorf("released message: %s", msgs[0].Header)
 	}
@@ -310,17 +320,18 @@ spam:
 		time.Sleep(50 * time.Millisecond)
 	}
 	w := startWorld(t, nil, func(o *testenv.PostfixOptions) { o.Milter = fmt.Sprintf("inet:127.0.0.1:%d", port) })
-	swaks(t, w, "carol@example.com", "gtube test", "--body",
+	w.addUser(t, "gtcarol")
+	swaks(t, w, "gtcarol@example.com", "gtube test", "--body",
 		"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X")
 	w.pf.WaitQueueEmpty(t, 20*time.Second)
-	ents, err := w.quar.List(context.Background(), quarantine.Filter{User: "carol@example.com"})
+	ents, err := w.quar.List(context.Background(), quarantine.Filter{User: "gtcarol@example.com"})
 	if err != nil || len(ents) != 1 {
 		t.Fatalf("quarantine: %v %v\nlmtpd log:\n%s", ents, err, w.logBuf)
 	}
 	if ents[0].Score < 100 || !strings.Contains(strings.Join(ents[0].Symbols, ","), "GTUBE") {
 		t.Errorf("entry %+v: want the milter's GTUBE score and symbol", ents[0])
 	}
-	if n := len(w.dc.Messages(t, "carol", "carolpw", "INBOX")); n != 0 {
+	if n := len(w.dc.Messages(t, "gtcarol", "gtcarolpw", "INBOX")); n != 0 {
 		t.Errorf("GTUBE reached INBOX (%d)", n)
 	}
 }
@@ -329,20 +340,22 @@ spam:
 // an over-quota user gets 552 5.2.2 (Postfix bounces).
 func TestVacationAndQuota(t *testing.T) {
 	w := startWorld(t, func(c *lmtpd.Config) { c.DefaultQuota = 8 << 10 })
-	w.dc.SetSieve(t, "carol", `require ["vacation"];
+	w.addUser(t, "vccarol")
+	w.addUser(t, "vqalice")
+	w.dc.SetSieve(t, "vccarol", `require ["vacation"];
 vacation :days 1 :subject "Away" "I am on holiday.";
 `)
-	swaks(t, w, "carol@example.com", "first")
-	swaks(t, w, "carol@example.com", "second")
-	swaks(t, w, "carol@example.com", "list mail", "--header", "List-Id: <dev.lists.example.org>", "--from", "other@example.net")
+	swaks(t, w, "vccarol@example.com", "first")
+	swaks(t, w, "vccarol@example.com", "second")
+	swaks(t, w, "vccarol@example.com", "list mail", "--header", "List-Id: <dev.lists.example.org>", "--from", "other@example.net")
 	w.pf.WaitQueueEmpty(t, 20*time.Second)
-	w.dc.WaitMessages(t, "carol", "carolpw", "INBOX", 3, 10*time.Second)
+	w.dc.WaitMessages(t, "vccarol", "vccarolpw", "INBOX", 3, 10*time.Second)
 	sent := w.sender.all()
 	if len(sent) != 1 || !strings.Contains(sent[0], "to=[sender@example.net]") || !strings.Contains(sent[0], "Subject: Away") {
 		t.Fatalf("vacation replies: %q", sent)
 	}
 	big := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", 200)
-	out, code := testenv.Swaks(t, w.pf.SMTPAddr, "--to", "alice@example.com", "--from", "sender@example.net",
+	out, code := testenv.Swaks(t, w.pf.SMTPAddr, "--to", "vqalice@example.com", "--from", "sender@example.net",
 		"--helo", "client.example.net", "--body", big)
 	if code != 0 {
 		t.Fatalf("swaks: %d %s", code, out)
@@ -454,7 +467,8 @@ func TestKill9NothingLost(t *testing.T) {
 		"lmtp_destination_recipient_limit": "1", "minimal_backoff_time": "1s", "maximal_backoff_time": "2s",
 		"queue_run_delay": "1s",
 	}})
-	inbox := filepath.Join(slapd.HomeDir, "alice", "Maildir")
+	slapd.AddUser(t, testenv.LDAPUser{CN: "k9alice", Mail: "k9alice@example.com"})
+	inbox := filepath.Join(slapd.HomeDir, "k9alice", "Maildir")
 	before := countMessages(t, inbox, "kill9-")
 	const N = 500
 	conn, err := net.Dial("tcp", pf.SMTPAddr)
@@ -468,8 +482,8 @@ func TestKill9NothingLost(t *testing.T) {
 	}
 	killed := 0
 	for i := 0; i < N; i++ {
-		msg := fmt.Sprintf("From: s@example.net\r\nTo: alice@example.com\r\nSubject: kill9-%d\r\nMessage-ID: <kill9-%d-%d@example.net>\r\n\r\nbody %d\r\n", i, i, time.Now().UnixNano(), i)
-		if err := c.SendMail("s@example.net", []string{"alice@example.com"}, strings.NewReader(msg)); err != nil {
+		msg := fmt.Sprintf("From: s@example.net\r\nTo: k9alice@example.com\r\nSubject: kill9-%d\r\nMessage-ID: <kill9-%d-%d@example.net>\r\n\r\nbody %d\r\n", i, i, time.Now().UnixNano(), i)
+		if err := c.SendMail("s@example.net", []string{"k9alice@example.com"}, strings.NewReader(msg)); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 		if i == 150 || i == 350 {
