@@ -415,7 +415,8 @@ func (w *Writer) Clean(root string) int {
 		}
 		name := e.Name()
 		old := time.Since(info.ModTime()) > 36*time.Hour
-		mine := strings.Contains(name, "."+w.host) && !strings.Contains(name, ours) && info.ModTime().Before(w.started)
+		mine := strings.Contains(name, "."+w.host) && !strings.Contains(name, ours) &&
+			info.ModTime().Before(w.started) && !writerAlive(name)
 		if old || mine {
 			if os.Remove(filepath.Join(dir, name)) == nil {
 				n++
@@ -423,6 +424,25 @@ func (w *Writer) Clean(root string) int {
 		}
 	}
 	return n
+}
+
+// writerAlive reports whether the process named by a "…P<pid>.…" tmp name still
+// runs (another lmtpd on this host writing right now): its file is not stale.
+func writerAlive(name string) bool {
+	i := strings.Index(name, "P")
+	if i < 0 {
+		return false
+	}
+	j := strings.IndexByte(name[i:], '.')
+	if j < 0 {
+		return false
+	}
+	pid, err := strconv.Atoi(name[i+1 : i+j])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (w *Writer) sweepTmp(root string) {

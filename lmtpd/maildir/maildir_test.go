@@ -66,7 +66,7 @@ func TestUniqueNamesAndClean(t *testing.T) {
 	if _, err := w.Deliver(mb, Target{}, NewMessage([]byte("Subject: x\n\nbody\n"))); err != nil {
 		t.Fatal(err)
 	}
-	stale := filepath.Join(mb.Root, "tmp", "1.M1P99999."+w.host)
+	stale := filepath.Join(mb.Root, "tmp", "1.M1P999999999."+w.host)
 	os.WriteFile(stale, []byte("half"), 0o600)
 	old := w.started.Add(-time.Minute)
 	os.Chtimes(stale, old, old)
