@@ -185,6 +185,9 @@ func TestPigeonhole(t *testing.T) {
 		if dir == "." {
 			dir = "base"
 		}
+		if dir == "extensions" {
+			dir = "extensions/" + strings.TrimSuffix(filepath.Base(rel), ".svtest")
+		}
 		t.Run(rel, func(t *testing.T) {
 			src, _ := os.ReadFile(f)
 			nblocks := len(testBlockRe.FindAll(src, -1))

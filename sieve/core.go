@@ -588,6 +588,9 @@ func (r *run) addrValue(p parsedAddr, part addrPart) (string, bool) {
 	}
 	switch part {
 	case apAll:
+		if needsQuote(p.local) {
+			return strconv.Quote(p.local) + "@" + p.domain, true
+		}
 		return p.local + "@" + p.domain, true
 	case apLocal:
 		return p.local, true

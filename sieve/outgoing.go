@@ -78,3 +78,53 @@ func composeOutgoing(s *suiteRunner, a Action) []sentMsg {
 	}
 	return nil
 }
+
+// RedirectMessage prepares a redirect action for sending, following
+// Pigeonhole: the envelope sender is chosen by sieve_redirect_envelope_from
+// (sender, recipient, orig_recipient, user_email or an explicit <address>),
+// an X-Sieve-Redirected-From header is added, and ok is false when the
+// message already carries that header for this user (a mail loop).
+func RedirectMessage(env *Env, a *Action) (out OutgoingMessage, ok bool) {
+	cfg := func(k string) string {
+		if env.Config == nil {
+			return ""
+		}
+		return strings.TrimSpace(env.Config[k])
+	}
+	sender := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(env.Envelope.From), "<"), ">")
+	user := cfg("sieve_user_email")
+	if user == "" {
+		user = env.Envelope.To
+	}
+	for _, v := range headerValues(env.Message.headers, "x-sieve-redirected-from") {
+		for _, p := range parseAddressList(v) {
+			if p.ok && (strings.EqualFold(p.local+"@"+p.domain, user) || strings.EqualFold(p.local+"@"+p.domain, env.Envelope.To)) {
+				return out, false
+			}
+		}
+	}
+	from := sender
+	if sender != "" {
+		switch mode := cfg("sieve_redirect_envelope_from"); {
+		case mode == "" || mode == "sender":
+		case mode == "recipient":
+			from = env.Envelope.To
+		case mode == "orig_recipient":
+			from = env.Envelope.OrigTo
+			if from == "" {
+				from = env.Envelope.To
+			}
+		case mode == "user_email":
+			from = user
+		case strings.HasPrefix(mode, "<") && strings.HasSuffix(mode, ">"):
+			from = strings.TrimSpace(mode[1 : len(mode)-1])
+		}
+	}
+	hdr := "X-Sieve-Redirected-From: " + user + "\r\n"
+	hs := env.Message.headers
+	if a.Headers != nil {
+		hs = a.Headers
+	}
+	data := append([]byte(hdr), renderMessage(hs, env.Message.body)...)
+	return OutgoingMessage{From: from, To: a.Address, Data: data}, true
+}

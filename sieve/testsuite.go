@@ -517,9 +517,10 @@ func (s *suiteRunner) executeActions(acts []Action) bool {
 			}
 			s.mailboxes[box] = append(s.mailboxes[box], storedMsg{msg: s.actionMessage(a), flags: a.Flags})
 		case "redirect":
-			from := s.envelope.From
-			hdr := "X-Sieve-Redirected-From: " + s.envelope.To + "\r\n"
-			s.smtp = append(s.smtp, sentMsg{from: from, to: a.Address, msg: NewMessage(append([]byte(hdr), s.actionMessage(a).raw...))})
+			env := s.env()
+			if o, ok := RedirectMessage(env, &a); ok {
+				s.smtp = append(s.smtp, sentMsg{from: o.From, to: o.To, msg: NewMessage(o.Data)})
+			}
 		case "vacation", "reject", "notify":
 			s.smtp = append(s.smtp, composeOutgoing(s, a)...)
 		}
