@@ -336,6 +336,26 @@ spam:
 	}
 }
 
+// TestRedirectThroughPostfix: a Sieve redirect is submitted to the real Postfix by
+// SMTP and comes back through lmtpd into the target's INBOX.
+func TestRedirectThroughPostfix(t *testing.T) {
+	w := startWorld(t, nil)
+	w.addUser(t, "rdfrom")
+	w.addUser(t, "rdto")
+	w.sender.mu.Lock()
+	w.sender.via = &lmtpd.SMTPSender{Addr: w.pf.SMTPAddr, Timeout: 10 * time.Second}
+	w.sender.mu.Unlock()
+	w.dc.SetSieve(t, "rdfrom", `redirect "rdto@example.com";`)
+	swaks(t, w, "rdfrom@example.com", "please forward")
+	msgs := w.dc.WaitMessages(t, "rdto", "rdtopw", "INBOX", 1, 20*time.Second)
+	if !strings.Contains(msgs[0].Header, "Subject: please forward") {
+		t.Errorf("redirected message: %s", msgs[0].Header)
+	}
+	if n := len(w.dc.Messages(t, "rdfrom", "rdfrompw", "INBOX")); n != 0 {
+		t.Errorf("redirect without :copy kept a copy (%d)", n)
+	}
+}
+
 // TestVacationAndQuota: vacation answers once and never to a list message;
 // an over-quota user gets 552 5.2.2 (Postfix bounces).
 func TestVacationAndQuota(t *testing.T) {
@@ -366,11 +386,16 @@ vacation :days 1 :subject "Away" "I am on holiday.";
 type recSender struct {
 	mu   sync.Mutex
 	sent []string
+	via  lmtpd.Sender // when set, really submit (to the test's Postfix)
 }
 
 func (r *recSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.via != nil {
+		r.sent = append(r.sent, fmt.Sprintf("from=<%s> to=%v (via SMTP)", from, rcpts))
+		return r.via.Send(ctx, from, rcpts, msg)
+	}
 	r.sent = append(r.sent, fmt.Sprintf("from=<%s> to=%v\n%s", from, rcpts, msg))
 	return nil
 }
