@@ -50,6 +50,8 @@ type execState struct {
 	errors        []error
 	sentResponse  bool // vacation/reject
 	lastKeepIdx   int
+	origin        []int // script number that produced each action
+	scriptNo      int
 }
 
 type run struct {
@@ -237,11 +239,15 @@ func actionName(a *Action) string {
 func (r *run) addAction(a *Action, cancelsKeep bool) error {
 	st := r.st
 	// duplicates / conflicts
-	for _, o := range st.actions {
+	for i, o := range st.actions {
 		if o.Implicit {
 			continue
 		}
+		sameScript := st.origin[i] == st.scriptNo
 		if isStore(o) && isStore(a) && mailboxEq(o.Mailbox, a.Mailbox) {
+			if a.Type == "keep" && o.Type != "keep" {
+				o.Type = "keep"
+			}
 			// merge flags: latest wins (Pigeonhole merges); keep the first
 			if a.Flags != nil || o.Flags != nil {
 				o.Flags = mergeFlags(o.Flags, a.Flags)
@@ -261,7 +267,15 @@ func (r *run) addAction(a *Action, cancelsKeep bool) error {
 			return nil
 		}
 		if (o.Type == "reject" || o.Type == "ereject") && (a.Type == "reject" || a.Type == "ereject") {
+			if !sameScript {
+				// an earlier script already rejected: discard gracefully
+				return nil
+			}
 			return r.runtimeErr("duplicate reject/ereject action not allowed")
+		}
+		if !sameScript {
+			// actions of earlier scripts were already executed; no conflict
+			continue
 		}
 		if (o.Type == "reject" || o.Type == "ereject") && (isStore(a) || a.Type == "redirect") && !(a.Type == "keep" && false) {
 			return r.runtimeErr("%s action conflicts with earlier %s action", a.Type, o.Type)
@@ -295,6 +309,7 @@ func (r *run) addAction(a *Action, cancelsKeep bool) error {
 		return r.runtimeErr("total number of actions exceeds policy limit (%d > %d)", len(st.actions)+1, r.lim.MaxActions)
 	}
 	st.actions = append(st.actions, a)
+	st.origin = append(st.origin, st.scriptNo)
 	if cancelsKeep {
 		st.keepCancelled = true
 	}
@@ -336,6 +351,7 @@ func newRun(ctx context.Context, env *Env, s *Script, st *execState, steps *int,
 }
 
 func (s *Script) runInto(ctx context.Context, env *Env, st *execState) error {
+	st.scriptNo++
 	steps := 0
 	r := newRun(ctx, env, s, st, &steps, time.Now().Add(s.lim.MaxCPUTime))
 	return r.runScript()
