@@ -523,3 +523,26 @@ func TestQueueIDAndSpamHeaders(t *testing.T) {
 		t.Errorf("spam %+v", si)
 	}
 }
+
+// TestSieveQuarantineAction: the vnd.dovetail.quarantine action from a real global
+// script puts the message into the quarantine with its reason.
+func TestSieveQuarantineAction(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "before.sieve")
+	os.WriteFile(script, []byte(`require "vnd.dovetail.quarantine";
+if header :is "X-Spam-Flag" "YES" { quarantine :reason "spam by sieve"; }`), 0o644)
+	e := newEnv(t, func(o *Options) {
+		o.Config.Sieve.Before = []string{script}
+		o.Filter = NewSieveFilter(o.Config.Sieve, "+", nil, nil)
+	})
+	_, d := e.dial().send("s@example.net", []string{"alice@example.com"}, strings.Replace(testMsg, "Subject:", "X-Spam-Flag: YES\nSubject:", 1))
+	if !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("%q", d)
+	}
+	ents, _ := e.quar.List(context.Background(), quarantine.Filter{})
+	if len(ents) != 1 || ents[0].Reason != "spam by sieve" {
+		t.Fatalf("quarantine %+v", ents)
+	}
+	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 0 {
+		t.Errorf("INBOX has %d", n)
+	}
+}
