@@ -88,6 +88,9 @@ type SubmitConfig struct {
 // DefaultConfig returns Dovecot-like defaults.
 func DefaultConfig() Config {
 	return Config{
+		// Loopback TCP like the other daemons' defaults; production points Postfix at
+		// a unix socket under /var/spool/postfix/private.
+		Listen:             config.Listener{Address: "127.0.0.1:10024"},
 		MaxMessageSize:     50 << 20,
 		MaxRecipients:      1000,
 		ReadTimeout:        config.Duration(10 * time.Minute),
