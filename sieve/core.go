@@ -588,6 +588,9 @@ func (r *run) addrValue(p parsedAddr, part addrPart) (string, bool) {
 	}
 	switch part {
 	case apAll:
+		if p.domain == "" {
+			return p.local, true
+		}
 		if needsQuote(p.local) {
 			return strconv.Quote(p.local) + "@" + p.domain, true
 		}
@@ -739,7 +742,16 @@ func (r *run) envelopeValues(parts []string, ap addrPart) []string {
 		if v == "" {
 			continue
 		}
-		pa := parseOneAddr(strings.TrimSpace(v))
+		pa, ok := parseSMTPPath(v)
+		if !ok {
+			continue
+		}
+		if pa.local == "" && pa.domain == "" {
+			if ap == apAll || ap == apLocal || ap == apDomain || ap == apUser {
+				vals = append(vals, "")
+			}
+			continue
+		}
 		if x, ok := r.addrValue(pa, ap); ok {
 			vals = append(vals, x)
 		}
@@ -929,4 +941,105 @@ func compileRedirect(c *compiler, n *cmdNode, a *argp) cmd {
 		}
 	}
 	return rc
+}
+
+// parseSMTPPath parses an SMTP (reverse-)path, with or without angle
+// brackets and with an optional source route. "<>" is the null path
+// (empty local and domain). A path without '@' is a bare local part.
+func parseSMTPPath(v string) (parsedAddr, bool) {
+	s := strings.TrimSpace(v)
+	if strings.HasPrefix(s, "<") != strings.HasSuffix(s, ">") {
+		return parsedAddr{}, false
+	}
+	if strings.HasPrefix(s, "<") {
+		s = s[1 : len(s)-1]
+		if strings.ContainsAny(s, "<>") {
+			return parsedAddr{}, false
+		}
+	}
+	if s == "" {
+		return parsedAddr{ok: true}, true
+	}
+	if s[0] == '@' {
+		colon := strings.IndexByte(s, ':')
+		if colon < 0 {
+			return parsedAddr{}, false
+		}
+		for _, d := range strings.Split(s[:colon], ",") {
+			if !strings.HasPrefix(d, "@") || !validSMTPDomain(d[1:], true) {
+				return parsedAddr{}, false
+			}
+		}
+		s = s[colon+1:]
+	}
+	var local, domain string
+	if strings.HasPrefix(s, "\"") {
+		end := -1
+		for i := 1; i < len(s); i++ {
+			if s[i] == '\\' {
+				i++
+				continue
+			}
+			if s[i] == '"' {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return parsedAddr{}, false
+		}
+		local = unquote(s[1:end])
+		rest := s[end+1:]
+		if rest == "" {
+			return parsedAddr{local: local, ok: true}, true
+		}
+		if rest[0] != '@' {
+			return parsedAddr{}, false
+		}
+		domain = rest[1:]
+	} else {
+		at := strings.LastIndexByte(s, '@')
+		if at < 0 {
+			local = s
+		} else {
+			local, domain = s[:at], s[at+1:]
+			if domain == "" {
+				return parsedAddr{}, false
+			}
+		}
+		if local == "" {
+			return parsedAddr{}, false
+		}
+		for i := 0; i < len(local); i++ {
+			c := local[i]
+			if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>[]:;@\\,\"", c) >= 0 {
+				return parsedAddr{}, false
+			}
+		}
+	}
+	if domain != "" && !validSMTPDomain(domain, false) {
+		return parsedAddr{}, false
+	}
+	return parsedAddr{local: local, domain: domain, ok: true, raw: v}, true
+}
+
+func validSMTPDomain(d string, strict bool) bool {
+	if d == "" {
+		return false
+	}
+	if d[0] == '[' {
+		return d[len(d)-1] == ']'
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -73,13 +73,10 @@ func (r *run) actionFlags(f *flagsArg) []string {
 		}
 		return fl
 	}
-	if r.script.exts["imap4flags"] || r.script.exts["imapflags"] {
-		if !r.st.flagsSet {
-			return nil
-		}
-		return append([]string{}, r.st.flags...)
+	if !r.st.flagsSet {
+		return nil
 	}
-	return nil
+	return append([]string{}, r.st.flags...)
 }
 
 type flagCmd struct {

@@ -231,11 +231,11 @@ func (c *suiteSetCmd) exec(r *run) error {
 		s.state.headers = s.msg.headers
 		s.state.headersEdited = false
 	case "envelope.from":
-		s.envelope.From = strings.TrimSuffix(strings.TrimPrefix(val, "<"), ">")
+		s.envelope.From = val
 	case "envelope.to":
-		s.envelope.To = strings.TrimSuffix(strings.TrimPrefix(val, "<"), ">")
+		s.envelope.To = val
 	case "envelope.orig_to":
-		s.envelope.OrigTo = strings.TrimSuffix(strings.TrimPrefix(val, "<"), ">")
+		s.envelope.OrigTo = val
 	case "envelope.auth":
 		s.envelope.Auth = val
 	default:
