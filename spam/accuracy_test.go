@@ -114,7 +114,7 @@ func measure(t testing.TB, msgs []corpusMsg, withBayes bool) (accuracy, time.Dur
 			a.spam++
 			if !v.IsSpam {
 				a.fn++
-				if testing.Verbose() && *corpusFlag {
+				if testing.Verbose() && *corpusFlag && withBayes {
 					t.Logf("FN %s score=%.1f bayes=%.4f", m.name, v.Score, v.Bayes.Probability)
 				}
 			}
@@ -124,7 +124,7 @@ func measure(t testing.TB, msgs []corpusMsg, withBayes bool) (accuracy, time.Dur
 				a.fp++
 				a.fpNames = append(a.fpNames, m.name)
 			}
-			if testing.Verbose() && *corpusFlag && v.Bayes.Probability > 0.5 {
+			if testing.Verbose() && *corpusFlag && withBayes && v.Bayes.Probability > 0.5 {
 				t.Logf("HAM %s score=%.1f bayes=%.4f", m.name, v.Score, v.Bayes.Probability)
 			}
 		}

@@ -147,7 +147,59 @@ func hostOf(raw string) string {
 	return strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 }
 
-var textURI = regexp.MustCompile(`(?i)\b(?:https?://|ftp://|www\.)[^\s<>"'\x60{}|\\^\[\]]+|\bmailto:[^\s<>"']+`)
+// uriStarts are the case-insensitive openings of URIs written in text.
+var uriStarts = []string{"http://", "https://", "ftp://", "www.", "mailto:"}
+
+// uriEnd reports whether c ends a URI written in text.
+func uriEnd(c byte) bool {
+	return c <= ' ' || strings.IndexByte("<>\"'`{}|\\^[]", c) >= 0
+}
+
+// findTextURIs returns the URIs written in s, scanning for their openings
+// (much faster than a case-insensitive regex over every text part).
+func findTextURIs(s string, limit int) []string {
+	low := strings.ToLower(s)
+	var out []string
+	for i := 0; i < len(low) && len(out) < limit; {
+		next, which := -1, ""
+		for _, st := range uriStarts {
+			if j := strings.Index(low[i:], st); j >= 0 && (next < 0 || i+j < next) {
+				next, which = i+j, st
+			}
+		}
+		if next < 0 {
+			break
+		}
+		// "www." must start a word; schemes may follow punctuation.
+		if which == "www." && next > 0 && isWordByte(low[next-1]) {
+			i = next + len(which)
+			continue
+		}
+		end := next + len(which)
+		for end < len(s) && !uriEnd(s[end]) {
+			end++
+		}
+		if end > next+len(which) {
+			out = append(out, s[next:end])
+		}
+		i = end
+	}
+	return out
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '/'
+}
+
+// mayHaveURI is a cheap test before the (slow, case-insensitive) URI regex.
+func mayHaveURI(s string) bool {
+	for _, lit := range []string{"://", "www.", "WWW.", "Www.", "mailto:", "MAILTO:"} {
+		if strings.Contains(s, lit) {
+			return true
+		}
+	}
+	return false
+}
 
 // collectTextURIs adds the URIs written in text parts (plain text and shown HTML
 // text), skipping duplicates of HTML links.
@@ -157,10 +209,10 @@ func collectTextURIs(m *Message, maxURIs int) {
 		seen[u.Raw] = true
 	}
 	for _, p := range m.Parts {
-		if p.Text == "" || p.HTML {
+		if p.Text == "" || p.HTML || !mayHaveURI(p.Text) {
 			continue
 		}
-		for _, raw := range textURI.FindAllString(p.Text, -1) {
+		for _, raw := range findTextURIs(p.Text, maxURIs) {
 			raw = strings.TrimRight(raw, ".,;:!?)")
 			if seen[raw] || len(m.URIs) >= maxURIs {
 				continue

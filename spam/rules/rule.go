@@ -27,6 +27,7 @@ type Rule struct {
 	unset    string
 	hasUnset bool
 	re       *regexp.Regexp
+	pre      prefilter // body/rawbody/full: literals one of which must occur
 	eval     EvalFunc
 	args     []string
 	meta     node
@@ -124,6 +125,9 @@ func (p *Parser) compile(kind Kind, name, def string) (*Rule, error) {
 		return nil, err
 	}
 	r.re = re
+	if kind == KindBody || kind == KindRawBody || kind == KindFull {
+		r.pre = buildPrefilter(re.String())
+	}
 	return r, nil
 }
 

@@ -18,6 +18,8 @@ type Context struct {
 
 	paras    []string
 	rawLines []string
+	lower    [3]string // lower-cased body, rawbody, full for prefilters
+	lowerOK  [3]bool
 	full     string
 	fullDone bool
 }
@@ -66,6 +68,23 @@ func (c *Context) Full() string {
 		c.fullDone = true
 	}
 	return c.full
+}
+
+// lowered returns the lower-cased text of a body-like kind, computed once.
+func (c *Context) lowered(k Kind) string {
+	i := map[Kind]int{KindBody: 0, KindRawBody: 1, KindFull: 2}[k]
+	if !c.lowerOK[i] {
+		switch k {
+		case KindBody:
+			c.lower[i] = strings.ToLower(strings.Join(c.Body(), "\n"))
+		case KindRawBody:
+			c.lower[i] = strings.ToLower(strings.Join(c.RawBody(), "\n"))
+		default:
+			c.lower[i] = strings.ToLower(c.Full())
+		}
+		c.lowerOK[i] = true
+	}
+	return c.lower[i]
 }
 
 // HeaderValue returns what a header rule tests for field with modifier
@@ -156,6 +175,9 @@ func (s *Set) Run(ctx context.Context, c *Context) []Hit {
 func (r *Rule) match(c *Context) int {
 	if r.eval != nil {
 		return b2i(r.eval(c, r.args))
+	}
+	if r.pre != nil && !r.pre.mayMatch(c.lowered(r.Kind)) {
+		return 0
 	}
 	multiple := r.Has("multiple")
 	count := func(lines []string) int {
