@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
@@ -158,7 +159,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt resolves the recipient now, so unknown and disabled users get their 550 at
 // RCPT time like Dovecot (Postfix then bounces just that recipient).
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	rc, err := ss.s.dv.Resolve(context.Background(), to)
+	// The directory has its own timeouts; this bounds a lookup that hangs anyway,
+	// well inside Postfix's lmtp_rcpt_timeout (5 min).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rc, err := ss.s.dv.Resolve(ctx, to)
 	if err != nil {
 		return ss.s.replyFor(to, err)
 	}
@@ -196,7 +201,8 @@ func (d *Deliverer) Resolve(ctx context.Context, to string) (Recipient, error) {
 func (ss *session) Data(r io.Reader) error {
 	var first error
 	ss.LMTPData(r, statusFunc(func(_ string, err error) {
-		if first == nil && err != nil {
+		var se *smtp.SMTPError
+		if first == nil && err != nil && !(errors.As(err, &se) && se.Code/100 == 2) {
 			first = err
 		}
 	}))
