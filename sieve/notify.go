@@ -14,6 +14,8 @@ import (
 type mailtoURI struct {
 	to      []string
 	cc      []string
+	toRaw   []string
+	ccRaw   []string
 	bcc     []string
 	subject string
 	body    string
@@ -38,7 +40,7 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 		rest, q = rest[:i], rest[i+1:]
 	}
 	m := &mailtoURI{}
-	addAddrs := func(list string, dst *[]string) bool {
+	addAddrs := func(list string, dst *[]string, raw *[]string) bool {
 		dec, ok := pctDecode(list)
 		if !ok {
 			return false
@@ -51,10 +53,13 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 				return false
 			}
 			*dst = append(*dst, p.local+"@"+p.domain)
+			if raw != nil {
+				*raw = append(*raw, strings.TrimSpace(p.raw))
+			}
 		}
 		return true
 	}
-	if rest != "" && !addAddrs(rest, &m.to) {
+	if rest != "" && !addAddrs(rest, &m.to, &m.toRaw) {
 		return nil, false
 	}
 	if q != "" {
@@ -66,15 +71,15 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 			}
 			switch strings.ToLower(k) {
 			case "to":
-				if !addAddrs(v, &m.to) {
+				if !addAddrs(v, &m.to, &m.toRaw) {
 					return nil, false
 				}
 			case "cc":
-				if !addAddrs(v, &m.cc) {
+				if !addAddrs(v, &m.cc, &m.ccRaw) {
 					return nil, false
 				}
 			case "bcc":
-				if !addAddrs(v, &m.bcc) {
+				if !addAddrs(v, &m.bcc, nil) {
 					return nil, false
 				}
 			case "subject":
@@ -276,11 +281,32 @@ func NotifyMessages(env *Env, a *Action, done map[string]bool) []OutgoingMessage
 	hdr("Date", now.Format(time.RFC1123Z))
 	hdr("Subject", mime.QEncoding.Encode("utf-8", subject))
 	hdr("From", from)
-	if len(mt.to) > 0 {
-		hdr("To", strings.Join(mt.to, ", "))
+	// recipients: drop duplicates within the URI and ones already notified
+	seen := map[string]bool{}
+	var rcpts []string
+	filter := func(addrs, raws []string) []string {
+		var hv []string
+		for i, ad := range addrs {
+			k := strings.ToLower(ad)
+			if seen[k] || (done != nil && done[k]) {
+				continue
+			}
+			seen[k] = true
+			rcpts = append(rcpts, ad)
+			if raws != nil {
+				hv = append(hv, raws[i])
+			}
+		}
+		return hv
 	}
-	if len(mt.cc) > 0 {
-		hdr("Cc", strings.Join(mt.cc, ", "))
+	toH := filter(mt.to, mt.toRaw)
+	ccH := filter(mt.cc, mt.ccRaw)
+	filter(mt.bcc, nil)
+	if len(toH) > 0 {
+		hdr("To", strings.Join(toH, ", "))
+	}
+	if len(ccH) > 0 {
+		hdr("Cc", strings.Join(ccH, ", "))
 	}
 	for _, h := range mt.headers {
 		switch strings.ToLower(h.Name) {
@@ -300,14 +326,9 @@ func NotifyMessages(env *Env, a *Action, done map[string]bool) []OutgoingMessage
 	b.WriteString(body)
 	raw := []byte(b.String())
 	var out []OutgoingMessage
-	all := append(append(append([]string(nil), mt.to...), mt.cc...), mt.bcc...)
-	for _, rc := range all {
-		k := strings.ToLower(rc)
+	for _, rc := range rcpts {
 		if done != nil {
-			if done[k] {
-				continue
-			}
-			done[k] = true
+			done[strings.ToLower(rc)] = true
 		}
 		out = append(out, OutgoingMessage{From: envFrom, To: rc, Data: raw})
 	}

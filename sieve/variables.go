@@ -111,6 +111,10 @@ func (c *setCmd) exec(r *run) error {
 		v = truncUTF8(v, max)
 	}
 	for _, m := range c.mods {
+		if m == modEncodeURL {
+			v = encodeURLLimited(v, max)
+			continue
+		}
 		v = applyModifier(m, v)
 		if len(v) > max {
 			switch m {
@@ -457,4 +461,27 @@ func compileGlobal(c *compiler, n *cmdNode, a *argp) cmd {
 		c.globals[nm] = true
 	}
 	return nopCmd{}
+}
+
+// encodeURLLimited percent-encodes v, stopping before a character whose
+// encoding would exceed max bytes.
+func encodeURLLimited(v string, max int) string {
+	var b strings.Builder
+	for _, r := range v {
+		var enc string
+		if r < 0x80 && isUnreserved(byte(r)) {
+			enc = string(r)
+		} else {
+			var sb strings.Builder
+			for _, c := range []byte(string(r)) {
+				sb.WriteString("%" + strings.ToUpper(hex2(c)))
+			}
+			enc = sb.String()
+		}
+		if b.Len()+len(enc) > max {
+			break
+		}
+		b.WriteString(enc)
+	}
+	return b.String()
 }
