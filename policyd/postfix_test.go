@@ -108,3 +108,42 @@ func TestPostfixEndToEnd(t *testing.T) {
 	out, code = send("198.51.100.20", "mx.ru.example", "ivan@ru.example", "alice@example.com")
 	expect("country deny", out, code, 24, "554 5.7.1")
 }
+
+// TestPostfixSASLRateLimit: authenticated submission through a REAL Postfix with
+// Dovecot SASL: alice over her hourly limit is deferred, carol is not, and alice
+// may not send as bob.
+func TestPostfixSASLRateLimit(t *testing.T) {
+	testenv.Need(t, testenv.PostfixMaster, "swaks", "dovecot")
+	if testing.Short() {
+		t.Skip("real Postfix: not in -short")
+	}
+	dir := testDir()
+	dir.users["carol"] = dirUser("carol", "carol@example.com")
+	cfg := sharedLimitConfig()
+	cfg.RateLimit.Limits[0].Messages = 2
+	ts := startServer(t, cfg, Deps{Store: mem.New(), Directory: dir})
+	dc := testenv.StartDovecot(t, testenv.DovecotOptions{Auth: true})
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		SASLPath:              "inet:" + dc.AuthAddr,
+		PolicyService:         "inet:" + ts.addr,
+		RecipientRestrictions: []string{"check_policy_service inet:" + ts.addr, "permit_sasl_authenticated", "reject"},
+	})
+	send := func(login, from string) (string, int) {
+		return testenv.Swaks(t, pf.SMTPAddr, "--auth", "PLAIN", "--auth-user", login, "--auth-password", login+"pw",
+			"--from", from, "--to", "someone@example.com")
+	}
+	for i := 1; i <= 2; i++ {
+		if out, code := send("alice", "alice@example.com"); code != 0 {
+			t.Fatalf("alice message %d: exit %d\n%s\npolicyd log:\n%s", i, code, out, ts.logs.String())
+		}
+	}
+	if out, code := send("alice", "alice@example.com"); code == 0 || !strings.Contains(out, "450 4.7.1") || !strings.Contains(out, "Message rate limit exceeded") {
+		t.Fatalf("alice over the limit: exit %d\n%s", code, out)
+	}
+	if out, code := send("carol", "carol@example.com"); code != 0 {
+		t.Fatalf("carol: exit %d\n%s", code, out)
+	}
+	if out, code := send("carol", "alice@example.com"); code == 0 || !strings.Contains(out, "553 5.7.1") {
+		t.Fatalf("carol sending as alice: exit %d\n%s", code, out)
+	}
+}
