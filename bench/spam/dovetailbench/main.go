@@ -135,8 +135,8 @@ func main() {
 	out := map[string]any{
 		"engine": "dovetail", "bayes": *bayes, "concurrency": *conc,
 		"ham": ham.Load(), "spam": spm.Load(), "fp": fp.Load(), "fn": fn.Load(),
-		"fp_rate":  float64(fp.Load()) / float64(max(ham.Load(), 1)),
-		"recall":   1 - float64(fn.Load())/float64(max(spm.Load(), 1)),
+		"fp_rate":    float64(fp.Load()) / float64(max(ham.Load(), 1)),
+		"recall":     1 - float64(fn.Load())/float64(max(spm.Load(), 1)),
 		"msgs_per_s": float64(len(test)) / best.Seconds(),
 	}
 	json.NewEncoder(os.Stdout).Encode(out)

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Drive spamd and rspamd over the fixed corpus split (stdlib only).
+
+  peers.py dnssink PORT COUNTFILE            answer every DNS query REFUSED, count them
+  peers.py rspamd-learn CTRL_PORT LIST spam|ham
+  peers.py score spamd|rspamd PORT LIST_HAM LIST_SPAM CONC PIDS...
+      -> one JSON line: fp, fn, msgs/s, peak RSS of the process trees PIDS
+
+Verdicts: spamd "Spam: True" (score >= required_score 5.0); rspamd: action other
+than "no action" and "greylist" (score >= add header 6), greylist counted apart.
+"""
+import http.client, json, os, socket, struct, sys, threading, time
+
+
+def dnssink(port, countfile):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", int(port)))
+    n = 0
+    while True:
+        data, addr = s.recvfrom(4096)
+        if len(data) < 12:
+            continue
+        n += 1
+        with open(countfile, "w") as f:
+            f.write(str(n))
+        # Same id, QR=1, opcode copied, RCODE=5 (REFUSED), question echoed.
+        flags = struct.unpack("!H", data[2:4])[0]
+        resp = data[:2] + struct.pack("!H", 0x8000 | (flags & 0x7900) | 5) + data[4:6] + b"\0\0\0\0\0\0" + data[12:]
+        s.sendto(resp, addr)
+
+
+def read_list(path):
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip()]
+
+
+def rspamd_learn(port, lst, cls):
+    ok = 0
+    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=60)
+    for p in read_list(lst):
+        body = open(p, "rb").read()
+        conn.request("POST", "/learn" + cls, body, {"Learn-Type": "bulk"})
+        r = conn.getresponse()
+        r.read()
+        ok += r.status == 200
+    print(f"rspamd learned {ok} {cls}", file=sys.stderr)
+
+
+def spamd_check(sock, body):
+    req = b"CHECK SPAMD/1.5\r\nContent-length: %d\r\nUser: nobody\r\n\r\n" % len(body) + body
+    sock.sendall(req)
+    buf = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    for line in buf.split(b"\r\n"):
+        if line.startswith(b"Spam:"):
+            return line.split(b";")[0].strip().endswith(b"True"), False
+    raise RuntimeError("bad spamd answer: %r" % buf[:200])
+
+
+def rspamd_check(conn, body):
+    conn.request("POST", "/checkv2", body, {"Pass": "all"})
+    r = conn.getresponse()
+    res = json.loads(r.read())
+    act = res.get("action", "no action")
+    return act not in ("no action", "greylist"), act == "greylist"
+
+
+def tree_rss(pids):
+    """Sum of VmRSS (KiB) over pids and all their descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except OSError:
+                pass
+    todo, seen, total = list(pids), set(), 0
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        todo += children.get(p, [])
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def score(kind, port, lham, lspam, conc, pids):
+    items = [(p, False) for p in read_list(lham)] + [(p, True) for p in read_list(lspam)]
+    bodies = [(open(p, "rb").read(), s) for p, s in items]
+    res = {"fp": 0, "fn": 0, "grey_ham": 0, "grey_spam": 0, "ham": 0, "spam": 0}
+    lock = threading.Lock()
+    idx = [0]
+    peak = [0]
+    done = threading.Event()
+
+    def sampler():
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(pids))
+            time.sleep(0.2)
+
+    def worker():
+        conn = None
+        if kind == "rspamd":
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                i = idx[0]
+                idx[0] += 1
+            if i >= len(bodies):
+                return
+            body, is_spam = bodies[i]
+            if kind == "spamd":
+                s = socket.create_connection(("127.0.0.1", port), timeout=120)
+                flagged, grey = spamd_check(s, body)
+                s.close()
+            else:
+                flagged, grey = rspamd_check(conn, body)
+            with lock:
+                if is_spam:
+                    res["spam"] += 1
+                    res["fn"] += not flagged
+                    res["grey_spam"] += grey
+                else:
+                    res["ham"] += 1
+                    res["fp"] += flagged
+                    res["grey_ham"] += grey
+
+    st = threading.Thread(target=sampler, daemon=True)
+    st.start()
+    t0 = time.time()
+    ts = [threading.Thread(target=worker) for _ in range(conc)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    el = time.time() - t0
+    done.set()
+    st.join()
+    res.update(engine=kind, concurrency=conc, msgs_per_s=len(bodies) / el,
+               fp_rate=res["fp"] / max(res["ham"], 1), recall=1 - res["fn"] / max(res["spam"], 1),
+               peak_rss_mib=round(peak[0] / 1024, 1))
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "dnssink":
+        dnssink(sys.argv[2], sys.argv[3])
+    elif cmd == "rspamd-learn":
+        rspamd_learn(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "score":
+        score(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]), [int(p) for p in sys.argv[7:]])
+    else:
+        sys.exit("unknown command " + cmd)
