@@ -7,15 +7,31 @@ import (
 	"time"
 )
 
-// HIncr adds deltas to the fields of the hash at key, in one transaction.
+// HIncr adds deltas to the fields of the hash at key, in one transaction of
+// multi-row upserts.
 func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) error {
 	if len(deltas) == 0 {
 		return s.alive(ctx, "hincr")
 	}
+	fields := make([]string, 0, len(deltas))
+	for f := range deltas {
+		fields = append(fields, f)
+	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		st := tx.Stmt(s.st.hincr)
-		for f, d := range deltas {
-			if _, err := st.Exec(sql.Named("key", key), sql.Named("field", f), sql.Named("n", d)); err != nil {
+		args := make([]any, 0, 3*batchSizes[len(batchSizes)-1])
+		for rest := fields; len(rest) > 0; {
+			size := batchSize(len(rest))
+			batch := rest[:min(size, len(rest))]
+			rest = rest[len(batch):]
+			args = args[:0]
+			for i := range size {
+				if i < len(batch) {
+					args = append(args, key, batch[i], deltas[batch[i]])
+				} else {
+					args = append(args, key, batch[len(batch)-1], int64(0))
+				}
+			}
+			if _, err := tx.Stmt(s.st.hincr[size]).Exec(args...); err != nil {
 				return err
 			}
 		}
@@ -34,15 +50,9 @@ func (s *Store) HGet(ctx context.Context, key string, fields []string) (map[stri
 	if len(fields) == 0 {
 		return out, s.alive(ctx, "hget")
 	}
-	args := make([]any, 0, 1+hgetSizes[len(hgetSizes)-1])
+	args := make([]any, 0, 1+batchSizes[len(batchSizes)-1])
 	for len(fields) > 0 {
-		size := hgetSizes[len(hgetSizes)-1]
-		for _, n := range hgetSizes {
-			if n >= len(fields) {
-				size = n
-				break
-			}
-		}
+		size := batchSize(len(fields))
 		batch := fields[:min(size, len(fields))]
 		fields = fields[len(batch):]
 		args = append(args[:0], key)

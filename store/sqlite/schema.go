@@ -71,16 +71,26 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return tx.Commit()
 }
 
-// hgetSizes are the IN-list sizes HGet has statements for; a batch uses the
-// smallest that fits and repeats its last field to fill the rest.
-var hgetSizes = []int{1, 8, 32, 128}
+// batchSizes are the batch sizes HIncr and HGet have statements for; a batch
+// uses the smallest that fits and fills the rest with its last field (HIncr
+// with a delta of 0).
+var batchSizes = []int{1, 8, 32, 128}
+
+// batchSize is the statement size for the next batch of n items.
+func batchSize(n int) int {
+	for _, s := range batchSizes {
+		if s >= n {
+			return s
+		}
+	}
+	return batchSizes[len(batchSizes)-1]
+}
 
 type stmts struct {
 	get, set, setNX, incr                 *sql.Stmt
 	delKV, delHash, delSet                *sql.Stmt
 	winPeek, winRead, winWrite, winUpdate *sql.Stmt
-	hincr                                 *sql.Stmt
-	hget                                  map[int]*sql.Stmt
+	hincr, hget                           map[int]*sql.Stmt // by batch size
 	setMeta, setParent, setClear, setAdd  *sql.Stmt
 	isMember                              *sql.Stmt
 	sweepKV, sweepSet                     *sql.Stmt
@@ -123,10 +133,17 @@ func (st *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 	st.winUpdate = p(w, `UPDATE kv SET value = :value WHERE key = :key`)
 	st.winWrite = p(w, `INSERT INTO kv (key, kind, value, expires) VALUES (:key, 2, :value, :expires)
 		ON CONFLICT (key) DO UPDATE SET kind = 2, value = excluded.value, expires = excluded.expires`)
-	st.hincr = p(w, `INSERT INTO hash (key, field, n) VALUES (:key, :field, :n)
-		ON CONFLICT (key, field) DO UPDATE SET n = n + excluded.n`)
+	// HIncr and HGet work in batches: one statement per up to 128 fields.
+	st.hincr = map[int]*sql.Stmt{}
+	for _, n := range batchSizes {
+		q := `INSERT INTO hash (key, field, n) VALUES (?, ?, ?)`
+		for range n - 1 {
+			q += `, (?, ?, ?)`
+		}
+		st.hincr[n] = p(w, q+` ON CONFLICT (key, field) DO UPDATE SET n = n + excluded.n`)
+	}
 	st.hget = map[int]*sql.Stmt{}
-	for _, n := range hgetSizes {
+	for _, n := range batchSizes {
 		q := `SELECT field, n FROM hash WHERE key = ? AND field IN (?`
 		for range n - 1 {
 			q += `, ?`
