@@ -283,6 +283,28 @@ func TestPostfix(t *testing.T) {
 		rig.sink.wait(t, marker)
 	})
 
+	t.Run("Authentication-Results", func(t *testing.T) {
+		for _, tc := range []struct{ domain, want string }{
+			{"auth.example", "mail.example.test; spf=pass smtp.mailfrom=news@auth.example; dkim=none; dmarc=pass header.from=auth.example"},
+			{"forged.example", "mail.example.test; spf=fail smtp.mailfrom=news@forged.example; dkim=none; dmarc=fail header.from=forged.example"},
+		} {
+			marker := "marker-ar-" + tc.domain
+			out, code := testenv.Swaks(t, addr, "--from", "news@"+tc.domain, "--to", "alice@example.com",
+				"--header", "From: news@"+tc.domain, "--header", "Subject: "+marker,
+				"--header", "Authentication-Results: mail.example.test; spf=pass (forged)", "--body", "news\n")
+			if code != 0 {
+				t.Fatalf("swaks exit %d:\n%s", code, out)
+			}
+			msg := rig.sink.wait(t, marker)
+			if got := headerValue(msg, "Authentication-Results"); got != tc.want {
+				t.Errorf("Authentication-Results %q, want %q", got, tc.want)
+			}
+			if strings.Contains(msg, "(forged)") {
+				t.Errorf("forged Authentication-Results kept:\n%s", msg)
+			}
+		}
+	})
+
 	t.Run("three messages on one connection", func(t *testing.T) {
 		c, err := smtp.Dial(addr)
 		if err != nil {

@@ -1,6 +1,7 @@
 package authcheck
 
 import (
+	"sort"
 	"strings"
 
 	"github.com/emersion/go-msgauth/authres"
@@ -57,7 +58,21 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 	if len(results) == 0 {
 		return ""
 	}
-	return authres.Format(authservID, results)
+	// Conventional order (SPF, DKIM, DMARC), whatever order the verdict's
+	// symbols are in.
+	rank := func(r authres.Result) int {
+		switch r.(type) {
+		case *authres.SPFResult:
+			return 0
+		case *authres.DKIMResult:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(results, func(i, j int) bool { return rank(results[i]) < rank(results[j]) })
+	// go-msgauth leaves a space before ';' after a result without properties.
+	v := authres.Format(authservID, results)
+	return strings.TrimSpace(strings.ReplaceAll(v, " ;", ";"))
 }
 
 func domains(opts []string) []string {
