@@ -3,6 +3,7 @@ package policyd
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Action is one access(5) result: a verb ("DEFER_IF_PERMIT", "REJECT", or a
@@ -125,7 +126,11 @@ func (a Action) Label() string {
 
 // sanitize keeps a reply on one line: Postfix reads the action up to "\n", and a
 // control character from a request value (echoed in text) must not split it.
+// Invalid UTF-8 is replaced too: with smtputf8_enable Postfix refuses the action.
 func sanitize(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "?")
+	}
 	if !strings.ContainsFunc(s, isCtl) {
 		return s
 	}

@@ -341,3 +341,31 @@ func TestExpand(t *testing.T) {
 		t.Fatalf("%q", a.Text)
 	}
 }
+
+func TestActionParseAndString(t *testing.T) {
+	good := map[string]string{
+		"reject":                      "REJECT",
+		"DEFER_IF_PERMIT  try later ": "DEFER_IF_PERMIT try later",
+		"450 4.7.1 Greylisted":        "450 4.7.1 Greylisted",
+		"PREPEND X-Test: yes":         "PREPEND X-Test: yes",
+		"HOLD":                        "HOLD",
+	}
+	for in, want := range good {
+		a, err := ParseAction(in)
+		if err != nil || a.String() != want {
+			t.Errorf("ParseAction(%q) = %q, %v; want %q", in, a.String(), err, want)
+		}
+	}
+	for _, bad := range []string{"", "MAYBE", "250 ok", "450", "PREPEND", "PREPEND noheader", "REJECT a\nb", "FILTER"} {
+		if _, err := ParseAction(bad); err == nil {
+			t.Errorf("ParseAction(%q) accepted", bad)
+		}
+	}
+	a := Action{Verb: "REJECT", Text: "bad \r\nsender \xff"}
+	if got := a.String(); got != "REJECT bad   sender ?" {
+		t.Errorf("sanitized: %q", got)
+	}
+	if !(Action{Verb: "550"}).Permanent() || (Action{Verb: "450"}).Permanent() || (Action{Verb: "450"}).Label() != "4xx" {
+		t.Error("Permanent/Label")
+	}
+}
