@@ -22,6 +22,13 @@ var (
 
 // Store is the seam every stateful component uses. Keys are plain strings; callers
 // namespace them ("grey:", "rate:", "bayes:", "vacation:"). A ttl of 0 means no expiry.
+//
+// A key holds one kind of data (value, counter, window, hash or set); using one key
+// for two kinds is undefined (Redis answers WRONGTYPE, SQLite replaces the data).
+// Every error other than ErrNotFound wraps ErrUnavailable and is temporary; when
+// the caller's context is done the error also wraps ctx.Err(). Implementations are
+// safe for concurrent use, and the conformance suite in store/storetest pins all of
+// this down.
 type Store interface {
 	// Get returns the value of key or ErrNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -36,6 +43,9 @@ type Store interface {
 	Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error)
 	// WindowAdd records n events at now in the sliding window at key and returns the
 	// number of events in (now-window, now], including these. n=0 only reads.
+	// Use one window length per key. Backends may coalesce events into buckets of
+	// window/60, so an event may count up to window/60 longer than exact, never
+	// shorter (limits err on the safe side) and a key stays small however busy.
 	WindowAdd(ctx context.Context, key string, now time.Time, window time.Duration, n int64) (int64, error)
 	// HIncr adds deltas to the fields of the hash at key (Bayes token counts).
 	HIncr(ctx context.Context, key string, deltas map[string]int64) error
@@ -45,6 +55,7 @@ type Store interface {
 	SAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
 	// SIsMember reports whether member is in the set at key.
 	SIsMember(ctx context.Context, key, member string) (bool, error)
-	// Close releases the backend.
+	// Close releases the backend; later calls fail with ErrUnavailable. Closing
+	// twice is harmless.
 	Close() error
 }
