@@ -245,6 +245,9 @@ type Result struct {
 	// Errors are runtime errors; when non-empty, Actions hold the actions
 	// Pigeonhole would perform on failure (implicit keep).
 	Errors []error
+	// Warnings are non-fatal runtime problems (e.g. an invalid regex built
+	// from variables), which Pigeonhole logs.
+	Warnings []string
 }
 
 // Compile compiles a script. The returned Script is immutable and safe for

@@ -47,23 +47,24 @@ var extImplied = map[string][]string{
 }
 
 type compiler struct {
-	name       string
-	errs       *errList
-	exts       map[string]bool
-	allowed    map[string]bool
-	opts       *Options
-	lim        Limits
-	loopDepth  int
-	loopNames  []string
-	includes   []*includeRef
-	incDepth   int
-	incState   *includeState
-	globals    map[string]bool
-	varNames   map[string]bool
-	varLimitHit bool
-	requireOK  bool // still at the start of the script
-	nestDepth  int
-	inTestFile bool
+	name             string
+	errs             *errList
+	exts             map[string]bool
+	allowed          map[string]bool
+	opts             *Options
+	lim              Limits
+	loopDepth        int
+	loopNames        []string
+	includes         []*includeRef
+	incDepth         int
+	incState         *includeState
+	globals          map[string]bool
+	varNames         map[string]bool
+	varLimitHit      bool
+	conflictReported bool
+	requireOK        bool // still at the start of the script
+	nestDepth        int
+	inTestFile       bool
 }
 
 func compile(name string, src []byte, opts *Options) (*Script, error) {
@@ -174,6 +175,10 @@ func (c *compiler) ifParts(n *cmdNode) (test, []cmd) {
 	}
 	if !n.hasBlock {
 		c.errorf(n.pos, "the %s command requires a command block", n.name)
+	}
+	if it, ok := cond.(ihaveTest); ok && !it.ok {
+		// RFC 5463: the block of a failed ihave is not validated
+		return cond, nil
 	}
 	c.nestDepth++
 	blk := c.block(n.block)
@@ -616,6 +621,12 @@ func compileRequire(c *compiler, n *cmdNode, a *argp) cmd {
 		c.exts[e] = true
 		for _, x := range extImplied[e] {
 			c.exts[x] = true
+		}
+	}
+	for _, pair := range [][2]string{{"duplicate", "vnd.dovecot.duplicate"}, {"imap4flags", "imapflags"}, {"enotify", "notify"}} {
+		if c.exts[pair[0]] && c.exts[pair[1]] && !c.conflictReported {
+			c.conflictReported = true
+			c.errorf(p, "the %s extension cannot be used together with the %s extension", pair[1], pair[0])
 		}
 	}
 	if c.exts["spamtestplus"] {

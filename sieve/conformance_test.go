@@ -53,16 +53,16 @@ var waived = map[string]string{
 	// Pigeonhole's examples/ folder is not shipped with the suite.
 	"execute/examples.svtest/*": "needs Pigeonhole's examples/ folder (not included)",
 	// extprograms needs shell fixtures and the extprograms plugin.
-	"plugins/extprograms/errors.svtest/*":            "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/execute/command.svtest/*":   "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/execute/errors.svtest/*":    "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/execute/execute.svtest/*":   "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/filter/command.svtest/*":    "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/filter/errors.svtest/*":     "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/filter/execute.svtest/*":    "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/pipe/command.svtest/*":      "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/pipe/errors.svtest/*":       "extprograms plugin (shell fixtures not included)",
-	"plugins/extprograms/pipe/execute.svtest/*":      "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/errors.svtest/*":          "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/execute/command.svtest/*": "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/execute/errors.svtest/*":  "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/execute/execute.svtest/*": "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/filter/command.svtest/*":  "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/filter/errors.svtest/*":   "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/filter/execute.svtest/*":  "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/pipe/command.svtest/*":    "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/pipe/errors.svtest/*":     "extprograms plugin (shell fixtures not included)",
+	"plugins/extprograms/pipe/execute.svtest/*":    "extprograms plugin (shell fixtures not included)",
 }
 
 type dirCount struct{ pass, fail, skip int }

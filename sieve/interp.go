@@ -50,6 +50,7 @@ type execState struct {
 	errors        []error
 	sentResponse  bool // vacation/reject
 	lastKeepIdx   int
+	warnings      []string
 	origin        []int // script number that produced each action
 	scriptNo      int
 }
@@ -86,6 +87,12 @@ func (r *run) step() error {
 		}
 	}
 	return nil
+}
+
+func (r *run) warn(format string, args ...any) {
+	if len(r.st.warnings) < 100 {
+		r.st.warnings = append(r.st.warnings, r.script.name+": "+fmt.Sprintf(format, args...))
+	}
 }
 
 func (r *run) runtimeErr(format string, args ...any) error {
@@ -417,7 +424,7 @@ func runMulti(ctx context.Context, env *Env, before []*Script, user *Script, aft
 // the message (implicit keep) in addition to actions already performed that
 // do not conflict.
 func (st *execState) result(failed bool) *Result {
-	res := &Result{Errors: st.errors}
+	res := &Result{Errors: st.errors, Warnings: st.warnings}
 	for _, a := range st.actions {
 		if failed && (a.Type == "reject" || a.Type == "ereject" || a.Type == "discard") {
 			continue

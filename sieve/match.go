@@ -491,7 +491,9 @@ func (m *matcher) one(r *run, v, k string, ki int) (bool, error) {
 				var err error
 				re, err = compileRegex(k, m.cmp, r.lim.MaxRegexLen)
 				if err != nil {
-					return false, r.runtimeErr("invalid regular expression '%s': %v", k, err)
+					// Pigeonhole: a warning, and the key does not match
+					r.warn("invalid regular expression '%s' for regex match: %v", k, err)
+					return false, nil
 				}
 				if r.reCache == nil {
 					r.reCache = map[string]*compiledRegex{}

@@ -305,7 +305,9 @@ func (t *suiteRunTest) eval(r *run) (bool, error) {
 		r.st = s.state
 	}
 	s.errors = nil
+	nw := len(s.state.warnings)
 	err := s.compiled.runInto(r.ctx, s.env(), s.state)
+	s.errors = append(s.errors, s.state.warnings[nw:]...)
 	if err != nil {
 		s.errors = append(s.errors, errMsg(err))
 		return false, nil
@@ -573,8 +575,6 @@ func renderMessage(hs []Header, body []byte) []byte {
 }
 
 func farFuture() time.Time { return time.Now().Add(time.Hour) }
-
-
 
 func init() {
 	commands["test"] = cmdDef{exts: []string{"vnd.dovecot.testsuite"}, block: true, fn: func(c *compiler, n *cmdNode, a *argp) cmd {
