@@ -281,6 +281,7 @@ type argp struct {
 	pos    Pos
 	args   []arg
 	i      int
+	npos   int // positional arguments consumed
 	failed bool
 }
 
@@ -302,7 +303,7 @@ func (a *argp) tag() (arg, bool) {
 }
 
 func (a *argp) unknownTag(t arg) {
-	a.fail(t.pos, "unknown tagged argument ':%s' for the %s", t.tag, a.what)
+	a.fail(t.pos, "unknown tagged argument ':%s' for the %s here", t.tag, a.what)
 }
 
 func (a *argp) more() bool { return !a.failed && a.i < len(a.args) }
@@ -319,14 +320,15 @@ func (a *argp) rawStrings(name string) ([]string, Pos, bool) {
 		return nil, a.pos, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires a string list argument (%s), but none was found", a.what, name)
+		a.fail(a.pos, "the %s requires a string list as argument %d (%s), but none was found", a.what, a.npos+1, name)
 		return nil, a.pos, false
 	}
 	x := a.args[a.i]
 	if x.kind != aString && x.kind != aStringList {
-		a.fail(x.pos, "the %s expects a string list (%s), but %s was found", a.what, name, kindName(x))
+		a.fail(x.pos, "the %s expects a string list as argument %d (%s), but %s was found", a.what, a.npos+1, name, kindName(x))
 		return nil, x.pos, false
 	}
+	a.countPos()
 	a.i++
 	return x.strs, x.pos, true
 }
@@ -362,14 +364,15 @@ func (a *argp) str(name string) (strv, bool) {
 		return strv{}, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires a string argument (%s), but none was found", a.what, name)
+		a.fail(a.pos, "the %s requires a string as argument %d (%s), but none was found", a.what, a.npos+1, name)
 		return strv{}, false
 	}
 	x := a.args[a.i]
 	if x.kind != aString {
-		a.fail(x.pos, "the %s expects a string (%s), but %s was found", a.what, name, kindName(x))
+		a.fail(x.pos, "the %s expects a string as argument %d (%s), but %s was found", a.what, a.npos+1, name, kindName(x))
 		return strv{}, false
 	}
+	a.countPos()
 	a.i++
 	return a.c.str(x.strs[0], x.pos), true
 }
@@ -379,14 +382,15 @@ func (a *argp) num(name string) (int64, bool) {
 		return 0, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires a number argument (%s), but none was found", a.what, name)
+		a.fail(a.pos, "the %s requires a number as argument %d (%s), but none was found", a.what, a.npos+1, name)
 		return 0, false
 	}
 	x := a.args[a.i]
 	if x.kind != aNumber {
-		a.fail(x.pos, "the %s expects a number (%s), but %s was found", a.what, name, kindName(x))
+		a.fail(x.pos, "the %s expects a number as argument %d (%s), but %s was found", a.what, a.npos+1, name, kindName(x))
 		return 0, false
 	}
+	a.countPos()
 	a.i++
 	return x.num, true
 }
@@ -398,7 +402,7 @@ func (a *argp) done() {
 	if a.i < len(a.args) {
 		x := a.args[a.i]
 		if x.kind == aTag {
-			a.fail(x.pos, "unknown tagged argument ':%s' for the %s", x.tag, a.what)
+			a.fail(x.pos, "unknown tagged argument ':%s' for the %s here", x.tag, a.what)
 		} else {
 			a.fail(x.pos, "the %s has too many arguments (unexpected %s)", a.what, kindName(x))
 		}
@@ -662,4 +666,12 @@ func (c *compiler) knownNamespace(name string) bool {
 		return c.opts.testsuite != nil
 	}
 	return false
+}
+
+// countPos counts the argument at a.i as positional unless it is the
+// parameter of a preceding tag.
+func (a *argp) countPos() {
+	if a.i == 0 || a.args[a.i-1].kind != aTag {
+		a.npos++
+	}
 }

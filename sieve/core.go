@@ -887,6 +887,13 @@ func (c *redirectCmd) exec(r *run) error {
 // normalizeAddress validates a single mailbox address and returns local@domain.
 func normalizeAddress(s string) (string, bool) {
 	s = strings.TrimSpace(s)
+	// tolerate whitespace around the addr-spec parts, as Pigeonhole does
+	if i := strings.LastIndexByte(s, '<'); i >= 0 && strings.HasSuffix(s, ">") {
+		inner := strings.TrimSpace(s[i+1 : len(s)-1])
+		s = s[:i] + "<" + collapseAt(inner) + ">"
+	} else if !strings.HasPrefix(s, "\"") {
+		s = collapseAt(s)
+	}
 	if s == "" {
 		return "", false
 	}
@@ -1042,4 +1049,13 @@ func validSMTPDomain(d string, strict bool) bool {
 		}
 	}
 	return true
+}
+
+// collapseAt removes whitespace around '@' in an addr-spec.
+func collapseAt(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return strings.TrimSpace(s)
+	}
+	return strings.TrimSpace(s[:at]) + "@" + strings.TrimSpace(s[at+1:])
 }

@@ -150,7 +150,7 @@ func (s *suiteRunner) options() *Options {
 }
 
 func (s *suiteRunner) env() *Env {
-	return &Env{Message: s.msg, Envelope: s.envelope, Config: s.config, Mailboxes: suiteMailboxes{s}, Environment: map[string]string{"name": "Pigeonhole Sieve (dovetail)", "location": "MS", "vnd.dovecot.default-mailbox": "INBOX"}}
+	return &Env{Message: s.msg, Envelope: s.envelope, Config: s.config, Mailboxes: suiteMailboxes{s}, Environment: map[string]string{"name": "Pigeonhole Sieve", "location": "MS", "vnd.dovecot.default-mailbox": "INBOX"}}
 }
 
 type suiteMailboxes struct{ s *suiteRunner }
