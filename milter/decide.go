@@ -47,10 +47,11 @@ func (s *Server) endOfMessage(ss *session, m *gomilter.Modifier) gomilter.Respon
 }
 
 func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter.Response {
+	cfg := s.config()
 	scorer := s.currentScorer()
 	outbound := false
 	if rep.AuthUser != "" {
-		switch s.cfg.Authenticated {
+		switch cfg.Authenticated {
 		case AuthSkip:
 			rep.Action = "skipped"
 			return gomilter.RespAccept
@@ -63,7 +64,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	}
 	if ss.oversize {
 		rep.Action = "oversize"
-		s.editHeaders(ss, m, rep, []spam.Header{{Name: "X-Spam-Skipped", Value: fmt.Sprintf("size %d exceeds scan limit %d", ss.size, int64(s.cfg.MaxSize))}}, outbound)
+		s.editHeaders(ss, m, rep, []spam.Header{{Name: "X-Spam-Skipped", Value: fmt.Sprintf("size %d exceeds scan limit %d", ss.size, int64(cfg.MaxSize))}}, outbound)
 		return gomilter.RespAccept
 	}
 
@@ -76,18 +77,18 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 		}
 		s.metrics.errors.WithLabelValues(kind).Inc()
 		rep.Action = "error"
-		if s.cfg.OnError == OnErrorAccept {
+		if cfg.OnError == OnErrorAccept {
 			s.editHeaders(ss, m, rep, []spam.Header{{Name: "X-Spam-Skipped", Value: "scan failed"}}, outbound)
 			return gomilter.RespAccept
 		}
-		rep.Reply = "451 4.7.1 " + s.cfg.TempfailText
+		rep.Reply = "451 4.7.1 " + cfg.TempfailText
 		return reply(rep.Reply)
 	}
 	rep.Verdict = &v
 
 	switch v.Action {
 	case spam.Reject:
-		if s.cfg.HoldQuarantine && !outbound {
+		if cfg.HoldQuarantine && !outbound {
 			rep.Action = "quarantine"
 			s.editHeaders(ss, m, rep, s.headersFor(ss, v), outbound)
 			reason := fmt.Sprintf("spam score %.1f", v.Score)
@@ -97,12 +98,12 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 			return gomilter.RespAccept
 		}
 		rep.Action = "reject"
-		rep.Reply = "550 5.7.1 " + s.cfg.RejectText
+		rep.Reply = "550 5.7.1 " + cfg.RejectText
 		return reply(rep.Reply)
 	case spam.Greylist:
 		if !outbound {
 			rep.Action = "greylist"
-			rep.Reply = "451 4.7.1 " + s.cfg.TempfailText
+			rep.Reply = "451 4.7.1 " + cfg.TempfailText
 			return reply(rep.Reply)
 		}
 	}
@@ -158,7 +159,8 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 	if len(ss.rcpts) == 1 {
 		in.User = strings.ToLower(ss.rcpts[0])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ScanTimeout.D())
+	timeout := s.config().ScanTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout.D())
 	defer cancel()
 	type result struct {
 		v   spam.Verdict
@@ -180,12 +182,12 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 	case r := <-done:
 		s.metrics.scanSeconds.Observe(time.Since(start).Seconds())
 		if r.err != nil && ctx.Err() != nil {
-			return r.v, fmt.Errorf("%w after %s: %w", errScanTimeout, s.cfg.ScanTimeout, r.err)
+			return r.v, fmt.Errorf("%w after %s: %w", errScanTimeout, timeout, r.err)
 		}
 		return r.v, r.err
 	case <-ctx.Done():
 		s.metrics.scanSeconds.Observe(time.Since(start).Seconds())
-		return spam.Verdict{}, fmt.Errorf("%w after %s", errScanTimeout, s.cfg.ScanTimeout)
+		return spam.Verdict{}, fmt.Errorf("%w after %s", errScanTimeout, timeout)
 	}
 }
 
@@ -247,8 +249,8 @@ func (s *Server) headersFor(ss *session, v spam.Verdict) []spam.Header {
 // authservID names this MTA in Authentication-Results and
 // X-Spam-Checker-Version: the configured id, else Postfix's $myhostname (j).
 func (s *Server) authservID(ss *session) string {
-	if s.cfg.AuthservID != "" {
-		return s.cfg.AuthservID
+	if id := s.config().AuthservID; id != "" {
+		return id
 	}
 	return ss.macros["j"]
 }

@@ -2,6 +2,7 @@ package milter
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -175,4 +176,27 @@ func FuzzMessage(f *testing.F) {
 			t.Fatalf("end: %c", act.Code)
 		}
 	})
+}
+
+func TestReload(t *testing.T) {
+	h := start(t, nil)
+	cfg := DefaultConfig()
+	cfg.Listen.Address = "127.0.0.1:0"
+	cfg.ScanTimeout = h.srv.config().ScanTimeout
+	cfg.RejectText = "Go away"
+	if err := h.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, act := send(t, h.session(t), baseMsg("GTUBE\r\n"))
+	if act.Code != gomilter.ActReplyCode || act.SMTPText != "5.7.1 Go away" {
+		t.Errorf("after reload: %c %q", act.Code, act.SMTPText)
+	}
+	cfg.Listen.Address = "127.0.0.1:1"
+	if err := h.srv.Reload(cfg); !errors.Is(err, ErrRestartNeeded) {
+		t.Errorf("listen change: %v", err)
+	}
+	cfg.OnError = "bogus"
+	if err := h.srv.Reload(cfg); err == nil || errors.Is(err, ErrRestartNeeded) {
+		t.Errorf("invalid config accepted: %v", err)
+	}
 }

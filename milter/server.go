@@ -83,7 +83,8 @@ type Options struct {
 
 // Server is the milter daemon.
 type Server struct {
-	cfg     Config
+	cfg     Config                 // as started: listener and macro requests
+	live    atomic.Pointer[Config] // what messages use; replaced by Reload
 	scorer  atomic.Pointer[scorerBox]
 	opts    Options
 	log     *slog.Logger
@@ -109,11 +110,32 @@ func New(cfg Config, scorer Scorer, log *slog.Logger, reg prometheus.Registerer,
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(reg), conns: map[*trackedConn]struct{}{}}
 	s.SetScorer(scorer)
+	s.live.Store(&cfg)
 	if len(opts) > 0 {
 		s.opts = opts[0]
 	}
 	return s, nil
 }
+
+func (s *Server) config() *Config { return s.live.Load() }
+
+// Reload applies a new configuration to the next messages. listen and
+// request_macros belong to the listener and need a restart; a change there is
+// reported but the rest is applied.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("milter: %w", err)
+	}
+	s.live.Store(&cfg)
+	if cfg.Listen != s.cfg.Listen || cfg.RequestMacros != s.cfg.RequestMacros {
+		return ErrRestartNeeded
+	}
+	return nil
+}
+
+// ErrRestartNeeded is returned by Reload when listen or request_macros
+// changed; everything else was applied.
+var ErrRestartNeeded = errors.New("milter: listen and request_macros changes need a restart (other settings applied)")
 
 type scorerBox struct{ Scorer }
 

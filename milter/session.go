@@ -141,7 +141,7 @@ func (ss *session) write(p []byte) {
 	if ss.oversize {
 		return
 	}
-	if ss.size > int64(ss.srv.cfg.MaxSize) {
+	if ss.size > int64(ss.srv.config().MaxSize) {
 		ss.oversize = true
 		if ss.builder != nil {
 			ss.builder.Abort()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -21,8 +22,9 @@ func newMilterCmd(app *App) *cobra.Command {
 and the SPF/DKIM/DMARC/DNSBL checks under 'authcheck:'. Point Postfix at it:
   smtpd_milters = inet:127.0.0.1:11332
   milter_default_action = tempfail
-SIGHUP re-reads the config and rebuilds the engine (rules, thresholds, checks);
-the listener and the milter's own settings need a restart.`,
+SIGHUP re-reads the config, rebuilds the engine (rules, thresholds, checks) and
+applies the milter settings to the next messages; listen and request_macros
+need a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUnits(cmd.Context(), app, "milter")
@@ -68,11 +70,18 @@ func buildMilter(ctx context.Context, app *App) (*daemon.Unit, error) {
 		Listener: cfg.Listen,
 		Service:  srv,
 		// The engine is rebuilt completely before it is swapped in; on any
-		// error the running one stays.
+		// error the running one and the running settings stay.
 		Reload: func(ctx context.Context) error {
 			e, err := milterEngine(ctx, app)
 			if err != nil {
 				return err
+			}
+			err = srv.Reload(app.Config().Milter)
+			if err != nil && !errors.Is(err, milter.ErrRestartNeeded) {
+				return err
+			}
+			if err != nil {
+				app.Log.Warn("milter reload", "err", err)
 			}
 			srv.SetScorer(e)
 			return nil
