@@ -62,6 +62,7 @@ func main() {
 	rspamdAddr := flag.String("rspamd-addr", "", "rspamd milter (proxy) address; empty skips rspamd")
 	conns := flag.String("conns", "1,2", "connection counts")
 	warm := flag.Int("warmup", 50, "messages sent before each measured run")
+	repeat := flag.Int("repeat", 3, "runs per target and connection count (interleaved); a median line follows")
 	sink := flag.String("dns-sink", "", "only serve a DNS sink answering REFUSED on this UDP/TCP address (for rspamd)")
 	flag.Parse()
 	if *sink != "" {
@@ -105,10 +106,28 @@ func main() {
 	}
 
 	out := json.NewEncoder(os.Stdout)
+	for _, t := range targets {
+		run(t[0], t[1], 1, msgs, *warm) // warm-up: rule caches, worker start
+	}
+	// Targets and connection counts are interleaved within each repetition so
+	// the load of a shared machine hits all of them alike.
+	rates := map[string][]float64{}
+	for r := 0; r < *repeat; r++ {
+		for _, c := range cs {
+			for _, t := range targets {
+				res := run(t[0], t[1], c, msgs, *n)
+				out.Encode(res)
+				key := fmt.Sprintf("%s/%d", t[0], c)
+				rates[key] = append(rates[key], res.MsgsPerS)
+			}
+		}
+	}
 	for _, c := range cs {
 		for _, t := range targets {
-			run(t[0], t[1], c, msgs, *warm) // warm-up: rule caches, worker start
-			out.Encode(run(t[0], t[1], c, msgs, *n))
+			key := fmt.Sprintf("%s/%d", t[0], c)
+			v := rates[key]
+			sort.Float64s(v)
+			out.Encode(map[string]any{"median": true, "target": t[0], "connections": c, "msgs_per_s": v[len(v)/2], "runs": v})
 		}
 	}
 }

@@ -3,7 +3,7 @@
 # milter = yes, self_scan), same go-milter client, same corpus messages, 1 and 2
 # concurrent MTA connections (make bench).
 #
-#   bench/milter/run.sh                 N=2000 messages per run, both targets
+#   bench/milter/run.sh                 N=2000 messages per run, 3 interleaved runs, both targets
 #   N=500 RSPAMD=0 bench/milter/run.sh  dovetail only
 #
 # Both run rules only (dovetail: default ruleset, Bayes off; rspamd: Debian's
@@ -37,7 +37,7 @@ wait_port() { for _ in $(seq ${2:-600}); do port_open "$1" && return 0; sleep 0.
 
 log "building the driver"
 (cd "$ROOT" && go build -o "$TMP/milter-bench" ./bench/milter)
-ARGS=(-corpus "$SHARED/corpus" -n "$N")
+ARGS=(-corpus "$SHARED/corpus" -n "$N" -repeat "${REPEAT:-3}")
 
 if [[ $RSPAMD = 1 ]] && command -v rspamd >/dev/null && command -v redis-server >/dev/null; then
   DNS_SINK_PORT=$(free_port); REDIS_PORT=$(free_port); RSPAMD_PORT=$(free_port)
