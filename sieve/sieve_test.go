@@ -1,0 +1,240 @@
+package sieve
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const testMsg = "From: Alice <alice@example.org>\r\n" +
+	"To: bob+lists@example.net\r\n" +
+	"Subject: Hello world\r\n" +
+	"Message-ID: <1@example.org>\r\n" +
+	"X-Spam-Score: 6.5\r\n" +
+	"\r\n" +
+	"Hi Bob,\r\nthis is the body.\r\n"
+
+func mustCompile(t testing.TB, src string) *Script {
+	t.Helper()
+	s, err := Compile("test.sieve", []byte(src), nil)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	return s
+}
+
+func execute(t testing.TB, src string) *Result {
+	t.Helper()
+	res, err := mustCompile(t, src).Execute(context.Background(), &Env{
+		Message:  NewMessage([]byte(testMsg)),
+		Envelope: Envelope{From: "alice@example.org", To: "bob+lists@example.net"},
+	})
+	if err != nil {
+		t.Fatalf("execute: %v", err)
+	}
+	return res
+}
+
+// summary renders actions compactly: type[:mailbox|address][+copy][{flags}][*implicit]
+func actSummary(res *Result) []string {
+	var out []string
+	for _, a := range res.Actions {
+		s := a.Type
+		if a.Mailbox != "" {
+			s += ":" + a.Mailbox
+		}
+		if a.Address != "" {
+			s += ":" + a.Address
+		}
+		if a.Copy {
+			s += "+copy"
+		}
+		if a.Flags != nil {
+			s += "{" + strings.Join(a.Flags, " ") + "}"
+		}
+		if a.Implicit {
+			s += "*"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestActionsSemantics(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{"empty script keeps", ``, []string{"keep:INBOX*"}},
+		{"discard cancels keep", `discard;`, []string{"discard"}},
+		{"redirect cancels keep", `redirect "c@example.com";`, []string{"redirect:c@example.com"}},
+		{"redirect :copy keeps", `require "copy"; redirect :copy "c@example.com";`, []string{"redirect:c@example.com+copy", "keep:INBOX*"}},
+		{"fileinto :copy keeps", `require ["fileinto","copy"]; fileinto :copy "A";`, []string{"fileinto:A+copy", "keep:INBOX*"}},
+		{"fileinto cancels keep", `require "fileinto"; fileinto "A";`, []string{"fileinto:A"}},
+		{"duplicate fileinto merged", `require "fileinto"; fileinto "A"; fileinto "A";`, []string{"fileinto:A"}},
+		{"duplicate redirect merged", `redirect "c@example.com"; redirect "C@Example.com";`, []string{"redirect:c@example.com"}},
+		{"explicit keep", `keep; discard;`, []string{"keep:INBOX", "discard"}},
+		{"stop keeps implicit", `stop; discard;`, []string{"keep:INBOX*"}},
+		{"implicit keep with flags", `require "imap4flags"; setflag "\\Seen"; addflag "$Work";`, []string{`keep:INBOX{\Seen $Work}*`}},
+		{"fileinto takes current flags", `require ["fileinto","imap4flags"]; addflag "\\Flagged"; fileinto "A"; removeflag "\\Flagged";`, []string{`fileinto:A{\Flagged}`}},
+		{"fileinto :flags overrides", `require ["fileinto","imap4flags"]; addflag "x"; fileinto :flags "y" "A";`, []string{`fileinto:A{y}`, `keep:INBOX{x}*`}[:1]},
+		{"quarantine cancels keep", `require "vnd.dovetail.quarantine"; quarantine :reason "spam";`, []string{"quarantine"}},
+		{"quarantine twice once", `require "vnd.dovetail.quarantine"; quarantine; quarantine;`, []string{"quarantine"}},
+		{"subaddress", `require ["subaddress","fileinto","envelope"]; if envelope :detail "to" "lists" { fileinto "Lists"; }`, []string{"fileinto:Lists"}},
+		{"spamtest unconfigured is 0", `require ["spamtest","relational","comparator-i;ascii-numeric","fileinto"]; if spamtest :value "eq" "0" { fileinto "Zero"; }`, []string{"fileinto:Zero"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := actSummary(execute(t, tc.src))
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestQuarantineReason(t *testing.T) {
+	res := execute(t, `require "vnd.dovetail.quarantine"; quarantine :reason "score ${1}";`)
+	if len(res.Actions) != 1 || res.Actions[0].Reason != "score ${1}" || res.ImplicitKeep {
+		t.Fatalf("got %+v", res)
+	}
+	// without the extension, quarantine is unknown
+	if _, err := Compile("x", []byte(`quarantine;`), nil); err == nil {
+		t.Fatal("quarantine without require compiled")
+	}
+}
+
+func TestRuntimeErrorKeeps(t *testing.T) {
+	s := mustCompile(t, `require ["reject","fileinto"]; fileinto "A"; reject "no";`)
+	res, err := s.Execute(context.Background(), &Env{Message: NewMessage([]byte(testMsg))})
+	if err == nil {
+		t.Fatal("want runtime error for reject after fileinto")
+	}
+	got := actSummary(res)
+	want := []string{"fileinto:A", "keep:INBOX*"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestRedirectLimit(t *testing.T) {
+	src := `redirect "a@x.org"; redirect "b@x.org"; redirect "c@x.org";`
+	s, err := Compile("r", []byte(src), &Options{Limits: Limits{MaxRedirects: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Execute(context.Background(), &Env{Message: NewMessage([]byte(testMsg))})
+	var re *RuntimeError
+	if !errors.As(err, &re) || !strings.Contains(re.Msg, "redirect") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestStepLimit(t *testing.T) {
+	src := strings.Repeat(`if header :contains "subject" "zzz" { stop; }`+"\n", 200)
+	s, err := Compile("loop", []byte(src), &Options{Limits: Limits{MaxSteps: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Execute(context.Background(), &Env{Message: NewMessage([]byte(testMsg))}); err == nil {
+		t.Fatal("step limit not enforced")
+	}
+}
+
+func TestCompileErrorsAll(t *testing.T) {
+	src := "require \"nosuchext\";\nfrobnicate;\nif header :is \"a\" {\n  keep;\n}\nfileinto \"x\";\n"
+	_, err := Compile("bad.sieve", []byte(src), nil)
+	var ce *CompileError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	var got []string
+	for _, e := range ce.Errors {
+		got = append(got, e.Error()[:strings.Index(e.Error(), ": ")])
+	}
+	want := []string{"bad.sieve:1:9", "bad.sieve:2:1", "bad.sieve:3:4", "bad.sieve:6:1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("positions = %q, want %q\n%v", got, want, err)
+	}
+}
+
+func TestEditheaderResult(t *testing.T) {
+	res := execute(t, `require "editheader"; addheader "X-Sieve-Tag" "yes"; deleteheader "x-spam-score";`)
+	if !res.HeadersEdited || res.Headers[0].Name != "X-Sieve-Tag" {
+		t.Fatalf("headers = %+v", res.Headers)
+	}
+	for _, h := range res.Headers {
+		if strings.EqualFold(h.Name, "x-spam-score") {
+			t.Error("x-spam-score not deleted")
+		}
+	}
+	if a := res.Actions[0]; !a.Implicit || len(a.Headers) != len(res.Headers) {
+		t.Errorf("implicit keep must carry the edited header: %+v", a)
+	}
+}
+
+func TestMultiscriptStopsAfterCancel(t *testing.T) {
+	before := mustCompile(t, `require "fileinto"; fileinto "Before";`)
+	user := mustCompile(t, `require "fileinto"; fileinto "User";`)
+	res, err := RunMulti(context.Background(), &Env{Message: NewMessage([]byte(testMsg))}, []*Script{before}, user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actSummary(res); !reflect.DeepEqual(got, []string{"fileinto:Before"}) {
+		t.Errorf("got %q", got)
+	}
+	keepBefore := mustCompile(t, `require "imap4flags"; addflag "\\Seen";`)
+	res, _ = RunMulti(context.Background(), &Env{Message: NewMessage([]byte(testMsg))}, []*Script{keepBefore}, user, nil)
+	if got := actSummary(res); !reflect.DeepEqual(got, []string{`fileinto:User{\Seen}`}) {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestConcurrentExecute(t *testing.T) {
+	s := mustCompile(t, benchScript)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				if _, err := s.Execute(context.Background(), benchEnv()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestVacationReply(t *testing.T) {
+	res := execute(t, `require "vacation"; vacation :days 3 :subject "Away" "I am away";`)
+	var v *Action
+	for i := range res.Actions {
+		if res.Actions[i].Type == "vacation" {
+			v = &res.Actions[i]
+		}
+	}
+	if v == nil || v.Seconds != 3*86400 {
+		t.Fatalf("vacation action = %+v", res.Actions)
+	}
+	env := &Env{Message: NewMessage([]byte(testMsg)), Envelope: Envelope{From: "alice@example.org", To: "bob+lists@example.net"}, Now: func() time.Time { return time.Unix(0, 0) }}
+	out, ok, why := VacationReply(env, v)
+	if !ok {
+		t.Fatalf("no reply: %s", why)
+	}
+	m := NewMessage(out.Data)
+	if out.To != "alice@example.org" || out.From != "" || subjectOf(m) != "Away" {
+		t.Errorf("reply %+v subject %q", out, subjectOf(m))
+	}
+	env.Envelope.From = ""
+	if _, ok, _ := VacationReply(env, v); ok {
+		t.Error("replied to the null sender")
+	}
+}
