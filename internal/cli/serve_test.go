@@ -135,7 +135,9 @@ lmtpd:
 	// A broken config on SIGHUP: refused, the daemon keeps serving.
 	os.WriteFile(cfgPath, []byte(cfgText+"bogus_key: 1\n"), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, "reload refusal", logs, func() bool { return strings.Contains(logs.String(), "reload failed, keeping the running configuration") })
+	waitFor(t, "reload refusal", logs, func() bool {
+		return strings.Contains(logs.String(), "reload failed, keeping the running configuration")
+	})
 	if !strings.Contains(logs.String(), "bogus_key: unknown key") {
 		t.Errorf("reload error does not name the problem:\n%s", logs.String())
 	}
