@@ -17,7 +17,7 @@ func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) 
 	for f := range deltas {
 		fields = append(fields, f)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func() error {
 		args := make([]any, 0, 3*batchSizes[len(batchSizes)-1])
 		for rest := fields; len(rest) > 0; {
 			size := batchSize(len(rest))
@@ -31,7 +31,7 @@ func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) 
 					args = append(args, key, batch[len(batch)-1], int64(0))
 				}
 			}
-			if _, err := tx.Stmt(s.st.hincr[size]).Exec(args...); err != nil {
+			if _, err := s.st.hincr[size].Exec(args...); err != nil {
 				return err
 			}
 		}
@@ -87,16 +87,16 @@ func (s *Store) hgetBatch(ctx context.Context, st *sql.Stmt, args []any, out map
 // keeps the current one. An expired set is emptied before members are added.
 func (s *Store) SAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
 	now := s.nowMS()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func() error {
 		var kind, expires int64
-		err := tx.Stmt(s.st.setMeta).QueryRow(sql.Named("key", key)).Scan(&kind, &expires)
+		err := s.st.setMeta.QueryRow(sql.Named("key", key)).Scan(&kind, &expires)
 		exists := err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		isLive := exists && kind == kindSet && (expires == 0 || expires > now)
 		if exists && !isLive {
-			if _, err := tx.Stmt(s.st.setClear).Exec(sql.Named("key", key)); err != nil {
+			if _, err := s.st.setClear.Exec(sql.Named("key", key)); err != nil {
 				return err
 			}
 		}
@@ -105,11 +105,11 @@ func (s *Store) SAdd(ctx context.Context, key string, ttl time.Duration, members
 			exp = expires
 		}
 		if !isLive || exp != expires {
-			if _, err := tx.Stmt(s.st.setParent).Exec(sql.Named("key", key), sql.Named("expires", exp)); err != nil {
+			if _, err := s.st.setParent.Exec(sql.Named("key", key), sql.Named("expires", exp)); err != nil {
 				return err
 			}
 		}
-		st := tx.Stmt(s.st.setAdd)
+		st := s.st.setAdd
 		for _, m := range members {
 			if _, err := st.Exec(sql.Named("key", key), sql.Named("member", m)); err != nil {
 				return err

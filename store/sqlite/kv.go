@@ -30,8 +30,8 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	if value == nil {
 		value = []byte{}
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Stmt(s.st.set).Exec(sql.Named("key", key), sql.Named("value", value),
+	err := s.write(ctx, func() error {
+		_, err := s.st.set.Exec(sql.Named("key", key), sql.Named("value", value),
 			sql.Named("expires", s.expiry(ttl)))
 		return err
 	})
@@ -47,8 +47,8 @@ func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Du
 		value = []byte{}
 	}
 	var stored bool
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Stmt(s.st.setNX).Exec(sql.Named("key", key), sql.Named("value", value),
+	err := s.write(ctx, func() error {
+		res, err := s.st.setNX.Exec(sql.Named("key", key), sql.Named("value", value),
 			sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS()))
 		if err != nil {
 			return err
@@ -68,10 +68,10 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return s.alive(ctx, "delete")
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func() error {
 		for _, k := range keys {
 			for _, st := range []*sql.Stmt{s.st.delKV, s.st.delHash, s.st.delSet} {
-				if _, err := tx.Stmt(st).Exec(sql.Named("key", k)); err != nil {
+				if _, err := st.Exec(sql.Named("key", k)); err != nil {
 					return err
 				}
 			}
@@ -88,8 +88,8 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // created (or restarted after expiring) and is left alone afterwards.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		return tx.Stmt(s.st.incr).QueryRow(sql.Named("key", key), sql.Named("delta", delta),
+	err := s.write(ctx, func() error {
+		return s.st.incr.QueryRow(sql.Named("key", key), sql.Named("delta", delta),
 			sql.Named("expires", s.expiry(ttl)), sql.Named("now", s.nowMS())).Scan(&n)
 	})
 	if err != nil {

@@ -93,6 +93,7 @@ type stmts struct {
 	hincr, hget                           map[int]*sql.Stmt // by batch size
 	setMeta, setParent, setClear, setAdd  *sql.Stmt
 	isMember                              *sql.Stmt
+	begin, commit, rollback               *sql.Stmt
 	sweepKV, sweepSet                     *sql.Stmt
 	all                                   []*sql.Stmt
 }
@@ -100,9 +101,15 @@ type stmts struct {
 // live is the SQL condition for a row that has not expired at ?now.
 const live = `(expires = 0 OR expires > :now)`
 
-func (st *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
+// preparer is a *sql.DB (the read pool) or a *sql.Conn (the writer's connection:
+// its statements stay bound to it).
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func (st *stmts) prepare(ctx context.Context, w, r preparer) error {
 	var errs []error
-	p := func(db *sql.DB, q string) *sql.Stmt {
+	p := func(db preparer, q string) *sql.Stmt {
 		s, err := db.PrepareContext(ctx, q)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%w in %s", err, q))
@@ -160,6 +167,9 @@ func (st *stmts) prepare(ctx context.Context, w, r *sql.DB) error {
 	st.sweepKV = p(w, `DELETE FROM kv WHERE key IN (
 		SELECT key FROM kv WHERE expires != 0 AND expires <= :now LIMIT :limit) RETURNING key, kind`)
 	st.sweepSet = st.delSet
+	st.begin = p(w, `BEGIN IMMEDIATE`)
+	st.commit = p(w, `COMMIT`)
+	st.rollback = p(w, `ROLLBACK`)
 	return errors.Join(errs...)
 }
 

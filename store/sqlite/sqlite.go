@@ -53,8 +53,9 @@ type Options struct {
 
 // Store is a store.Store on one SQLite file. It is safe for concurrent use.
 type Store struct {
-	w, r   *sql.DB // w: one connection, all writes; r: read-only pool
-	ck     *sql.DB // one connection for WAL checkpoints, off the writer's path
+	w, r   *sql.DB   // w: one connection, all writes; r: read-only pool
+	wc     *sql.Conn // w's connection, held by the writer goroutine
+	ck     *sql.DB   // one connection for WAL checkpoints, off the writer's path
 	st     stmts
 	now    func() time.Time
 	log    *slog.Logger
@@ -141,7 +142,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)
 	}
-	if err := s.st.prepare(ctx, s.w, s.r); err != nil {
+	if s.wc, err = s.w.Conn(ctx); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)
+	}
+	if err := s.st.prepare(ctx, s.wc, s.r); err != nil {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: %s: prepare: %w: %w", path, store.ErrUnavailable, err)
 	}
@@ -159,6 +164,9 @@ func dsn(path string, q url.Values) string {
 func (s *Store) closeDBs() error {
 	var errs []error
 	s.st.close()
+	if s.wc != nil {
+		errs = append(errs, s.wc.Close())
+	}
 	for _, db := range []*sql.DB{s.ck, s.r, s.w} {
 		if db != nil {
 			errs = append(errs, db.Close())
@@ -177,7 +185,7 @@ func (s *Store) Close() error {
 		<-s.wdone
 		// A final checkpoint folds the WAL back into the main file, so a copied
 		// state.db is complete; failure only leaves a WAL SQLite replays on open.
-		_, _ = s.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		_, _ = s.wc.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
 		s.cerr = s.closeDBs()
 	})
 	return s.cerr
@@ -201,18 +209,4 @@ func fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("sqlite %s: %w: %w (%w)", op, store.ErrUnavailable, cerr, err)
 	}
 	return fmt.Errorf("sqlite %s: %w: %w", op, store.ErrUnavailable, err)
-}
-
-// tx runs fn in a write transaction on the writer connection (BEGIN IMMEDIATE: the write lock is taken up
-// front, so two processes never deadlock upgrading read locks).
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }

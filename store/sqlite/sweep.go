@@ -58,8 +58,9 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		n := 0
-		err := s.tx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.StmtContext(ctx, s.st.sweepKV).QueryContext(ctx,
+		err := s.write(ctx, func() error {
+			n = 0
+			rows, err := s.st.sweepKV.Query(
 				sql.Named("now", s.nowMS()), sql.Named("limit", sweepBatch))
 			if err != nil {
 				return err
@@ -83,9 +84,9 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			del := tx.StmtContext(ctx, s.st.sweepSet)
+			del := s.st.sweepSet
 			for _, k := range sets {
-				if _, err := del.ExecContext(ctx, sql.Named("key", k)); err != nil {
+				if _, err := del.Exec(sql.Named("key", k)); err != nil {
 					return err
 				}
 			}

@@ -109,10 +109,10 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 		return total, nil
 	}
 	var total int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func() error {
 		var raw []byte
 		var expires int64
-		err := tx.Stmt(s.st.winRead).QueryRow(args...).Scan(&raw, &expires)
+		err := s.st.winRead.QueryRow(args...).Scan(&raw, &expires)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -129,9 +129,9 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 		// windows ahead only when less than one is left: most adds rewrite
 		// just the value.
 		if clock := s.nowMS(); expires >= clock+winMS {
-			_, err = tx.Stmt(s.st.winUpdate).Exec(sql.Named("key", key), sql.Named("value", value))
+			_, err = s.st.winUpdate.Exec(sql.Named("key", key), sql.Named("value", value))
 		} else {
-			_, err = tx.Stmt(s.st.winWrite).Exec(sql.Named("key", key),
+			_, err = s.st.winWrite.Exec(sql.Named("key", key),
 				sql.Named("value", value), sql.Named("expires", clock+2*winMS))
 		}
 		return err

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 )
 
 // Group commit. Every write goes through one goroutine that owns the writer
@@ -15,12 +14,12 @@ const maxBatch = 128
 
 type writeOp struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx) error // must only assign its results: it may run twice
+	fn   func() error // runs on the writer's statements; may run twice: only assign results
 	done chan error
 }
 
 // write runs fn in a write transaction, possibly shared with other writes.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func() error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
@@ -88,11 +87,11 @@ func (s *Store) runBatch(batch []*writeOp) {
 	if len(live) == 0 {
 		return
 	}
-	// The statements run under a background context: one caller giving up must
-	// not interrupt the others' shared transaction.
-	err := s.tx(context.Background(), func(tx *sql.Tx) error {
+	// The statements run without the callers' contexts: one caller giving up
+	// must not interrupt the others' shared transaction.
+	err := s.txn(func() error {
 		for _, op := range live {
-			if err := op.fn(tx); err != nil {
+			if err := op.fn(); err != nil {
 				return err
 			}
 		}
@@ -107,6 +106,26 @@ func (s *Store) runBatch(batch []*writeOp) {
 	// One write failed and rolled back the batch: run each alone so that only
 	// the failing one reports an error.
 	for _, op := range live {
-		op.done <- s.tx(context.Background(), op.fn)
+		op.done <- s.txn(op.fn)
 	}
+}
+
+// txn runs fn in a write transaction on the writer connection. BEGIN IMMEDIATE
+// takes the write lock up front, so two processes never deadlock upgrading read
+// locks; BEGIN/COMMIT/ROLLBACK are prepared once like every other statement
+// (database/sql's Tx would re-parse them and start a goroutine per transaction).
+func (s *Store) txn(fn func() error) error {
+	if _, err := s.st.begin.Exec(); err != nil {
+		return err
+	}
+	err := fn()
+	if err == nil {
+		if _, err = s.st.commit.Exec(); err == nil {
+			return nil
+		}
+	}
+	// SQLite may already have rolled back (I/O error, SQLITE_FULL): ignore
+	// "no transaction is active".
+	_, _ = s.st.rollback.Exec()
+	return err
 }
