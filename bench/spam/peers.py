@@ -47,7 +47,7 @@ def rspamd_learn(port, lst, cls):
 
 
 def spamd_check(sock, body):
-    req = b"CHECK SPAMD/1.5\r\nContent-length: %d\r\nUser: nobody\r\n\r\n" % len(body) + body
+    req = b"CHECK SPAMC/1.5\r\nContent-length: %d\r\nUser: nobody\r\n\r\n" % len(body) + body
     sock.sendall(req)
     buf = b""
     while True:
@@ -111,7 +111,15 @@ def score(kind, port, lham, lspam, conc, pids):
             peak[0] = max(peak[0], tree_rss(pids))
             time.sleep(0.2)
 
+    errors = []
+
     def worker():
+        try:
+            work()
+        except Exception as e:  # a broken peer answer must fail the run, not skew it
+            errors.append(e)
+
+    def work():
         conn = None
         if kind == "rspamd":
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -149,6 +157,8 @@ def score(kind, port, lham, lspam, conc, pids):
     el = time.time() - t0
     done.set()
     st.join()
+    if errors:
+        sys.exit(f"{kind}: {errors[0]}")
     res.update(engine=kind, concurrency=conc, msgs_per_s=len(bodies) / el,
                fp_rate=res["fp"] / max(res["ham"], 1), recall=1 - res["fn"] / max(res["spam"], 1),
                peak_rss_mib=round(peak[0] / 1024, 1))
