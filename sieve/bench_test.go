@@ -119,3 +119,20 @@ func TestBenchScriptsCompile(t *testing.T) {
 		t.Errorf("bench script result %q", got)
 	}
 }
+
+// BenchmarkExecute30RulesFreshMessage includes parsing the message
+// (NewMessage) on every iteration, as the delivery agent does per delivery.
+func BenchmarkExecute30RulesFreshMessage(b *testing.B) {
+	s := mustCompile(b, benchScript)
+	ctx := context.Background()
+	raw := []byte(benchMessage)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		env := benchEnv()
+		env.Message = NewMessage(raw)
+		if _, err := s.Execute(ctx, env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

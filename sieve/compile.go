@@ -675,3 +675,15 @@ func (a *argp) countPos() {
 		a.npos++
 	}
 }
+
+// constList returns the values of ss when all are constant, else nil.
+func constList(ss []strv) []string {
+	out := make([]string, len(ss))
+	for i := range ss {
+		if !ss[i].isConst() {
+			return nil
+		}
+		out[i] = ss[i].lit
+	}
+	return out
+}

@@ -193,8 +193,16 @@ func (c *compiler) finishMatch(a *argp, ms *matchSpec, keys []strv) *matcher {
 			}
 		}
 	}
-	if ms.kind == mMatches && m.setMV {
-		// fine
+	if ms.kind == mMatches {
+		m.globs = make([][]pe, len(keys))
+		for i := range keys {
+			if keys[i].isConst() {
+				m.globs[i] = tokenizeGlob(keys[i].lit)
+				if m.globs[i] == nil {
+					m.globs[i] = []pe{}
+				}
+			}
+		}
 	}
 	return m
 }
@@ -291,12 +299,16 @@ func compileAllAny(c *compiler, n *testNode, a *argp) test {
 }
 
 type existsTest struct {
-	names []strv
-	mime  *mimeOpts
+	names  []strv
+	cnames []string
+	mime   *mimeOpts
 }
 
 func (t *existsTest) eval(r *run) (bool, error) {
-	names := r.expandList(t.names)
+	names := t.cnames
+	if names == nil {
+		names = r.expandList(t.names)
+	}
 	if t.mime != nil {
 		return r.mimeExists(t.mime, names)
 	}
@@ -328,7 +340,7 @@ func compileExists(c *compiler, n *testNode, a *argp) test {
 	if a.failed {
 		return nil
 	}
-	return &existsTest{names: names, mime: ms.mime}
+	return &existsTest{names: names, cnames: constList(names), mime: ms.mime}
 }
 
 type sizeTest struct {
@@ -410,28 +422,41 @@ func selectIndex(vals []string, idx int, last bool) []string {
 }
 
 type headerTest struct {
-	names []strv
-	m     *matcher
-	index int
-	last  bool
-	mime  *mimeOpts
+	names  []strv
+	cnames []string
+	m      *matcher
+	index  int
+	last   bool
+	mime   *mimeOpts
 }
 
 func (t *headerTest) eval(r *run) (bool, error) {
-	names := r.expandList(t.names)
+	names := t.cnames
+	if names == nil {
+		names = r.expandList(t.names)
+	}
 	if t.mime != nil {
 		return r.mimeHeaderTest(t, names)
 	}
 	hs := r.headers()
-	var vals []string
+	var buf [8]string
+	vals := buf[:0]
 	for _, nm := range names {
-		var vs []string
+		if t.index > 0 {
+			var vs []string
+			for i := range hs {
+				if strings.EqualFold(hs[i].Name, nm) {
+					vs = append(vs, decodeHeader(hs[i].Value))
+				}
+			}
+			vals = append(vals, selectIndex(vs, t.index, t.last)...)
+			continue
+		}
 		for i := range hs {
 			if strings.EqualFold(hs[i].Name, nm) {
-				vs = append(vs, decodeHeader(hs[i].Value))
+				vals = append(vals, decodeHeader(hs[i].Value))
 			}
 		}
-		vals = append(vals, selectIndex(vs, t.index, t.last)...)
 	}
 	return t.m.match(r, vals)
 }
@@ -450,7 +475,7 @@ func compileHeader(c *compiler, n *testNode, a *argp) test {
 	if m == nil {
 		return nil
 	}
-	return &headerTest{names: names, m: m, index: ms.index, last: ms.last, mime: ms.mime}
+	return &headerTest{names: names, cnames: constList(names), m: m, index: ms.index, last: ms.last, mime: ms.mime}
 }
 
 func validHeaderName(s string) bool {
@@ -623,16 +648,20 @@ func (r *run) addrValue(p parsedAddr, part addrPart) (string, bool) {
 }
 
 type addressTest struct {
-	names []strv
-	m     *matcher
-	part  addrPart
-	index int
-	last  bool
-	mime  *mimeOpts
+	names  []strv
+	cnames []string
+	m      *matcher
+	part   addrPart
+	index  int
+	last   bool
+	mime   *mimeOpts
 }
 
 func (t *addressTest) eval(r *run) (bool, error) {
-	names := r.expandList(t.names)
+	names := t.cnames
+	if names == nil {
+		names = r.expandList(t.names)
+	}
 	if t.mime != nil {
 		return r.mimeAddressTest(t, names)
 	}
@@ -642,7 +671,8 @@ func (t *addressTest) eval(r *run) (bool, error) {
 func (r *run) addressValues(hs []Header, names []string, part addrPart, index int, last bool) []string {
 	var vals []string
 	for _, nm := range names {
-		var hv []string
+		var hvBuf [4]string
+		hv := hvBuf[:0]
 		for i := range hs {
 			if strings.EqualFold(hs[i].Name, nm) {
 				hv = append(hv, hs[i].Value)
@@ -650,7 +680,7 @@ func (r *run) addressValues(hs []Header, names []string, part addrPart, index in
 		}
 		hv = selectIndex(hv, index, last)
 		for _, h := range hv {
-			pl := parseAddressList(h)
+			pl := r.env.Message.addresses(h)
 			if len(pl) == 0 && part == apAll {
 				vals = append(vals, "")
 			}
@@ -705,7 +735,7 @@ func compileAddress(c *compiler, n *testNode, a *argp) test {
 	if m == nil {
 		return nil
 	}
-	return &addressTest{names: names, m: m, part: ms.addrPart, index: ms.index, last: ms.last, mime: ms.mime}
+	return &addressTest{names: names, cnames: constList(names), m: m, part: ms.addrPart, index: ms.index, last: ms.last, mime: ms.mime}
 }
 
 type envelopeTest struct {

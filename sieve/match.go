@@ -204,15 +204,13 @@ func relHolds(op relOp, c int) bool {
 
 // glob matching (RFC 5228 :matches) with non-greedy captures.
 // Returns captures for each wildcard when caps != nil.
-func globMatch(c comparator, val, pat string, want bool) (bool, []string) {
-	if c == cmpUnicodeCase {
-		return globRunes(val, pat, want)
-	}
-	// tokenize pattern
-	type pe struct {
-		kind byte // 'l' literal, '*', '?'
-		lit  string
-	}
+type pe struct {
+	kind byte // 'l' literal, '*', '?'
+	lit  string
+}
+
+// tokenizeGlob splits a :matches pattern into literals and wildcards.
+func tokenizeGlob(pat string) []pe {
 	var elems []pe
 	var lit strings.Builder
 	for i := 0; i < len(pat); i++ {
@@ -236,6 +234,21 @@ func globMatch(c comparator, val, pat string, want bool) (bool, []string) {
 	if lit.Len() > 0 {
 		elems = append(elems, pe{kind: 'l', lit: lit.String()})
 	}
+	return elems
+}
+
+func globMatch(c comparator, val, pat string, want bool) (bool, []string) {
+	if c == cmpUnicodeCase {
+		return globRunes(val, pat, want)
+	}
+	return globElems(c, val, tokenizeGlob(pat), want)
+}
+
+func globElems(c comparator, val string, elems []pe, want bool) (bool, []string) {
+	// fast paths without captures
+	if !want && len(elems) == 1 && elems[0].kind == 'l' {
+		return c.equal(val, elems[0].lit), nil
+	}
 	eq := func(a, b string) bool {
 		if c == cmpOctet {
 			return a == b
@@ -255,9 +268,15 @@ func globMatch(c comparator, val, pat string, want bool) (bool, []string) {
 		}
 	}
 	var caps []string
-	capStart := make([]int, 0, nw)
-	capEnd := make([]int, 0, nw)
-	var stars []starState
+	var capBuf [16]int
+	capStart := capBuf[:0:8]
+	capEnd := capBuf[8:8:16]
+	if nw > 8 {
+		capStart = make([]int, 0, nw)
+		capEnd = make([]int, 0, nw)
+	}
+	var starBuf [8]starState
+	stars := starBuf[:0]
 	ei, vi := 0, 0
 	steps := 0
 	for {
@@ -431,6 +450,7 @@ type matcher struct {
 	rel   relOp
 	keys  []strv
 	re    []*compiledRegex // precompiled when keys are constant (regex)
+	globs [][]pe           // pre-tokenized constant :matches keys
 	setMV bool             // set match variables (variables extension active)
 }
 
@@ -474,7 +494,13 @@ func (m *matcher) one(r *run, v, k string, ki int) (bool, error) {
 	case mValue:
 		return relHolds(m.rel, m.cmp.compare(v, k)), nil
 	case mMatches:
-		ok, caps := globMatch(m.cmp, v, k, m.setMV)
+		var ok bool
+		var caps []string
+		if m.globs != nil && m.globs[ki] != nil && m.cmp != cmpUnicodeCase {
+			ok, caps = globElems(m.cmp, v, m.globs[ki], m.setMV)
+		} else {
+			ok, caps = globMatch(m.cmp, v, k, m.setMV)
+		}
 		if ok && m.setMV {
 			r.setMatch(caps)
 		}

@@ -22,6 +22,18 @@ type Message struct {
 
 	mimeOnce sync.Once
 	root     *mimePart
+	addrs    sync.Map // raw header value -> []parsedAddr
+}
+
+// addresses returns the parsed address list of a raw header value, cached
+// per message (messages are shared read-only across executions).
+func (m *Message) addresses(v string) []parsedAddr {
+	if x, ok := m.addrs.Load(v); ok {
+		return x.([]parsedAddr)
+	}
+	pl := parseAddressList(v)
+	m.addrs.Store(v, pl)
+	return pl
 }
 
 // NewMessage parses raw (CRLF or LF line endings). It never fails on
