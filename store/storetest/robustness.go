@@ -3,7 +3,9 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ var robustnessCases = []testCase{
 	{"Concurrent", testConcurrent},
 	{"ContextCanceled", testContextCanceled},
 	{"Close", testClose},
+	{"CloseUnderLoad", testCloseUnderLoad},
 }
 
 // testConcurrent hammers one counter, one window and one hash field from many
@@ -114,6 +117,56 @@ func testClose(t *testing.T, s store.Store, _ clock) {
 	for name, call := range calls(s) {
 		if err := call(ctxT(t)); !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s after Close: %v; want store.ErrUnavailable", name, err)
+		}
+	}
+}
+
+// testCloseUnderLoad closes the store while goroutines are writing and reading:
+// nothing hangs or panics, and every failure is store.ErrUnavailable.
+func testCloseUnderLoad(t *testing.T, s store.Store, _ clock) {
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	var ops atomic.Int64
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				var err error
+				switch i % 3 {
+				case 0:
+					_, err = s.Incr(ctx, "cl:ctr", 1, time.Hour)
+				case 1:
+					_, err = s.WindowAdd(ctx, fmt.Sprintf("cl:win:%d", w), base, time.Minute, 1)
+				case 2:
+					_, err = s.Get(ctx, "cl:missing")
+					if errors.Is(err, store.ErrNotFound) {
+						err = nil
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				ops.Add(1)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ops.Load() < 50 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	must(t, s.Close(), "Close")
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("calls still running 5s after Close")
+	}
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("call during Close: %v, want store.ErrUnavailable", err)
 		}
 	}
 }
