@@ -11,7 +11,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -50,8 +49,8 @@ type result struct {
 	P99Ms       float64        `json:"p99_ms"`
 	Actions     map[string]int `json:"actions"`
 	Errors      int            `json:"errors,omitempty"`
-	// MaxRSSMiB is the driver process's peak RSS (client and, for dovetail,
-	// the in-process milter and engine); rspamd's is measured by run.sh.
+	// MaxRSSMiB is the driver process's peak RSS (client and, without
+	// -dovetail-addr, the in-process milter); run.sh measures the daemons.
 	MaxRSSMiB float64 `json:"driver_max_rss_mib"`
 }
 
@@ -59,6 +58,7 @@ func main() {
 	corpus := flag.String("corpus", "../shared/corpus", "corpus dir with ham/ and spam/")
 	n := flag.Int("n", 1000, "messages per run")
 	distinct := flag.Int("distinct", 1000, "distinct corpus messages to cycle through")
+	dovetailAddr := flag.String("dovetail-addr", "", "a running dovetail milter; empty runs one in-process")
 	rspamdAddr := flag.String("rspamd-addr", "", "rspamd milter (proxy) address; empty skips rspamd")
 	conns := flag.String("conns", "1,2", "connection counts")
 	warm := flag.Int("warmup", 50, "messages sent before each measured run")
@@ -76,25 +76,11 @@ func main() {
 	}
 	log.Printf("%d corpus messages, GOMAXPROCS %d", len(msgs), runtime.GOMAXPROCS(0))
 
-	cfg := spam.DefaultConfig()
-	cfg.Bayes.Enabled = false // rules only, like the untrained rspamd it is compared with
-	e, err := spam.New(cfg)
-	if err != nil {
-		log.Fatal(err)
+	addr := *dovetailAddr
+	if addr == "" {
+		addr = inProcess()
 	}
-	mcfg := milter.DefaultConfig()
-	srv, err := milter.New(mcfg, e, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-
-	targets := [][2]string{{"dovetail", ln.Addr().String()}}
+	targets := [][2]string{{"dovetail", addr}}
 	if *rspamdAddr != "" {
 		targets = append(targets, [2]string{"rspamd", *rspamdAddr})
 	}
@@ -130,6 +116,27 @@ func main() {
 			out.Encode(map[string]any{"median": true, "target": t[0], "connections": c, "msgs_per_s": v[len(v)/2], "runs": v})
 		}
 	}
+}
+
+// inProcess starts a dovetail milter in this process (rules only, like the
+// untrained rspamd it is compared with) and returns its address.
+func inProcess() string {
+	cfg := spam.DefaultConfig()
+	cfg.Bayes.Enabled = false
+	e, err := spam.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv, err := milter.New(milter.DefaultConfig(), e, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(ln)
+	return ln.Addr().String()
 }
 
 // serveSink answers every DNS query REFUSED at once, so a peer configured to

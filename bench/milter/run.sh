@@ -35,9 +35,26 @@ port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 free_port() { local p; while :; do p=$((20000 + RANDOM % 10000)); port_open "$p" || { echo "$p"; return; }; done; }
 wait_port() { for _ in $(seq ${2:-600}); do port_open "$1" && return 0; sleep 0.05; done; log "port $1 did not open"; return 1; }
 
-log "building the driver"
-(cd "$ROOT" && go build -o "$TMP/milter-bench" ./bench/milter)
+log "building the driver and dovetail"
+(cd "$ROOT" && go build -o "$TMP/milter-bench" ./bench/milter && go build -o "$TMP/dovetail" ./cmd/dovetail)
 ARGS=(-corpus "$SHARED/corpus" -n "$N" -repeat "${REPEAT:-3}")
+
+# dovetail as its own process, like rspamd: rules only (Bayes off), no DNS checks.
+DOVETAIL_PORT=$(free_port)
+cat >"$TMP/dovetail.yaml" <<EOF2
+data_dir: $TMP/dovetail-data
+daemons: [milter]
+log: {level: warn}
+metrics: {listen: ""}
+spam:
+  bayes: {enabled: false}
+authcheck: {spf: false, dkim: false, dmarc: false}
+milter:
+  listen: {address: "127.0.0.1:$DOVETAIL_PORT"}
+EOF2
+"$TMP/dovetail" -c "$TMP/dovetail.yaml" milter >"$TMP/dovetail.out" 2>&1 & PIDS+=($!); DOVETAIL_PID=$!
+wait_port "$DOVETAIL_PORT" || { tail -n 20 "$TMP/dovetail.out" >&2; exit 1; }
+ARGS+=(-dovetail-addr "127.0.0.1:$DOVETAIL_PORT")
 
 if [[ $RSPAMD = 1 ]] && command -v rspamd >/dev/null && command -v redis-server >/dev/null; then
   DNS_SINK_PORT=$(free_port); REDIS_PORT=$(free_port); RSPAMD_PORT=$(free_port)
@@ -77,6 +94,7 @@ fi
 log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$TMP/milter-bench" "${ARGS[@]}"
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+log "dovetail milter process: peak RSS $(awk '/^VmHWM:/ {print int($2/1024)}' /proc/$DOVETAIL_PID/status) MiB, PSS now $(awk '/^Pss:/ {print int($2/1024)}' /proc/$DOVETAIL_PID/smaps_rollup) MiB"
 if [[ -n ${RSPAMD_PID:-} ]]; then
   # Peak RSS of our rspamd's process tree (main + proxies + workers), not any other rspamd on the box.
   kb=0; pss=0
