@@ -28,12 +28,13 @@ import (
 // Directory is the LDAP directory. In password mode New returns a value that
 // also implements directory.SecretReader; in bind mode it cannot read passwords.
 type Directory struct {
-	cfg    Config
-	log    *slog.Logger
-	scope  int
-	attrs  []string // user attributes (without the password)
-	search *pool
-	auth   *pool // auth-bind connections (bind mode only)
+	cfg       Config
+	log       *slog.Logger
+	scope     int
+	attrs     []string // user attributes for lookups (without the password)
+	authAttrs []string // what authentication needs: login and status
+	search    *pool
+	auth      *pool // auth-bind connections (bind mode only)
 
 	logMu   sync.Mutex
 	lastLog map[string]time.Time
@@ -77,11 +78,18 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 			d.attrs = append(d.attrs, n)
 		}
 	}
-	serviceBind := func(c *goldap.Conn) error {
+	// Authentication fetches only what it needs (fewer attributes = less work
+	// for the server on every uncached login).
+	for _, n := range []string{a.Login, a.Status} {
+		if n != "" {
+			d.authAttrs = append(d.authAttrs, n)
+		}
+	}
+	serviceBind := func(c *lconn) error {
 		if cfg.BindDN == "" {
 			return nil // anonymous searches
 		}
-		return c.Bind(cfg.BindDN, string(cfg.BindPassword))
+		return c.bind(cfg.BindDN, string(cfg.BindPassword), cfg.Timeout.D())
 	}
 	d.search = newPool("search", cfg.PoolSize, &d.cfg, serviceBind, d.dialFailed)
 	if cfg.AuthMode == ModeBind {
@@ -127,29 +135,26 @@ func (d *Directory) timeout(ctx context.Context) (time.Duration, error) {
 	return t, nil
 }
 
-// find runs filter tmpl for value and returns the single entry.
-func (d *Directory) find(ctx context.Context, tmpl, value string, withPassword bool) (*goldap.Entry, error) {
+// find runs filter tmpl for value and returns the single entry with attrs.
+func (d *Directory) find(ctx context.Context, tmpl, value string, attrs []string) (*goldap.Entry, error) {
 	if value == "" || len(value) > 512 || strings.ContainsRune(value, 0) {
 		return nil, fmt.Errorf("ldap: invalid login: %w", directory.ErrNotFound)
 	}
-	attrs := d.attrs
-	if withPassword {
-		attrs = append(append([]string(nil), attrs...), d.cfg.Attributes.Password)
-	}
 	filter := expandFilter(tmpl, value)
+	compiled, err := goldap.CompileFilter(filter)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ldap filter %s: %w", directory.ErrUnavailable, filter, err)
+	}
 	for attempt := 0; ; attempt++ {
 		t, err := d.timeout(ctx)
 		if err != nil {
 			return nil, err
 		}
-		req := goldap.NewSearchRequest(d.cfg.BaseDN, d.scope, goldap.NeverDerefAliases, 2,
-			int((t+time.Second-1)/time.Second), false, filter, attrs, nil)
 		c, reused, err := d.search.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		c.SetTimeout(t)
-		res, err := c.Search(req)
+		entries, err := c.search(d.cfg.BaseDN, d.scope, compiled, attrs, 2, t)
 		broken := isNetErr(err)
 		d.search.put(c, broken)
 		if broken && reused && attempt == 0 {
@@ -158,7 +163,7 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, withPassword b
 		switch {
 		case broken:
 			return nil, fmt.Errorf("%w: ldap search: %w", directory.ErrUnavailable, err)
-		case goldap.IsErrorWithCode(err, goldap.LDAPResultSizeLimitExceeded) || (err == nil && len(res.Entries) > 1):
+		case goldap.IsErrorWithCode(err, goldap.LDAPResultSizeLimitExceeded) || (err == nil && len(entries) > 1):
 			// Dovecot treats this as an internal error too: the filter is not unique.
 			d.log.Error("LDAP filter matched several entries", "filter", filter)
 			return nil, fmt.Errorf("%w: ldap: filter %s matched several entries", directory.ErrUnavailable, filter)
@@ -167,10 +172,10 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, withPassword b
 		case err != nil:
 			// Anything unexpected (ACLs, schema) is temporary, never a permanent "no such user".
 			return nil, fmt.Errorf("%w: ldap search: %w", directory.ErrUnavailable, err)
-		case len(res.Entries) == 0:
+		case len(entries) == 0:
 			return nil, fmt.Errorf("ldap: %q: %w", value, directory.ErrNotFound)
 		}
-		return res.Entries[0], nil
+		return entries[0], nil
 	}
 }
 
@@ -232,7 +237,7 @@ func (d *Directory) intAttr(e *goldap.Entry, name string) int {
 
 // LookupLogin implements directory.Lookup.
 func (d *Directory) LookupLogin(ctx context.Context, login string) (*directory.User, error) {
-	e, err := d.find(ctx, d.cfg.UserFilter, login, false)
+	e, err := d.find(ctx, d.cfg.UserFilter, login, d.attrs)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +246,7 @@ func (d *Directory) LookupLogin(ctx context.Context, login string) (*directory.U
 
 // LookupAddress implements directory.Lookup.
 func (d *Directory) LookupAddress(ctx context.Context, addr string) (*directory.User, error) {
-	e, err := d.find(ctx, d.cfg.AddressFilter, addr, false)
+	e, err := d.find(ctx, d.cfg.AddressFilter, addr, d.attrs)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +268,11 @@ func (d *Directory) Authenticate(ctx context.Context, login, pw string) (*direct
 		return nil, fmt.Errorf("ldap: empty password: %w", directory.ErrInvalidCredentials)
 	}
 	withPassword := d.cfg.AuthMode == ModePassword
-	e, err := d.find(ctx, d.passFilter(), login, withPassword)
+	attrs := d.authAttrs
+	if withPassword {
+		attrs = append(attrs[:len(attrs):len(attrs)], d.cfg.Attributes.Password)
+	}
+	e, err := d.find(ctx, d.passFilter(), login, attrs)
 	if err != nil {
 		return nil, err
 	}
@@ -310,8 +319,7 @@ func (d *Directory) bindAs(ctx context.Context, dn, pw string) error {
 		if err != nil {
 			return err
 		}
-		c.SetTimeout(t)
-		err = c.Bind(dn, pw)
+		err = c.bind(dn, pw, t)
 		broken := isNetErr(err)
 		d.auth.put(c, broken)
 		switch {
@@ -332,7 +340,7 @@ func (d *Directory) bindAs(ctx context.Context, dn, pw string) error {
 
 // StoredPassword implements directory.SecretReader (password mode only).
 func (p passwordDirectory) StoredPassword(ctx context.Context, login string) (string, string, *directory.User, error) {
-	e, err := p.find(ctx, p.passFilter(), login, true)
+	e, err := p.find(ctx, p.passFilter(), login, append(p.attrs[:len(p.attrs):len(p.attrs)], p.cfg.Attributes.Password))
 	if err != nil {
 		return "", "", nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,19 +22,19 @@ type pool struct {
 	name    string
 	uris    []string
 	cur     atomic.Int32 // index of the URI that last worked: failover sticks
-	bind    func(*goldap.Conn) error
+	bind    func(*lconn) error
 	cfg     *Config
 	sem     chan struct{}
-	idle    chan *goldap.Conn
+	idle    chan *lconn
 	closed  atomic.Bool
 	dialErr func(uri string, err error) // logs dial failures
 }
 
-func newPool(name string, size int, cfg *Config, bind func(*goldap.Conn) error, dialErr func(string, error)) *pool {
+func newPool(name string, size int, cfg *Config, bind func(*lconn) error, dialErr func(string, error)) *pool {
 	return &pool{
 		name: name, uris: cfg.URIs, bind: bind, cfg: cfg, dialErr: dialErr,
 		sem:  make(chan struct{}, size),
-		idle: make(chan *goldap.Conn, size),
+		idle: make(chan *lconn, size),
 	}
 }
 
@@ -41,7 +42,7 @@ var errClosed = errors.New("ldap: directory closed")
 
 // get returns a connection for exclusive use (reused tells whether it came from
 // the idle set, i.e. may have gone stale); put must be called with it.
-func (p *pool) get(ctx context.Context) (c *goldap.Conn, reused bool, err error) {
+func (p *pool) get(ctx context.Context) (c *lconn, reused bool, err error) {
 	if p.closed.Load() {
 		return nil, false, fmt.Errorf("%w: %w", directory.ErrUnavailable, errClosed)
 	}
@@ -53,8 +54,7 @@ func (p *pool) get(ctx context.Context) (c *goldap.Conn, reused bool, err error)
 	for {
 		select {
 		case c := <-p.idle:
-			if c.IsClosing() {
-				c.Close()
+			if c.broken {
 				continue
 			}
 			return c, true, nil
@@ -73,10 +73,10 @@ func (p *pool) get(ctx context.Context) (c *goldap.Conn, reused bool, err error)
 // put returns c to the pool; a broken connection is closed instead. After a
 // network error every idle connection is suspect too (the server restarted), so
 // they are all dropped: the next get dials afresh.
-func (p *pool) put(c *goldap.Conn, broken bool) {
+func (p *pool) put(c *lconn, broken bool) {
 	defer func() { <-p.sem }()
-	if broken || c.IsClosing() || p.closed.Load() {
-		c.Close()
+	if broken || c.broken || p.closed.Load() {
+		c.close()
 		if broken {
 			p.drain()
 		}
@@ -85,7 +85,7 @@ func (p *pool) put(c *goldap.Conn, broken bool) {
 	select {
 	case p.idle <- c:
 	default:
-		c.Close()
+		c.close()
 	}
 }
 
@@ -93,7 +93,7 @@ func (p *pool) drain() {
 	for {
 		select {
 		case c := <-p.idle:
-			c.Close()
+			c.close()
 		default:
 			return
 		}
@@ -101,7 +101,7 @@ func (p *pool) drain() {
 }
 
 // dial connects to the first URI that answers, starting with the last good one.
-func (p *pool) dial(ctx context.Context) (*goldap.Conn, error) {
+func (p *pool) dial(ctx context.Context) (*lconn, error) {
 	start := int(p.cur.Load())
 	var errs []error
 	for i := range p.uris {
@@ -115,17 +115,17 @@ func (p *pool) dial(ctx context.Context) (*goldap.Conn, error) {
 			errs = append(errs, ctx.Err())
 			break
 		}
-		c, err := goldap.DialURL(uri, goldap.DialWithDialer(&net.Dialer{Timeout: timeout}))
+		c, err := dialURI(ctx, uri, timeout)
 		if err == nil {
-			c.SetTimeout(p.cfg.Timeout.D())
-			if p.cfg.StartTLS && len(uri) > 7 && uri[:7] == "ldap://" {
-				err = c.StartTLS(nil)
+			if p.cfg.StartTLS && strings.HasPrefix(uri, "ldap://") {
+				host, _, _ := net.SplitHostPort(hostPort(strings.TrimSuffix(strings.TrimPrefix(uri, "ldap://"), "/"), "389"))
+				err = c.startTLS(host, p.cfg.Timeout.D())
 			}
 			if err == nil && p.bind != nil {
 				err = p.bind(c)
 			}
 			if err != nil {
-				c.Close()
+				c.close()
 			}
 		}
 		if err != nil {

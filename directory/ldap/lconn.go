@@ -1,0 +1,236 @@
+package ldap
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	goldap "github.com/go-ldap/ldap/v3"
+)
+
+// lconn is a synchronous LDAP connection: one request at a time, written and
+// answered on the caller's goroutine, with socket deadlines as timeouts.
+//
+// Why not go-ldap's Conn: it multiplexes requests through three goroutines and
+// about six channel hand-offs plus a timer goroutine per request, which is
+// right for a shared connection but dominates the latency of an auth lookup.
+// Our pool hands each connection to one request at a time, so the simplest
+// protocol loop is also the fastest. go-ldap still compiles filters, escapes
+// values and defines the error codes (goldap.Error), so callers classify errors
+// with goldap.IsErrorWithCode exactly as before.
+type lconn struct {
+	nc     net.Conn
+	r      *bufio.Reader
+	msgID  int64
+	broken bool
+}
+
+// maxResponse bounds one LDAP message we accept (an entry with a few
+// attributes is far smaller).
+const maxResponse = 1 << 20
+
+func netErr(err error) error { return goldap.NewError(goldap.ErrorNetwork, err) }
+
+// dialURI connects to ldap://host[:port], ldaps://host[:port] or
+// ldapi://<url-encoded socket path>.
+func dialURI(ctx context.Context, uri string, timeout time.Duration) (*lconn, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, netErr(err)
+	}
+	d := &net.Dialer{Timeout: timeout}
+	var nc net.Conn
+	switch u.Scheme {
+	case "ldap":
+		nc, err = d.DialContext(ctx, "tcp", hostPort(u.Host, "389"))
+	case "ldaps":
+		td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}}
+		nc, err = td.DialContext(ctx, "tcp", hostPort(u.Host, "636"))
+	case "ldapi":
+		path := u.Host
+		if path == "" {
+			path = "/var/run/slapd/ldapi"
+		}
+		if path, err = url.PathUnescape(path); err == nil {
+			nc, err = d.DialContext(ctx, "unix", path)
+		}
+	default:
+		err = fmt.Errorf("unsupported scheme %q", u.Scheme)
+	}
+	if err != nil {
+		return nil, netErr(err)
+	}
+	return &lconn{nc: nc, r: bufio.NewReaderSize(nc, 8192)}, nil
+}
+
+func hostPort(h, port string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return h
+	}
+	return net.JoinHostPort(strings.Trim(h, "[]"), port)
+}
+
+func (c *lconn) close() {
+	c.broken = true
+	c.nc.Close()
+}
+
+// roundTrip sends one request and calls handle for every response message of
+// that id until handle reports done.
+func (c *lconn) roundTrip(op *ber.Packet, timeout time.Duration, handle func(*ber.Packet) (bool, error)) error {
+	if c.broken {
+		return netErr(errors.New("connection is closed"))
+	}
+	c.msgID++
+	env := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
+	env.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, c.msgID, "MessageID"))
+	env.AppendChild(op)
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.nc.Write(env.Bytes()); err != nil {
+		c.close()
+		return netErr(err)
+	}
+	for {
+		p, err := ber.ReadPacket(io.LimitReader(c.r, maxResponse))
+		if err != nil {
+			c.close()
+			if isTimeout(err) {
+				return netErr(fmt.Errorf("ldap: request timed out after %s: %w", timeout, err))
+			}
+			return netErr(err)
+		}
+		if len(p.Children) < 2 {
+			c.close()
+			return netErr(errors.New("ldap: malformed response"))
+		}
+		id, ok := p.Children[0].Value.(int64)
+		if !ok || id != c.msgID {
+			// id 0 is an unsolicited notification (e.g. notice of disconnection).
+			c.close()
+			return netErr(fmt.Errorf("ldap: unexpected message id %v", p.Children[0].Value))
+		}
+		done, err := handle(p.Children[1])
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// result turns an LDAPResult into nil or a *goldap.Error.
+func result(op *ber.Packet) error {
+	if len(op.Children) < 3 {
+		return netErr(errors.New("ldap: malformed result"))
+	}
+	code, ok := op.Children[0].Value.(int64)
+	if !ok {
+		return netErr(errors.New("ldap: malformed result code"))
+	}
+	if code == 0 {
+		return nil
+	}
+	return goldap.NewError(uint16(code), errors.New(op.Children[2].Data.String()))
+}
+
+// bind performs a simple bind. An empty password is refused here: it would
+// be an unauthenticated bind, which servers accept (RFC 4513 §5.1.2).
+func (c *lconn) bind(dn, pw string, timeout time.Duration) error {
+	if pw == "" {
+		return goldap.NewError(goldap.ErrorEmptyPassword, errors.New("ldap: empty password not allowed"))
+	}
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 0, nil, "Bind Request")
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 3, "Version"))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "User Name"))
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, pw, "Password"))
+	return c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+		if r.Tag != 1 {
+			c.close()
+			return true, netErr(fmt.Errorf("ldap: unexpected response %d to bind", r.Tag))
+		}
+		return true, result(r)
+	})
+}
+
+// startTLS upgrades the connection (RFC 4511 §4.14).
+func (c *lconn) startTLS(host string, timeout time.Duration) error {
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 23, nil, "Start TLS")
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "1.3.6.1.4.1.1466.20037", "TLS Extended Command"))
+	err := c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+		if r.Tag != 24 {
+			c.close()
+			return true, netErr(fmt.Errorf("ldap: unexpected response %d to StartTLS", r.Tag))
+		}
+		return true, result(r)
+	})
+	if err != nil {
+		return err
+	}
+	tc := tls.Client(c.nc, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
+	tc.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		c.close()
+		return netErr(err)
+	}
+	c.nc, c.r = tc, bufio.NewReaderSize(tc, 8192)
+	return nil
+}
+
+// search runs one search and returns its entries (at most sizeLimit; more is
+// goldap.LDAPResultSizeLimitExceeded).
+func (c *lconn) search(base string, scope int, filter *ber.Packet, attrs []string, sizeLimit int, timeout time.Duration) ([]*goldap.Entry, error) {
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 3, nil, "Search Request")
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, base, "Base DN"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(scope), "Scope"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(goldap.NeverDerefAliases), "Deref Aliases"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, uint64(sizeLimit), "Size Limit"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, uint64((timeout+time.Second-1)/time.Second), "Time Limit"))
+	op.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, false, "Types Only"))
+	op.AppendChild(filter)
+	as := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Attributes")
+	for _, a := range attrs {
+		as.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a, "Attribute"))
+	}
+	op.AppendChild(as)
+	var entries []*goldap.Entry
+	err := c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+		switch r.Tag {
+		case 4: // SearchResultEntry
+			if len(r.Children) < 2 {
+				c.close()
+				return true, netErr(errors.New("ldap: malformed entry"))
+			}
+			e := &goldap.Entry{DN: r.Children[0].Data.String()}
+			for _, a := range r.Children[1].Children {
+				if len(a.Children) < 2 {
+					continue
+				}
+				ea := &goldap.EntryAttribute{Name: a.Children[0].Data.String()}
+				for _, v := range a.Children[1].Children {
+					ea.Values = append(ea.Values, v.Data.String())
+				}
+				e.Attributes = append(e.Attributes, ea)
+			}
+			entries = append(entries, e)
+			return false, nil
+		case 19: // SearchResultReference: referrals are not followed
+			return false, nil
+		case 5: // SearchResultDone
+			return true, result(r)
+		}
+		c.close()
+		return true, netErr(fmt.Errorf("ldap: unexpected response %d to search", r.Tag))
+	})
+	return entries, err
+}
