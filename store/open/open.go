@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 	"github.com/dovetail-mail/dovetail/store/redis"
@@ -19,10 +21,17 @@ import (
 // Option adjusts Open.
 type Option func(*options)
 
-type options struct{ log *slog.Logger }
+type options struct {
+	log *slog.Logger
+	reg prometheus.Registerer
+}
 
 // WithLogger sets the logger for backend messages (SQLite sweeps, go-redis).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers dovetail_store_op_seconds{op} and
+// dovetail_store_errors_total{op} (label backend) on reg and measures every call.
+func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) { o.reg = reg } }
 
 // Open returns the store cfg selects. SQLite lives at cfg.Path or
 // <dataDir>/state.db; Redis is not contacted until the first call (a Redis that is
@@ -33,6 +42,23 @@ func Open(ctx context.Context, cfg store.Config, dataDir string, opts ...Option)
 	for _, opt := range opts {
 		opt(&o)
 	}
+	s, err := open(ctx, cfg, dataDir, o)
+	if err != nil || o.reg == nil {
+		return s, err
+	}
+	backend := cfg.Backend
+	if backend == "" {
+		backend = store.BackendSQLite
+	}
+	m, err := instrument(s, backend, o.reg)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: metrics: %w", err)
+	}
+	return m, nil
+}
+
+func open(ctx context.Context, cfg store.Config, dataDir string, o options) (store.Store, error) {
 	switch cfg.Backend {
 	case store.BackendSQLite, "":
 		path := cfg.Path

@@ -1,10 +1,13 @@
 package storeopen_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/internal/testenv"
@@ -26,6 +29,49 @@ func TestOpenSQLiteInDataDir(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state.db")); err != nil {
 		t.Fatalf("no state.db in the data dir: %v", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := store.DefaultConfig()
+	cfg.Backend = store.BackendMemory
+	s, err := storeopen.Open(t.Context(), cfg, "", storeopen.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Incr(t.Context(), "k", 1, 0)
+	s.Get(t.Context(), "missing") // ErrNotFound is not an error metric
+	s.Close()
+	s.Get(t.Context(), "k") // closed: an error
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{} // name{op} -> count or value
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			op := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "op" {
+					op = l.GetValue()
+				}
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				got[mf.GetName()+"{"+op+"}"] = float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				got[mf.GetName()+"{"+op+"}"] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{
+		"dovetail_store_op_seconds{incr}":  1,
+		"dovetail_store_op_seconds{get}":   2,
+		"dovetail_store_errors_total{get}": 1, // the closed store; ErrNotFound does not count
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("metrics = %v, want %v", got, want)
 	}
 }
 
