@@ -158,6 +158,9 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 	if n != 0 {
 		e.events = append(e.events, event{now, n})
 		total += n
+		// Like the real backends, a window key lives one window past its
+		// last event (on the store clock), so idle keys do not pile up.
+		e.expires = s.Now().Add(window)
 	}
 	return total, nil
 }
