@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
@@ -126,9 +125,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Errorf("uris", "at least one LDAP URI is required", "e.g. [ldap://127.0.0.1:389]"))
 	}
 	for i, u := range c.URIs {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "ldap" && p.Scheme != "ldaps" && p.Scheme != "ldapi") {
-			errs = append(errs, config.Errorf(fmt.Sprintf("uris[%d]", i), fmt.Sprintf("%q is not an ldap://, ldaps:// or ldapi:// URI", u), ""))
+		if _, _, err := splitURI(u); err != nil {
+			errs = append(errs, config.Errorf(fmt.Sprintf("uris[%d]", i), err.Error(), "ldap://host:389, ldaps://host:636 or ldapi://%2Frun%2Fslapd%2Fldapi"))
 		}
 	}
 	if c.BaseDN == "" {

@@ -39,31 +39,54 @@ const maxResponse = 1 << 20
 
 func netErr(err error) error { return goldap.NewError(goldap.ErrorNetwork, err) }
 
+// splitURI returns the scheme and the host part of an LDAP URI. ldapi:// URIs
+// carry a URL-encoded socket path as their host ("ldapi://%2Frun%2Fldapi"),
+// which net/url rejects, so they are split by hand.
+func splitURI(uri string) (scheme, host string, err error) {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok {
+		return "", "", fmt.Errorf("%q is not an LDAP URI", uri)
+	}
+	scheme = strings.ToLower(scheme)
+	host, _, _ = strings.Cut(rest, "/")
+	switch scheme {
+	case "ldapi":
+		if host == "" {
+			host = "/var/run/slapd/ldapi"
+		} else if host, err = url.PathUnescape(host); err != nil {
+			return "", "", fmt.Errorf("%q: %v", uri, err)
+		}
+	case "ldap", "ldaps":
+		if host == "" {
+			host = "localhost"
+		}
+		if _, err := url.Parse(scheme + "://" + host); err != nil {
+			return "", "", fmt.Errorf("%q: %v", uri, err)
+		}
+	default:
+		return "", "", fmt.Errorf("%q: scheme must be ldap, ldaps or ldapi", uri)
+	}
+	return scheme, host, nil
+}
+
 // dialURI connects to ldap://host[:port], ldaps://host[:port] or
 // ldapi://<url-encoded socket path>.
 func dialURI(ctx context.Context, uri string, timeout time.Duration) (*lconn, error) {
-	u, err := url.Parse(uri)
+	scheme, host, err := splitURI(uri)
 	if err != nil {
 		return nil, netErr(err)
 	}
 	d := &net.Dialer{Timeout: timeout}
 	var nc net.Conn
-	switch u.Scheme {
+	switch scheme {
 	case "ldap":
-		nc, err = d.DialContext(ctx, "tcp", hostPort(u.Host, "389"))
+		nc, err = d.DialContext(ctx, "tcp", hostPort(host, "389"))
 	case "ldaps":
-		td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}}
-		nc, err = td.DialContext(ctx, "tcp", hostPort(u.Host, "636"))
+		name, _, _ := net.SplitHostPort(hostPort(host, "636"))
+		td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12}}
+		nc, err = td.DialContext(ctx, "tcp", hostPort(host, "636"))
 	case "ldapi":
-		path := u.Host
-		if path == "" {
-			path = "/var/run/slapd/ldapi"
-		}
-		if path, err = url.PathUnescape(path); err == nil {
-			nc, err = d.DialContext(ctx, "unix", path)
-		}
-	default:
-		err = fmt.Errorf("unsupported scheme %q", u.Scheme)
+		nc, err = d.DialContext(ctx, "unix", host)
 	}
 	if err != nil {
 		return nil, netErr(err)

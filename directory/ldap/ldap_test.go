@@ -141,6 +141,28 @@ func TestFailoverAndOutage(t *testing.T) {
 	}
 }
 
+func TestLDAPISocket(t *testing.T) {
+	s := testenv.Slapd(t)
+	if s.LDAPIURL == "" {
+		t.Skip("no ldapi listener")
+	}
+	cfg := testConfig(s, ModePassword)
+	cfg.URIs = []string{s.LDAPIURL}
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Authenticate(context.Background(), "alice", "alicepw"); err != nil {
+		t.Fatalf("over %s: %v", s.LDAPIURL, err)
+	}
+	for _, bad := range []string{"http://x", "ldap//x", "ldapi://%zz"} {
+		if _, _, err := splitURI(bad); err == nil {
+			t.Errorf("splitURI(%q) accepted", bad)
+		}
+	}
+}
+
 func TestPoolBounded(t *testing.T) {
 	s := testenv.Slapd(t)
 	for _, mode := range []string{ModeBind, ModePassword} {

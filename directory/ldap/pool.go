@@ -118,7 +118,8 @@ func (p *pool) dial(ctx context.Context) (*lconn, error) {
 		c, err := dialURI(ctx, uri, timeout)
 		if err == nil {
 			if p.cfg.StartTLS && strings.HasPrefix(uri, "ldap://") {
-				host, _, _ := net.SplitHostPort(hostPort(strings.TrimSuffix(strings.TrimPrefix(uri, "ldap://"), "/"), "389"))
+				_, h, _ := splitURI(uri)
+				host, _, _ := net.SplitHostPort(hostPort(h, "389"))
 				err = c.startTLS(host, p.cfg.Timeout.D())
 			}
 			if err == nil && p.bind != nil {
