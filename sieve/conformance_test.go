@@ -98,13 +98,13 @@ func summaryText() string {
 	sort.Strings(dirs)
 	var b strings.Builder
 	var tp, tf, ts int
-	fmt.Fprintf(&b, "Pigeonhole conformance summary (pass/fail/waived per directory):\n")
+	fmt.Fprintf(&b, "conformance summary: Pigeonhole 0.5.19 test blocks, pass/fail/waived per directory\n")
 	for _, d := range dirs {
 		c := summary[d]
 		tp, tf, ts = tp+c.pass, tf+c.fail, ts+c.skip
-		fmt.Fprintf(&b, "  %-36s %4d pass %4d fail %4d waived\n", d, c.pass, c.fail, c.skip)
+		fmt.Fprintf(&b, "conformance  %-36s %4d pass %4d fail %4d waived\n", d, c.pass, c.fail, c.skip)
 	}
-	fmt.Fprintf(&b, "  %-36s %4d pass %4d fail %4d waived\n", "TOTAL", tp, tf, ts)
+	fmt.Fprintf(&b, "conformance  %-36s %4d pass %4d fail %4d waived\n", "TOTAL", tp, tf, ts)
 	return b.String()
 }
 

@@ -59,6 +59,8 @@ func (k tokKind) String() string {
 // Pos is a 1-based line:column position in a script.
 type Pos struct{ Line, Col int }
 
+var singleTok = [256]tokKind{'[': tLBracket, ']': tRBracket, '(': tLParen, ')': tRParen, '{': tLBrace, '}': tRBrace, ',': tComma, ';': tSemicolon}
+
 type token struct {
 	kind tokKind
 	pos  Pos
@@ -167,8 +169,7 @@ func (l *lexer) scan() (token, bool) {
 		return token{kind: tEOF, pos: p}, true
 	}
 	c := l.src[l.i]
-	single := map[byte]tokKind{'[': tLBracket, ']': tRBracket, '(': tLParen, ')': tRParen, '{': tLBrace, '}': tRBrace, ',': tComma, ';': tSemicolon}
-	if k, ok := single[c]; ok {
+	if k := singleTok[c]; k != 0 {
 		l.adv()
 		return token{kind: k, pos: p}, true
 	}
