@@ -98,26 +98,27 @@ func Benchmark(b *testing.B, s store.Store) {
 	runCPU(b, "PolicyPaced5000", func(b *testing.B) { paced(b, s, 5000) })
 }
 
-// policyRequest is what the policy daemon does per SMTP RCPT: a greylisting
-// triplet lookup (and record when new), a per-client-IP and a per-sender sliding
-// window. 20,000 senders, 5,000 client IPs, a fifth of the triplets new.
+// policyRequest is what the policy daemon does per SMTP RCPT (policyd/greylist.go,
+// policyd/ratelimit.go): read the greylisting triplet and write it back (its
+// count and last-seen time, or the first sighting), then a per-client-IP and a
+// per-sender sliding window — 4 store operations. 20,000 senders, 5,000 client
+// IPs, a fifth of the triplets new.
 func policyRequest(ctx context.Context, s store.Store, i int64) error {
 	now := time.Now()
 	triplet := fmt.Sprintf("grey:%d", i%20000)
 	if i%5 == 0 {
 		triplet = fmt.Sprintf("grey:new:%d", i)
 	}
-	if _, err := s.Get(ctx, triplet); err == store.ErrNotFound {
-		if _, err := s.SetNX(ctx, triplet, []byte("1"), 35*24*time.Hour); err != nil {
-			return err
-		}
-	} else if err != nil {
+	if _, err := s.Get(ctx, triplet); err != nil && err != store.ErrNotFound {
 		return err
 	}
-	if _, err := s.WindowAdd(ctx, fmt.Sprintf("rate:ip:%d", i%5000), now, time.Minute, 1); err != nil {
+	if err := s.Set(ctx, triplet, []byte("1 1767225600"), 35*24*time.Hour); err != nil {
 		return err
 	}
-	_, err := s.WindowAdd(ctx, fmt.Sprintf("rate:from:%d", i%20000), now, time.Hour, 1)
+	if _, err := s.WindowAdd(ctx, fmt.Sprintf("rate:ip:%d:m", i%5000), now, time.Minute, 1); err != nil {
+		return err
+	}
+	_, err := s.WindowAdd(ctx, fmt.Sprintf("rate:from:%d:m", i%20000), now, time.Hour, 1)
 	return err
 }
 
