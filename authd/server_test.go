@@ -91,7 +91,9 @@ type testServer struct {
 	reg  *prometheus.Registry
 }
 
-func start(t *testing.T, cfg Config, dir directory.Directory) *testServer {
+func start(t *testing.T, cfg Config, dir directory.Directory) *testServer { return startTB(t, cfg, dir) }
+
+func startTB(t testing.TB, cfg Config, dir directory.Directory) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	s, err := New(cfg, dir, nil, reg)
@@ -119,7 +121,7 @@ func start(t *testing.T, cfg Config, dir directory.Directory) *testServer {
 
 // client speaks the protocol like Postfix's xsasl_dovecot.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	c    net.Conn
 	r    *bufio.Reader
 	mech []string
@@ -127,7 +129,9 @@ type client struct {
 	id   int
 }
 
-func dial(t *testing.T, addr string) *client {
+func dial(t *testing.T, addr string) *client { return dialTB(t, addr) }
+
+func dialTB(t testing.TB, addr string) *client {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
