@@ -91,7 +91,9 @@ type testServer struct {
 	reg  *prometheus.Registry
 }
 
-func start(t *testing.T, cfg Config, dir directory.Directory) *testServer { return startTB(t, cfg, dir) }
+func start(t *testing.T, cfg Config, dir directory.Directory) *testServer {
+	return startTB(t, cfg, dir)
+}
 
 func startTB(t testing.TB, cfg Config, dir directory.Directory) *testServer {
 	t.Helper()
