@@ -1,7 +1,6 @@
 package sieve
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,7 +52,6 @@ type compiler struct {
 	allowed          map[string]bool
 	opts             *Options
 	lim              Limits
-	loopDepth        int
 	loopNames        []string
 	includes         []*includeRef
 	incDepth         int
@@ -64,7 +62,6 @@ type compiler struct {
 	conflictReported bool
 	requireOK        bool // still at the start of the script
 	nestDepth        int
-	inTestFile       bool
 }
 
 func compile(name string, src []byte, opts *Options) (*Script, error) {
@@ -307,13 +304,6 @@ func (a *argp) unknownTag(t arg) {
 }
 
 func (a *argp) more() bool { return !a.failed && a.i < len(a.args) }
-
-func (a *argp) peekKind() argKind {
-	if a.i < len(a.args) {
-		return a.args[a.i].kind
-	}
-	return -1
-}
 
 func (a *argp) rawStrings(name string) ([]string, Pos, bool) {
 	if a.failed {
@@ -650,8 +640,6 @@ func init() {
 
 // validUTF8 reports whether s is valid UTF-8.
 func validUTF8(s string) bool { return utf8.ValidString(s) }
-
-var errNotFound = errors.New("not found")
 
 var _ = fmt.Sprintf
 

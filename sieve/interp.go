@@ -48,8 +48,6 @@ type execState struct {
 	headersEdited bool
 	dupMarks      []DuplicateMark
 	errors        []error
-	sentResponse  bool // vacation/reject
-	lastKeepIdx   int
 	warnings      []string
 	origin        []int // script number that produced each action
 	scriptNo      int

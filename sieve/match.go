@@ -69,16 +69,6 @@ func unicodeFold(s string) string {
 	return strings.ToLower(strings.ToUpper(s))
 }
 
-func (c comparator) fold(s string) string {
-	switch c {
-	case cmpASCIICase:
-		return asciiLower(s)
-	case cmpUnicodeCase:
-		return unicodeFold(s)
-	}
-	return s
-}
-
 // numeric value for i;ascii-numeric: ok=false means +infinity.
 func numericValue(s string) (string, bool) {
 	i := 0

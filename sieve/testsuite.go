@@ -55,7 +55,6 @@ type suiteRunner struct {
 	mailboxes map[string][]storedMsg
 	smtp      []sentMsg
 	testName  string
-	scriptEnv *Env
 	notified  map[string]bool
 }
 
@@ -537,13 +536,6 @@ func (s *suiteRunner) executeActions(acts []Action) bool {
 func (s *suiteRunner) actionMessage(a Action) *Message {
 	if a.Headers != nil {
 		return NewMessage(renderMessage(a.Headers, s.msg.body))
-	}
-	return s.msg
-}
-
-func (s *suiteRunner) currentDelivered() *Message {
-	if s.state != nil && s.state.headersEdited {
-		return NewMessage(renderMessage(s.state.headers, s.msg.body))
 	}
 	return s.msg
 }

@@ -292,10 +292,9 @@ type includeRef struct {
 }
 
 type includeState struct {
-	seen   map[string]*Script
-	stack  []string
-	count  int
-	failed map[string]bool
+	seen  map[string]*Script
+	stack []string
+	count int
 }
 
 type includeCmd struct{ ref *includeRef }
