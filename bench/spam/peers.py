@@ -69,6 +69,39 @@ def rspamd_check(conn, body):
     return act not in ("no action", "greylist"), act == "greylist"
 
 
+def tree_pids(pids):
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except OSError:
+                pass
+    todo, seen = list(pids), set()
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo += children.get(p, [])
+    return seen
+
+
+def tree_cpu(pids):
+    """CPU seconds (user+sys, including reaped children) of the process trees."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree_pids(pids):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])
+        except OSError:
+            pass
+    return total / tck
+
+
 def tree_rss(pids):
     """Sum of VmRSS (KiB) over pids and all their descendants."""
     children = {}
@@ -148,6 +181,7 @@ def score(kind, port, lham, lspam, conc, pids):
 
     st = threading.Thread(target=sampler, daemon=True)
     st.start()
+    cpu0 = tree_cpu(pids)
     t0 = time.time()
     ts = [threading.Thread(target=worker) for _ in range(conc)]
     for t in ts:
@@ -155,13 +189,15 @@ def score(kind, port, lham, lspam, conc, pids):
     for t in ts:
         t.join()
     el = time.time() - t0
+    cpu = tree_cpu(pids) - cpu0
     done.set()
     st.join()
     if errors:
         sys.exit(f"{kind}: {errors[0]}")
     res.update(engine=kind, concurrency=conc, msgs_per_s=len(bodies) / el,
                fp_rate=res["fp"] / max(res["ham"], 1), recall=1 - res["fn"] / max(res["spam"], 1),
-               peak_rss_mib=round(peak[0] / 1024, 1))
+               peak_rss_mib=round(peak[0] / 1024, 1), cpu_s=round(cpu, 2),
+               msgs_per_cpu_s=round(len(bodies) / max(cpu, 1e-9), 1))
     print(json.dumps(res))
 
 

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/spam"
@@ -34,6 +35,13 @@ func isTrain(name string) bool {
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	return h.Sum32()%2 == 0
+}
+
+// cpuTime is the process' user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func main() {
@@ -91,6 +99,7 @@ func main() {
 	}
 	var ham, spm, fp, fn atomic.Int64
 	best := time.Duration(1 << 62)
+	cpu0 := cpuTime()
 	for r := 0; r < *rounds; r++ {
 		ham.Store(0)
 		spm.Store(0)
@@ -132,7 +141,9 @@ func main() {
 		wg.Wait()
 		best = min(best, time.Since(start))
 	}
+	cpu := (cpuTime() - cpu0).Seconds() / float64(*rounds)
 	out := map[string]any{
+		"cpu_s": cpu, "msgs_per_cpu_s": float64(len(test)) / cpu,
 		"engine": "dovetail", "bayes": *bayes, "concurrency": *conc,
 		"ham": ham.Load(), "spam": spm.Load(), "fp": fp.Load(), "fn": fn.Load(),
 		"fp_rate":    float64(fp.Load()) / float64(max(ham.Load(), 1)),
