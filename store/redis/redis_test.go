@@ -33,6 +33,12 @@ func newStore(t testing.TB, opts redis.Options) *redis.Store {
 	if opts.Prefix == "" {
 		opts.Prefix = fmt.Sprintf("test%d:", prefixes.Add(1))
 	}
+	// The 200 ms defaults are for production; a CI box running every package's
+	// tests at once can stall a healthy Redis longer than that. Tests of the
+	// timeouts themselves set theirs.
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second
+	}
 	s, err := redis.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +115,7 @@ func waitUp(t *testing.T, s store.Store) {
 // store.ErrUnavailable, and the same client works again once Redis is back.
 func TestRedisDown(t *testing.T) {
 	srv := testenv.Redis(t)
-	s := newStore(t, redis.Options{})
+	s := newStore(t, redis.Options{ReadTimeout: redis.DefaultReadTimeout, WriteTimeout: redis.DefaultWriteTimeout})
 	if _, err := s.Incr(t.Context(), "c", 1, time.Minute); err != nil {
 		t.Fatal(err)
 	}

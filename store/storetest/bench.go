@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -109,7 +110,7 @@ func policyRequest(ctx context.Context, s store.Store, i int64) error {
 	if i%5 == 0 {
 		triplet = fmt.Sprintf("grey:new:%d", i)
 	}
-	if _, err := s.Get(ctx, triplet); err != nil && err != store.ErrNotFound {
+	if _, err := s.Get(ctx, triplet); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	if err := s.Set(ctx, triplet, []byte("1 1767225600"), 35*24*time.Hour); err != nil {
