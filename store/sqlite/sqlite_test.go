@@ -52,7 +52,7 @@ func TestSweepDeletesExpiredRows(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := open(t, sqlite.Options{Path: path, Now: c.now, SweepInterval: -1})
 	ctx := t.Context()
-	for i := range 1200 { // more than one sweep batch
+	for i := range 1200 { // many sweep batches
 		if err := s.Set(ctx, fmt.Sprintf("k%d", i), []byte("v"), time.Minute); err != nil {
 			t.Fatal(err)
 		}

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// sweepBatch bounds one sweep transaction, so the writer is never held for long
-// while a backlog of expired rows (after downtime) is cleared.
-const sweepBatch = 500
+// sweepBatch bounds one sweep step. A step shares its group commit with
+// requests, so it must stay short (~1 ms) even while a backlog of expired rows
+// (after downtime) is cleared; requests get the writer between steps.
+const sweepBatch = 100
 
 // checkpointEvery is the period of the passive WAL checkpoint. It copies
 // committed pages into the main file (with the fsyncs) while writers carry on,
