@@ -211,6 +211,10 @@ func (c *compiler) extOK(exts []string) bool {
 
 func (c *compiler) command(n *cmdNode) cmd {
 	def, ok := commands[n.name]
+	if _, isTest := tests[n.name]; !ok && isTest {
+		c.errorf(n.pos, "the '%s' is a test: cannot use test '%s' as command", n.name, n.name)
+		return nil
+	}
 	if !ok || !c.extOK(def.exts) {
 		if ok {
 			c.errorf(n.pos, "unknown command '%s' (only reported as such because the required extension '%s' is not loaded)", n.name, def.exts[0])
@@ -252,16 +256,20 @@ func (c *compiler) test(n *testNode) test {
 		}
 		return nil
 	}
+	bad := false
 	switch n.name {
 	case "allof", "anyof", "not":
 	default:
 		if len(n.tests) > 0 {
-			c.errorf(n.pos, "the %s test accepts no sub-tests", n.name)
-			return nil
+			c.errorf(n.pos, "the %s test accepts no sub-tests, but tests are specified", n.name)
+			bad = true
 		}
 	}
 	a := &argp{c: c, what: n.name + " test", pos: n.pos, args: n.args}
 	x := def.fn(c, n, a)
+	if bad {
+		return nil
+	}
 	if x == nil {
 		return nil
 	}
@@ -310,10 +318,14 @@ func (a *argp) rawStrings(name string) ([]string, Pos, bool) {
 		return nil, a.pos, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires a string list as argument %d (%s), but none was found", a.what, a.npos+1, name)
+		a.fail(a.pos, "the %s requires %d positional arguments, but %d were found (missing string list argument %s)", a.what, a.required(), a.npos, name)
 		return nil, a.pos, false
 	}
 	x := a.args[a.i]
+	if x.kind == aTag {
+		a.fail(x.pos, "unknown tagged argument ':%s' for the %s (expected string list argument %d: %s)", x.tag, a.what, a.npos+1, name)
+		return nil, x.pos, false
+	}
 	if x.kind != aString && x.kind != aStringList {
 		a.fail(x.pos, "the %s expects a string list as argument %d (%s), but %s was found", a.what, a.npos+1, name, kindName(x))
 		return nil, x.pos, false
@@ -354,7 +366,7 @@ func (a *argp) str(name string) (strv, bool) {
 		return strv{}, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires a string as argument %d (%s), but none was found", a.what, a.npos+1, name)
+		a.fail(a.pos, "the %s requires %d positional arguments, but %d were found (missing string argument %s)", a.what, a.required(), a.npos, name)
 		return strv{}, false
 	}
 	x := a.args[a.i]
@@ -372,7 +384,7 @@ func (a *argp) num(name string) (int64, bool) {
 		return 0, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires a number as argument %d (%s), but none was found", a.what, a.npos+1, name)
+		a.fail(a.pos, "the %s requires %d positional arguments, but %d were found (missing number argument %s)", a.what, a.required(), a.npos, name)
 		return 0, false
 	}
 	x := a.args[a.i]
@@ -658,6 +670,22 @@ func (c *compiler) knownNamespace(name string) bool {
 
 // countPos counts the argument at a.i as positional unless it is the
 // parameter of a preceding tag.
+// required returns the number of positional arguments the command needs.
+func (a *argp) required() int {
+	if n := positionalCount[strings.TrimSuffix(strings.TrimSuffix(a.what, " test"), " command")]; n > a.npos {
+		return n
+	}
+	return a.npos + 1
+}
+
+var positionalCount = map[string]int{
+	"header": 2, "address": 2, "envelope": 2, "exists": 1, "size": 1, "string": 2, "body": 1,
+	"date": 3, "currentdate": 2, "environment": 2, "fileinto": 1, "redirect": 1, "reject": 1,
+	"ereject": 1, "set": 2, "vacation": 1, "notify": 1, "include": 1, "spamtest": 1, "virustest": 1,
+	"mailboxexists": 1, "valid_notify_method": 1, "notify_method_capability": 3, "addheader": 2,
+	"deleteheader": 1, "require": 1,
+}
+
 func (a *argp) countPos() {
 	if a.i == 0 || a.args[a.i-1].kind != aTag {
 		a.npos++
