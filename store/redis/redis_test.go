@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/redis"
@@ -163,4 +165,23 @@ func TestCallerDeadline(t *testing.T) {
 // BenchmarkStore: go test -run '^$' -bench . -benchtime 2s ./store/redis
 func BenchmarkStore(b *testing.B) {
 	storetest.Benchmark(b, newStore(b, redis.Options{}))
+}
+
+// TestWindowSurvivesForeignField: a field the script did not write (an operator's
+// HSET, a bug) is dropped instead of failing the key forever.
+func TestWindowSurvivesForeignField(t *testing.T) {
+	srv := testenv.Redis(t)
+	s := newStore(t, redis.Options{Prefix: "foreign:"})
+	now := time.Now()
+	if _, err := s.WindowAdd(t.Context(), "w", now, time.Minute, 2); err != nil {
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	if err := raw.HSet(t.Context(), "foreign:w", "junk", "not-a-bucket", "junk2", "x:y").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.WindowAdd(t.Context(), "w", now, time.Minute, 1); err != nil || n != 3 {
+		t.Fatalf("WindowAdd after a foreign field = %d, %v; want 3", n, err)
+	}
 }

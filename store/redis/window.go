@@ -28,8 +28,11 @@ local total, dead, hit, hitAt, hitN = 0, {}, nil, 0, 0
 for i = 1, #all, 2 do
 	local v = all[i + 1]
 	local sep = string.find(v, ':', 1, true)
-	local at, c = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
-	if at <= cut then
+	local at, c
+	if sep then
+		at, c = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
+	end
+	if at == nil or c == nil or at <= cut then -- expired, or not ours: drop it
 		dead[#dead + 1] = all[i]
 	else
 		total = total + c
