@@ -158,7 +158,7 @@ func (r *postfixRig) report(t *testing.T, pred func(Report) bool) Report {
 	return Report{}
 }
 
-func startPostfixRig(t *testing.T) *postfixRig {
+func startPostfixRig(t *testing.T, mod ...func(*Config)) *postfixRig {
 	t.Helper()
 	testenv.Need(t, testenv.PostfixMaster, "swaks")
 	rig := &postfixRig{sink: startSink(t)}
@@ -166,6 +166,9 @@ func startPostfixRig(t *testing.T) *postfixRig {
 
 	cfg := DefaultConfig()
 	cfg.Authenticated = AuthScore
+	for _, m := range mod {
+		m(&cfg)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -363,4 +366,31 @@ func sendOne(c *smtp.Client, from, msg string) error {
 		return err
 	}
 	return w.Close()
+}
+
+// With hold_quarantine, GTUBE is accepted and Postfix puts it on hold (not
+// delivered), with the queue id in the milter's log line.
+func TestPostfixHoldQuarantine(t *testing.T) {
+	rig := startPostfixRig(t, func(c *Config) { c.HoldQuarantine = true })
+	out, code := testenv.Swaks(t, rig.pf.SMTPAddr, "--from", "bad@remote.test", "--to", "alice@example.com",
+		"--header", "Subject: hold-me", "--body", "test "+gtube)
+	if code != 0 {
+		t.Fatalf("swaks exit %d:\n%s", code, out)
+	}
+	rep := rig.report(t, func(r Report) bool { return r.From == "bad@remote.test" })
+	if rep.Action != "quarantine" {
+		t.Fatalf("action %q", rep.Action)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, f := range rig.pf.QueueFiles(t) {
+			if f == "hold/"+rep.QueueID {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s not on hold; queue files %v", rep.QueueID, rig.pf.QueueFiles(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
