@@ -63,13 +63,19 @@ func TestSweepDeletesExpiredRows(t *testing.T) {
 	if err := s.Set(ctx, "forever", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
+	// Keys at the edges of the key-order walk: empty, and with NUL bytes.
+	for _, k := range []string{"", "k1\x00", "k1\x00\x00"} {
+		if err := s.Set(ctx, k, []byte("v"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if n, err := s.Sweep(ctx); err != nil || n != 0 {
 		t.Fatalf("Sweep before expiry = %d, %v; want 0", n, err)
 	}
 	c.advance(time.Minute)
 	n, err := s.Sweep(ctx)
-	if err != nil || n != 1201 {
-		t.Fatalf("Sweep = %d, %v; want 1201", n, err)
+	if err != nil || n != 1204 {
+		t.Fatalf("Sweep = %d, %v; want 1204", n, err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

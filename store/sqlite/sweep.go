@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// sweepBatch bounds one sweep step. A step shares its group commit with
-// requests, so it must stay short (~1 ms) even while a backlog of expired rows
-// (after downtime) is cleared; requests get the writer between steps.
-const sweepBatch = 100
+// sweepBatch is the number of rows one sweep step looks at. A step shares its
+// group commit with requests, so it must stay short (~1 ms); requests get the
+// writer between steps.
+const sweepBatch = 500
 
 // checkpointEvery is the period of the passive WAL checkpoint. It copies
 // committed pages into the main file (with the fsyncs) while writers carry on,
@@ -54,29 +54,38 @@ func (s *Store) maintain(sweepEvery time.Duration) {
 }
 
 // Sweep deletes every expired row now (the periodic sweep calls it) and returns how
-// many keys it removed.
+// many keys it removed. It walks the table in key order, sweepBatch rows per
+// step: there is no index on the expiry (see migration 2), and a full walk per
+// sweep interval costs far less than maintaining one on every write.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	total := 0
+	from := ""
 	for {
-		n := 0
+		var scanned, deleted int
+		var last string
 		err := s.write(ctx, func() error {
-			n = 0
-			rows, err := s.st.sweepKV.Query(
-				sql.Named("now", s.nowMS()), sql.Named("limit", sweepBatch))
+			scanned, deleted = 0, 0
+			now := s.nowMS()
+			rows, err := s.st.sweepScan.Query(sql.Named("from", from), sql.Named("limit", sweepBatch))
 			if err != nil {
 				return err
 			}
-			var sets []string
+			type deadKey struct {
+				key  string
+				kind int
+			}
+			var dead []deadKey
 			for rows.Next() {
-				var key string
-				var kind int
-				if err := rows.Scan(&key, &kind); err != nil {
+				var d deadKey
+				var expires int64
+				if err := rows.Scan(&d.key, &d.kind, &expires); err != nil {
 					rows.Close()
 					return err
 				}
-				n++
-				if kind == kindSet {
-					sets = append(sets, key)
+				scanned++
+				last = d.key
+				if expires != 0 && expires <= now {
+					dead = append(dead, d)
 				}
 			}
 			if err := rows.Close(); err != nil {
@@ -85,20 +94,26 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			del := s.st.sweepSet
-			for _, k := range sets {
-				if _, err := del.Exec(sql.Named("key", k)); err != nil {
+			for _, d := range dead {
+				if _, err := s.st.delKV.Exec(sql.Named("key", d.key)); err != nil {
 					return err
 				}
+				if d.kind == kindSet {
+					if _, err := s.st.delSet.Exec(sql.Named("key", d.key)); err != nil {
+						return err
+					}
+				}
 			}
+			deleted = len(dead)
 			return nil
 		})
 		if err != nil {
 			return total, fail(ctx, "sweep", err)
 		}
-		total += n
-		if n < sweepBatch {
+		total += deleted
+		if scanned < sweepBatch {
 			return total, nil
 		}
+		from = last + "\x00" // the smallest key after last
 	}
 }
