@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"strings"
 	"time"
 
@@ -64,7 +65,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	}
 	if ss.oversize {
 		rep.Action = "oversize"
-		s.editHeaders(ss, m, rep, []spam.Header{{Name: "X-Spam-Skipped", Value: fmt.Sprintf("size %d exceeds scan limit %d", ss.size, int64(cfg.MaxSize))}}, outbound)
+		s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: fmt.Sprintf("size %d exceeds scan limit %d", ss.size, int64(cfg.MaxSize))}})
 		return gomilter.RespAccept
 	}
 
@@ -78,7 +79,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 		s.metrics.errors.WithLabelValues(kind).Inc()
 		rep.Action = "error"
 		if cfg.OnError == OnErrorAccept {
-			s.editHeaders(ss, m, rep, []spam.Header{{Name: "X-Spam-Skipped", Value: "scan failed"}}, outbound)
+			s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: "scan failed"}})
 			return gomilter.RespAccept
 		}
 		rep.Reply = "451 4.7.1 " + cfg.TempfailText
@@ -90,7 +91,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	case spam.Reject:
 		if cfg.HoldQuarantine && !outbound {
 			rep.Action = "quarantine"
-			s.editHeaders(ss, m, rep, s.headersFor(ss, v), outbound)
+			s.editHeaders(ss, m, s.headersFor(ss, v))
 			reason := fmt.Sprintf("spam score %.1f", v.Score)
 			if err := m.Quarantine(reason); err != nil {
 				s.metrics.errors.WithLabelValues("reply").Inc()
@@ -119,10 +120,15 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	case v.Action == spam.AddHeader || v.IsSpam:
 		rep.Action = "add header"
 	}
-	s.editHeaders(ss, m, rep, s.headersFor(ss, v), outbound)
+	s.editHeaders(ss, m, s.headersFor(ss, v))
 	if v.Action == spam.RewriteSubject && v.Subject != "" {
 		// Index 1: the first Subject; Postfix adds it when there was none.
-		if err := m.ChangeHeader(1, "Subject", sanitizeHeaderValue(v.Subject)); err != nil {
+		// The engine's subject is decoded text: encode it again (RFC 2047).
+		subj := sanitizeHeaderValue(v.Subject)
+		if !isASCII(subj) {
+			subj = mime.QEncoding.Encode("utf-8", subj)
+		}
+		if err := m.ChangeHeader(1, "Subject", subj); err != nil {
 			s.metrics.errors.WithLabelValues("reply").Inc()
 		}
 	}
@@ -196,7 +202,7 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 // authserv-id (RFC 8601 §5), then adds ours. CHGHEADER's index counts per
 // name from 1; we delete from the highest index down so no deletion shifts
 // the next.
-func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, rep *Report, add []spam.Header, outbound bool) {
+func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Header) {
 	count := map[string]int{}
 	type del struct {
 		name string
@@ -269,6 +275,15 @@ func sanitizeHeaderValue(v string) string {
 		return r
 	}, v)
 	return strings.ReplaceAll(v, "\x01", "\r\n")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // reply builds an SMFIR_REPLYCODE response; '%' is Postfix's escape character

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"strconv"
 	"strings"
@@ -60,6 +61,8 @@ func (f *fakeScorer) Score(ctx context.Context, in *spam.Input) (spam.Verdict, e
 	case strings.Contains(body, "SPAMMY"):
 		v.Score, v.Action = 7.3, spam.AddHeader
 		v.Symbols = []spam.Symbol{{Name: "A", Score: 3.3}, {Name: "B", Score: 4}}
+	case strings.Contains(body, "SUBJUTF"):
+		v.Score, v.Action, v.Subject = 6, spam.RewriteSubject, "***SPAM*** こんにちは"
 	case strings.Contains(body, "SUBJECT"):
 		v.Score, v.Action, v.Subject = 6, spam.RewriteSubject, "***SPAM*** hello"
 	default:
@@ -428,6 +431,17 @@ func TestOversizeOnErrorAcceptQuarantineSubject(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("mods %v", mods)
+		}
+		mods, _ = send(t, h.session(t), baseMsg("SUBJUTF\r\n"))
+		ok = false
+		for _, m := range mods {
+			if m.Code == gomilter.ActChangeHeader && m.HeaderName == "Subject" {
+				dec, err := new(mime.WordDecoder).DecodeHeader(m.HeaderValue)
+				ok = err == nil && dec == "***SPAM*** こんにちは" && isASCII(m.HeaderValue)
+			}
+		}
+		if !ok {
+			t.Errorf("non-ASCII subject not RFC 2047 encoded: %v", mods)
 		}
 	})
 }
