@@ -124,6 +124,7 @@ func (c *compiler) extSupported(ext string) bool {
 func (c *compiler) block(nodes []*cmdNode) []cmd {
 	var out []cmd
 	var prevIf *ifCmd
+	orphan := false
 	for _, n := range nodes {
 		if n.name != "require" {
 			c.requireOK = false
@@ -131,7 +132,10 @@ func (c *compiler) block(nodes []*cmdNode) []cmd {
 		switch n.name {
 		case "elsif", "else":
 			if prevIf == nil {
-				c.errorf(n.pos, "the %s command must follow an if or elseif command", n.name)
+				if !orphan {
+					c.errorf(n.pos, "the %s command must follow an if or elseif command", n.name)
+				}
+				orphan = n.name == "elsif"
 				continue
 			}
 			cond, blk := c.ifParts(n)
@@ -141,12 +145,14 @@ func (c *compiler) block(nodes []*cmdNode) []cmd {
 			}
 			continue
 		case "if":
+			orphan = false
 			cond, blk := c.ifParts(n)
 			prevIf = &ifCmd{branches: []ifBranch{{cond: cond, body: blk}}}
 			out = append(out, prevIf)
 			continue
 		}
 		prevIf = nil
+		orphan = false
 		if x := c.command(n); x != nil {
 			out = append(out, x)
 		}
@@ -223,19 +229,30 @@ func (c *compiler) command(n *cmdNode) cmd {
 		}
 		return nil
 	}
+	bad := false
+	if len(n.tests) > 0 && n.name != "test" {
+		c.errorf(n.pos, "the %s command accepts no test arguments", n.name)
+		bad = true
+	}
 	if def.block && !n.hasBlock {
 		c.errorf(n.pos, "the %s command requires a command block", n.name)
 		return nil
 	}
-	if !def.block && n.hasBlock {
+	a := &argp{c: c, what: n.name + " command", pos: n.pos, args: n.args, posMode: true}
+	if !def.block && n.hasBlock && !bad {
 		c.errorf(n.pos, "the %s command does not accept a command block", n.name)
+		bad = true
+	} else if n.hasBlock && !def.block {
+		bad = true
+	}
+	if bad {
+		// like Pigeonhole: after a structural error only surplus
+		// arguments are still reported
+		if len(n.args) > 0 && n.args[len(n.args)-1].kind != aTag && positionalCount[n.name] < countPositional(n.args) {
+			c.errorf(n.args[len(n.args)-1].pos, "the %s command has too many arguments", n.name)
+		}
 		return nil
 	}
-	if len(n.tests) > 0 && n.name != "test" {
-		c.errorf(n.pos, "the %s command accepts no test arguments", n.name)
-		return nil
-	}
-	a := &argp{c: c, what: n.name + " command", pos: n.pos, args: n.args}
 	x := def.fn(c, n, a)
 	if x == nil {
 		return nil
@@ -265,7 +282,7 @@ func (c *compiler) test(n *testNode) test {
 			bad = true
 		}
 	}
-	a := &argp{c: c, what: n.name + " test", pos: n.pos, args: n.args}
+	a := &argp{c: c, what: n.name + " test", pos: n.pos, args: n.args, posMode: true}
 	x := def.fn(c, n, a)
 	if bad {
 		return nil
@@ -281,13 +298,14 @@ func (c *compiler) test(n *testNode) test {
 
 // argp iterates over arguments.
 type argp struct {
-	c      *compiler
-	what   string
-	pos    Pos
-	args   []arg
-	i      int
-	npos   int // positional arguments consumed
-	failed bool
+	c       *compiler
+	what    string
+	pos     Pos
+	args    []arg
+	i       int
+	npos    int  // positional arguments consumed
+	posMode bool // past the tagged arguments
+	failed  bool
 }
 
 func (a *argp) fail(p Pos, format string, args ...any) {
@@ -301,8 +319,10 @@ func (a *argp) fail(p Pos, format string, args ...any) {
 // tag returns the next argument if it is a tag.
 func (a *argp) tag() (arg, bool) {
 	if a.failed || a.i >= len(a.args) || a.args[a.i].kind != aTag {
+		a.posMode = true
 		return arg{}, false
 	}
+	a.posMode = false
 	a.i++
 	return a.args[a.i-1], true
 }
@@ -323,7 +343,11 @@ func (a *argp) rawStrings(name string) ([]string, Pos, bool) {
 	}
 	x := a.args[a.i]
 	if x.kind == aTag {
-		a.fail(x.pos, "unknown tagged argument ':%s' for the %s (expected string list argument %d: %s)", x.tag, a.what, a.npos+1, name)
+		word := "unknown"
+		if knownTags[x.tag] {
+			word = "unexpected"
+		}
+		a.fail(x.pos, "%s tagged argument ':%s' for the %s (expected string list argument %d: %s)", word, x.tag, a.what, a.npos+1, name)
 		return nil, x.pos, false
 	}
 	if x.kind != aString && x.kind != aStringList {
@@ -404,7 +428,7 @@ func (a *argp) done() {
 	if a.i < len(a.args) {
 		x := a.args[a.i]
 		if x.kind == aTag {
-			a.fail(x.pos, "unknown tagged argument ':%s' for the %s here", x.tag, a.what)
+			a.fail(x.pos, "unexpected tagged argument ':%s' for the %s here", x.tag, a.what)
 		} else {
 			a.fail(x.pos, "the %s has too many arguments (unexpected %s)", a.what, kindName(x))
 		}
@@ -687,7 +711,7 @@ var positionalCount = map[string]int{
 }
 
 func (a *argp) countPos() {
-	if a.i == 0 || a.args[a.i-1].kind != aTag {
+	if a.posMode {
 		a.npos++
 	}
 }
@@ -702,4 +726,19 @@ func constList(ss []strv) []string {
 		out[i] = ss[i].lit
 	}
 	return out
+}
+
+var knownTags = map[string]bool{"is": true, "contains": true, "matches": true, "regex": true, "value": true,
+	"count": true, "comparator": true, "all": true, "localpart": true, "domain": true, "user": true,
+	"detail": true, "index": true, "last": true, "mime": true, "anychild": true, "over": true, "under": true}
+
+// countPositional counts the non-tag arguments (tag parameters included).
+func countPositional(args []arg) int {
+	n := 0
+	for _, x := range args {
+		if x.kind != aTag {
+			n++
+		}
+	}
+	return n
 }

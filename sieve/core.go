@@ -726,7 +726,7 @@ func compileAddress(c *compiler, n *testNode, a *argp) test {
 				return nil
 			}
 			if !addressHeaders[strings.ToLower(nm.lit)] {
-				a.fail(n.pos, "specified header '%s' is not known to contain addresses", nm.lit)
+				a.fail(n.pos, "specified header '%s' is not allowed for the address test (not known to contain addresses)", nm.lit)
 				return nil
 			}
 		}
