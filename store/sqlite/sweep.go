@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// sweepBatch is the number of rows one sweep step looks at. A step shares its
-// group commit with requests, so it must stay short (~1 ms); requests get the
-// writer between steps.
-const sweepBatch = 500
+// sweepBatch is the number of rows one sweep step looks at. A step holds the
+// writer, so the requests queued behind it wait for it: at ~0.5 µs a row it
+// stays near 0.1 ms, well inside the policy daemon's 1 ms budget.
+const sweepBatch = 200
 
 // checkpointEvery is the period of the passive WAL checkpoint. It copies
 // committed pages into the main file (with the fsyncs) while writers carry on,
