@@ -43,6 +43,12 @@ type Config struct {
 	// (SMFIF_SETSYMLIST): {client_addr} and {auth_authen} are not all in
 	// Postfix's default lists.
 	RequestMacros bool `yaml:"request_macros"`
+	// SkipHeaderReplies negotiates SMFIP_NOHREPL: the MTA sends header fields
+	// without waiting for a reply to each (one round trip per field saved;
+	// twice the throughput on typical mail). Postfix ≥ 2.6 and Sendmail 8.14
+	// offer it; turn it off for an MTA that does not (it would refuse the
+	// negotiation).
+	SkipHeaderReplies bool `yaml:"skip_header_replies"`
 	// AuthservID names this host in Authentication-Results; "" uses the MTA's
 	// j macro ($myhostname).
 	AuthservID string `yaml:"authserv_id"`
@@ -52,14 +58,15 @@ type Config struct {
 // existing smtpd_milters lines keep working).
 func DefaultConfig() Config {
 	return Config{
-		Listen:        config.Listener{Address: "127.0.0.1:11332"},
-		MaxSize:       config.Size(10 << 20),
-		ScanTimeout:   config.Duration(20 * time.Second),
-		OnError:       OnErrorTempfail,
-		Authenticated: AuthSkip,
-		RejectText:    "Message rejected as spam",
-		TempfailText:  "Try again later",
-		RequestMacros: true,
+		Listen:            config.Listener{Address: "127.0.0.1:11332"},
+		MaxSize:           config.Size(10 << 20),
+		ScanTimeout:       config.Duration(20 * time.Second),
+		OnError:           OnErrorTempfail,
+		Authenticated:     AuthSkip,
+		RejectText:        "Message rejected as spam",
+		TempfailText:      "Try again later",
+		RequestMacros:     true,
+		SkipHeaderReplies: true,
 	}
 }
 

@@ -3,6 +3,7 @@ package milter
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -229,7 +230,14 @@ func headerAdds(mods []gomilter.ModifyAction) map[string]string {
 }
 
 func TestDecisions(t *testing.T) {
-	h := start(t, nil)
+	for _, skip := range []bool{true, false} {
+		t.Run(fmt.Sprintf("skip_header_replies=%v", skip), func(t *testing.T) {
+			testDecisions(t, start(t, func(c *Config) { c.SkipHeaderReplies = skip }))
+		})
+	}
+}
+
+func testDecisions(t *testing.T, h *harness) {
 	for _, tc := range []struct {
 		name      string
 		body      string

@@ -127,7 +127,7 @@ func (s *Server) Reload(cfg Config) error {
 		return fmt.Errorf("milter: %w", err)
 	}
 	s.live.Store(&cfg)
-	if cfg.Listen != s.cfg.Listen || cfg.RequestMacros != s.cfg.RequestMacros {
+	if cfg.Listen != s.cfg.Listen || cfg.RequestMacros != s.cfg.RequestMacros || cfg.SkipHeaderReplies != s.cfg.SkipHeaderReplies {
 		return ErrRestartNeeded
 	}
 	return nil
@@ -135,7 +135,7 @@ func (s *Server) Reload(cfg Config) error {
 
 // ErrRestartNeeded is returned by Reload when listen or request_macros
 // changed; everything else was applied.
-var ErrRestartNeeded = errors.New("milter: listen and request_macros changes need a restart (other settings applied)")
+var ErrRestartNeeded = errors.New("milter: listen, request_macros and skip_header_replies changes need a restart (other settings applied)")
 
 type scorerBox struct{ Scorer }
 
@@ -158,8 +158,11 @@ var symList = map[gomilter.Stage][]string{
 
 func (s *Server) newLibServer(tl *trackingListener) *gomilter.Server {
 	actions := gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine
-	// SMFIP_NOHREPL: no round trip per header field (a message has dozens).
-	srv := &gomilter.Server{Actions: actions, Protocol: gomilter.OptNoHeaderReply}
+	srv := &gomilter.Server{Actions: actions}
+	if s.cfg.SkipHeaderReplies {
+		// SMFIP_NOHREPL: no round trip per header field (a message has dozens).
+		srv.Protocol |= gomilter.OptNoHeaderReply
+	}
 	if s.cfg.RequestMacros {
 		srv.Actions |= gomilter.OptSetSymList
 		srv.SymList = symList

@@ -31,8 +31,10 @@ var messageMacros = map[string]bool{
 // session is one MTA connection: go-milter's backend for its whole life (see
 // the package doc for why it is not replaced per message).
 type session struct {
-	srv  *Server
-	conn *trackedConn // nil if the library ever creates a session outside Accept
+	srv *Server
+	// noHeaderReply: SMFIP_NOHREPL was negotiated, Header must not answer.
+	noHeaderReply bool
+	conn          *trackedConn // nil if the library ever creates a session outside Accept
 
 	// connection state
 	macros     map[string]string
@@ -55,7 +57,7 @@ type session struct {
 type hdr struct{ name, value string }
 
 func (s *Server) newSession(c *trackedConn) *session {
-	return &session{srv: s, conn: c, macros: map[string]string{}}
+	return &session{srv: s, conn: c, macros: map[string]string{}, noHeaderReply: s.cfg.SkipHeaderReplies}
 }
 
 // merge adds the macros of the current packet to the accumulated map.
@@ -109,7 +111,7 @@ func (ss *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Re
 		// Still counted in size; the scan sees a truncated header and the
 		// engine flags it. X-Spam-* past this point cannot be removed.
 		ss.size += int64(len(name) + len(value) + 4)
-		return gomilter.RespContinue, nil
+		return ss.headerReply(), nil
 	}
 	ss.headers = append(ss.headers, hdr{name, value})
 	ss.headerBytes += len(name) + len(value)
@@ -117,9 +119,16 @@ func (ss *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Re
 	// lines with bare LF; rebuild the field as it was on the wire.
 	line := name + ": " + strings.ReplaceAll(strings.ReplaceAll(value, "\r\n", "\n"), "\n", "\r\n") + "\r\n"
 	ss.write([]byte(line))
-	// SMFIP_NOHREPL is negotiated: the MTA expects no reply per header, and
-	// go-milter writes none for a nil response.
-	return nil, nil
+	return ss.headerReply(), nil
+}
+
+// headerReply is nil when SMFIP_NOHREPL was negotiated: the MTA expects no
+// reply per header, and go-milter writes none for a nil response.
+func (ss *session) headerReply() gomilter.Response {
+	if ss.noHeaderReply {
+		return nil
+	}
+	return gomilter.RespContinue
 }
 
 func (ss *session) Headers(h textproto.MIMEHeader, m *gomilter.Modifier) (gomilter.Response, error) {

@@ -23,8 +23,8 @@ and the SPF/DKIM/DMARC/DNSBL checks under 'authcheck:'. Point Postfix at it:
   smtpd_milters = inet:127.0.0.1:11332
   milter_default_action = tempfail
 SIGHUP re-reads the config, rebuilds the engine (rules, thresholds, checks) and
-applies the milter settings to the next messages; listen and request_macros
-need a restart.`,
+applies the milter settings to the next messages; listen, request_macros and
+skip_header_replies need a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUnits(cmd.Context(), app, "milter")
