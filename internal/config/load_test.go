@@ -21,10 +21,10 @@ func (i *inner) Validate() error {
 }
 
 type top struct {
-	Name  string           `yaml:"name"`
-	A     inner            `yaml:"a"`
-	List  []inner          `yaml:"list"`
-	Zones map[string]inner `yaml:"zones"`
+	Name     string           `yaml:"name"`
+	A        inner            `yaml:"a"`
+	List     []inner          `yaml:"list"`
+	Zones    map[string]inner `yaml:"zones"`
 	Embedded `yaml:",inline"`
 }
 

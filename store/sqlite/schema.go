@@ -98,7 +98,7 @@ type stmts struct {
 	setMeta, setParent, setClear, setAdd  *sql.Stmt
 	isMember                              *sql.Stmt
 	begin, commit, rollback               *sql.Stmt
-	sweepScan                             *sql.Stmt
+	sweepNext, sweepRange, sweepTail      *sql.Stmt
 	all                                   []*sql.Stmt
 }
 
@@ -168,7 +168,13 @@ func (st *stmts) prepare(ctx context.Context, w, r preparer) error {
 	st.setAdd = p(w, `INSERT OR IGNORE INTO sets (key, member) VALUES (:key, :member)`)
 	st.isMember = p(r, `SELECT EXISTS (SELECT 1 FROM kv WHERE key = :key AND kind = 3 AND `+live+`)
 		AND EXISTS (SELECT 1 FROM sets WHERE key = :key AND member = :member)`)
-	st.sweepScan = p(w, `SELECT key, kind, expires FROM kv WHERE key >= :from ORDER BY key LIMIT :limit`)
+	// A sweep step covers sweepBatch keys from :from: sweepNext finds where the
+	// next step starts, the delete runs inside SQLite and returns only the dead.
+	st.sweepNext = p(w, `SELECT key FROM kv WHERE key >= :from ORDER BY key LIMIT 1 OFFSET :n`)
+	st.sweepRange = p(w, `DELETE FROM kv WHERE key >= :from AND key < :to
+		AND expires != 0 AND expires <= :now RETURNING key, kind`)
+	st.sweepTail = p(w, `DELETE FROM kv WHERE key >= :from
+		AND expires != 0 AND expires <= :now RETURNING key, kind`)
 	st.begin = p(w, `BEGIN IMMEDIATE`)
 	st.commit = p(w, `COMMIT`)
 	st.rollback = p(w, `ROLLBACK`)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 )
 
@@ -54,38 +55,44 @@ func (s *Store) maintain(sweepEvery time.Duration) {
 }
 
 // Sweep deletes every expired row now (the periodic sweep calls it) and returns how
-// many keys it removed. It walks the table in key order, sweepBatch rows per
+// many keys it removed. It walks the table in key order, sweepBatch keys per
 // step: there is no index on the expiry (see migration 2), and a full walk per
 // sweep interval costs far less than maintaining one on every write.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	from := ""
 	for {
-		var scanned, deleted int
-		var last string
+		var deleted int
+		var next sql.NullString
 		err := s.write(ctx, func() error {
-			scanned, deleted = 0, 0
-			now := s.nowMS()
-			rows, err := s.st.sweepScan.Query(sql.Named("from", from), sql.Named("limit", sweepBatch))
+			deleted = 0
+			err := s.st.sweepNext.QueryRow(sql.Named("from", from), sql.Named("n", sweepBatch)).Scan(&next)
+			if errors.Is(err, sql.ErrNoRows) {
+				next = sql.NullString{}
+			} else if err != nil {
+				return err
+			}
+			args := []any{sql.Named("from", from), sql.Named("now", s.nowMS())}
+			st := s.st.sweepTail
+			if next.Valid {
+				st = s.st.sweepRange
+				args = append(args, sql.Named("to", next.String))
+			}
+			rows, err := st.Query(args...)
 			if err != nil {
 				return err
 			}
-			type deadKey struct {
-				key  string
-				kind int
-			}
-			var dead []deadKey
+			var sets []string
 			for rows.Next() {
-				var d deadKey
-				var expires int64
-				if err := rows.Scan(&d.key, &d.kind, &expires); err != nil {
+				var key string
+				var kind int
+				if err := rows.Scan(&key, &kind); err != nil {
 					rows.Close()
 					return err
 				}
-				scanned++
-				last = d.key
-				if expires != 0 && expires <= now {
-					dead = append(dead, d)
+				deleted++
+				if kind == kindSet {
+					sets = append(sets, key)
 				}
 			}
 			if err := rows.Close(); err != nil {
@@ -94,26 +101,20 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			for _, d := range dead {
-				if _, err := s.st.delKV.Exec(sql.Named("key", d.key)); err != nil {
+			for _, k := range sets {
+				if _, err := s.st.delSet.Exec(sql.Named("key", k)); err != nil {
 					return err
 				}
-				if d.kind == kindSet {
-					if _, err := s.st.delSet.Exec(sql.Named("key", d.key)); err != nil {
-						return err
-					}
-				}
 			}
-			deleted = len(dead)
 			return nil
 		})
 		if err != nil {
 			return total, fail(ctx, "sweep", err)
 		}
 		total += deleted
-		if scanned < sweepBatch {
+		if !next.Valid {
 			return total, nil
 		}
-		from = last + "\x00" // the smallest key after last
+		from = next.String
 	}
 }
