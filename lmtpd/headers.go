@@ -119,8 +119,10 @@ func parseSpam(fs []field) spamInfo {
 		si.Flag = strings.EqualFold(strings.TrimSpace(v), "yes")
 	}
 	if v, ok := getHeader(fs, "X-Spam-Score"); ok {
-		if f, err := strconv.ParseFloat(strings.Fields(v + " ")[0], 64); err == nil {
-			si.Score, si.HasScore = f, true
+		if w := strings.Fields(v); len(w) > 0 {
+			if f, err := strconv.ParseFloat(w[0], 64); err == nil {
+				si.Score, si.HasScore = f, true
+			}
 		}
 	}
 	if v, ok := getHeader(fs, "X-Spam-Status"); ok {
