@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/dovetail-mail/dovetail/directory"
@@ -46,7 +47,24 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 }
 
 func openDirectory(ctx context.Context, a *App) (directory.Directory, error) {
-	return diropen.Open(ctx, a.Config().Directory, a.Log)
+	cfg := a.Config()
+	dc := cfg.Directory
+	if dc.Backend == "static" && dc.Static.Path == "" {
+		// The quickstart's users file: <data_dir>/users once the admin has made
+		// one; until then the embedded demo users, with a warning.
+		if p := filepath.Join(cfg.DataDir, "users"); fileExists(p) {
+			dc.Static.Path = p
+		} else {
+			a.Log.Warn("serving the embedded demo users (demo@example.com / demo); create a users file to replace them",
+				"users_file", p)
+		}
+	}
+	return diropen.Open(ctx, dc, a.Log)
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 func openStore(ctx context.Context, a *App) (store.Store, error) {
