@@ -38,6 +38,11 @@ func TestPostfixSwaks(t *testing.T) {
 			lc.BindDN, lc.BindPassword = slapd.AdminDN, ldap.Secret(slapd.AdminPassword)
 			lc.BaseDN = slapd.PeopleDN
 			lc.UserFilter = "(cn=%u)"
+			if mode == ldap.ModeBind {
+				// The seeds' filter: a disabled user is not even found. In password
+				// mode bob is found and refused for his status (ErrDisabled).
+				lc.PassFilter = "(&(cn=%u)(status=valid))"
+			}
 			lc.AuthMode = mode
 			lc.Timeout = config.Duration(2 * time.Second)
 			lc.DialTimeout = config.Duration(time.Second)

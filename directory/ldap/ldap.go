@@ -85,11 +85,11 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 			d.authAttrs = append(d.authAttrs, n)
 		}
 	}
-	serviceBind := func(c *lconn) error {
+	serviceBind := func(c *lconn, timeout time.Duration) error {
 		if cfg.BindDN == "" {
 			return nil // anonymous searches
 		}
-		return c.bind(cfg.BindDN, string(cfg.BindPassword), cfg.Timeout.D())
+		return c.bind(cfg.BindDN, string(cfg.BindPassword), timeout)
 	}
 	d.search = newPool("search", cfg.PoolSize, &d.cfg, serviceBind, d.dialFailed)
 	if cfg.AuthMode == ModeBind {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +145,9 @@ func TestFailoverAndOutage(t *testing.T) {
 func TestLDAPISocket(t *testing.T) {
 	s := testenv.Slapd(t)
 	if s.LDAPIURL == "" {
+		if testenv.CI() {
+			t.Fatal("testenv slapd has no ldapi listener (CI=true: not skipping)")
+		}
 		t.Skip("no ldapi listener")
 	}
 	cfg := testConfig(s, ModePassword)
@@ -229,5 +233,153 @@ func TestExpandFilter(t *testing.T) {
 		if got := expandFilter(tc.tmpl, tc.login); got != tc.want {
 			t.Errorf("expandFilter(%q, %q) = %q, want %q", tc.tmpl, tc.login, got, tc.want)
 		}
+	}
+}
+
+// TestFailoverWhileRunning: the first URI serves until it dies; requests then
+// move to the second without an error reaching the caller (the stale pooled
+// connection is retried once on a fresh one), in both modes.
+func TestFailoverWhileRunning(t *testing.T) {
+	s := testenv.Slapd(t)
+	for _, mode := range []string{ModeBind, ModePassword} {
+		t.Run(mode, func(t *testing.T) {
+			primary := newProxy(t, strings.TrimPrefix(s.URL, "ldap://"))
+			cfg := testConfig(s, mode)
+			cfg.URIs = []string{primary.uri(), s.URL}
+			d, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			ctx := context.Background()
+			for range 3 {
+				if _, err := d.Authenticate(ctx, "alice", "alicepw"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if primary.accepted.Load() == 0 {
+				t.Fatal("the first URI was not used")
+			}
+			primary.shut()
+			for i := range 3 {
+				if _, err := d.Authenticate(ctx, "alice", "alicepw"); err != nil {
+					t.Fatalf("after the first URI died, attempt %d: %v", i, err)
+				}
+			}
+			if _, err := d.Authenticate(ctx, "alice", "wrong"); !errors.Is(err, directory.ErrInvalidCredentials) {
+				t.Errorf("wrong password via the second URI: %v", err)
+			}
+		})
+	}
+}
+
+// TestTimeouts: a server that accepts but never answers (hung slapd) costs one
+// request timeout and is reported as unavailable, for the service bind, the
+// search and the auth bind, and the caller's deadline is honoured.
+func TestTimeouts(t *testing.T) {
+	s := testenv.Slapd(t)
+	const timeout = 300 * time.Millisecond
+	for _, mode := range []string{ModeBind, ModePassword} {
+		t.Run(mode, func(t *testing.T) {
+			p := newProxy(t, strings.TrimPrefix(s.URL, "ldap://"))
+			cfg := testConfig(s, mode)
+			cfg.URIs = []string{p.uri()}
+			cfg.Timeout = config.Duration(timeout)
+			d, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			ctx := context.Background()
+			check := func(what string, op func(context.Context) error, limit time.Duration) {
+				t.Helper()
+				start := time.Now()
+				err := op(ctx)
+				if !errors.Is(err, directory.ErrUnavailable) {
+					t.Errorf("%s on a hung server: %v, want ErrUnavailable", what, err)
+				}
+				if el := time.Since(start); el > limit {
+					t.Errorf("%s took %v (timeout %v)", what, el, timeout)
+				}
+			}
+			auth := func(ctx context.Context) error { _, err := d.Authenticate(ctx, "alice", "alicepw"); return err }
+			lookup := func(ctx context.Context) error { _, err := d.LookupLogin(ctx, "alice"); return err }
+
+			// Hung before the first answer: the service bind of a new connection.
+			p.frozen.Store(true)
+			check("service bind", auth, 3*timeout)
+			// Working connections in the pool, then the server hangs mid-use:
+			// the search (and its one retry on a fresh connection) time out.
+			p.frozen.Store(false)
+			if err := auth(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.frozen.Store(true)
+			check("search", lookup, 4*timeout)
+			check("authenticate", auth, 4*timeout)
+			// The caller's deadline wins over the configured timeout.
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			if err := auth(short); !errors.Is(err, directory.ErrUnavailable) {
+				t.Errorf("with a 50ms deadline: %v", err)
+			}
+			if el := time.Since(start); el > timeout {
+				t.Errorf("a 50ms deadline took %v", el)
+			}
+			// The server answers again: no restart needed.
+			p.frozen.Store(false)
+			if err := auth(ctx); err != nil {
+				t.Errorf("after the hang: %v", err)
+			}
+		})
+	}
+}
+
+// TestPoolConnectionsBounded counts the LDAP connections actually open while
+// 64 logins run at once: never more than pool_size + auth_pool_size.
+func TestPoolConnectionsBounded(t *testing.T) {
+	s := testenv.Slapd(t)
+	for _, mode := range []string{ModeBind, ModePassword} {
+		t.Run(mode, func(t *testing.T) {
+			p := newProxy(t, strings.TrimPrefix(s.URL, "ldap://"))
+			cfg := testConfig(s, mode)
+			cfg.URIs = []string{p.uri()}
+			cfg.PoolSize, cfg.AuthPoolSize = 3, 2
+			d, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			var wg sync.WaitGroup
+			var failed atomic.Int32
+			for i := range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					pw := "carolpw"
+					if i%4 == 0 {
+						pw = "wrong"
+					}
+					if _, err := d.Authenticate(context.Background(), "carol", pw); (err == nil) != (pw == "carolpw") {
+						failed.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := failed.Load(); n > 0 {
+				t.Errorf("%d wrong verdicts", n)
+			}
+			want := int32(cfg.PoolSize)
+			if mode == ModeBind {
+				want += int32(cfg.AuthPoolSize)
+			}
+			if peak := p.peak.Load(); peak > want || peak < 2 {
+				t.Errorf("peak %d LDAP connections, bound %d", peak, want)
+			}
+			if acc := p.accepted.Load(); acc > want {
+				t.Errorf("%d connections dialled for %d pooled: connections are not reused", acc, want)
+			}
+		})
 	}
 }

@@ -22,7 +22,7 @@ type pool struct {
 	name    string
 	uris    []string
 	cur     atomic.Int32 // index of the URI that last worked: failover sticks
-	bind    func(*lconn) error
+	bind    func(c *lconn, timeout time.Duration) error
 	cfg     *Config
 	sem     chan struct{}
 	idle    chan *lconn
@@ -30,7 +30,7 @@ type pool struct {
 	dialErr func(uri string, err error) // logs dial failures
 }
 
-func newPool(name string, size int, cfg *Config, bind func(*lconn) error, dialErr func(string, error)) *pool {
+func newPool(name string, size int, cfg *Config, bind func(*lconn, time.Duration) error, dialErr func(string, error)) *pool {
 	return &pool{
 		name: name, uris: cfg.URIs, bind: bind, cfg: cfg, dialErr: dialErr,
 		sem:  make(chan struct{}, size),
@@ -107,23 +107,26 @@ func (p *pool) dial(ctx context.Context) (*lconn, error) {
 	for i := range p.uris {
 		idx := (start + i) % len(p.uris)
 		uri := p.uris[idx]
-		timeout := p.cfg.DialTimeout.D()
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-			timeout = time.Until(dl)
+		// Connecting is bounded by dial_timeout, StartTLS and the service bind by
+		// timeout, all of them by the caller's deadline.
+		dialTimeout, reqTimeout := p.cfg.DialTimeout.D(), p.cfg.Timeout.D()
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			dialTimeout, reqTimeout = min(dialTimeout, left), min(reqTimeout, left)
 		}
-		if timeout <= 0 {
+		if dialTimeout <= 0 {
 			errs = append(errs, ctx.Err())
 			break
 		}
-		c, err := dialURI(ctx, uri, timeout)
+		c, err := dialURI(ctx, uri, dialTimeout)
 		if err == nil {
 			if p.cfg.StartTLS && strings.HasPrefix(uri, "ldap://") {
 				_, h, _ := splitURI(uri)
 				host, _, _ := net.SplitHostPort(hostPort(h, "389"))
-				err = c.startTLS(host, p.cfg.Timeout.D())
+				err = c.startTLS(host, reqTimeout)
 			}
 			if err == nil && p.bind != nil {
-				err = p.bind(c)
+				err = p.bind(c, reqTimeout)
 			}
 			if err != nil {
 				c.close()
