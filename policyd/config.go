@@ -37,7 +37,8 @@ type Config struct {
 	// must also be enabled in its own section.
 	Checks []string `yaml:"checks"`
 	// StoreFailure says what a check answers when the store is unreachable:
-	// "open" (DUNNO, mail flows unchecked) or "closed" (DEFER_IF_PERMIT).
+	// "closed" (DEFER_IF_PERMIT: the client retries, nothing passes unchecked;
+	// the default) or "open" (DUNNO, mail flows unchecked while it lasts).
 	StoreFailure string `yaml:"store_failure"`
 	// MaxLineLength and MaxAttributes bound one request (see DefaultMaxLineLength).
 	MaxLineLength config.Size `yaml:"max_line_length"`
@@ -197,7 +198,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:         config.Listener{Address: "127.0.0.1:10040"},
 		Checks:         slices.Clone(allChecks),
-		StoreFailure:   FailOpen,
+		StoreFailure:   FailClosed,
 		MaxLineLength:  DefaultMaxLineLength,
 		MaxAttributes:  DefaultMaxAttributes,
 		IdleTimeout:    config.Duration(10 * time.Minute),
