@@ -25,7 +25,7 @@ type Options struct {
 type Limits struct {
 	MaxScriptSize   int           // bytes of source (default 1 MiB)
 	MaxTokens       int           // lexer tokens (default 200000)
-	MaxNesting      int           // block/test nesting depth (default 64)
+	MaxNesting      int           // block nesting and test nesting depth, each (default 32)
 	MaxVariables    int           // distinct variables per scope (default 255)
 	MaxVariableSize int           // bytes per variable value (default 4096)
 	MaxMatchValues  int           // ${1}..${N} (default 32)
@@ -44,7 +44,7 @@ func DefaultLimits() Limits {
 	return Limits{
 		MaxScriptSize:   1 << 20,
 		MaxTokens:       200000,
-		MaxNesting:      64,
+		MaxNesting:      32,
 		MaxVariables:    255,
 		MaxVariableSize: 4096,
 		MaxMatchValues:  32,

@@ -87,6 +87,10 @@ func compileWith(name string, src []byte, opts *Options, st *includeState, depth
 		}
 	}
 	nodes := parseScript(src, errs, lim)
+	if len(errs.list) > 0 {
+		// As in Pigeonhole, a script that does not parse is not validated.
+		return nil, &CompileError{Errors: errs.list}
+	}
 	var body []cmd
 	{
 		body = c.block(nodes)
@@ -231,7 +235,7 @@ func (c *compiler) command(n *cmdNode) cmd {
 	}
 	bad := false
 	if len(n.tests) > 0 && n.name != "test" {
-		c.errorf(n.pos, "the %s command accepts no test arguments", n.name)
+		c.spuriousSubtest(n.pos, n.name, "command", n.tests[0].name)
 		bad = true
 	}
 	if def.block && !n.hasBlock {
@@ -263,6 +267,28 @@ func (c *compiler) command(n *cmdNode) cmd {
 	return x
 }
 
+// commonTags are tags that a forgotten ':' typically turns into a test.
+var commonTags = map[string]bool{
+	"is": true, "contains": true, "matches": true, "regex": true, "value": true, "count": true,
+	"comparator": true, "all": true, "localpart": true, "domain": true, "user": true, "detail": true,
+	"over": true, "under": true, "copy": true, "create": true, "flags": true, "index": true, "last": true,
+}
+
+// spuriousSubtest reports a test given to a command or test that takes none,
+// guessing the typo behind it as Pigeonhole does.
+func (c *compiler) spuriousSubtest(p Pos, name, kind, sub string) {
+	_, isTest := tests[sub]
+	_, isCmd := commands[sub]
+	switch {
+	case isTest && !isCmd:
+		c.errorf(p, "the %s %s accepts no sub-tests, but tests are specified", name, kind)
+	case !isTest && !isCmd && commonTags[sub]:
+		c.errorf(p, "missing colon ':' before ':%s' tag in %s %s", sub, name, kind)
+	default:
+		c.errorf(p, "missing semicolon ';' after %s %s", name, kind)
+	}
+}
+
 func (c *compiler) test(n *testNode) test {
 	def, ok := tests[n.name]
 	if !ok || !c.extOK(def.exts) {
@@ -273,19 +299,16 @@ func (c *compiler) test(n *testNode) test {
 		}
 		return nil
 	}
-	bad := false
+	a := &argp{c: c, what: n.name + " test", pos: n.pos, args: n.args, posMode: true}
+	x := def.fn(c, n, a)
 	switch n.name {
 	case "allof", "anyof", "not":
 	default:
+		// after the arguments, as a forgotten ':' or ';' causes both
 		if len(n.tests) > 0 {
-			c.errorf(n.pos, "the %s test accepts no sub-tests, but tests are specified", n.name)
-			bad = true
+			c.spuriousSubtest(n.pos, n.name, "test", n.tests[0].name)
+			return nil
 		}
-	}
-	a := &argp{c: c, what: n.name + " test", pos: n.pos, args: n.args, posMode: true}
-	x := def.fn(c, n, a)
-	if bad {
-		return nil
 	}
 	if x == nil {
 		return nil
@@ -338,7 +361,7 @@ func (a *argp) rawStrings(name string) ([]string, Pos, bool) {
 		return nil, a.pos, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires %d positional arguments, but %d were found (missing string list argument %s)", a.what, a.required(), a.npos, name)
+		a.fail(a.pos, "the %s requires %d positional arguments (missing string list argument %s), but %d were specified", a.what, a.required(), name, a.npos)
 		return nil, a.pos, false
 	}
 	x := a.args[a.i]
@@ -390,7 +413,7 @@ func (a *argp) str(name string) (strv, bool) {
 		return strv{}, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires %d positional arguments, but %d were found (missing string argument %s)", a.what, a.required(), a.npos, name)
+		a.fail(a.pos, "the %s requires %d positional arguments (missing string argument %s), but %d were specified", a.what, a.required(), name, a.npos)
 		return strv{}, false
 	}
 	x := a.args[a.i]
@@ -408,7 +431,7 @@ func (a *argp) num(name string) (int64, bool) {
 		return 0, false
 	}
 	if a.i >= len(a.args) {
-		a.fail(a.pos, "the %s requires %d positional arguments, but %d were found (missing number argument %s)", a.what, a.required(), a.npos, name)
+		a.fail(a.pos, "the %s requires %d positional arguments (missing number argument %s), but %d were specified", a.what, a.required(), name, a.npos)
 		return 0, false
 	}
 	x := a.args[a.i]
@@ -653,16 +676,22 @@ func compileRequire(c *compiler, n *cmdNode, a *argp) cmd {
 			c.exts[x] = true
 		}
 	}
+	c.checkConflicts(p)
+	if c.exts["spamtestplus"] {
+		c.exts["spamtest"] = true
+	}
+	return nopCmd{}
+}
+
+// checkConflicts reports (once) a deprecated extension loaded together with
+// its successor, by require or ihave.
+func (c *compiler) checkConflicts(p Pos) {
 	for _, pair := range [][2]string{{"duplicate", "vnd.dovecot.duplicate"}, {"imap4flags", "imapflags"}, {"enotify", "notify"}} {
 		if c.exts[pair[0]] && c.exts[pair[1]] && !c.conflictReported {
 			c.conflictReported = true
 			c.errorf(p, "the %s extension cannot be used together with the %s extension", pair[1], pair[0])
 		}
 	}
-	if c.exts["spamtestplus"] {
-		c.exts["spamtest"] = true
-	}
-	return nopCmd{}
 }
 
 func init() {

@@ -78,15 +78,6 @@ var notShipped = map[string]string{
 // here that starts passing is reported so the list is kept current).
 // Every entry is listed in docs/sieve.md.
 var knownFailures = map[string]string{
-	"compile/errors.svtest/Lexer errors (FIXME: count only)":                                         "error count differs from Pigeonhole's lexer recovery",
-	"compile/errors.svtest/Parser errors (FIXME: count only)":                                        "error count differs from Pigeonhole's parser recovery",
-	"compile/errors.svtest/Outgoing address errors (FIXME: count only)":                              "error count differs (address syntax checks)",
-	"compile/errors.svtest/Typos":                                                                    "expects Pigeonhole's exact 'did you mean' wording",
-	"extensions/editheader/errors.svtest/Command syntax (FIXME: count only)":                         "error count differs",
-	"extensions/enotify/errors.svtest/Invalid mailto URI (FIXME: count only)":                        "error count differs (per-URI-part errors)",
-	"extensions/enotify/errors.svtest/Invalid :options argument (FIXME: count only)":                 "error count differs",
-	"extensions/special-use/errors.svtest/Invalid Syntax":                                            "error count differs",
-	"deprecated/imapflags/errors.svtest/Deprecated imapflags extension used with imap4flags (ihave)": "error count differs",
 	"extensions/vnd.dovecot/environment/basic.svtest/config":                                         "vnd.dovecot.config.* environment items not implemented",
 	"extensions/vnd.dovecot/environment/variables.svtest/default_mailbox":                            "env.vnd.dovecot.default_mailbox variable not implemented",
 }

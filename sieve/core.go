@@ -897,6 +897,10 @@ func compileFileinto(c *compiler, n *cmdNode, a *argp) cmd {
 		a.fail(n.pos, "fileinto command: invalid folder name '%s' specified (invalid UTF-8)", f.mailbox.lit)
 		return nil
 	}
+	if f.hasSU && f.specialuse.isConst() && !validSpecialUseFlag(f.specialuse.lit) {
+		a.fail(n.pos, "fileinto command: invalid special-use flag '%s' specified", f.specialuse.lit)
+		return nil
+	}
 	return f
 }
 
@@ -917,6 +921,9 @@ func (c *redirectCmd) exec(r *run) error {
 // normalizeAddress validates a single mailbox address and returns local@domain.
 func normalizeAddress(s string) (string, bool) {
 	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, "\"") && strings.Contains(s, "<") != strings.HasSuffix(s, ">") {
+		return "", false // unbalanced angle brackets
+	}
 	// tolerate whitespace around the addr-spec parts, as Pigeonhole does
 	if i := strings.LastIndexByte(s, '<'); i >= 0 && strings.HasSuffix(s, ">") {
 		inner := strings.TrimSpace(s[i+1 : len(s)-1])

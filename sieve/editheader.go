@@ -258,10 +258,9 @@ func compileDeleteheader(c *compiler, n *cmdNode, a *argp) cmd {
 		if dc.m == nil {
 			return nil
 		}
-	} else if ms.kindSet || ms.cmpSet {
-		a.fail(n.pos, "deleteheader command: match type or comparator specified without value patterns")
-		return nil
 	}
+	// Without value patterns a match type or comparator is accepted and
+	// has no effect (RFC 5293 section 6; Pigeonhole accepts it too).
 	dc.index, dc.last = ms.index, ms.last
 	return dc
 }

@@ -347,6 +347,21 @@ func compileMailboxExists(c *compiler, n *testNode, a *argp) test {
 	return &mailboxExistsTest{names: names}
 }
 
+// validSpecialUseFlag checks the syntax of a special-use flag (RFC 6154):
+// a backslash followed by an atom.
+func validSpecialUseFlag(f string) bool {
+	if len(f) < 2 || f[0] != '\\' {
+		return false
+	}
+	for i := 1; i < len(f); i++ {
+		c := f[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("(){%*\"\\]", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 type specialUseTest struct {
 	mailbox *strv
 	flags   []strv
@@ -355,7 +370,7 @@ type specialUseTest struct {
 func (t *specialUseTest) eval(r *run) (bool, error) {
 	flags := r.expandList(t.flags)
 	for _, f := range flags {
-		if !strings.HasPrefix(f, "\\") {
+		if !validSpecialUseFlag(f) {
 			return false, r.runtimeErr("invalid special-use flag '%s'", f)
 		}
 	}
@@ -381,7 +396,7 @@ func compileSpecialUseExists(c *compiler, n *testNode, a *argp) test {
 		return nil
 	}
 	for _, f := range st.flags {
-		if f.isConst() && !strings.HasPrefix(f.lit, "\\") {
+		if f.isConst() && !validSpecialUseFlag(f.lit) {
 			a.fail(n.pos, "specialuse_exists test: invalid special-use flag '%s'", f.lit)
 			return nil
 		}
@@ -413,6 +428,7 @@ func compileIhave(c *compiler, n *testNode, a *argp) test {
 				c.exts[x] = true
 			}
 		}
+		c.checkConflicts(n.pos)
 	}
 	return ihaveTest{ok: all}
 }

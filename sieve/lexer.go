@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -21,13 +22,16 @@ const (
 	tRBrace
 	tComma
 	tSemicolon
-	tError
+	tColon   // ':' not starting a tag
+	tSlash   // '/' not starting a comment
+	tGarbage // characters that start no token (reported once per run)
+	tError   // a token the lexer reported an error for
 )
 
 func (k tokKind) String() string {
 	switch k {
 	case tEOF:
-		return "end of script"
+		return "end of file"
 	case tIdent:
 		return "identifier"
 	case tTag:
@@ -52,6 +56,12 @@ func (k tokKind) String() string {
 		return "','"
 	case tSemicolon:
 		return "';'"
+	case tColon:
+		return "':'"
+	case tSlash:
+		return "'/'"
+	case tGarbage:
+		return "unknown characters"
 	}
 	return "invalid token"
 }
@@ -76,6 +86,7 @@ type lexer struct {
 	errs      *errList
 	ntok      int
 	maxTok    int
+	lastKind  tokKind
 }
 
 type errList struct {
@@ -113,24 +124,35 @@ func isIdentStart(c byte) bool {
 
 func isIdentChar(c byte) bool { return isIdentStart(c) || (c >= '0' && c <= '9') }
 
-// next returns the next token; lexical errors are reported and skipped.
+// maxIdentifierLen bounds identifiers and tag names (Pigeonhole's
+// SIEVE_MAX_IDENTIFIER_LEN).
+const maxIdentifierLen = 32
+
+// next returns the next token. Lexical errors are reported here and yield a
+// tError token (the parser then reports nothing more for it), like
+// Pigeonhole's lexer; a run of unknown characters is reported once.
 func (l *lexer) next() token {
-	for {
-		t, ok := l.scan()
-		if ok {
-			l.ntok++
-			if l.maxTok > 0 && l.ntok > l.maxTok {
-				l.errs.add(t.pos, "script exceeds the token limit (%d)", l.maxTok)
-				l.i = len(l.src)
-				return token{kind: tEOF, pos: t.pos}
-			}
-			return t
+	t := l.scan()
+	l.lastKind = t.kind
+	l.ntok++
+	if l.maxTok > 0 && l.ntok > l.maxTok {
+		if l.ntok == l.maxTok+1 {
+			l.errs.add(t.pos, "script exceeds the token limit (%d)", l.maxTok)
 		}
+		l.i = len(l.src)
+		return token{kind: tError, pos: t.pos}
 	}
+	return t
 }
 
-func (l *lexer) scan() (token, bool) {
+func (l *lexer) errTok(p Pos, format string, args ...any) token {
+	l.errs.add(p, format, args...)
+	return token{kind: tError, pos: p}
+}
+
+func (l *lexer) scan() token {
 	// skip whitespace and comments
+	start := l.i
 	for l.i < len(l.src) {
 		c := l.src[l.i]
 		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
@@ -158,7 +180,7 @@ func (l *lexer) scan() (token, bool) {
 				l.adv()
 			}
 			if !closed {
-				l.errs.add(p, "end of file before end of bracket comment ('/* */') started")
+				return l.errTok(p, "end of file before end of bracket comment ('/* ... */') started at line %d", p.Line)
 			}
 			continue
 		}
@@ -166,70 +188,83 @@ func (l *lexer) scan() (token, bool) {
 	}
 	p := l.pos()
 	if l.i >= len(l.src) {
-		return token{kind: tEOF, pos: p}, true
+		return token{kind: tEOF, pos: p}
 	}
 	c := l.src[l.i]
 	if k := singleTok[c]; k != 0 {
 		l.adv()
-		return token{kind: k, pos: p}, true
+		return token{kind: k, pos: p}
 	}
 	switch {
 	case c == ':':
 		l.adv()
 		if l.i >= len(l.src) || !isIdentStart(l.src[l.i]) {
-			l.errs.add(p, "unexpected character ':' (tag without name)")
-			return token{}, false
+			return token{kind: tColon, pos: p}
 		}
 		s := l.i
 		for l.i < len(l.src) && isIdentChar(l.src[l.i]) {
 			l.adv()
 		}
-		return token{kind: tTag, pos: p, str: strings.ToLower(string(l.src[s:l.i]))}, true
+		if l.i-s > maxIdentifierLen {
+			return l.errTok(p, "encountered impossibly long tag identifier ':%s'", l.src[s:s+maxIdentifierLen])
+		}
+		return token{kind: tTag, pos: p, str: strings.ToLower(string(l.src[s:l.i]))}
+	case c == '/':
+		l.adv()
+		return token{kind: tSlash, pos: p}
 	case c >= '0' && c <= '9':
-		var n int64
+		// Numbers are unsigned 64-bit as in Pigeonhole; values beyond
+		// MaxInt64 (far larger than any size or count) are clamped.
+		var n uint64
 		overflow := false
 		for l.i < len(l.src) && l.src[l.i] >= '0' && l.src[l.i] <= '9' {
-			n = n*10 + int64(l.src[l.i]-'0')
-			if n > 1<<32 {
+			d := uint64(l.src[l.i] - '0')
+			if n > (math.MaxUint64-d)/10 {
 				overflow = true
-				n = 1 << 32
 			}
+			n = n*10 + d
 			l.adv()
 		}
-		if l.i < len(l.src) {
-			mult := int64(1)
+		if !overflow && l.i < len(l.src) {
+			shift := 0
 			switch l.src[l.i] {
 			case 'k', 'K':
-				mult = 1 << 10
+				shift = 10
 			case 'm', 'M':
-				mult = 1 << 20
+				shift = 20
 			case 'g', 'G':
-				mult = 1 << 30
+				shift = 30
 			}
-			if mult != 1 {
+			if shift > 0 {
 				l.adv()
-				n *= mult
+				if n > math.MaxUint64>>shift {
+					overflow = true
+				}
+				n <<= shift
 			}
 		}
-		if l.i < len(l.src) && isIdentChar(l.src[l.i]) {
-			l.errs.add(p, "invalid number: unexpected character after number")
+		if overflow {
 			for l.i < len(l.src) && isIdentChar(l.src[l.i]) {
 				l.adv()
 			}
-			return token{}, false
+			return l.errTok(p, "number exceeds integer limits (max %d)", uint64(math.MaxUint64))
 		}
-		if overflow || n > 1<<32-1 {
-			l.errs.add(p, "number is out of range")
-			n = 1<<32 - 1
+		if l.i < len(l.src) && isIdentChar(l.src[l.i]) {
+			for l.i < len(l.src) && isIdentChar(l.src[l.i]) {
+				l.adv()
+			}
+			return l.errTok(p, "invalid number: unexpected character after number")
 		}
-		return token{kind: tNumber, pos: p, num: n}, true
+		if n > math.MaxInt64 {
+			n = math.MaxInt64
+		}
+		return token{kind: tNumber, pos: p, num: int64(n)}
 	case c == '"':
 		l.adv()
 		var b strings.Builder
 		for {
 			if l.i >= len(l.src) {
-				l.errs.add(p, "end of file before end of quoted string")
-				return token{kind: tString, pos: p, str: b.String()}, true
+				return l.errTok(p, "end of file before end of quoted string started at line %d", p.Line)
 			}
 			ch := l.src[l.i]
 			if ch == '"' {
@@ -255,7 +290,7 @@ func (l *lexer) scan() (token, bool) {
 			b.WriteByte(ch)
 			l.adv()
 		}
-		return token{kind: tString, pos: p, str: b.String()}, true
+		return token{kind: tString, pos: p, str: b.String()}
 	case isIdentStart(c):
 		s := l.i
 		for l.i < len(l.src) && isIdentChar(l.src[l.i]) {
@@ -264,13 +299,18 @@ func (l *lexer) scan() (token, bool) {
 		word := strings.ToLower(string(l.src[s:l.i]))
 		if word == "text" && l.i < len(l.src) && l.src[l.i] == ':' {
 			l.adv()
-			return l.multiline(p), true
+			return l.multiline(p)
 		}
-		return token{kind: tIdent, pos: p, str: word}, true
+		if len(word) > maxIdentifierLen {
+			return l.errTok(p, "encountered impossibly long identifier '%s'", word[:maxIdentifierLen])
+		}
+		return token{kind: tIdent, pos: p, str: word}
 	}
-	l.errs.add(p, "unexpected character '%s'", printable(c))
 	l.adv()
-	return token{}, false
+	if l.lastKind != tGarbage || l.i-1 != start {
+		l.errs.add(p, "unexpected character(s) starting with '%s'", printable(c))
+	}
+	return token{kind: tGarbage, pos: p}
 }
 
 func printable(c byte) string {
@@ -294,20 +334,16 @@ func (l *lexer) multiline(p Pos) token {
 		l.adv()
 	}
 	if l.i >= len(l.src) || l.src[l.i] != '\n' {
-		l.errs.add(p, "invalid character after 'text:' (expected newline)")
-		for l.i < len(l.src) && l.src[l.i] != '\n' {
-			l.adv()
-		}
 		if l.i >= len(l.src) {
-			return token{kind: tString, pos: p, text: true}
+			return l.errTok(p, "end of file before end of multi-line string")
 		}
+		return l.errTok(p, "invalid character '%s' after 'text:' in multi-line string", printable(l.src[l.i]))
 	}
 	l.adv()
 	var b strings.Builder
 	for {
 		if l.i >= len(l.src) {
-			l.errs.add(p, "end of file before end of multi-line string")
-			return token{kind: tString, pos: p, str: b.String(), text: true}
+			return l.errTok(p, "end of file before end of multi-line string")
 		}
 		// read a line
 		s := l.i

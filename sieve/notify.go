@@ -30,6 +30,42 @@ func pctDecode(s string) (string, bool) {
 	return v, true
 }
 
+// isQchar reports whether c may appear unencoded in a mailto URI (RFC 6068
+// qchar, without "=" and "&" which delimit header fields).
+func isQchar(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!$'()*+,-.:;@_~", c) >= 0
+}
+
+// validMailtoChars checks the unencoded characters of a mailto URI body: the
+// to part takes qchars except ':', ';' and ',' (a list is separated by
+// "%2C"); header names and values take qchars (and '=' in values).
+func validMailtoChars(to, hfields string) bool {
+	for i := 0; i < len(to); i++ {
+		c := to[i]
+		if c == '%' {
+			continue
+		}
+		if c == ':' || c == ';' || c == ',' || !isQchar(c) {
+			return false
+		}
+	}
+	if hfields == "" {
+		return true
+	}
+	for _, kv := range strings.Split(hfields, "&") {
+		for i := 0; i < len(kv); i++ {
+			if c := kv[i]; c != '%' && c != '=' && !isQchar(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func parseMailto(uri string) (*mailtoURI, bool) {
 	if len(uri) < 7 || !strings.EqualFold(uri[:7], "mailto:") {
 		return nil, false
@@ -38,6 +74,9 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 	q := ""
 	if i := strings.IndexByte(rest, '?'); i >= 0 {
 		rest, q = rest[:i], rest[i+1:]
+	}
+	if !validMailtoChars(rest, q) {
+		return nil, false
 	}
 	m := &mailtoURI{}
 	addAddrs := func(list string, dst *[]string, raw *[]string) bool {
@@ -109,6 +148,22 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 	return m, true
 }
 
+// validOptionName checks an enotify option name (RFC 5435 section 3.7):
+// alphanumeric, then alphanumerics, '-', '.' and '_'.
+func validOptionName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || strings.IndexByte("-._", c) < 0) {
+			return false
+		}
+	}
+	return true
+}
+
 func validNotifyMethod(uri string) bool {
 	_, ok := parseMailto(uri)
 	return ok
@@ -166,8 +221,8 @@ func compileNotify(c *compiler, n *cmdNode, a *argp) cmd {
 	}
 	for _, o := range nc.options {
 		if o.isConst() {
-			k, _, ok := strings.Cut(o.lit, "=")
-			if !ok || k == "" {
+			k, v, ok := strings.Cut(o.lit, "=")
+			if !ok || !validOptionName(k) || strings.ContainsAny(v, "\r\n\x00") {
 				a.fail(n.pos, "invalid option '%s' for notify command", o.lit)
 				return nil
 			}

@@ -39,245 +39,291 @@ type cmdNode struct {
 	endPos   Pos
 }
 
+// maxArguments bounds the arguments of one command or test (Pigeonhole's
+// SIEVE_MAX_COMMAND_ARGUMENTS).
+const maxArguments = 32
+
+// parser is a recursive-descent parser with Pigeonhole's error recovery: after
+// a syntax error it skips to the end of the enclosing grammatical structure
+// (string list, test list, command, block) so that later errors are still
+// reported, while one mistake yields one error. Parse results are tri-state
+// like Pigeonhole's: pOK, pRecover (caller must recover) and pFatal.
 type parser struct {
 	lx       *lexer
 	tok      token
-	peeked   bool
 	errs     *errList
-	maxDepth int
-	depth    int
+	valid    bool
+	maxBlock int
+	maxTest  int
 }
 
-func (p *parser) peek() token {
-	if !p.peeked {
-		p.tok = p.lx.next()
-		p.peeked = true
+const (
+	pFatal   = -1
+	pRecover = 0
+	pOK      = 1
+)
+
+func (p *parser) next() { p.tok = p.lx.next() }
+
+// errorf reports a syntax error at the current token, unless the lexer has
+// already reported the token itself.
+func (p *parser) errorf(format string, args ...any) {
+	if p.tok.kind != tError {
+		p.errs.add(p.tok.pos, format, args...)
 	}
-	return p.tok
+	p.valid = false
 }
 
-func (p *parser) take() token {
-	t := p.peek()
-	p.peeked = false
-	return t
+func (p *parser) moreErrorsAllowed() bool {
+	return p.errs.max <= 0 || len(p.errs.list) < p.errs.max
 }
 
+// parseScript parses a whole script. Any lexical or syntax error is recorded
+// in errs; the caller must not validate the returned nodes then.
 func parseScript(src []byte, errs *errList, lim Limits) []*cmdNode {
-	p := &parser{lx: newLexer(src, errs, lim.MaxTokens), errs: errs, maxDepth: lim.MaxNesting}
-	var cmds []*cmdNode
-	for {
-		t := p.peek()
-		if t.kind == tEOF {
-			break
-		}
-		if t.kind == tRBrace {
-			p.errs.add(t.pos, "unexpected '}' found at top level")
-			p.take()
-			continue
-		}
-		c := p.command()
-		if c != nil {
-			cmds = append(cmds, c)
-		}
-		if len(errs.list) >= errs.max && errs.max > 0 {
-			break
-		}
+	p := &parser{lx: newLexer(src, errs, lim.MaxTokens), errs: errs, valid: true,
+		maxBlock: lim.MaxNesting, maxTest: lim.MaxNesting}
+	p.next()
+	cmds, r := p.commands(1)
+	if r > 0 && p.valid && p.tok.kind != tEOF {
+		p.errorf("unexpected %s found at (the presumed) end of file", p.tok.kind)
 	}
 	return cmds
 }
 
-// recover skips to the end of the current command: after ';' or a balanced block.
-func (p *parser) recover() {
-	depth := 0
-	for {
-		t := p.peek()
-		switch t.kind {
-		case tEOF:
-			return
-		case tSemicolon:
-			p.take()
-			if depth == 0 {
-				return
-			}
-		case tLBrace:
-			depth++
-			p.take()
-		case tRBrace:
-			if depth == 0 {
-				return
-			}
-			depth--
-			p.take()
-			if depth == 0 {
-				return
-			}
-		default:
-			p.take()
+// commands = *command; command = identifier arguments ( ";" / block )
+func (p *parser) commands(depth int) ([]*cmdNode, int) {
+	var cmds []*cmdNode
+	r := pOK
+	for r > 0 && p.tok.kind == tIdent {
+		if !p.valid && !p.moreErrorsAllowed() {
+			r = p.recover(tSemicolon)
+			break
 		}
-	}
-}
-
-func (p *parser) command() *cmdNode {
-	t := p.take()
-	if t.kind != tIdent {
-		p.errs.add(t.pos, "expected command identifier, but found %s", t.kind)
-		p.recover()
-		return nil
-	}
-	c := &cmdNode{pos: t.pos, name: t.str}
-	var ok bool
-	c.args, c.tests, c.paren, ok = p.arguments(true)
-	if !ok {
-		p.recover()
-		return nil
-	}
-	t = p.peek()
-	switch t.kind {
-	case tSemicolon:
-		p.take()
-	case tLBrace:
-		p.take()
+		c := &cmdNode{pos: p.tok.pos, name: p.tok.str}
+		p.next()
+		c.args, c.tests, c.paren, r = p.arguments(c.name, 1)
+		if r > 0 && p.tok.kind != tSemicolon && p.tok.kind != tLBrace {
+			p.errorf("expected end of command ';' or the beginning of a compound block '{', but found %s", p.tok.kind)
+			r = pRecover
+		}
+		if r == pRecover {
+			r = p.recover(tSemicolon)
+		}
+		if r <= 0 {
+			return cmds, r
+		}
+		cmds = append(cmds, c)
+		if p.tok.kind == tSemicolon {
+			p.next()
+			continue
+		}
+		// block
+		p.next()
+		if depth+1 > p.maxBlock {
+			p.errorf("cannot nest command blocks deeper than %d levels", p.maxBlock)
+			if r = p.recover(tRBrace); r > 0 {
+				p.next()
+			}
+			continue
+		}
 		c.hasBlock = true
-		p.depth++
-		if p.depth > p.maxDepth {
-			p.errs.add(t.pos, "cannot nest command blocks deeper than %d levels", p.maxDepth)
-			p.depth--
-			p.skipBlock()
-			return nil
-		}
-		for {
-			t2 := p.peek()
-			if t2.kind == tRBrace {
-				c.endPos = t2.pos
-				p.take()
-				break
+		c.block, r = p.commands(depth + 1)
+		if r > 0 {
+			if p.tok.kind != tRBrace {
+				p.errorf("expected end of compound block '}', but found %s", p.tok.kind)
+				r = p.recover(tRBrace)
+			} else {
+				c.endPos = p.tok.pos
+				p.next()
 			}
-			if t2.kind == tEOF {
-				p.errs.add(t2.pos, "end of file before end of command block")
-				break
+		} else {
+			if r < 0 {
+				return cmds, r
 			}
-			sub := p.command()
-			if sub != nil {
-				c.block = append(c.block, sub)
+			if r = p.recover(tRBrace); r > 0 {
+				c.endPos = p.tok.pos
+				p.next()
 			}
-		}
-		p.depth--
-	default:
-		p.errs.add(t.pos, "expected ';' or '{' after command '%s', but found %s", c.name, t.kind)
-		p.recover()
-		return nil
-	}
-	return c
-}
-
-func (p *parser) skipBlock() {
-	depth := 1
-	for depth > 0 {
-		t := p.take()
-		switch t.kind {
-		case tEOF:
-			return
-		case tLBrace:
-			depth++
-		case tRBrace:
-			depth--
 		}
 	}
+	return cmds, r
 }
 
-// arguments parses *argument [test / test-list]
-func (p *parser) arguments(isCmd bool) (args []arg, tests []*testNode, paren bool, ok bool) {
-	for {
-		t := p.peek()
+// arguments = *argument [ test / test-list ]
+func (p *parser) arguments(owner string, depth int) (args []arg, tests []*testNode, paren bool, r int) {
+	r = pOK
+argLoop:
+	for r > 0 {
+		if !p.valid && !p.moreErrorsAllowed() {
+			return args, nil, false, pRecover
+		}
+		t := p.tok
 		switch t.kind {
-		case tTag:
-			p.take()
-			args = append(args, arg{pos: t.pos, kind: aTag, tag: t.str})
-			continue
-		case tNumber:
-			p.take()
-			args = append(args, arg{pos: t.pos, kind: aNumber, num: t.num})
-			continue
-		case tString:
-			p.take()
-			args = append(args, arg{pos: t.pos, kind: aString, strs: []string{t.str}, text: t.text})
-			continue
 		case tLBracket:
-			p.take()
 			a := arg{pos: t.pos, kind: aStringList}
-			for {
-				s := p.take()
-				if s.kind != tString {
-					p.errs.add(s.pos, "expected string in string list, but found %s", s.kind)
-					return nil, nil, false, false
+			p.next()
+			if p.tok.kind == tString {
+				a.strs = append(a.strs, p.tok.str)
+				p.next()
+				for p.tok.kind == tComma {
+					p.next()
+					if !p.valid && !p.moreErrorsAllowed() {
+						r = p.recover(tRBracket)
+						break
+					}
+					if p.tok.kind != tString {
+						p.errorf("expecting string after ',' in string list, but found %s", p.tok.kind)
+						r = p.recover(tRBracket)
+						break
+					}
+					a.strs = append(a.strs, p.tok.str)
+					p.next()
 				}
-				a.strs = append(a.strs, s.str)
-				sep := p.take()
-				if sep.kind == tRBracket {
-					break
-				}
-				if sep.kind != tComma {
-					p.errs.add(sep.pos, "expected ',' or ']' in string list, but found %s", sep.kind)
-					return nil, nil, false, false
+			} else {
+				p.errorf("expecting string after '[' in string list, but found %s", p.tok.kind)
+				r = p.recover(tRBracket)
+			}
+			if p.tok.kind == tRBracket {
+				p.next()
+			} else {
+				p.errorf("expecting ',' or end of string list ']', but found %s", p.tok.kind)
+				if r = p.recover(tRBracket); r > 0 {
+					p.next()
 				}
 			}
 			args = append(args, a)
-			continue
+		case tString:
+			args = append(args, arg{pos: t.pos, kind: aString, strs: []string{t.str}, text: t.text})
+			p.next()
+		case tNumber:
+			args = append(args, arg{pos: t.pos, kind: aNumber, num: t.num})
+			p.next()
+		case tTag:
+			args = append(args, arg{pos: t.pos, kind: aTag, tag: t.str})
+			p.next()
+		default:
+			break argLoop
 		}
-		break
+		if len(args) > maxArguments {
+			p.errorf("too many arguments for command '%s'", owner)
+			return args, nil, false, pRecover
+		}
 	}
-	t := p.peek()
-	if t.kind == tIdent {
-		tst := p.test()
-		if tst == nil {
-			return nil, nil, false, false
+	if r <= 0 {
+		return args, nil, false, r
+	}
+	switch p.tok.kind {
+	case tIdent:
+		if depth+1 > p.maxTest {
+			p.errorf("cannot nest tests deeper than %d levels", p.maxTest)
+			return args, nil, false, pRecover
 		}
-		tests = []*testNode{tst}
-	} else if t.kind == tLParen {
-		p.take()
+		tn := &testNode{pos: p.tok.pos, name: p.tok.str}
+		p.next()
+		tests = []*testNode{tn}
+		if tn.args, tn.tests, tn.paren, r = p.arguments(tn.name, depth+1); r <= 0 {
+			return args, tests, false, pRecover
+		}
+	case tLParen:
+		p.next()
+		if depth+1 > p.maxTest {
+			p.errorf("cannot nest tests deeper than %d levels", p.maxTest)
+			if r = p.recover(tRParen); r > 0 {
+				p.next()
+			}
+			return args, nil, true, r
+		}
 		paren = true
-		p.depth++
-		defer func() { p.depth-- }()
-		if p.depth > p.maxDepth {
-			p.errs.add(t.pos, "cannot nest tests deeper than %d levels", p.maxDepth)
-			return nil, nil, false, false
+		if p.tok.kind == tIdent {
+			tn := &testNode{pos: p.tok.pos, name: p.tok.str}
+			p.next()
+			tests = append(tests, tn)
+			if tn.args, tn.tests, tn.paren, r = p.arguments(tn.name, depth+1); r > 0 {
+				for p.tok.kind == tComma {
+					p.next()
+					if !p.valid && !p.moreErrorsAllowed() {
+						r = p.recover(tRParen)
+						break
+					}
+					if p.tok.kind != tIdent {
+						p.errorf("expecting test identifier after ',' in test list, but found %s", p.tok.kind)
+						r = p.recover(tRParen)
+						break
+					}
+					tn := &testNode{pos: p.tok.pos, name: p.tok.str}
+					p.next()
+					tests = append(tests, tn)
+					if tn.args, tn.tests, tn.paren, r = p.arguments(tn.name, depth+1); r <= 0 {
+						if r < 0 {
+							return args, tests, paren, r
+						}
+						r = p.recover(tRParen)
+						break
+					}
+				}
+			} else {
+				if r < 0 {
+					return args, tests, paren, r
+				}
+				r = p.recover(tRParen)
+			}
+		} else {
+			p.errorf("expecting test identifier after '(' in test list, but found %s", p.tok.kind)
+			r = p.recover(tRParen)
 		}
-		for {
-			tst := p.test()
-			if tst == nil {
-				return nil, nil, false, false
-			}
-			tests = append(tests, tst)
-			sep := p.take()
-			if sep.kind == tRParen {
-				break
-			}
-			if sep.kind != tComma {
-				p.errs.add(sep.pos, "expected ',' or ')' in test list, but found %s", sep.kind)
-				return nil, nil, false, false
+		if p.tok.kind == tRParen {
+			p.next()
+		} else {
+			p.errorf("expecting ',' or end of test list ')', but found %s", p.tok.kind)
+			if r = p.recover(tRParen); r > 0 {
+				p.next()
 			}
 		}
 	}
-	return args, tests, paren, true
+	return args, tests, paren, r
 }
 
-func (p *parser) test() *testNode {
-	t := p.take()
-	if t.kind != tIdent {
-		p.errs.add(t.pos, "expected test identifier, but found %s", t.kind)
-		return nil
+// recoveryLevel ranks the tokens that delimit grammatical structures; -1 for
+// all others.
+func recoveryLevel(k tokKind) int {
+	switch k {
+	case tLBrace, tRBrace:
+		return 3
+	case tSemicolon:
+		return 2
+	case tLParen, tRParen:
+		return 1
+	case tLBracket, tRBracket:
+		return 0
 	}
-	p.depth++
-	defer func() { p.depth-- }()
-	if p.depth > p.maxDepth {
-		p.errs.add(t.pos, "cannot nest tests deeper than %d levels", p.maxDepth)
-		return nil
+	return -1
+}
+
+// recover skips tokens until end (at nesting level zero) is the current
+// token, without crossing a delimiter of a higher-level structure. It
+// returns pOK when end was found (or, recovering a command, when a block
+// starts), pRecover otherwise.
+func (p *parser) recover(end tokKind) int {
+	level := recoveryLevel(end)
+	begin := [4]tokKind{tLBracket, tLParen, tEOF, tLBrace}[level]
+	nesting := 1
+	for p.tok.kind != tEOF && recoveryLevel(p.tok.kind) <= level {
+		if begin != tEOF && p.tok.kind == begin {
+			nesting++
+			p.next()
+			continue
+		}
+		if p.tok.kind == end {
+			nesting--
+			if nesting == 0 {
+				return pOK
+			}
+		}
+		p.next()
 	}
-	n := &testNode{pos: t.pos, name: t.str}
-	var ok bool
-	n.args, n.tests, n.paren, ok = p.arguments(false)
-	if !ok {
-		return nil
+	if end == tSemicolon && p.tok.kind == tLBrace {
+		return pOK
 	}
-	return n
+	return pRecover
 }
