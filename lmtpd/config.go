@@ -24,7 +24,8 @@ type Config struct {
 	// RecipientDelimiter: each character separates the user from a detail
 	// ("alice+lists@" → alice). Empty disables subaddressing.
 	RecipientDelimiter string `yaml:"recipient_delimiter"`
-	// MailLocation is the Maildir of a user; "~" is the user's home.
+	// MailLocation is the Maildir of a user: "~" is the user's home; %u the login,
+	// %n its local part, %d its domain (else the recipient's), %h the home.
 	MailLocation string `yaml:"mail_location"`
 	// Fsync makes each delivery durable before it is acknowledged (as Dovecot's
 	// mail_fsync = optimized). Only turn it off for throw-away mail.
@@ -125,8 +126,12 @@ func (c Config) Validate() error {
 	if c.MaxRecipients <= 0 {
 		errs = append(errs, config.Errorf("max_recipients", "must be positive", "Postfix sends at most 50 by default"))
 	}
-	if !strings.HasPrefix(c.MailLocation, "~/") && !strings.HasPrefix(c.MailLocation, "/") {
-		errs = append(errs, config.Errorf("mail_location", fmt.Sprintf("%q is neither ~/path nor /path", c.MailLocation), "write ~/Maildir"))
+	switch loc := c.MailLocation; {
+	case !strings.HasPrefix(loc, "~/") && !strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "%h/"):
+		errs = append(errs, config.Errorf("mail_location", fmt.Sprintf("%q is neither ~/path nor /path", loc), "write ~/Maildir"))
+	case strings.HasPrefix(loc, "/") && !strings.Contains(loc, "%u") && !strings.Contains(loc, "%n"):
+		errs = append(errs, config.Errorf("mail_location", fmt.Sprintf("%q names one Maildir for every user", loc),
+			"use ~/Maildir or a per-user path such as /var/vmail/%d/%n/Maildir"))
 	}
 	if strings.ContainsAny(c.RecipientDelimiter, "@ \t") {
 		errs = append(errs, config.Errorf("recipient_delimiter", "must not contain @ or blanks", "write +"))

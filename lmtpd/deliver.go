@@ -106,7 +106,7 @@ func (dv *Deliverer) Deliver(ctx context.Context, d *Delivery, done func(i int, 
 	full := maildir.NewMessage(append(trace, body...))
 	for i, rc := range d.Recipients {
 		t0 := time.Now()
-		r := &rcptCtx{rcpt: rc.Addr, from: d.From, user: rc.User, detail: rc.Detail, hdr: hdr, mb: dv.mailbox(rc.User)}
+		r := &rcptCtx{rcpt: rc.Addr, from: d.From, user: rc.User, detail: rc.Detail, hdr: hdr}
 		res, err := dv.deliverOne(ctx, d, r, full, body, spam, msgID, queueID)
 		result := "delivered"
 		if err != nil {
@@ -149,9 +149,14 @@ type outcome struct {
 	note   string
 }
 
-func (dv *Deliverer) mailbox(u *directory.User) maildir.Mailbox {
+func (dv *Deliverer) mailbox(u *directory.User, rcpt string) (maildir.Mailbox, error) {
+	root, err := mailLocation(dv.Config.MailLocation, u, rcpt)
+	if err != nil {
+		return maildir.Mailbox{}, err
+	}
 	mb := maildir.Mailbox{
-		Root:       expandHome(dv.Config.MailLocation, u.Home),
+		Root:       root,
+		Home:       u.Home,
 		UID:        u.UID,
 		GID:        u.GID,
 		Chown:      os.Geteuid() == 0 && u.UID > 0,
@@ -160,15 +165,71 @@ func (dv *Deliverer) mailbox(u *directory.User) maildir.Mailbox {
 	if mb.QuotaBytes == 0 {
 		mb.QuotaBytes = int64(dv.Config.DefaultQuota)
 	}
-	return mb
+	return mb, nil
+}
+
+// mailLocation expands mail_location for one user, as Dovecot does: a leading "~"
+// is the home, %u the login, %n its local part, %d its domain (from the login, else
+// from the recipient address), %h the home, %% a percent sign. A value that is
+// empty or could leave the intended directory ("/", "..") is a temporary failure:
+// the directory has a broken entry and the mail must wait, not go astray.
+func mailLocation(loc string, u *directory.User, rcpt string) (string, error) {
+	if loc == "~" || strings.HasPrefix(loc, "~/") || strings.Contains(loc, "%h") {
+		if u.Home == "" || !filepath.IsAbs(u.Home) {
+			return "", wrapTemp("user %s has no absolute home directory (%q)", u.Login, u.Home)
+		}
+	}
+	loc = expandHome(loc, u.Home)
+	if !strings.Contains(loc, "%") {
+		return loc, nil
+	}
+	local, domain, ok := strings.Cut(u.Login, "@")
+	if !ok {
+		_, domain, _ = strings.Cut(rcpt, "@")
+	}
+	domain = strings.ToLower(domain)
+	var b strings.Builder
+	for i := 0; i < len(loc); i++ {
+		if loc[i] != '%' || i+1 == len(loc) {
+			b.WriteByte(loc[i])
+			continue
+		}
+		i++
+		var v string
+		switch loc[i] {
+		case '%':
+			b.WriteByte('%')
+			continue
+		case 'h':
+			b.WriteString(u.Home)
+			continue
+		case 'u':
+			v = u.Login
+		case 'n':
+			v = local
+		case 'd':
+			v = domain
+		default:
+			b.WriteByte('%')
+			b.WriteByte(loc[i])
+			continue
+		}
+		if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/\x00") {
+			return "", wrapTemp("user %s: %%%c expands to the unusable path element %q", u.Login, loc[i], v)
+		}
+		b.WriteString(v)
+	}
+	return filepath.Clean(b.String()), nil
 }
 
 func (dv *Deliverer) deliverOne(ctx context.Context, d *Delivery, r *rcptCtx, full *maildir.Message, body []byte,
 	spam spamInfo, msgID, queueID string) (outcome, error) {
 	var out outcome
-	if r.user.Home == "" && !filepath.IsAbs(dv.Config.MailLocation) {
-		return out, wrapTemp("user %s has no home directory", r.user.Login)
+	mb, err := dv.mailbox(r.user, r.rcpt)
+	if err != nil {
+		return out, err
 	}
+	r.mb = mb
 	if d.Release {
 		p, err := dv.Writer.Deliver(r.mb, maildir.Target{}, full)
 		if err != nil {
@@ -191,7 +252,6 @@ func (dv *Deliverer) deliverOne(ctx context.Context, d *Delivery, r *rcptCtx, fu
 			dupKey = ""
 		}
 	}
-	var err error
 	if dv.Config.QuarantineScore > 0 && spam.HasScore && spam.Score >= dv.Config.QuarantineScore && dv.Quarantine != nil {
 		out, err = dv.quarantine(ctx, r, body, spam, msgID, queueID, fmt.Sprintf("spam score %.1f >= %.1f", spam.Score, dv.Config.QuarantineScore))
 	} else {

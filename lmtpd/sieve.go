@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/sieve"
@@ -29,10 +30,52 @@ type SieveFilter struct {
 }
 
 type cached struct {
-	mtime  time.Time
-	size   int64
+	stamp  fileStamp
+	deps   []fileStamp // scripts pulled in by include (and ones it looked for)
 	script *sieve.Script
 	err    error
+}
+
+// fileStamp identifies one version of a file: a ManageSieve SETACTIVE (the link
+// now points at another script) or an editor's save changes it even when the size
+// and mtime happen to match (inode and ctime differ).
+type fileStamp struct {
+	path     string
+	exists   bool
+	mtime    time.Time
+	size     int64
+	dev, ino uint64
+	ctime    int64 // ns; no one can set it back
+}
+
+func stampOf(path string, st os.FileInfo) fileStamp {
+	fs := fileStamp{path: path, exists: true, mtime: st.ModTime(), size: st.Size()}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		fs.dev, fs.ino = uint64(sys.Dev), sys.Ino
+		fs.ctime = sys.Ctim.Nano()
+	}
+	return fs
+}
+
+func stamp(path string) fileStamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{path: path}
+	}
+	return stampOf(path, st)
+}
+
+// fresh reports whether the cached compile still matches the files on disk.
+func (c *cached) fresh(st fileStamp) bool {
+	if c.stamp != st {
+		return false
+	}
+	for _, d := range c.deps {
+		if stamp(d.path) != d {
+			return false
+		}
+	}
+	return true
 }
 
 // maxCached bounds the compile cache (one entry per user script plus globals).
@@ -76,13 +119,14 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 		return nil, fmt.Errorf("sieve script %s: %w", path, err)
 	}
 	key := path
+	cur := stampOf(path, st)
 	f.mu.Lock()
 	c := f.cache[key]
 	f.mu.Unlock()
-	if c != nil && c.mtime.Equal(st.ModTime()) && c.size == st.Size() {
+	if c != nil && c.fresh(cur) {
 		return c.script, c.err
 	}
-	c = &cached{mtime: st.ModTime(), size: st.Size()}
+	c = &cached{stamp: cur}
 	max := int64(f.cfg.MaxScriptSize)
 	if max <= 0 {
 		max = 1 << 20
@@ -92,8 +136,9 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 	} else if src, err := readFileLimited(path, max); err != nil {
 		return nil, fmt.Errorf("sieve script %s: %w", path, err)
 	} else {
-		opts := &sieve.Options{Includes: includeLoader{personal: personalDir, global: f.globalDir(), max: max}}
-		c.script, c.err = sieve.Compile(filepath.Base(path), src, opts)
+		inc := &includeLoader{personal: personalDir, global: f.globalDir(), max: max}
+		c.script, c.err = sieve.Compile(filepath.Base(path), src, &sieve.Options{Includes: inc})
+		c.deps = inc.deps
 	}
 	f.mu.Lock()
 	if len(f.cache) >= maxCached {
@@ -127,12 +172,15 @@ func (f *SieveFilter) globalDir() string {
 	return ""
 }
 
+// includeLoader reads included scripts and remembers each file it consulted, so
+// the including script is recompiled when one of them changes or appears.
 type includeLoader struct {
 	personal, global string
 	max              int64
+	deps             []fileStamp
 }
 
-func (l includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]byte, error) {
+func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]byte, error) {
 	dir := l.personal
 	if loc == sieve.Global {
 		dir = l.global
@@ -140,7 +188,9 @@ func (l includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]byt
 	if dir == "" || name == "" || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 		return nil, sieve.ErrScriptNotFound
 	}
-	b, err := readFileLimited(filepath.Join(dir, name+".sieve"), l.max)
+	p := filepath.Join(dir, name+".sieve")
+	l.deps = append(l.deps, stamp(p)) // before reading: a later change shows
+	b, err := readFileLimited(p, l.max)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, sieve.ErrScriptNotFound
 	}

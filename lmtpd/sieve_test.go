@@ -74,3 +74,54 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; }`)
 		}
 	}
 }
+
+// TestSieveCacheFollowsIncludesAndActiveLink: the compiled script is recompiled
+// when an included script changes and when the active link is switched to another
+// script of the same size (ManageSieve SETACTIVE), even within one mtime tick.
+func TestSieveCacheFollowsIncludesAndActiveLink(t *testing.T) {
+	home := t.TempDir()
+	dir := filepath.Join(home, "sieve")
+	os.MkdirAll(dir, 0o755)
+	write := func(name, src string) { // as an editor saves: new file, renamed over
+		p := filepath.Join(dir, name)
+		os.WriteFile(p+".tmp", []byte(src), 0o644)
+		stamp := time.Unix(1795422844, 0) // same mtime for every version
+		os.Chtimes(p+".tmp", stamp, stamp)
+		if err := os.Rename(p+".tmp", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("main.sieve", `require "include"; include :personal "rules";`)
+	write("rules.sieve", `require "fileinto"; fileinto "AAAA";`)
+	write("other.sieve", `require "fileinto"; fileinto "BBBB";`)
+	active := filepath.Join(home, ".dovecot.sieve")
+	os.Symlink("sieve/main.sieve", active)
+	f := NewSieveFilter(DefaultConfig().Sieve, "+", nil, nil)
+	user := &directory.User{Login: "alice", Home: home}
+	box := func() string {
+		t.Helper()
+		v, err := f.Filter(context.Background(), &FilterInput{User: user, Home: home, Message: []byte("Subject: x\n\nx\n"), Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range v.Actions {
+			if a.Type == ActFileinto {
+				return a.Mailbox
+			}
+		}
+		return ""
+	}
+	if got := box(); got != "AAAA" {
+		t.Fatalf("first run: %q", got)
+	}
+	write("rules.sieve", `require "fileinto"; fileinto "CCCC";`)
+	if got := box(); got != "CCCC" {
+		t.Errorf("after the included script changed: %q, want CCCC", got)
+	}
+	tmp := active + ".new"
+	os.Symlink("sieve/other.sieve", tmp)
+	os.Rename(tmp, active)
+	if got := box(); got != "BBBB" {
+		t.Errorf("after SETACTIVE to another script: %q, want BBBB", got)
+	}
+}

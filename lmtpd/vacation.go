@@ -19,7 +19,7 @@ import (
 // §2), or "" when one may. Pigeonhole's checks: no reply to the null sender,
 // MAILER-DAEMON and list/owner addresses, list or bulk mail, automatic messages,
 // our own addresses, or mail not addressed to the user at all.
-func vacationSkip(from string, hdr []field, user *directory.User, act *Action) string {
+func vacationSkip(from string, hdr []field, user *directory.User, act *Action, rcpt string) string {
 	if from == "" {
 		return "null sender"
 	}
@@ -46,7 +46,7 @@ func vacationSkip(from string, hdr []field, user *directory.User, act *Action) s
 			return "spam"
 		}
 	}
-	own := ownAddresses(user, act)
+	own := ownAddresses(user, act, rcpt)
 	if own[strings.ToLower(from)] {
 		return "message from the user's own address"
 	}
@@ -74,8 +74,13 @@ func vacationSkip(from string, hdr []field, user *directory.User, act *Action) s
 	return "user is not an explicit recipient"
 }
 
-func ownAddresses(user *directory.User, act *Action) map[string]bool {
+// ownAddresses are the user's addresses, the vacation :addresses and :from, and the
+// envelope recipient as given (alice+lists@ counts as alice's own).
+func ownAddresses(user *directory.User, act *Action, rcpt string) map[string]bool {
 	m := map[string]bool{}
+	if rcpt != "" {
+		m[strings.ToLower(rcpt)] = true
+	}
 	for _, a := range user.Addresses {
 		m[strings.ToLower(a)] = true
 	}
@@ -157,7 +162,7 @@ func buildVacation(user *directory.User, rcpt, sender string, hdr []field, act *
 
 // vacation sends the reply when allowed and not yet sent in this period.
 func (d *Deliverer) vacation(ctx context.Context, r *rcptCtx, act *Action) string {
-	if why := vacationSkip(r.from, r.hdr, r.user, act); why != "" {
+	if why := vacationSkip(r.from, r.hdr, r.user, act, r.rcpt); why != "" {
 		return "vacation skipped: " + why
 	}
 	if d.Store == nil {

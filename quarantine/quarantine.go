@@ -95,9 +95,12 @@ CREATE INDEX IF NOT EXISTS messages_usr ON messages(usr);
 
 // Open opens (creating if needed) the quarantine in cfg.Dir.
 func Open(cfg Config) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "msg"), 0o700); err != nil {
-		return nil, fmt.Errorf("quarantine: %w", err)
+	for _, sub := range []string{"msg", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("quarantine: %w", err)
+		}
 	}
+	sweepTmp(filepath.Join(cfg.Dir, "tmp"), time.Now().Add(-time.Hour))
 	dsn := "file:" + filepath.Join(cfg.Dir, "index.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -136,8 +139,34 @@ func validID(id string) bool {
 
 func (s *Store) path(id string) string { return filepath.Join(s.cfg.Dir, "msg", id+".eml") }
 
+// sweepTmp removes what a writer killed mid-Add left in tmp/ (older than before,
+// so a concurrent Add in another process is never disturbed).
+func sweepTmp(dir string, before time.Time) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().Before(before) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // Add stores msg with e's metadata and returns the new id. The message file is
-// fsynced before the index row is written, so an indexed message always exists.
+// durable (file and directory fsynced) before the index row is written, so an
+// indexed message always exists and lmtpd may acknowledge the delivery. Retention
+// and the size cap are applied to the other messages: the new one is never
+// evicted by its own Add, even when it alone is larger than max_size.
 func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 	now := s.now()
 	if e.Time.IsZero() {
@@ -146,7 +175,8 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 	e.ID = newID(now)
 	e.Size = int64(len(msg))
 	p := s.path(e.ID)
-	f, err := os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := filepath.Join(s.cfg.Dir, "tmp", e.ID+".eml")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("quarantine: %w", err)
 	}
@@ -158,10 +188,15 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(p+".tmp", p)
+		err = os.Rename(tmp, p)
+	}
+	if err == nil {
+		if err = syncDir(filepath.Dir(p)); err != nil {
+			os.Remove(p)
+		}
 	}
 	if err != nil {
-		os.Remove(p + ".tmp")
+		os.Remove(tmp)
 		return "", fmt.Errorf("quarantine: write message: %w", err)
 	}
 	_, err = s.db.ExecContext(ctx, `INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
@@ -171,9 +206,8 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 		os.Remove(p)
 		return "", fmt.Errorf("quarantine: index: %w", err)
 	}
-	if _, err := s.Enforce(ctx); err != nil {
-		return e.ID, nil // the message is safe; cleanup will be retried next time
-	}
+	// The message is safe; a failed cleanup is retried on the next Add or purge.
+	s.enforce(ctx, e.ID)
 	return e.ID, nil
 }
 
@@ -292,7 +326,11 @@ func (s *Store) Delete(ctx context.Context, ids ...string) error {
 
 // Purge deletes entries older than before and returns how many.
 func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM messages WHERE time<?`, before.UnixMicro())
+	return s.purge(ctx, before, "")
+}
+
+func (s *Store) purge(ctx context.Context, before time.Time, keep string) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM messages WHERE time<? AND id<>?`, before.UnixMicro(), keep)
 	if err != nil {
 		return 0, fmt.Errorf("quarantine: purge: %w", err)
 	}
@@ -313,9 +351,14 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
 // Enforce applies retention and the size cap (oldest first); it returns how many
 // messages it removed.
 func (s *Store) Enforce(ctx context.Context) (int, error) {
+	return s.enforce(ctx, "")
+}
+
+// enforce is Enforce sparing the message keep.
+func (s *Store) enforce(ctx context.Context, keep string) (int, error) {
 	n := 0
 	if s.cfg.Retention > 0 {
-		k, err := s.Purge(ctx, s.now().Add(-s.cfg.Retention.D()))
+		k, err := s.purge(ctx, s.now().Add(-s.cfg.Retention.D()), keep)
 		if err != nil {
 			return n, err
 		}
@@ -332,7 +375,7 @@ func (s *Store) Enforce(ctx context.Context) (int, error) {
 	if over <= 0 {
 		return n, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id,size FROM messages ORDER BY time ASC`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id,size FROM messages WHERE id<>? ORDER BY time ASC`, keep)
 	if err != nil {
 		return n, fmt.Errorf("quarantine: size: %w", err)
 	}

@@ -3,6 +3,7 @@ package quarantine
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -76,5 +77,58 @@ func TestSizeCap(t *testing.T) {
 	l, _ := s.List(ctx, Filter{})
 	if len(l) != 2 || l[0].ID != ids[3] || l[1].ID != ids[2] {
 		t.Errorf("after cap: %v", l)
+	}
+}
+
+// TestAddNeverEvictsItself: lmtpd answers 250 once Add returns, so the message
+// just added must survive the cap and retention it triggers (it is the newest;
+// a message larger than the whole cap pushes out the others, not itself).
+func TestAddNeverEvictsItself(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(Config{Dir: t.TempDir(), MaxSize: config.Size(150), Retention: config.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	small, _ := s.Add(ctx, &Entry{Recipient: "a@b"}, make([]byte, 100))
+	big, err := s.Add(ctx, &Entry{Recipient: "a@b"}, make([]byte, 400))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Message(ctx, big); err != nil {
+		t.Fatalf("a message larger than max_size evicted itself: %v", err)
+	}
+	if _, err := s.Get(ctx, small); !errors.Is(err, ErrNotFound) {
+		t.Errorf("older message kept over the cap: %v", err)
+	}
+	old, _ := s.Add(ctx, &Entry{Recipient: "a@b", Time: time.Now().Add(-2 * time.Hour)}, []byte("x"))
+	if _, err := s.Get(ctx, old); err != nil {
+		t.Errorf("a message timed before the retention evicted itself: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.cfg.Dir, "tmp")); len(ents) != 0 {
+		t.Errorf("tmp/ not empty after Add: %v", ents)
+	}
+}
+
+// TestOpenSweepsStaleTmp: a writer killed mid-Add leaves a file in tmp/; the next
+// Open removes it once it is clearly stale (an hour), never a fresh one.
+func TestOpenSweepsStaleTmp(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "tmp"), 0o700)
+	stale, fresh := filepath.Join(dir, "tmp", "stale.eml"), filepath.Join(dir, "tmp", "fresh.eml")
+	os.WriteFile(stale, []byte("half"), 0o600)
+	os.WriteFile(fresh, []byte("writing"), 0o600)
+	past := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(stale, past, past)
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale tmp file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh tmp file removed: %v", err)
 	}
 }

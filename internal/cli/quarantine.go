@@ -42,11 +42,28 @@ func newQuarantineCmd(app *App) *cobra.Command {
 		Use:   "quarantine",
 		Short: "List, show, release, delete, purge and learn from quarantined messages",
 		Long:  quarantineHelp,
+		// A mistyped subcommand is a usage error (exit 2), not help with exit 0.
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
+	// Bad flags and values (--min-score abc, --nope) are usage errors too.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &ExitError{Code: qExitUsage, Err: err}
+	})
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "machine-readable JSON output")
 	cmd.AddCommand(qListCmd(app, &asJSON), qShowCmd(app, &asJSON), qReleaseCmd(app, &asJSON),
 		qDeleteCmd(app, &asJSON), qPurgeCmd(app, &asJSON), qLearnCmd(app, &asJSON))
 	return cmd
+}
+
+// usageArgs turns cobra's argument-count errors into exit code 2.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return &ExitError{Code: qExitUsage, Err: err}
+		}
+		return nil
+	}
 }
 
 func usageErr(format string, a ...any) error {
@@ -66,7 +83,7 @@ func qListCmd(app *App, asJSON *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List quarantined messages, newest first",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := quarantine.Filter{User: user, Limit: limit}
 			if since != "" {
@@ -149,7 +166,7 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one message: metadata and header (default), --headers, or --raw",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if headers && raw {
 				return usageErr("--headers and --raw exclude each other")
@@ -247,7 +264,7 @@ func qReleaseCmd(app *App, asJSON *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "release ID...",
 		Short: "Deliver messages to their recipient's INBOX (skipping the quarantine rule) and remove them",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			dv, q, err := lmtpDeps(ctx, app)
@@ -298,10 +315,11 @@ func releaseOne(ctx context.Context, d *lmtpd.Deliverer, q *quarantine.Store, id
 	if derr != nil {
 		return idResult{ID: id, Result: "delivery to " + e.Recipient + " failed: " + derr.Error()}, deliveryCode(derr)
 	}
-	note := "released to " + e.Recipient
+	note, code := "released to "+e.Recipient, qExitOK
 	if learn != nil {
 		if err := learn(ctx, msg, false, e.User); err != nil && !errors.Is(err, bayes.ErrAlreadyLearned) {
-			note += "; learning as ham failed: " + err.Error()
+			// Released all the same; the exit code tells the script the learning failed.
+			note, code = note+"; learning as ham failed: "+err.Error(), qExitError
 		} else {
 			note += "; learned as ham"
 		}
@@ -309,7 +327,7 @@ func releaseOne(ctx context.Context, d *lmtpd.Deliverer, q *quarantine.Store, id
 	if err := q.Delete(ctx, id); err != nil {
 		return idResult{ID: id, OK: true, Result: note + "; but removing it from the quarantine failed: " + err.Error()}, qExitError
 	}
-	return idResult{ID: id, OK: true, Result: note}, qExitOK
+	return idResult{ID: id, OK: true, Result: note}, code
 }
 
 // deliveryCode maps a delivery error to the exit code through the same
@@ -325,7 +343,7 @@ func qDeleteCmd(app *App, asJSON *bool) *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete ID...",
 		Short: "Delete quarantined messages",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q, err := openQuarantine(app)
 			if err != nil {
@@ -355,7 +373,7 @@ func qPurgeCmd(app *App, asJSON *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "purge --older-than 30d",
 		Short: "Delete quarantined messages older than a duration",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if older == "" {
 				return usageErr("--older-than is required (e.g. 30d)")
@@ -388,7 +406,7 @@ func qLearnCmd(app *App, asJSON *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "learn --spam|--ham ID...",
 		Short: "Train Bayes with quarantined messages (they stay in the quarantine)",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if asSpam == asHam {
 				return usageErr("give exactly one of --spam or --ham")

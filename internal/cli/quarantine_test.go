@@ -63,6 +63,14 @@ func TestQuarantineCLI(t *testing.T) {
 		{[]string{"delete", id, "no-such-id-here"}, 3},
 		{[]string{"delete", id}, 3},
 		{[]string{"purge", "--older-than", "30d", "--json"}, 0},
+		// Whatever cobra itself refuses is a usage error too, never 0 or 1.
+		{[]string{"release"}, 2},
+		{[]string{"show"}, 2},
+		{[]string{"list", "extra"}, 2},
+		{[]string{"list", "--nope"}, 2},
+		{[]string{"list", "--min-score", "high"}, 2},
+		{[]string{"lst"}, 2},
+		{[]string{"release", "--learn-ham", "--json", "no-such-id-here"}, 3},
 	} {
 		if out, code := run(c.args...); code != c.code {
 			t.Errorf("%v: exit %d, want %d\n%s", c.args, code, c.code, out)

@@ -57,6 +57,9 @@ type Options struct {
 // Mailbox is one user's Maildir root (the directory holding cur/new/tmp of INBOX).
 type Mailbox struct {
 	Root string
+	// Home is the user's home: missing directories at or below it are created
+	// 0700 and owned by the user (default: the parent of Root).
+	Home string
 	// UID/GID own every file and directory created when Chown is set.
 	UID, GID int
 	Chown    bool
@@ -148,7 +151,7 @@ func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	w.sweepTmp(mb.Root)
+	w.sweepTmp(dir)
 	if err := checkQuota(mb, msg.Size()); err != nil {
 		return "", err
 	}
@@ -285,28 +288,12 @@ func ensureMaildir(mb Mailbox, dir string, folder bool) error {
 	if _, err := os.Stat(filepath.Join(dir, "tmp")); err == nil {
 		return nil
 	}
-	// Remember which ancestors are missing (home, Maildir) so exactly the
-	// directories we create get the user's ownership, never existing ones.
-	var created []string
-	for p := dir; ; p = filepath.Dir(p) {
-		if _, err := os.Stat(p); err == nil || p == filepath.Dir(p) {
-			break
-		}
-		if p == filepath.Dir(mb.Root) || strings.HasPrefix(p, mb.Root) {
-			created = append(created, p) // home and below; parents above it stay root's
-		}
+	if err := mkdirParents(mb, dir); err != nil {
+		return err
 	}
-	for _, d := range []string{filepath.Join(dir, "cur"), filepath.Join(dir, "new"), filepath.Join(dir, "tmp")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return classify(err)
-		}
-		created = append(created, d)
-	}
-	if mb.Chown {
-		for _, d := range created {
-			if err := os.Chown(d, mb.UID, mb.GID); err != nil {
-				return fmt.Errorf("maildir: chown %s: %w", d, err)
-			}
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := mkdirOwned(mb, filepath.Join(dir, sub), 0o700, true); err != nil {
+			return err
 		}
 	}
 	if folder {
@@ -317,7 +304,90 @@ func ensureMaildir(mb Mailbox, dir string, folder bool) error {
 		}
 		f.Close()
 		if mb.Chown {
-			os.Chown(m, mb.UID, mb.GID)
+			if err := os.Chown(m, mb.UID, mb.GID); err != nil {
+				return fmt.Errorf("maildir: chown %s: %w", m, err)
+			}
+		}
+	}
+	return nil
+}
+
+// mkdirParents creates dir and its missing ancestors. Directories inside the
+// user's home (mb.Home, by default the Maildir's parent) are 0700 and belong to the
+// user; a missing level above the home (a per-domain directory, say) gets the mode
+// and owner of its nearest existing ancestor, so it never locks other users out.
+func mkdirParents(mb Mailbox, dir string) error {
+	home := mb.Home
+	if home == "" {
+		home = filepath.Dir(mb.Root)
+	}
+	var missing []string
+	var parent os.FileInfo
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("maildir: %s is not a directory", p)
+			}
+			parent = st
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return classify(err)
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+		missing = append(missing, p)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		p := missing[i]
+		if within(p, home) || within(p, mb.Root) {
+			if err := mkdirOwned(mb, p, 0o700, mb.Chown); err != nil {
+				return err
+			}
+			continue
+		}
+		mode, uid, gid := os.FileMode(0o755), -1, -1
+		if parent != nil {
+			mode = parent.Mode().Perm()
+			if st, ok := parent.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+				uid, gid = int(st.Uid), int(st.Gid)
+			}
+		}
+		if err := os.Mkdir(p, mode); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				continue // a concurrent delivery made it
+			}
+			return classify(err)
+		}
+		os.Chmod(p, mode) // exactly the parent's mode, whatever the umask
+		if uid >= 0 {
+			if err := os.Chown(p, uid, gid); err != nil {
+				return fmt.Errorf("maildir: chown %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+func within(p, dir string) bool {
+	dir = filepath.Clean(dir)
+	return p == dir || strings.HasPrefix(p, dir+string(filepath.Separator))
+}
+
+// mkdirOwned creates one directory with mode, owned by the user when chown is set.
+// An existing directory is left as it is.
+func mkdirOwned(mb Mailbox, p string, mode os.FileMode, chown bool) error {
+	if err := os.Mkdir(p, mode); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil
+		}
+		return classify(err)
+	}
+	if chown {
+		if err := os.Chown(p, mb.UID, mb.GID); err != nil {
+			return fmt.Errorf("maildir: chown %s: %w", p, err)
 		}
 	}
 	return nil
@@ -397,11 +467,11 @@ func (w *Writer) flagSuffix(mb Mailbox, dir string, flags []string) (string, err
 	return ":2," + string(out), nil
 }
 
-// Clean removes stale files from root's tmp/: anything older than 36 hours (as
-// Dovecot) and files this host wrote before this process started (a killed
-// predecessor's half-written deliveries).
-func (w *Writer) Clean(root string) int {
-	dir := filepath.Join(root, "tmp")
+// Clean removes stale files from the tmp/ of a Maildir or Maildir++ folder
+// directory: anything older than 36 hours (as Dovecot) and files this host wrote
+// before this process started (a killed predecessor's half-written deliveries).
+func (w *Writer) Clean(folderDir string) int {
+	dir := filepath.Join(folderDir, "tmp")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0
@@ -445,12 +515,22 @@ func writerAlive(name string) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func (w *Writer) sweepTmp(root string) {
+// sweepTmp cleans dir's tmp/ on the first delivery into dir in this process, so a
+// restart after a crash leaves no stale files behind in any folder it writes to.
+func (w *Writer) sweepTmp(dir string) {
 	w.mu.Lock()
-	done := w.cleaned[root]
-	w.cleaned[root] = true
+	done := w.cleaned[dir]
+	if !done {
+		if len(w.cleaned) >= maxSwept {
+			clear(w.cleaned) // bounded memory; a second sweep is harmless
+		}
+		w.cleaned[dir] = true
+	}
 	w.mu.Unlock()
 	if !done {
-		w.Clean(root)
+		w.Clean(dir)
 	}
 }
+
+// maxSwept bounds the set of folder directories remembered as swept.
+const maxSwept = 100000

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,4 +109,71 @@ func FuzzFolderPath(f *testing.F) {
 			t.Fatalf("FolderPath(%q) = %q escapes the Maildir", s, p)
 		}
 	})
+}
+
+// TestFolderTmpSweptAfterRestart: a killed writer's half-written file in a
+// folder's tmp/ (not only INBOX's) is gone after the next delivery into it.
+func TestFolderTmpSweptAfterRestart(t *testing.T) {
+	mb := Mailbox{Root: filepath.Join(t.TempDir(), "Maildir")}
+	old := New(Options{Hostname: "mx"})
+	if _, err := old.Deliver(mb, Target{Folder: "Lists", Create: true}, NewMessage([]byte("a\n"))); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(mb.Root, ".Lists", "tmp", "1.M1P999999999.mx,S=4,W=5")
+	os.WriteFile(stale, []byte("hal"), 0o600)
+	past := time.Now().Add(-time.Minute)
+	os.Chtimes(stale, past, past)
+	restarted := New(Options{Hostname: "mx"})
+	if _, err := restarted.Deliver(mb, Target{Folder: "Lists"}, NewMessage([]byte("b\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale folder tmp file survived the restart: %v", err)
+	}
+}
+
+// TestOwnershipAndParents: as root, every file and directory a delivery creates in
+// the user's home belongs to the user; a missing level above the home takes the
+// mode and owner of its parent instead of a root-only 0700.
+func TestOwnershipAndParents(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	base := t.TempDir()
+	os.Chmod(base, 0o751)
+	home := filepath.Join(base, "example.com", "alice")
+	mb := Mailbox{Root: filepath.Join(home, "Maildir"), Home: home, UID: 8, GID: 8, Chown: true, QuotaBytes: 1 << 20}
+	w := New(Options{Fsync: true, Hostname: "mx"})
+	for _, tg := range []Target{{}, {Folder: "Lists", Create: true, Flags: []string{`\Seen`, "$Work"}}} {
+		if _, err := w.Deliver(mb, tg, NewMessage([]byte("Subject: x\n\nbody\n"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := func(p string) (uint32, os.FileMode) {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Uid, st.Mode().Perm()
+	}
+	if uid, mode := owner(filepath.Join(base, "example.com")); uid != 0 || mode != 0o751 {
+		t.Errorf("domain level: uid %d mode %o, want the parent's 0 751", uid, mode)
+	}
+	err := filepath.Walk(home, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if uid := info.Sys().(*syscall.Stat_t).Uid; uid != 8 {
+			t.Errorf("%s owned by %d, want 8", p, uid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"Maildir/maildirsize", "Maildir/.Lists/dovecot-keywords", "Maildir/.Lists/maildirfolder"} {
+		if _, err := os.Stat(filepath.Join(home, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
 }
