@@ -192,6 +192,8 @@ type Env struct {
 	Mailboxes MailboxChecker
 	// Duplicates backs the duplicate test; nil means "never seen".
 	Duplicates DuplicateTracker
+	// Metadata backs mboxmetadata/servermetadata; nil means no entry is set.
+	Metadata MetadataStore
 	// Environment holds the environment extension items (RFC 5183), e.g.
 	// "domain", "host", "name", "version", "phase", "remote-host",
 	// "remote-ip". "location" defaults to "MDA".

@@ -32,7 +32,7 @@ var supportedExtensions = []string{
 	"comparator-i;unicode-casemap", "imap4flags", "subaddress", "spamtest",
 	"spamtestplus", "virustest", "date", "index", "editheader", "reject", "ereject",
 	"enotify", "ihave", "mailbox", "mime", "foreverypart", "extracttext", "include",
-	"duplicate", "regex", "special-use", "vnd.dovetail.quarantine",
+	"duplicate", "regex", "special-use", "mboxmetadata", "servermetadata", "vnd.dovetail.quarantine",
 	"vnd.dovecot.duplicate", "vnd.dovecot.environment", "vnd.dovecot.debug", "imapflags",
 }
 

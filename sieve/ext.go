@@ -40,6 +40,7 @@ func registerExtensions() {
 	}}
 	tests["specialuse_exists"] = testDef{exts: []string{"special-use"}, fn: compileSpecialUseExists}
 	registerMore()
+	registerMetadata()
 }
 
 // ---- imap4flags
@@ -290,6 +291,11 @@ func (r *run) environment(name string) (string, bool) {
 		return "INBOX", true
 	case "vnd.dovecot.username":
 		return r.env.Envelope.To, true
+	}
+	// vnd.dovecot.environment: vnd.dovecot.config.NAME is the value of the
+	// sieve_env_NAME setting
+	if rest, ok := strings.CutPrefix(name, "vnd.dovecot.config."); ok && rest != "" {
+		return r.config("sieve_env_" + rest)
 	}
 	return "", false
 }

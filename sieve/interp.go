@@ -158,7 +158,13 @@ func (r *run) getVar(name string) string {
 		switch ns {
 		case "env":
 			if r.script.exts["vnd.dovecot.environment"] {
-				v, _ := r.environment(name[i+1:])
+				// variable names cannot hold '-': env.vnd.dovecot.default_mailbox
+				// names the item vnd.dovecot.default-mailbox
+				item := name[i+1:]
+				v, ok := r.environment(item)
+				if !ok {
+					v, _ = r.environment(strings.ReplaceAll(item, "_", "-"))
+				}
 				return v
 			}
 		case "tst":

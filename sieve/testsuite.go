@@ -56,6 +56,7 @@ type suiteRunner struct {
 	smtp      []sentMsg
 	testName  string
 	notified  map[string]bool
+	metadata  map[[2]string]string // {mailbox ("" for server), entry} -> value
 }
 
 func newSuiteRunner(path string, hooks suiteHooks) *suiteRunner {
@@ -149,10 +150,45 @@ func (s *suiteRunner) options() *Options {
 }
 
 func (s *suiteRunner) env() *Env {
-	return &Env{Message: s.msg, Envelope: s.envelope, Config: s.config, Mailboxes: suiteMailboxes{s}, Environment: map[string]string{"name": "Pigeonhole Sieve", "location": "MS", "vnd.dovecot.default-mailbox": "INBOX"}}
+	return &Env{Message: s.msg, Envelope: s.envelope, Config: s.config, Mailboxes: suiteMailboxes{s}, Metadata: suiteMetadata{s}, Environment: map[string]string{"name": "Pigeonhole Sieve", "location": "MS", "vnd.dovecot.default-mailbox": "INBOX"}}
 }
 
 type suiteMailboxes struct{ s *suiteRunner }
+
+// suiteMetadata is the in-memory METADATA store of test_imap_metadata_set.
+type suiteMetadata struct{ s *suiteRunner }
+
+func (m suiteMetadata) MailboxMetadata(mailbox, entry string) (string, bool) {
+	v, ok := m.s.metadata[[2]string{normMailbox(mailbox), strings.ToLower(entry)}]
+	return v, ok
+}
+
+func (m suiteMetadata) ServerMetadata(entry string) (string, bool) {
+	v, ok := m.s.metadata[[2]string{"", strings.ToLower(entry)}]
+	return v, ok
+}
+
+// suiteMetadataSetCmd is test_imap_metadata_set [:mailbox <mailbox>] <entry> <value>.
+type suiteMetadataSetCmd struct {
+	mailbox      *strv
+	entry, value strv
+}
+
+func (c *suiteMetadataSetCmd) exec(r *run) error {
+	s := r.script.suite
+	key := [2]string{"", strings.ToLower(r.expand(&c.entry))}
+	if c.mailbox != nil {
+		key[0] = normMailbox(r.expand(c.mailbox))
+	}
+	if !validMetadataEntry(key[1]) {
+		return r.runtimeErr("test_imap_metadata_set: invalid metadata entry name '%s'", key[1])
+	}
+	if s.metadata == nil {
+		s.metadata = map[[2]string]string{}
+	}
+	s.metadata[key] = r.expand(&c.value)
+	return nil
+}
 
 func (m suiteMailboxes) MailboxExists(name string) bool {
 	_, ok := m.s.mailboxes[normMailbox(name)]
@@ -611,6 +647,23 @@ func init() {
 	commands["test_mailbox_create"] = cmdDef{exts: []string{"vnd.dovecot.testsuite"}, fn: func(c *compiler, n *cmdNode, a *argp) cmd {
 		m, _ := a.str("mailbox")
 		return &suiteMailboxCreateCmd{name: m}
+	}}
+	commands["test_imap_metadata_set"] = cmdDef{exts: []string{"vnd.dovecot.testsuite"}, fn: func(c *compiler, n *cmdNode, a *argp) cmd {
+		mc := &suiteMetadataSetCmd{}
+		for t, ok := a.tag(); ok; t, ok = a.tag() {
+			if t.tag != "mailbox" {
+				a.unknownTag(t)
+				continue
+			}
+			mb, _ := a.str("mailbox")
+			mc.mailbox = &mb
+		}
+		mc.entry, _ = a.str("annotation")
+		mc.value, _ = a.str("value")
+		if a.failed {
+			return nil
+		}
+		return mc
 	}}
 	commands["test_binary_save"] = cmdDef{exts: []string{"vnd.dovecot.testsuite"}, fn: func(c *compiler, n *cmdNode, a *argp) cmd {
 		m, _ := a.str("name")
