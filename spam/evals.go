@@ -17,19 +17,28 @@ type scanData struct {
 
 // evalFuncs are the eval: tests our default ruleset (and admins) can use.
 var evalFuncs = map[string]rules.EvalFunc{
-	"missing_header":      func(c *rules.Context, a []string) bool { return len(a) > 0 && !c.Msg.Header.Has(a[0]) },
-	"mime_anomaly":        func(c *rules.Context, a []string) bool { return len(a) > 0 && c.Msg.Has(a[0]) },
-	"date_invalid":        evalDateInvalid,
-	"date_in_future":      evalDateFuture,
-	"date_in_past":        evalDatePast,
-	"from_replyto_differ": evalReplyToDiffers,
-	"html_only":           evalHTMLOnly,
-	"link_text_mismatch":  evalLinkMismatch,
-	"exe_attachment":      evalExeAttachment,
-	"double_extension":    evalDoubleExtension,
-	"subject_all_caps":    evalSubjectAllCaps,
-	"from_no_address":     evalFromNoAddress,
-	"uri_numeric_host":    evalURINumericHost,
+	"missing_header":           func(c *rules.Context, a []string) bool { return len(a) > 0 && !c.Msg.Header.Has(a[0]) },
+	"mime_anomaly":             func(c *rules.Context, a []string) bool { return len(a) > 0 && c.Msg.Has(a[0]) },
+	"date_invalid":             evalDateInvalid,
+	"date_in_future":           evalDateFuture,
+	"date_in_past":             evalDatePast,
+	"from_replyto_differ":      evalReplyToDiffers,
+	"html_only":                evalHTMLOnly,
+	"link_text_mismatch":       evalLinkMismatch,
+	"exe_attachment":           evalExeAttachment,
+	"double_extension":         evalDoubleExtension,
+	"subject_all_caps":         evalSubjectAllCaps,
+	"from_no_address":          evalFromNoAddress,
+	"uri_numeric_host":         evalURINumericHost,
+	"from_domain_not_received": evalFromDomainNotReceived,
+	"mid_domain_aligned":       evalMIDAligned,
+	"list_headers_consistent":  evalListConsistent,
+	"text_caps_ratio":          evalTextCapsRatio,
+	"text_char_count":          evalTextCharCount,
+	"has_html":                 evalHasHTML,
+	"to_is_from":               evalToIsFrom,
+	"base64_text":              evalBase64Text,
+	"date_no_tz":               evalDateNoTZ,
 	"no_text_parts": func(c *rules.Context, _ []string) bool {
 		return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0
 	},
@@ -244,4 +253,188 @@ func evalURINumericHost(c *rules.Context, _ []string) bool {
 		}
 	}
 	return false
+}
+
+// evalFromDomainNotReceived: the From domain is one of args (large mailbox
+// providers that always add their own Received header) but no Received header
+// names it — the sender address is forged (SpamAssassin's FORGED_*_RCVD).
+func evalFromDomainNotReceived(c *rules.Context, a []string) bool {
+	d := addrDomain(c.Msg.Header.Get("From"))
+	if d == "" {
+		return false
+	}
+	od := orgDomain(d)
+	listed := false
+	for _, want := range a {
+		if od == strings.ToLower(want) {
+			listed = true
+			break
+		}
+	}
+	if !listed {
+		return false
+	}
+	rcvd := c.Msg.Header.Values("Received")
+	if len(rcvd) == 0 {
+		return false
+	}
+	// The provider's label ("hotmail" of hotmail.com) in any host name or HELO
+	// of the chain counts: providers relay through sibling domains.
+	label, _, _ := strings.Cut(od, ".")
+	for _, r := range rcvd {
+		if strings.Contains(strings.ToLower(r), label) {
+			return false
+		}
+	}
+	return true
+}
+
+// midDomain is the organisational domain of the Message-Id's right-hand side.
+func midDomain(c *rules.Context) string {
+	v := strings.TrimSpace(c.Msg.Header.Get("Message-Id"))
+	i := strings.LastIndexByte(v, '@')
+	if i < 0 {
+		return ""
+	}
+	d := strings.ToLower(strings.Trim(v[i+1:], "<> \t"))
+	if strings.Trim(d, "0123456789.[]") == "" || !strings.Contains(d, ".") {
+		return "" // an address literal or a bare host name says nothing
+	}
+	return orgDomain(d)
+}
+
+// evalMIDAligned: the Message-Id was made in the same organisational domain as
+// the From, Sender or Return-Path address — what a sender's own mail system
+// (or its bulk-mail provider on its behalf) does, and what forged mail rarely
+// gets right.
+func evalMIDAligned(c *rules.Context, _ []string) bool {
+	md := midDomain(c)
+	if md == "" {
+		return false
+	}
+	for _, h := range []string{"From", "Sender", "Return-Path"} {
+		if d := addrDomain(c.Msg.Header.Get(h)); d != "" && orgDomain(d) == md {
+			return true
+		}
+	}
+	return false
+}
+
+// evalListConsistent: a List-Id whose domain also appears in List-Unsubscribe or
+// List-Post — mailing-list software (RFC 2369/2919) rather than a pasted header.
+func evalListConsistent(c *rules.Context, _ []string) bool {
+	id := c.Msg.Header.Get("List-Id")
+	i, j := strings.LastIndexByte(id, '<'), strings.LastIndexByte(id, '>')
+	if i < 0 || j < i {
+		return false
+	}
+	lid := strings.ToLower(id[i+1 : j])
+	// list-name.example.org: the domain is what follows the first label.
+	_, dom, ok := strings.Cut(lid, ".")
+	if !ok || !strings.Contains(dom, ".") {
+		dom = lid
+	}
+	od := orgDomain(dom)
+	other := strings.ToLower(c.Msg.Header.Get("List-Unsubscribe") + " " + c.Msg.Header.Get("List-Post"))
+	return od != "" && strings.Contains(other, od)
+}
+
+func argInt(a []string, i, def int) int {
+	if len(a) > i {
+		if v, err := strconv.Atoi(strings.TrimSpace(a[i])); err == nil {
+			return v
+		}
+	}
+	return def
+}
+
+// evalTextCapsRatio(minWords, percent): at least minWords words of three or
+// more Latin letters in the visible text, and more than percent of them in
+// capitals (shouting).
+func evalTextCapsRatio(c *rules.Context, a []string) bool {
+	minWords, pct := argInt(a, 0, 40), argInt(a, 1, 30)
+	words, caps, n, upper := 0, 0, 0, 0
+	flush := func() {
+		if n >= 3 {
+			words++
+			if upper == n {
+				caps++
+			}
+		}
+		n, upper = 0, 0
+	}
+	for _, r := range c.Msg.Text {
+		if r < 0x80 && unicode.IsLetter(r) {
+			n++
+			if unicode.IsUpper(r) {
+				upper++
+			}
+			continue
+		}
+		flush()
+	}
+	flush()
+	return words >= minWords && caps*100 > pct*words
+}
+
+// evalTextCharCount(char, n): the visible text contains char at least n times
+// (e.g. '!' 10: exclamation-heavy copy).
+func evalTextCharCount(c *rules.Context, a []string) bool {
+	if len(a) == 0 || a[0] == "" {
+		return false
+	}
+	return strings.Count(c.Msg.Text, a[0]) >= argInt(a, 1, 10)
+}
+
+func evalHasHTML(c *rules.Context, _ []string) bool {
+	for _, p := range c.Msg.Parts {
+		if p.HTML {
+			return true
+		}
+	}
+	return false
+}
+
+func evalToIsFrom(c *rules.Context, _ []string) bool {
+	to, from := c.Msg.Header.Get("To"), c.Msg.Header.Get("From")
+	if to == "" || from == "" || strings.Contains(to, ",") {
+		return false
+	}
+	return strings.EqualFold(strings.TrimSpace(addrOnly(to)), strings.TrimSpace(addrOnly(from)))
+}
+
+// evalBase64Text: a text part sent in base64 although it is not an attachment
+// (mail clients use quoted-printable for text; bulk tools hide text from
+// filters that do not decode).
+func evalBase64Text(c *rules.Context, _ []string) bool {
+	for _, p := range c.Msg.Parts {
+		if p.Encoding == "base64" && strings.HasPrefix(p.ContentType, "text/") && p.Filename == "" && p.Disposition != "attachment" {
+			return true
+		}
+	}
+	return false
+}
+
+// evalDateNoTZ: a Date: without a zone offset or name (RFC 5322 requires one).
+func evalDateNoTZ(c *rules.Context, _ []string) bool {
+	v := c.Msg.Header.Get("Date")
+	if v == "" {
+		return false
+	}
+	if i := strings.IndexByte(v, '('); i >= 0 {
+		v = v[:i]
+	}
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return false
+	}
+	last := strings.ToUpper(f[len(f)-1])
+	if len(last) == 5 && (last[0] == '+' || last[0] == '-') && strings.Trim(last[1:], "0123456789") == "" {
+		return false
+	}
+	switch last {
+	case "UT", "UTC", "GMT", "Z", "EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT":
+		return false
+	}
+	return true
 }
