@@ -68,8 +68,12 @@ func (p *parser) next() { p.tok = p.lx.next() }
 // errorf reports a syntax error at the current token, unless the lexer has
 // already reported the token itself.
 func (p *parser) errorf(format string, args ...any) {
+	p.errorAt(p.tok.pos, format, args...)
+}
+
+func (p *parser) errorAt(pos Pos, format string, args ...any) {
 	if p.tok.kind != tError {
-		p.errs.add(p.tok.pos, format, args...)
+		p.errs.add(pos, format, args...)
 	}
 	p.valid = false
 }
@@ -119,9 +123,10 @@ func (p *parser) commands(depth int) ([]*cmdNode, int) {
 			continue
 		}
 		// block
+		brace := p.tok.pos
 		p.next()
 		if depth+1 > p.maxBlock {
-			p.errorf("cannot nest command blocks deeper than %d levels", p.maxBlock)
+			p.errorAt(brace, "cannot nest command blocks deeper than %d levels", p.maxBlock)
 			if r = p.recover(tRBrace); r > 0 {
 				p.next()
 			}
@@ -206,7 +211,7 @@ argLoop:
 			break argLoop
 		}
 		if len(args) > maxArguments {
-			p.errorf("too many arguments for command '%s'", owner)
+			p.errorAt(t.pos, "too many arguments for command '%s'", owner)
 			return args, nil, false, pRecover
 		}
 	}
@@ -226,9 +231,10 @@ argLoop:
 			return args, tests, false, pRecover
 		}
 	case tLParen:
+		lparen := p.tok.pos
 		p.next()
 		if depth+1 > p.maxTest {
-			p.errorf("cannot nest tests deeper than %d levels", p.maxTest)
+			p.errorAt(lparen, "cannot nest tests deeper than %d levels", p.maxTest)
 			if r = p.recover(tRParen); r > 0 {
 				p.next()
 			}

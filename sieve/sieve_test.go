@@ -82,7 +82,18 @@ func TestActionsSemantics(t *testing.T) {
 		{"stop keeps implicit", `stop; discard;`, []string{"keep:INBOX*"}},
 		{"implicit keep with flags", `require "imap4flags"; setflag "\\Seen"; addflag "$Work";`, []string{`keep:INBOX{\Seen $Work}*`}},
 		{"fileinto takes current flags", `require ["fileinto","imap4flags"]; addflag "\\Flagged"; fileinto "A"; removeflag "\\Flagged";`, []string{`fileinto:A{\Flagged}`}},
-		{"fileinto :flags overrides", `require ["fileinto","imap4flags"]; addflag "x"; fileinto :flags "y" "A";`, []string{`fileinto:A{y}`, `keep:INBOX{x}*`}[:1]},
+		{"fileinto :flags overrides", `require ["fileinto","imap4flags"]; addflag "x"; fileinto :flags "y" "A";`, []string{`fileinto:A{y}`}},
+		{"fileinto :copy :flags keeps with current flags", `require ["fileinto","imap4flags","copy"]; addflag "x"; fileinto :copy :flags "y" "A";`, []string{`fileinto:A+copy{y}`, `keep:INBOX{x}*`}},
+		{"explicit keep :flags", `require "imap4flags"; keep :flags "\\Seen";`, []string{`keep:INBOX{\Seen}`}},
+		{"removeflag empties implicit keep flags", `require "imap4flags"; addflag "a"; removeflag "a";`, []string{`keep:INBOX*`}},
+		{"duplicate keep merged", `keep; keep;`, []string{"keep:INBOX"}},
+		{"discard does not cancel explicit fileinto", `require "fileinto"; discard; fileinto "A";`, []string{"discard", "fileinto:A"}},
+		{"redirect :copy then discard", `require "copy"; redirect :copy "c@example.com"; discard;`, []string{"redirect:c@example.com+copy", "discard"}},
+		{"keep and redirect", `keep; redirect "c@example.com";`, []string{"keep:INBOX", "redirect:c@example.com"}},
+		{"fileinto INBOX cancels implicit keep", `require "fileinto"; fileinto "INBOX";`, []string{"fileinto:INBOX"}},
+		{"stop after fileinto :copy keeps", `require ["fileinto","copy"]; fileinto :copy "A"; stop; discard;`, []string{"fileinto:A+copy", "keep:INBOX*"}},
+		{"quarantine with explicit keep", `require "vnd.dovetail.quarantine"; quarantine; keep;`, []string{"quarantine", "keep:INBOX"}},
+		{"quarantine after fileinto :copy", `require ["vnd.dovetail.quarantine","fileinto","copy"]; fileinto :copy "A"; quarantine;`, []string{"fileinto:A+copy", "quarantine"}},
 		{"quarantine cancels keep", `require "vnd.dovetail.quarantine"; quarantine :reason "spam";`, []string{"quarantine"}},
 		{"quarantine twice once", `require "vnd.dovetail.quarantine"; quarantine; quarantine;`, []string{"quarantine"}},
 		{"subaddress", `require ["subaddress","fileinto","envelope"]; if envelope :detail "to" "lists" { fileinto "Lists"; }`, []string{"fileinto:Lists"}},
@@ -236,5 +247,52 @@ func TestVacationReply(t *testing.T) {
 	env.Envelope.From = ""
 	if _, ok, _ := VacationReply(env, v); ok {
 		t.Error("replied to the null sender")
+	}
+}
+
+func TestSyntaxErrors(t *testing.T) {
+	deep := strings.Repeat("if true {\n", 40) + strings.Repeat("}\n", 40)
+	tests := []struct {
+		name string
+		src  string
+		want []string // "line:col: message prefix"; nil means it compiles
+	}{
+		{"largest number", `if size :under 18446744073709551615 { stop; }`, nil},
+		{"number overflow", `if size :under 18446744073709551616 { stop; }`, []string{"1:16: number exceeds integer limits"}},
+		{"quantifier overflow", `if size :over 34359738368G { stop; }`, []string{"1:15: number exceeds integer limits"}},
+		{"identifier too long", "if this_is_a_rediculously_long_test_name { stop; }", []string{"1:4: encountered impossibly long identifier"}},
+		{"garbage reported once", "frop $$$;\nkeep;", []string{"1:6: unexpected character(s) starting with '$'", "1:6: expected end of command ';'"}},
+		{"missing semicolon", "keep\nstop;", []string{"1:1: missing semicolon ';' after keep command"}},
+		{"no validation after a syntax error", "frobnicate;\nkeep", []string{"2:5: expected end of command ';'"}},
+		{"unterminated string", `fileinto "abc`, []string{`1:10: end of file before end of quoted string`}},
+		{"stray close brace", "keep;\n}", []string{"2:1: unexpected '}' found at (the presumed) end of file"}},
+		{"block nesting limit", deep, []string{"32:9: cannot nest command blocks deeper than 32 levels"}},
+		{"too many arguments", "keep" + strings.Repeat(` "x"`, 33) + ";", []string{"1:134: too many arguments for command 'keep'"}},
+		{"string list recovery", `if header :is ["a", 3] "b" { stop; } keep`, []string{"1:21: expecting string after ',' in string list, but found number", "1:42: expected end of command ';' or the beginning of a compound block '{', but found end of file"}},
+		{"typo: missing semicolon", "require \"fileinto\";\nfileinto \"a\"\nkeep;", []string{"2:1: missing semicolon ';' after fileinto command"}},
+		{"typo: missing colon", `if address matches "from" "*x*" { stop; }`, []string{"1:4: the address test requires 2 positional arguments", "1:4: missing colon ':' before ':matches' tag in address test"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Compile("s", []byte(tc.src), nil)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			var ce *CompileError
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want a CompileError", err)
+			}
+			if len(ce.Errors) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d:\n%v", len(ce.Errors), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				if got := strings.TrimPrefix(ce.Errors[i].Error(), "s:"); !strings.HasPrefix(got, w) {
+					t.Errorf("error %d = %q, want prefix %q", i+1, got, w)
+				}
+			}
+		})
 	}
 }

@@ -22,15 +22,17 @@ const sieveTestMsg = "From: a@example.org\r\nTo: b@example.net\r\nSubject: hello
 func TestSieveCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.sieve", `require "fileinto"; if header :contains "subject" "x" { fileinto "X"; }`)
-	bad := writeFile(t, dir, "bad.sieve", "require \"nonsense\";\nfrobnicate;\nif true { keep }\n")
+	// two validation errors; a syntax error in another file
+	bad := writeFile(t, dir, "bad.sieve", "require \"nonsense\";\nfrobnicate;\nif true { keep; }\n")
+	syntax := writeFile(t, dir, "syntax.sieve", "if true {\n  keep\n}\n")
 	if code, out, errOut := run(t, "sieve", "check", good); code != 0 {
 		t.Fatalf("good: exit %d %q %q", code, out, errOut)
 	}
-	code, out, _ := run(t, "sieve", "check", good, bad)
+	code, out, _ := run(t, "sieve", "check", good, bad, syntax)
 	if code != 1 {
 		t.Fatalf("bad: exit %d, want 1", code)
 	}
-	for _, w := range []string{bad + ":1:9: ", bad + ":2:1: "} {
+	for _, w := range []string{bad + ":1:9: ", bad + ":2:1: ", syntax + ":3:1: expected end of command"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("missing %q in %q", w, out)
 		}
