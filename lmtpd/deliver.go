@@ -75,6 +75,8 @@ type Delivery struct {
 	Recipients []Recipient
 	Data       []byte // as received (CRLF or LF)
 	SessionID  string
+	// Helo and RemoteIP describe the LMTP client for the Received header.
+	Helo, RemoteIP string
 	// Release delivers straight into INBOX: no Sieve, no quarantine rule, no
 	// duplicate check (quarantine release).
 	Release bool
@@ -102,8 +104,9 @@ func (dv *Deliverer) Deliver(ctx context.Context, d *Delivery, done func(i int, 
 	if len(d.Recipients) == 1 {
 		deliveredTo = d.Recipients[0].Addr
 	}
-	trace := traceHeaders(d.From, deliveredTo, dv.host, d.SessionID, dv.Config.AddReceivedHeader, dv.now())
-	full := maildir.NewMessage(append(trace, body...))
+	th := traceHeaders(trace{from: d.From, deliveredTo: deliveredTo, host: dv.host, helo: d.Helo, ip: d.RemoteIP, id: d.SessionID},
+		dv.Config.AddReceivedHeader, dv.now())
+	full := maildir.NewMessage(append(th, body...))
 	for i, rc := range d.Recipients {
 		t0 := time.Now()
 		r := &rcptCtx{rcpt: rc.Addr, from: d.From, user: rc.User, detail: rc.Detail, hdr: hdr}

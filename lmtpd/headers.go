@@ -157,19 +157,52 @@ func parseSpam(fs []field) spamInfo {
 	return si
 }
 
+// trace is what the Received header tells about the hop.
+type trace struct {
+	from        string // envelope sender
+	deliveredTo string // the one recipient, or "" (Delivered-To and "for" only then)
+	host        string // our host name
+	helo        string // the client's LHLO name
+	ip          string // the client's address ("" on a unix socket)
+	id          string // session/transaction id
+}
+
 // traceHeaders builds Return-Path, Delivered-To (single recipient only, as Dovecot)
-// and Received for the delivered copy.
-func traceHeaders(from, deliveredTo, host, sessionID string, withReceived bool, now time.Time) []byte {
+// and Received in Dovecot LMTP's layout for the delivered copy.
+func traceHeaders(t trace, withReceived bool, now time.Time) []byte {
 	var b bytes.Buffer
-	b.WriteString("Return-Path: <" + headerSafe(from) + ">\n")
-	if deliveredTo != "" {
-		b.WriteString("Delivered-To: " + headerSafe(deliveredTo) + "\n")
+	b.WriteString("Return-Path: <" + headerSafe(t.from) + ">\n")
+	if t.deliveredTo != "" {
+		b.WriteString("Delivered-To: " + headerSafe(t.deliveredTo) + "\n")
 	}
 	if withReceived {
-		b.WriteString("Received: from " + host + "\n\tby " + host + " (dovetail) with LMTP\n\tid " + sessionID +
-			"\n\t(envelope-from <" + headerSafe(from) + ">); " + now.Format(time.RFC1123Z) + "\n")
+		b.WriteString("Received: from " + hostToken(t.helo, t.host))
+		if ip := hostToken(t.ip, ""); ip != "" {
+			b.WriteString(" ([" + ip + "])")
+		}
+		b.WriteString("\n\tby " + t.host + " (dovetail) with LMTP\n\tid " + t.id +
+			"\n\t(envelope-from <" + headerSafe(t.from) + ">)")
+		if t.deliveredTo != "" {
+			b.WriteString("\n\tfor <" + headerSafe(t.deliveredTo) + ">")
+		}
+		b.WriteString("; " + now.Format(time.RFC1123Z) + "\n")
 	}
 	return b.Bytes()
+}
+
+// hostToken returns s when it is a plausible host name or address literal (the
+// LHLO argument is client-controlled), else def.
+func hostToken(s, def string) string {
+	if s == "" || len(s) > 255 {
+		return def
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-_:[]", c) >= 0) {
+			return def
+		}
+	}
+	return s
 }
 
 // headerSafe removes line breaks and NULs from envelope data before it goes into a

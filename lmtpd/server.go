@@ -125,6 +125,8 @@ func (l slogLogger) Println(v ...any) { l.l.Error("lmtp", "msg", fmt.Sprint(v...
 type session struct {
 	s     *Server
 	id    string
+	helo  string
+	ip    string
 	n     int // transactions, for ids like Dovecot's "<session>:R<n>"
 	from  string
 	rcpts []Recipient
@@ -134,7 +136,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	var b [12]byte
 	rand.Read(b[:])
 	s.dv.Metrics.Sessions.Inc()
-	return &session{s: s, id: base64.RawStdEncoding.EncodeToString(b[:])}, nil
+	ss := &session{s: s, id: base64.RawStdEncoding.EncodeToString(b[:]), helo: c.Hostname()}
+	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
+		ss.ip = ta.IP.String()
+	}
+	return ss, nil
 }
 
 func (ss *session) Reset() {
@@ -165,7 +171,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	defer cancel()
 	rc, err := ss.s.dv.Resolve(ctx, to)
 	if err != nil {
-		return ss.s.replyFor(to, err)
+		rep := ss.s.replyFor(to, err)
+		ss.s.refused("rcpt refused", ss.id, ss.from, to, err, rep)
+		return rep
 	}
 	ss.rcpts = append(ss.rcpts, rc)
 	return nil
@@ -227,11 +235,12 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		// has been written anywhere.
 		rep := ss.s.replyFor("", err)
 		for _, rc := range ss.rcpts {
+			ss.s.refused("delivery", txID, ss.from, rc.Addr, err, rep)
 			status.SetStatus(rc.Addr, rep)
 		}
 		return rep
 	}
-	d := &Delivery{From: ss.from, Recipients: ss.rcpts, Data: data, SessionID: txID}
+	d := &Delivery{From: ss.from, Recipients: ss.rcpts, Data: data, SessionID: txID, Helo: ss.helo, RemoteIP: ss.ip}
 	ss.s.dv.Deliver(context.Background(), d, func(i int, err error) {
 		rc := ss.rcpts[i]
 		if err == nil {
@@ -241,6 +250,20 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		status.SetStatus(rc.Addr, ss.s.replyFor(rc.Addr, err))
 	})
 	return nil
+}
+
+// refused logs and counts a recipient answered with an error before any delivery
+// was attempted (unknown user at RCPT, message too large, client gone in DATA):
+// every recipient gets its log line and its result in the metrics.
+func (s *Server) refused(msg, session, from, rcpt string, err error, rep *smtp.SMTPError) {
+	result := "tempfail"
+	if rep.Code >= 500 {
+		result = "rejected"
+	}
+	s.dv.Metrics.Deliveries.WithLabelValues(result).Inc()
+	s.log.Info(msg, "session", session, "rcpt", rcpt, "from", from, "result", result,
+		"reply", fmt.Sprintf("%d %d.%d.%d %s", rep.Code, rep.EnhancedCode[0], rep.EnhancedCode[1], rep.EnhancedCode[2], rep.Message),
+		"error", err.Error())
 }
 
 // readLimited reads all of r, failing with go-smtp's ErrDataTooLarge beyond max.

@@ -2,10 +2,12 @@ package lmtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +24,8 @@ import (
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // fakeDir is an in-memory directory.
@@ -545,4 +549,80 @@ if header :is "X-Spam-Flag" "YES" { quarantine :reason "spam by sieve"; }`), 0o6
 	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 0 {
 		t.Errorf("INBOX has %d", n)
 	}
+}
+
+func counterOf(t *testing.T, c prometheus.Collector) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 1)
+	c.Collect(ch)
+	var m dto.Metric
+	if err := (<-ch).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Histogram != nil {
+		return float64(m.Histogram.GetSampleCount())
+	}
+	return m.Counter.GetValue()
+}
+
+// TestMetricsLogsAndTrace: every recipient — delivered, quarantined, refused at
+// RCPT, or failed in DATA — has one log line and its result in the metrics; the
+// Received header names the LMTP client and, for one recipient, "for <rcpt>".
+func TestMetricsLogsAndTrace(t *testing.T) {
+	var logb bytes.Buffer
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(o *Options) {
+		o.Config.QuarantineScore = 6
+		o.Config.MaxMessageSize = 4096
+		o.Registerer = reg
+		o.Logger = slog.New(slog.NewTextHandler(&syncBuf{b: &logb}, nil))
+	})
+	v := e.dial()
+	v.send("s@example.net", []string{"alice@example.com", "nobody@example.com"}, testMsg)
+	v.send("s@example.net", []string{"carol@example.com"}, strings.Replace(testMsg, "Subject:", "X-Spam-Score: 9.5\nSubject:", 1))
+	v.send("s@example.net", []string{"carol@example.com"}, testMsg+strings.Repeat(strings.Repeat("x", 99)+"\n", 80))
+	m := e.srv.dv.Metrics
+	for result, want := range map[string]float64{"delivered": 1, "quarantined": 1, "rejected": 2} {
+		if got := counterOf(t, m.Deliveries.WithLabelValues(result)); got != want {
+			t.Errorf("deliveries{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := counterOf(t, m.Quarantined); got != 1 {
+		t.Errorf("quarantined = %v", got)
+	}
+	if got := counterOf(t, m.Latency); got != 2 {
+		t.Errorf("latency observations = %v, want 2", got)
+	}
+	if got := counterOf(t, m.Bytes); got < float64(2*len(testMsg)) {
+		t.Errorf("bytes = %v", got)
+	}
+	logs := logb.String()
+	for _, want := range []string{
+		`msg=delivery`, `rcpt=alice@example.com`, `queue_id=4AbCdEfGh1`, `result=delivered`,
+		`msg="rcpt refused"`, `rcpt=nobody@example.com`, `result=rejected`, `"550 5.1.1 User doesn't exist: nobody@example.com"`,
+		`result=quarantined`, `"552 5.3.4`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if n := strings.Count(logs, "rcpt="); n != 4 {
+		t.Errorf("%d log lines with a recipient, want 4:\n%s", n, logs)
+	}
+	fs := files(t, filepath.Join(e.dir, "alice/Maildir/new"))
+	b, _ := os.ReadFile(fs[0])
+	if !regexp.MustCompile(`Received: from client\.test \(\[127\.0\.0\.1\]\)\n\tby mx\.test \(dovetail\) with LMTP\n\tid \S+\n\t\(envelope-from <s@example\.net>\)\n\tfor <alice@example\.com>; `).Match(b) {
+		t.Errorf("Received header:\n%s", b)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
 }
