@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,15 +80,6 @@ func (a *App) Close() {
 			a.Log.Warn("close", "err", err)
 		}
 	}
-}
-
-// dataPath returns a path under the data dir, creating the dir.
-func (a *App) dataPath(name string) (string, error) {
-	dir := a.Config().DataDir
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return "", fmt.Errorf("data dir: %w", err)
-	}
-	return dir + "/" + name, nil
 }
 
 func newLogger(w io.Writer, c LogConfig) *slog.Logger {
