@@ -342,6 +342,18 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	}
 	var notes []string
 	stored := false
+	// kept reports whether a failed store may be passed over: once one copy is safe
+	// the recipient is answered 250 (as Pigeonhole's saved_mail) — failing now would
+	// make Postfix retry and store the saved copies a second time.
+	kept := func(what string, err error) bool {
+		if !stored {
+			return false
+		}
+		notes = append(notes, fmt.Sprintf("%s failed after another copy was stored: %v", what, err))
+		dv.Logger.Error("store failed after another copy was saved", "rcpt", r.rcpt, "user", r.user.Login,
+			"queue_id", queueID, "target", what, "error", err)
+		return true
+	}
 	for i := range acts {
 		a := &acts[i]
 		switch a.Type {
@@ -357,6 +369,9 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				name, err = dv.store(r, "INBOX", &Action{Flags: a.Flags}, msg)
 			}
 			if err != nil {
+				if kept(box, err) {
+					continue
+				}
 				return out, err
 			}
 			out.stored = append(out.stored, name)
@@ -366,6 +381,9 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				notes = append(notes, "quarantine requested but not configured; kept in INBOX")
 				name, err := dv.store(r, "INBOX", &Action{}, msg)
 				if err != nil {
+					if kept("INBOX", err) {
+						continue
+					}
 					return out, err
 				}
 				out.stored = append(out.stored, name)
@@ -378,6 +396,9 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 			}
 			q, err := dv.quarantine(ctx, r, body, spam, msgID, queueID, reason)
 			if err != nil {
+				if kept("quarantine", err) {
+					continue
+				}
 				return out, err
 			}
 			out.stored = append(out.stored, q.stored...)

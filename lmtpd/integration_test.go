@@ -383,6 +383,35 @@ vacation :days 1 :subject "Away" "I am on holiday.";
 	w.pf.WaitLog(t, "552 5.2.2", 15*time.Second)
 }
 
+// TestVacationThroughSendmail: the vacation reply leaves through Postfix's real
+// sendmail binary (postdrop → pickup) with the null envelope sender, comes back
+// through lmtpd into the sender's INBOX, and is sent once per period.
+func TestVacationThroughSendmail(t *testing.T) {
+	w := startWorld(t, nil)
+	w.addUser(t, "vsalice")
+	w.addUser(t, "vsbob")
+	w.sender.mu.Lock()
+	w.sender.via = &lmtpd.SendmailSender{Path: "/usr/sbin/sendmail", Args: []string{"-C", filepath.Join(w.pf.Dir, "etc")}, Timeout: 20 * time.Second}
+	w.sender.mu.Unlock()
+	w.dc.SetSieve(t, "vsalice", `require ["vacation"];
+vacation :days 1 :subject "Out of office" "Back on Monday.";
+`)
+	swaks(t, w, "vsalice@example.com", "meeting?", "--from", "vsbob@example.com")
+	replies := w.dc.WaitMessages(t, "vsbob", "vsbobpw", "INBOX", 1, 30*time.Second)
+	h := replies[0].Header
+	for _, want := range []string{"Return-Path: <>", "Subject: Out of office", "Auto-Submitted: auto-replied", "To: <vsbob@example.com>"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("vacation reply lacks %q:\n%s", want, h)
+		}
+	}
+	swaks(t, w, "vsalice@example.com", "meeting, again?", "--from", "vsbob@example.com")
+	w.dc.WaitMessages(t, "vsalice", "vsalicepw", "INBOX", 2, 20*time.Second)
+	w.pf.WaitQueueEmpty(t, 20*time.Second)
+	if n := len(w.dc.Messages(t, "vsbob", "vsbobpw", "INBOX")); n != 1 {
+		t.Errorf("vsbob got %d vacation replies, want 1", n)
+	}
+}
+
 type recSender struct {
 	mu   sync.Mutex
 	sent []string

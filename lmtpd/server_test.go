@@ -626,3 +626,26 @@ func (s *syncBuf) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
+
+// TestLaterStoreFailureAfterSavedCopy: once one copy is stored, a failing further
+// fileinto does not tempfail the recipient (Postfix would retry and store the
+// first copy twice) — Pigeonhole's saved_mail rule. Before any copy is stored the
+// failure is a 451.
+func TestLaterStoreFailureAfterSavedCopy(t *testing.T) {
+	ff := &fakeFilter{acts: map[string][]Action{
+		"alice": {{Type: ActKeep}, {Type: ActFileinto, Mailbox: "Broken", Create: true}},
+		"carol": {{Type: ActFileinto, Mailbox: "Broken", Create: true}, {Type: ActKeep}},
+	}}
+	e := newEnv(t, func(o *Options) { o.Filter = ff })
+	for _, u := range []string{"alice", "carol"} {
+		os.MkdirAll(filepath.Join(e.dir, u, "Maildir"), 0o700)
+		os.WriteFile(filepath.Join(e.dir, u, "Maildir", ".Broken"), []byte("not a folder"), 0o600)
+	}
+	_, d := e.dial().send("s@example.net", []string{"alice@example.com", "carol@example.com"}, testMsg)
+	if len(d) != 2 || !strings.HasPrefix(d[0], "250") || !strings.HasPrefix(d[1], "451") {
+		t.Fatalf("replies %q, want 250 for alice (INBOX saved first), 451 for carol", d)
+	}
+	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 1 {
+		t.Errorf("alice's INBOX has %d", n)
+	}
+}
