@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -157,6 +158,7 @@ type result struct {
 	AuthsPerS   float64 `json:"auths_per_s"`
 	P50ms       float64 `json:"p50_ms"`
 	P99ms       float64 `json:"p99_ms"`
+	ClientCPUs  float64 `json:"client_cpu_s"` // user+system CPU of this client during the run
 }
 
 func run(network, target string, n, nconn int, mode string, nusers int) (result, error) {
@@ -209,6 +211,7 @@ func run(network, target string, n, nconn int, mode string, nusers int) (result,
 		}(w)
 	}
 	ready.Wait()
+	cpu0 := cpuTime()
 	t0 := time.Now()
 	close(start)
 	var all []time.Duration
@@ -227,13 +230,24 @@ func run(network, target string, n, nconn int, mode string, nusers int) (result,
 	if len(errs) > 0 {
 		return result{}, errors.Join(errs...)
 	}
+	cpu := cpuTime() - cpu0
 	slices.Sort(all)
 	wall := end.Sub(t0).Seconds()
 	return result{
 		Requests: n, Connections: nconn, Cache: mode, WallS: round(wall, 3),
 		AuthsPerS: round(float64(n)/wall, 1),
 		P50ms:     round(pct(all, 50).Seconds()*1e3, 3), P99ms: round(pct(all, 99).Seconds()*1e3, 3),
+		ClientCPUs: round(cpu.Seconds(), 3),
 	}, nil
+}
+
+// cpuTime is the process's user+system CPU so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func round(v float64, d int) float64 {

@@ -4,6 +4,7 @@
 #   bench/authd/run.sh                                 full matrix, 3 runs per cell
 #   RUNS=1 REQ_HIT=5000 REQ_MISS=2000 bench/authd/run.sh   quick run
 #   TARGETS=dovetail bench/authd/run.sh                only one side
+#   MODES=attr CACHES=miss CONNS=8 bench/authd/run.sh  some cells only
 #
 # Same slapd for both (the peer's: ../shared/peers/auth, 1,000 {SSHA} users
 # cn=uNNNN + one disabled, filter (&(cn=%u)(status=valid)), built offline with
@@ -14,8 +15,13 @@
 # (dovecot.conf.in + dovecot-ldap-{bind,attr}.conf.ext.in, auth_failure_delay = 0);
 # dovetail runs `dovetail authd` with LDAP auth_mode bind|password, failure delay 0,
 # log level warn (Dovecot's auth_verbose = no logs nothing per login either).
-# Every measurement gets a fresh daemon. Needs root. Prints a median table with
-# the ratio dovetail/Dovecot; raw JSON lines go to $OUT (default bench/authd/results/).
+# Every measurement gets a fresh daemon; the cells of both targets are interleaved
+# so both see the same contention on a shared box. Besides auths/s and latency each
+# raw line has the CPU of slapd and of the daemon's process tree per login (from
+# /proc, centisecond ticks), the client's own CPU, and other_cpu_pct: the share of
+# the box that other processes took during the run. Needs root. Prints a median
+# table with the ratio dovetail/Dovecot (also saved next to the raw JSON lines in
+# $OUT, default bench/authd/results/).
 set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +29,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 PEER=$SHARED/peers/auth
 RUNS=${RUNS:-3}; NUSERS=${NUSERS:-1000}; REQ_HIT=${REQ_HIT:-60000}; REQ_MISS=${REQ_MISS:-15000}
-CONNS=${CONNS:-"1 8"}; MODES=${MODES:-"bind attr"}; TARGETS=${TARGETS:-"dovecot dovetail"}
+CONNS=${CONNS:-"1 8"}; MODES=${MODES:-"bind attr"}; CACHES=${CACHES:-"hit miss"}; TARGETS=${TARGETS:-"dovecot dovetail"}
 OUT=${OUT:-$HERE/results}
 log() { printf '[authd-bench %(%T)T] %s\n' -1 "$*" >&2; }
 
@@ -54,7 +60,16 @@ cpu_busy() {
   sleep "$1"; read -r _ u n s i w q sq st _ </proc/stat
   local busy=$((u+n+s+q+sq+st-a)) idle=$((i+w-b)); echo $(( busy + idle > 0 ? 100 * busy / (busy + idle) : 0 ))
 }
-quiet_wait() { local b t=0; while :; do b=$(cpu_busy 1); t=$((t+1)); (( b <= ${QUIET_PCT:-15} || t >= ${QUIET_MAX:-20} )) && break; done; echo "$b"; }
+tree_cs() {  # CPU centiseconds (utime+stime+cutime+cstime) of PID $1 and its live descendants
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
+    { pid = $1 + 0; line = $0; sub(/^[0-9]+ \(.*\) /, "", line); split(line, f, " ")
+      par[pid] = f[2] + 0; cpu[pid] = f[12] + f[13] + f[14] + f[15] }
+    END { in_t[root] = 1; ch = 1
+          while (ch) { ch = 0; for (p in par) if (!(p in in_t) && (par[p] in in_t)) { in_t[p] = 1; ch = 1 } }
+          s = 0; for (p in in_t) s += cpu[p]; print s + 0 }'
+}
+box_cs() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+quiet_wait() { local b t=0; while :; do b=$(cpu_busy 1); t=$((t+1)); (( b <= ${QUIET_PCT:-15} || t >= ${QUIET_MAX:-10} )) && break; done; echo "$b"; }
 
 log "building dovetail and the load generator"
 (cd "$ROOT" && go build -o "$T/dovetail" ./cmd/dovetail && go build -o "$T/authd-bench" ./bench/authd)
@@ -124,29 +139,46 @@ for target in $TARGETS; do for mode in $MODES; do   # correctness probe per daem
   stop_pid "$D_PID"; D_PID=""
 done; done
 for ((run = 1; run <= RUNS; run++)); do
-  for mode in $MODES; do for cache in hit miss; do for conns in $CONNS; do for target in $TARGETS; do
+  for mode in $MODES; do for cache in $CACHES; do for conns in $CONNS; do for target in $TARGETS; do
     req=$REQ_HIT; [[ $cache == miss ]] && req=$REQ_MISS
     "start_$target" "$mode" "$cache"; wait_sock
     busy=$(quiet_wait); load=$(cut -d' ' -f1 /proc/loadavg)
+    # CPU of slapd, of the daemon's process tree and of the whole box around the
+    # measurement (the client reports its own): per-login costs, and how much
+    # of the box other people's work took meanwhile.
+    sl0=$(tree_cs "$SL_PID"); d0=$(tree_cs "$D_PID"); b0=$(box_cs); w0=$EPOCHREALTIME
     res=$("$T/authd-bench" -socket "$SOCK" -n "$req" -c "$conns" -mode "$cache" -users "$NUSERS")
-    line="{\"run\": $run, \"target\": \"$target\", \"passdb\": \"ldap-$mode\", \"load_before\": $load, \"cpu_busy_before_pct\": $busy, ${res#\{}"
+    w1=$EPOCHREALTIME; sl1=$(tree_cs "$SL_PID"); d1=$(tree_cs "$D_PID"); b1=$(box_cs)
+    cpu=$(awk -v n="$req" -v sl=$((sl1 - sl0)) -v d=$((d1 - d0)) -v b=$((b1 - b0)) -v w="$(awk -v a="$w0" -v b="$w1" 'BEGIN{print b-a}')" \
+      -v c="$(sed -n 's/.*"client_cpu_s":\([0-9.]*\).*/\1/p' <<<"$res")" -v cpus="$(nproc)" 'BEGIN {
+        other = b / 100 - sl / 100 - d / 100 - c; if (other < 0) other = 0
+        printf "\"slapd_us_per_auth\": %.1f, \"daemon_us_per_auth\": %.1f, \"client_us_per_auth\": %.1f, \"other_cpu_pct\": %.0f", \
+          sl * 1e4 / n, d * 1e4 / n, c * 1e6 / n, 100 * other / (w * cpus) }')
+    line="{\"run\": $run, \"target\": \"$target\", \"passdb\": \"ldap-$mode\", \"load_before\": $load, \"cpu_busy_before_pct\": $busy, $cpu, ${res#\{}"
     echo "$line" >>"$RAW"; log "$line"
     stop_pid "$D_PID"; D_PID=""
   done; done; done; done
 done
 
+{ echo "authd vs Dovecot auth, $(date -u '+%F %H:%M') UTC, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), runs=$RUNS, requests hit/miss=$REQ_HIT/$REQ_MISS"
 python3 - "$RAW" <<'PY'
 import json, statistics as st, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-cells = sorted({(r["passdb"], r["cache"], r["connections"]) for r in rows})
-med = lambda rs, f: st.median(r[f] for r in rs) if rs else float("nan")
-print("| passdb | cache | conns | Dovecot auths/s | p99 ms | dovetail auths/s | p99 ms | ratio |")
-print("|---|---|---|---|---|---|---|---|")
+cells = sorted({(r["passdb"], r["cache"], r["connections"]) for r in rows}, key=lambda c: (c[0] != "ldap-bind", c[1] != "hit", c[2]))
+def pick(c, t): return [r for r in rows if (r["passdb"], r["cache"], r["connections"]) == c and r["target"] == t]
+def med(rs, f): return st.median(r[f] for r in rs) if rs else float("nan")
+def rng(rs): return f"{min(r['auths_per_s'] for r in rs):,.0f}–{max(r['auths_per_s'] for r in rs):,.0f}" if rs else "-"
+def cpu(rs): return med([{"x": r["daemon_us_per_auth"] + r["slapd_us_per_auth"]} for r in rs], "x")
+print("Medians over %d run(s); server CPU = daemon + slapd CPU per login (µs)." % max(r["run"] for r in rows))
+print()
+print("| passdb | cache | conns | Dovecot auths/s (min–max) | p99 ms | server CPU µs | dovetail auths/s (min–max) | p99 ms | server CPU µs | ratio | other CPU % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for c in cells:
-    dv = [r for r in rows if (r["passdb"], r["cache"], r["connections"]) == c and r["target"] == "dovecot"]
-    dt = [r for r in rows if (r["passdb"], r["cache"], r["connections"]) == c and r["target"] == "dovetail"]
+    dv, dt = pick(c, "dovecot"), pick(c, "dovetail")
     a, b = med(dv, "auths_per_s"), med(dt, "auths_per_s")
-    ratio = f"{b / a:.2f}x" if dv and dt else "-"
-    print(f"| {c[0]} | {c[1]} | {c[2]} | {a:.0f} | {med(dv, 'p99_ms'):.3f} | {b:.0f} | {med(dt, 'p99_ms'):.3f} | {ratio} |")
-print(f"\nraw: {sys.argv[1]}")
+    ratio = f"**{b / a:.2f}×**" if dv and dt else "-"
+    print(f"| {c[0]} | {c[1]} | {c[2]} | {a:,.0f} ({rng(dv)}) | {med(dv, 'p99_ms'):.3f} | {cpu(dv):.0f} | {b:,.0f} ({rng(dt)}) | {med(dt, 'p99_ms'):.3f} | {cpu(dt):.0f} | {ratio} | {med(dv + dt, 'other_cpu_pct'):.0f} |")
+loads = [r["load_before"] for r in rows]
+print(f"\n1-min load before the runs: {min(loads):.2f}–{max(loads):.2f} (median {st.median(loads):.2f}); raw: {sys.argv[1]}")
 PY
+} | tee "${RAW%.jsonl}.md"
