@@ -3,33 +3,110 @@ package maildir
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
+	"time"
 )
 
 // maxKeywords is what fits in the Maildir info letters a..z.
 const maxKeywords = 26
 
-var kwMu sync.Mutex // serialises dovecot-keywords updates within this process
-
 // keywordLetters maps IMAP keywords to the letters recorded in dir/dovecot-keywords
-// ("<idx> <name>" lines, idx 0 = 'a'), adding missing ones. The file is replaced by
-// rename so Dovecot never reads a torn file. Keywords that no longer fit (more than
-// 26 in the folder) are dropped: losing a keyword is better than losing the message.
+// ("<idx> <name>" lines, idx 0 = 'a'). Known keywords need no lock. Adding one is
+// done as Dovecot does it: holding the folder's dovecot-uidlist.lock (Dovecot only
+// creates keywords under that lock, so neither side can give one letter two
+// names), re-reading the file, replacing it by rename so it is never read torn,
+// and making its mtime second grow (Dovecot re-reads the file only when st_mtime
+// changes). Keywords that no longer fit (more than 26 in the folder) are dropped:
+// losing a keyword is better than losing the message.
 func (w *Writer) keywordLetters(mb Mailbox, dir string, kws []string) ([]byte, error) {
-	kwMu.Lock()
-	defer kwMu.Unlock()
+	var valid []string
+	for _, kw := range kws {
+		if validKeyword(kw) {
+			valid = append(valid, kw)
+		}
+	}
+	if len(valid) == 0 {
+		return nil, nil
+	}
+	// No process-wide mutex: the dotlock below also serialises this process's own
+	// deliveries, and one folder's stuck lock must not hold up the others.
 	path := filepath.Join(dir, "dovecot-keywords")
-	names := make([]string, maxKeywords)
-	data, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
+	names, _, err := readKeywords(path)
+	if err != nil {
+		return nil, err
+	}
+	if letters, ok := lookupKeywords(names, valid); ok {
+		return letters, nil
+	}
+	unlock, err := w.lockUidlist(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	names, mtime, err := readKeywords(path)
+	if err != nil {
+		return nil, err
+	}
+	changed := false
+	for _, kw := range valid {
+		if indexOf(names, kw) >= 0 {
+			continue
+		}
+		if free := indexOf(names, ""); free >= 0 {
+			names[free], changed = kw, true
+		}
+	}
+	letters, _ := lookupKeywords(names, valid)
+	if !changed {
+		return letters, nil
+	}
+	var b bytes.Buffer
+	for i, n := range names {
+		if n != "" {
+			fmt.Fprintf(&b, "%d %s\n", i, n)
+		}
+	}
+	tmp := path + ".tmp" + strconv.Itoa(w.pid)
+	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
+		os.Remove(tmp)
 		return nil, classify(err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	if mb.Chown {
+		os.Chown(tmp, mb.UID, mb.GID)
+	}
+	if now := time.Now(); !mtime.IsZero() && now.Unix() <= mtime.Unix() {
+		next := time.Unix(mtime.Unix()+1, 0)
+		os.Chtimes(tmp, next, next)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return nil, classify(err)
+	}
+	return letters, nil
+}
+
+// readKeywords parses dovecot-keywords; a missing file is an empty table.
+func readKeywords(path string) ([]string, time.Time, error) {
+	names := make([]string, maxKeywords)
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return names, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, classify(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, classify(err)
+	}
+	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		idx, name, ok := strings.Cut(sc.Text(), " ")
 		i, err := strconv.Atoi(idx)
@@ -38,51 +115,92 @@ func (w *Writer) keywordLetters(mb Mailbox, dir string, kws []string) ([]byte, e
 		}
 		names[i] = name
 	}
+	if err := sc.Err(); err != nil {
+		return nil, time.Time{}, classify(err)
+	}
+	return names, st.ModTime(), nil
+}
+
+// lookupKeywords returns the letters of kws, ok=false when one is not in names.
+func lookupKeywords(names, kws []string) ([]byte, bool) {
 	var letters []byte
-	changed := false
+	ok := true
 	for _, kw := range kws {
-		if !validKeyword(kw) {
+		if i := indexOf(names, kw); i >= 0 {
+			letters = append(letters, byte('a'+i))
+		} else {
+			ok = false
+		}
+	}
+	return letters, ok
+}
+
+// indexOf finds name (case-insensitively, as Dovecot) or, for "", a free slot.
+func indexOf(names []string, name string) int {
+	for i, n := range names {
+		if name == "" && n == "" || name != "" && strings.EqualFold(n, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Dovecot's uidlist dotlock: stale after two minutes, or at once when its
+// "<pid>:<host>" names a process on this host that is gone.
+const uidlistLockStale = 2 * time.Minute
+
+// uidlistLockTimeout bounds the wait for a lock a live process holds (a var for tests).
+var uidlistLockTimeout = 10 * time.Second
+
+// lockUidlist takes dir/dovecot-uidlist.lock (O_EXCL, like Dovecot's dotlock) and
+// returns the function that releases it. Not getting it in time is a temporary
+// failure.
+func (w *Writer) lockUidlist(dir string) (func(), error) {
+	path := filepath.Join(dir, "dovecot-uidlist.lock")
+	deadline := time.Now().Add(uidlistLockTimeout)
+	for wait := 5 * time.Millisecond; ; {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			fmt.Fprintf(f, "%d:%s", w.pid, w.sysHost) // Dovecot's "<pid>:<host>"
+			f.Close()
+			return func() { os.Remove(path) }, nil
+		}
+		if !os.IsExist(err) {
+			return nil, classify(err)
+		}
+		if w.staleLock(path) {
+			os.Remove(path)
 			continue
 		}
-		found := -1
-		free := -1
-		for i, n := range names {
-			if strings.EqualFold(n, kw) {
-				found = i
-				break
-			}
-			if n == "" && free < 0 {
-				free = i
-			}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("maildir: %s held for more than %v", path, uidlistLockTimeout)
 		}
-		if found < 0 && free >= 0 {
-			names[free], found, changed = kw, free, true
-		}
-		if found >= 0 {
-			letters = append(letters, byte('a'+found))
+		time.Sleep(wait)
+		if wait < 100*time.Millisecond {
+			wait *= 2
 		}
 	}
-	if changed {
-		var b bytes.Buffer
-		for i, n := range names {
-			if n != "" {
-				fmt.Fprintf(&b, "%d %s\n", i, n)
-			}
-		}
-		tmp := path + ".tmp" + strconv.Itoa(w.pid)
-		if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
-			os.Remove(tmp)
-			return nil, classify(err)
-		}
-		if mb.Chown {
-			os.Chown(tmp, mb.UID, mb.GID)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			os.Remove(tmp)
-			return nil, classify(err)
-		}
+}
+
+func (w *Writer) staleLock(path string) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false // gone already: just retry
 	}
-	return letters, nil
+	if time.Since(st.ModTime()) > uidlistLockStale {
+		return true
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	pid, host, ok := strings.Cut(strings.TrimSpace(string(b)), ":")
+	n, err := strconv.Atoi(pid)
+	if !ok || err != nil || n <= 0 || host != w.sysHost {
+		return false
+	}
+	err = syscall.Kill(n, 0)
+	return errors.Is(err, syscall.ESRCH)
 }
 
 // validKeyword: an IMAP atom without atom-specials (RFC 3501 flag-keyword).

@@ -104,7 +104,8 @@ func (m *Message) VSize() int64 { return m.vsize }
 type Writer struct {
 	opts    Options
 	pid     int
-	host    string
+	host    string // escaped, for file names
+	sysHost string // gethostname(), as in Dovecot's dotlock files
 	started time.Time
 
 	mu       sync.Mutex
@@ -126,7 +127,8 @@ func New(opts Options) *Writer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Writer{opts: opts, pid: os.Getpid(), host: h, started: time.Now(), cleaned: map[string]bool{}}
+	sys, _ := os.Hostname()
+	return &Writer{opts: opts, pid: os.Getpid(), host: h, sysHost: sys, started: time.Now(), cleaned: map[string]bool{}}
 }
 
 // uniqueName returns "<sec>.M<usec>P<pid>.<host>", never the same twice in a process.

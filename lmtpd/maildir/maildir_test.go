@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,6 +175,88 @@ func TestOwnershipAndParents(t *testing.T) {
 	for _, p := range []string{"Maildir/maildirsize", "Maildir/.Lists/dovecot-keywords", "Maildir/.Lists/maildirfolder"} {
 		if _, err := os.Stat(filepath.Join(home, p)); err != nil {
 			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// TestKeywordsDovecotLocking: known keywords map without any lock; a new one is
+// added under Dovecot's dovecot-uidlist.lock (a live holder makes it a temporary
+// failure, a dead one on this host is overridden), keeps the existing letters and
+// moves the file's mtime second forward so Dovecot re-reads it.
+func TestKeywordsDovecotLocking(t *testing.T) {
+	mb := Mailbox{Root: filepath.Join(t.TempDir(), "Maildir")}
+	w := New(Options{Hostname: "mx"})
+	msg := func() *Message { return NewMessage([]byte("Subject: k\n\nx\n")) }
+	if _, err := w.Deliver(mb, Target{Folder: "Work", Create: true}, msg()); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(mb.Root, ".Work")
+	kwPath := filepath.Join(dir, "dovecot-keywords")
+	os.WriteFile(kwPath, []byte("0 $Junk\n2 Important\n"), 0o600)
+	future := time.Now().Add(5 * time.Second).Truncate(time.Second)
+	os.Chtimes(kwPath, future, future)
+
+	lock := filepath.Join(dir, "dovecot-uidlist.lock")
+	os.WriteFile(lock, []byte(fmt.Sprintf("1:%s", w.sysHost)), 0o600) // held by a live process
+	defer func(d time.Duration) { uidlistLockTimeout = d }(uidlistLockTimeout)
+	uidlistLockTimeout = 50 * time.Millisecond
+
+	p, err := w.Deliver(mb, Target{Folder: "Work", Flags: []string{"important", `\Seen`}}, msg())
+	if err != nil || !strings.HasSuffix(p, ":2,Sc") {
+		t.Fatalf("known keyword under a held lock: %q %v", p, err)
+	}
+	if _, err := w.Deliver(mb, Target{Folder: "Work", Flags: []string{"$Label1"}}, msg()); err == nil {
+		t.Fatal("new keyword added while Dovecot holds the uidlist lock")
+	}
+	os.WriteFile(lock, []byte(fmt.Sprintf("999999999:%s", w.sysHost)), 0o600) // holder is gone
+	p, err = w.Deliver(mb, Target{Folder: "Work", Flags: []string{"$Label1", "$Junk"}}, msg())
+	if err != nil || !strings.HasSuffix(p, ":2,ab") {
+		t.Fatalf("new keyword after a dead holder: %q %v", p, err)
+	}
+	if b, _ := os.ReadFile(kwPath); string(b) != "0 $Junk\n1 $Label1\n2 Important\n" {
+		t.Errorf("dovecot-keywords = %q", b)
+	}
+	if st, _ := os.Stat(kwPath); st.ModTime().Unix() <= future.Unix() {
+		t.Errorf("mtime %v did not move past %v", st.ModTime(), future)
+	}
+	if _, err := os.Stat(lock); !os.IsNotExist(err) {
+		t.Errorf("uidlist lock left behind: %v", err)
+	}
+}
+
+// TestKeywordsConcurrent: deliveries racing to add keywords to one folder never
+// give a letter two names or lose one.
+func TestKeywordsConcurrent(t *testing.T) {
+	mb := Mailbox{Root: filepath.Join(t.TempDir(), "Maildir")}
+	w := New(Options{Hostname: "mx"})
+	var wg sync.WaitGroup
+	paths := make([]string, 12)
+	for i := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := w.Deliver(mb, Target{Folder: "Tags", Create: true, Flags: []string{fmt.Sprintf("kw%d", i)}}, NewMessage([]byte("x\n")))
+			if err != nil {
+				t.Error(err)
+			}
+			paths[i] = p
+		}()
+	}
+	wg.Wait()
+	b, _ := os.ReadFile(filepath.Join(mb.Root, ".Tags", "dovecot-keywords"))
+	names := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		idx, name, _ := strings.Cut(l, " ")
+		var n int
+		fmt.Sscan(idx, &n)
+		names[name] = string(rune('a' + n))
+	}
+	if len(names) != len(paths) {
+		t.Fatalf("dovecot-keywords has %d names, want %d:\n%s", len(names), len(paths), b)
+	}
+	for i, p := range paths {
+		if want := ":2," + names[fmt.Sprintf("kw%d", i)]; !strings.HasSuffix(p, want) {
+			t.Errorf("message %d: %s, want suffix %s", i, filepath.Base(p), want)
 		}
 	}
 }
