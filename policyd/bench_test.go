@@ -3,59 +3,124 @@ package policyd
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
+	"github.com/dovetail-mail/dovetail/store/sqlite"
 )
 
-// BenchmarkServer measures request/reply round trips over loopback TCP with
-// greylisting and two rate limits on an in-memory store (the store backends
-// have their own benchmarks; bench/policyd compares SQLite/Redis with postgrey).
-func BenchmarkServer(b *testing.B) {
+// benchStream is a request stream shaped like the postgrey peer's
+// (../shared/peers/policy/policy_bench.py): per 100 requests 50 new triplets,
+// 40 repeats of an earlier one and 10 from an exempt client domain, each with
+// the full attribute set Postfix 3.7 sends at RCPT.
+var benchStream = sync.OnceValue(func() [][]byte { return makeBenchStream(1 << 15) })
+
+func makeBenchStream(n int) [][]byte {
+	rnd := rand.New(rand.NewPCG(1, 1))
+	type triplet struct{ ip, name, sender, rcpt string }
+	var news []triplet
+	out := make([][]byte, n)
+	for i := range out {
+		var t triplet
+		switch r := rnd.Float64(); {
+		case r < 0.10:
+			t = triplet{fmt.Sprintf("198.51.%d.%d", rnd.IntN(256), 1+rnd.IntN(254)), fmt.Sprintf("mx%d.debian.org", rnd.IntN(40)),
+				fmt.Sprintf("bounce-%d@debian.org", rnd.IntN(1e6)), fmt.Sprintf("user%d@example.com", rnd.IntN(500))}
+		case r < 0.50 && len(news) > 0:
+			t = news[rnd.IntN(len(news))]
+		default:
+			dom := fmt.Sprintf("host%d.example", rnd.IntN(1e5))
+			t = triplet{fmt.Sprintf("%d.%d.%d.%d", 1+rnd.IntN(223), rnd.IntN(256), rnd.IntN(256), 1+rnd.IntN(254)), "mail." + dom,
+				fmt.Sprintf("news%d@%s", rnd.IntN(1000), dom), fmt.Sprintf("user%d@example.com", rnd.IntN(500))}
+			news = append(news, t)
+		}
+		out[i] = []byte(encodeRequest("client_address", t.ip, "client_name", t.name, "reverse_client_name", t.name,
+			"helo_name", t.name, "sender", t.sender, "recipient", t.rcpt, "instance", fmt.Sprintf("%04X.%04X.0", i>>16, i&0xffff),
+			"queue_id", "", "recipient_count", "0", "sasl_method", "", "sasl_username", "", "sasl_sender", "", "size", "4096",
+			"ccert_subject", "", "ccert_issuer", "", "ccert_fingerprint", "", "ccert_pubkey_fingerprint", "",
+			"encryption_protocol", "TLSv1.3", "encryption_cipher", "TLS_AES_256_GCM_SHA384", "encryption_keysize", "256",
+			"etrn_domain", "", "stress", "", "server_address", "127.0.0.1", "server_port", "25",
+			"compatibility_level", "3.6", "mail_version", "3.7.11"))
+	}
+	return out
+}
+
+// benchServerConfig is bench/policyd's configuration: a per-client rate limit
+// on every request, then greylisting with postgrey's settings.
+func benchServerConfig() Config {
 	cfg := testConfig()
 	cfg.Checks = []string{CheckRateLimit, CheckGreylist}
 	cfg.Greylist.Enabled = true
 	cfg.Greylist.ExemptNetworks = nil
+	cfg.Greylist.ExemptClients = []string{"debian.org"}
 	cfg.RateLimit.Enabled = true
 	cfg.RateLimit.Limits = []RateLimit{
-		{Name: "ip", Key: KeyClientAddress, Messages: 1 << 40, Window: config.Duration(time.Hour), Action: "DEFER x"},
-		{Name: "sender", Key: KeySender, Recipients: 1 << 40, Window: config.Duration(time.Hour), Action: "DEFER x"},
+		{Name: "ip-hour", Key: KeyClientAddress, Messages: 1000, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 Rate limit exceeded"},
 	}
-	s, err := New(cfg, Deps{Store: mem.New(), Log: discardLog()})
-	if err != nil {
-		b.Fatal(err)
+	return cfg
+}
+
+// BenchmarkServer measures request/reply round trips over loopback TCP with
+// greylisting and a rate limit on, on the in-memory store and on SQLite
+// (bench/policyd compares SQLite and Redis with postgrey as separate processes).
+func BenchmarkServer(b *testing.B) {
+	stores := map[string]func(b *testing.B) store.Store{
+		"mem": func(*testing.B) store.Store { return mem.New() },
+		"sqlite": func(b *testing.B) store.Store {
+			st, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "state.db")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		},
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go s.Serve(ln)
-	defer s.Shutdown(b.Context())
-	var seq atomic.Int64
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		nc, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer nc.Close()
-		br := bufio.NewReader(nc)
-		for pb.Next() {
-			i := seq.Add(1)
-			req := encodeRequest("client_address", fmt.Sprintf("10.%d.%d.1", i%200, i/200%200),
-				"sender", fmt.Sprintf("n%d@x.example", i%1000), "instance", fmt.Sprint(i))
-			if _, err := nc.Write([]byte(req)); err != nil {
-				b.Error(err)
-				return
+	reqs := benchStream()
+	for _, name := range []string{"mem", "sqlite"} {
+		b.Run(name, func(b *testing.B) {
+			st := stores[name](b)
+			defer st.Close()
+			s, err := New(benchServerConfig(), Deps{Store: st, Log: discardLog()})
+			if err != nil {
+				b.Fatal(err)
 			}
-			if _, err := readReplyForBench(br); err != nil {
-				b.Error(err)
-				return
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
 			}
-		}
-	})
+			go s.Serve(ln)
+			defer s.Shutdown(b.Context())
+			var seq atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				nc, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for pb.Next() {
+					req := reqs[int(seq.Add(1))%len(reqs)]
+					if _, err := nc.Write(req); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := readReplyForBench(br); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 func readReplyForBench(br *bufio.Reader) (string, error) {

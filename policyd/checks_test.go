@@ -211,6 +211,9 @@ func TestDNSBL(t *testing.T) {
 		"7.100.51.198.weak1.example.":  {A: []string{"127.0.0.2"}},
 		"7.100.51.198.allow.example.":  {A: []string{"127.0.0.2"}},
 		"7.100.51.198.weak2.example.":  {A: []string{"127.0.0.2"}},
+		// zen-style return codes: 127.0.0.4 (XBL) blocks, 127.0.0.10 (PBL) does not.
+		"5.100.51.198.zen.example.": {A: []string{"127.0.0.4"}},
+		"4.100.51.198.zen.example.": {A: []string{"127.0.0.10", "127.0.0.11"}},
 	}}
 	cfg := testConfig()
 	cfg.DNSBL.Enabled = true
@@ -221,6 +224,11 @@ func TestDNSBL(t *testing.T) {
 		{Zone: "weak1.example", Kind: dnsbl.KindIP, Symbol: "WEAK1", Score: 1},
 		{Zone: "weak2.example", Kind: dnsbl.KindIP, Symbol: "WEAK2", Score: 1},
 		{Zone: "allow.example", Kind: dnsbl.KindIP, Symbol: "ALLOW", Score: -2},
+		{Zone: "zen.example", Kind: dnsbl.KindIP, Returns: []dnsbl.Return{
+			{Code: "127.0.0.4", Symbol: "ZEN_XBL", Score: 2},
+			{Code: "127.0.0.10", Symbol: "ZEN_PBL", Score: 0.5},
+			{Code: "127.0.0.11", Symbol: "ZEN_PBL", Score: 0.5},
+		}},
 	}
 	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
 	tests := map[string]string{
@@ -228,6 +236,8 @@ func TestDNSBL(t *testing.T) {
 		"198.51.100.8": "554 5.7.1 Service unavailable; client [198.51.100.8] blocked using weak1.example, weak2.example",
 		"198.51.100.7": "DUNNO", // two weak listings offset by the allowlist
 		"198.51.100.6": "DUNNO",
+		"198.51.100.5": "554 5.7.1 Service unavailable; client [198.51.100.5] blocked using zen.example", // return code 127.0.0.4
+		"198.51.100.4": "DUNNO",                                                                          // PBL codes only: 0.5 < 2
 	}
 	for ip, want := range tests {
 		if d := evalDirect(t, s, nil, "client_address", ip); d.action.String() != want {

@@ -45,6 +45,17 @@ type Reader struct {
 	maxLine       int
 	maxAttributes int
 	long          []byte // assembles lines longer than the bufio buffer
+	// raw collects the request's attribute lines and attrs their offsets, so
+	// that one string conversion per request backs every name and value
+	// (instead of one allocation per attribute).
+	raw   []byte
+	attrs []attrSpan
+}
+
+// attrSpan locates one "name=value" line in Reader.raw.
+type attrSpan struct {
+	start, eq, end int
+	line           int
 }
 
 // NewReader returns a Reader; limits <= 0 take the defaults.
@@ -69,6 +80,10 @@ func (rd *Reader) Read(req *Request) error {
 	req.reset()
 	var first *ProtocolError // first non-fatal problem; the rest of the request is still consumed
 	attrs := 0
+	if cap(rd.raw) > 64<<10 {
+		rd.raw = nil // do not keep a rare huge request's buffer for the connection's life
+	}
+	rd.raw, rd.attrs = rd.raw[:0], rd.attrs[:0]
 	for lineNo := 1; ; lineNo++ {
 		line, err := rd.readLine()
 		if err != nil {
@@ -93,6 +108,12 @@ func (rd *Reader) Read(req *Request) error {
 				// answering (the client expects no reply) nor skipping (an endless
 				// stream of them) is right, so the connection is closed.
 				return &ProtocolError{Line: 1, Reason: "empty line where a request should start", Fatal: true}
+			}
+			raw := string(rd.raw)
+			for _, a := range rd.attrs {
+				if err := req.set(raw[a.start:a.eq], raw[a.eq+1:a.end]); err != nil {
+					return &ProtocolError{Line: a.line, Reason: err.Error()}
+				}
 			}
 			if err := req.check(); err != nil {
 				return &ProtocolError{Reason: err.Error()}
@@ -119,9 +140,9 @@ func (rd *Reader) Read(req *Request) error {
 			first = &ProtocolError{Line: lineNo, Reason: "empty attribute name"}
 			continue
 		}
-		if err := req.set(string(line[:eq]), string(line[eq+1:])); err != nil {
-			first = &ProtocolError{Line: lineNo, Reason: err.Error()}
-		}
+		start := len(rd.raw)
+		rd.raw = append(rd.raw, line...)
+		rd.attrs = append(rd.attrs, attrSpan{start: start, eq: start + eq, end: len(rd.raw), line: lineNo})
 	}
 }
 

@@ -165,7 +165,8 @@ func FuzzReader(f *testing.F) {
 
 func BenchmarkRead(b *testing.B) {
 	data := strings.Repeat(postfix37, 100)
-	b.SetBytes(int64(len(postfix37)))
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
 	var r Request
 	for b.Loop() {
 		rd := NewReader(strings.NewReader(data), 0, 0)

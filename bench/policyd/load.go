@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -29,6 +30,7 @@ type loadResult struct {
 	P999Ms         float64        `json:"p999_ms"`
 	MaxMs          float64        `json:"max_ms"`
 	Actions        map[string]int `json:"actions"`
+	ClientCPUS     float64        `json:"client_cpu_s"` // this load generator's CPU time (user+system)
 	ConnectErrors  int            `json:"connect_errors,omitempty"`
 	ProtocolErrors int            `json:"protocol_errors,omitempty"`
 }
@@ -140,6 +142,10 @@ func runLoad(args []string) error {
 	res.P99Ms = ms(pct(lat, 99))
 	res.P999Ms = ms(pct(lat, 99.9))
 	res.MaxMs = ms(lat[len(lat)-1])
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		res.ClientCPUS = round(time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds(), 3)
+	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
 
