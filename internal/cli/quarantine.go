@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -154,6 +155,28 @@ func clip(s string, n int) string {
 	return s
 }
 
+// terminalSafe neutralises what a spammer may put in a header to drive the
+// admin's terminal (escape sequences, C1 controls, stray CR, invalid UTF-8); tabs
+// and line ends stay.
+func terminalSafe(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			out = utf8.AppendRune(out, utf8.RuneError)
+		case r == '\t' || r == '\n':
+			out = append(out, byte(r))
+		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
+			out = append(out, '?')
+		default:
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
+}
+
 func orNull(s string) string {
 	if s == "" {
 		return "<>"
@@ -203,16 +226,16 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 			}
 			switch {
 			case raw:
-				_, err = out.Write(msg)
+				_, err = out.Write(msg) // byte-exact, e.g. for a file or a pipe
 				return err
 			case headers:
-				_, err = out.Write(hdr)
+				_, err = out.Write(terminalSafe(hdr))
 				return err
 			}
 			fmt.Fprintf(out, "ID:        %s\nTime:      %s\nRecipient: %s (user %s)\nSender:    %s\nSubject:   %s\nScore:     %.2f\nSymbols:   %s\nReason:    %s\nSize:      %d\nQueue ID:  %s\n\n",
-				e.ID, e.Time.Format(time.RFC3339), e.Recipient, e.User, orNull(e.Sender), clip(e.Subject, 200), e.Score,
-				strings.Join(e.Symbols, ","), e.Reason, e.Size, e.QueueID)
-			_, err = out.Write(hdr)
+				e.ID, e.Time.Format(time.RFC3339), clip(e.Recipient, 320), clip(e.User, 320), clip(orNull(e.Sender), 320), clip(e.Subject, 200), e.Score,
+				strings.Join(e.Symbols, ","), clip(e.Reason, 200), e.Size, e.QueueID)
+			_, err = out.Write(terminalSafe(hdr))
 			return err
 		},
 	}

@@ -21,7 +21,7 @@ func TestQuarantineCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, err := q.Add(context.Background(), &quarantine.Entry{Recipient: "alice@example.com", User: "alice",
-		Sender: "spammer@example.net", Subject: "win \x1b[31mbig", Score: 11.5}, []byte("Subject: win big\nX-Spam-Flag: YES\n\nbody\n"))
+		Sender: "spammer@example.net", Subject: "win \x1b[31mbig", Score: 11.5}, []byte("Subject: win big\nX-Spam-Flag: YES\nX-Evil: \x1b]0;pwned\x07\xc2\x9b\xff\n\nbody\n"))
 	q.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -44,10 +44,13 @@ func TestQuarantineCLI(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &ents) != nil || len(ents) != 1 {
 		t.Errorf("list --json --user: %d %q", code, out)
 	}
-	if out, code = run("show", id, "--headers"); code != 0 || out != "Subject: win big\nX-Spam-Flag: YES\n" {
+	if out, code = run("show", id, "--headers"); code != 0 || out != "Subject: win big\nX-Spam-Flag: YES\nX-Evil: ?]0;pwned??\ufffd\n" {
 		t.Errorf("show --headers: %d %q", code, out)
 	}
-	if out, code = run("show", id, "--raw"); code != 0 || !strings.HasSuffix(out, "\nbody\n") {
+	if out, code = run("show", id); code != 0 || strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, "Score:     11.50") {
+		t.Errorf("show: %d %q", code, out)
+	}
+	if out, code = run("show", id, "--raw"); code != 0 || !strings.HasSuffix(out, "\nbody\n") || !strings.Contains(out, "\x1b]0;pwned") {
 		t.Errorf("show --raw: %d %q", code, out)
 	}
 	for _, c := range []struct {
