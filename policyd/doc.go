@@ -33,10 +33,11 @@
 // DEFER, DEFER_IF_PERMIT, HOLD, OK, 4xx/5xx...) decides; an allowlist hit in
 // access ends the evaluation with its allow_action; PREPEND/WARN/INFO answers
 // (the X-Greylist header on a first pass) are returned only when no later check
-// decides. Store unavailable: store_failure "open" answers as if the check had no
-// opinion, "closed" answers DEFER_IF_PERMIT; both are logged and counted
-// (dovetail_policyd_store_failures_total). Every other internal error, timeout or
-// panic answers DEFER_IF_PERMIT 4.3.0, never a rejection.
+// decides. Store unavailable: store_failure "closed" (the default) answers
+// DEFER_IF_PERMIT, "open" answers as if the check had no opinion; both are
+// logged and counted (dovetail_policyd_store_failures_total). Every other
+// internal error, timeout or panic answers DEFER_IF_PERMIT 4.3.0, never a
+// rejection.
 //
 // Rate limits count at RCPT: recipients per RCPT request, messages once per
 // transaction (the first RCPT of an instance; the connection remembers it), so
@@ -47,7 +48,11 @@
 //
 //	smtpd_recipient_restrictions =
 //	    permit_mynetworks, reject_unauth_destination,
-//	    check_policy_service { inet:127.0.0.1:10040, timeout=10s, default_action=DUNNO }
+//	    check_policy_service { inet:127.0.0.1:10040, timeout=10s }
+//
+// Postfix's default_action for an unreachable policy service (451 4.3.5) matches
+// store_failure "closed"; default_action=DUNNO lets mail through unchecked while
+// the daemon is down.
 //
 // On the submission service, place check_policy_service before
 // permit_sasl_authenticated, or authenticated mail never reaches the rate limits
