@@ -147,15 +147,18 @@ func newSieveTestCmd() *cobra.Command {
 	return cmd
 }
 
+// sieveJSONAction is one action of `sieve test --json`; every field is
+// always present (flags is [] when there are none) so consumers see one
+// stable schema.
 type sieveJSONAction struct {
 	Type     string   `json:"type"`
-	Mailbox  string   `json:"mailbox,omitempty"`
-	Flags    []string `json:"flags,omitempty"`
+	Mailbox  string   `json:"mailbox"`
+	Flags    []string `json:"flags"`
 	Copy     bool     `json:"copy"`
 	Create   bool     `json:"create"`
-	Address  string   `json:"address,omitempty"`
-	Reason   string   `json:"reason,omitempty"`
-	Subject  string   `json:"subject,omitempty"`
+	Address  string   `json:"address"`
+	Reason   string   `json:"reason"`
+	Subject  string   `json:"subject"`
 	Implicit bool     `json:"implicit"`
 }
 
@@ -215,6 +218,9 @@ func sieveTest(ctx context.Context, out io.Writer, scriptPath, msgPath string, o
 	if res != nil {
 		for _, a := range res.Actions {
 			ja := sieveJSONAction{Type: a.Type, Mailbox: a.Mailbox, Flags: a.Flags, Copy: a.Copy, Create: a.Create, Address: a.Address, Reason: a.Reason, Subject: a.Subject, Implicit: a.Implicit}
+			if ja.Flags == nil {
+				ja.Flags = []string{}
+			}
 			if a.Type == "vacation" && len(a.Addresses) > 0 && ja.Address == "" {
 				ja.Address = strings.Join(a.Addresses, ",")
 			}

@@ -66,6 +66,14 @@ if header :is "subject" "hello" { redirect "c@example.com"; }`)
 	if res.Actions[1]["type"] != "redirect" || res.Actions[1]["address"] != "c@example.com" {
 		t.Errorf("action 1 = %v", res.Actions[1])
 	}
+	// one schema: every key on every action
+	for i, a := range res.Actions {
+		for _, k := range []string{"type", "mailbox", "flags", "copy", "create", "address", "reason", "subject", "implicit"} {
+			if _, ok := a[k]; !ok {
+				t.Errorf("action %d lacks %q: %v", i, k, a)
+			}
+		}
+	}
 	// redirect cancels the implicit keep: no keep action
 	code, out, _ = run(t, "sieve", "test", "--json", writeFile(t, dir, "k.sieve", `require "imap4flags"; addflag "\\Seen";`), msg)
 	if code != 0 || !strings.Contains(out, `"implicit": true`) || !strings.Contains(out, `\\Seen`) {
