@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
@@ -279,10 +280,19 @@ func (dv *Deliverer) quarantine(ctx context.Context, r *rcptCtx, body []byte, sp
 	}
 	id, err := dv.Quarantine.Add(ctx, e, body)
 	if err != nil {
-		return outcome{}, wrapTemp("quarantine: %v", err)
+		return outcome{}, quarantineErr(err)
 	}
 	dv.Metrics.Quarantined.Inc()
 	return outcome{result: "quarantined", stored: []string{"quarantine:" + id}, note: reason}, nil
+}
+
+// quarantineErr classifies a failed quarantine write like a Maildir write: a
+// full disk is 452 4.3.1, anything else 451.
+func quarantineErr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %v", maildir.ErrNoSpace, err)
+	}
+	return wrapTemp("%v", err)
 }
 
 // filterAndStore runs the filter and carries out its actions.

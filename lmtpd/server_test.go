@@ -508,6 +508,13 @@ func TestReplyBoundary(t *testing.T) {
 			t.Errorf("%v leaks or breaks the line: %q", c.err, r.Message)
 		}
 	}
+	full := &os.PathError{Op: "write", Path: "/q/tmp/x.eml", Err: syscall.ENOSPC}
+	if r := replyFor("a@b", quarantineErr(fmt.Errorf("quarantine: write message: %w", full)), false); r.Code != 452 || r.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) {
+		t.Errorf("quarantine on a full disk → %d %v, want 452 4.3.1", r.Code, r.EnhancedCode)
+	}
+	if r := replyFor("a@b", quarantineErr(errors.New("index: database is locked")), false); r.Code != 451 {
+		t.Errorf("quarantine index error → %d, want 451", r.Code)
+	}
 	if replyFor("a", nil, false) != nil {
 		t.Error("nil error must stay nil")
 	}
