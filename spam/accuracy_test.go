@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
@@ -151,7 +152,7 @@ func measure(t testing.TB, msgs []corpusMsg, withBayes bool, isTrain func(string
 			if !v.IsSpam {
 				a.fn++
 				if testing.Verbose() && *corpusFlag && withBayes {
-					t.Logf("FN %s score=%.1f bayes=%.4f", m.name, v.Score, v.Bayes.Probability)
+					t.Logf("FN %s score=%.1f bayes=%.4f %s", m.name, v.Score, v.Bayes.Probability, symbolNames(v))
 				}
 			}
 		} else {
@@ -163,8 +164,8 @@ func measure(t testing.TB, msgs []corpusMsg, withBayes bool, isTrain func(string
 				a.fp++
 				a.fpNames = append(a.fpNames, m.name)
 			}
-			if testing.Verbose() && *corpusFlag && withBayes && v.Bayes.Probability > 0.5 {
-				t.Logf("HAM %s score=%.1f bayes=%.4f", m.name, v.Score, v.Bayes.Probability)
+			if testing.Verbose() && *corpusFlag && withBayes && (v.Bayes.Probability > 0.5 || v.Score > 3) {
+				t.Logf("HAM %s score=%.1f bayes=%.4f %s", m.name, v.Score, v.Bayes.Probability, symbolNames(v))
 			}
 		}
 	}
@@ -211,4 +212,12 @@ func TestAccuracySanity(t *testing.T) {
 	if a.fpRate() > 0.01 || a.recall() < 0.85 {
 		t.Errorf("FP %.2f%%, recall %.2f%%", 100*a.fpRate(), 100*a.recall())
 	}
+}
+
+func symbolNames(v spam.Verdict) string {
+	var b strings.Builder
+	for _, s := range v.Symbols {
+		fmt.Fprintf(&b, "%s(%.1f) ", s.Name, s.Score)
+	}
+	return b.String()
 }

@@ -39,6 +39,7 @@ var evalFuncs = map[string]rules.EvalFunc{
 	"to_is_from":               evalToIsFrom,
 	"base64_text":              evalBase64Text,
 	"date_no_tz":               evalDateNoTZ,
+	"from_local_random":        evalFromLocalRandom,
 	"no_text_parts": func(c *rules.Context, _ []string) bool {
 		return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0
 	},
@@ -307,12 +308,19 @@ func midDomain(c *rules.Context) string {
 // the From, Sender or Return-Path address — what a sender's own mail system
 // (or its bulk-mail provider on its behalf) does, and what forged mail rarely
 // gets right.
-func evalMIDAligned(c *rules.Context, _ []string) bool {
+//
+// Arguments name the address fields to compare with (default From, Sender,
+// Return-Path; mailing lists rewrite the last two).
+func evalMIDAligned(c *rules.Context, a []string) bool {
 	md := midDomain(c)
 	if md == "" {
 		return false
 	}
-	for _, h := range []string{"From", "Sender", "Return-Path"} {
+	fields := []string{"From", "Sender", "Return-Path"}
+	if len(a) > 0 {
+		fields = a
+	}
+	for _, h := range fields {
 		if d := addrDomain(c.Msg.Header.Get(h)); d != "" && orgDomain(d) == md {
 			return true
 		}
@@ -438,3 +446,42 @@ func evalDateNoTZ(c *rules.Context, _ []string) bool {
 	}
 	return true
 }
+
+// evalFromLocalRandom: the From local part looks generated — seven or more
+// letters and digits only, with at least two digits, and a digit run between
+// letters (ncp5fufie, xk29dhq7): throwaway accounts made by bulk tools.
+// Human-chosen names put digits at the end (john1975) and are not matched.
+func evalFromLocalRandom(c *rules.Context, _ []string) bool {
+	a := addrOnly(c.Msg.Header.Get("From"))
+	if m, err := mail.ParseAddress(c.Msg.Header.Get("From")); err == nil {
+		a = m.Address
+	}
+	local, _, ok := strings.Cut(strings.TrimSpace(a), "@")
+	if !ok || len(local) < 7 {
+		return false
+	}
+	digits, inner := 0, false
+	for i := 0; i < len(local); i++ {
+		ch := local[i]
+		switch {
+		case ch >= '0' && ch <= '9':
+			digits++
+			if i > 0 && isASCIILetter(local[i-1]) {
+				// a digit run that starts after a letter and is followed by one
+				j := i
+				for j < len(local) && local[j] >= '0' && local[j] <= '9' {
+					j++
+				}
+				if j < len(local) && isASCIILetter(local[j]) {
+					inner = true
+				}
+			}
+		case isASCIILetter(ch):
+		default:
+			return false
+		}
+	}
+	return digits >= 2 && inner
+}
+
+func isASCIILetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }

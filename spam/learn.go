@@ -21,9 +21,9 @@ type bayesBand struct {
 }
 
 var bayesBands = []bayesBand{
-	{0.9999, "BAYES_9999", 7.0, "Bayes spam probability is 99.99 to 100%"},
-	{0.999, "BAYES_999", 6.0, "Bayes spam probability is 99.9 to 99.99%"},
-	{0.99, "BAYES_99", 5.0, "Bayes spam probability is 99 to 99.9%"},
+	{0.9999, "BAYES_9999", 6.0, "Bayes spam probability is 99.99 to 100%"},
+	{0.999, "BAYES_999", 5.0, "Bayes spam probability is 99.9 to 99.99%"},
+	{0.99, "BAYES_99", 4.5, "Bayes spam probability is 99 to 99.9%"},
 	{0.95, "BAYES_95", 3.5, "Bayes spam probability is 95 to 99%"},
 	{0.80, "BAYES_80", 2.0, "Bayes spam probability is 80 to 95%"},
 	{0.60, "BAYES_60", 0.8, "Bayes spam probability is 60 to 80%"},
