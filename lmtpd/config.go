@@ -10,8 +10,11 @@ import (
 
 // Config is the lmtpd section of the configuration file.
 type Config struct {
-	// Listen: "unix:/var/spool/postfix/private/dovetail-lmtp" and/or "127.0.0.1:24".
+	// Listen: "unix:/var/spool/postfix/private/dovetail-lmtp" or "127.0.0.1:24".
 	Listen config.Listener `yaml:"listen"`
+	// AlsoListen is an optional second listener, so lmtpd serves a unix socket
+	// (Postfix) and TCP (another host, a load test) at once.
+	AlsoListen config.Listener `yaml:"also_listen"`
 	// Hostname is used in the greeting, Received headers and Maildir file names
 	// (default: the system host name).
 	Hostname string `yaml:"hostname"`

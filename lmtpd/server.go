@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
 	"github.com/dovetail-mail/dovetail/quarantine"
 	"github.com/dovetail-mail/dovetail/store"
@@ -92,8 +93,35 @@ func NewDeliverer(o Options) *Deliverer {
 // Deliverer returns the delivery pipeline (used by quarantine release).
 func (s *Server) Deliverer() *Deliverer { return s.dv }
 
-// Serve accepts LMTP connections on ln (unix or TCP) until Shutdown.
+// Serve accepts LMTP connections on ln (unix or TCP) until Shutdown, and on
+// also_listen when that is configured. If one listener fails, both stop and the
+// error is returned.
 func (s *Server) Serve(ln net.Listener) error {
+	lns := []net.Listener{ln}
+	if s.cfg.AlsoListen.Address != "" {
+		ln2, err := daemon.Listen(s.cfg.AlsoListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("also_listen: %w", err)
+		}
+		s.log.Info("listening", "daemon", "lmtpd", "addr", ln2.Addr().String())
+		lns = append(lns, ln2)
+	}
+	errc := make(chan error, len(lns))
+	for _, l := range lns {
+		go func() { errc <- s.serve(l) }()
+	}
+	var first error
+	for range lns {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			s.smtp.Close() // the other listener must not serve on alone
+		}
+	}
+	return first
+}
+
+func (s *Server) serve(ln net.Listener) error {
 	err := s.smtp.Serve(ln)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil

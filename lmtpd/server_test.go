@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
 	"github.com/dovetail-mail/dovetail/quarantine"
 	"github.com/dovetail-mail/dovetail/store"
@@ -654,5 +655,43 @@ func TestLaterStoreFailureAfterSavedCopy(t *testing.T) {
 	}
 	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 1 {
 		t.Errorf("alice's INBOX has %d", n)
+	}
+}
+
+// TestAlsoListen: one server on TCP and a unix socket at once; Shutdown ends both.
+func TestAlsoListen(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "lmtp.sock")
+	e := newEnv(t, func(o *Options) { o.Config.AlsoListen = config.Listener{Address: "unix:" + sock} })
+	deadline := time.Now().Add(5 * time.Second)
+	var c net.Conn
+	for {
+		var err error
+		if c, err = net.Dial("unix", sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unix listener: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	v := &conv{t: t, c: c, r: bufio.NewReader(c)}
+	v.reply()
+	v.cmd("LHLO client.test")
+	if _, d := v.send("s@example.net", []string{"alice@example.com"}, testMsg); len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("over the unix socket: %q", d)
+	}
+	v.cmd("QUIT")
+	c.Close()
+	tcp := e.dial()
+	if _, d := tcp.send("s@example.net", []string{"carol@example.com"}, testMsg); len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("over TCP: %q", d)
+	}
+	tcp.cmd("QUIT")
+	tcp.c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	e.srv.Shutdown(ctx)
+	if _, err := net.Dial("unix", sock); err == nil {
+		t.Error("unix listener still accepting after Shutdown")
 	}
 }
