@@ -80,7 +80,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.spf = &spfEval{resolver: res, exempt: ex}
+		e.spf = &spfEval{resolver: res, exempt: ex, timeout: cfg.SPF.Timeout.D()}
 	}
 	hostname := cfg.Hostname
 	if hostname == "" {

@@ -120,11 +120,15 @@ type SPFConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// ExemptNetworks are trusted forwarders and backup MX hosts (and loopback):
 	// their mail is relayed, so the sender's SPF record cannot list them.
-	ExemptNetworks  []string `yaml:"exempt_networks"`
-	FailAction      string   `yaml:"fail_action"`
-	SoftFailAction  string   `yaml:"softfail_action"`
-	TempErrorAction string   `yaml:"temperror_action"`
-	PermErrorAction string   `yaml:"permerror_action"`
+	ExemptNetworks []string `yaml:"exempt_networks"`
+	// Timeout bounds one SPF evaluation (all its DNS lookups); past it the
+	// result is temperror. Keep it well below request_timeout so that the
+	// checks after SPF (greylisting) still get to run when DNS is down.
+	Timeout         config.Duration `yaml:"timeout"`
+	FailAction      string          `yaml:"fail_action"`
+	SoftFailAction  string          `yaml:"softfail_action"`
+	TempErrorAction string          `yaml:"temperror_action"`
+	PermErrorAction string          `yaml:"permerror_action"`
 }
 
 // GreylistConfig is greylisting with postgrey's semantics.
@@ -226,6 +230,7 @@ func DefaultConfig() Config {
 		},
 		SPF: SPFConfig{
 			ExemptNetworks:  []string{"127.0.0.0/8", "::1/128"},
+			Timeout:         config.Duration(10 * time.Second),
 			FailAction:      "550 5.7.23 SPF validation failed for {sender} from [{client}]",
 			SoftFailAction:  "DUNNO",
 			TempErrorAction: "DEFER_IF_PERMIT 4.7.24 SPF temporary error, try again later",

@@ -3,6 +3,7 @@ package policyd
 import (
 	"context"
 	"net"
+	"time"
 
 	"blitiri.com.ar/go/spf"
 )
@@ -18,6 +19,7 @@ type spfOutcome struct {
 type spfEval struct {
 	resolver spf.DNSResolver
 	exempt   netList
+	timeout  time.Duration // bounds one evaluation; the result is then temperror
 }
 
 // outcome returns the SPF result for the request's client, HELO and sender,
@@ -33,11 +35,17 @@ func (s *spfEval) outcome(ctx context.Context, tx *txn) spfOutcome {
 		// RFC 7208 §2.4: for the null sender check "postmaster@<HELO>".
 		sender = "postmaster@" + r.HeloName
 	}
+	// Its own deadline, shorter than the request's: with DNS down, SPF answers
+	// temperror in time and the later checks still run.
+	sctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	res, err := spf.CheckHostWithSender(net.IP(r.ClientAddr.AsSlice()), r.HeloName, sender,
-		spf.WithContext(ctx), spf.WithResolver(s.resolver))
+		spf.WithContext(sctx), spf.WithResolver(s.resolver))
 	o := spfOutcome{result: res, err: err}
 	if ctx.Err() == nil {
-		// A result cut short by our own deadline is not worth remembering.
+		// Remembered for the transaction's other recipients (a temperror from
+		// SPF's own timeout included); a result cut short by the request's
+		// deadline is not.
 		tx.conn.spfKey, tx.conn.spfResult = key, o
 	}
 	return o

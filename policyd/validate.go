@@ -88,9 +88,13 @@ func (c DNSBLConfig) Validate() error {
 
 // Validate checks the spf section.
 func (c SPFConfig) Validate() error {
-	return config.Join(validNets("exempt_networks", c.ExemptNetworks), validAction("fail_action", c.FailAction),
+	errs := []error{validNets("exempt_networks", c.ExemptNetworks), validAction("fail_action", c.FailAction),
 		validAction("softfail_action", c.SoftFailAction), validAction("temperror_action", c.TempErrorAction),
-		validAction("permerror_action", c.PermErrorAction))
+		validAction("permerror_action", c.PermErrorAction)}
+	if c.Timeout <= 0 {
+		errs = append(errs, config.Errorf("timeout", "must be positive", "10s; below request_timeout"))
+	}
+	return config.Join(errs...)
 }
 
 // Validate checks the greylist section.

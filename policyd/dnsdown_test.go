@@ -1,0 +1,89 @@
+package policyd
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dovetail-mail/dovetail/dnsbl"
+	"github.com/dovetail-mail/dovetail/internal/config"
+)
+
+// blackholeResolver is a real Go resolver whose DNS server swallows every
+// query: lookups end only at their context's deadline, like a resolver that is
+// down or unreachable.
+func blackholeResolver(t *testing.T) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+}
+
+// TestDNSDown: with DNS unreachable, SPF answers its temperror action and the
+// SPF-pass greylist exemption does not apply (greylisted); the DNSBL counts an
+// unanswered list as not listing (postscreen's behaviour) but says so in the
+// decision. Nothing waits longer than the configured timeouts.
+func TestDNSDown(t *testing.T) {
+	res := blackholeResolver(t)
+	base := testConfig()
+	base.RequestTimeout = config.Duration(3 * time.Second)
+	base.SPF.Timeout = config.Duration(300 * time.Millisecond)
+	base.DNSBL.Enabled = true
+	base.DNSBL.Lists.Timeout = config.Duration(100 * time.Millisecond)
+	base.DNSBL.Lists.Budget = config.Duration(200 * time.Millisecond)
+	base.DNSBL.Lists.Zones = []dnsbl.Zone{{Zone: "zen.example", Kind: dnsbl.KindIP, Symbol: "ZEN", Score: 1}}
+
+	spfCfg := base
+	spfCfg.SPF.Enabled = true
+	greyCfg := base
+	greyCfg.Greylist.Enabled = true
+	greyCfg.Greylist.ExemptSPFPass = true
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+		log  string
+	}{
+		// SPF's own timeout (300ms), not the request's (3s), ends the evaluation.
+		{"spf temperror", spfCfg, "DEFER_IF_PERMIT 4.7.24 SPF temporary error", "reason=\"spf temperror"},
+		// Greylisting still runs after SPF timed out, and does not exempt the sender.
+		{"greylist spf exemption not granted", greyCfg, "DEFER_IF_PERMIT 4.7.1 Greylisted", "reason=\"greylist: new triplet\""},
+		{"dnsbl alone", base, "DUNNO", "lookups failed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, tc.cfg, Deps{Resolver: res})
+			c := ts.dial(t)
+			for i, rcpt := range []string{"a@example.com", "b@example.com"} {
+				start := time.Now()
+				if got := c.ask("sender", "a@spf.example", "recipient", rcpt); !strings.HasPrefix(got, tc.want) {
+					t.Fatalf("rcpt %d: got %q, want %q", i, got, tc.want)
+				}
+				// The second RCPT of the transaction reuses the SPF temperror (and
+				// the DNSBL its budget): no second wait for a dead DNS beyond that.
+				if d := time.Since(start); d > 1500*time.Millisecond {
+					t.Errorf("rcpt %d: answer took %s", i, d)
+				}
+			}
+			if !strings.Contains(ts.logs.String(), tc.log) {
+				t.Errorf("decision log lacks %q:\n%s", tc.log, ts.logs.String())
+			}
+		})
+	}
+}
