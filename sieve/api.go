@@ -229,6 +229,10 @@ type Action struct {
 	Options    []string
 	Message    string // notify :message
 	Implicit   bool   // implicit keep
+	// ID and LegacyNotify describe a notify action of the deprecated draft
+	// notify extension (its :id, for denotify).
+	ID           string
+	LegacyNotify bool
 	// Headers is the edited header list (editheader) as it was when the
 	// action was taken; nil means the message is delivered unchanged.
 	Headers []Header

@@ -68,7 +68,6 @@ var waived = map[string]string{
 // (they are not in issue #3's list and are Dovecot-specific or deprecated);
 // their blocks are waived, not run.
 var notShipped = map[string]string{
-	"deprecated/notify/":             "deprecated draft 'notify' extension (superseded by enotify, RFC 5435) is not shipped",
 	"extensions/vnd.dovecot/report/": "vnd.dovecot.report is Dovecot-specific (abuse reports) and not shipped",
 }
 

@@ -296,6 +296,10 @@ func NotifyMessages(env *Env, a *Action, done map[string]bool) []OutgoingMessage
 		envFrom = ""
 	}
 	subject := mt.subject
+	if subject == "" && a.LegacyNotify {
+		// the deprecated notify extension: the message is the body
+		subject = "[SIEVE] New mail notification"
+	}
 	if subject == "" {
 		subject = a.Message
 	}
@@ -370,7 +374,11 @@ func NotifyMessages(env *Env, a *Action, done map[string]bool) []OutgoingMessage
 		}
 		hdr(h.Name, h.Value)
 	}
-	hdr("Auto-Submitted", "auto-notified; owner-email=\""+env.Envelope.To+"\"")
+	if a.LegacyNotify {
+		hdr("Auto-Submitted", "auto-generated (notify)")
+	} else {
+		hdr("Auto-Submitted", "auto-notified; owner-email=\""+env.Envelope.To+"\"")
+	}
 	hdr("Precedence", "bulk")
 	hdr("X-Priority", prio)
 	hdr("Importance", imp)
@@ -524,7 +532,13 @@ func compileDuplicate(c *compiler, n *testNode, a *argp) test {
 }
 
 func registerMore() {
-	commands["notify"] = cmdDef{exts: []string{"enotify"}, fn: compileNotify}
+	commands["notify"] = cmdDef{exts: []string{"enotify", "notify"}, fn: func(c *compiler, n *cmdNode, a *argp) cmd {
+		if !c.has("enotify") {
+			return compileLegacyNotify(c, n, a)
+		}
+		return compileNotify(c, n, a)
+	}}
+	commands["denotify"] = cmdDef{exts: []string{"notify"}, fn: compileDenotify}
 	tests["valid_notify_method"] = testDef{exts: []string{"enotify"}, fn: func(c *compiler, n *testNode, a *argp) test {
 		return &validNotifyTest{uris: a.strList("notification uris")}
 	}}
