@@ -1,8 +1,11 @@
 package lmtpd
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dovetail-mail/dovetail/directory"
 )
 
 // FuzzHeaders: the header helpers run on attacker-controlled input before anything
@@ -22,6 +25,28 @@ func FuzzHeaders(f *testing.F) {
 		s := headerSafe(string(b))
 		if strings.ContainsAny(s, "\r\n\x00") {
 			t.Fatal("headerSafe left a line break")
+		}
+	})
+}
+
+// FuzzMailLocation: whatever login the directory returns, the expanded Maildir
+// stays below the configured prefix.
+func FuzzMailLocation(f *testing.F) {
+	for _, s := range []string{"alice", "alice@example.com", "..", "a/../../etc", "x@..", "%n", "a\x00b", "@"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, login string) {
+		u := &directory.User{Login: login, Home: "/home/x"}
+		p, err := mailLocation("/var/vmail/%d/%n/Maildir", u, "rcpt@example.com")
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(p, "/var/vmail/") || filepath.Clean(p) != p || strings.Contains(p, "\x00") {
+			t.Fatalf("login %q → %q escapes /var/vmail", login, p)
+		}
+		rel, _ := filepath.Rel("/var/vmail", p)
+		if parts := strings.Split(rel, "/"); len(parts) != 3 || parts[2] != "Maildir" {
+			t.Fatalf("login %q → %q has %d levels", login, p, len(parts))
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -106,19 +107,25 @@ func readKeywords(path string) ([]string, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, classify(err)
 	}
-	sc := bufio.NewScanner(f)
+	if err := parseKeywords(f, names); err != nil {
+		return nil, time.Time{}, classify(err)
+	}
+	return names, st.ModTime(), nil
+}
+
+// parseKeywords fills names[idx] from "<idx> <name>" lines, skipping what does
+// not parse (as Dovecot does).
+func parseKeywords(r io.Reader, names []string) error {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		idx, name, ok := strings.Cut(sc.Text(), " ")
 		i, err := strconv.Atoi(idx)
-		if !ok || err != nil || i < 0 || i >= maxKeywords || name == "" {
+		if !ok || err != nil || i < 0 || i >= len(names) || name == "" {
 			continue
 		}
 		names[i] = name
 	}
-	if err := sc.Err(); err != nil {
-		return nil, time.Time{}, classify(err)
-	}
-	return names, st.ModTime(), nil
+	return sc.Err()
 }
 
 // lookupKeywords returns the letters of kws, ok=false when one is not in names.

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -259,4 +260,24 @@ func TestKeywordsConcurrent(t *testing.T) {
 			t.Errorf("message %d: %s, want suffix %s", i, filepath.Base(p), want)
 		}
 	}
+}
+
+// FuzzControlFiles: maildirsize and dovecot-keywords are written by other programs
+// (Dovecot, a user's tools); parsing them must never panic, and keyword slots stay
+// inside a..z.
+func FuzzControlFiles(f *testing.F) {
+	f.Add([]byte("1024S\n581 2\n-40 -1\n"))
+	f.Add([]byte("1024S,10C\n"))
+	f.Add([]byte("0 $Junk\n2 Important\n25 last\n26 beyond\n-1 neg\nnospace\n"))
+	f.Add([]byte("\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if limits, _, _, ok := parseMaildirsize(data); ok && strings.Contains(limits, "\n") {
+			t.Fatalf("limit line %q spans lines", limits)
+		}
+		names := make([]string, maxKeywords)
+		parseKeywords(bytes.NewReader(data), names)
+		if len(names) != maxKeywords {
+			t.Fatalf("keyword table grew to %d", len(names))
+		}
+	})
 }

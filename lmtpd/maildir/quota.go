@@ -39,35 +39,39 @@ func usage(mb Mailbox) (int64, int64, error) {
 	path := filepath.Join(mb.Root, "maildirsize")
 	data, err := os.ReadFile(path)
 	if err == nil && len(data) <= maildirsizeMax {
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		first := true
-		var b, c int64
-		ok := true
-		for sc.Scan() {
-			if first {
-				first = false
-				continue
-			}
-			f := strings.Fields(sc.Text())
-			if len(f) != 2 {
-				ok = false
-				break
-			}
-			x, e1 := strconv.ParseInt(f[0], 10, 64)
-			y, e2 := strconv.ParseInt(f[1], 10, 64)
-			if e1 != nil || e2 != nil {
-				ok = false
-				break
-			}
-			b, c = b+x, c+y
-		}
-		if ok && !first && strings.HasPrefix(string(data), limitLine(mb)+"\n") {
+		if limits, b, c, ok := parseMaildirsize(data); ok && limits == limitLine(mb) {
 			return b, c, nil
 		}
 	} else if err != nil && !os.IsNotExist(err) {
 		return 0, 0, classify(err)
 	}
 	return recalc(mb)
+}
+
+// parseMaildirsize returns the limit line and the summed "<bytes> <count>" lines;
+// ok is false for anything malformed (the caller then recalculates).
+func parseMaildirsize(data []byte) (limits string, b, c int64, ok bool) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	if !sc.Scan() {
+		return "", 0, 0, false
+	}
+	limits = sc.Text()
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			return "", 0, 0, false
+		}
+		x, e1 := strconv.ParseInt(f[0], 10, 64)
+		y, e2 := strconv.ParseInt(f[1], 10, 64)
+		if e1 != nil || e2 != nil {
+			return "", 0, 0, false
+		}
+		b, c = b+x, c+y
+	}
+	if sc.Err() != nil || !bytes.HasPrefix(data, []byte(limits+"\n")) {
+		return "", 0, 0, false
+	}
+	return limits, b, c, true
 }
 
 // recalc scans every folder's cur/ and new/ (S= from the name when present) and
