@@ -233,6 +233,9 @@ type Action struct {
 	// notify extension (its :id, for denotify).
 	ID           string
 	LegacyNotify bool
+	// HeadersOnly is report :headers_only (vnd.dovecot.report; the action's
+	// Method is the feedback type, Message the text, Address the recipient).
+	HeadersOnly bool
 	// Headers is the edited header list (editheader) as it was when the
 	// action was taken; nil means the message is delivered unchanged.
 	Headers []Header

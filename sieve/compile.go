@@ -33,7 +33,7 @@ var supportedExtensions = []string{
 	"spamtestplus", "virustest", "date", "index", "editheader", "reject", "ereject",
 	"enotify", "ihave", "mailbox", "mime", "foreverypart", "extracttext", "include",
 	"duplicate", "regex", "special-use", "mboxmetadata", "servermetadata", "vnd.dovetail.quarantine",
-	"vnd.dovecot.duplicate", "vnd.dovecot.environment", "vnd.dovecot.debug", "imapflags", "notify",
+	"vnd.dovecot.duplicate", "vnd.dovecot.environment", "vnd.dovecot.debug", "vnd.dovecot.report", "imapflags", "notify",
 }
 
 // Extensions returns the supported capability strings.

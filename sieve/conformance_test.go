@@ -64,13 +64,6 @@ var waived = map[string]string{
 	"plugins/extprograms/pipe/execute.svtest/*":    "extprograms plugin (shell fixtures not included)",
 }
 
-// notShipped lists suite directories of extensions dovetail does not ship
-// (they are not in issue #3's list and are Dovecot-specific or deprecated);
-// their blocks are waived, not run.
-var notShipped = map[string]string{
-	"extensions/vnd.dovecot/report/": "vnd.dovecot.report is Dovecot-specific (abuse reports) and not shipped",
-}
-
 // disabledReason is recorded for test blocks the suite itself never runs
 // (execute.svtest of metadata wraps its servermetadata blocks in
 // "if false { ... }" because Pigeonhole's testsuite cannot set server
@@ -233,12 +226,6 @@ func TestPigeonhole(t *testing.T) {
 			if why, ok := waived[rel+"/*"]; ok {
 				record(dir, 0, 0, nblocks)
 				t.Skip("waived: " + why)
-			}
-			for prefix, why := range notShipped {
-				if strings.HasPrefix(rel, prefix) {
-					record(dir, 0, 0, nblocks)
-					t.Skip("waived: " + why)
-				}
 			}
 			if strings.HasPrefix(rel, "failures/") {
 				// must fail (or pass) without crashing

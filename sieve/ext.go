@@ -41,6 +41,7 @@ func registerExtensions() {
 	tests["specialuse_exists"] = testDef{exts: []string{"special-use"}, fn: compileSpecialUseExists}
 	registerMore()
 	registerMetadata()
+	registerReport()
 }
 
 // ---- imap4flags

@@ -66,6 +66,12 @@ func composeOutgoing(s *suiteRunner, a Action) []sentMsg {
 			return nil
 		}
 		return []sentMsg{{from: "", to: to, msg: NewMessage(msg)}}
+	case "report":
+		o, ok := ReportMessage(env, &a)
+		if !ok {
+			return nil
+		}
+		return []sentMsg{{from: o.From, to: o.To, msg: NewMessage(o.Data)}}
 	case "notify":
 		if s.notified == nil {
 			s.notified = map[string]bool{}

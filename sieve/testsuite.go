@@ -558,7 +558,7 @@ func (s *suiteRunner) executeActions(acts []Action) bool {
 			if o, ok := RedirectMessage(env, &a); ok {
 				s.smtp = append(s.smtp, sentMsg{from: o.From, to: o.To, msg: NewMessage(o.Data)})
 			}
-		case "vacation", "reject", "notify":
+		case "vacation", "reject", "notify", "report":
 			s.smtp = append(s.smtp, composeOutgoing(s, a)...)
 		}
 	}

@@ -224,8 +224,11 @@ func sieveTest(ctx context.Context, out io.Writer, scriptPath, msgPath string, o
 			if a.Type == "vacation" && len(a.Addresses) > 0 && ja.Address == "" {
 				ja.Address = strings.Join(a.Addresses, ",")
 			}
-			if a.Type == "notify" {
+			switch a.Type {
+			case "notify":
 				ja.Address = a.Method
+			case "report": // vnd.dovecot.report: the text as reason
+				ja.Reason = a.Message
 			}
 			jr.Actions = append(jr.Actions, ja)
 		}
