@@ -296,3 +296,50 @@ func TestSyntaxErrors(t *testing.T) {
 		})
 	}
 }
+
+type fakeMetadata map[string]string // "mailbox\x00entry" ("" mailbox: server)
+
+func (m fakeMetadata) MailboxMetadata(mailbox, entry string) (string, bool) {
+	v, ok := m[mailbox+"\x00"+entry]
+	return v, ok
+}
+
+func (m fakeMetadata) ServerMetadata(entry string) (string, bool) {
+	v, ok := m["\x00"+entry]
+	return v, ok
+}
+
+// TestServerMetadata covers servermetadata, whose blocks the Pigeonhole
+// suite disables (its testsuite cannot set server metadata).
+func TestServerMetadata(t *testing.T) {
+	md := fakeMetadata{"\x00/private/vendor/spam-folder": "Junk", "\x00/shared/admin": "x", "INBOX\x00/private/comment": "hi"}
+	tests := []struct {
+		src  string
+		want bool
+	}{
+		{`servermetadata :is "/private/vendor/spam-folder" "Junk"`, true},
+		{`servermetadata :is "/private/vendor/spam-folder" "Spam"`, false},
+		{`servermetadata :contains "/private/none" ""`, false},
+		{`servermetadata :contains "frop" ""`, false}, // invalid entry name
+		{`servermetadataexists ["/private/vendor/spam-folder", "/shared/admin"]`, true},
+		{`servermetadataexists ["/private/vendor/spam-folder", "/private/none"]`, false},
+		{`servermetadataexists "/shared//admin"`, false},
+		{`metadata :is "INBOX" "/private/comment" "hi"`, true},
+		{`metadataexists "Other" "/private/comment"`, false},
+	}
+	for _, tc := range tests {
+		src := `require ["mboxmetadata", "servermetadata", "fileinto"]; if ` + tc.src + ` { fileinto "Yes"; }`
+		res, err := mustCompile(t, src).Execute(context.Background(), &Env{Message: NewMessage([]byte(testMsg)), Metadata: md})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.src, err)
+		}
+		if got := res.Actions[0].Mailbox == "Yes"; got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.src, got, tc.want)
+		}
+	}
+	// without a store nothing exists
+	res, _ := mustCompile(t, `require ["servermetadata","fileinto"]; if servermetadataexists "/shared/admin" { fileinto "Yes"; }`).Execute(context.Background(), &Env{Message: NewMessage([]byte(testMsg))})
+	if res.Actions[0].Mailbox == "Yes" {
+		t.Error("entry exists without a MetadataStore")
+	}
+}
