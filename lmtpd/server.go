@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
@@ -48,7 +49,14 @@ type Server struct {
 	dv   *Deliverer
 	smtp *smtp.Server
 	log  *slog.Logger
+
+	stopOnce sync.Once
+	stop     chan struct{} // ends housekeeping
 }
+
+// housekeepEvery is how often the quarantine's retention and size cap are applied
+// while no new message triggers them (a var for tests).
+var housekeepEvery = time.Hour
 
 // New builds a Server.
 func New(o Options) (*Server, error) {
@@ -56,7 +64,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("lmtpd: no directory configured")
 	}
 	dv := NewDeliverer(o)
-	s := &Server{cfg: o.Config, dv: dv, log: dv.Logger}
+	s := &Server{cfg: o.Config, dv: dv, log: dv.Logger, stop: make(chan struct{})}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.LMTP = true
 	srv.Domain = dv.host
@@ -111,6 +119,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	for _, l := range lns {
 		go func() { errc <- s.serve(l) }()
 	}
+	if q := s.dv.Quarantine; q != nil {
+		go s.housekeep(q)
+	}
 	var first error
 	for range lns {
 		if err := <-errc; err != nil && first == nil {
@@ -119,6 +130,27 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 	}
 	return first
+}
+
+// housekeep applies the quarantine's retention and size cap now and then every
+// housekeepEvery, so old messages go even when no new spam arrives.
+func (s *Server) housekeep(q *quarantine.Store) {
+	t := time.NewTicker(housekeepEvery)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if n, err := q.Enforce(ctx); err != nil {
+			s.log.Warn("quarantine housekeeping", "error", err)
+		} else if n > 0 {
+			s.log.Info("quarantine housekeeping", "removed", n)
+		}
+		cancel()
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (s *Server) serve(ln net.Listener) error {
@@ -132,6 +164,7 @@ func (s *Server) serve(ln net.Listener) error {
 // Shutdown stops accepting and waits for sessions in progress (a delivery that is
 // writing finishes; ctx bounds the wait), then closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {
 		s.smtp.Close()

@@ -695,3 +695,30 @@ func TestAlsoListen(t *testing.T) {
 		t.Error("unix listener still accepting after Shutdown")
 	}
 }
+
+// TestQuarantineHousekeeping: retention applies while lmtpd runs even when no new
+// message is quarantined (at start and every housekeepEvery).
+func TestQuarantineHousekeeping(t *testing.T) {
+	defer func(d time.Duration) { housekeepEvery = d }(housekeepEvery)
+	housekeepEvery = 20 * time.Millisecond
+	q, err := quarantine.Open(quarantine.Config{Dir: t.TempDir(), Retention: config.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	newEnv(t, func(o *Options) { o.Quarantine = q })
+	id, err := q.Add(context.Background(), &quarantine.Entry{Recipient: "alice@example.com", Time: time.Now().Add(-2 * time.Hour)}, []byte("x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := q.Get(context.Background(), id); errors.Is(err, quarantine.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("expired message still quarantined")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
