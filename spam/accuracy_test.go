@@ -196,7 +196,7 @@ func TestCorpusAccuracy(t *testing.T) {
 		t.Logf("  spam rule score (no Bayes symbols) quartiles: %.1f %.1f %.1f", q(0.25), q(0.5), q(0.75))
 		if withBayes {
 			t.Logf("false positives: %v; spam with P<0.9/0.99/0.999: %v; ham with P>0.5/0.9/0.99: %v", a.fpNames, a.spamBelow, a.hamAbove)
-			if a.fpRate() > 0.001 || a.recall() < 0.972 {
+			if run.name == "rules+Bayes" && (a.fpRate() > 0.001 || a.recall() < 0.972) {
 				t.Errorf("targets missed: FP %.2f%% (≤0.1%%), recall %.2f%% (≥97.2%%)", 100*a.fpRate(), 100*a.recall())
 			}
 		}

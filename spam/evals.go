@@ -40,6 +40,9 @@ var evalFuncs = map[string]rules.EvalFunc{
 	"base64_text":              evalBase64Text,
 	"date_no_tz":               evalDateNoTZ,
 	"from_local_random":        evalFromLocalRandom,
+	"rcpt_domains":             evalRcptDomains,
+	"uri_unusual_port":         evalURIPort,
+	"html_image_little_text":   evalHTMLImageLittleText,
 	"no_text_parts": func(c *rules.Context, _ []string) bool {
 		return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0
 	},
@@ -485,3 +488,66 @@ func evalFromLocalRandom(c *rules.Context, _ []string) bool {
 }
 
 func isASCIILetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
+
+// evalRcptDomains(n): To and Cc together name addresses in at least n
+// different organisational domains — a recipient list pasted into the header,
+// which neither people nor list software nor newsletter senders do.
+func evalRcptDomains(c *rules.Context, a []string) bool {
+	want := argInt(a, 0, 8)
+	seen := map[string]bool{}
+	for _, f := range []string{"To", "Cc"} {
+		for _, v := range c.Msg.Header.Values(f) {
+			for _, part := range strings.Split(v, ",") {
+				if d := addrDomain(part); d != "" {
+					seen[orgDomain(strings.TrimRight(d, ">. "))] = true
+				}
+			}
+		}
+	}
+	return len(seen) >= want
+}
+
+// evalURIPort: a web link with an explicit port other than 80 and 443
+// (throwaway web servers on home connections).
+func evalURIPort(c *rules.Context, _ []string) bool {
+	for _, u := range c.Msg.URIs {
+		raw := strings.ToLower(u.Raw)
+		rest, ok := strings.CutPrefix(raw, "http://")
+		if !ok {
+			if rest, ok = strings.CutPrefix(raw, "https://"); !ok {
+				continue
+			}
+		}
+		hostport, _, _ := strings.Cut(rest, "/")
+		hostport, _, _ = strings.Cut(hostport, "?")
+		if i := strings.LastIndexByte(hostport, '@'); i >= 0 {
+			hostport = hostport[i+1:]
+		}
+		i := strings.LastIndexByte(hostport, ':')
+		if i < 0 || strings.Contains(hostport, "]") && strings.LastIndexByte(hostport, ']') > i {
+			continue
+		}
+		if p := hostport[i+1:]; p != "" && p != "80" && p != "443" && strings.Trim(p, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// evalHTMLImageLittleText: an HTML message that shows images and under 200
+// characters of text — the words are in the picture, out of a filter's reach.
+func evalHTMLImageLittleText(c *rules.Context, _ []string) bool {
+	if c.Msg.HTMLTags["img"] == 0 {
+		return false
+	}
+	n := 0
+	for _, r := range c.Msg.Text {
+		if !unicode.IsSpace(r) {
+			n++
+			if n >= 200 {
+				return false
+			}
+		}
+	}
+	return true
+}
