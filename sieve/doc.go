@@ -16,8 +16,8 @@
 //
 // A compiled *Script is safe for concurrent use by many goroutines. The
 // package does no I/O: the delivery agent supplies the message, envelope,
-// mailbox existence (MailboxChecker), duplicate tracking (DuplicateTracker)
-// and include scripts (IncludeLoader). Runtime errors are returned together
+// mailbox existence (MailboxChecker), duplicate tracking (DuplicateTracker),
+// IMAP METADATA entries (MetadataStore) and include scripts (IncludeLoader). Runtime errors are returned together
 // with a Result holding what Pigeonhole would do on failure (the actions so
 // far plus an implicit keep).
 //
@@ -25,6 +25,10 @@
 // Result.HeadersEdited / Result.Headers (the full, edited header list in
 // order). RunMulti implements Pigeonhole's sieve_before / user /
 // sieve_after sequencing.
+//
+// Syntax errors are recovered from as Pigeonhole does (one error per
+// mistake, parsing goes on); a script with syntax errors is not validated
+// further. docs/sieve.md lists the extensions and the conformance figures.
 //
 // Limits (DefaultLimits) bound script size, tokens, nesting, variables,
 // redirects, actions, execution steps and wall time, and regex length;
