@@ -71,6 +71,9 @@ type SieveConfig struct {
 	UserDir string `yaml:"user_dir"`
 	// MaxScriptSize bounds each script file.
 	MaxScriptSize config.Size `yaml:"max_script_size"`
+	// Settings override Pigeonhole-style settings, e.g. sieve_spamtest_max_value
+	// (see DefaultSieveSettings).
+	Settings map[string]string `yaml:"settings"`
 }
 
 // VacationConfig bounds vacation periods (RFC 5230 :days/:seconds).

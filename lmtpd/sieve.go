@@ -96,13 +96,17 @@ func DefaultSieveSettings() map[string]string {
 	}
 }
 
-// NewSieveFilter builds the filter; settings override DefaultSieveSettings.
+// NewSieveFilter builds the filter; cfg.Settings and then settings override
+// DefaultSieveSettings.
 func NewSieveFilter(cfg SieveConfig, delimiter string, settings map[string]string, log *slog.Logger) *SieveFilter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := DefaultSieveSettings()
 	s["recipient_delimiter"] = delimiter
+	for k, v := range cfg.Settings {
+		s[k] = v
+	}
 	for k, v := range settings {
 		s[k] = v
 	}

@@ -58,7 +58,7 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; }`)
 	cfg.Before = []string{global}
 	f := NewSieveFilter(cfg, "+", nil, nil)
 	user := &directory.User{Login: "alice", Home: t.TempDir()}
-	for score, want := range map[string]string{"12.5": "Junk", "1.0": ""} {
+	for score, want := range map[string]string{"12.5": "Junk", "1.0": "", "6.0": ""} {
 		v, err := f.Filter(context.Background(), &FilterInput{User: user, Home: user.Home, Message: []byte("X-Spam-Score: " + score + "\n\nx\n"), Now: time.Now()})
 		if err != nil {
 			t.Fatal(err)
@@ -123,5 +123,25 @@ func TestSieveCacheFollowsIncludesAndActiveLink(t *testing.T) {
 	os.Rename(tmp, active)
 	if got := box(); got != "BBBB" {
 		t.Errorf("after SETACTIVE to another script: %q, want BBBB", got)
+	}
+}
+
+// TestSieveSettingsFromConfig: sieve.settings in the config reach the scripts
+// (here spamtest's scale: 6.0 of max 10 is 6 on the 1..10 scale, not 4).
+func TestSieveSettingsFromConfig(t *testing.T) {
+	global := filepath.Join(t.TempDir(), "spam.sieve")
+	os.WriteFile(global, []byte(`require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; }`), 0o644)
+	cfg := DefaultConfig().Sieve
+	cfg.Before = []string{global}
+	cfg.Settings = map[string]string{"sieve_spamtest_max_value": "10"}
+	f := NewSieveFilter(cfg, "+", nil, nil)
+	user := &directory.User{Login: "alice", Home: t.TempDir()}
+	v, err := f.Filter(context.Background(), &FilterInput{User: user, Home: user.Home, Message: []byte("X-Spam-Score: 6.0\n\nx\n"), Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Actions) == 0 || v.Actions[0].Mailbox != "Junk" {
+		t.Errorf("score 6.0 with max 10: %+v, want fileinto Junk", v.Actions)
 	}
 }
