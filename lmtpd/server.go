@@ -54,6 +54,9 @@ type Server struct {
 	stop     chan struct{} // ends housekeeping
 }
 
+// deliveryTimeout bounds the work after DATA for all recipients of one message.
+const deliveryTimeout = 5 * time.Minute
+
 // housekeepEvery is how often the quarantine's retention and size cap are applied
 // while no new message triggers them (a var for tests).
 var housekeepEvery = time.Hour
@@ -302,7 +305,11 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		return rep
 	}
 	d := &Delivery{From: ss.from, Recipients: ss.rcpts, Data: data, SessionID: txID, Helo: ss.helo, RemoteIP: ss.ip}
-	ss.s.dv.Deliver(context.Background(), d, func(i int, err error) {
+	// Bounded well inside Postfix's lmtp_data_done_timeout (600s): a hanging store,
+	// script or submission tempfails its recipient instead of the whole session.
+	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
+	defer cancel()
+	ss.s.dv.Deliver(ctx, d, func(i int, err error) {
 		rc := ss.rcpts[i]
 		if err == nil {
 			status.SetStatus(rc.Addr, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: txID + " Saved"})
