@@ -79,7 +79,7 @@ func New(o Options) (*Server, error) {
 	// Dovecot has no line limit and Postfix folds at lmtp_line_length_limit (998);
 	// the limit only bounds a broken client, it costs no memory in DATA.
 	srv.MaxLineLength = 1 << 16
-	srv.ErrorLog = slogLogger{o.Logger}
+	srv.ErrorLog = slogLogger{dv.Logger}
 	s.smtp = srv
 	return s, nil
 }
@@ -124,6 +124,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	if q := s.dv.Quarantine; q != nil {
 		go s.housekeep(q)
+		defer s.stopOnce.Do(func() { close(s.stop) })
 	}
 	var first error
 	for range lns {
