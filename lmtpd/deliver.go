@@ -304,6 +304,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		defaultBox = r.detail
 	}
 	acts := []Action{{Type: ActKeep, Implicit: true}}
+	var notes []string
 	var marks []Mark
 	msg := full
 	if dv.Filter != nil && dv.Config.Sieve.Enabled {
@@ -338,7 +339,13 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				dv.Metrics.SieveErrors.Inc()
 				dv.Logger.Error("sieve script error, implicit keep", "rcpt", r.rcpt, "user", r.user.Login, "queue_id", queueID, "error", e)
 			}
-			acts, marks = v.Actions, v.Marks
+			if len(v.Actions) > 0 { // nothing at all would lose the message: keep it
+				acts = v.Actions
+			}
+			marks = v.Marks
+			if len(v.Ignored) > 0 {
+				notes = append(notes, "not carried out: "+strings.Join(v.Ignored, ", "))
+			}
 			if v.Header != nil {
 				msg = maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(v.Header, body)...))
 			}
@@ -350,7 +357,6 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 			return out, &RejectError{Reason: a.Reason}
 		}
 	}
-	var notes []string
 	stored := false
 	// kept reports whether a failed store may be passed over: once one copy is safe
 	// the recipient is answered 250 (as Pigeonhole's saved_mail) — failing now would

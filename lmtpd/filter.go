@@ -66,6 +66,9 @@ type Verdict struct {
 	Header []byte
 	// Marks are duplicate ids to record after a successful delivery.
 	Marks []Mark
+	// Ignored names actions the script asked for that lmtpd does not carry out
+	// (notify, report); they are noted in the delivery log line.
+	Ignored []string
 }
 
 // Mark is a duplicate-tracking id with its period.

@@ -275,7 +275,10 @@ func convertResult(res *sieve.Result) *Verdict {
 		switch t {
 		case ActKeep, ActFileinto, ActRedirect, ActReject, ActDiscard, ActVacation, ActQuarantine:
 		default:
-			continue // notify, addheader… (header edits arrive via Headers)
+			// notify, report: not carried out by lmtpd (none cancels the implicit
+			// keep); header edits arrive via Headers.
+			v.Ignored = append(v.Ignored, t)
+			continue
 		}
 		v.Actions = append(v.Actions, Action{
 			Type: t, Mailbox: a.Mailbox, Flags: a.Flags, Create: a.Create, Copy: a.Copy,

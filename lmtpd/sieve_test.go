@@ -1,9 +1,12 @@
 package lmtpd
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,3 +148,33 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; }`)
 		t.Errorf("score 6.0 with max 10: %+v, want fileinto Junk", v.Actions)
 	}
 }
+
+// TestSieveIgnoredAndEmptyVerdicts: notify is noted as not carried out and the
+// message is still kept; a filter that returns no action at all keeps the message.
+func TestSieveIgnoredAndEmptyVerdicts(t *testing.T) {
+	global := filepath.Join(t.TempDir(), "n.sieve")
+	os.WriteFile(global, []byte(`require ["enotify"]; notify "mailto:boss@example.com";`), 0o644)
+	var logb bytes.Buffer
+	e := newEnv(t, func(o *Options) {
+		o.Config.Sieve.Before = []string{global}
+		o.Filter = NewSieveFilter(o.Config.Sieve, "+", nil, nil)
+		o.Logger = slog.New(slog.NewTextHandler(&syncBuf{b: &logb}, nil))
+	})
+	if _, d := e.dial().send("s@example.net", []string{"alice@example.com"}, testMsg); !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("%q", d)
+	}
+	if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 1 || !strings.Contains(logb.String(), "not carried out: notify") {
+		t.Errorf("INBOX %d, log:\n%s", n, logb.String())
+	}
+	empty := newEnv(t, func(o *Options) { o.Filter = emptyFilter{} })
+	if _, d := empty.dial().send("s@example.net", []string{"alice@example.com"}, testMsg); !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("%q", d)
+	}
+	if n := len(files(t, filepath.Join(empty.dir, "alice/Maildir/new"))); n != 1 {
+		t.Errorf("a verdict without actions lost the message (INBOX %d)", n)
+	}
+}
+
+type emptyFilter struct{}
+
+func (emptyFilter) Filter(context.Context, *FilterInput) (*Verdict, error) { return &Verdict{}, nil }
