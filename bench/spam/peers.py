@@ -5,11 +5,18 @@
   peers.py rspamd-learn CTRL_PORT LIST spam|ham
   peers.py score spamd|rspamd PORT LIST_HAM LIST_SPAM CONC PIDS...
       -> one JSON line: fp, fn, msgs/s, peak RSS of the process trees PIDS
+  peers.py summary RESULTS.jsonl             medians per engine, throughput ratios
+
+Clients speak the spamc protocol (CHECK SPAMC/1.5, one connection per message,
+as spamc does) and rspamc's HTTP /checkv2 (keep-alive) directly: no client
+process per message, so the peers are measured without fork/exec overhead.
 
 Verdicts: spamd "Spam: True" (score >= required_score 5.0); rspamd: action other
 than "no action" and "greylist" (score >= add header 6), greylist counted apart.
 """
 import http.client, json, os, socket, struct, sys, threading, time
+
+RSPAMD_ADD_HEADER = 6.0  # Debian's actions.conf: add header at 6
 
 
 def dnssink(port, countfile):
@@ -57,7 +64,7 @@ def spamd_check(sock, body):
         buf += chunk
     for line in buf.split(b"\r\n"):
         if line.startswith(b"Spam:"):
-            return line.split(b";")[0].strip().endswith(b"True"), False
+            return line.split(b";")[0].strip().endswith(b"True"), False, None
     raise RuntimeError("bad spamd answer: %r" % buf[:200])
 
 
@@ -66,7 +73,10 @@ def rspamd_check(conn, body):
     r = conn.getresponse()
     res = json.loads(r.read())
     act = res.get("action", "no action")
-    return act not in ("no action", "greylist"), act == "greylist"
+    # Without Bayes: the same sum less the BAYES_SPAM/BAYES_HAM weights against
+    # the add-header threshold (rspamd's score is a plain sum of symbol weights).
+    bayes = sum(v.get("score", 0) for k, v in res.get("symbols", {}).items() if k.startswith("BAYES_"))
+    return act not in ("no action", "greylist"), act == "greylist", res.get("score", 0) - bayes >= RSPAMD_ADD_HEADER
 
 
 def tree_pids(pids):
@@ -133,7 +143,7 @@ def tree_rss(pids):
 def score(kind, port, lham, lspam, conc, pids):
     items = [(p, False) for p in read_list(lham)] + [(p, True) for p in read_list(lspam)]
     bodies = [(open(p, "rb").read(), s) for p, s in items]
-    res = {"fp": 0, "fn": 0, "grey_ham": 0, "grey_spam": 0, "ham": 0, "spam": 0}
+    res = {"fp": 0, "fn": 0, "grey_ham": 0, "grey_spam": 0, "ham": 0, "spam": 0, "fp_nobayes": 0, "fn_nobayes": 0}
     lock = threading.Lock()
     idx = [0]
     peak = [0]
@@ -165,19 +175,21 @@ def score(kind, port, lham, lspam, conc, pids):
             body, is_spam = bodies[i]
             if kind == "spamd":
                 s = socket.create_connection(("127.0.0.1", port), timeout=120)
-                flagged, grey = spamd_check(s, body)
+                flagged, grey, nobayes = spamd_check(s, body)
                 s.close()
             else:
-                flagged, grey = rspamd_check(conn, body)
+                flagged, grey, nobayes = rspamd_check(conn, body)
             with lock:
                 if is_spam:
                     res["spam"] += 1
                     res["fn"] += not flagged
                     res["grey_spam"] += grey
+                    res["fn_nobayes"] += nobayes is False
                 else:
                     res["ham"] += 1
                     res["fp"] += flagged
                     res["grey_ham"] += grey
+                    res["fp_nobayes"] += nobayes is True
 
     st = threading.Thread(target=sampler, daemon=True)
     st.start()
@@ -194,6 +206,8 @@ def score(kind, port, lham, lspam, conc, pids):
     st.join()
     if errors:
         sys.exit(f"{kind}: {errors[0]}")
+    if kind == "spamd":  # spamd's no-Bayes figures come from a run with bayes-off.cf
+        del res["fp_nobayes"], res["fn_nobayes"]
     res.update(engine=kind, concurrency=conc, msgs_per_s=len(bodies) / el,
                fp_rate=res["fp"] / max(res["ham"], 1), recall=1 - res["fn"] / max(res["spam"], 1),
                peak_rss_mib=round(peak[0] / 1024, 1), cpu_s=round(cpu, 2),
@@ -201,10 +215,48 @@ def score(kind, port, lham, lspam, conc, pids):
     print(json.dumps(res))
 
 
+def summary(path):
+    """Medians per engine/Bayes/concurrency over the rounds, and throughput ratios."""
+    rows = {}
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("{"):
+            r = json.loads(line)
+            rows.setdefault((r["engine"], bool(r.get("bayes", True)), r["concurrency"]), []).append(r)
+
+    def med(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2]
+
+    agg = {}
+    for k, rs in sorted(rows.items()):
+        a = {f: med([r[f] for r in rs]) for f in ("msgs_per_s", "msgs_per_cpu_s", "fp", "fn", "ham", "spam")}
+        a["peak_rss_mib"] = max(r.get("peak_rss_mib", 0) for r in rs)
+        a["runs"] = len(rs)
+        if "fp_nobayes" in rs[0]:
+            a["fp_nobayes"] = med([r["fp_nobayes"] for r in rs])
+            a["fn_nobayes"] = med([r["fn_nobayes"] for r in rs])
+        agg[k] = a
+        print("%-8s bayes=%-5s c=%d runs=%d  FP %d/%d (%.2f%%)  recall %.2f%%  %.1f msgs/s  %.1f msgs/CPU-s  peak RSS %.0f MiB%s" % (
+            k[0], k[1], k[2], a["runs"], a["fp"], a["ham"], 100 * a["fp"] / max(a["ham"], 1),
+            100 * (1 - a["fn"] / max(a["spam"], 1)), a["msgs_per_s"], a["msgs_per_cpu_s"], a["peak_rss_mib"],
+            "  [score less BAYES_*: FP %d, recall %.2f%%]" % (a["fp_nobayes"], 100 * (1 - a["fn_nobayes"] / max(a["spam"], 1)))
+            if "fp_nobayes" in a else ""))
+    for c in (1, 2):
+        d = agg.get(("dovetail", True, c))
+        for peer in ("rspamd", "spamd"):
+            p = agg.get((peer, True, c))
+            if d and p:
+                print("c=%d dovetail/%s: %.1fx msgs/s, %.1fx msgs/CPU-s" % (
+                    c, peer, d["msgs_per_s"] / p["msgs_per_s"], d["msgs_per_cpu_s"] / p["msgs_per_cpu_s"]))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "dnssink":
         dnssink(sys.argv[2], sys.argv[3])
+    elif cmd == "summary":
+        summary(sys.argv[2])
     elif cmd == "rspamd-learn":
         rspamd_learn(sys.argv[2], sys.argv[3], sys.argv[4])
     elif cmd == "score":
