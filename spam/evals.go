@@ -452,7 +452,7 @@ func evalDateNoTZ(c *rules.Context, _ []string) bool {
 
 // evalFromLocalRandom: the From local part looks generated — seven or more
 // letters and digits only, with at least two digits, and a digit run between
-// letters (ncp5fufie, xk29dhq7): throwaway accounts made by bulk tools.
+// letters (xk29dhq7, bq4r7tz): throwaway accounts made by bulk tools.
 // Human-chosen names put digits at the end (john1975) and are not matched.
 func evalFromLocalRandom(c *rules.Context, _ []string) bool {
 	a := addrOnly(c.Msg.Header.Get("From"))
