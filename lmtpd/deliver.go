@@ -427,9 +427,15 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		}
 	}
 	// Side effects only after the message is safe (a tempfail above means Postfix
-	// retries, and we must not have sent anything yet).
+	// retries, and we must not have sent anything yet). A quarantined message is
+	// neither forwarded nor answered: the admin held it back, and a vacation reply
+	// would confirm the address to a spammer.
 	for i := range acts {
 		a := &acts[i]
+		if out.result == "quarantined" && (a.Type == ActRedirect || a.Type == ActVacation) {
+			notes = append(notes, a.Type+" skipped: message quarantined")
+			continue
+		}
 		switch a.Type {
 		case ActRedirect:
 			notes = append(notes, dv.redirect(ctx, r, a, body, msgID))

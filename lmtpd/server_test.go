@@ -722,3 +722,23 @@ func TestQuarantineHousekeeping(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestQuarantinedNotForwardedOrAnswered: when a script quarantines a message, the
+// user's redirect and vacation do not run for it.
+func TestQuarantinedNotForwardedOrAnswered(t *testing.T) {
+	ff := &fakeFilter{acts: map[string][]Action{"alice": {
+		{Type: ActQuarantine, Reason: "spam"},
+		{Type: ActRedirect, Address: "elsewhere@example.org"},
+		{Type: ActVacation, Reason: "away", Period: 24 * time.Hour},
+	}}}
+	e := newEnv(t, func(o *Options) { o.Filter = ff })
+	if _, d := e.dial().send("sender@example.net", []string{"alice@example.com"}, testMsg); !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("%q", d)
+	}
+	if ents, _ := e.quar.List(context.Background(), quarantine.Filter{}); len(ents) != 1 {
+		t.Fatalf("quarantine has %d", len(ents))
+	}
+	if len(e.sender.sent) != 0 {
+		t.Errorf("sent for a quarantined message: %q", e.sender.sent)
+	}
+}
