@@ -742,3 +742,28 @@ func TestQuarantinedNotForwardedOrAnswered(t *testing.T) {
 		t.Errorf("sent for a quarantined message: %q", e.sender.sent)
 	}
 }
+
+type eioWriter struct{}
+
+func (eioWriter) Write(p []byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "/secret/Maildir/tmp/x", Err: syscall.EIO}
+}
+
+// TestInternalErrorsNeverLeak: an unexpected failure after DATA reaches the client
+// as a deliberate 451 4.3.0 without internal text — never go-smtp's 554 with the
+// error string.
+func TestInternalErrorsNeverLeak(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Maildir = &maildir.Options{WrapWriter: func(io.Writer) io.Writer { return eioWriter{} }}
+	})
+	v := e.dial()
+	_, d := v.send("s@example.net", []string{"alice@example.com"}, testMsg)
+	if len(d) != 1 || d[0] != "451 4.3.0 <alice@example.com> Temporary internal error" {
+		t.Fatalf("reply %q", d)
+	}
+	e2 := newEnv(t, func(o *Options) { o.Filter = &fakeFilter{err: &TempError{errors.New("redis at /secret/sock: timeout")}} })
+	_, d = e2.dial().send("s@example.net", []string{"alice@example.com"}, testMsg)
+	if len(d) != 1 || !strings.HasPrefix(d[0], "451 4.3.0") || strings.Contains(d[0], "secret") {
+		t.Fatalf("reply %q", d)
+	}
+}
