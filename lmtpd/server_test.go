@@ -761,7 +761,9 @@ func TestInternalErrorsNeverLeak(t *testing.T) {
 	if len(d) != 1 || d[0] != "451 4.3.0 <alice@example.com> Temporary internal error" {
 		t.Fatalf("reply %q", d)
 	}
-	e2 := newEnv(t, func(o *Options) { o.Filter = &fakeFilter{err: &TempError{errors.New("redis at /secret/sock: timeout")}} })
+	e2 := newEnv(t, func(o *Options) {
+		o.Filter = &fakeFilter{err: &TempError{errors.New("redis at /secret/sock: timeout")}}
+	})
 	_, d = e2.dial().send("s@example.net", []string{"alice@example.com"}, testMsg)
 	if len(d) != 1 || !strings.HasPrefix(d[0], "451 4.3.0") || strings.Contains(d[0], "secret") {
 		t.Fatalf("reply %q", d)
