@@ -43,6 +43,7 @@ var evalFuncs = map[string]rules.EvalFunc{
 	"rcpt_domains":             evalRcptDomains,
 	"uri_unusual_port":         evalURIPort,
 	"html_image_little_text":   evalHTMLImageLittleText,
+	"mid_from_recipient":       evalMIDFromRecipient,
 	"no_text_parts": func(c *rules.Context, _ []string) bool {
 		return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0
 	},
@@ -550,4 +551,25 @@ func evalHTMLImageLittleText(c *rules.Context, _ []string) bool {
 		}
 	}
 	return true
+}
+
+// evalMIDFromRecipient: the Message-Id was made in the recipient's domain
+// while the sender is elsewhere — the message left its sender without one and
+// a receiving MTA added it (SpamAssassin's MSGID_FROM_MTA_*). Mail clients,
+// list software and newsletter systems always write their own.
+func evalMIDFromRecipient(c *rules.Context, _ []string) bool {
+	md := midDomain(c)
+	if md == "" {
+		return false
+	}
+	to := c.Msg.Header.Get("To")
+	if i := strings.IndexByte(to, ','); i >= 0 {
+		to = to[:i]
+	}
+	td, fd := addrDomain(to), addrDomain(c.Msg.Header.Get("From"))
+	if td == "" || fd == "" {
+		return false
+	}
+	td = orgDomain(strings.TrimRight(td, ">. "))
+	return md == td && orgDomain(fd) != td
 }
