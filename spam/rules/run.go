@@ -20,6 +20,7 @@ type Context struct {
 	rawLines []string
 	lower    [3]string // lower-cased body, rawbody, full for prefilters
 	lowerOK  [3]bool
+	lowLines [2][]string // lower-cased body paragraphs and rawbody lines
 	full     string
 	fullDone bool
 }
@@ -85,6 +86,20 @@ func (c *Context) lowered(k Kind) string {
 		c.lowerOK[i] = true
 	}
 	return c.lower[i]
+}
+
+// loweredLines returns the lower-cased paragraphs (body) or lines (rawbody),
+// index-aligned with Body() or RawBody(): lower-casing never adds or removes
+// a line break.
+func (c *Context) loweredLines(k Kind) []string {
+	i := 0
+	if k == KindRawBody {
+		i = 1
+	}
+	if c.lowLines[i] == nil {
+		c.lowLines[i] = strings.Split(c.lowered(k), "\n")
+	}
+	return c.lowLines[i]
 }
 
 // HeaderValue returns what a header rule tests for field with modifier
@@ -180,9 +195,14 @@ func (r *Rule) match(c *Context) int {
 		return 0
 	}
 	multiple := r.Has("multiple")
-	count := func(lines []string) int {
+	count := func(lines, low []string) int {
 		n := 0
-		for _, l := range lines {
+		for i, l := range lines {
+			// The prefilter holds per line as well: skip the regex on the
+			// paragraphs without any of the required literals.
+			if r.pre != nil && len(low) == len(lines) && !r.pre.mayMatch(low[i]) {
+				continue
+			}
 			if multiple {
 				n += len(r.re.FindAllStringIndex(l, 20))
 			} else if r.re.MatchString(l) {
@@ -206,9 +226,9 @@ func (r *Rule) match(c *Context) int {
 		}
 		return b2i(m)
 	case KindBody:
-		return count(c.Body())
+		return count(c.Body(), c.loweredLines(KindBody))
 	case KindRawBody:
-		return count(c.RawBody())
+		return count(c.RawBody(), c.loweredLines(KindRawBody))
 	case KindFull:
 		return b2i(r.re.MatchString(c.Full()))
 	case KindURI:
