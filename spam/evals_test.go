@@ -68,6 +68,8 @@ func TestBulkRules(t *testing.T) {
 		{"Japanese unsolicited-ad label", "SUBJ_AD_LABEL_JP", msgWith("Subject: =?ISO-2022-JP?B?GyRCTCQ+NUJ6OS05cCIoGyhC?=\n", plain), true},
 		{"Message-Id from the recipient's MTA", "MID_FROM_RECIPIENT", msgWith("From: offers@shop.example.net\nTo: bob@example.org\nMessage-Id: <200209231000.g8NA0Ak12345@mx.example.org>\n", plain), true},
 		{"Message-Id from a colleague", "MID_FROM_RECIPIENT", msgWith("From: carol@example.org\nTo: bob@example.org\nMessage-Id: <1.2@mail.example.org>\n", plain), false},
+		{"zero-padded Outlook-like Message-Id", "MID_RATWARE_HASH", msgWith("Message-Id: <00005e38152b$00001e89$0000326a@mail.example.net>\n", plain), true},
+		{"real Outlook Express Message-Id", "MID_RATWARE_HASH", msgWith("Message-Id: <000001c259c0$a8559890$0200a8c0@pc>\n", plain), false},
 		{"MiME-Version", "MIME_VERSION_RATWARE", msgWith("MiME-Version: 1.0\n", plain), true},
 		{"MIME-Version", "MIME_VERSION_RATWARE", msgWith("MIME-Version: 1.0\n", plain), false},
 		{"reply in a thread", "IN_THREAD", msgWith("In-Reply-To: <1@example.org>\n", plain), true},
