@@ -80,7 +80,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.spf = &spfEval{resolver: res, exempt: ex, timeout: cfg.SPF.Timeout.D()}
+		e.spf = &spfEval{resolver: res, exempt: ex, timeout: cfg.SPF.Timeout.D(), tempErrors: m.dnsFailures.WithLabelValues(CheckSPF)}
 	}
 	hostname := cfg.Hostname
 	if hostname == "" {
@@ -100,7 +100,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 		case CheckSenderLogin:
 			c, err = newSenderLoginCheck(cfg.SenderLogin, d.Directory)
 		case CheckDNSBL:
-			c, err = newDNSBLCheck(cfg.DNSBL, res)
+			c, err = newDNSBLCheck(cfg.DNSBL, res, m.dnsFailures.WithLabelValues(CheckDNSBL))
 		case CheckSPF:
 			c = newSPFCheck(cfg.SPF, e.spf)
 		case CheckGreylist:

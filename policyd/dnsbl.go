@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dovetail-mail/dovetail/dnsbl"
 )
 
@@ -20,14 +22,15 @@ type dnsblCheck struct {
 	checker   *dnsbl.Checker
 	threshold float64
 	action    Action
+	failures  prometheus.Counter // requests with a list that did not answer
 }
 
-func newDNSBLCheck(c DNSBLConfig, r dnsbl.Resolver) (*dnsblCheck, error) {
+func newDNSBLCheck(c DNSBLConfig, r dnsbl.Resolver, failures prometheus.Counter) (*dnsblCheck, error) {
 	ch, err := dnsbl.New(c.Lists, r)
 	if err != nil {
 		return nil, err
 	}
-	return &dnsblCheck{checker: ch, threshold: c.Threshold, action: mustAction(c.Action)}, nil
+	return &dnsblCheck{checker: ch, threshold: c.Threshold, action: mustAction(c.Action), failures: failures}, nil
 }
 
 func (d *dnsblCheck) name() string { return CheckDNSBL }
@@ -53,6 +56,7 @@ func (d *dnsblCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	slices.Sort(zones)
 	reason := fmt.Sprintf("dnsbl score %s (threshold %s) from [%s]", fmtScore(score), fmtScore(d.threshold), strings.Join(zones, " "))
 	if len(res.Errors) > 0 {
+		d.failures.Inc()
 		reason += fmt.Sprintf("; %d lookups failed: %v", len(res.Errors), errors.Join(res.Errors...))
 	}
 	if score < d.threshold {

@@ -84,6 +84,17 @@ func TestDNSDown(t *testing.T) {
 			if !strings.Contains(ts.logs.String(), tc.log) {
 				t.Errorf("decision log lacks %q:\n%s", tc.log, ts.logs.String())
 			}
+			// Counted, so a DNS outage is visible even where it lets mail through.
+			if n := counterValue(ts.m.dnsFailures.WithLabelValues(CheckDNSBL)); n != 2 {
+				t.Errorf("dnsbl DNS failures = %v, want 2", n)
+			}
+			wantSPF := 0.0
+			if tc.cfg.SPF.Enabled || tc.cfg.Greylist.ExemptSPFPass {
+				wantSPF = 1 // once per transaction: the second RCPT reuses the result
+			}
+			if n := counterValue(ts.m.dnsFailures.WithLabelValues(CheckSPF)); n != wantSPF {
+				t.Errorf("spf temperrors = %v, want %v", n, wantSPF)
+			}
 		})
 	}
 }

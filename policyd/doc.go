@@ -68,6 +68,7 @@
 // Metrics: dovetail_policyd_requests_total{check,action},
 // dovetail_policyd_check_results_total{check,result},
 // dovetail_policyd_request_duration_seconds, dovetail_policyd_check_duration_seconds,
-// dovetail_policyd_store_failures_total, dovetail_policyd_protocol_errors_total,
+// dovetail_policyd_store_failures_total, dovetail_policyd_dns_failures_total,
+// dovetail_policyd_protocol_errors_total,
 // dovetail_policyd_connections.
 package policyd

@@ -17,6 +17,7 @@ type metrics struct {
 	connections   prometheus.Gauge         // open connections
 	rejectedConns prometheus.Counter       // over max_connections
 	reloads       *prometheus.CounterVec   // by result
+	dnsFailures   *prometheus.CounterVec   // by check
 	checkLatency  *prometheus.HistogramVec // by check
 }
 
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "dovetail_policyd_reloads_total",
 			Help: "Configuration reloads by result.",
 		}, []string{"result"}),
+		dnsFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dovetail_policyd_dns_failures_total",
+			Help: "DNS trouble: SPF evaluations that ended in temperror (check=spf), requests with a DNS list that did not answer and counted as not listing (check=dnsbl).",
+		}, []string{"check"}),
 		checkLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dovetail_policyd_check_duration_seconds",
 			Help:    "Time spent in each check.",
@@ -69,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.checkResults, m.latency, m.storeFailures, m.protoErrors,
-		m.panics, m.connections, m.rejectedConns, m.reloads, m.checkLatency} {
+		m.panics, m.connections, m.rejectedConns, m.reloads, m.dnsFailures, m.checkLatency} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // spfOutcome is one SPF evaluation.
@@ -20,6 +21,8 @@ type spfEval struct {
 	resolver spf.DNSResolver
 	exempt   netList
 	timeout  time.Duration // bounds one evaluation; the result is then temperror
+	// tempErrors counts evaluations ending in temperror (DNS down or slow).
+	tempErrors prometheus.Counter
 }
 
 // outcome returns the SPF result for the request's client, HELO and sender,
@@ -42,6 +45,9 @@ func (s *spfEval) outcome(ctx context.Context, tx *txn) spfOutcome {
 	res, err := spf.CheckHostWithSender(net.IP(r.ClientAddr.AsSlice()), r.HeloName, sender,
 		spf.WithContext(sctx), spf.WithResolver(s.resolver))
 	o := spfOutcome{result: res, err: err}
+	if res == spf.TempError {
+		s.tempErrors.Inc()
+	}
 	if ctx.Err() == nil {
 		// Remembered for the transaction's other recipients (a temperror from
 		// SPF's own timeout included); a result cut short by the request's
