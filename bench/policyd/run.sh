@@ -4,6 +4,7 @@
 #   bench/policyd/run.sh                      1, 8, 64 connections; postgrey, policyd+SQLite, policyd+Redis
 #   REQS=5000 CONNS="1 8" RUNS=1 bench/policyd/run.sh   quick run
 #   TARGETS="sqlite redis" RATE=5000       subset of targets; RATE = the fixed-rate latency run
+#   CONNS="" TARGETS=sqlite QUIET_MAX=120  only the fixed-rate run, waiting up to 2 min for a quiet box
 #   RAW_OUT=file.jsonl                     also keep the raw per-run lines
 #
 # RUNS rounds (default 3), each measuring every target at every connection count
@@ -27,7 +28,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 PEER=$SHARED/peers/policy
-REQS=${REQS:-20000}; CONNS=${CONNS:-"1 8 64"}; RATE=${RATE:-5000}; RUNS=${RUNS:-3}
+REQS=${REQS:-20000}; CONNS=${CONNS-"1 8 64"}; RATE=${RATE:-5000}; RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"postgrey sqlite redis"}
 log() { printf '[policyd-bench %(%T)T] %s\n' -1 "$*" >&2; }
 
