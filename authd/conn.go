@@ -238,10 +238,11 @@ func (c *conn) cont(args []string) error {
 
 // step runs one mechanism step. When it is the only request of the connection
 // in progress — always so with Postfix, which waits for each reply — it runs on
-// the reader goroutine: nothing else can arrive meanwhile, and saving the
-// goroutine hand-off is a good part of a cached login's latency. Otherwise it
-// runs in its own goroutine, so a slow directory call or a penalty delay does
-// not hold up the other requests of a client that interleaves them.
+// the reader goroutine: saving the goroutine hand-off is a good part of a cached
+// login's latency. Otherwise it runs in its own goroutine. So a client that
+// interleaves requests may see a later request wait behind a directory call
+// that started alone (bounded by lookup_timeout), never behind a failure
+// penalty (finish sends delayed FAILs from a goroutine).
 func (c *conn) step(r *request, data []byte, has bool) {
 	c.mu.Lock()
 	alone := c.busy == 1 && len(c.reqs) == 1
@@ -285,31 +286,25 @@ func (c *conn) finish(r *request, o outcome) {
 		if !r.a.noPenalty {
 			if d := c.s.pen().fail(penaltyKey(r.a.rip, o.login)); d > 0 {
 				c.s.m.penalties.Inc()
-				t := time.NewTimer(d)
-				select {
-				case <-t.C:
-				case <-c.ctx.Done():
-					t.Stop()
-				}
+				// The delayed reply is sent from its own goroutine: a penalty must
+				// not stall the connection's reader (and so the client's other
+				// requests) even when the step ran inline. The request stays busy
+				// until then, so requests arriving meanwhile run concurrently.
+				c.work.Add(1)
+				go func() {
+					defer c.work.Done()
+					t := time.NewTimer(d)
+					select {
+					case <-t.C:
+					case <-c.ctx.Done():
+						t.Stop()
+					}
+					c.sendFail(r, o)
+				}()
+				return
 			}
 		}
-		if !c.done(r, o, "fail") {
-			return
-		}
-		var b strings.Builder
-		b.WriteString("FAIL\t")
-		b.WriteString(strconv.FormatUint(uint64(id), 10))
-		if o.login != "" {
-			b.WriteString("\tuser=" + escape(o.login))
-		}
-		if o.code != "" {
-			b.WriteString("\tcode=" + o.code)
-		}
-		if o.reason != "" {
-			b.WriteString("\treason=" + escape(o.reason))
-		}
-		b.WriteByte('\n')
-		c.write(b.String())
+		c.sendFail(r, o)
 		return
 	}
 	// kindTemp: the directory is unavailable.
@@ -323,6 +318,27 @@ func (c *conn) finish(r *request, o outcome) {
 	// Postfix maps every FAIL to 535; only a lost connection gives the client
 	// the temporary 454 4.7.0 it should retry after.
 	c.close()
+}
+
+// sendFail completes a failed request with its FAIL line.
+func (c *conn) sendFail(r *request, o outcome) {
+	if !c.done(r, o, "fail") {
+		return
+	}
+	var b strings.Builder
+	b.WriteString("FAIL\t")
+	b.WriteString(strconv.FormatUint(uint64(r.a.id), 10))
+	if o.login != "" {
+		b.WriteString("\tuser=" + escape(o.login))
+	}
+	if o.code != "" {
+		b.WriteString("\tcode=" + o.code)
+	}
+	if o.reason != "" {
+		b.WriteString("\treason=" + escape(o.reason))
+	}
+	b.WriteByte('\n')
+	c.write(b.String())
 }
 
 // done removes the request and records the attempt: one log line, metrics.

@@ -533,6 +533,25 @@ func TestPenalty(t *testing.T) {
 	if got := value(ts.s.m.penalties); got != 2 {
 		t.Errorf("penalties %v", got)
 	}
+
+	// A penalty never stalls the connection: a request sent while a FAIL is
+	// being delayed is answered first, at once.
+	c.plain("carol", "wrong") // carol's first failure: 150ms
+	t0 = time.Now()
+	bad := c.auth("PLAIN", "\tresp="+b64("\x00carol\x00wrong")) // 300ms
+	good := c.auth("PLAIN", "\tresp="+b64("\x00alice@example.com\x00alicepw"))
+	if l := c.line(); !strings.HasPrefix(l, fmt.Sprintf("OK\t%d\t", good)) {
+		t.Fatalf("first reply %q, want OK for %d", l, good)
+	}
+	if el := time.Since(t0); el > 150*time.Millisecond {
+		t.Errorf("OK behind a penalised FAIL took %v", el)
+	}
+	if l := c.line(); !strings.HasPrefix(l, fmt.Sprintf("FAIL\t%d\t", bad)) {
+		t.Fatalf("second reply %q, want FAIL for %d", l, bad)
+	}
+	if el := time.Since(t0); el < 300*time.Millisecond {
+		t.Errorf("penalised FAIL after %v, want >= 300ms", el)
+	}
 }
 
 func TestUnavailable(t *testing.T) {
