@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
 )
 
@@ -21,19 +23,14 @@ import (
 // about six channel hand-offs plus a timer goroutine per request, which is
 // right for a shared connection but dominates the latency of an auth lookup.
 // Our pool hands each connection to one request at a time, so the simplest
-// protocol loop is also the fastest. Requests and responses are encoded and
-// decoded directly (ber.go) into buffers the connection reuses: the generic
-// asn1-ber packet trees cost more CPU than the rest of an uncached login.
-// go-ldap still compiles filters, escapes values and defines the error codes
-// (goldap.Error), so callers classify errors with goldap.IsErrorWithCode.
+// protocol loop is also the fastest. go-ldap still compiles filters, escapes
+// values and defines the error codes (goldap.Error), so callers classify errors
+// with goldap.IsErrorWithCode exactly as before.
 type lconn struct {
 	nc     net.Conn
 	r      *bufio.Reader
-	msgID  int32
+	msgID  int64
 	broken bool
-	wbuf   []byte // request being written
-	op     []byte // protocol op being built
-	rbuf   []byte // last response message read
 }
 
 // maxResponse bounds one LDAP message we accept (an entry with a few
@@ -109,34 +106,23 @@ func (c *lconn) close() {
 	c.nc.Close()
 }
 
-// roundTrip sends the protocol op in c.op (built by the caller with tag opTag)
-// and calls handle with the tag and contents of every response op of that
-// message id until handle reports done. The contents alias c.rbuf: handle must
-// copy what it keeps.
-func (c *lconn) roundTrip(opTag byte, timeout time.Duration, handle func(tag byte, body []byte) (bool, error)) error {
+// roundTrip sends one request and calls handle for every response message of
+// that id until handle reports done.
+func (c *lconn) roundTrip(op *ber.Packet, timeout time.Duration, handle func(*ber.Packet) (bool, error)) error {
 	if c.broken {
 		return netErr(errors.New("connection is closed"))
 	}
 	c.msgID++
-	if c.msgID <= 0 {
-		c.msgID = 1 // message ids are 1..2^31-1 (RFC 4511 §4.1.1.1)
-	}
-	var id [6]byte
-	idb := appendInt(id[:0], tagInteger, int64(c.msgID))
-	c.wbuf = appendHeader(c.wbuf[:0], tagSequence, len(idb)+headerLen(len(c.op))+len(c.op))
-	c.wbuf = append(c.wbuf, idb...)
-	c.wbuf = appendHeader(c.wbuf, opTag, len(c.op))
-	c.wbuf = append(c.wbuf, c.op...)
+	env := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
+	env.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, c.msgID, "MessageID"))
+	env.AppendChild(op)
 	c.nc.SetDeadline(time.Now().Add(timeout))
-	_, err := c.nc.Write(c.wbuf)
-	clear(c.wbuf) // a bind request carries a password
-	if err != nil {
+	if _, err := c.nc.Write(env.Bytes()); err != nil {
 		c.close()
 		return netErr(err)
 	}
 	for {
-		msg, err := readMessage(c.r, c.rbuf[:0])
-		c.rbuf = msg
+		p, err := ber.ReadPacket(io.LimitReader(c.r, maxResponse))
 		if err != nil {
 			c.close()
 			if isTimeout(err) {
@@ -144,17 +130,17 @@ func (c *lconn) roundTrip(opTag byte, timeout time.Duration, handle func(tag byt
 			}
 			return netErr(err)
 		}
-		rid, tag, body, err := parseMessage(msg)
-		if err != nil {
+		if len(p.Children) < 2 {
 			c.close()
-			return netErr(err)
+			return netErr(errors.New("ldap: malformed response"))
 		}
-		if rid != int64(c.msgID) {
+		id, ok := p.Children[0].Value.(int64)
+		if !ok || id != c.msgID {
 			// id 0 is an unsolicited notification (e.g. notice of disconnection).
 			c.close()
-			return netErr(fmt.Errorf("ldap: unexpected message id %d", rid))
+			return netErr(fmt.Errorf("ldap: unexpected message id %v", p.Children[0].Value))
 		}
-		done, err := handle(tag, body)
+		done, err := handle(p.Children[1])
 		if done || err != nil {
 			return err
 		}
@@ -166,16 +152,19 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// result turns the contents of an LDAPResult into nil or a *goldap.Error.
-func result(body []byte) error {
-	code, diag, err := parseResult(body)
-	if err != nil {
-		return netErr(err)
+// result turns an LDAPResult into nil or a *goldap.Error.
+func result(op *ber.Packet) error {
+	if len(op.Children) < 3 {
+		return netErr(errors.New("ldap: malformed result"))
+	}
+	code, ok := op.Children[0].Value.(int64)
+	if !ok {
+		return netErr(errors.New("ldap: malformed result code"))
 	}
 	if code == 0 {
 		return nil
 	}
-	return goldap.NewError(uint16(code), errors.New(diag))
+	return goldap.NewError(uint16(code), errors.New(op.Children[2].Data.String()))
 }
 
 // bind performs a simple bind. An empty password is refused here: it would
@@ -184,28 +173,29 @@ func (c *lconn) bind(dn, pw string, timeout time.Duration) error {
 	if pw == "" {
 		return goldap.NewError(goldap.ErrorEmptyPassword, errors.New("ldap: empty password not allowed"))
 	}
-	c.op = appendInt(c.op[:0], tagInteger, 3)
-	c.op = appendString(c.op, tagOctetString, dn)
-	c.op = appendString(c.op, tagContext0, pw)
-	defer clear(c.op)
-	return c.roundTrip(tagBindRequest, timeout, func(tag byte, body []byte) (bool, error) {
-		if tag != tagBindResponse {
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 0, nil, "Bind Request")
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 3, "Version"))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "User Name"))
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, pw, "Password"))
+	return c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+		if r.Tag != 1 {
 			c.close()
-			return true, netErr(fmt.Errorf("ldap: unexpected response %#x to bind", tag))
+			return true, netErr(fmt.Errorf("ldap: unexpected response %d to bind", r.Tag))
 		}
-		return true, result(body)
+		return true, result(r)
 	})
 }
 
 // startTLS upgrades the connection (RFC 4511 §4.14).
 func (c *lconn) startTLS(host string, timeout time.Duration) error {
-	c.op = appendString(c.op[:0], tagContext0, "1.3.6.1.4.1.1466.20037")
-	err := c.roundTrip(tagExtendedRequest, timeout, func(tag byte, body []byte) (bool, error) {
-		if tag != tagExtendedResponse {
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 23, nil, "Start TLS")
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "1.3.6.1.4.1.1466.20037", "TLS Extended Command"))
+	err := c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+		if r.Tag != 24 {
 			c.close()
-			return true, netErr(fmt.Errorf("ldap: unexpected response %#x to StartTLS", tag))
+			return true, netErr(fmt.Errorf("ldap: unexpected response %d to StartTLS", r.Tag))
 		}
-		return true, result(body)
+		return true, result(r)
 	})
 	if err != nil {
 		return err
@@ -220,42 +210,50 @@ func (c *lconn) startTLS(host string, timeout time.Duration) error {
 	return nil
 }
 
-// search runs one search with an encoded filter and returns its entries (at
-// most sizeLimit; more is goldap.LDAPResultSizeLimitExceeded).
-func (c *lconn) search(base string, scope int, filter []byte, attrs []string, sizeLimit int, timeout time.Duration) ([]*goldap.Entry, error) {
-	c.op = appendString(c.op[:0], tagOctetString, base)
-	c.op = appendInt(c.op, tagEnumerated, int64(scope))
-	c.op = appendInt(c.op, tagEnumerated, goldap.NeverDerefAliases)
-	c.op = appendInt(c.op, tagInteger, int64(sizeLimit))
-	c.op = appendInt(c.op, tagInteger, int64((timeout+time.Second-1)/time.Second))
-	c.op = append(c.op, tagBoolean, 1, 0) // typesOnly FALSE
-	c.op = append(c.op, filter...)
-	n := 0
+// search runs one search and returns its entries (at most sizeLimit; more is
+// goldap.LDAPResultSizeLimitExceeded).
+func (c *lconn) search(base string, scope int, filter *ber.Packet, attrs []string, sizeLimit int, timeout time.Duration) ([]*goldap.Entry, error) {
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 3, nil, "Search Request")
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, base, "Base DN"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(scope), "Scope"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(goldap.NeverDerefAliases), "Deref Aliases"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, uint64(sizeLimit), "Size Limit"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, uint64((timeout+time.Second-1)/time.Second), "Time Limit"))
+	op.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, false, "Types Only"))
+	op.AppendChild(filter)
+	as := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Attributes")
 	for _, a := range attrs {
-		n += headerLen(len(a)) + len(a)
+		as.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a, "Attribute"))
 	}
-	c.op = appendHeader(c.op, tagSequence, n)
-	for _, a := range attrs {
-		c.op = appendString(c.op, tagOctetString, a)
-	}
+	op.AppendChild(as)
 	var entries []*goldap.Entry
-	err := c.roundTrip(tagSearchRequest, timeout, func(tag byte, body []byte) (bool, error) {
-		switch tag {
-		case tagSearchResultEntry:
-			e, err := parseEntry(body)
-			if err != nil {
+	err := c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+		switch r.Tag {
+		case 4: // SearchResultEntry
+			if len(r.Children) < 2 {
 				c.close()
-				return true, netErr(err)
+				return true, netErr(errors.New("ldap: malformed entry"))
+			}
+			e := &goldap.Entry{DN: r.Children[0].Data.String()}
+			for _, a := range r.Children[1].Children {
+				if len(a.Children) < 2 {
+					continue
+				}
+				ea := &goldap.EntryAttribute{Name: a.Children[0].Data.String()}
+				for _, v := range a.Children[1].Children {
+					ea.Values = append(ea.Values, v.Data.String())
+				}
+				e.Attributes = append(e.Attributes, ea)
 			}
 			entries = append(entries, e)
 			return false, nil
-		case tagSearchResultReference: // referrals are not followed
+		case 19: // SearchResultReference: referrals are not followed
 			return false, nil
-		case tagSearchResultDone:
-			return true, result(body)
+		case 5: // SearchResultDone
+			return true, result(r)
 		}
 		c.close()
-		return true, netErr(fmt.Errorf("ldap: unexpected response %#x to search", tag))
+		return true, netErr(fmt.Errorf("ldap: unexpected response %d to search", r.Tag))
 	})
 	return entries, err
 }

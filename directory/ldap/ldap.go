@@ -145,7 +145,6 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, attrs []string
 	if err != nil {
 		return nil, fmt.Errorf("%w: ldap filter %s: %w", directory.ErrUnavailable, filter, err)
 	}
-	filterBER := compiled.Bytes()
 	for attempt := 0; ; attempt++ {
 		t, err := d.timeout(ctx)
 		if err != nil {
@@ -155,7 +154,7 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, attrs []string
 		if err != nil {
 			return nil, err
 		}
-		entries, err := c.search(d.cfg.BaseDN, d.scope, filterBER, attrs, 2, t)
+		entries, err := c.search(d.cfg.BaseDN, d.scope, compiled, attrs, 2, t)
 		broken := isNetErr(err)
 		d.search.put(c, broken)
 		if broken && reused && attempt == 0 {
