@@ -77,21 +77,21 @@ open(sys.argv[3], "wb").write(b"".join(p.encode(t) for t in p.stream(int(sys.arg
 PY
 
 start_postgrey() {
-  local d=$TMP/pg.$1; mkdir -p "$d"; chmod 755 "$d"; install -d -o postgrey -g postgrey -m 0700 "$d/db"
+  local d=$TMP/pg.$1; rm -rf "$d"; mkdir -p "$d"; chmod 755 "$d"; install -d -o postgrey -g postgrey -m 0700 "$d/db"
   postgrey --inet=127.0.0.1:"$PORT" --dbdir="$d/db" --delay=300 --user=postgrey --group=postgrey \
     --hostname=mx.example.com --whitelist-clients="$PEER/whitelist_clients" \
     --whitelist-recipients="$PEER/whitelist_recipients" >"$d/postgrey.log" 2>&1 &
   PIDS+=($!); wait_port "$PORT"
 }
 start_redis() {
-  local d=$TMP/redis.$1; mkdir -p "$d"
+  local d=$TMP/redis.$1; rm -rf "$d"; mkdir -p "$d"
   REDIS_PORT=$(free_port)
   printf 'bind 127.0.0.1\nport %s\ndaemonize no\ndir %s\nlogfile ""\nsave ""\nappendonly no\n' "$REDIS_PORT" "$d" >"$d/redis.conf"
   redis-server "$d/redis.conf" >"$d/redis.log" 2>&1 &
   PIDS+=($!); wait_port "$REDIS_PORT"
 }
 start_policyd() {  # $1 = sqlite|redis, $2 = tag
-  local d=$TMP/pd.$2; mkdir -p "$d"
+  local d=$TMP/pd.$2; rm -rf "$d"; mkdir -p "$d"
   local args=(-listen 127.0.0.1:"$PORT" -store "$1" -log "$d/decisions.log"
     -whitelist-clients "$PEER/whitelist_clients" -whitelist-recipients "$PEER/whitelist_recipients")
   case $1 in
@@ -107,8 +107,8 @@ measure() {  # $1 target, $2 conns, [$3 rate]
   local target=$1 c=$2 rate=${3:-0} n=$REQS busy res
   PORT=$(free_port)
   case $target in
-    postgrey) start_postgrey "$target.$c.$rate" ;;
-    *) start_policyd "$target" "$target.$c.$rate" ;;
+    postgrey) start_postgrey "$target.$c.$rate.$RUN" ;;
+    *) start_policyd "$target" "$target.$c.$rate.$RUN" ;;
   esac
   sync; busy=$(quiet_wait)
   if (( rate > 0 )); then n=$(( REQS < rate * 4 ? REQS : rate * 4 )); fi
@@ -155,12 +155,17 @@ pg = {c: (med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")) for (t, c, r
 print("| target | conns | rate | runs | requests/s (median) | min–max | × postgrey | requests per daemon CPU-s | × postgrey | p50 ms | p99 ms | p99.9 ms | replies (run 1) | per run: load / busy before / other CPU during |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 order = {"postgrey": 0, "sqlite": 1, "redis": 2}
+warn = []
 for (t, c, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][2] > 0, kv[0][1], order.get(kv[0][0], 9))):
     rps, cpu = med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")
     ratio = f"{rps / pg[c][0]:.1f}×" if c in pg and not rate else "–"
     cratio = f"{cpu / pg[c][1]:.1f}×" if c in pg and not rate and pg[c][1] else "–"
     acts = ", ".join(f"{k} {v}" for k, v in sorted(rs[0]["actions"].items()))
     ctx = "; ".join(f'{r["load"]} / {r["cpu_busy_before_pct"]}% / {r["other_cpu_pct"]}%' for r in rs)
+    if any(r["actions"] != rs[0]["actions"] for r in rs):
+        warn.append(f"{t} {c} conns: replies differ between runs: " + "; ".join(str(r["actions"]) for r in rs))
     print(f'| {t} | {c} | {f"{rate:.0f}/s" if rate else "max"} | {len(rs)} | {rps:,.0f} | {min(r["requests_per_s"] for r in rs):,.0f}–{max(r["requests_per_s"] for r in rs):,.0f} | {ratio} | '
           f'{cpu:,.0f} | {cratio} | {med(rs, "p50_ms"):.3f} | {med(rs, "p99_ms"):.3f} | {med(rs, "p999_ms"):.3f} | {acts} | {ctx} |')
+for w in warn:
+    print(f"\nWARNING: {w} (every measurement must start from an empty database)")
 PY
