@@ -44,6 +44,7 @@ var evalFuncs = map[string]rules.EvalFunc{
 	"uri_unusual_port":         evalURIPort,
 	"html_image_little_text":   evalHTMLImageLittleText,
 	"mid_from_recipient":       evalMIDFromRecipient,
+	"subject_random_tail":      evalSubjectRandomTail,
 	"no_text_parts": func(c *rules.Context, _ []string) bool {
 		return strings.TrimSpace(c.Msg.Text) == "" && len(c.Msg.Parts) > 0
 	},
@@ -572,4 +573,41 @@ func evalMIDFromRecipient(c *rules.Context, _ []string) bool {
 	}
 	td = orgDomain(strings.TrimRight(td, ">. "))
 	return md == td && orgDomain(fd) != td
+}
+
+// evalSubjectRandomTail: the Subject ends in a per-recipient tracking tag —
+// a bracketed run alternating letters and digits ("[x7k2q]") or a
+// word of five or more letters without a vowel ("wzwjt", "GZRHTKJ"), which
+// no language writes.
+func evalSubjectRandomTail(c *rules.Context, _ []string) bool {
+	f := strings.Fields(c.Msg.Subject())
+	if len(f) < 2 {
+		return false
+	}
+	last := f[len(f)-1]
+	if n := len(last); n >= 4 && (last[0] == '[' && last[n-1] == ']' || last[0] == '(' && last[n-1] == ')') {
+		// Letters and digits alternating at least three times (x7k2q):
+		// ticket numbers and versions ([TIX106448], [RH8]) change once.
+		in := last[1 : n-1]
+		changes := 0
+		for i := 0; i < len(in); i++ {
+			digit := in[i] >= '0' && in[i] <= '9'
+			if !digit && !isASCIILetter(in[i]) {
+				return false
+			}
+			if i > 0 && digit != (in[i-1] >= '0' && in[i-1] <= '9') {
+				changes++
+			}
+		}
+		return changes >= 3
+	}
+	if len(last) < 5 {
+		return false
+	}
+	for i := 0; i < len(last); i++ {
+		if !isASCIILetter(last[i]) || strings.IndexByte("aeiouyAEIOUY", last[i]) >= 0 {
+			return false
+		}
+	}
+	return strings.Count(last, last[:1]) < len(last) // not "zzzzz"
 }
