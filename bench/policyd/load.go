@@ -19,16 +19,21 @@ import (
 
 // loadResult is one JSON line, with the fields of the peers' policy_bench.py.
 type loadResult struct {
-	Target         string         `json:"target"`
-	Requests       int            `json:"requests"`
-	Connections    int            `json:"connections"`
-	TargetRate     float64        `json:"target_rate,omitempty"`
-	WallS          float64        `json:"wall_s"`
-	RequestsPerS   float64        `json:"requests_per_s"`
-	P50Ms          float64        `json:"p50_ms"`
-	P99Ms          float64        `json:"p99_ms"`
-	P999Ms         float64        `json:"p999_ms"`
-	MaxMs          float64        `json:"max_ms"`
+	Target       string  `json:"target"`
+	Requests     int     `json:"requests"`
+	Connections  int     `json:"connections"`
+	TargetRate   float64 `json:"target_rate,omitempty"`
+	WallS        float64 `json:"wall_s"`
+	RequestsPerS float64 `json:"requests_per_s"`
+	P50Ms        float64 `json:"p50_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	P999Ms       float64 `json:"p999_ms"`
+	MaxMs        float64 `json:"max_ms"`
+	// With -rate: latency from the moment the request was actually written
+	// (the figures above count from its scheduled time, so they include a late
+	// send, whether the server or this client's own scheduling made it late).
+	SentP50Ms      float64        `json:"sent_p50_ms,omitempty"`
+	SentP99Ms      float64        `json:"sent_p99_ms,omitempty"`
 	Actions        map[string]int `json:"actions"`
 	ClientCPUS     float64        `json:"client_cpu_s"` // this load generator's CPU time (user+system)
 	ConnectErrors  int            `json:"connect_errors,omitempty"`
@@ -70,6 +75,7 @@ func runLoad(args []string) error {
 	}
 	type out struct {
 		lat     []time.Duration
+		sent    []time.Duration // from the actual write (paced runs)
 		actions map[string]int
 		err     error
 	}
@@ -84,7 +90,7 @@ func runLoad(args []string) error {
 			defer wg.Done()
 			nc := nets[i]
 			br := bufio.NewReaderSize(nc, 4096)
-			o := out{actions: map[string]int{}, lat: make([]time.Duration, 0, len(per[i]))}
+			o := out{actions: map[string]int{}, lat: make([]time.Duration, 0, len(per[i])), sent: make([]time.Duration, 0, len(per[i]))}
 			var interval time.Duration
 			if *rate > 0 {
 				interval = time.Duration(float64(c) / *rate * float64(time.Second))
@@ -94,13 +100,17 @@ func runLoad(args []string) error {
 			// Stagger the connections' schedules across one interval.
 			base := start.Add(interval * time.Duration(i) / time.Duration(c))
 			for k, r := range per[i] {
-				t0 := time.Now()
+				var t0 time.Time
 				if interval > 0 {
 					sched := base.Add(interval * time.Duration(k))
 					if d := time.Until(sched); d > 0 {
 						time.Sleep(d)
 					}
 					t0 = sched
+				}
+				ts := time.Now()
+				if interval == 0 {
+					t0 = ts
 				}
 				if _, err := nc.Write(r); err != nil {
 					o.err = err
@@ -111,7 +121,9 @@ func runLoad(args []string) error {
 					o.err = err
 					break
 				}
-				o.lat = append(o.lat, time.Since(t0))
+				now := time.Now()
+				o.lat = append(o.lat, now.Sub(t0))
+				o.sent = append(o.sent, now.Sub(ts))
 				verb, _, _ := strings.Cut(action, " ")
 				o.actions[verb]++
 			}
@@ -123,13 +135,14 @@ func runLoad(args []string) error {
 	close(startGate)
 	wg.Wait()
 	wall := time.Since(start)
-	var lat []time.Duration
+	var lat, sent []time.Duration
 	res := loadResult{Target: *target, Connections: c, TargetRate: *rate, Actions: map[string]int{}}
 	for _, o := range results {
 		if o.err != nil {
 			return fmt.Errorf("connection failed: %w", o.err)
 		}
 		lat = append(lat, o.lat...)
+		sent = append(sent, o.sent...)
 		for k, v := range o.actions {
 			res.Actions[k] += v
 		}
@@ -142,6 +155,10 @@ func runLoad(args []string) error {
 	res.P99Ms = ms(pct(lat, 99))
 	res.P999Ms = ms(pct(lat, 99.9))
 	res.MaxMs = ms(lat[len(lat)-1])
+	if *rate > 0 {
+		slices.Sort(sent)
+		res.SentP50Ms, res.SentP99Ms = ms(pct(sent, 50)), ms(pct(sent, 99))
+	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		res.ClientCPUS = round(time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds(), 3)
