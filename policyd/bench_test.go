@@ -131,3 +131,61 @@ func readReplyForBench(br *bufio.Reader) (string, error) {
 	_, err = br.ReadString('\n')
 	return line, err
 }
+
+// BenchmarkGreylistKnown measures the common steady state of a greylisting MX:
+// every request is a triplet that passed before (refreshed in the store, its
+// client network credited at most once per interval), on SQLite.
+func BenchmarkGreylistKnown(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "state.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	cfg := benchServerConfig()
+	cfg.Checks = []string{CheckGreylist}
+	cfg.RateLimit.Enabled = false
+	s, err := New(cfg, Deps{Store: st, Log: discardLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1000
+	reqs := make([][]byte, n)
+	now := time.Now().Unix()
+	for i := range reqs {
+		ip, sender, rcpt := fmt.Sprintf("192.0.%d.%d", i/250, 1+i%250), fmt.Sprintf("news@host%d.example", i), "user@example.com"
+		net := fmt.Sprintf("192.0.%d.0/24", i/250)
+		if err := st.Set(b.Context(), tripletKey(net, sender, rcpt), pair(now-3600, now-60), time.Hour); err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = []byte(encodeRequest("request", "smtpd_access_policy", "protocol_state", "RCPT", "client_address", ip,
+			"client_name", "mail.example", "sender", sender, "recipient", rcpt, "instance", fmt.Sprintf("I%d", i)))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(b.Context())
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer nc.Close()
+		br := bufio.NewReader(nc)
+		for pb.Next() {
+			if _, err := nc.Write(reqs[int(seq.Add(1))%n]); err != nil {
+				b.Error(err)
+				return
+			}
+			line, err := readReplyForBench(br)
+			if err != nil || line != "action=DUNNO\n" {
+				b.Errorf("reply %q, %v", line, err)
+				return
+			}
+		}
+	})
+}

@@ -58,12 +58,15 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	}
 	net := clientNet(r, g.v4bits, g.v6bits)
 	now := tx.now.Unix()
+	// The client's AWL entry, read once: a pass below credits it from this
+	// reading instead of reading it again.
+	var awl clientCredit
 	if g.awlAfter > 0 {
-		count, _, err := g.getPair(ctx, "grey:awl:"+net)
-		if err != nil {
+		var err error
+		if awl.count, awl.last, err = g.getPair(ctx, "grey:awl:"+net); err != nil {
 			return verdict{}, err
 		}
-		if count >= int64(g.awlAfter) {
+		if awl.count >= int64(g.awlAfter) {
 			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
 		}
 	}
@@ -79,7 +82,7 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
 			return verdict{}, err
 		}
-		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, g.creditClient(ctx, net, now)
+		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, g.creditClient(ctx, net, awl, now)
 	}
 	age := now - first
 	switch {
@@ -91,7 +94,7 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
 		return verdict{}, err
 	}
-	if err := g.creditClient(ctx, net, now); err != nil {
+	if err := g.creditClient(ctx, net, awl, now); err != nil {
 		return verdict{}, err
 	}
 	v := verdict{action: Dunno, reason: fmt.Sprintf("greylist: passed after %ds", age)}
@@ -115,21 +118,22 @@ func (g *greylistCheck) greylist(ctx context.Context, r *Request, key string, fi
 	return verdict{action: a, reason: "greylist: " + why}, nil
 }
 
+// clientCredit is a client network's AWL entry: successful retries and the
+// time of the last one counted.
+type clientCredit struct{ count, last int64 }
+
 // creditClient counts one successful retry for the client network, at most once
 // per awlInterval (so one busy sender cannot whitelist its network in a burst).
-func (g *greylistCheck) creditClient(ctx context.Context, net string, now int64) error {
+// awl is the entry as eval read it at the start of this request (a
+// read-modify-write like before, without a second read of the same key).
+func (g *greylistCheck) creditClient(ctx context.Context, net string, awl clientCredit, now int64) error {
 	if g.awlAfter <= 0 {
 		return nil
 	}
-	key := "grey:awl:" + net
-	count, last, err := g.getPair(ctx, key)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	if count > 0 && now-last < int64(g.awlInterval/time.Second) {
+	if awl.count > 0 && now-awl.last < int64(g.awlInterval/time.Second) {
 		return nil
 	}
-	return g.st.Set(ctx, key, pair(count+1, now), g.maxAge)
+	return g.st.Set(ctx, "grey:awl:"+net, pair(awl.count+1, now), g.maxAge)
 }
 
 // getPair reads a "a b" value. A missing key is ErrNotFound; for the AWL read a
