@@ -53,20 +53,16 @@ type Options struct {
 
 // Store is a store.Store on one SQLite file. It is safe for concurrent use.
 type Store struct {
-	w, r *sql.DB   // w: one connection, all writes; r: read-only pool
-	wc   *sql.Conn // w's connection, held by the writer goroutine
-	ck   *sql.DB   // one connection for WAL checkpoints, off the writer's path
-	st   stmts
-	now  func() time.Time
-	log  *slog.Logger
-	stop chan struct{}
-	done chan struct{} // maintenance stopped
-	// Writes (writer.go): lead is the writer connection's token (capacity 1),
-	// wq the writes waiting for a leader, wbatch the leader's scratch slice.
-	lead   chan struct{}
-	wmu    sync.Mutex
-	wq     []*writeOp
-	wbatch []*writeOp
+	w, r   *sql.DB   // w: one connection, all writes; r: read-only pool
+	wc     *sql.Conn // w's connection, held by the writer goroutine
+	ck     *sql.DB   // one connection for WAL checkpoints, off the writer's path
+	st     stmts
+	now    func() time.Time
+	log    *slog.Logger
+	ops    chan *writeOp
+	stop   chan struct{}
+	done   chan struct{} // maintenance stopped
+	wdone  chan struct{} // writer stopped
 	closer sync.Once
 	cerr   error
 	closed atomic.Bool
@@ -108,8 +104,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 
-	s := &Store{now: opts.Now, log: opts.Logger, lead: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{now: opts.Now, log: opts.Logger, ops: make(chan *writeOp, 4*maxBatch),
+		stop: make(chan struct{}), done: make(chan struct{}), wdone: make(chan struct{})}
 	busy := fmt.Sprint(opts.BusyTimeout.Milliseconds())
 	s.w, err = sql.Open("sqlite", dsn(path, url.Values{
 		"_busy_timeout": {busy},
@@ -154,6 +150,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: %s: prepare: %w: %w", path, store.ErrUnavailable, err)
 	}
+	go s.writer()
 	go s.maintain(opts.SweepInterval)
 	return s, nil
 }
@@ -182,12 +179,10 @@ func (s *Store) closeDBs() error {
 // store.ErrUnavailable. Close is idempotent.
 func (s *Store) Close() error {
 	s.closer.Do(func() {
-		s.wmu.Lock()
 		s.closed.Store(true)
-		s.wmu.Unlock()
 		close(s.stop)
 		<-s.done
-		s.stopWriter()
+		<-s.wdone
 		// A final checkpoint folds the WAL back into the main file, so a copied
 		// state.db is complete; failure only leaves a WAL SQLite replays on open.
 		_, _ = s.wc.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")

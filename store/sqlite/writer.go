@@ -4,81 +4,74 @@ import (
 	"context"
 )
 
-// Group commit, leader/follower. Every write queues itself; whichever waiting
-// caller gets the writer connection (the lead token) takes everything queued
-// (up to maxBatch) and runs it in one transaction on its own goroutine, then
-// hands the token on. While one batch commits, the next one gathers in the
-// queue, so under load one commit serves many requests, and at low load a write
-// still runs at once, alone: nothing waits to fill a batch. A commit costs far
-// more than a statement (WAL frame writes, file locks); running it on the
-// caller's goroutine saves the hand-off to and from a writer goroutine.
+// Group commit. Every write goes through one goroutine that owns the writer
+// connection; it takes whatever writes are queued (up to maxBatch) and runs them
+// in one transaction. A commit costs far more than a statement (WAL frame writes,
+// file locks), so under load one commit serves many requests, and at low load a
+// write still runs at once, alone: nothing waits to fill a batch.
 
 const maxBatch = 128
 
 type writeOp struct {
 	ctx  context.Context
 	fn   func() error // runs on the writer's statements; may run twice: only assign results
-	done chan error   // buffered 1: the result, sent exactly once
+	done chan error
 }
 
 // write runs fn in a write transaction, possibly shared with other writes.
 func (s *Store) write(ctx context.Context, fn func() error) error {
+	if s.closed.Load() {
+		return errClosed
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	s.wmu.Lock()
-	if s.closed.Load() {
-		s.wmu.Unlock()
+	select {
+	case s.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.wdone:
 		return errClosed
 	}
-	s.wq = append(s.wq, op)
-	s.wmu.Unlock()
 	select {
 	case err := <-op.done:
 		return err
-	case s.lead <- struct{}{}:
 	case <-ctx.Done():
 		// The write may still be applied, as with any backend whose caller
-		// stops waiting; a leader skips it if it has not started yet.
+		// stops waiting; the writer skips it if it has not started yet.
 		return ctx.Err()
-	}
-	// This caller holds the writer connection until it hands the token on.
-	// Results are delivered before the token is released, so an op that an
-	// earlier leader took already has its result. A leader finishes the batch
-	// it took even if its own context ends (the others share the transaction):
-	// only it may overrun its deadline, by at most BusyTimeout when another
-	// process holds the write lock; followers still leave on theirs.
-	defer func() { <-s.lead }()
-	for {
+	case <-s.wdone:
 		select {
 		case err := <-op.done:
 			return err
 		default:
+			return errClosed
 		}
-		s.wmu.Lock()
-		n := min(len(s.wq), maxBatch)
-		batch := append(s.wbatch[:0], s.wq[:n]...)
-		rest := copy(s.wq, s.wq[n:])
-		clear(s.wq[rest:])
-		s.wq = s.wq[:rest]
-		s.wmu.Unlock()
-		s.runBatch(batch)
-		clear(batch)
-		s.wbatch = batch[:0]
 	}
 }
 
-// stopWriter takes the writer connection for good (waiting for the running
-// batch) and fails what is still queued; s.closed must already be set.
-func (s *Store) stopWriter() {
-	s.lead <- struct{}{}
-	s.wmu.Lock()
-	q := s.wq
-	s.wq = nil
-	s.wmu.Unlock()
-	for _, op := range q {
-		op.done <- errClosed
+func (s *Store) writer() {
+	defer close(s.wdone)
+	batch := make([]*writeOp, 0, maxBatch)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case op := <-s.ops:
+			batch = append(batch[:0], op)
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op := <-s.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.runBatch(batch)
+		clear(batch)
 	}
 }
 
