@@ -33,8 +33,15 @@ func TestServerPersistentConnection(t *testing.T) {
 	if got := c.reply(); !strings.HasPrefix(got, "DEFER_IF_PERMIT") {
 		t.Fatalf("pipelined 2: %q", got)
 	}
-	if n := counterValue(ts.m.requests.WithLabelValues(CheckGreylist, VerbDeferIfPermit)); n != 4 {
-		t.Fatalf("requests metric = %v, want 4", n)
+	// The server counts a request just after flushing its reply: poll briefly.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		n := counterValue(ts.m.requests.WithLabelValues(CheckGreylist, VerbDeferIfPermit))
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("requests metric = %v, want 4", n)
+		}
 	}
 	logs := ts.logs.String()
 	for _, want := range []string{"policy decision", "client=mail.sender.example[192.0.2.10]", "sender=news@sender.example", "check=greylist", "reason=\"greylist: new triplet\""} {
