@@ -18,13 +18,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/directory/password"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
 
 // Server is one authd instance. Create it with New, run it with Serve.
@@ -137,6 +137,12 @@ func (s *Server) Reload(cfg Config) error {
 	return nil
 }
 
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 // Serve accepts connections on ln until Shutdown. It returns nil after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
@@ -151,26 +157,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
-	var tempDelay time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := daemon.Accept(ln, s.log, s.isClosing)
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			if s.isClosing() {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
-				time.Sleep(tempDelay)
-				continue
 			}
 			return fmt.Errorf("authd: accept: %w", err)
 		}
-		tempDelay = 0
 		if s.active.Load() >= int64(s.cfg.MaxConnections) {
 			s.m.rejected.Inc()
 			s.log.Warn("too many connections; closing a new one", "max_connections", s.cfg.MaxConnections, "remote", nc.RemoteAddr().String())

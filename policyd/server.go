@@ -8,10 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -97,27 +98,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 	s.log.Info("policyd serving", "addr", ln.Addr().String(), "checks", checkNames(s.eng.Load()))
-	var backoff time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := daemon.Accept(ln, s.log, s.isClosing)
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			if s.isClosing() {
 				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporaryAccept(err) {
-				// Out of file descriptors and the like: back off instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("policyd accept failed, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
 			}
 			return err
 		}
-		backoff = 0
 		c := &conn{nc: nc}
 		s.mu.Lock()
 		if s.closing {
@@ -139,11 +127,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// isTemporaryAccept reports accept errors worth retrying (EMFILE, ENFILE,
-// ECONNABORTED surface as *net.OpError wrapping a syscall error).
-func isTemporaryAccept(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && !errors.Is(err, net.ErrClosed)
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // Shutdown stops accepting, closes idle connections at once and lets requests in
