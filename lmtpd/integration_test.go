@@ -100,7 +100,7 @@ type world struct {
 	quar   *quarantine.Store
 	sock   string
 	srv    *lmtpd.Server
-	logBuf *bytes.Buffer
+	logBuf *syncWriter
 	sender *recSender
 	tmp    string
 }
@@ -132,8 +132,8 @@ func startWorld(t *testing.T, mut func(*lmtpd.Config), pfMut ...func(*testenv.Po
 	if mut != nil {
 		mut(&cfg)
 	}
-	w.logBuf = &bytes.Buffer{}
-	log := slog.New(slog.NewTextHandler(&syncWriter{b: w.logBuf}, nil))
+	w.logBuf = &syncWriter{}
+	log := slog.New(slog.NewTextHandler(w.logBuf, nil))
 	w.srv, err = lmtpd.New(lmtpd.Options{
 		Config: cfg, Directory: dir, Store: mem.New(), Quarantine: w.quar, Logger: log, Sender: w.sender,
 		Filter: lmtpd.NewSieveFilter(cfg.Sieve, cfg.RecipientDelimiter, nil, log),
@@ -163,18 +163,22 @@ func startWorld(t *testing.T, mut func(*lmtpd.Config), pfMut ...func(*testenv.Po
 	return w
 }
 
+// syncWriter is a log buffer the daemon writes while the test reads it.
 type syncWriter struct {
-	mu chan struct{}
-	b  *bytes.Buffer
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
 func (s *syncWriter) Write(p []byte) (int, error) {
-	if s.mu == nil {
-		s.mu = make(chan struct{}, 1)
-	}
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // addUser creates a fresh LDAP user for one test (the slapd is shared by the
