@@ -100,7 +100,7 @@ type world struct {
 	quar   *quarantine.Store
 	sock   string
 	srv    *lmtpd.Server
-	logBuf *syncWriter
+	logBuf *testenv.LogBuffer
 	sender *recSender
 	tmp    string
 }
@@ -132,7 +132,7 @@ func startWorld(t *testing.T, mut func(*lmtpd.Config), pfMut ...func(*testenv.Po
 	if mut != nil {
 		mut(&cfg)
 	}
-	w.logBuf = &syncWriter{}
+	w.logBuf = &testenv.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(w.logBuf, nil))
 	w.srv, err = lmtpd.New(lmtpd.Options{
 		Config: cfg, Directory: dir, Store: mem.New(), Quarantine: w.quar, Logger: log, Sender: w.sender,
@@ -161,24 +161,6 @@ func startWorld(t *testing.T, mut func(*lmtpd.Config), pfMut ...func(*testenv.Po
 	}
 	w.pf = testenv.StartPostfix(t, pfo)
 	return w
-}
-
-// syncWriter is a log buffer the daemon writes while the test reads it.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // addUser creates a fresh LDAP user for one test (the slapd is shared by the

@@ -2,7 +2,6 @@ package lmtpd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
 	"github.com/dovetail-mail/dovetail/quarantine"
 	"github.com/dovetail-mail/dovetail/store"
@@ -577,13 +577,13 @@ func counterOf(t *testing.T, c prometheus.Collector) float64 {
 // RCPT, or failed in DATA — has one log line and its result in the metrics; the
 // Received header names the LMTP client and, for one recipient, "for <rcpt>".
 func TestMetricsLogsAndTrace(t *testing.T) {
-	var logb bytes.Buffer
+	var logb testenv.LogBuffer
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, func(o *Options) {
 		o.Config.QuarantineScore = 6
 		o.Config.MaxMessageSize = 4096
 		o.Registerer = reg
-		o.Logger = slog.New(slog.NewTextHandler(&syncBuf{b: &logb}, nil))
+		o.Logger = slog.New(slog.NewTextHandler(&logb, nil))
 	})
 	v := e.dial()
 	v.send("s@example.net", []string{"alice@example.com", "nobody@example.com"}, testMsg)
@@ -622,17 +622,6 @@ func TestMetricsLogsAndTrace(t *testing.T) {
 	if !regexp.MustCompile(`Received: from client\.test \(\[127\.0\.0\.1\]\)\n\tby mx\.test \(dovetail\) with LMTP\n\tid \S+\n\t\(envelope-from <s@example\.net>\)\n\tfor <alice@example\.com>; `).Match(b) {
 		t.Errorf("Received header:\n%s", b)
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
 
 // TestLaterStoreFailureAfterSavedCopy: once one copy is stored, a failing further

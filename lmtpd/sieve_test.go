@@ -1,7 +1,6 @@
 package lmtpd
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
 func TestSieveFilterCacheAndErrors(t *testing.T) {
@@ -154,11 +154,11 @@ if spamtest :value "ge" :comparator "i;ascii-numeric" "6" { fileinto "Junk"; }`)
 func TestSieveIgnoredAndEmptyVerdicts(t *testing.T) {
 	global := filepath.Join(t.TempDir(), "n.sieve")
 	os.WriteFile(global, []byte(`require ["enotify"]; notify "mailto:boss@example.com";`), 0o644)
-	var logb bytes.Buffer
+	var logb testenv.LogBuffer
 	e := newEnv(t, func(o *Options) {
 		o.Config.Sieve.Before = []string{global}
 		o.Filter = NewSieveFilter(o.Config.Sieve, "+", nil, nil)
-		o.Logger = slog.New(slog.NewTextHandler(&syncBuf{b: &logb}, nil))
+		o.Logger = slog.New(slog.NewTextHandler(&logb, nil))
 	})
 	if _, d := e.dial().send("s@example.net", []string{"alice@example.com"}, testMsg); !strings.HasPrefix(d[0], "250") {
 		t.Fatalf("%q", d)

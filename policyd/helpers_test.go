@@ -17,6 +17,7 @@ import (
 
 	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 )
@@ -93,29 +94,12 @@ type testServer struct {
 	*Server
 	addr string
 	reg  *prometheus.Registry
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testenv.LogBuffer
 }
 
 func startServer(t *testing.T, cfg Config, deps Deps) *testServer {
 	t.Helper()
-	ts := &testServer{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	ts := &testServer{reg: prometheus.NewRegistry(), logs: &testenv.LogBuffer{}}
 	if deps.Store == nil {
 		deps.Store = mem.New()
 	}

@@ -9,29 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
-
-// lockedBuffer collects a subprocess's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -43,7 +26,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func waitFor(t *testing.T, what string, logs *lockedBuffer, cond func() bool) {
+func waitFor(t *testing.T, what string, logs *testenv.LogBuffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -94,7 +77,7 @@ lmtpd:
 		t.Fatalf("config check: %s", errOut)
 	}
 
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	cmd := exec.Command(bin, "serve", "-c", cfgPath)
 	cmd.Stderr = logs
 	cmd.Stdout = logs
