@@ -25,11 +25,7 @@ type RedisServer struct {
 	p  *proc
 }
 
-var (
-	redisOnce sync.Mutex
-	redisInst *RedisServer
-	redisErr  error
-)
+var sharedRedis shared[RedisServer]
 
 // Redis returns the binary-wide shared redis-server, started on first use and
 // stopped by Main. Tests sharing it should use their own key prefixes or FlushAll.
@@ -37,21 +33,9 @@ func Redis(t testing.TB) *RedisServer {
 	t.Helper()
 	Need(t, "redis-server")
 	needMain(t)
-	redisOnce.Lock()
-	defer redisOnce.Unlock()
-	if redisInst == nil && redisErr == nil {
-		start := time.Now()
-		redisInst, redisErr = startRedis()
-		if redisErr == nil {
-			r := redisInst
-			registerExit(func() { r.stop(); removeDir(nil, r.Dir) })
-			t.Logf("testenv: redis %s started in %s (dir %s)", r.Addr, time.Since(start).Round(time.Millisecond), r.Dir)
-		}
-	}
-	if redisErr != nil {
-		t.Fatalf("testenv: redis: %v", redisErr)
-	}
-	return redisInst
+	return sharedRedis.get(t, "redis", startRedis,
+		func(r *RedisServer) { r.stop(); removeDir(nil, r.Dir) },
+		func(r *RedisServer) string { return r.Addr + " (dir " + r.Dir + ")" })
 }
 
 func startRedis() (r *RedisServer, err error) {

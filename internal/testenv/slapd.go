@@ -65,11 +65,7 @@ var SeedUsers = []LDAPUser{
 	{CN: "carol", Mail: "carol@example.com", ExtraMail: []string{"c.smith@example.com"}, Password: "carolpw", Status: "valid"},
 }
 
-var (
-	slapdOnce sync.Mutex
-	slapdInst *SlapdServer
-	slapdErr  error
-)
+var sharedSlapd shared[SlapdServer]
 
 // Slapd returns the binary-wide shared slapd, started on first use and stopped by
 // Main. It holds the SeedUsers. Tests that change entries should use their own
@@ -78,21 +74,9 @@ func Slapd(t testing.TB) *SlapdServer {
 	t.Helper()
 	Need(t, "slapd", "slapadd")
 	needMain(t)
-	slapdOnce.Lock()
-	defer slapdOnce.Unlock()
-	if slapdInst == nil && slapdErr == nil {
-		start := time.Now()
-		slapdInst, slapdErr = startSlapd()
-		if slapdErr == nil {
-			s := slapdInst
-			registerExit(func() { s.stop(); removeDir(nil, s.Dir) })
-			t.Logf("testenv: slapd %s started in %s (dir %s)", s.URL, time.Since(start).Round(time.Millisecond), s.Dir)
-		}
-	}
-	if slapdErr != nil {
-		t.Fatalf("testenv: slapd: %v", slapdErr)
-	}
-	return slapdInst
+	return sharedSlapd.get(t, "slapd", startSlapd,
+		func(s *SlapdServer) { s.stop(); removeDir(nil, s.Dir) },
+		func(s *SlapdServer) string { return s.URL + " (dir " + s.Dir + ")" })
 }
 
 func startSlapd() (s *SlapdServer, err error) {
