@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"flag"
@@ -19,25 +18,19 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
 	gomilter "github.com/emersion/go-milter"
 	"github.com/miekg/dns"
 
+	"github.com/dovetail-mail/dovetail/internal/miltertest"
 	"github.com/dovetail-mail/dovetail/milter"
 	"github.com/dovetail-mail/dovetail/spam"
 )
-
-type msg struct {
-	hdr  textproto.Header
-	body []byte
-}
 
 type result struct {
 	Target      string         `json:"target"`
@@ -70,7 +63,10 @@ func main() {
 		return
 	}
 
-	msgs := load(*corpus, *distinct)
+	msgs, err := miltertest.LoadCorpus(*corpus, *distinct)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if len(msgs) == 0 {
 		log.Fatalf("no messages under %s", *corpus)
 	}
@@ -154,77 +150,11 @@ func serveSink(addr string) {
 	log.Fatal(<-errc)
 }
 
-func load(dir string, n int) []msg {
-	var files []string
-	for _, sub := range []string{"ham", "spam"} {
-		fs, _ := filepath.Glob(filepath.Join(dir, sub, "*.eml"))
-		sort.Strings(fs)
-		files = append(files, fs...)
-	}
-	step := max(1, len(files)/max(n, 1))
-	var out []msg
-	for i := 0; i < len(files) && len(out) < n; i += step {
-		raw, err := os.ReadFile(files[i])
-		if err != nil {
-			log.Fatal(err)
-		}
-		if bytes.HasPrefix(raw, []byte("From ")) { // mbox separator line
-			if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-				raw = raw[i+1:]
-			}
-		}
-		raw = bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
-		br := bufio.NewReader(bytes.NewReader(raw))
-		h, err := textproto.ReadHeader(br)
-		if err != nil {
-			continue
-		}
-		body, _ := io.ReadAll(br)
-		out = append(out, msg{h, body})
-	}
-	return out
-}
-
-func session(addr string) (*gomilter.ClientSession, error) {
-	c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
-		ReadTimeout: 60 * time.Second, WriteTimeout: 60 * time.Second,
-		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine,
-	})
-	s, err := c.Session()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.Conn("client.test", gomilter.FamilyInet, 25000, "192.0.2.10"); err != nil {
-		return nil, err
-	}
-	if _, err := s.Helo("client.test"); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-func send(s *gomilter.ClientSession, m msg, id int) (*gomilter.Action, error) {
-	if err := s.Macros(gomilter.CodeMail, "{mail_addr}", "sender@remote.test", "i", fmt.Sprintf("Q%08X", id)); err != nil {
-		return nil, err
-	}
-	if act, err := s.Mail("sender@remote.test", nil); err != nil || act.Code != gomilter.ActContinue {
-		return act, err
-	}
-	if act, err := s.Rcpt("alice@example.com", nil); err != nil || act.Code != gomilter.ActContinue {
-		return act, err
-	}
-	if act, err := s.Header(m.hdr); err != nil || act.Code != gomilter.ActContinue {
-		return act, err
-	}
-	_, act, err := s.BodyReadFrom(bytes.NewReader(m.body))
-	return act, err
-}
-
-func run(name, addr string, conns int, msgs []msg, n int) result {
+func run(name, addr string, conns int, msgs []miltertest.Message, n int) result {
 	res := result{Target: name, Connections: conns, Messages: n, Actions: map[string]int{}}
 	sessions := make([]*gomilter.ClientSession, conns)
 	for i := range sessions {
-		s, err := session(addr)
+		s, err := miltertest.Session(addr, 60*time.Second)
 		if err != nil {
 			log.Fatalf("%s: %v", name, err)
 		}
@@ -240,7 +170,7 @@ func run(name, addr string, conns int, msgs []msg, n int) result {
 			defer wg.Done()
 			for i := c; i < n; i += conns {
 				t0 := time.Now()
-				act, err := send(sessions[c], msgs[i%len(msgs)], i)
+				act, err := miltertest.Send(sessions[c], msgs[i%len(msgs)], i)
 				lat[i] = time.Since(t0)
 				mu.Lock()
 				if err != nil {
