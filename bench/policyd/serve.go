@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
@@ -25,11 +26,28 @@ func runServe(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:10040", "listen address")
 	backend := fs.String("store", "sqlite", "sqlite, redis or mem")
 	sqlitePath := fs.String("sqlite", "", "SQLite file (store=sqlite)")
+	writeBehind := fs.Duration("write-behind", store.DefaultConfig().WriteBehind.D(), "SQLite write-behind interval (store.write_behind; 0 = write through)")
 	redisAddr := fs.String("redis", "127.0.0.1:6379", "Redis address (store=redis)")
 	wlClients := fs.String("whitelist-clients", "", "postgrey whitelist_clients file")
 	wlRcpts := fs.String("whitelist-recipients", "", "postgrey whitelist_recipients file")
 	logFile := fs.String("log", "", "decision log file (one line per request, like postgrey's); empty = no log")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole serve run to this file")
 	_ = fs.Parse(args)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 
 	var st store.Store
 	var err error
@@ -38,7 +56,8 @@ func runServe(ctx context.Context, args []string) error {
 		if *sqlitePath == "" {
 			return fmt.Errorf("-sqlite is required")
 		}
-		st, err = sqlite.Open(ctx, sqlite.Options{Path: *sqlitePath})
+		st, err = sqlite.Open(ctx, sqlite.Options{Path: *sqlitePath, WriteBehind: *writeBehind,
+			HotKeys: store.DefaultConfig().HotKeys})
 	case "redis":
 		if openRedis == nil {
 			return fmt.Errorf("this build has no Redis store")
