@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -15,11 +14,11 @@ import (
 type exemptions struct {
 	nets        netList
 	clientNames map[string]bool // a host name or a domain (matches its subdomains)
-	clientRE    *regexp.Regexp  // all /regex/ entries as one alternation; nil if none
+	clientRE    *patternSet     // the /regex/ entries; nil if none
 	rcptFull    map[string]bool // user@domain
 	rcptLocal   map[string]bool // "user@": any domain
 	rcptDomain  map[string]bool // domain
-	rcptRE      *regexp.Regexp
+	rcptRE      *patternSet
 }
 
 func newExemptions(c GreylistConfig) (*exemptions, error) {
@@ -72,10 +71,10 @@ func newExemptions(c GreylistConfig) (*exemptions, error) {
 	if err := readList(c.ExemptRecipientsFile, addRcpt); err != nil {
 		return nil, err
 	}
-	if x.clientRE, err = compileAlternation(clientRE); err != nil {
+	if x.clientRE, err = newPatternSet(clientRE); err != nil {
 		return nil, fmt.Errorf("exempt clients: %w", err)
 	}
-	if x.rcptRE, err = compileAlternation(rcptRE); err != nil {
+	if x.rcptRE, err = newPatternSet(rcptRE); err != nil {
 		return nil, fmt.Errorf("exempt recipients: %w", err)
 	}
 	return x, nil
@@ -97,7 +96,7 @@ func (x *exemptions) match(r *Request) string {
 			}
 			d = d[i+1:]
 		}
-		if x.clientRE != nil && x.clientRE.MatchString(name) {
+		if x.clientRE.match(name) {
 			return "client name pattern"
 		}
 	}
@@ -110,7 +109,7 @@ func (x *exemptions) match(r *Request) string {
 			return "recipient " + rcpt[:at+1]
 		case at >= 0 && x.rcptDomain[rcpt[at+1:]]:
 			return "recipient domain " + rcpt[at+1:]
-		case x.rcptRE != nil && x.rcptRE.MatchString(rcpt):
+		case x.rcptRE.match(rcpt):
 			return "recipient pattern"
 		}
 	}
@@ -167,19 +166,4 @@ func readList(path string, add func(string) error) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
-}
-
-// compileAlternation compiles patterns (Perl-style, as postgrey reads them) into
-// one case-insensitive alternation, so a request costs one regexp match however
-// many entries the list has.
-func compileAlternation(pats []string) (*regexp.Regexp, error) {
-	if len(pats) == 0 {
-		return nil, nil
-	}
-	for _, p := range pats {
-		if _, err := regexp.Compile(p); err != nil {
-			return nil, fmt.Errorf("pattern /%s/: %w", p, err)
-		}
-	}
-	return regexp.Compile("(?i)(?:" + strings.Join(pats, ")|(?:") + ")")
 }
