@@ -74,16 +74,14 @@ func benchServerConfig() Config {
 func BenchmarkServer(b *testing.B) {
 	stores := map[string]func(b *testing.B) store.Store{
 		"mem": func(*testing.B) store.Store { return mem.New() },
+		// The default: write-behind (store.write_behind).
 		"sqlite": func(b *testing.B) store.Store {
-			st, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "state.db")})
-			if err != nil {
-				b.Fatal(err)
-			}
-			return st
+			return openSQLite(b, store.DefaultConfig().WriteBehind.D())
 		},
+		"sqlite-write-through": func(b *testing.B) store.Store { return openSQLite(b, 0) },
 	}
 	reqs := benchStream()
-	for _, name := range []string{"mem", "sqlite"} {
+	for _, name := range []string{"mem", "sqlite", "sqlite-write-through"} {
 		b.Run(name, func(b *testing.B) {
 			st := stores[name](b)
 			defer st.Close()
@@ -94,6 +92,14 @@ func BenchmarkServer(b *testing.B) {
 			replayParallel(b, s, reqs, "")
 		})
 	}
+}
+
+func openSQLite(b *testing.B, writeBehind time.Duration) store.Store {
+	st, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "state.db"), WriteBehind: writeBehind})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
 }
 
 func readReplyForBench(br *bufio.Reader) (string, error) {

@@ -26,7 +26,16 @@ type Config struct {
 	// SweepInterval is how often SQLite deletes expired rows (reads ignore them
 	// anyway).
 	SweepInterval config.Duration `yaml:"sweep_interval"`
-	Redis         RedisConfig     `yaml:"redis"`
+	// WriteBehind keeps SQLite's values, counters and sliding windows (greylisting,
+	// rate limits) in memory and writes changed rows to the file at most this
+	// long later, many per transaction; 0 writes every call through. A crash (not
+	// a clean stop) loses at most this much of changes; another process sharing
+	// the file sees changes this late.
+	WriteBehind config.Duration `yaml:"write_behind"`
+	// HotKeys bounds the rows write-behind keeps in memory (~250 bytes each);
+	// unchanged rows beyond it are dropped and re-read when next used.
+	HotKeys int         `yaml:"hot_keys"`
+	Redis   RedisConfig `yaml:"redis"`
 }
 
 // RedisConfig is `store.redis:`, used when backend is redis.
@@ -54,6 +63,8 @@ func DefaultConfig() Config {
 	return Config{
 		Backend:       BackendSQLite,
 		SweepInterval: config.Duration(time.Minute),
+		WriteBehind:   config.Duration(50 * time.Millisecond),
+		HotKeys:       200_000,
 		Redis: RedisConfig{
 			Prefix:       "dovetail:",
 			DialTimeout:  config.Duration(300 * time.Millisecond),
@@ -81,6 +92,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SweepInterval < 0 || (c.SweepInterval > 0 && c.SweepInterval.D() < time.Second) {
 		errs = append(errs, config.Errorf("sweep_interval", "must be at least 1s", "e.g. 1m"))
+	}
+	if c.WriteBehind < 0 || c.WriteBehind.D() > 10*time.Second {
+		errs = append(errs, config.Errorf("write_behind", "must be between 0 (write every call through) and 10s", "e.g. 50ms: a crash loses at most this much of changes"))
+	}
+	if c.HotKeys < 0 {
+		errs = append(errs, config.Errorf("hot_keys", "must not be negative", "e.g. 200000 (~50 MB)"))
 	}
 	return config.Join(errs...)
 }

@@ -71,6 +71,8 @@ func open(ctx context.Context, cfg store.Config, dataDir string, o options) (sto
 		s, err := sqlite.Open(ctx, sqlite.Options{
 			Path:          path,
 			SweepInterval: cfg.SweepInterval.D(),
+			WriteBehind:   cfg.WriteBehind.D(),
+			HotKeys:       cfg.HotKeys,
 			Logger:        o.log.With("component", "store/sqlite"),
 		})
 		if err != nil {

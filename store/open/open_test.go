@@ -123,6 +123,9 @@ func TestConfig(t *testing.T) {
 		{"negative timeout", "store:\n  redis:\n    read_timeout: -1s\n", []string{"read_timeout"}},
 		{"short sweep", "store:\n  sweep_interval: 10ms\n", []string{"at least 1s"}},
 		{"unknown key", "store:\n  redis:\n    adress: a:1\n", []string{"unknown key"}},
+		{"write-through", "store:\n  write_behind: 0s\n", nil},
+		{"long write-behind", "store:\n  write_behind: 1m\n", []string{":2:", "write_behind"}},
+		{"negative hot keys", "store:\n  hot_keys: -1\n", []string{":2:", "hot_keys"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,9 @@ import (
 
 // Get returns the value of key or store.ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if s.hot != nil {
+		return s.hotGet(ctx, key)
+	}
 	var v []byte
 	err := s.st.get.QueryRowContext(ctx, sql.Named("key", key), sql.Named("now", s.nowMS())).Scan(&v)
 	switch {
@@ -27,6 +30,9 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 
 // Set stores value under key with ttl (0: no expiry).
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if s.hot != nil {
+		return s.hotSet(ctx, key, value, ttl)
+	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -43,6 +49,9 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 
 // SetNX stores value only when key is missing or expired.
 func (s *Store) SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if s.hot != nil {
+		return s.hotSetNX(ctx, key, value, ttl)
+	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -68,6 +77,14 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return s.alive(ctx, "delete")
 	}
+	if s.hot != nil {
+		return s.hotDelete(ctx, keys)
+	}
+	return s.deleteRows(ctx, keys)
+}
+
+// deleteRows removes the rows of keys from every table in one transaction.
+func (s *Store) deleteRows(ctx context.Context, keys []string) error {
 	err := s.write(ctx, func() error {
 		for _, k := range keys {
 			for _, st := range []*sql.Stmt{s.st.delKV, s.st.delHash, s.st.delSet} {
@@ -87,6 +104,9 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // Incr adds delta to the counter at key. The ttl applies when the counter is
 // created (or restarted after expiring) and is left alone afterwards.
 func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	if s.hot != nil {
+		return s.hotIncr(ctx, key, delta, ttl)
+	}
 	var n int64
 	err := s.write(ctx, func() error {
 		return s.st.incr.QueryRow(sql.Named("key", key), sql.Named("delta", delta),

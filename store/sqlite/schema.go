@@ -94,6 +94,7 @@ type stmts struct {
 	get, set, setNX, incr                 *sql.Stmt
 	delKV, delHash, delSet                *sql.Stmt
 	winPeek, winRead, winWrite, winUpdate *sql.Stmt
+	load, put, dataVersion                *sql.Stmt         // write-behind (hot.go)
 	hincr, hget                           map[int]*sql.Stmt // by batch size
 	setMeta, setParent, setClear, setAdd  *sql.Stmt
 	isMember                              *sql.Stmt
@@ -175,6 +176,11 @@ func (st *stmts) prepare(ctx context.Context, w, r preparer) error {
 		AND expires != 0 AND expires <= :now RETURNING key, kind`)
 	st.sweepTail = p(w, `DELETE FROM kv WHERE key >= :from
 		AND expires != 0 AND expires <= :now RETURNING key, kind`)
+	st.load = p(r, `SELECT kind, value, expires FROM kv WHERE key = :key AND `+live)
+	st.put = p(w, `INSERT INTO kv (key, kind, value, expires) VALUES (:key, :kind, :value, :expires)
+		ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, value = excluded.value, expires = excluded.expires`)
+	// data_version changes when another connection commits, never for our own.
+	st.dataVersion = p(w, `PRAGMA data_version`)
 	st.begin = p(w, `BEGIN IMMEDIATE`)
 	st.commit = p(w, `COMMIT`)
 	st.rollback = p(w, `ROLLBACK`)

@@ -49,6 +49,13 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives sweep failures (default: discard).
 	Logger *slog.Logger
+	// WriteBehind > 0 keeps values, counters and windows in memory and writes
+	// changed rows to the file at most this long after the change (see hot.go);
+	// 0 writes every call through.
+	WriteBehind time.Duration
+	// HotKeys bounds the rows held in memory with WriteBehind (default 200,000);
+	// beyond it unchanged rows are dropped and re-read when next used.
+	HotKeys int
 }
 
 // Store is a store.Store on one SQLite file. It is safe for concurrent use.
@@ -66,6 +73,7 @@ type Store struct {
 	closer sync.Once
 	cerr   error
 	closed atomic.Bool
+	hot    *hot // nil: write-through
 }
 
 var _ store.Store = (*Store)(nil)
@@ -152,6 +160,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	go s.writer()
 	go s.maintain(opts.SweepInterval)
+	if opts.WriteBehind > 0 {
+		s.hot = newHot(opts.HotKeys)
+		if err := s.st.dataVersion.QueryRowContext(ctx).Scan(&s.hot.version); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)
+		}
+		go s.flusher(opts.WriteBehind)
+	}
 	return s, nil
 }
 
@@ -179,6 +195,11 @@ func (s *Store) closeDBs() error {
 // store.ErrUnavailable. Close is idempotent.
 func (s *Store) Close() error {
 	s.closer.Do(func() {
+		var herr error
+		if s.hot != nil {
+			// Before the writer stops: the cached rows still have to be written.
+			herr = s.closeHot()
+		}
 		s.closed.Store(true)
 		close(s.stop)
 		<-s.done
@@ -186,7 +207,7 @@ func (s *Store) Close() error {
 		// A final checkpoint folds the WAL back into the main file, so a copied
 		// state.db is complete; failure only leaves a WAL SQLite replays on open.
 		_, _ = s.wc.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
-		s.cerr = s.closeDBs()
+		s.cerr = errors.Join(herr, s.closeDBs())
 	})
 	return s.cerr
 }

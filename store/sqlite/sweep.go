@@ -59,6 +59,12 @@ func (s *Store) maintain(sweepEvery time.Duration) {
 // step: there is no index on the expiry (see migration 2), and a full walk per
 // sweep interval costs far less than maintaining one on every write.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
+	if s.hot != nil {
+		// Cached rows first, so the sweep sees the file as the callers do.
+		if err := s.flush(ctx); err != nil {
+			return 0, err
+		}
+	}
 	total := 0
 	from := ""
 	for {

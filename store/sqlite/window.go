@@ -94,6 +94,9 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 		return 0, fmt.Errorf("sqlite windowadd: window %v must be positive", window)
 	}
 	nowMS, winMS := now.UnixMilli(), max(window.Milliseconds(), 1)
+	if s.hot != nil {
+		return s.hotWindowAdd(ctx, key, nowMS, winMS, n)
+	}
 	args := []any{sql.Named("key", key), sql.Named("now", s.nowMS())}
 	if n == 0 {
 		var raw []byte
