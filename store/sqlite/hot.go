@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -68,20 +69,28 @@ type hot struct {
 	max     int
 	failed  error // last flush's error; writes fail while set
 	closing bool
+	loads   int64 // reads of the file on a miss (tests)
+
+	idx keyIndex // under mu
 
 	flushMu sync.Mutex // one flush or Delete at a time, so writes land in order
 	version int64      // PRAGMA data_version after our last check
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
+	ctx     context.Context // for key scans; cancelled by Close
+	cancel  context.CancelFunc
+	scans   sync.WaitGroup
 }
 
 func newHot(maxKeys int) *hot {
 	if maxKeys <= 0 {
 		maxKeys = defaultHotMax
 	}
-	return &hot{m: make(map[string]*hentry), max: maxKeys,
+	h := &hot{m: make(map[string]*hentry), max: maxKeys, idx: keyIndex{seed: maphash.MakeSeed()},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h
 }
 
 // lookup returns the usable entry for key, or nil. Caller holds h.mu.
@@ -132,7 +141,13 @@ func (s *Store) entry(ctx context.Context, key string) (*hentry, error) {
 	if e := h.lookup(key); e != nil {
 		return e, nil
 	}
+	if !h.idx.mayHave(key) {
+		e := &hentry{kind: kindNone, gen: h.gen}
+		h.insert(key, e)
+		return e, nil
+	}
 	gen := h.gen
+	h.loads++
 	h.mu.Unlock()
 	loaded, err := s.load(ctx, key)
 	if err != nil {
@@ -404,6 +419,8 @@ func (s *Store) flush(ctx context.Context) error {
 			r.e.flushing = false
 			if err != nil {
 				h.markDirty(r.key, r.e)
+			} else {
+				h.idx.flushed(r.key) // before the entry can be evicted
 			}
 		}
 		h.mu.Unlock()
@@ -427,6 +444,10 @@ func (s *Store) flush(ctx context.Context) error {
 	if v != h.version {
 		h.version = v
 		h.gen++ // another process wrote: clean entries are re-read on next use
+		h.idx.complete = false
+	}
+	if !h.closing && h.idx.needScan(time.Now()) {
+		h.scans.Go(func() { s.scanKeys(h.ctx) })
 	}
 	h.mu.Unlock()
 	return nil
@@ -484,5 +505,8 @@ func (s *Store) closeHot() error {
 	h.mu.Unlock()
 	close(h.stop)
 	<-h.done
-	return s.flush(context.Background())
+	err := s.flush(context.Background())
+	h.cancel()
+	h.scans.Wait()
+	return err
 }

@@ -1,9 +1,13 @@
 package sqlite
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/store"
 )
 
 // TestWriteBehindOwnWritesKeepTheCache: our own flushes, write-through calls
@@ -49,5 +53,76 @@ func TestWriteBehindOwnWritesKeepTheCache(t *testing.T) {
 	s.hot.mu.Unlock()
 	if gen != 0 {
 		t.Fatalf("cache invalidated %d times by this process's own writes", gen)
+	}
+}
+
+// TestKeyIndex: once the key scan is done, a key that is not in the file is
+// answered without reading it, while keys already in the file (from before Open)
+// and keys flushed and then evicted from memory are still read and found.
+func TestKeyIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	ctx := t.Context()
+	w, err := Open(ctx, Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := w.Set(ctx, fmt.Sprintf("old:%d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+
+	s, err := Open(ctx, Options{Path: path, WriteBehind: 5 * time.Millisecond, HotKeys: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	complete := func() bool {
+		s.hot.mu.Lock()
+		defer s.hot.mu.Unlock()
+		return s.hot.idx.complete
+	}
+	for deadline := time.Now().Add(5 * time.Second); !complete(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("key scan did not complete")
+		}
+	}
+	loads := func() int64 {
+		s.hot.mu.Lock()
+		defer s.hot.mu.Unlock()
+		return s.hot.loads
+	}
+	before := loads()
+	for i := range 100 {
+		if _, err := s.Get(ctx, fmt.Sprintf("new:%d", i)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Get of a new key: %v", err)
+		}
+	}
+	if n := loads() - before; n > 2 { // a hash collision may read
+		t.Errorf("%d file reads for 100 keys not in the file", n)
+	}
+	for i := range 100 {
+		if v, err := s.Get(ctx, fmt.Sprintf("old:%d", i)); err != nil || string(v) != "v" {
+			t.Fatalf("Get of a key from before Open = %q, %v", v, err)
+		}
+	}
+	for i := range 50 { // HotKeys 10: flushed rows are evicted and re-read
+		if _, err := s.Incr(ctx, fmt.Sprintf("ctr:%d", i), 5, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := s.Get(ctx, fmt.Sprintf("filler:%d", i)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		if n, err := s.Incr(ctx, fmt.Sprintf("ctr:%d", i), 1, time.Hour); err != nil || n != 6 {
+			t.Fatalf("counter %d after eviction = %d, %v; want 6", i, n, err)
+		}
 	}
 }

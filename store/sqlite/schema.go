@@ -94,7 +94,7 @@ type stmts struct {
 	get, set, setNX, incr                 *sql.Stmt
 	delKV, delHash, delSet                *sql.Stmt
 	winPeek, winRead, winWrite, winUpdate *sql.Stmt
-	load, put, dataVersion                *sql.Stmt         // write-behind (hot.go)
+	load, put, dataVersion, keys          *sql.Stmt         // write-behind (hot.go)
 	hincr, hget                           map[int]*sql.Stmt // by batch size
 	setMeta, setParent, setClear, setAdd  *sql.Stmt
 	isMember                              *sql.Stmt
@@ -177,6 +177,7 @@ func (st *stmts) prepare(ctx context.Context, w, r preparer) error {
 	st.sweepTail = p(w, `DELETE FROM kv WHERE key >= :from
 		AND expires != 0 AND expires <= :now RETURNING key, kind`)
 	st.load = p(r, `SELECT kind, value, expires FROM kv WHERE key = :key AND `+live)
+	st.keys = p(r, `SELECT key FROM kv`)
 	st.put = p(w, `INSERT INTO kv (key, kind, value, expires) VALUES (:key, :kind, :value, :expires)
 		ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, value = excluded.value, expires = excluded.expires`)
 	// data_version changes when another connection commits, never for our own.
