@@ -32,8 +32,17 @@ type loadResult struct {
 	// With -rate: latency from the moment the request was actually written
 	// (the figures above count from its scheduled time, so they include a late
 	// send, whether the server or this client's own scheduling made it late).
-	SentP50Ms      float64        `json:"sent_p50_ms,omitempty"`
-	SentP99Ms      float64        `json:"sent_p99_ms,omitempty"`
+	SentP50Ms float64 `json:"sent_p50_ms,omitempty"`
+	SentP99Ms float64 `json:"sent_p99_ms,omitempty"`
+	// With -rate: latency from the scheduled time when the connection was still
+	// waiting for its previous reply then (the server made this send late), else
+	// from the actual write. It leaves out only this client's own timer lateness:
+	// Go's netpoller sleeps in whole milliseconds, so an idle client wakes up to
+	// ~1 ms after a sub-millisecond schedule, which the scheduled-time figures
+	// count as server latency.
+	CorrP50Ms      float64        `json:"corr_p50_ms,omitempty"`
+	CorrP99Ms      float64        `json:"corr_p99_ms,omitempty"`
+	CorrP999Ms     float64        `json:"corr_p999_ms,omitempty"`
 	Actions        map[string]int `json:"actions"`
 	ClientCPUS     float64        `json:"client_cpu_s"` // this load generator's CPU time (user+system)
 	ConnectErrors  int            `json:"connect_errors,omitempty"`
@@ -76,6 +85,7 @@ func runLoad(args []string) error {
 	type out struct {
 		lat     []time.Duration
 		sent    []time.Duration // from the actual write (paced runs)
+		corr    []time.Duration // from the schedule if the server held the connection then (paced runs)
 		actions map[string]int
 		err     error
 	}
@@ -90,7 +100,9 @@ func runLoad(args []string) error {
 			defer wg.Done()
 			nc := nets[i]
 			br := bufio.NewReaderSize(nc, 4096)
-			o := out{actions: map[string]int{}, lat: make([]time.Duration, 0, len(per[i])), sent: make([]time.Duration, 0, len(per[i]))}
+			o := out{actions: map[string]int{}, lat: make([]time.Duration, 0, len(per[i])), sent: make([]time.Duration, 0, len(per[i])),
+				corr: make([]time.Duration, 0, len(per[i]))}
+			var prevDone time.Time
 			var interval time.Duration
 			if *rate > 0 {
 				interval = time.Duration(float64(c) / *rate * float64(time.Second))
@@ -124,6 +136,12 @@ func runLoad(args []string) error {
 				now := time.Now()
 				o.lat = append(o.lat, now.Sub(t0))
 				o.sent = append(o.sent, now.Sub(ts))
+				if prevDone.After(t0) {
+					o.corr = append(o.corr, now.Sub(t0))
+				} else {
+					o.corr = append(o.corr, now.Sub(ts))
+				}
+				prevDone = now
 				verb, _, _ := strings.Cut(action, " ")
 				o.actions[verb]++
 			}
@@ -135,7 +153,7 @@ func runLoad(args []string) error {
 	close(startGate)
 	wg.Wait()
 	wall := time.Since(start)
-	var lat, sent []time.Duration
+	var lat, sent, corr []time.Duration
 	res := loadResult{Target: *target, Connections: c, TargetRate: *rate, Actions: map[string]int{}}
 	for _, o := range results {
 		if o.err != nil {
@@ -143,6 +161,7 @@ func runLoad(args []string) error {
 		}
 		lat = append(lat, o.lat...)
 		sent = append(sent, o.sent...)
+		corr = append(corr, o.corr...)
 		for k, v := range o.actions {
 			res.Actions[k] += v
 		}
@@ -158,6 +177,8 @@ func runLoad(args []string) error {
 	if *rate > 0 {
 		slices.Sort(sent)
 		res.SentP50Ms, res.SentP99Ms = ms(pct(sent, 50)), ms(pct(sent, 99))
+		slices.Sort(corr)
+		res.CorrP50Ms, res.CorrP99Ms, res.CorrP999Ms = ms(pct(corr, 50)), ms(pct(corr, 99)), ms(pct(corr, 99.9))
 	}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {

@@ -152,8 +152,8 @@ for r in rows:
     groups.setdefault((r["target"], r["connections"], r.get("target_rate", 0)), []).append(r)
 med = lambda rs, k: median(r[k] for r in rs)
 pg = {c: (med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")) for (t, c, rate), rs in groups.items() if t == "postgrey" and not rate}
-print("| target | conns | rate | runs | requests/s (median) | min–max | × postgrey | requests per daemon CPU-s | × postgrey | p50 ms | p99 ms | p99.9 ms | replies (run 1) | per run: load / busy before / other CPU during |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| target | conns | rate | runs | requests/s (median) | min–max | × postgrey | requests per daemon CPU-s | × postgrey | p50 ms | p99 ms | p99.9 ms | paced: p50 / p99 / p99.9 ms without client timer lateness | replies (run 1) | per run: load / busy before / other CPU during |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 order = {"postgrey": 0, "sqlite": 1, "redis": 2}
 warn = []
 for (t, c, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][2] > 0, kv[0][1], order.get(kv[0][0], 9))):
@@ -162,10 +162,11 @@ for (t, c, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][2] > 0, kv[
     cratio = f"{cpu / pg[c][1]:.1f}×" if c in pg and not rate and pg[c][1] else "–"
     acts = ", ".join(f"{k} {v}" for k, v in sorted(rs[0]["actions"].items()))
     ctx = "; ".join(f'{r["load"]} / {r["cpu_busy_before_pct"]}% / {r["other_cpu_pct"]}%' for r in rs)
+    corr = " / ".join(f'{med(rs, k):.3f}' for k in ("corr_p50_ms", "corr_p99_ms", "corr_p999_ms")) if rate and all("corr_p99_ms" in r for r in rs) else "–"
     if any(r["actions"] != rs[0]["actions"] for r in rs):
         warn.append(f"{t} {c} conns: replies differ between runs: " + "; ".join(str(r["actions"]) for r in rs))
     print(f'| {t} | {c} | {f"{rate:.0f}/s" if rate else "max"} | {len(rs)} | {rps:,.0f} | {min(r["requests_per_s"] for r in rs):,.0f}–{max(r["requests_per_s"] for r in rs):,.0f} | {ratio} | '
-          f'{cpu:,.0f} | {cratio} | {med(rs, "p50_ms"):.3f} | {med(rs, "p99_ms"):.3f} | {med(rs, "p999_ms"):.3f} | {acts} | {ctx} |')
+          f'{cpu:,.0f} | {cratio} | {med(rs, "p50_ms"):.3f} | {med(rs, "p99_ms"):.3f} | {med(rs, "p999_ms"):.3f} | {corr} | {acts} | {ctx} |')
 for w in warn:
     print(f"\nWARNING: {w} (every measurement must start from an empty database)")
 PY
