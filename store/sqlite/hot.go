@@ -39,10 +39,10 @@ import (
 const (
 	kindNone = -1 // cached: the key holds no live value, counter or window
 
-	flushChunk    = 512  // rows per write transaction in a flush
-	flushEarly    = 4096 // dirty rows that trigger a flush before the timer
-	evictScan     = 1024 // entries looked at per eviction
-	expireScan    = 4096 // entries looked at per expiry pass
+	flushChunk    = 1 << 14 // rows per transaction: a flush is one, so each page is written once
+	flushEarly    = 4096    // dirty rows that trigger a flush before the timer
+	evictScan     = 1024    // entries looked at per eviction
+	expireScan    = 4096    // entries looked at per expiry pass
 	defaultHotMax = 200_000
 )
 

@@ -122,7 +122,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		"_txlock":       {"immediate"},
 		// Checkpoints (the only fsyncs with synchronous=NORMAL) run on their
 		// own connection, not inside some request's commit.
-		"_pragma": {"wal_autocheckpoint(0)"},
+		// A write-behind flush is one transaction touching many pages: with
+		// SQLite's default 2 MB cache it spills dirty pages to the WAL midway
+		// and reads them back (measured: ~30 % of a flush).
+		"_pragma": {"wal_autocheckpoint(0)", "cache_size(-32768)"},
 	}))
 	if err == nil {
 		s.ck, err = sql.Open("sqlite", dsn(path, url.Values{"_busy_timeout": {busy}}))
