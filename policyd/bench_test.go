@@ -3,6 +3,7 @@ package policyd
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -175,3 +176,58 @@ func replayParallel(b *testing.B, s *Server, reqs [][]byte, want string) {
 		}
 	})
 }
+
+// BenchmarkServeConn measures the server's own work per request — reading and
+// parsing, the checks on the in-memory store, the reply, metrics and the
+// decision log line (text, to io.Discard) — without sockets: one connection
+// whose reads return the bench stream one request at a time and whose writes
+// go nowhere. Syscalls, deadlines and scheduling are what it leaves out.
+func BenchmarkServeConn(b *testing.B) {
+	s, err := New(benchServerConfig(), Deps{Store: mem.New(), Log: discardLog()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &conn{nc: &streamConn{reqs: benchStream(), left: b.N}}
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	b.ReportAllocs()
+	b.ResetTimer()
+	s.serveConn(c)
+}
+
+// streamConn is a net.Conn whose reads deliver left requests from reqs, one
+// request per read at most, then io.EOF; writes are discarded.
+type streamConn struct {
+	reqs [][]byte
+	next int
+	cur  []byte
+	left int
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if len(c.cur) == 0 {
+		if c.left == 0 {
+			return 0, io.EOF
+		}
+		c.left--
+		c.cur = c.reqs[c.next%len(c.reqs)]
+		c.next++
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	return n, nil
+}
+
+func (c *streamConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c *streamConn) Close() error                { return nil }
+func (c *streamConn) LocalAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10040}
+}
+func (c *streamConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+}
+func (c *streamConn) SetDeadline(time.Time) error      { return nil }
+func (c *streamConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *streamConn) SetWriteDeadline(time.Time) error { return nil }

@@ -117,6 +117,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 		}
 		e.checks = append(e.checks, c)
 	}
+	e.cm = newCheckMetrics(m, e.checks)
 	return e, nil
 }
 

@@ -150,7 +150,9 @@ func (panicCheck) eval(context.Context, *txn) (verdict, error) {
 
 func TestPanicIsTemporary(t *testing.T) {
 	s := newDirect(t, testConfig(), Deps{Store: mem.New()})
-	s.eng.Load().checks = []check{panicCheck{}}
+	e := s.eng.Load()
+	e.checks = []check{panicCheck{}}
+	e.cm = newCheckMetrics(e.m, e.checks)
 	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || d.err == nil {
 		t.Fatalf("panic: %+v", d)
 	}

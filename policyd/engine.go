@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/store"
@@ -59,6 +61,7 @@ type engine struct {
 	failClosed bool
 	log        *slog.Logger
 	m          *metrics
+	cm         *checkMetrics
 	spf        *spfEval // nil when neither the SPF check nor greylisting needs it
 	closers    []func() error
 }
@@ -67,6 +70,7 @@ type engine struct {
 type decision struct {
 	action Action
 	check  string // the check that decided; "" when none did
+	idx    int    // that check's index in engine.checks; -1 when none did
 	reason string
 	notes  []string // non-fatal events (store failures in fail-open mode)
 	err    error
@@ -77,26 +81,32 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 	var soft *decision // first PREPEND/WARN/INFO, answered if nothing decides
 	var notes []string
 	var why []string // reasons of the checks that had no objection, for the log
-	for _, c := range e.checks {
+	cm := e.cm
+	start := time.Now()
+	for i, c := range e.checks {
 		v, err := e.run(ctx, c, tx)
+		// One clock reading ends this check's time and starts the next one's.
+		end := time.Now()
+		cm.latency[i].Observe(end.Sub(start).Seconds())
+		start = end
 		if err != nil {
 			if errors.Is(err, store.ErrUnavailable) {
 				e.m.storeFailures.WithLabelValues(c.name(), e.cfg.StoreFailure).Inc()
 				if !e.failClosed {
-					e.m.checkResults.WithLabelValues(c.name(), "fail_open").Inc()
+					cm.result(i, "fail_open")
 					notes = append(notes, c.name()+": "+err.Error())
 					continue
 				}
 			}
-			e.m.checkResults.WithLabelValues(c.name(), "error").Inc()
-			return decision{action: tempFail, check: c.name(), reason: "internal error", notes: notes, err: err}
+			cm.result(i, "error")
+			return decision{action: tempFail, check: c.name(), idx: i, reason: "internal error", notes: notes, err: err}
 		}
-		e.m.checkResults.WithLabelValues(c.name(), v.action.Label()).Inc()
+		cm.result(i, v.action.Label())
 		if v.action.Final() || v.stop {
-			return decision{action: v.action, check: c.name(), reason: v.reason, notes: notes}
+			return decision{action: v.action, check: c.name(), idx: i, reason: v.reason, notes: notes}
 		}
 		if !v.action.IsDunno() && soft == nil {
-			soft = &decision{action: v.action, check: c.name(), reason: v.reason}
+			soft = &decision{action: v.action, check: c.name(), idx: i, reason: v.reason}
 		} else if v.reason != "" {
 			why = append(why, v.reason)
 		}
@@ -105,15 +115,13 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 		soft.notes = notes
 		return *soft
 	}
-	return decision{action: Dunno, reason: strings.Join(why, "; "), notes: notes}
+	return decision{action: Dunno, idx: -1, reason: strings.Join(why, "; "), notes: notes}
 }
 
 // run calls one check, turning a panic into an error so a bug in one check
 // answers a temporary action instead of killing the connection (or the daemon).
 func (e *engine) run(ctx context.Context, c check, tx *txn) (v verdict, err error) {
-	start := time.Now()
 	defer func() {
-		e.m.checkLatency.WithLabelValues(c.name()).Observe(time.Since(start).Seconds())
 		if r := recover(); r != nil {
 			e.m.panics.WithLabelValues(c.name()).Inc()
 			e.log.Error("policy check panicked", "check", c.name(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -123,18 +131,33 @@ func (e *engine) run(ctx context.Context, c check, tx *txn) (v verdict, err erro
 	return c.eval(ctx, tx)
 }
 
-// logDecision writes the one line per request.
-func (e *engine) logDecision(tx *txn, d decision, took time.Duration) {
+// logDecision writes the one line per request. act is d.action as answered;
+// at is when the reply went out.
+//
+// It hands the record to the handler itself rather than through
+// Logger.LogAttrs, which reads the clock and walks the stack for the caller's
+// PC on every call: the reply's end time stands for the log time (they are
+// nanoseconds apart), and the PC, always this function's, is looked up once.
+func (e *engine) logDecision(tx *txn, d decision, act string, at time.Time, took time.Duration) {
 	lvl := slog.LevelInfo
 	if d.err != nil {
 		lvl = slog.LevelWarn
 	}
-	if !e.log.Enabled(context.Background(), lvl) {
+	ctx := context.Background()
+	h := e.log.Handler()
+	if !h.Enabled(ctx, lvl) {
 		return
 	}
+	pc := logDecisionPC.Load()
+	if pc == 0 {
+		var pcs [1]uintptr
+		runtime.Callers(1, pcs[:])
+		pc = pcs[0]
+		logDecisionPC.Store(pc)
+	}
 	r := tx.req
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs,
+	var buf [13]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("queue_id", r.QueueID),
 		slog.String("state", r.ProtocolState),
 		slog.String("client", clientString(r)),
@@ -146,7 +169,7 @@ func (e *engine) logDecision(tx *txn, d decision, took time.Duration) {
 		attrs = append(attrs, slog.String("sasl_username", r.SASLUsername))
 	}
 	attrs = append(attrs,
-		slog.String("action", d.action.String()),
+		slog.String("action", act),
 		slog.String("check", d.check),
 		slog.String("reason", d.reason),
 		slog.Duration("took", took),
@@ -157,8 +180,14 @@ func (e *engine) logDecision(tx *txn, d decision, took time.Duration) {
 	if d.err != nil {
 		attrs = append(attrs, slog.String("err", d.err.Error()))
 	}
-	e.log.LogAttrs(context.Background(), lvl, "policy decision", attrs...)
+	rec := slog.NewRecord(at, lvl, "policy decision", pc)
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec)
 }
+
+// logDecisionPC is the program counter recorded with decision log lines (the
+// source a handler with AddSource shows); 0 until the first line.
+var logDecisionPC atomic.Uintptr
 
 func clientString(r *Request) string {
 	name := r.ClientName

@@ -198,5 +198,14 @@ func trimEOL(b []byte) []byte {
 	return b
 }
 
+// requestBuffered reports whether a whole request, up to its blank line, is
+// already buffered: reading it then cannot wait on the connection. (Read stops
+// at the first empty line, so the first "\n\n" bounds what it consumes; a
+// request with "\r\n" line ends simply reports false.)
+func (rd *Reader) requestBuffered() bool {
+	b, _ := rd.br.Peek(rd.br.Buffered())
+	return bytes.Contains(b, []byte("\n\n"))
+}
+
 // Buffered reports whether request bytes are already waiting (pipelining).
 func (rd *Reader) Buffered() int { return rd.br.Buffered() }

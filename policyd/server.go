@@ -24,7 +24,6 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 	m    *metrics
-	now  func() time.Time
 	eng  atomic.Pointer[engine]
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting
@@ -51,10 +50,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{deps: deps, log: log, m: m, now: deps.Now, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s := &Server{deps: deps, log: log, m: m, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	s.eng.Store(e)
 	return s, nil
@@ -125,6 +121,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		go s.serveConn(c)
 	}
+}
+
+// now is the clock the checks see: Deps.Now, or time.Now.
+func (s *Server) now() time.Time {
+	if s.deps.Now != nil {
+		return s.deps.Now()
+	}
+	return time.Now()
 }
 
 func (s *Server) isClosing() bool {
@@ -225,8 +229,7 @@ func (s *Server) serveConn(c *conn) {
 	br := bufio.NewReaderSize(c.nc, 4096)
 	bw := bufio.NewWriterSize(c.nc, 512)
 	rd := NewReader(br, 0, 0)
-	st := &connState{}
-	var req Request
+	tx := &txn{req: new(Request), conn: &connState{}} // reused: one allocation per connection, not per request
 	for {
 		e := s.eng.Load()
 		_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.IdleTimeout.D()))
@@ -241,22 +244,27 @@ func (s *Server) serveConn(c *conn) {
 		}
 		e = s.eng.Load()
 		rd.maxLine, rd.maxAttributes = int(e.cfg.MaxLineLength), e.cfg.MaxAttributes
-		_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.ReadTimeout.D()))
-		err := rd.Read(&req)
+		if !rd.requestBuffered() {
+			// Reading will wait for the peer: bound it. (A request already
+			// buffered whole, the common case, is read without the socket.)
+			_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.ReadTimeout.D()))
+		}
+		err := rd.Read(tx.req)
 		start := time.Now()
+		tx.now = start // the checks' clock; one reading serves both when it is time.Now
+		if s.deps.Now != nil {
+			tx.now = s.deps.Now()
+		}
 		var d decision
-		tx := txn{req: &req, conn: st, now: s.now()}
-		var pe *ProtocolError
-		switch {
-		case err == nil:
+		if err == nil {
 			ctx, cancel := context.WithTimeout(s.baseCtx, e.cfg.RequestTimeout.D())
-			d = e.decide(ctx, &tx)
+			d = e.decide(ctx, tx)
 			cancel()
-		case errors.As(err, &pe) && !pe.Fatal:
+		} else if pe := (*ProtocolError)(nil); errors.As(err, &pe) && !pe.Fatal {
 			s.m.protoErrors.WithLabelValues("answered").Inc()
 			d = decision{action: Action{Verb: VerbDeferIfPermit, Text: "4.5.2 Malformed policy request"}, check: "protocol", reason: pe.Error()}
 			s.log.Warn("policyd malformed request answered with a temporary action", "remote", remote, "err", pe.Error())
-		default:
+		} else {
 			kind := "fatal"
 			if !errors.As(err, &pe) {
 				kind = "read"
@@ -265,19 +273,23 @@ func (s *Server) serveConn(c *conn) {
 			s.log.Warn("policyd closing connection", "remote", remote, "err", err.Error())
 			return
 		}
+		act := d.action.String()
 		_ = c.nc.SetWriteDeadline(time.Now().Add(e.cfg.WriteTimeout.D()))
 		bw.WriteString("action=")
-		bw.WriteString(d.action.String())
+		bw.WriteString(act)
 		bw.WriteString("\n\n")
 		if err := bw.Flush(); err != nil {
 			s.log.Warn("policyd reply failed, closing connection", "remote", remote, "err", err.Error())
 			return
 		}
-		took := time.Since(start)
+		end := time.Now()
+		took := end.Sub(start)
 		s.m.latency.Observe(took.Seconds())
-		s.m.requests.WithLabelValues(checkLabel(d.check), d.action.Label()).Inc()
 		if err == nil {
-			e.logDecision(&tx, d, took)
+			e.cm.request(d.idx, d.action.Label())
+			e.logDecision(tx, d, act, end, took)
+		} else {
+			s.m.requests.WithLabelValues(checkLabel(d.check), d.action.Label()).Inc()
 		}
 		if !c.end() {
 			return
