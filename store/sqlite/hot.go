@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,10 +40,10 @@ import (
 const (
 	kindNone = -1 // cached: the key holds no live value, counter or window
 
-	flushChunk    = 1 << 14 // rows per transaction: a flush is one, so each page is written once
-	flushEarly    = 4096    // dirty rows that trigger a flush before the timer
-	evictScan     = 1024    // entries looked at per eviction
-	expireScan    = 4096    // entries looked at per expiry pass
+	lockBatch     = 256  // entries handled per hold of h.mu in flushes and scans
+	flushEarly    = 4096 // dirty rows that trigger a flush before the timer
+	evictScan     = 256  // entries looked at per eviction (on a request's path)
+	expireScan    = 4096 // entries looked at per expiry pass
 	defaultHotMax = 200_000
 )
 
@@ -371,42 +372,48 @@ type flushRow struct {
 	expires int64
 }
 
-// flush writes every dirty row in transactions of flushChunk rows, then checks
+// flush writes every dirty row in one transaction, then checks
 // whether another connection changed the file since the last check.
 func (s *Store) flush(ctx context.Context) error {
 	h := s.hot
 	h.flushMu.Lock()
 	defer h.flushMu.Unlock()
 	h.mu.Lock()
-	rows := make([]flushRow, 0, len(h.dirty))
-	for _, k := range h.dirty {
-		e := h.m[k]
-		if e == nil || !e.dirty {
-			continue
-		}
-		r := flushRow{key: k, e: e, kind: e.kind, expires: e.expires}
-		switch e.kind {
-		case kindValue:
-			r.value = e.value
-		case kindCounter:
-			r.value = e.n
-		case kindWindow:
-			r.value = encodeBuckets(e.buckets)
-		default:
-			continue // only Delete makes a key missing, and it writes through
-		}
-		e.dirty, e.flushing = false, true
-		rows = append(rows, r)
-	}
-	h.dirty = h.dirty[:0]
+	keys := h.dirty
+	h.dirty = nil
 	h.mu.Unlock()
+	// h.mu is taken per lockBatch entries: requests wait for a few µs at most,
+	// however many rows a flush has.
+	rows := make([]flushRow, 0, len(keys))
+	for part := range slices.Chunk(keys, lockBatch) {
+		h.mu.Lock()
+		for _, k := range part {
+			e := h.m[k]
+			if e == nil || !e.dirty {
+				continue
+			}
+			r := flushRow{key: k, e: e, kind: e.kind, expires: e.expires}
+			switch e.kind {
+			case kindValue:
+				r.value = e.value
+			case kindCounter:
+				r.value = e.n
+			case kindWindow:
+				r.value = encodeBuckets(e.buckets)
+			default:
+				continue // only Delete makes a key missing, and it writes through
+			}
+			e.dirty, e.flushing = false, true
+			rows = append(rows, r)
+		}
+		h.mu.Unlock()
+	}
 
+	// One transaction: each page the rows share is written to the WAL once.
 	var err error
-	for len(rows) > 0 && err == nil {
-		chunk := rows[:min(flushChunk, len(rows))]
-		rows = rows[len(chunk):]
+	if len(rows) > 0 {
 		err = s.write(ctx, func() error {
-			for _, r := range chunk {
+			for _, r := range rows {
 				if _, err := s.st.put.Exec(sql.Named("key", r.key), sql.Named("kind", int64(r.kind)),
 					sql.Named("value", r.value), sql.Named("expires", r.expires)); err != nil {
 					return err
@@ -414,8 +421,10 @@ func (s *Store) flush(ctx context.Context) error {
 			}
 			return nil
 		})
+	}
+	for part := range slices.Chunk(rows, lockBatch) {
 		h.mu.Lock()
-		for _, r := range chunk {
+		for _, r := range part {
 			r.e.flushing = false
 			if err != nil {
 				h.markDirty(r.key, r.e)
@@ -427,10 +436,6 @@ func (s *Store) flush(ctx context.Context) error {
 	}
 	if err != nil {
 		h.mu.Lock()
-		for _, r := range rows { // chunks not attempted
-			r.e.flushing = false
-			h.markDirty(r.key, r.e)
-		}
 		h.failed = err
 		h.mu.Unlock()
 		return fail(ctx, "flush", err)
@@ -484,16 +489,18 @@ func (s *Store) flusher(every time.Duration) {
 func (s *Store) expireHot() {
 	h := s.hot
 	now := s.nowMS()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	scanned := 0
-	for k, e := range h.m {
-		if scanned++; scanned > expireScan {
-			return
+	for range expireScan / lockBatch { // each round looks at a random part of the map
+		h.mu.Lock()
+		scanned := 0
+		for k, e := range h.m {
+			if scanned++; scanned > lockBatch {
+				break
+			}
+			if !e.dirty && !e.flushing && (e.kind == kindNone || !e.live(now)) && (e.kind != kindNone || len(h.m) > h.max/2) {
+				delete(h.m, k)
+			}
 		}
-		if !e.dirty && !e.flushing && (e.kind == kindNone || !e.live(now)) && (e.kind != kindNone || len(h.m) > h.max/2) {
-			delete(h.m, k)
-		}
+		h.mu.Unlock()
 	}
 }
 
