@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 	"github.com/dovetail-mail/dovetail/store/sqlite"
@@ -86,7 +88,7 @@ func BenchmarkServer(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			st := stores[name](b)
 			defer st.Close()
-			s, err := New(benchServerConfig(), Deps{Store: st, Log: discardLog()})
+			s, err := New(benchServerConfig(), Deps{Store: st, Log: benchLog()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -101,6 +103,11 @@ func openSQLite(b *testing.B, writeBehind time.Duration) store.Store {
 		b.Fatal(err)
 	}
 	return st
+}
+
+// benchLog formats decision lines as the daemon does (its text handler), to nowhere.
+func benchLog() *slog.Logger {
+	return slog.New(daemon.NewTextHandler(io.Discard, nil)).With("daemon", "policyd")
 }
 
 func readReplyForBench(br *bufio.Reader) (string, error) {
@@ -124,7 +131,7 @@ func BenchmarkGreylistKnown(b *testing.B) {
 	cfg := benchServerConfig()
 	cfg.Checks = []string{CheckGreylist}
 	cfg.RateLimit.Enabled = false
-	s, err := New(cfg, Deps{Store: st, Log: discardLog()})
+	s, err := New(cfg, Deps{Store: st, Log: benchLog()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -183,7 +190,7 @@ func replayParallel(b *testing.B, s *Server, reqs [][]byte, want string) {
 // whose reads return the bench stream one request at a time and whose writes
 // go nowhere. Syscalls, deadlines and scheduling are what it leaves out.
 func BenchmarkServeConn(b *testing.B) {
-	s, err := New(benchServerConfig(), Deps{Store: mem.New(), Log: discardLog()})
+	s, err := New(benchServerConfig(), Deps{Store: mem.New(), Log: benchLog()})
 	if err != nil {
 		b.Fatal(err)
 	}

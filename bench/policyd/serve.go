@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 	"github.com/dovetail-mail/dovetail/policyd"
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
@@ -81,7 +82,8 @@ func runServe(ctx context.Context, args []string) error {
 		}
 		defer f.Close()
 		// Unbuffered: one write per decision line, as postgrey does to stderr.
-		log = slog.New(slog.NewTextHandler(f, nil))
+		// The handler dovetail's daemons log with (slog's text format).
+		log = slog.New(daemon.NewTextHandler(f, nil))
 	}
 	cfg := benchConfig(*wlClients, *wlRcpts)
 	srv, err := policyd.New(cfg, policyd.Deps{Store: st, Log: log})

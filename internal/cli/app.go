@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
 
 // App is what every command shares: the loaded config, a logger, a metrics
@@ -89,5 +91,5 @@ func newLogger(w io.Writer, c LogConfig) *slog.Logger {
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(daemon.NewTextHandler(w, opts)) // slog's text format, cheaper per line
 }
