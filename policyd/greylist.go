@@ -56,25 +56,28 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if g.spf != nil && g.spf.applies(r) && g.spf.outcome(ctx, tx).result == spf.Pass {
 		return verdict{action: Dunno, reason: "greylist: exempt, spf pass"}, nil
 	}
-	net := clientNet(r, g.v4bits, g.v6bits)
+	// The client network and its AWL key in one string: "grey:awl:<net>".
+	var kb [64]byte
+	awlKey := string(appendClientNet(append(kb[:0], awlPrefix...), r, g.v4bits, g.v6bits))
+	net := awlKey[len(awlPrefix):]
 	now := tx.now.Unix()
 	// The client's AWL entry, read once: a pass below credits it from this
 	// reading instead of reading it again.
 	var awl clientCredit
 	if g.awlAfter > 0 {
 		var err error
-		if awl.count, awl.last, err = g.getPair(ctx, "grey:awl:"+net); err != nil {
+		if awl.count, awl.last, err = g.getPair(ctx, awlKey); err != nil {
 			return verdict{}, err
 		}
 		if awl.count >= int64(g.awlAfter) {
 			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
 		}
 	}
-	key := tripletKey(net, normalizeSender(r.Sender, g.delim), strings.ToLower(r.Recipient))
+	key := requestTripletKey(net, r.Sender, r.Recipient, g.delim)
 	first, passed, err := g.getPair(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return g.greylist(ctx, r, key, now, 0, "new triplet")
+		return g.greylist(ctx, r, key, now, 0, "greylist: new triplet")
 	case err != nil:
 		return verdict{}, err
 	case passed > 0:
@@ -82,19 +85,19 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
 			return verdict{}, err
 		}
-		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, g.creditClient(ctx, net, awl, now)
+		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, g.creditClient(ctx, awlKey, awl, now)
 	}
 	age := now - first
 	switch {
 	case age > int64(g.retry/time.Second):
-		return g.greylist(ctx, r, key, now, 0, "retry window expired, starting over")
+		return g.greylist(ctx, r, key, now, 0, "greylist: retry window expired, starting over")
 	case age < int64(g.delay/time.Second):
-		return g.greylist(ctx, r, key, first, age, "retried too early")
+		return g.greylist(ctx, r, key, first, age, "greylist: retried too early")
 	}
 	if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
 		return verdict{}, err
 	}
-	if err := g.creditClient(ctx, net, awl, now); err != nil {
+	if err := g.creditClient(ctx, awlKey, awl, now); err != nil {
 		return verdict{}, err
 	}
 	v := verdict{action: Dunno, reason: fmt.Sprintf("greylist: passed after %ds", age)}
@@ -105,7 +108,8 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	return v, nil
 }
 
-// greylist defers the request; a new triplet (age 0) is stored first.
+// greylist defers the request, why being the log reason; a new triplet (age 0)
+// is stored first.
 func (g *greylistCheck) greylist(ctx context.Context, r *Request, key string, first, age int64, why string) (verdict, error) {
 	if age == 0 {
 		if err := g.st.Set(ctx, key, pair(first, 0), g.retry); err != nil {
@@ -115,7 +119,7 @@ func (g *greylistCheck) greylist(ctx context.Context, r *Request, key string, fi
 	left := int64(g.delay/time.Second) - age
 	a := expand(g.action, "{delay}", strconv.FormatInt(left, 10), "{client}", r.ClientAddress,
 		"{sender}", r.Sender, "{recipient}", r.Recipient)
-	return verdict{action: a, reason: "greylist: " + why}, nil
+	return verdict{action: a, reason: why}, nil
 }
 
 // clientCredit is a client network's AWL entry: successful retries and the
@@ -126,14 +130,14 @@ type clientCredit struct{ count, last int64 }
 // per awlInterval (so one busy sender cannot whitelist its network in a burst).
 // awl is the entry as eval read it at the start of this request (a
 // read-modify-write like before, without a second read of the same key).
-func (g *greylistCheck) creditClient(ctx context.Context, net string, awl clientCredit, now int64) error {
+func (g *greylistCheck) creditClient(ctx context.Context, awlKey string, awl clientCredit, now int64) error {
 	if g.awlAfter <= 0 {
 		return nil
 	}
 	if awl.count > 0 && now-awl.last < int64(g.awlInterval/time.Second) {
 		return nil
 	}
-	return g.st.Set(ctx, "grey:awl:"+net, pair(awl.count+1, now), g.maxAge)
+	return g.st.Set(ctx, awlKey, pair(awl.count+1, now), g.maxAge)
 }
 
 // getPair reads a "a b" value. A missing key is ErrNotFound; for the AWL read a
@@ -141,7 +145,7 @@ func (g *greylistCheck) creditClient(ctx context.Context, net string, awl client
 func (g *greylistCheck) getPair(ctx context.Context, key string) (int64, int64, error) {
 	b, err := g.st.Get(ctx, key)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) && strings.HasPrefix(key, "grey:awl:") {
+		if errors.Is(err, store.ErrNotFound) && strings.HasPrefix(key, awlPrefix) {
 			return 0, 0, nil
 		}
 		return 0, 0, err
@@ -162,8 +166,16 @@ func pair(a, b int64) []byte {
 	return strconv.AppendInt(buf, b, 10)
 }
 
+// awlPrefix starts a client network's auto-whitelist key.
+const awlPrefix = "grey:awl:"
+
 // clientNet is the client's network as postgrey's --lookup-by-subnet keys it.
 func clientNet(r *Request, v4, v6 int) string {
+	return string(appendClientNet(nil, r, v4, v6))
+}
+
+// appendClientNet appends clientNet's text (netip's String form) to dst.
+func appendClientNet(dst []byte, r *Request, v4, v6 int) []byte {
 	a := r.ClientAddr
 	bits := v6
 	if a.Is4() {
@@ -171,20 +183,62 @@ func clientNet(r *Request, v4, v6 int) string {
 	}
 	p, err := a.Prefix(bits)
 	if err != nil {
-		return a.String()
+		return append(dst, a.String()...)
 	}
-	return p.String()
+	return p.AppendTo(dst)
 }
 
-// tripletKey builds the store key; very long ones (hostile or broken senders)
-// are hashed so keys stay bounded.
+// tripletKey builds the store key from the normalised sender and recipient;
+// very long ones (hostile or broken senders) are hashed so keys stay bounded.
 func tripletKey(net, sender, rcpt string) string {
 	k := "grey:t:" + net + "/" + sender + "/" + rcpt
-	if len(k) <= 256 {
+	if len(k) <= maxTripletKey {
 		return k
 	}
-	sum := sha256.Sum256([]byte(sender + "/" + rcpt))
+	return hashedTripletKey(net, []byte(sender+"/"+rcpt))
+}
+
+const maxTripletKey = 256
+
+func hashedTripletKey(net string, senderRcpt []byte) string {
+	sum := sha256.Sum256(senderRcpt)
 	return "grey:t:" + net + "/#" + hex.EncodeToString(sum[:16])
+}
+
+// requestTripletKey is tripletKey(net, normalizeSender(sender, delims),
+// strings.ToLower(rcpt)) assembled in one buffer: one allocation instead of
+// three or four.
+func requestTripletKey(net, sender, rcpt, delims string) string {
+	var kb [maxTripletKey + 1]byte
+	k := append(kb[:0], "grey:t:"...)
+	k = append(k, net...)
+	k = append(k, '/')
+	start := len(k)
+	k = appendNormalizedSender(k, sender, delims)
+	k = append(k, '/')
+	k = appendLower(k, rcpt)
+	if len(k) <= maxTripletKey {
+		return string(k)
+	}
+	return hashedTripletKey(net, k[start:])
+}
+
+// appendLower appends strings.ToLower(s), without the intermediate string
+// when s is ASCII.
+func appendLower(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return append(dst, strings.ToLower(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // normalizeSender reduces the sender as postgrey does, so that every message of a
@@ -192,10 +246,15 @@ func tripletKey(net, sender, rcpt string) string {
 // and SRS wrappers removed, "+extension" stripped, and numbers that form a
 // whole word in the local part replaced by "#".
 func normalizeSender(s, delims string) string {
+	return string(appendNormalizedSender(nil, s, delims))
+}
+
+// appendNormalizedSender appends normalizeSender's result to dst.
+func appendNormalizedSender(dst []byte, s, delims string) []byte {
 	s = strings.ToLower(s)
 	at := strings.LastIndexByte(s, '@')
 	if at < 0 {
-		return s
+		return append(dst, s...)
 	}
 	local, domain := s[:at], s[at+1:]
 	switch {
@@ -222,28 +281,26 @@ func normalizeSender(s, delims string) string {
 			local = local[:i]
 		}
 	}
-	return hashNumbers(local) + "@" + domain
+	dst = appendHashNumbers(dst, local)
+	dst = append(dst, '@')
+	return append(dst, domain...)
 }
 
-// hashNumbers replaces runs of digits delimited by non-word characters (Perl's
-// \b\d+\b) with "#".
-func hashNumbers(s string) string {
-	if !strings.ContainsAny(s, "0123456789") {
-		return s
-	}
-	var b strings.Builder
+// appendHashNumbers appends s with runs of digits delimited by non-word
+// characters (Perl's \b\d+\b) replaced by "#".
+func appendHashNumbers(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		j := i
 		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
 			j++
 		}
 		if j > i && (i == 0 || !isWord(s[i-1])) && (j == len(s) || !isWord(s[j])) {
-			b.WriteByte('#')
+			dst = append(dst, '#')
 			i = j
 			continue
 		}
 		if j > i {
-			b.WriteString(s[i:j])
+			dst = append(dst, s[i:j]...)
 			i = j
 			continue
 		}
@@ -254,10 +311,10 @@ func hashNumbers(s string) string {
 		if j == i {
 			j++
 		}
-		b.WriteString(s[i:j])
+		dst = append(dst, s[i:j]...)
 		i = j
 	}
-	return b.String()
+	return dst
 }
 
 func isWord(c byte) bool {

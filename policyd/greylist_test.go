@@ -1,6 +1,8 @@
 package policyd
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,6 +156,65 @@ func TestClientNet(t *testing.T) {
 		}
 		if got := clientNet(&r, 24, 64); got != want {
 			t.Errorf("clientNet(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestKeysMatchReference checks the buffer-built store keys against the
+// straightforward string versions they replaced: the keys in a store written
+// by an older version must be found again.
+func TestKeysMatchReference(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	senders := []string{"", "News@Example.COM", "user+tag@example.com", "bounce-12345@lists.example", "prvs=1234567890=user@example.com",
+		"SRS1=HHH=fwd1.example==HHH=TT=orig.example=joe@fwd2", "a.1.b@x", "no-at-sign", "Ünïcode@Bücher.example", "\u212a@example.com",
+		long + "@example.com", "MiXeD123@" + long}
+	rcpts := []string{"", "user@example.com", "User@EXAMPLE.com", "ÄBC@example.com", long + "@example.com"}
+	for _, in := range []string{"192.0.2.77", "2001:db8:1:2::5", "::ffff:192.0.2.77"} {
+		var r Request
+		if err := r.set("client_address", in); err != nil {
+			t.Fatal(err)
+		}
+		net := clientNet(&r, 24, 64)
+		if p, _ := r.ClientAddr.Prefix(map[bool]int{true: 24, false: 64}[r.ClientAddr.Is4()]); net != p.String() {
+			t.Errorf("clientNet(%s) = %q, want %q", in, net, p.String())
+		}
+		for _, s := range senders {
+			for _, rc := range rcpts {
+				want := tripletKey(net, normalizeSender(s, "+-"), strings.ToLower(rc))
+				if got := requestTripletKey(net, s, rc, "+-"); got != want {
+					t.Errorf("requestTripletKey(%q, %q, %q) = %q, want %q", net, s, rc, got, want)
+				}
+			}
+		}
+	}
+	refRateKey := func(r *Request, key string) string {
+		var v string
+		switch key {
+		case KeySASLUsername:
+			v = strings.ToLower(r.SASLUsername)
+		case KeySender:
+			v = strings.ToLower(r.Sender)
+		case KeyClientAddress:
+			if r.ClientAddr.IsValid() {
+				v = r.ClientAddr.String()
+			}
+		}
+		if len(v) > 200 {
+			sum := sha256.Sum256([]byte(v))
+			v = "#" + hex.EncodeToString(sum[:16])
+		}
+		return v
+	}
+	for _, s := range senders {
+		for _, addr := range []string{"", "unknown", "192.0.2.1", "2001:db8::1", "fe80::1%eth0"} {
+			var r Request
+			_ = r.set("client_address", addr)
+			r.Sender, r.SASLUsername = s, s
+			for _, key := range []string{KeySASLUsername, KeySender, KeyClientAddress} {
+				if got, want := string(appendRateKeyValue([]byte("rate:x:"), &r, key)), "rate:x:"+refRateKey(&r, key); got != want {
+					t.Errorf("rate key %s for %q/%q = %q, want %q", key, s, addr, got, want)
+				}
+			}
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/store"
@@ -67,30 +66,35 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	} else if tx.conn.refused != nil {
 		return *tx.conn.refused, nil
 	}
+	var kb [256]byte
 	for _, l := range rc.limits {
-		who := rateKeyValue(r, l.key)
-		if who == "" {
+		// "rate:<limit>:<who>" built once; ":m" and ":r" complete it per counter.
+		k := append(kb[:0], "rate:"...)
+		k = append(k, l.name...)
+		k = append(k, ':')
+		whoAt := len(k)
+		k = appendRateKeyValue(k, r, l.key)
+		if len(k) == whoAt {
 			continue
 		}
-		base := "rate:" + l.name + ":" + who
 		if l.msgs > 0 && newMsg {
-			n, err := rc.st.WindowAdd(ctx, base+":m", tx.now, l.window, 1)
+			n, err := rc.st.WindowAdd(ctx, string(append(k, ":m"...)), tx.now, l.window, 1)
 			if err != nil {
 				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
 			}
 			if n > l.msgs {
-				v := rc.exceeded(l, who, fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs))
+				v := rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs))
 				tx.conn.refused = &v
 				return v, nil
 			}
 		}
 		if l.rcpts > 0 {
-			n, err := rc.st.WindowAdd(ctx, base+":r", tx.now, l.window, 1)
+			n, err := rc.st.WindowAdd(ctx, string(append(k, ":r"...)), tx.now, l.window, 1)
 			if err != nil {
 				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
 			}
 			if n > l.rcpts {
-				return rc.exceeded(l, who, fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts)), nil
+				return rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts)), nil
 			}
 		}
 	}
@@ -101,23 +105,28 @@ func (rc *rateCheck) exceeded(l rateLimit, who, what string) verdict {
 	return verdict{action: expand(l.action, "{limit}", l.name, "{key}", who), reason: "rate limit " + l.name + " for " + who + ": " + what}
 }
 
-// rateKeyValue returns the counted identity, normalised; long values (which no
-// real login or address reaches) are hashed to bound key sizes.
-func rateKeyValue(r *Request, key string) string {
+// appendRateKeyValue appends the counted identity, normalised, to dst; long
+// values (which no real login or address reaches) are hashed to bound key
+// sizes. Nothing is appended when the request has no such identity.
+func appendRateKeyValue(dst []byte, r *Request, key string) []byte {
 	var v string
 	switch key {
 	case KeySASLUsername:
-		v = strings.ToLower(r.SASLUsername)
+		v = r.SASLUsername
 	case KeySender:
-		v = strings.ToLower(r.Sender)
+		v = r.Sender
 	case KeyClientAddress:
 		if r.ClientAddr.IsValid() {
-			v = r.ClientAddr.String()
+			return r.ClientAddr.AppendTo(dst) // netip's String form, far below the hashing length
 		}
+		return dst
 	}
-	if len(v) > 200 {
-		sum := sha256.Sum256([]byte(v))
-		v = "#" + hex.EncodeToString(sum[:16])
+	start := len(dst)
+	dst = appendLower(dst, v)
+	if len(dst)-start > 200 {
+		sum := sha256.Sum256(dst[start:])
+		dst = append(dst[:start], '#')
+		dst = hex.AppendEncode(dst, sum[:16])
 	}
-	return v
+	return dst
 }
