@@ -28,7 +28,6 @@ type Server struct {
 
 	baseCtx    context.Context // cancelled when Shutdown gives up waiting
 	cancelBase context.CancelFunc
-	valuesCtx  context.Context // baseCtx without its cancellation, for requestContext.Value
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -53,7 +52,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{deps: deps, log: log, m: m, listeners: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-	s.valuesCtx = context.WithoutCancel(s.baseCtx)
 	s.eng.Store(e)
 	return s, nil
 }
@@ -259,9 +257,9 @@ func (s *Server) serveConn(c *conn) {
 		}
 		var d decision
 		if err == nil {
-			ctx := newRequestContext(s.baseCtx, s.valuesCtx, e.cfg.RequestTimeout.D(), start)
+			ctx, cancel := context.WithTimeout(s.baseCtx, e.cfg.RequestTimeout.D())
 			d = e.decide(ctx, tx)
-			ctx.release()
+			cancel()
 		} else if pe := (*ProtocolError)(nil); errors.As(err, &pe) && !pe.Fatal {
 			s.m.protoErrors.WithLabelValues("answered").Inc()
 			d = decision{action: Action{Verb: VerbDeferIfPermit, Text: "4.5.2 Malformed policy request"}, check: "protocol", reason: pe.Error()}
