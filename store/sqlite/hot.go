@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/store"
@@ -68,8 +69,8 @@ type hot struct {
 	dirty   []string // keys whose entry has dirty set, each once
 	gen     uint64
 	max     int
-	failed  error // last flush's error; writes fail while set
-	closing bool
+	failed  atomic.Pointer[error] // last flush's error; writes fail while set
+	closing atomic.Bool
 	loads   int64 // reads of the file on a miss (tests)
 
 	idx keyIndex // under mu
@@ -215,14 +216,11 @@ func (s *Store) hotBegin(ctx context.Context, op string, write bool) error {
 		return fail(ctx, op, err)
 	}
 	h := s.hot
-	h.mu.Lock()
-	closing, failed := h.closing, h.failed
-	h.mu.Unlock()
-	if closing || s.closed.Load() {
+	if h.closing.Load() || s.closed.Load() {
 		return fail(ctx, op, errClosed)
 	}
-	if write && failed != nil {
-		return fail(ctx, op, fmt.Errorf("write-behind: last flush failed: %w", failed))
+	if failed := h.failed.Load(); write && failed != nil {
+		return fail(ctx, op, fmt.Errorf("write-behind: last flush failed: %w", *failed))
 	}
 	return nil
 }
@@ -435,23 +433,21 @@ func (s *Store) flush(ctx context.Context) error {
 		h.mu.Unlock()
 	}
 	if err != nil {
-		h.mu.Lock()
-		h.failed = err
-		h.mu.Unlock()
+		h.failed.Store(&err)
 		return fail(ctx, "flush", err)
 	}
 	var v int64
 	if err := s.st.dataVersion.QueryRowContext(ctx).Scan(&v); err != nil {
 		return fail(ctx, "flush", err)
 	}
+	h.failed.Store(nil)
 	h.mu.Lock()
-	h.failed = nil
 	if v != h.version {
 		h.version = v
 		h.gen++ // another process wrote: clean entries are re-read on next use
 		h.idx.complete = false
 	}
-	if !h.closing && h.idx.needScan(time.Now()) {
+	if !h.closing.Load() && h.idx.needScan(time.Now()) {
 		h.scans.Go(func() { s.scanKeys(h.ctx) })
 	}
 	h.mu.Unlock()
@@ -507,9 +503,7 @@ func (s *Store) expireHot() {
 // closeHot stops the flusher and writes what is left; later calls fail.
 func (s *Store) closeHot() error {
 	h := s.hot
-	h.mu.Lock()
-	h.closing = true
-	h.mu.Unlock()
+	h.closing.Store(true)
 	close(h.stop)
 	<-h.done
 	err := s.flush(context.Background())
