@@ -412,8 +412,7 @@ func (s *Store) flush(ctx context.Context) error {
 	if len(rows) > 0 {
 		err = s.write(ctx, func() error {
 			for _, r := range rows {
-				if _, err := s.st.put.Exec(sql.Named("key", r.key), sql.Named("kind", int64(r.kind)),
-					sql.Named("value", r.value), sql.Named("expires", r.expires)); err != nil {
+				if _, err := s.st.put.Exec(r.key, int64(r.kind), r.value, r.expires); err != nil {
 					return err
 				}
 			}

@@ -178,7 +178,9 @@ func (st *stmts) prepare(ctx context.Context, w, r preparer) error {
 		AND expires != 0 AND expires <= :now RETURNING key, kind`)
 	st.load = p(r, `SELECT kind, value, expires FROM kv WHERE key = :key AND `+live)
 	st.keys = p(r, `SELECT key FROM kv`)
-	st.put = p(w, `INSERT INTO kv (key, kind, value, expires) VALUES (:key, :kind, :value, :expires)
+	// Positional parameters: binding by name costs a lookup per argument, and a
+	// flush runs this for every changed row.
+	st.put = p(w, `INSERT INTO kv (key, kind, value, expires) VALUES (?1, ?2, ?3, ?4)
 		ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, value = excluded.value, expires = excluded.expires`)
 	// data_version changes when another connection commits, never for our own.
 	st.dataVersion = p(w, `PRAGMA data_version`)
