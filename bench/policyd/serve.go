@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
@@ -33,6 +34,7 @@ func runServe(ctx context.Context, args []string) error {
 	wlRcpts := fs.String("whitelist-recipients", "", "postgrey whitelist_recipients file")
 	logFile := fs.String("log", "", "decision log file (one line per request, like postgrey's); empty = no log")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole serve run to this file")
+	traceFile := fs.String("trace", "", "write a runtime/trace execution trace of the whole serve run to this file (latency tails)")
 	_ = fs.Parse(args)
 
 	if *cpuProfile != "" {
@@ -46,6 +48,21 @@ func runServe(ctx context.Context, args []string) error {
 		}
 		defer func() {
 			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			trace.Stop()
 			f.Close()
 		}()
 	}
