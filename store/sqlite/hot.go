@@ -41,10 +41,12 @@ import (
 const (
 	kindNone = -1 // cached: the key holds no live value, counter or window
 
-	lockBatch     = 256  // entries handled per hold of h.mu in flushes and scans
-	flushEarly    = 4096 // dirty rows that trigger a flush before the timer
-	evictScan     = 256  // entries looked at per eviction (on a request's path)
-	expireScan    = 4096 // entries looked at per expiry pass
+	lockBatch     = 256                    // entries handled per hold of h.mu in flushes and scans
+	flushSlice    = 200 * time.Microsecond // SQLite work per transaction of a paced flush
+	flushPause    = time.Millisecond       // between them (the netpoller's granularity)
+	flushEarly    = 4096                   // dirty rows that trigger a flush before the timer
+	evictScan     = 256                    // entries looked at per eviction (on a request's path)
+	expireScan    = 4096                   // entries looked at per expiry pass
 	defaultHotMax = 200_000
 )
 
@@ -64,14 +66,16 @@ func (e *hentry) live(now int64) bool {
 }
 
 type hot struct {
-	mu      sync.Mutex
-	m       map[string]*hentry
-	dirty   []string // keys whose entry has dirty set, each once
-	gen     uint64
-	max     int
-	failed  atomic.Pointer[error] // last flush's error; writes fail while set
-	closing atomic.Bool
-	loads   int64 // reads of the file on a miss (tests)
+	mu    sync.Mutex
+	m     map[string]*hentry
+	dirty []string // keys whose entry has dirty set, each once
+	gen   uint64
+	max   int
+	// pacedRows is the largest flush written in paced slices
+	pacedRows int
+	failed    atomic.Pointer[error] // last flush's error; writes fail while set
+	closing   atomic.Bool
+	loads     int64 // reads of the file on a miss (tests)
 
 	idx keyIndex // under mu
 
@@ -85,11 +89,14 @@ type hot struct {
 	scans   sync.WaitGroup
 }
 
-func newHot(maxKeys int) *hot {
+func newHot(maxKeys int, every time.Duration) *hot {
 	if maxKeys <= 0 {
 		maxKeys = defaultHotMax
 	}
-	h := &hot{m: make(map[string]*hentry), max: maxKeys, idx: keyIndex{seed: maphash.MakeSeed()},
+	// Paced flushes: as many ~32-row slices, each followed by a pause, as fit
+	// in half the interval.
+	paced := int(every/(2*(flushSlice+flushPause))) * 32
+	h := &hot{m: make(map[string]*hentry), max: maxKeys, pacedRows: paced, idx: keyIndex{seed: maphash.MakeSeed()},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
@@ -370,9 +377,9 @@ type flushRow struct {
 	expires int64
 }
 
-// flush writes every dirty row in one transaction, then checks
+// flush writes every dirty row (paced: see below), then checks
 // whether another connection changed the file since the last check.
-func (s *Store) flush(ctx context.Context) error {
+func (s *Store) flush(ctx context.Context, paced bool) error {
 	h := s.hot
 	h.flushMu.Lock()
 	defer h.flushMu.Unlock()
@@ -407,29 +414,42 @@ func (s *Store) flush(ctx context.Context) error {
 		h.mu.Unlock()
 	}
 
-	// One transaction: each page the rows share is written to the WAL once.
+	// A flush's SQLite work is ~6 µs of CPU per row. Written in one go it
+	// holds a CPU for milliseconds, and on a small host the requests waiting for
+	// that CPU become the latency tail: the paced flush of the flusher writes
+	// slices of flushSlice and pauses between them (measured with bench/policyd
+	// at 5,000 requests/s: p99 from the send 2.2–2.4 → 1.1–1.2 ms). A backlog
+	// the pauses could not clear within the interval is written in one
+	// transaction instead, as are the flushes of Close, Sweep and tests:
+	// throughput first, and a transaction writes the pages its rows share once.
+	slice := time.Duration(0)
+	if paced && len(rows) <= h.pacedRows {
+		slice = flushSlice
+	}
 	var err error
-	if len(rows) > 0 {
+	for done := 0; done < len(rows) && err == nil; {
+		if done > 0 {
+			time.Sleep(flushPause)
+		}
+		start, n := time.Now(), 0
 		err = s.write(ctx, func() error {
-			for _, r := range rows {
+			n = 0 // the writer may run this twice
+			for _, r := range rows[done:] {
 				if _, err := s.st.put.Exec(r.key, int64(r.kind), r.value, r.expires); err != nil {
 					return err
+				}
+				if n++; slice > 0 && n%8 == 0 && time.Since(start) >= slice {
+					break
 				}
 			}
 			return nil
 		})
-	}
-	for part := range slices.Chunk(rows, lockBatch) {
-		h.mu.Lock()
-		for _, r := range part {
-			r.e.flushing = false
-			if err != nil {
-				h.markDirty(r.key, r.e)
-			} else {
-				h.idx.flushed(r.key) // before the entry can be evicted
-			}
+		if err == nil {
+			s.flushed(rows[done:done+n], nil)
+			done += n
+		} else {
+			s.flushed(rows[done:], err)
 		}
-		h.mu.Unlock()
 	}
 	if err != nil {
 		h.failed.Store(&err)
@@ -453,6 +473,23 @@ func (s *Store) flush(ctx context.Context) error {
 	return nil
 }
 
+// flushed ends the flush of rows: committed (err == nil) or to be retried.
+func (s *Store) flushed(rows []flushRow, err error) {
+	h := s.hot
+	for part := range slices.Chunk(rows, lockBatch) {
+		h.mu.Lock()
+		for _, r := range part {
+			r.e.flushing = false
+			if err != nil {
+				h.markDirty(r.key, r.e)
+			} else {
+				h.idx.flushed(r.key) // before the entry can be evicted
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
 // flusher flushes every interval (sooner when many rows are dirty) and drops
 // expired clean entries a bounded number at a time, until stopped.
 func (s *Store) flusher(every time.Duration) {
@@ -470,7 +507,7 @@ func (s *Store) flusher(every time.Duration) {
 		case <-h.kick:
 		}
 		// Logged when it starts and stops failing, not every interval.
-		err := s.flush(context.Background())
+		err := s.flush(context.Background(), true)
 		switch {
 		case err != nil && !failing:
 			s.log.Error("sqlite store: write-behind flush failed; retrying, writes fail meanwhile", "err", err)
@@ -510,7 +547,7 @@ func (s *Store) closeHot() error {
 	h.closing.Store(true)
 	close(h.stop)
 	<-h.done
-	err := s.flush(context.Background())
+	err := s.flush(context.Background(), false)
 	h.cancel()
 	h.scans.Wait()
 	return err

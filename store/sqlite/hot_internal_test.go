@@ -33,7 +33,7 @@ func TestWriteBehindOwnWritesKeepTheCache(t *testing.T) {
 		if err := s.Delete(ctx, "gone"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.flush(ctx); err != nil {
+		if err := s.flush(ctx, false); err != nil {
 			t.Fatal(err)
 		}
 		// What maintain runs every second (TRUNCATE, at Close only, does bump
@@ -45,7 +45,7 @@ func TestWriteBehindOwnWritesKeepTheCache(t *testing.T) {
 	if _, err := s.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	s.hot.mu.Lock()
@@ -112,7 +112,7 @@ func TestKeyIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.flush(ctx); err != nil {
+	if err := s.flush(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 100 {
@@ -146,11 +146,40 @@ func BenchmarkFlush(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				if err := s.flush(ctx); err != nil {
+				if err := s.flush(ctx, false); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows), "ns/row")
 		})
+	}
+}
+
+// TestPacedFlush: the flusher's paced flush writes in slices with pauses and
+// still gets every row into the file.
+func TestPacedFlush(t *testing.T) {
+	s, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "state.db"), WriteBehind: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	const n = 2000
+	if s.hot.pacedRows < n {
+		t.Fatalf("pacedRows = %d for a 1h interval, want >= %d", s.hot.pacedRows, n)
+	}
+	for i := range n {
+		if _, err := s.WindowAdd(ctx, fmt.Sprintf("rate:%d", i), time.Now(), time.Hour, int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.flush(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1, 999, n - 1} {
+		e, err := s.load(ctx, fmt.Sprintf("rate:%d", i))
+		if err != nil || e.kind != kindWindow || len(e.buckets) != 1 || e.buckets[0].n != int64(i+1) {
+			t.Fatalf("row %d in the file: %+v, %v", i, e, err)
+		}
 	}
 }

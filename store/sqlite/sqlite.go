@@ -164,7 +164,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	go s.writer()
 	go s.maintain(opts.SweepInterval)
 	if opts.WriteBehind > 0 {
-		s.hot = newHot(opts.HotKeys)
+		s.hot = newHot(opts.HotKeys, opts.WriteBehind)
 		if err := s.st.dataVersion.QueryRowContext(ctx).Scan(&s.hot.version); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)

@@ -61,7 +61,7 @@ func (s *Store) maintain(sweepEvery time.Duration) {
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	if s.hot != nil {
 		// Cached rows first, so the sweep sees the file as the callers do.
-		if err := s.flush(ctx); err != nil {
+		if err := s.flush(ctx, false); err != nil {
 			return 0, err
 		}
 	}
