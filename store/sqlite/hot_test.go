@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -165,4 +166,75 @@ func TestWriteBehindFlushFailure(t *testing.T) {
 
 func BenchmarkStoreWriteBehind(b *testing.B) {
 	storetest.Benchmark(b, open(b, sqlite.Options{WriteBehind: 50 * time.Millisecond}))
+}
+
+// TestWriteBehindMatchesWriteThrough runs one random sequence of calls, with a
+// clock that jumps across TTLs and windows, on a write-behind store that can hold
+// only a few rows (so rows are flushed, evicted and re-read all the time) and on a
+// write-through one: every answer must be the same, and so must the file.
+func TestWriteBehindMatchesWriteThrough(t *testing.T) {
+	c := newClock()
+	dir := t.TempDir()
+	hotPath := filepath.Join(dir, "hot.db")
+	hot := open(t, sqlite.Options{Path: hotPath, Now: c.now, SweepInterval: -1, WriteBehind: time.Millisecond, HotKeys: 5})
+	ref := open(t, sqlite.Options{Path: filepath.Join(dir, "ref.db"), Now: c.now, SweepInterval: -1})
+	ctx := t.Context()
+	rnd := rand.New(rand.NewPCG(7, 7))
+	key := func(kind string) string { return fmt.Sprintf("%s%d", kind, rnd.IntN(6)) }
+	ttl := func() time.Duration { return time.Duration(rnd.IntN(4)) * 30 * time.Second } // 0 = none
+	type result struct {
+		v   string
+		n   int64
+		ok  bool
+		err error
+	}
+	do := func(s *sqlite.Store, op int, k string, d time.Duration, n int64) result {
+		switch op {
+		case 0:
+			v, err := s.Get(ctx, k)
+			return result{v: string(v), err: err}
+		case 1:
+			return result{err: s.Set(ctx, k, []byte(fmt.Sprint(n)), d)}
+		case 2:
+			ok, err := s.SetNX(ctx, k, []byte(fmt.Sprint(n)), d)
+			return result{ok: ok, err: err}
+		case 3:
+			v, err := s.Incr(ctx, k, n, d)
+			return result{n: v, err: err}
+		case 4:
+			v, err := s.WindowAdd(ctx, k, c.now(), 2*time.Minute, n%3)
+			return result{n: v, err: err}
+		default:
+			return result{err: s.Delete(ctx, k)}
+		}
+	}
+	kinds := []string{"v", "v", "v", "c", "w", ""}
+	for i := range 3000 {
+		op := rnd.IntN(6)
+		kind := kinds[op]
+		if kind == "" {
+			kind = []string{"v", "c", "w"}[rnd.IntN(3)]
+		}
+		k, d, n := key(kind), ttl(), int64(rnd.IntN(5)+1)
+		got, want := do(hot, op, k, d, n), do(ref, op, k, d, n)
+		if got != want {
+			t.Fatalf("step %d: op %d on %s: write-behind %+v, write-through %+v", i, op, k, got, want)
+		}
+		if rnd.IntN(10) == 0 {
+			c.advance(time.Duration(rnd.IntN(90)) * time.Second)
+		}
+	}
+	if err := hot.Close(); err != nil {
+		t.Fatal(err)
+	}
+	back := open(t, sqlite.Options{Path: hotPath, Now: c.now, SweepInterval: -1})
+	for _, kind := range []string{"v", "c", "w"} {
+		for j := range 6 {
+			k := fmt.Sprintf("%s%d", kind, j)
+			op := map[string]int{"v": 0, "c": 3, "w": 4}[kind]
+			if got, want := do(back, op, k, 0, 0), do(ref, op, k, 0, 0); got != want {
+				t.Errorf("%s in the file after Close: %+v, write-through %+v", k, got, want)
+			}
+		}
+	}
 }
