@@ -55,8 +55,8 @@ func TestPostfixSwaks(t *testing.T) {
 			cfg := authd.DefaultConfig()
 			cfg.Mechanisms = []string{"PLAIN", "LOGIN", "CRAM-MD5"}
 			cfg.FailureDelay, cfg.FailureDelayMax = config.Duration(10*time.Millisecond), config.Duration(50*time.Millisecond)
-			var logs strings.Builder
-			log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs}, nil))
+			var logs testenv.LogBuffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
 			srv, err := authd.New(cfg, dir, log, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)

@@ -1,7 +1,6 @@
 package milter
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
@@ -81,7 +81,7 @@ type harness struct {
 	reg     *prometheus.Registry
 	mu      sync.Mutex
 	reports []Report
-	logs    *bytes.Buffer
+	logs    *testenv.LogBuffer
 }
 
 func start(t *testing.T, mod func(*Config)) *harness {
@@ -92,9 +92,8 @@ func start(t *testing.T, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	h := &harness{scorer: &fakeScorer{}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
-	var logMu sync.Mutex
-	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, h.logs}, nil))
+	h := &harness{scorer: &fakeScorer{}, reg: prometheus.NewRegistry(), logs: &testenv.LogBuffer{}}
+	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	srv, err := New(cfg, h.scorer, log, h.reg, Options{OnMessage: func(r Report) {
 		h.mu.Lock()
 		h.reports = append(h.reports, r)
@@ -121,17 +120,6 @@ func start(t *testing.T, mod func(*Config)) *harness {
 		}
 	})
 	return h
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func (h *harness) session(t *testing.T) *gomilter.ClientSession {
