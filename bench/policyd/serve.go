@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -37,34 +38,19 @@ func runServe(ctx context.Context, args []string) error {
 	traceFile := fs.String("trace", "", "write a runtime/trace execution trace of the whole serve run to this file (latency tails)")
 	_ = fs.Parse(args)
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	for _, r := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{*cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {*traceFile, trace.Start, trace.Stop}} {
+		if r.path == "" {
+			continue
+		}
+		stop, err := record(r.path, r.start, r.stop)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
-	}
-
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err != nil {
-			return err
-		}
-		if err := trace.Start(f); err != nil {
-			f.Close()
-			return err
-		}
-		defer func() {
-			trace.Stop()
-			f.Close()
-		}()
+		defer stop()
 	}
 
 	var st store.Store
@@ -142,4 +128,21 @@ func benchConfig(wlClients, wlRcpts string) policyd.Config {
 		{Name: "ip-hour", Key: policyd.KeyClientAddress, Messages: 1000, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 Rate limit exceeded"},
 	}
 	return cfg
+}
+
+// record starts a whole-run recorder (CPU profile, execution trace) writing to
+// path and returns what stops it and closes the file.
+func record(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
 }
