@@ -231,13 +231,23 @@ func (s *Store) hotBegin(ctx context.Context, op string, write bool) error {
 	return nil
 }
 
-func (s *Store) hotGet(ctx context.Context, key string) ([]byte, error) {
-	if err := s.hotBegin(ctx, "get", false); err != nil {
+// hotEntry starts a cached call on key: the checks of hotBegin, then the entry
+// with h.mu held (not held on error).
+func (s *Store) hotEntry(ctx context.Context, op, key string, write bool) (*hentry, error) {
+	if err := s.hotBegin(ctx, op, write); err != nil {
 		return nil, err
 	}
 	e, err := s.entry(ctx, key)
 	if err != nil {
-		return nil, fail(ctx, "get", err)
+		return nil, fail(ctx, op, err)
+	}
+	return e, nil
+}
+
+func (s *Store) hotGet(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.hotEntry(ctx, "get", key, false)
+	if err != nil {
+		return nil, err
 	}
 	defer s.hot.mu.Unlock()
 	if !e.live(s.nowMS()) || e.kind != kindValue {
@@ -265,12 +275,9 @@ func (s *Store) hotSet(ctx context.Context, key string, value []byte, ttl time.D
 }
 
 func (s *Store) hotSetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
-	if err := s.hotBegin(ctx, "setnx", true); err != nil {
-		return false, err
-	}
-	e, err := s.entry(ctx, key)
+	e, err := s.hotEntry(ctx, "setnx", key, true)
 	if err != nil {
-		return false, fail(ctx, "setnx", err)
+		return false, err
 	}
 	defer s.hot.mu.Unlock()
 	if e.live(s.nowMS()) {
@@ -282,12 +289,9 @@ func (s *Store) hotSetNX(ctx context.Context, key string, value []byte, ttl time
 }
 
 func (s *Store) hotIncr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
-	if err := s.hotBegin(ctx, "incr", true); err != nil {
-		return 0, err
-	}
-	e, err := s.entry(ctx, key)
+	e, err := s.hotEntry(ctx, "incr", key, true)
 	if err != nil {
-		return 0, fail(ctx, "incr", err)
+		return 0, err
 	}
 	defer s.hot.mu.Unlock()
 	if e.live(s.nowMS()) && e.kind == kindCounter {
@@ -302,12 +306,9 @@ func (s *Store) hotIncr(ctx context.Context, key string, delta int64, ttl time.D
 // hotWindowAdd is WindowAdd on the cached buckets, with the same bucket and
 // expiry rules as the write-through path (window.go).
 func (s *Store) hotWindowAdd(ctx context.Context, key string, nowMS, winMS, n int64) (int64, error) {
-	if err := s.hotBegin(ctx, "windowadd", n != 0); err != nil {
-		return 0, err
-	}
-	e, err := s.entry(ctx, key)
+	e, err := s.hotEntry(ctx, "windowadd", key, n != 0)
 	if err != nil {
-		return 0, fail(ctx, "windowadd", err)
+		return 0, err
 	}
 	defer s.hot.mu.Unlock()
 	clock := s.nowMS()
