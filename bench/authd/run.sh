@@ -26,6 +26,8 @@ set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+QUIET_MAX=${QUIET_MAX:-10}
+. "$HERE/../lib.sh"
 SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 PEER=$SHARED/peers/auth
 RUNS=${RUNS:-3}; NUSERS=${NUSERS:-1000}; REQ_HIT=${REQ_HIT:-60000}; REQ_MISS=${REQ_MISS:-15000}
@@ -53,23 +55,6 @@ cleanup() { stop_pid "$D_PID"; stop_pid "$SL_PID"; [[ ${KEEP:-0} = 1 ]] && log "
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-free_port() { local p; while :; do p=$((20000 + RANDOM % 10000)); port_open "$p" || { echo "$p"; return; }; done; }
-cpu_busy() {
-  local a b; read -r _ u n s i w q sq st _ </proc/stat; a=$((u+n+s+q+sq+st)); b=$((i+w))
-  sleep "$1"; read -r _ u n s i w q sq st _ </proc/stat
-  local busy=$((u+n+s+q+sq+st-a)) idle=$((i+w-b)); echo $(( busy + idle > 0 ? 100 * busy / (busy + idle) : 0 ))
-}
-tree_cs() {  # CPU centiseconds (utime+stime+cutime+cstime) of PID $1 and its live descendants
-  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
-    { pid = $1 + 0; line = $0; sub(/^[0-9]+ \(.*\) /, "", line); split(line, f, " ")
-      par[pid] = f[2] + 0; cpu[pid] = f[12] + f[13] + f[14] + f[15] }
-    END { in_t[root] = 1; ch = 1
-          while (ch) { ch = 0; for (p in par) if (!(p in in_t) && (par[p] in in_t)) { in_t[p] = 1; ch = 1 } }
-          s = 0; for (p in in_t) s += cpu[p]; print s + 0 }'
-}
-box_cs() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-quiet_wait() { local b t=0; while :; do b=$(cpu_busy 1); t=$((t+1)); (( b <= ${QUIET_PCT:-15} || t >= ${QUIET_MAX:-10} )) && break; done; echo "$b"; }
 
 log "building dovetail and the load generator"
 (cd "$ROOT" && go build -o "$T/dovetail" ./cmd/dovetail && go build -o "$T/authd-bench" ./bench/authd)

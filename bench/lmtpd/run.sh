@@ -11,6 +11,7 @@ set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/../lib.sh"
 PEER=${PEER:-$(cd "$ROOT/../shared/peers/lmtp" 2>/dev/null && pwd || true)}
 N=${N:-1000}; RUNS=${RUNS:-1}; NUSERS=${NUSERS:-100}; PORT=${LMTP_PORT:-24624}
 SERVERS=${SERVERS:-"dovecot dovetail"}
@@ -34,7 +35,6 @@ trap 'exit 130' INT TERM
 log "building dovetail and the load generator"
 (cd "$ROOT" && go build -o "$B/dovetail" ./cmd/dovetail && go build -o "$B/lmtpd-bench" ./bench/lmtpd)
 
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 uid=$(id -u mail); gid=$(id -g mail)
 
 setup_homes() {

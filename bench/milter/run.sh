@@ -15,6 +15,7 @@ set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+. "$HERE/../lib.sh"
 SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 PEER=$SHARED/peers/spam
 N=${N:-2000}; RSPAMD=${RSPAMD:-1}
@@ -31,9 +32,6 @@ cleanup() {
 trap 'cleanup; [[ ${KEEP:-0} = 1 ]] && log "kept $TMP" || rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-free_port() { local p; while :; do p=$((20000 + RANDOM % 10000)); port_open "$p" || { echo "$p"; return; }; done; }
-wait_port() { for _ in $(seq ${2:-600}); do port_open "$1" && return 0; sleep 0.05; done; log "port $1 did not open"; return 1; }
 
 log "building the driver and dovetail"
 (cd "$ROOT" && go build -o "$TMP/milter-bench" ./bench/milter && go build -o "$TMP/dovetail" ./cmd/dovetail)
