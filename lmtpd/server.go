@@ -41,6 +41,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Maildir overrides the Maildir writer options (tests: failing writers).
 	Maildir *maildir.Options
+
+	// housekeepEvery overrides defaultHousekeepEvery (tests).
+	housekeepEvery time.Duration
 }
 
 // Server is the LMTP server.
@@ -50,16 +53,17 @@ type Server struct {
 	smtp *smtp.Server
 	log  *slog.Logger
 
-	stopOnce sync.Once
-	stop     chan struct{} // ends housekeeping
+	stopOnce       sync.Once
+	stop           chan struct{} // ends housekeeping
+	housekeepEvery time.Duration
 }
 
 // deliveryTimeout bounds the work after DATA for all recipients of one message.
 const deliveryTimeout = 5 * time.Minute
 
-// housekeepEvery is how often the quarantine's retention and size cap are applied
-// while no new message triggers them (a var for tests).
-var housekeepEvery = time.Hour
+// defaultHousekeepEvery is how often the quarantine's retention and size cap are
+// applied while no new message triggers them.
+const defaultHousekeepEvery = time.Hour
 
 // New builds a Server.
 func New(o Options) (*Server, error) {
@@ -67,7 +71,10 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("lmtpd: no directory configured")
 	}
 	dv := NewDeliverer(o)
-	s := &Server{cfg: o.Config, dv: dv, log: dv.Logger, stop: make(chan struct{})}
+	s := &Server{cfg: o.Config, dv: dv, log: dv.Logger, stop: make(chan struct{}), housekeepEvery: o.housekeepEvery}
+	if s.housekeepEvery <= 0 {
+		s.housekeepEvery = defaultHousekeepEvery
+	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.LMTP = true
 	srv.Domain = dv.host
@@ -137,9 +144,9 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // housekeep applies the quarantine's retention and size cap now and then every
-// housekeepEvery, so old messages go even when no new spam arrives.
+// s.housekeepEvery, so old messages go even when no new spam arrives.
 func (s *Server) housekeep(q *quarantine.Store) {
-	t := time.NewTicker(housekeepEvery)
+	t := time.NewTicker(s.housekeepEvery)
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -688,14 +688,12 @@ func TestAlsoListen(t *testing.T) {
 // TestQuarantineHousekeeping: retention applies while lmtpd runs even when no new
 // message is quarantined (at start and every housekeepEvery).
 func TestQuarantineHousekeeping(t *testing.T) {
-	defer func(d time.Duration) { housekeepEvery = d }(housekeepEvery)
-	housekeepEvery = 20 * time.Millisecond
 	q, err := quarantine.Open(quarantine.Config{Dir: t.TempDir(), Retention: config.Duration(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	newEnv(t, func(o *Options) { o.Quarantine = q })
+	newEnv(t, func(o *Options) { o.Quarantine, o.housekeepEvery = q, 20*time.Millisecond })
 	id, err := q.Add(context.Background(), &quarantine.Entry{Recipient: "alice@example.com", Time: time.Now().Add(-2 * time.Hour)}, []byte("x\n"))
 	if err != nil {
 		t.Fatal(err)

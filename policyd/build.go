@@ -48,7 +48,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 	if err := config.Validate("policyd", &cfg); err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, failClosed: cfg.StoreFailure == FailClosed, log: log, m: m}
+	e := &engine{cfg: cfg, failClosed: cfg.StoreFailure == FailClosed, log: log, m: m, logPC: logDecisionPC()}
 	enabled := func(name string) bool {
 		if !slices.Contains(cfg.Checks, name) {
 			return false

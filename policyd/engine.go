@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
+	"reflect"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/store"
@@ -64,6 +63,7 @@ type engine struct {
 	cm         *checkMetrics
 	spf        *spfEval // nil when neither the SPF check nor greylisting needs it
 	closers    []func() error
+	logPC      uintptr // logDecisionPC(), looked up once per configuration
 }
 
 // decision is the outcome of one request, for the reply, the log line and metrics.
@@ -137,7 +137,7 @@ func (e *engine) run(ctx context.Context, c check, tx *txn) (v verdict, err erro
 // It hands the record to the handler itself rather than through
 // Logger.LogAttrs, which reads the clock and walks the stack for the caller's
 // PC on every call: the reply's end time stands for the log time (they are
-// nanoseconds apart), and the PC, always this function's, is looked up once.
+// nanoseconds apart), and the PC is this function's, taken once at start-up.
 func (e *engine) logDecision(tx *txn, d decision, act string, at time.Time, took time.Duration) {
 	lvl := slog.LevelInfo
 	if d.err != nil {
@@ -147,13 +147,6 @@ func (e *engine) logDecision(tx *txn, d decision, act string, at time.Time, took
 	h := e.log.Handler()
 	if !h.Enabled(ctx, lvl) {
 		return
-	}
-	pc := logDecisionPC.Load()
-	if pc == 0 {
-		var pcs [1]uintptr
-		runtime.Callers(1, pcs[:])
-		pc = pcs[0]
-		logDecisionPC.Store(pc)
 	}
 	r := tx.req
 	var buf [13]slog.Attr
@@ -180,14 +173,14 @@ func (e *engine) logDecision(tx *txn, d decision, act string, at time.Time, took
 	if d.err != nil {
 		attrs = append(attrs, slog.String("err", d.err.Error()))
 	}
-	rec := slog.NewRecord(at, lvl, "policy decision", pc)
+	rec := slog.NewRecord(at, lvl, "policy decision", e.logPC)
 	rec.AddAttrs(attrs...)
 	_ = h.Handle(ctx, rec)
 }
 
-// logDecisionPC is the program counter recorded with decision log lines (the
-// source a handler with AddSource shows); 0 until the first line.
-var logDecisionPC atomic.Uintptr
+// logDecisionPC is the program counter recorded with decision log lines: the
+// source a handler with AddSource shows is logDecision itself.
+func logDecisionPC() uintptr { return reflect.ValueOf((*engine).logDecision).Pointer() }
 
 func clientString(r *Request) string {
 	name := r.ClientName

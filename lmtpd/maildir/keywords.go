@@ -156,15 +156,15 @@ func indexOf(names []string, name string) int {
 // "<pid>:<host>" names a process on this host that is gone.
 const uidlistLockStale = 2 * time.Minute
 
-// uidlistLockTimeout bounds the wait for a lock a live process holds (a var for tests).
-var uidlistLockTimeout = 10 * time.Second
+// defaultUidlistLockTimeout bounds the wait for a lock a live process holds.
+const defaultUidlistLockTimeout = 10 * time.Second
 
 // lockUidlist takes dir/dovecot-uidlist.lock (O_EXCL, like Dovecot's dotlock) and
 // returns the function that releases it. Not getting it in time is a temporary
 // failure.
 func (w *Writer) lockUidlist(dir string) (func(), error) {
 	path := filepath.Join(dir, "dovecot-uidlist.lock")
-	deadline := time.Now().Add(uidlistLockTimeout)
+	deadline := time.Now().Add(w.lockTimeout)
 	for wait := 5 * time.Millisecond; ; {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
@@ -180,7 +180,7 @@ func (w *Writer) lockUidlist(dir string) (func(), error) {
 			continue
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("maildir: %s held for more than %v", path, uidlistLockTimeout)
+			return nil, fmt.Errorf("maildir: %s held for more than %v", path, w.lockTimeout)
 		}
 		time.Sleep(wait)
 		if wait < 100*time.Millisecond {

@@ -112,6 +112,8 @@ type Writer struct {
 	lastSec  int64
 	lastUsec int64
 	cleaned  map[string]bool // maildir roots whose tmp/ was swept in this process
+
+	lockTimeout time.Duration // for a uidlist lock a live process holds (tests shorten it)
 }
 
 // New returns a Writer.
@@ -128,7 +130,8 @@ func New(opts Options) *Writer {
 		opts.Now = time.Now
 	}
 	sys, _ := os.Hostname()
-	return &Writer{opts: opts, pid: os.Getpid(), host: h, sysHost: sys, started: time.Now(), cleaned: map[string]bool{}}
+	return &Writer{opts: opts, pid: os.Getpid(), host: h, sysHost: sys, started: time.Now(), cleaned: map[string]bool{},
+		lockTimeout: defaultUidlistLockTimeout}
 }
 
 // uniqueName returns "<sec>.M<usec>P<pid>.<host>", never the same twice in a process.

@@ -199,8 +199,7 @@ func TestKeywordsDovecotLocking(t *testing.T) {
 
 	lock := filepath.Join(dir, "dovecot-uidlist.lock")
 	os.WriteFile(lock, []byte(fmt.Sprintf("1:%s", w.sysHost)), 0o600) // held by a live process
-	defer func(d time.Duration) { uidlistLockTimeout = d }(uidlistLockTimeout)
-	uidlistLockTimeout = 50 * time.Millisecond
+	w.lockTimeout = 50 * time.Millisecond
 
 	p, err := w.Deliver(mb, Target{Folder: "Work", Flags: []string{"important", `\Seen`}}, msg())
 	if err != nil || !strings.HasSuffix(p, ":2,Sc") {
