@@ -10,7 +10,8 @@ import (
 // Most policy lookups are for keys that do not exist yet (a new greylisting
 // triplet, a client's first rate window), and each such miss would otherwise be a
 // SQLite query. The index is a set of 64-bit hashes of every key that may have a
-// kv row: built by one scan of the keys in the background, then kept up to date
+// kv row: built by one scan of the keys in the background (started by the first
+// flush, so a short-lived command never pays for it), then kept up to date
 // by our own flushes. A hash collision only costs a read. It is trusted only while
 // complete: until the first scan ends, and after another process commits (we do
 // not know which keys it wrote) until a new scan finishes, every miss reads the

@@ -170,7 +170,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)
 		}
 		go s.flusher(opts.WriteBehind)
-		s.hot.scans.Go(func() { s.scanKeys(s.hot.ctx) })
 	}
 	return s, nil
 }
