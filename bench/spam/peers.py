@@ -114,22 +114,8 @@ def tree_cpu(pids):
 
 def tree_rss(pids):
     """Sum of VmRSS (KiB) over pids and all their descendants."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except OSError:
-                pass
-    todo, seen, total = list(pids), set(), 0
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        todo += children.get(p, [])
+    total = 0
+    for p in tree_pids(pids):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
