@@ -28,7 +28,7 @@ func main() {
 		err = runServe(ctx, os.Args[2:])
 		stop()
 	case "load":
-		err = runLoad(os.Args[2:])
+		err = runLoad(os.Args[2:], os.Stdout)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
