@@ -155,31 +155,36 @@ func BenchmarkFlush(b *testing.B) {
 	}
 }
 
-// TestPacedFlush: the flusher's paced flush writes in slices with pauses and
-// still gets every row into the file.
-func TestPacedFlush(t *testing.T) {
-	s, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "state.db"), WriteBehind: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := t.Context()
-	const n = 2000
-	if s.hot.pacedRows < n {
-		t.Fatalf("pacedRows = %d for a 1h interval, want >= %d", s.hot.pacedRows, n)
-	}
-	for i := range n {
-		if _, err := s.WindowAdd(ctx, fmt.Sprintf("rate:%d", i), time.Now(), time.Hour, int64(i+1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.flush(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []int{0, 1, 999, n - 1} {
-		e, err := s.load(ctx, fmt.Sprintf("rate:%d", i))
-		if err != nil || e.kind != kindWindow || len(e.buckets) != 1 || e.buckets[0].n != int64(i+1) {
-			t.Fatalf("row %d in the file: %+v, %v", i, e, err)
-		}
+// TestFlushWritesEveryRow: a flush, paced (slices with pauses, batches of at
+// most 8 rows) or not (batches of 32), gets every row into the file, whatever
+// the remainder after the last full batch.
+func TestFlushWritesEveryRow(t *testing.T) {
+	for _, paced := range []bool{true, false} {
+		t.Run(fmt.Sprint("paced=", paced), func(t *testing.T) {
+			s, err := Open(t.Context(), Options{Path: filepath.Join(t.TempDir(), "state.db"), WriteBehind: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := t.Context()
+			const n = 2000 + 32 + 8 + 7
+			if s.hot.pacedRows < n {
+				t.Fatalf("pacedRows = %d for a 1h interval, want >= %d", s.hot.pacedRows, n)
+			}
+			for i := range n {
+				if _, err := s.WindowAdd(ctx, fmt.Sprintf("rate:%d", i), time.Now(), time.Hour, int64(i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.flush(ctx, paced); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				e, err := s.load(ctx, fmt.Sprintf("rate:%d", i))
+				if err != nil || e.kind != kindWindow || len(e.buckets) != 1 || e.buckets[0].n != int64(i+1) {
+					t.Fatalf("row %d in the file: %+v, %v", i, e, err)
+				}
+			}
+		})
 	}
 }

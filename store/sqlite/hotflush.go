@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -53,7 +54,7 @@ func (s *Store) flush(ctx context.Context, paced bool) error {
 		h.mu.Unlock()
 	}
 
-	// A flush's SQLite work is ~6 µs of CPU per row. Written in one go it
+	// A flush's SQLite work is ~4–6 µs of CPU per row. Written in one go it
 	// holds a CPU for milliseconds, and on a small host the requests waiting for
 	// that CPU become the latency tail: the paced flush of the flusher writes
 	// slices of flushSlice and pauses between them (measured with bench/policyd
@@ -65,6 +66,9 @@ func (s *Store) flush(ctx context.Context, paced bool) error {
 	if paced && len(rows) <= h.pacedRows {
 		slice = flushSlice
 	}
+	// Sorted, consecutive upserts land on neighbouring leaf pages.
+	slices.SortFunc(rows, func(a, b flushRow) int { return strings.Compare(a.key, b.key) })
+	args := make([]any, 0, 4*putSizes[0])
 	var err error
 	for done := 0; done < len(rows) && err == nil; {
 		if done > 0 {
@@ -73,11 +77,12 @@ func (s *Store) flush(ctx context.Context, paced bool) error {
 		start, n := time.Now(), 0
 		err = s.write(ctx, func() error {
 			n = 0 // the writer may run this twice
-			for _, r := range rows[done:] {
-				if _, err := s.st.put.Exec(r.key, int64(r.kind), r.value, r.expires); err != nil {
+			for n < len(rows)-done {
+				k, err := s.putBatch(rows[done+n:], paced, args)
+				if err != nil {
 					return err
 				}
-				if n++; slice > 0 && n%8 == 0 && time.Since(start) >= slice {
+				if n += k; slice > 0 && time.Since(start) >= slice {
 					break
 				}
 			}
@@ -110,6 +115,25 @@ func (s *Store) flush(ctx context.Context, paced bool) error {
 	}
 	h.mu.Unlock()
 	return nil
+}
+
+// putBatch upserts the first rows in one statement of the largest size that
+// fits (putSizes; a paced flush checks its clock after each statement, so it
+// takes at most 8) and returns how many it wrote. args is scratch space.
+func (s *Store) putBatch(rows []flushRow, paced bool, args []any) (int, error) {
+	size := putSizes[len(putSizes)-1]
+	for _, n := range putSizes {
+		if n <= len(rows) && (!paced || n <= 8) {
+			size = n
+			break
+		}
+	}
+	args = args[:0]
+	for _, r := range rows[:size] {
+		args = append(args, r.key, int64(r.kind), r.value, r.expires)
+	}
+	_, err := s.st.put[size].Exec(args...)
+	return size, err
 }
 
 // flushed ends the flush of rows: committed (err == nil) or to be retried.
