@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"time"
@@ -36,7 +37,18 @@ func runServe(ctx context.Context, args []string) error {
 	logFile := fs.String("log", "", "decision log file (one line per request, like postgrey's); empty = no log")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole serve run to this file")
 	traceFile := fs.String("trace", "", "write a runtime/trace execution trace of the whole serve run to this file (latency tails)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile (every allocation of the serve run) to this file at exit")
 	_ = fs.Parse(args)
+
+	if *memProfile != "" {
+		runtime.MemProfileRate = 4096
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 
 	for _, r := range []struct {
 		path  string
