@@ -40,6 +40,8 @@ func runServe(ctx context.Context, args []string) error {
 	memProfile := fs.String("memprofile", "", "write an allocation profile (every allocation of the serve run) to this file at exit")
 	_ = fs.Parse(args)
 
+	// The collector settings `dovetail` runs with (config runtime.gc_percent).
+	daemon.TuneGC(daemon.DefaultGCPercent, 0, os.Getenv)
 	if *memProfile != "" {
 		runtime.MemProfileRate = 4096
 		defer func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,7 @@ func (a *App) load() error {
 	a.cfg = cfg
 	a.mu.Unlock()
 	a.Log = newLogger(a.Stderr, cfg.Log)
+	tuneGC(cfg.Runtime)
 	if a.Registry == nil {
 		a.Registry = prometheus.NewRegistry()
 		a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -61,7 +63,12 @@ func (a *App) ReloadConfig(context.Context) error {
 	a.mu.Lock()
 	a.cfg = cfg
 	a.mu.Unlock()
+	tuneGC(cfg.Runtime)
 	return nil
+}
+
+func tuneGC(r RuntimeConfig) {
+	daemon.TuneGC(r.GCPercent, int64(r.MemoryLimit), os.Getenv)
 }
 
 // onClose registers cleanup run by Close in reverse order.

@@ -59,7 +59,7 @@ func TestConfigCheckBroken(t *testing.T) {
 func TestConfigCheckBrokenSemantics(t *testing.T) {
 	// Structure is fine, values are not: every semantic problem is reported, with lines.
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(path, []byte("data_dir: \"\"\ndaemons: [authd, smtpd]\nlog:\n  level: loud\n"), 0o600)
+	os.WriteFile(path, []byte("data_dir: \"\"\ndaemons: [authd, smtpd]\nlog:\n  level: loud\nruntime:\n  gc_percent: 0\n"), 0o600)
 	code, _, errOut := run(t, "config", "check", path)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
@@ -68,6 +68,7 @@ func TestConfigCheckBrokenSemantics(t *testing.T) {
 		"c.yaml:1: data_dir: must not be empty",
 		"c.yaml:2: daemons[1]: unknown daemon \"smtpd\"",
 		"c.yaml:4: log.level: unknown level \"loud\"",
+		"c.yaml:6: runtime.gc_percent: 0 is not a GC target",
 	} {
 		if !strings.Contains(errOut, w) {
 			t.Errorf("missing %q in:\n%s", w, errOut)

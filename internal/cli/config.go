@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
 
 // Config is the whole configuration file: global settings plus one section per
@@ -20,6 +21,7 @@ type Config struct {
 	Log           LogConfig       `yaml:"log"`
 	Metrics       MetricsConfig   `yaml:"metrics"`
 	ShutdownGrace config.Duration `yaml:"shutdown_grace"`
+	Runtime       RuntimeConfig   `yaml:"runtime"`
 
 	Sections `yaml:",inline"`
 }
@@ -35,6 +37,25 @@ type MetricsConfig struct {
 	Listen string `yaml:"listen"` // host:port; empty disables
 }
 
+// RuntimeConfig tunes Go's garbage collector (daemon.TuneGC); GOGC and
+// GOMEMLIMIT in the environment override it.
+type RuntimeConfig struct {
+	GCPercent   int         `yaml:"gc_percent"`   // GOGC; -1 = off
+	MemoryLimit config.Size `yaml:"memory_limit"` // GOMEMLIMIT; 0 = none
+}
+
+// Validate checks the collector settings.
+func (r *RuntimeConfig) Validate() error {
+	var errs []error
+	if r.GCPercent < 1 && r.GCPercent != -1 {
+		errs = append(errs, config.Errorf("gc_percent", fmt.Sprintf("%d is not a GC target", r.GCPercent), "a percentage above 0 (Go's default is 100), or -1 for off"))
+	}
+	if r.MemoryLimit < 0 {
+		errs = append(errs, config.Errorf("memory_limit", "must not be negative", "0 for no limit, or a size such as 1GB"))
+	}
+	return config.Join(errs...)
+}
+
 // knownDaemons are the names `daemons:` accepts, in start order.
 var knownDaemons = []string{"authd", "policyd", "milter", "lmtpd"}
 
@@ -47,6 +68,7 @@ func DefaultConfig() *Config {
 		Log:           LogConfig{Level: "info", Format: "text"},
 		Metrics:       MetricsConfig{Listen: "127.0.0.1:9180"},
 		ShutdownGrace: config.Duration(10e9),
+		Runtime:       RuntimeConfig{GCPercent: daemon.DefaultGCPercent},
 	}
 	c.Sections = defaultSections()
 	return c
