@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -15,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/dovetail-mail/dovetail/bench/internal/rawconn"
 )
 
 // loadResult is one JSON line, with the fields of the peers' policy_bench.py.
@@ -75,19 +74,16 @@ func runLoad(args []string, stdout io.Writer) error {
 	for i, r := range reqs {
 		per[i%c] = append(per[i%c], r)
 	}
-	// Every connection gets its own OS thread doing blocking system calls, and a
-	// P of its own so that leaving a call never waits for one: a request costs
-	// this client one write, one read and one wake-up. Through Go's netpoller
-	// it cost ~27 µs of CPU (poller, futex hand-offs, sysmon wake-ups), taken
-	// from the same two CPUs the server runs on, and the paced schedule slept
-	// in whole milliseconds; clock_nanosleep keeps it to the microsecond.
-	runtime.GOMAXPROCS(c + 1)
-	fds := make([]int, c)
-	for i := range fds {
-		if fds[i], err = dialBlocking(*addr); err != nil {
+	// Every connection gets its own OS thread doing blocking system calls
+	// (rawconn: the netpoller's wake-ups cost this client ~27 µs of CPU per
+	// request on the server's CPUs, and its sleeps were whole milliseconds).
+	rawconn.Reserve(c)
+	rcs := make([]*rawconn.Conn, c)
+	for i := range rcs {
+		if rcs[i], err = rawconn.Dial("tcp", *addr); err != nil {
 			return err
 		}
-		defer syscall.Close(fds[i])
+		defer rcs[i].Close()
 	}
 	type out struct {
 		lat     []time.Duration
@@ -106,7 +102,7 @@ func runLoad(args []string, stdout io.Writer) error {
 		go func(i int) {
 			defer wg.Done()
 			runtime.LockOSThread()
-			fd := fds[i]
+			rc := rcs[i]
 			buf := make([]byte, 4096)
 			o := out{actions: map[string]int{}, lat: make([]time.Duration, 0, len(per[i])), sent: make([]time.Duration, 0, len(per[i])),
 				corr: make([]time.Duration, 0, len(per[i]))}
@@ -123,22 +119,22 @@ func runLoad(args []string, stdout io.Writer) error {
 				var t0 int64
 				if interval > 0 {
 					t0 = base + interval*int64(k)
-					sleepUntil(t0)
+					rawconn.SleepUntil(t0)
 				}
-				ts := mono()
+				ts := rawconn.Mono()
 				if interval == 0 {
 					t0 = ts
 				}
-				if err := writeAll(fd, r); err != nil {
+				if _, err := rc.Write(r); err != nil {
 					o.err = err
 					break
 				}
-				action, err := readReply(fd, buf)
+				action, err := readReply(rc, buf)
 				if err != nil {
 					o.err = err
 					break
 				}
-				now := mono()
+				now := rawconn.Mono()
 				o.lat = append(o.lat, time.Duration(now-t0))
 				o.sent = append(o.sent, time.Duration(now-ts))
 				if prevDone > t0 {
@@ -154,10 +150,10 @@ func runLoad(args []string, stdout io.Writer) error {
 		}(i)
 	}
 	ready.Wait()
-	start = mono()
+	start = rawconn.Mono()
 	close(startGate)
 	wg.Wait()
-	wall := time.Duration(mono() - start)
+	wall := time.Duration(rawconn.Mono() - start)
 	var lat, sent, corr []time.Duration
 	res := loadResult{Target: *target, Connections: c, TargetRate: *rate, Actions: map[string]int{}}
 	for _, o := range results {
@@ -194,21 +190,18 @@ func runLoad(args []string, stdout io.Writer) error {
 
 // readReply reads "action=...\n" and the blank line into buf and returns the
 // action's value (valid until the next call).
-func readReply(fd int, buf []byte) ([]byte, error) {
+func readReply(rc *rawconn.Conn, buf []byte) ([]byte, error) {
 	n := 0
 	for n < 2 || !bytes.HasSuffix(buf[:n], []byte("\n\n")) {
 		if n == len(buf) {
 			return nil, fmt.Errorf("reply longer than %d bytes: %q", len(buf), buf[:64])
 		}
-		m, err := syscall.Read(fd, buf[n:])
-		if err == syscall.EINTR {
-			continue
+		m, err := rc.Read(buf[n:])
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
 		}
 		if err != nil {
 			return nil, err
-		}
-		if m == 0 {
-			return nil, io.ErrUnexpectedEOF
 		}
 		n += m
 	}
@@ -217,60 +210,6 @@ func readReply(fd int, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("bad reply %q", buf[:n])
 	}
 	return line[len("action="):], nil
-}
-
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		m, err := syscall.Write(fd, b)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[m:]
-	}
-	return nil
-}
-
-// dialBlocking connects over TCP (no Nagle) and returns a blocking socket
-// that the Go runtime knows nothing about.
-func dialBlocking(addr string) (int, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return -1, fmt.Errorf("-addr %q: want ip:port: %w", addr, err)
-	}
-	fam, sa := syscall.AF_INET, syscall.Sockaddr(&syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
-	if ap.Addr().Is6() {
-		fam, sa = syscall.AF_INET6, &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	fd, err := syscall.Socket(fam, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
-		syscall.Close(fd)
-		return -1, err
-	}
-	if err := syscall.Connect(fd, sa); err != nil {
-		syscall.Close(fd)
-		return -1, fmt.Errorf("connect %s: %w", addr, err)
-	}
-	return fd, nil
-}
-
-// mono is CLOCK_MONOTONIC in ns, the clock sleepUntil sleeps on.
-func mono() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
-// sleepUntil sleeps until CLOCK_MONOTONIC reaches t (hrtimer precision).
-func sleepUntil(t int64) {
-	ts := unix.NsecToTimespec(t)
-	for unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
-	}
 }
 
 // readStream splits a file of requests, each ending with an empty line.
