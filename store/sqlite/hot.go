@@ -26,11 +26,12 @@ import (
 //     last WriteBehind — a greylisted sender waits once more, a rate window
 //     forgets a few events; synchronous=NORMAL already risked the last commits
 //     on power loss;
-//   - another process writing the same file is seen within WriteBehind: after each
-//     flush PRAGMA data_version tells whether anyone else committed, and if so every
-//     clean cached row is dropped and re-read on next use. Two processes updating
-//     one key inside that window: the later flush wins (several policy daemons
-//     share Redis, not a file).
+//   - another process writing the same file is seen within WriteBehind (within a
+//     second while this one writes nothing): after each flush PRAGMA data_version
+//     tells whether anyone else committed, and if so every clean cached row is
+//     dropped and re-read on next use. Two processes updating one key inside that
+//     window: the later flush wins (several policy daemons share Redis, not a
+//     file).
 //
 // Hashes and sets (Bayes tokens) are not cached; Delete is written through at once.
 // If a flush fails (disk full, I/O error) the rows stay dirty and are retried, and
@@ -44,6 +45,7 @@ const (
 	flushSlice    = 200 * time.Microsecond // SQLite work per transaction of a paced flush
 	flushPause    = time.Millisecond       // between them (the netpoller's granularity)
 	flushEarly    = 4096                   // dirty rows that trigger a flush before the timer
+	idleEvery     = time.Second            // the flusher's period while nothing is written
 	evictScan     = 256                    // entries looked at per eviction (on a request's path)
 	expireScan    = 4096                   // entries looked at per expiry pass
 	defaultHotMax = 200_000
@@ -75,6 +77,7 @@ type hot struct {
 	failed    atomic.Pointer[error] // last flush's error; writes fail while set
 	closing   atomic.Bool
 	loads     int64 // reads of the file on a miss (tests)
+	idle      bool  // the flusher found nothing to write and waits idleEvery: the next write kicks it
 
 	idx keyIndex // under mu
 
@@ -115,7 +118,8 @@ func (h *hot) markDirty(key string, e *hentry) {
 	if !e.dirty {
 		e.dirty = true
 		h.dirty = append(h.dirty, key)
-		if len(h.dirty) == flushEarly {
+		if len(h.dirty) == flushEarly || h.idle {
+			h.idle = false
 			select {
 			case h.kick <- struct{}{}:
 			default:

@@ -92,6 +92,24 @@ func TestWriteBehindReachesTheFile(t *testing.T) {
 	}
 }
 
+// TestWriteBehindIdleWakes: a store that has had nothing to write for a while
+// flushes every idleEvery (a second) instead of every interval, and the first
+// write after that wakes it: the row still reaches the file within about one
+// interval, not a second.
+func TestWriteBehindIdleWakes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, sqlite.Options{Path: path, WriteBehind: 20 * time.Millisecond})
+	time.Sleep(150 * time.Millisecond) // several empty flushes: idle
+	start := time.Now()
+	if err := s.Set(t.Context(), "grey:late", []byte("3 4"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Set in the file", func() bool { v, ok := rawGet(t, path, "grey:late"); return ok && v == "3 4" })
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("the write after an idle spell reached the file after %v; want about one interval (20ms), not a second", d)
+	}
+}
+
 // TestWriteBehindSeesOtherProcesses: a row another process (here: a second,
 // write-through Store) changes is seen within the interval, though cached.
 func TestWriteBehindSeesOtherProcesses(t *testing.T) {
