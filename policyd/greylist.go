@@ -61,20 +61,31 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	awlKey := string(appendClientNet(append(kb[:0], awlPrefix...), r, g.v4bits, g.v6bits))
 	net := awlKey[len(awlPrefix):]
 	now := tx.now.Unix()
-	// The client's AWL entry, read once: a pass below credits it from this
+	key := requestTripletKey(net, r.Sender, r.Recipient, g.delim)
+	// The client's AWL entry and the triplet are read together (one round
+	// trip on Redis), the AWL entry once: a pass below credits it from this
 	// reading instead of reading it again.
 	var awl clientCredit
+	var first, passed int64
+	var err error
 	if g.awlAfter > 0 {
-		var err error
-		if awl.count, awl.last, err = g.getPair(ctx, awlKey); err != nil {
-			return verdict{}, err
+		vs, gerr := store.GetMulti(ctx, g.st, awlKey, key)
+		if gerr != nil {
+			return verdict{}, gerr
+		}
+		if vs[0] != nil {
+			awl.count, awl.last, _ = parsePair(vs[0]) // a damaged entry counts as none
 		}
 		if awl.count >= int64(g.awlAfter) {
 			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
 		}
+		err = store.ErrNotFound
+		if vs[1] != nil {
+			first, passed, err = parsePair(vs[1])
+		}
+	} else {
+		first, passed, err = g.getPair(ctx, key)
 	}
-	key := requestTripletKey(net, r.Sender, r.Recipient, g.delim)
-	first, passed, err := g.getPair(ctx, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return g.greylist(ctx, r, key, now, 0, "greylist: new triplet")
@@ -140,21 +151,22 @@ func (g *greylistCheck) creditClient(ctx context.Context, awlKey string, awl cli
 	return g.st.Set(ctx, awlKey, pair(awl.count+1, now), g.maxAge)
 }
 
-// getPair reads a "a b" value. A missing key is ErrNotFound; for the AWL read a
-// missing key is simply (0, 0).
+// getPair reads a "a b" value; a missing key is ErrNotFound.
 func (g *greylistCheck) getPair(ctx context.Context, key string) (int64, int64, error) {
 	b, err := g.st.Get(ctx, key)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) && strings.HasPrefix(key, awlPrefix) {
-			return 0, 0, nil
-		}
 		return 0, 0, err
 	}
+	return parsePair(b)
+}
+
+// parsePair parses a "a b" value; a damaged one is ErrNotFound, so that
+// greylisting starts over.
+func parsePair(b []byte) (int64, int64, error) {
 	as, bs, _ := strings.Cut(string(b), " ")
 	x, err1 := strconv.ParseInt(as, 10, 64)
 	y, err2 := strconv.ParseInt(bs, 10, 64)
 	if err1 != nil || err2 != nil {
-		// A damaged entry is treated as absent: greylisting starts over.
 		return 0, 0, store.ErrNotFound
 	}
 	return x, y, nil

@@ -59,6 +59,28 @@ func TestGreylistLifecycle(t *testing.T) {
 	}
 }
 
+// TestGreylistDamagedEntries: a damaged auto-whitelist entry counts as none
+// and a damaged triplet as new, so the client is greylisted as usual rather
+// than answered a temporary failure on every request.
+func TestGreylistDamagedEntries(t *testing.T) {
+	st := mem.New()
+	s := newDirect(t, greyConfig(), Deps{Store: st})
+	ctx := t.Context()
+	if err := st.Set(ctx, awlPrefix+"192.0.2.0/24", []byte("garbage"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	d := evalDirect(t, s, nil)
+	if d.action.Verb != VerbDeferIfPermit || d.check != CheckGreylist || !strings.Contains(d.reason, "new triplet") {
+		t.Fatalf("damaged AWL entry: %+v", d)
+	}
+	if err := st.Set(ctx, awlPrefix+"192.0.2.0/24", []byte("1 x"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || d.check != CheckGreylist {
+		t.Fatalf("damaged AWL entry, known triplet: %+v", d)
+	}
+}
+
 func TestGreylistRetryWindowAndMaxAge(t *testing.T) {
 	clk := newClock()
 	st := mem.New()

@@ -59,3 +59,33 @@ type Store interface {
 	// twice is harmless.
 	Close() error
 }
+
+// MultiGetter is implemented by stores that read several values in one round
+// trip (Redis); GetMulti uses it.
+type MultiGetter interface {
+	GetMulti(ctx context.Context, keys ...string) ([][]byte, error)
+}
+
+// GetMulti returns the values of keys in order, as Get would: a missing or
+// expired key's value is nil, a present key's never is (an empty value is
+// empty, not nil). A MultiGetter answers in one call; other stores get one Get
+// per key, so a wrapper that overrides Get is still obeyed.
+func GetMulti(ctx context.Context, s Store, keys ...string) ([][]byte, error) {
+	if m, ok := s.(MultiGetter); ok {
+		return m.GetMulti(ctx, keys...)
+	}
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := s.Get(ctx, k)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, err
+		case v == nil: // present, empty
+			out[i] = []byte{}
+		default:
+			out[i] = v
+		}
+	}
+	return out, nil
+}

@@ -56,6 +56,15 @@ func (m *instrumented) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, err
 }
 
+// GetMulti keeps the backend's one-round-trip read (store.MultiGetter), which
+// the wrapper would otherwise hide.
+func (m *instrumented) GetMulti(ctx context.Context, keys ...string) ([][]byte, error) {
+	start := time.Now()
+	v, err := store.GetMulti(ctx, m.Store, keys...)
+	m.done("getmulti", start, err)
+	return v, err
+}
+
 func (m *instrumented) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := m.Store.Set(ctx, key, value, ttl)

@@ -55,7 +55,10 @@ type Store struct {
 	cerr   error
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store       = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
+)
 
 // New returns a Store; it does not connect (the first call does), so a Redis that
 // is down at startup makes calls fail, not the daemon. Use Ping to check.
@@ -157,6 +160,40 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		v = []byte{}
 	}
 	return v, nil
+}
+
+// GetMulti reads keys in one round trip (a pipeline of GETs rather than MGET,
+// whose keys would all have to hash to one slot of a Redis Cluster); see
+// store.GetMulti.
+func (s *Store) GetMulti(ctx context.Context, keys ...string) ([][]byte, error) {
+	if err := s.start(ctx, "getmulti"); err != nil {
+		return nil, err
+	}
+	cmds := make([]*goredis.StringCmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, s.key(k))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, s.fail(ctx, "getmulti", err)
+	}
+	out := make([][]byte, len(keys))
+	for i, c := range cmds {
+		v, err := c.Bytes()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			return nil, s.fail(ctx, "getmulti", err)
+		default:
+			if v == nil {
+				v = []byte{}
+			}
+			out[i] = v
+		}
+	}
+	return out, nil
 }
 
 // Set stores value under key; ttl 0 stores it without expiry (clearing any).

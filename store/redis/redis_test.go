@@ -77,6 +77,7 @@ func allFail(t *testing.T, s store.Store, what string) {
 	ctx := t.Context()
 	calls := map[string]func() error{
 		"Get":       func() error { _, err := s.Get(ctx, "k"); return err },
+		"GetMulti":  func() error { _, err := store.GetMulti(ctx, s, "k", "l"); return err },
 		"Set":       func() error { return s.Set(ctx, "k", []byte("v"), time.Minute) },
 		"Incr":      func() error { _, err := s.Incr(ctx, "c", 1, time.Minute); return err },
 		"WindowAdd": func() error { _, err := s.WindowAdd(ctx, "w", time.Now(), time.Minute, 1); return err },

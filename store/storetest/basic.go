@@ -11,6 +11,7 @@ import (
 
 var basicCases = []testCase{
 	{"GetSet", testGetSet},
+	{"GetMulti", testGetMulti},
 	{"SetNX", testSetNX},
 	{"Delete", testDelete},
 	{"Incr", testIncr},
@@ -53,6 +54,35 @@ func testGetSet(t *testing.T, s store.Store, _ clock) {
 	must(t, err, "Get")
 	copy(got, "YYYYYYYY")
 	mustGet(t, s, "kv:copy", "original")
+}
+
+// testGetMulti: store.GetMulti (one round trip where the backend has one)
+// answers like a Get per key: values in order, nil for missing and expired
+// keys, empty for an empty value, and a key asked for twice twice.
+func testGetMulti(t *testing.T, s store.Store, c clock) {
+	ctx := ctxT(t)
+	must(t, s.Set(ctx, "mg:a", []byte("1 2"), 0), "Set")
+	must(t, s.Set(ctx, "mg:empty", []byte{}, 0), "Set empty")
+	must(t, s.Set(ctx, "mg:short", []byte("x"), 50*time.Millisecond), "Set with ttl")
+	sleepUntil(c, c.Now().Add(50*time.Millisecond+margin))
+	got, err := store.GetMulti(ctx, s, "mg:a", "mg:missing", "mg:empty", "mg:short", "mg:a")
+	must(t, err, "GetMulti")
+	want := []string{"1 2", "<nil>", "", "<nil>", "1 2"}
+	if len(got) != len(want) {
+		t.Fatalf("GetMulti returned %d values, want %d", len(got), len(want))
+	}
+	for i, v := range got {
+		s := string(v)
+		if v == nil {
+			s = "<nil>"
+		}
+		if s != want[i] {
+			t.Errorf("value %d = %q, want %q", i, s, want[i])
+		}
+	}
+	if got, err := store.GetMulti(ctx, s); err != nil || len(got) != 0 {
+		t.Errorf("GetMulti of no keys = %v, %v", got, err)
+	}
 }
 
 func testSetNX(t *testing.T, s store.Store, _ clock) {

@@ -68,6 +68,10 @@ func testConcurrent(t *testing.T, s store.Store, _ clock) {
 func calls(s store.Store) map[string]func(ctx context.Context) error {
 	return map[string]func(ctx context.Context) error{
 		"Get": func(ctx context.Context) error { _, err := s.Get(ctx, "x:k"); return err },
+		"GetMulti": func(ctx context.Context) error {
+			_, err := store.GetMulti(ctx, s, "x:k", "x:l")
+			return err
+		},
 		"Set": func(ctx context.Context) error { return s.Set(ctx, "x:k", []byte("v"), 0) },
 		"SetNX": func(ctx context.Context) error {
 			_, err := s.SetNX(ctx, "x:nx", []byte("v"), 0)
