@@ -46,7 +46,6 @@ func (a *App) load() error {
 	a.cfg = cfg
 	a.mu.Unlock()
 	a.Log = newLogger(a.Stderr, cfg.Log)
-	tuneGC(cfg.Runtime)
 	if a.Registry == nil {
 		a.Registry = prometheus.NewRegistry()
 		a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -67,8 +66,11 @@ func (a *App) ReloadConfig(context.Context) error {
 	return nil
 }
 
-func tuneGC(r RuntimeConfig) {
-	daemon.TuneGC(r.GCPercent, int64(r.MemoryLimit), os.Getenv)
+// tuneGC applies the collector settings to a running daemon (one-shot commands
+// such as learn keep Go's defaults: their heaps can be large, and five times a
+// large heap is too much to ask). It returns the settings in force.
+func tuneGC(r RuntimeConfig) (gcPercent int, memoryLimit int64) {
+	return daemon.TuneGC(r.GCPercent, int64(r.MemoryLimit), os.Getenv)
 }
 
 // onClose registers cleanup run by Close in reverse order.

@@ -57,6 +57,7 @@ func runUnits(ctx context.Context, app *App, names ...string) error {
 		units = append(units, *u)
 	}
 	cfg := app.Config()
+	gcPercent, memLimit := tuneGC(cfg.Runtime)
 	rt := &daemon.Runtime{
 		Log:         app.Log,
 		Units:       units,
@@ -65,7 +66,8 @@ func runUnits(ctx context.Context, app *App, names ...string) error {
 		Grace:       cfg.ShutdownGrace.D(),
 		Reload:      app.ReloadConfig,
 	}
-	app.Log.Info("dovetail starting", "daemons", names, "config", configName(app.ConfigPath), "data_dir", cfg.DataDir)
+	app.Log.Info("dovetail starting", "daemons", names, "config", configName(app.ConfigPath), "data_dir", cfg.DataDir,
+		"gc_percent", gcPercent, "memory_limit", memLimit)
 	return rt.Run(ctx)
 }
 

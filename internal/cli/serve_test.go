@@ -79,6 +79,7 @@ lmtpd:
 
 	logs := &testenv.LogBuffer{}
 	cmd := exec.Command(bin, "serve", "-c", cfgPath)
+	cmd.Env = append(os.Environ(), "GOGC=", "GOMEMLIMIT=") // the config's collector settings apply
 	cmd.Stderr = logs
 	cmd.Stdout = logs
 	if err := cmd.Start(); err != nil {
@@ -96,6 +97,9 @@ lmtpd:
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	if !strings.Contains(logs.String(), "gc_percent=400 memory_limit=0") {
+		t.Errorf("the start line does not show the collector settings of the config:\n%s", logs.String())
+	}
 	for name, a := range addrs {
 		c, err := net.Dial("tcp", a)
 		if err != nil {

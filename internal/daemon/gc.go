@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"math"
 	"runtime/debug"
 )
 
@@ -17,7 +18,7 @@ const DefaultGCPercent = 400
 // TuneGC applies the collector settings: percent as GOGC (-1 turns collection
 // off) and limit, when > 0, as GOMEMLIMIT in bytes. A GOGC or GOMEMLIMIT set in
 // the environment (getenv) wins: Go has applied it already. It returns the
-// settings in force.
+// settings in force, the limit 0 when there is none.
 func TuneGC(percent int, limit int64, getenv func(string) string) (gcPercent int, memoryLimit int64) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(percent)
@@ -27,5 +28,8 @@ func TuneGC(percent int, limit int64, getenv func(string) string) (gcPercent int
 	}
 	gcPercent = debug.SetGCPercent(-1)
 	debug.SetGCPercent(gcPercent)
-	return gcPercent, debug.SetMemoryLimit(-1)
+	if memoryLimit = debug.SetMemoryLimit(-1); memoryLimit == math.MaxInt64 {
+		memoryLimit = 0
+	}
+	return gcPercent, memoryLimit
 }

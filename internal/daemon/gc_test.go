@@ -23,9 +23,9 @@ func TestTuneGC(t *testing.T) {
 		wantLimit   int64
 	}{
 		{"config applies", 400, 1 << 30, nil, 400, 1 << 30},
-		{"no limit keeps the runtime's", 250, 0, nil, 250, math.MaxInt64},
-		{"GOGC in the environment wins", 400, 0, map[string]string{"GOGC": "100"}, 100, math.MaxInt64},
-		{"GOMEMLIMIT in the environment wins", 400, 1 << 30, map[string]string{"GOMEMLIMIT": "2GiB"}, 400, math.MaxInt64},
+		{"no limit keeps the runtime's", 250, 0, nil, 250, 0},
+		{"GOGC in the environment wins", 400, 0, map[string]string{"GOGC": "100"}, 100, 0},
+		{"GOMEMLIMIT in the environment wins", 400, 1 << 30, map[string]string{"GOMEMLIMIT": "2GiB"}, 400, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
