@@ -62,29 +62,44 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	net := awlKey[len(awlPrefix):]
 	now := tx.now.Unix()
 	key := requestTripletKey(net, r.Sender, r.Recipient, g.delim)
-	// The client's AWL entry and the triplet are read together (one round
-	// trip on Redis), the AWL entry once: a pass below credits it from this
-	// reading instead of reading it again.
+	// The client's AWL entry is read once: a pass below credits it from this
+	// reading instead of reading it again. Where a read is a round trip
+	// (Redis), the triplet is read ahead with it; on a local store it is read
+	// only when the client is not auto-whitelisted (reading ahead would fill
+	// the cache with the triplets of whitelisted clients).
 	var awl clientCredit
-	var first, passed int64
-	var err error
+	var ahead [][]byte // [AWL entry, triplet] when read ahead
 	if g.awlAfter > 0 {
-		vs, gerr := store.GetMulti(ctx, g.st, awlKey, key)
-		if gerr != nil {
-			return verdict{}, gerr
+		var entry []byte
+		if _, batched := g.st.(store.MultiGetter); batched {
+			vs, err := store.GetMulti(ctx, g.st, awlKey, key)
+			if err != nil {
+				return verdict{}, err
+			}
+			entry, ahead = vs[0], vs
+		} else {
+			v, err := g.st.Get(ctx, awlKey)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return verdict{}, err
+			}
+			entry = v
 		}
-		if vs[0] != nil {
-			awl.count, awl.last, _ = parsePair(vs[0]) // a damaged entry counts as none
+		if entry != nil {
+			awl.count, awl.last, _ = parsePair(entry) // a damaged entry counts as none
 		}
 		if awl.count >= int64(g.awlAfter) {
 			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
 		}
-		err = store.ErrNotFound
-		if vs[1] != nil {
-			first, passed, err = parsePair(vs[1])
-		}
-	} else {
+	}
+	var first, passed int64
+	var err error
+	switch {
+	case ahead == nil:
 		first, passed, err = g.getPair(ctx, key)
+	case ahead[1] == nil:
+		err = store.ErrNotFound
+	default:
+		first, passed, err = parsePair(ahead[1])
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

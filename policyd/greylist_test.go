@@ -1,8 +1,10 @@
 package policyd
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 )
 
@@ -21,10 +24,28 @@ func greyConfig() Config {
 	return c
 }
 
+// batchedStore offers store.MultiGetter over a local store, so the greylist
+// tests run the read-ahead path that Redis takes as well.
+type batchedStore struct{ *mem.Store }
+
+func (b batchedStore) GetMulti(ctx context.Context, keys ...string) ([][]byte, error) {
+	return store.GetMulti(ctx, b.Store, keys...)
+}
+
 func TestGreylistLifecycle(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) { testGreylistLifecycle(t, batched) })
+	}
+}
+
+func testGreylistLifecycle(t *testing.T, batched bool) {
 	clk := newClock()
-	st := mem.New()
-	st.Now = clk.Now
+	m := mem.New()
+	m.Now = clk.Now
+	var st store.Store = m
+	if batched {
+		st = batchedStore{m}
+	}
 	s := newDirect(t, greyConfig(), Deps{Store: st, Now: clk.Now})
 
 	d := evalDirect(t, s, nil)
@@ -63,7 +84,16 @@ func TestGreylistLifecycle(t *testing.T) {
 // and a damaged triplet as new, so the client is greylisted as usual rather
 // than answered a temporary failure on every request.
 func TestGreylistDamagedEntries(t *testing.T) {
-	st := mem.New()
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprint("batched=", batched), func(t *testing.T) { testGreylistDamagedEntries(t, batched) })
+	}
+}
+
+func testGreylistDamagedEntries(t *testing.T, batched bool) {
+	var st store.Store = mem.New()
+	if batched {
+		st = batchedStore{st.(*mem.Store)}
+	}
 	s := newDirect(t, greyConfig(), Deps{Store: st})
 	ctx := t.Context()
 	if err := st.Set(ctx, awlPrefix+"192.0.2.0/24", []byte("garbage"), time.Hour); err != nil {

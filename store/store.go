@@ -61,7 +61,8 @@ type Store interface {
 }
 
 // MultiGetter is implemented by stores that read several values in one round
-// trip (Redis); GetMulti uses it.
+// trip (Redis); GetMulti uses it. Callers may test for it to decide whether
+// reading a key they may not need is worth it: on a local store it is not.
 type MultiGetter interface {
 	GetMulti(ctx context.Context, keys ...string) ([][]byte, error)
 }

@@ -39,8 +39,16 @@ func instrument(s store.Store, backend string, reg prometheus.Registerer) (store
 			return nil, err
 		}
 	}
+	if _, ok := s.(store.MultiGetter); ok {
+		return &instrumentedMulti{m}, nil
+	}
 	return m, nil
 }
+
+// instrumentedMulti is instrumented for a store.MultiGetter: the wrapper keeps
+// the capability when, and only when, the backend has it (callers ask for it
+// to decide whether reading ahead saves a round trip).
+type instrumentedMulti struct{ *instrumented }
 
 func (m *instrumented) done(op string, start time.Time, err error) {
 	m.seconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
@@ -56,11 +64,9 @@ func (m *instrumented) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, err
 }
 
-// GetMulti keeps the backend's one-round-trip read (store.MultiGetter), which
-// the wrapper would otherwise hide.
-func (m *instrumented) GetMulti(ctx context.Context, keys ...string) ([][]byte, error) {
+func (m *instrumentedMulti) GetMulti(ctx context.Context, keys ...string) ([][]byte, error) {
 	start := time.Now()
-	v, err := store.GetMulti(ctx, m.Store, keys...)
+	v, err := m.Store.(store.MultiGetter).GetMulti(ctx, keys...)
 	m.done("getmulti", start, err)
 	return v, err
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -98,6 +99,61 @@ func TestOpenRedis(t *testing.T) {
 	defer s.Close()
 	if n, err := s.Incr(t.Context(), "k", 2, 0); err != nil || n != 2 {
 		t.Fatalf("Incr = %d, %v", n, err)
+	}
+}
+
+// TestMetricsKeepMultiGetter: the metrics wrapper offers store.MultiGetter
+// exactly when the backend does (callers read ahead only where it saves a
+// round trip), and counts the call.
+func TestMetricsKeepMultiGetter(t *testing.T) {
+	srv := testenv.Redis(t)
+	for _, tc := range []struct {
+		backend string
+		batched bool
+	}{{store.BackendMemory, false}, {store.BackendSQLite, false}, {store.BackendRedis, true}} {
+		t.Run(tc.backend, func(t *testing.T) {
+			cfg := store.DefaultConfig()
+			cfg.Backend = tc.backend
+			cfg.Redis.Addr = srv.Addr
+			cfg.Redis.Prefix = "multitest:"
+			reg := prometheus.NewRegistry()
+			s, err := storeopen.Open(t.Context(), cfg, t.TempDir(), storeopen.WithRegisterer(reg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, ok := s.(store.MultiGetter); ok != tc.batched {
+				t.Fatalf("MultiGetter = %v, want %v", ok, tc.batched)
+			}
+			if err := s.Set(t.Context(), "a", []byte("1"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			vs, err := store.GetMulti(t.Context(), s, "a", "missing")
+			if err != nil || string(vs[0]) != "1" || vs[1] != nil {
+				t.Fatalf("GetMulti = %q, %v", vs, err)
+			}
+			want := "get"
+			if tc.batched {
+				want = "getmulti"
+			}
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, mf := range mfs {
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "op" && l.GetValue() == want {
+							found = true
+						}
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no %q operation counted", want)
+			}
+		})
 	}
 }
 
