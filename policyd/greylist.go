@@ -61,7 +61,7 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	awlKey := string(appendClientNet(append(kb[:0], awlPrefix...), r, g.v4bits, g.v6bits))
 	net := awlKey[len(awlPrefix):]
 	now := tx.now.Unix()
-	key := requestTripletKey(net, r.Sender, r.Recipient, g.delim)
+	key := "" // the triplet's, built when it is read
 	// The client's AWL entry is read once: a pass below credits it from this
 	// reading instead of reading it again. Where a read is a round trip
 	// (Redis), the triplet is read ahead with it; on a local store it is read
@@ -72,6 +72,7 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if g.awlAfter > 0 {
 		var entry []byte
 		if _, batched := g.st.(store.MultiGetter); batched {
+			key = requestTripletKey(net, r.Sender, r.Recipient, g.delim)
 			vs, err := store.GetMulti(ctx, g.st, awlKey, key)
 			if err != nil {
 				return verdict{}, err
@@ -90,6 +91,9 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		if awl.count >= int64(g.awlAfter) {
 			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
 		}
+	}
+	if key == "" {
+		key = requestTripletKey(net, r.Sender, r.Recipient, g.delim)
 	}
 	var first, passed int64
 	var err error

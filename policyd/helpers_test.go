@@ -221,7 +221,7 @@ func evalDirect(t *testing.T, s *Server, cs *connState, attrs ...string) decisio
 	if cs == nil {
 		cs = &connState{}
 	}
-	tx := txn{req: &r, conn: cs, now: s.now()}
+	tx := txn{req: &r, conn: cs, now: s.checkTime(time.Now())}
 	return s.eng.Load().decide(context.Background(), &tx)
 }
 

@@ -204,8 +204,7 @@ func trimEOL(b []byte) []byte {
 // request with "\r\n" line ends simply reports false.)
 func (rd *Reader) requestBuffered() bool {
 	b, _ := rd.br.Peek(rd.br.Buffered())
-	// One request per read, ending the buffer, is the usual case: no scan.
-	return bytes.HasSuffix(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\n"))
+	return bytes.Contains(b, []byte("\n\n"))
 }
 
 // Buffered reports whether request bytes are already waiting (pipelining).

@@ -123,12 +123,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// now is the clock the checks see: Deps.Now, or time.Now.
-func (s *Server) now() time.Time {
+// checkTime is the clock the checks see for a request read at start:
+// Deps.Now, or start itself (one clock reading serves both).
+func (s *Server) checkTime(start time.Time) time.Time {
 	if s.deps.Now != nil {
 		return s.deps.Now()
 	}
-	return time.Now()
+	return start
 }
 
 func (s *Server) isClosing() bool {
@@ -251,10 +252,7 @@ func (s *Server) serveConn(c *conn) {
 		}
 		err := rd.Read(tx.req)
 		start := time.Now()
-		tx.now = start // the checks' clock; one reading serves both when it is time.Now
-		if s.deps.Now != nil {
-			tx.now = s.deps.Now()
-		}
+		tx.now = s.checkTime(start)
 		var d decision
 		if err == nil {
 			ctx, cancel := context.WithTimeout(s.baseCtx, e.cfg.RequestTimeout.D())
