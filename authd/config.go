@@ -36,7 +36,12 @@ type Config struct {
 	// RequestTimeout drops requests waiting for a CONT that never comes (Postfix
 	// does not tell the server when an SMTP client aborts with "*").
 	RequestTimeout config.Duration `yaml:"request_timeout"`
-	// IdleTimeout closes connections without any traffic (Postfix reconnects).
+	// IdleTimeout closes connections without any traffic; 0 (the default, as
+	// Dovecot) never does. Postfix opens its connection when an smtpd process
+	// starts and keeps it while the process serves clients that never
+	// authenticate; over TCP its first AUTH after we closed the connection
+	// writes into the dead socket, reads EOF and answers 454, so a timeout
+	// here costs a legitimate login a temporary failure.
 	IdleTimeout config.Duration `yaml:"idle_timeout"`
 	// MaxConnections bounds concurrent client connections; MaxPending the
 	// unfinished requests on one connection.
@@ -59,7 +64,6 @@ func DefaultConfig() Config {
 		OnUnavailable:    "disconnect",
 		LookupTimeout:    config.Duration(5 * time.Second),
 		RequestTimeout:   config.Duration(150 * time.Second),
-		IdleTimeout:      config.Duration(30 * time.Minute),
 		MaxConnections:   1024,
 		MaxPending:       64,
 	}
@@ -99,8 +103,11 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, config.Errorf("on_unavailable", fmt.Sprintf("unknown value %q", c.OnUnavailable), "disconnect (Postfix: 454) or fail (Postfix: 535)"))
 	}
-	if c.RequestTimeout <= 0 || c.IdleTimeout <= 0 {
-		errs = append(errs, config.Errorf("request_timeout", "request_timeout and idle_timeout must be positive", ""))
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, config.Errorf("request_timeout", "must be positive", "e.g. 150s"))
+	}
+	if c.IdleTimeout < 0 {
+		errs = append(errs, config.Errorf("idle_timeout", "must not be negative", "0 keeps idle connections open"))
 	}
 	if c.MaxConnections < 1 || c.MaxPending < 1 {
 		errs = append(errs, config.Errorf("max_connections", "max_connections and max_pending must be at least 1", ""))

@@ -83,7 +83,7 @@ func (c *conn) serve() {
 		return
 	}
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout.D()))
+		c.nc.SetReadDeadline(c.readDeadline())
 		raw, err := c.r.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -97,6 +97,22 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// handshakeTimeout bounds the wait for the client's VERSION line: Postfix
+// sends it as soon as it connects, so a silent peer is not a client.
+const handshakeTimeout = 30 * time.Second
+
+// readDeadline is the deadline for the next line: the handshake's, then the
+// idle timeout's if one is set.
+func (c *conn) readDeadline() time.Time {
+	if !c.versionSeen {
+		return time.Now().Add(handshakeTimeout)
+	}
+	if d := c.s.cfg.IdleTimeout.D(); d > 0 {
+		return time.Now().Add(d)
+	}
+	return time.Time{}
 }
 
 func (c *conn) handshake() string {
@@ -177,7 +193,7 @@ func (c *conn) auth(args []string) error {
 		c.mu.Unlock()
 		return fmt.Errorf("%w: duplicate request id %d", errProtocol, a.id)
 	}
-	if len(c.reqs) >= c.s.cfg.MaxPending {
+	if len(c.reqs) >= c.s.cfg.MaxPending && !c.evictWaiting() {
 		c.mu.Unlock()
 		c.write(fmt.Sprintf("FAIL\t%d\treason=Too many concurrent authentication requests\n", a.id))
 		return nil
@@ -400,6 +416,27 @@ func (c *conn) expire(r *request) {
 		c.remove(r)
 		c.s.m.attempts.WithLabelValues(r.a.mech, "abandoned").Inc()
 	}
+}
+
+// evictWaiting makes room for a new request by dropping the oldest one that
+// waits for a CONT, as if it had expired. Postfix keeps one connection per
+// smtpd process and never says when an SMTP client gave up mid-exchange, so
+// such requests pile up until request_timeout; max_pending must bound what
+// runs, not lock everybody else on the connection out meanwhile. It reports
+// false when every request is running. c.mu is held.
+func (c *conn) evictWaiting() bool {
+	var oldest *request
+	for _, r := range c.reqs {
+		if !r.busy && (oldest == nil || r.start.Before(oldest.start)) {
+			oldest = r
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	c.remove(oldest)
+	c.s.m.attempts.WithLabelValues(oldest.a.mech, "abandoned").Inc()
+	return true
 }
 
 // write sends one reply; a failed write closes the connection.

@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,7 +32,12 @@ func newPenalty(base, max time.Duration) *penalty {
 		m: map[string]*penEntry{}, now: time.Now}
 }
 
-func penaltyKey(rip, login string) string { return rip + "\x00" + login }
+// penaltyKey folds the login's case and surrounding space: the directories
+// match logins that way (LDAP's cn, the users file), so "Alice" and "alice"
+// are one account and must share one penalty.
+func penaltyKey(rip, login string) string {
+	return rip + "\x00" + strings.ToLower(strings.TrimSpace(login))
+}
 
 // fail records a failure and returns how long to delay its reply.
 func (p *penalty) fail(key string) time.Duration {
@@ -65,15 +71,29 @@ func (p *penalty) success(key string) {
 	p.mu.Unlock()
 }
 
-// sweep drops stale entries; if the table is still full (an attack from many
-// addresses), it is cleared rather than allowed to grow without bound.
+// sweep drops stale entries. If the table is still full (an attack from many
+// addresses or logins), it drops the entries with the fewest failures first,
+// so flooding the table with fresh keys cannot reset the delay an attacker has
+// already built up against one account; only as a last resort is it cleared
+// rather than allowed to grow without bound.
 func (p *penalty) sweep(now time.Time) {
+	low := -1
 	for k, e := range p.m {
 		if now.Sub(e.last) > p.forget {
 			delete(p.m, k)
+		} else if low < 0 || e.failures < low {
+			low = e.failures
 		}
 	}
-	if len(p.m) >= p.limit {
-		p.m = map[string]*penEntry{}
+	for len(p.m) >= p.limit && low >= 0 {
+		next := -1
+		for k, e := range p.m {
+			if e.failures <= low {
+				delete(p.m, k)
+			} else if next < 0 || e.failures < next {
+				next = e.failures
+			}
+		}
+		low = next
 	}
 }

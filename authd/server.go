@@ -319,6 +319,11 @@ func (s *Server) secret(ctx context.Context, login, mech string) (password.Entry
 		// Checked before the exchange completes: a disabled user never gets OK.
 		return password.Entry{}, outcome{kind: kindFail, login: login, err: directory.ErrDisabled}
 	}
+	if data == "" {
+		// An account without a password cannot log in (as with PLAIN): an
+		// empty secret would otherwise answer an HMAC keyed with "".
+		return password.Entry{}, fail(login, "user has no password")
+	}
 	stored := data
 	if scheme != "" {
 		stored = "{" + scheme + "}" + data

@@ -30,6 +30,7 @@ const usersFile = `alice@example.com:{PLAIN}alicepw
 bob@example.com:{PLAIN}bobpw::::::status=invalid
 carol:{SSHA}dOiHfu7KYmek5e+ZkHo+1Qu5XFCkSNss
 cram:{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56
+nopw:{PLAIN}::::::
 scram:{SCRAM-SHA-256}4096,GDeAH+ot0LjaUFaaS4IOTA==,V++l1TFsOPM1a8D7wvaE81adXZWNRlPFpHIFPXHWrvk=,2930cluItwJVpfZboBweNXRu/YJJswpuvvFGPkL8IVo=
 `
 
@@ -312,6 +313,7 @@ func TestCRAMMD5(t *testing.T) {
 		{"carol", "secret", false},          // {SSHA} cannot serve CRAM-MD5
 		{"bob@example.com", "bobpw", false}, // disabled
 		{"nobody", "x", false},
+		{"nopw", "", false}, // no password: an HMAC keyed with "" must not pass
 	} {
 		id := c.auth("CRAM-MD5", "")
 		l := c.line()
@@ -400,6 +402,7 @@ func TestSCRAM(t *testing.T) {
 		{"SCRAM-SHA-256", "scram", "wrong", false},
 		{"SCRAM-SHA-1", "scram", "secret", false}, // stored for SHA-256 only
 		{"SCRAM-SHA-256", "bob@example.com", "bobpw", false},
+		{"SCRAM-SHA-256", "nopw", "", false},
 	} {
 		l := scramExchange(t, c, tc.mech, tc.user, tc.pw)
 		if got := strings.HasPrefix(l, "OK\t") && strings.Contains(l, "user="+tc.user); got != tc.ok {
@@ -510,6 +513,32 @@ func TestPenalty(t *testing.T) {
 	}
 	if len(p.m) > 10 {
 		t.Errorf("penalty table grew to %d", len(p.m))
+	}
+
+	// The login's case and surrounding space do not make a fresh key: the
+	// directories match logins that way.
+	p = newPenalty(100*time.Millisecond, 700*time.Millisecond)
+	for i, login := range []string{"alice@example.com", "Alice@Example.com", " ALICE@EXAMPLE.COM"} {
+		if d, want := p.fail(penaltyKey("192.0.2.1", login)), 100*time.Millisecond<<i; d != want {
+			t.Errorf("failure %d as %q: delay %v, want %v", i+1, login, d, want)
+		}
+	}
+
+	// Flooding a full table with fresh keys does not reset a key that has
+	// built up failures.
+	p = newPenalty(100*time.Millisecond, 700*time.Millisecond)
+	p.limit = 10
+	for i := 0; i < 3; i++ {
+		p.fail(k)
+	}
+	for i := 0; i < 100; i++ {
+		p.fail(fmt.Sprint("flood", i))
+	}
+	if len(p.m) > 10 {
+		t.Errorf("penalty table grew to %d", len(p.m))
+	}
+	if d := p.fail(k); d != 700*time.Millisecond {
+		t.Errorf("after a flood of fresh keys: delay %v, want the 4th failure's 700ms", d)
 	}
 
 	// Over the wire: the second failure is delayed, no-penalty is honoured.
@@ -668,18 +697,53 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// gatedDir holds every password check until the gate is closed.
+type gatedDir struct {
+	*fakeDir
+	gate chan struct{}
+}
+
+func (g *gatedDir) Authenticate(ctx context.Context, login, pw string) (*directory.User, error) {
+	<-g.gate
+	return g.fakeDir.Authenticate(ctx, login, pw)
+}
+
+// TestMaxPending: max_pending bounds the requests that run. Requests left
+// waiting for a CONT (Postfix never says when an SMTP client gave up with "*")
+// make room for new ones instead of locking the connection's other users out
+// until request_timeout.
 func TestMaxPending(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxPending = 2
-	ts := start(t, cfg, newFakeDir(t))
+	dir := &gatedDir{fakeDir: newFakeDir(t), gate: make(chan struct{})}
+	ts := start(t, cfg, dir)
 	c := dial(t, ts.addr)
-	c.send("AUTH\t1\tLOGIN\tservice=smtp\nAUTH\t2\tLOGIN\tservice=smtp\nAUTH\t3\tLOGIN\tservice=smtp\n")
+	c.send("AUTH\t1\tLOGIN\tservice=smtp\n")
+	if l := c.line(); l != "CONT\t1\t"+b64("Username:") {
+		t.Fatalf("got %q", l)
+	}
+	resp := "\tresp=" + b64("\x00alice@example.com\x00alicepw")
+	// 2 runs (held by the directory); 3 evicts the abandoned 1 and runs; 4
+	// finds both slots running.
+	c.send("AUTH\t2\tPLAIN\tservice=smtp" + resp + "\nAUTH\t3\tPLAIN\tservice=smtp" + resp +
+		"\nAUTH\t4\tPLAIN\tservice=smtp" + resp + "\nCONT\t1\t" + b64("alice@example.com") + "\n")
 	got := map[string]bool{}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 2; i++ {
 		got[c.line()] = true
 	}
-	if !got["FAIL\t3\treason=Too many concurrent authentication requests"] {
-		t.Errorf("replies %v", got)
+	close(dir.gate)
+	for i := 0; i < 2; i++ {
+		got[c.line()] = true
+	}
+	for _, want := range []string{
+		"FAIL\t4\treason=Too many concurrent authentication requests",
+		"FAIL\t1\treason=Authentication request timed out",
+		"OK\t2\tuser=alice@example.com",
+		"OK\t3\tuser=alice@example.com",
+	} {
+		if !got[want] {
+			t.Errorf("missing %q in replies %v", want, got)
+		}
 	}
 }
 
@@ -767,12 +831,17 @@ func TestConfigValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
+	c.IdleTimeout = 0 // never: valid
+	if err := c.Validate(); err != nil {
+		t.Fatalf("idle_timeout 0: %v", err)
+	}
+	c.IdleTimeout = config.Duration(-time.Second)
 	c.Mechanisms = []string{"PLAIN", "NTLM"}
 	c.FailureDelayMax = config.Duration(9 * time.Second)
 	c.OnUnavailable = "panic"
 	c.Listen.Address = ""
 	err := c.Validate()
-	for _, want := range []string{"mechanisms[1]", "failure_delay_max", "on_unavailable", "listen.address"} {
+	for _, want := range []string{"mechanisms[1]", "failure_delay_max", "on_unavailable", "listen.address", "idle_timeout"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}
