@@ -144,8 +144,10 @@ type GreylistConfig struct {
 	// --ipv4cidr/--ipv6cidr); 32/128 greylist by host.
 	IPv4Prefix int `yaml:"ipv4_prefix"`
 	IPv6Prefix int `yaml:"ipv6_prefix"`
-	// AutoWhitelistAfter whitelists a client network after that many successful
-	// retries, each counted at most once per AutoWhitelistInterval; 0 disables.
+	// AutoWhitelistAfter whitelists a client address (as postgrey: not its
+	// network) after that many retries that got through greylisting, each
+	// counted at most once per AutoWhitelistInterval; 0 disables. The entry
+	// lives MaxAge and is renewed (at most once per interval) while used.
 	AutoWhitelistAfter    int             `yaml:"auto_whitelist_after"`
 	AutoWhitelistInterval config.Duration `yaml:"auto_whitelist_interval"`
 	// Exemptions. Authenticated clients are always exempt.
@@ -164,7 +166,8 @@ type GreylistConfig struct {
 	// RecipientDelimiter: sender "user+tag@" is keyed as "user@" (as postgrey).
 	RecipientDelimiter string `yaml:"recipient_delimiter"`
 	Action             string `yaml:"action"`
-	// AddHeader prepends "X-Greylist: delayed N seconds ..." on the first pass.
+	// AddHeader prepends "X-Greylist: delayed N seconds ..." on the first pass
+	// (once per message, however many of its recipients waited).
 	AddHeader bool `yaml:"add_header"`
 }
 

@@ -40,6 +40,9 @@ type connState struct {
 	// refused is the rate-limit refusal of countedInstance's message, repeated
 	// for its later recipients (the message was counted only once).
 	refused *verdict
+	// headerInstance is the transaction whose message got greylisting's
+	// X-Greylist header (once per message).
+	headerInstance string
 	// spf memoises one SPF evaluation per transaction/sender/client.
 	spfKey    string
 	spfResult spfOutcome

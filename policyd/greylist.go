@@ -18,14 +18,16 @@ import (
 // greylistCheck is greylisting with postgrey's semantics: the triplet (client
 // network, normalised sender, recipient) is deferred for Delay after it is first
 // seen; a retry after the delay (within RetryWindow) passes and the triplet is
-// remembered for MaxAge; client networks that passed AutoWhitelistAfter times
-// skip greylisting altogether.
+// remembered for MaxAge; a client address whose retries got through
+// greylisting AutoWhitelistAfter times (at most one counted per
+// AutoWhitelistInterval) skips greylisting altogether for as long as it keeps
+// sending at least once per MaxAge.
 //
 // Store layout (values are decimal Unix seconds):
 //
 //	grey:t:<net>/<sender>/<recipient>  "first passed"  passed=0 until the first pass;
 //	                                    TTL retry_window, then max_age once passed
-//	grey:awl:<net>                      "count last"   TTL max_age
+//	grey:awl:<client address>           "count last"   TTL max_age, renewed while used
 type greylistCheck struct {
 	st                   store.Store
 	delay, retry, maxAge time.Duration
@@ -56,10 +58,12 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if g.spf != nil && g.spf.applies(r) && g.spf.outcome(ctx, tx).result == spf.Pass {
 		return verdict{action: Dunno, reason: "greylist: exempt, spf pass"}, nil
 	}
-	// The client network and its AWL key in one string: "grey:awl:<net>".
+	// The auto-whitelist is per client address, as postgrey's: one good
+	// server must not whitelist every host of its /24 (a cloud provider's
+	// neighbours). The triplet is per network (postgrey's --lookup-by-subnet).
 	var kb [64]byte
-	awlKey := string(appendClientNet(append(kb[:0], awlPrefix...), r, g.v4bits, g.v6bits))
-	net := awlKey[len(awlPrefix):]
+	awlKey := string(r.ClientAddr.AppendTo(append(kb[:0], awlPrefix...)))
+	net := clientNet(r, g.v4bits, g.v6bits)
 	now := tx.now.Unix()
 	key := "" // the triplet's, built when it is read
 	// The client's AWL entry is read once: a pass below credits it from this
@@ -89,7 +93,14 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 			awl.count, awl.last, _ = parsePair(entry) // a damaged entry counts as none
 		}
 		if awl.count >= int64(g.awlAfter) {
-			return verdict{action: Dunno, reason: "greylist: client " + net + " auto-whitelisted"}, nil
+			// Renewed at most once per interval (postgrey: an hour), so a
+			// client that keeps sending stays whitelisted past max_age.
+			if now-awl.last >= int64(g.awlInterval/time.Second) || awl.last > now {
+				if err := g.st.Set(ctx, awlKey, pair(awl.count+1, now), g.maxAge); err != nil {
+					return verdict{}, err
+				}
+			}
+			return verdict{action: Dunno, reason: "greylist: client " + r.ClientAddr.String() + " auto-whitelisted"}, nil
 		}
 	}
 	if key == "" {
@@ -111,11 +122,13 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	case err != nil:
 		return verdict{}, err
 	case passed > 0:
-		// Known good triplet: refresh its lifetime and credit the client.
+		// Known good triplet: refresh its lifetime. The client is credited
+		// only for retries that got through greylisting (postgrey's
+		// !last_was_successful), not for every later message of the triplet.
 		if err := g.st.Set(ctx, key, pair(first, now), g.maxAge); err != nil {
 			return verdict{}, err
 		}
-		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, g.creditClient(ctx, awlKey, awl, now)
+		return verdict{action: Dunno, reason: "greylist: triplet passed before"}, nil
 	}
 	age := now - first
 	switch {
@@ -131,7 +144,10 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		return verdict{}, err
 	}
 	v := verdict{action: Dunno, reason: fmt.Sprintf("greylist: passed after %ds", age)}
-	if g.addHeader {
+	// One header per message, as postgrey: every recipient of a message that
+	// waited passes at once, and Postfix adds a header per PREPEND.
+	if g.addHeader && (r.Instance == "" || r.Instance != tx.conn.headerInstance) {
+		tx.conn.headerInstance = r.Instance
 		v.action = Action{Verb: VerbPrepend, Text: fmt.Sprintf("X-Greylist: delayed %d seconds by dovetail-policyd at %s; %s",
 			age, g.hostname, tx.now.UTC().Format(time.RFC1123Z))}
 	}
@@ -152,12 +168,12 @@ func (g *greylistCheck) greylist(ctx context.Context, r *Request, key string, fi
 	return verdict{action: a, reason: why}, nil
 }
 
-// clientCredit is a client network's AWL entry: successful retries and the
+// clientCredit is a client address's AWL entry: successful retries and the
 // time of the last one counted.
 type clientCredit struct{ count, last int64 }
 
-// creditClient counts one successful retry for the client network, at most once
-// per awlInterval (so one busy sender cannot whitelist its network in a burst).
+// creditClient counts one successful retry for the client, at most once per
+// awlInterval (so one busy sender cannot whitelist its client in a burst).
 // awl is the entry as eval read it at the start of this request (a
 // read-modify-write like before, without a second read of the same key).
 func (g *greylistCheck) creditClient(ctx context.Context, awlKey string, awl clientCredit, now int64) error {
@@ -197,7 +213,7 @@ func pair(a, b int64) []byte {
 	return strconv.AppendInt(buf, b, 10)
 }
 
-// awlPrefix starts a client network's auto-whitelist key.
+// awlPrefix starts a client address's auto-whitelist key.
 const awlPrefix = "grey:awl:"
 
 // clientNet is the client's network as postgrey's --lookup-by-subnet keys it.

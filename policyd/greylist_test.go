@@ -46,38 +46,81 @@ func testGreylistLifecycle(t *testing.T, batched bool) {
 	if batched {
 		st = batchedStore{m}
 	}
-	s := newDirect(t, greyConfig(), Deps{Store: st, Now: clk.Now})
+	cfg := greyConfig()
+	cfg.Greylist.AutoWhitelistAfter = 3
+	s := newDirect(t, cfg, Deps{Store: st, Now: clk.Now})
+	to := func(rcpt string, more ...string) []string { return append([]string{"recipient", rcpt}, more...) }
+	deferred := func(what string, d decision, wait string) {
+		t.Helper()
+		if d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, wait) || d.check != CheckGreylist {
+			t.Fatalf("%s: %+v", what, d)
+		}
+	}
 
-	d := evalDirect(t, s, nil)
-	if d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "300 seconds") || d.check != CheckGreylist {
-		t.Fatalf("new triplet: %+v", d)
-	}
+	deferred("new triplet", evalDirect(t, s, nil), "300 seconds")
 	clk.Add(100 * time.Second)
-	if d = evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "200 seconds") {
-		t.Fatalf("early retry: %+v", d)
-	}
-	// Another host of the same /24 retrying counts as the same client (postgrey).
+	deferred("early retry", evalDirect(t, s, nil), "200 seconds")
 	clk.Add(201 * time.Second)
-	d = evalDirect(t, s, nil, "client_address", "192.0.2.99")
+	d := evalDirect(t, s, nil)
 	if d.action.Verb != VerbPrepend || !strings.HasPrefix(d.action.Text, "X-Greylist: delayed 301 seconds by dovetail-policyd at mx.test;") {
 		t.Fatalf("retry after delay: %+v", d)
 	}
 	if d = evalDirect(t, s, nil); !d.action.IsDunno() {
 		t.Fatalf("known triplet: %+v", d)
 	}
-	// One credit so far (the second pass came within the hour): a new triplet is still greylisted.
-	if d = evalDirect(t, s, nil, "recipient", "other@example.com"); d.action.Verb != VerbDeferIfPermit {
-		t.Fatalf("new triplet before auto-whitelist: %+v", d)
-	}
+	// Two triplets of one message, first seen together.
+	deferred("new triplet b", evalDirect(t, s, nil, to("b@example.com")...), "300 seconds")
+	deferred("new triplet c", evalDirect(t, s, nil, to("c@example.com")...), "300 seconds")
+
 	clk.Add(2 * time.Hour)
-	if d = evalDirect(t, s, nil); !d.action.IsDunno() {
-		t.Fatalf("known triplet later: %+v", d)
+	// Later messages of a triplet that passed are not retries that got
+	// through greylisting: they earn the client nothing (postgrey).
+	for range 3 {
+		if d = evalDirect(t, s, nil); !d.action.IsDunno() {
+			t.Fatalf("known triplet later: %+v", d)
+		}
+		clk.Add(2 * time.Hour)
 	}
-	// Two credits: the network is auto-whitelisted.
-	d = evalDirect(t, s, nil, "recipient", "third@example.com")
-	if !d.action.IsDunno() || !strings.Contains(d.reason, "auto-whitelisted") {
+	deferred("new triplet, one credit", evalDirect(t, s, nil, to("d@example.com")...), "300 seconds")
+	// The retried message with both recipients: one X-Greylist header per
+	// message, and the second credit for 192.0.2.10 (c's pass in the same
+	// hour earns nothing more).
+	cs := &connState{}
+	if d = evalDirect(t, s, cs, to("b@example.com", "instance", "msg-2")...); d.action.Verb != VerbPrepend {
+		t.Fatalf("retry of b: %+v", d)
+	}
+	if d = evalDirect(t, s, cs, to("c@example.com", "instance", "msg-2")...); !d.action.IsDunno() || !strings.Contains(d.reason, "passed after") {
+		t.Fatalf("retry of c in the same message: %+v (want DUNNO without a second header)", d)
+	}
+	deferred("new triplet, two credits", evalDirect(t, s, nil, to("e@example.com")...), "300 seconds")
+	clk.Add(2 * time.Hour)
+	if d = evalDirect(t, s, nil, to("d@example.com")...); d.action.Verb != VerbPrepend {
+		t.Fatalf("retry of d: %+v", d)
+	}
+	d = evalDirect(t, s, nil, to("e2@example.com")...)
+	if !d.action.IsDunno() || !strings.Contains(d.reason, "client 192.0.2.10 auto-whitelisted") {
 		t.Fatalf("auto-whitelisted client: %+v", d)
 	}
+	// The auto-whitelist is per address: a neighbour in the /24 is not on it;
+	// but the neighbour's retry is the same triplet (postgrey's
+	// --lookup-by-subnet).
+	deferred("neighbour", evalDirect(t, s, nil, "client_address", "192.0.2.250", "recipient", "f@example.com"), "300 seconds")
+	clk.Add(301 * time.Second)
+	if d = evalDirect(t, s, nil, "client_address", "192.0.2.99", "recipient", "f@example.com"); d.action.Verb != VerbPrepend {
+		t.Fatalf("another host of the /24 retrying: %+v", d)
+	}
+
+	// A whitelisted client that keeps sending stays whitelisted past max_age
+	// (35 days): its entry is renewed when used (at most once an hour).
+	for range 3 {
+		clk.Add(20 * 24 * time.Hour)
+		if d = evalDirect(t, s, nil, to("g@example.com")...); !strings.Contains(d.reason, "auto-whitelisted") {
+			t.Fatalf("whitelisted client sending every 20 days: %+v", d)
+		}
+	}
+	// One that stops sending for longer than max_age is forgotten.
+	clk.Add(36 * 24 * time.Hour)
+	deferred("after max_age of silence", evalDirect(t, s, nil, to("h@example.com")...), "300 seconds")
 }
 
 // TestGreylistDamagedEntries: a damaged auto-whitelist entry counts as none
@@ -96,14 +139,14 @@ func testGreylistDamagedEntries(t *testing.T, batched bool) {
 	}
 	s := newDirect(t, greyConfig(), Deps{Store: st})
 	ctx := t.Context()
-	if err := st.Set(ctx, awlPrefix+"192.0.2.0/24", []byte("garbage"), time.Hour); err != nil {
+	if err := st.Set(ctx, awlPrefix+"192.0.2.10", []byte("garbage"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	d := evalDirect(t, s, nil)
 	if d.action.Verb != VerbDeferIfPermit || d.check != CheckGreylist || !strings.Contains(d.reason, "new triplet") {
 		t.Fatalf("damaged AWL entry: %+v", d)
 	}
-	if err := st.Set(ctx, awlPrefix+"192.0.2.0/24", []byte("1 x"), time.Hour); err != nil {
+	if err := st.Set(ctx, awlPrefix+"192.0.2.10", []byte("1 x"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || d.check != CheckGreylist {
