@@ -65,6 +65,33 @@ func TestRateLimitPerUser(t *testing.T) {
 	}
 }
 
+// TestRateLimitSenderDetailAndAllWindows: a per-sender limit cannot be
+// escaped by varying +tags, and every limit counts an attempt another limit
+// refused (a daily limit sees the hammering an hourly one stops).
+func TestRateLimitSenderDetailAndAllWindows(t *testing.T) {
+	st := mem.New()
+	cfg := rateConfig(
+		RateLimit{Name: "hour", Key: KeySender, Messages: 2, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 hourly"},
+		RateLimit{Name: "day", Key: KeySender, Messages: 5, Window: config.Duration(24 * time.Hour), Action: "DEFER 4.7.1 daily"},
+	)
+	s := newDirect(t, cfg, Deps{Store: st})
+	for i := range 10 {
+		d := evalDirect(t, s, nil, "sender", fmt.Sprintf("Alice+%d@example.com", i), "instance", fmt.Sprint("m", i))
+		if want := i < 2; d.action.IsDunno() != want {
+			t.Fatalf("message %d: %+v", i+1, d)
+		}
+		if i >= 2 && d.action.Text != "4.7.1 hourly" {
+			t.Fatalf("message %d: %+v (want the first limit exceeded to decide)", i+1, d)
+		}
+	}
+	for _, l := range []string{"hour", "day"} {
+		n, err := st.WindowAdd(t.Context(), "rate:"+l+":alice@example.com:m", time.Now(), time.Hour, 0)
+		if err != nil || n != 10 {
+			t.Errorf("%s window counted %d attempts (%v), want 10", l, n, err)
+		}
+	}
+}
+
 func TestRateLimitRecipientsHold(t *testing.T) {
 	s := newDirect(t, rateConfig(
 		RateLimit{Name: "ip", Key: KeyClientAddress, Recipients: 2, Window: config.Duration(time.Minute), Action: "HOLD held for review"},
@@ -94,12 +121,18 @@ func TestSenderLoginAndRecipients(t *testing.T) {
 		{"alias", []string{"sasl_username", "alice", "sender", "postmaster@example.com"}, "DUNNO"},
 		{"someone else's address", []string{"sasl_username", "alice", "sender", "bob@example.com"}, "553 5.7.1"},
 		{"unknown login", []string{"sasl_username", "mallory", "sender", "alice@example.com"}, "553 5.7.1"},
+		// Postfix looks the full sender up first; owned addresses are not stripped.
+		{"owning a +detail address is not owning its base", []string{"sasl_username", "carol", "sender", "team@example.com"}, "553 5.7.1"},
+		{"an owned +detail address", []string{"sasl_username", "carol", "sender", "Team+Support@example.com"}, "DUNNO"},
+		{"someone else's +detail address of an owned base", []string{"sasl_username", "dave", "sender", "team+support@example.com"}, "553 5.7.1"},
+		{"a free +detail of an owned base", []string{"sasl_username", "dave", "sender", "team+other@example.com"}, "DUNNO"},
 		{"null sender", []string{"sasl_username", "alice", "sender", ""}, "DUNNO"},
 		{"at MAIL", []string{"protocol_state", "MAIL", "sasl_username", "alice", "sender", "bob@example.com", "recipient", ""}, "553 5.7.1"},
 		{"unauthenticated", []string{"sender", "bob@example.com"}, "DUNNO"},
 		{"unknown recipient", []string{"recipient", "nobody@example.com"}, "550 5.1.1"},
 		{"disabled recipient", []string{"recipient", "bob@example.com"}, "550 5.2.1"},
 		{"known recipient with detail", []string{"recipient", "alice+x@EXAMPLE.com"}, "DUNNO"},
+		{"recipient that contains the delimiter", []string{"recipient", "sales+eu@example.com"}, "DUNNO"},
 		{"remote recipient", []string{"recipient", "nobody@elsewhere.example"}, "DUNNO"},
 	}
 	for _, tc := range tests {

@@ -173,8 +173,11 @@ type GreylistConfig struct {
 
 // RateLimitConfig counts messages and recipients in sliding windows.
 type RateLimitConfig struct {
-	Enabled bool        `yaml:"enabled"`
-	Limits  []RateLimit `yaml:"limits"`
+	Enabled bool `yaml:"enabled"`
+	// RecipientDelimiter: a sender "user+tag@" is counted as "user@", so a
+	// compromised account cannot escape a per-sender limit by varying tags.
+	RecipientDelimiter string      `yaml:"recipient_delimiter"`
+	Limits             []RateLimit `yaml:"limits"`
 }
 
 // RateLimit is one limit. Messages are counted once per transaction (at its
@@ -255,7 +258,8 @@ func DefaultConfig() Config {
 			AddHeader:             true,
 		},
 		RateLimit: RateLimitConfig{
-			Enabled: true,
+			Enabled:            true,
+			RecipientDelimiter: "+",
 			Limits: []RateLimit{
 				{Name: "user-hour", Key: KeySASLUsername, Messages: 100, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 Message rate limit exceeded, try again later"},
 				{Name: "user-day", Key: KeySASLUsername, Messages: 1000, Window: config.Duration(24 * time.Hour), Action: "DEFER 4.7.1 Daily message limit exceeded, try again later"},

@@ -48,8 +48,10 @@
 //
 //	smtpd_recipient_restrictions =
 //	    permit_mynetworks, reject_unauth_destination,
-//	    check_policy_service { inet:127.0.0.1:10040, timeout=10s }
+//	    check_policy_service { inet:127.0.0.1:10040, timeout=30s }
 //
+// Postfix's timeout must exceed request_timeout (20s), or Postfix answers its
+// default_action before policyd has decided.
 // Postfix's default_action for an unreachable policy service (451 4.3.5) matches
 // store_failure "closed"; default_action=DUNNO lets mail through unchecked while
 // the daemon is down.

@@ -86,6 +86,8 @@ func testDir() *fakeDir {
 	return &fakeDir{users: map[string]*directory.User{
 		"alice": {Login: "alice", Addresses: []string{"alice@example.com", "postmaster@example.com"}, Enabled: true},
 		"bob":   {Login: "bob", Addresses: []string{"bob@example.com"}, Enabled: false},
+		"carol": {Login: "carol", Addresses: []string{"team+support@example.com", "sales+eu@example.com"}, Enabled: true},
+		"dave":  {Login: "dave", Addresses: []string{"team@example.com"}, Enabled: true},
 	}}
 }
 

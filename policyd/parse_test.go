@@ -84,6 +84,8 @@ func TestReadErrors(t *testing.T) {
 		{"empty name", base + "=value\n\n", false, "empty attribute name"},
 		{"NUL byte", base + "sender=a\x00b@example.com\n\n", false, "NUL byte"},
 		{"bad number", base + "client_port=12x\n\n", false, "client_port"},
+		// Postfix's CLIENT_PORT_UNKNOWN / SERVER_PORT_UNKNOWN (e.g. XCLIENT PORT=[UNAVAILABLE]).
+		{"unknown ports", base + "client_port=unknown\nserver_port=unknown\n\n", false, ""},
 		{"negative number", base + "size=-1\n\n", false, "size"},
 		{"missing request", "protocol_state=RCPT\n\n", false, "missing request"},
 		{"other request", "request=junk\n\n", false, "unsupported request"},

@@ -31,6 +31,7 @@ import (
 // instances sharing Redis see each other's counts at once.
 type rateCheck struct {
 	st     store.Store
+	delim  string
 	limits []rateLimit
 }
 
@@ -42,7 +43,7 @@ type rateLimit struct {
 }
 
 func newRateCheck(c RateLimitConfig, st store.Store) *rateCheck {
-	rc := &rateCheck{st: st}
+	rc := &rateCheck{st: st, delim: c.RecipientDelimiter}
 	for _, l := range c.Limits {
 		rc.limits = append(rc.limits, rateLimit{name: l.Name, key: l.Key, msgs: l.Messages, rcpts: l.Recipients,
 			window: l.Window.D(), action: mustAction(l.Action)})
@@ -66,14 +67,19 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	} else if tx.conn.refused != nil {
 		return *tx.conn.refused, nil
 	}
+	// Every limit counts the attempt, even after an earlier one refused it:
+	// otherwise a daily limit would not see the hammering an hourly one
+	// refuses. The first limit exceeded decides.
 	var kb [256]byte
+	var refused *verdict
+	msgRefusal := false
 	for _, l := range rc.limits {
 		// "rate:<limit>:<who>" built once; ":m" and ":r" complete it per counter.
 		k := append(kb[:0], "rate:"...)
 		k = append(k, l.name...)
 		k = append(k, ':')
 		whoAt := len(k)
-		k = appendRateKeyValue(k, r, l.key)
+		k = appendRateKeyValue(k, r, l.key, rc.delim)
 		if len(k) == whoAt {
 			continue
 		}
@@ -82,10 +88,9 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 			if err != nil {
 				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
 			}
-			if n > l.msgs {
+			if n > l.msgs && refused == nil {
 				v := rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs))
-				tx.conn.refused = &v
-				return v, nil
+				refused, msgRefusal = &v, true
 			}
 		}
 		if l.rcpts > 0 {
@@ -93,12 +98,20 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 			if err != nil {
 				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
 			}
-			if n > l.rcpts {
-				return rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts)), nil
+			if n > l.rcpts && refused == nil {
+				v := rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts))
+				refused = &v
 			}
 		}
 	}
-	return pass, nil
+	if refused == nil {
+		return pass, nil
+	}
+	if msgRefusal {
+		// The message was counted once: its later recipients get the same answer.
+		tx.conn.refused = refused
+	}
+	return *refused, nil
 }
 
 func (rc *rateCheck) exceeded(l rateLimit, who, what string) verdict {
@@ -108,13 +121,13 @@ func (rc *rateCheck) exceeded(l rateLimit, who, what string) verdict {
 // appendRateKeyValue appends the counted identity, normalised, to dst; long
 // values (which no real login or address reaches) are hashed to bound key
 // sizes. Nothing is appended when the request has no such identity.
-func appendRateKeyValue(dst []byte, r *Request, key string) []byte {
+func appendRateKeyValue(dst []byte, r *Request, key, delim string) []byte {
 	var v string
 	switch key {
 	case KeySASLUsername:
 		v = r.SASLUsername
 	case KeySender:
-		v = r.Sender
+		v = stripDetail(r.Sender, delim)
 	case KeyClientAddress:
 		if r.ClientAddr.IsValid() {
 			return r.ClientAddr.AppendTo(dst) // netip's String form, far below the hashing length

@@ -186,9 +186,9 @@ func (r *Request) set(name, value string) error {
 	case "encryption_keysize":
 		r.EncryptionKeysize, err = atoi(value)
 	case "client_port":
-		r.ClientPort, err = atoi(value)
+		r.ClientPort, err = atoiPort(value)
 	case "server_port":
-		r.ServerPort, err = atoi(value)
+		r.ServerPort, err = atoiPort(value)
 	case "size":
 		var n int
 		n, err = atoi(value)
@@ -201,6 +201,15 @@ func (r *Request) set(name, value string) error {
 		return fmt.Errorf("attribute %s: %w", name, err)
 	}
 	return nil
+}
+
+// atoiPort reads a port; Postfix sends "unknown" when it has none (an
+// XCLIENT PORT=[UNAVAILABLE], smtpd_peer.c's CLIENT_PORT_UNKNOWN), read as 0.
+func atoiPort(s string) (int, error) {
+	if s == "unknown" {
+		return 0, nil
+	}
+	return atoi(s)
 }
 
 // atoi reads a non-negative decimal; "" is 0 (Postfix's "unavailable").

@@ -39,8 +39,15 @@ func (r *recipientCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if req.ProtocolState != StateRcpt || req.Recipient == "" || !r.domains[domainOf(req.Recipient)] {
 		return pass, nil
 	}
-	addr := stripDetail(strings.ToLower(req.Recipient), r.delim)
+	// The address as written first, then without its +detail, as Postfix's
+	// table lookups: an alias that really contains the delimiter ("sales+eu@")
+	// exists as written.
+	addr := strings.ToLower(req.Recipient)
 	u, err := r.dir.LookupAddress(ctx, addr)
+	if base := stripDetail(addr, r.delim); base != addr && errors.Is(err, directory.ErrNotFound) {
+		addr = base
+		u, err = r.dir.LookupAddress(ctx, addr)
+	}
 	switch {
 	case errors.Is(err, directory.ErrNotFound):
 		return verdict{action: expand(r.unknown, "{recipient}", req.Recipient), reason: "unknown recipient " + addr}, nil
@@ -80,7 +87,7 @@ func (s *senderLoginCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if req.ProtocolState != StateMail && req.ProtocolState != StateRcpt {
 		return pass, nil
 	}
-	sender := stripDetail(strings.ToLower(req.Sender), s.delim)
+	sender := strings.ToLower(req.Sender)
 	u, err := s.dir.LookupLogin(ctx, req.SASLUsername)
 	switch {
 	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrDisabled):
@@ -89,8 +96,27 @@ func (s *senderLoginCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	case err != nil:
 		return verdict{}, fmt.Errorf("login lookup %s: %w", req.SASLUsername, err)
 	}
-	if slices.ContainsFunc(u.Addresses, func(a string) bool { return strings.EqualFold(stripDetail(a, s.delim), sender) }) {
+	owns := func(addr string) bool {
+		return slices.ContainsFunc(u.Addresses, func(a string) bool { return strings.EqualFold(a, addr) })
+	}
+	if owns(sender) {
 		return pass, nil
+	}
+	// "user+tag@" for an owned "user@" — but, as Postfix's
+	// reject_sender_login_mismatch looks the full address up first, not when
+	// the full address is somebody else's; and the owned addresses are never
+	// stripped themselves (owning "team+support@" is not owning "team@").
+	if base := stripDetail(sender, s.delim); base != sender && owns(base) {
+		other, err := s.dir.LookupAddress(ctx, sender)
+		switch {
+		case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrDisabled):
+			return pass, nil
+		case err != nil:
+			return verdict{}, fmt.Errorf("sender lookup %s: %w", sender, err)
+		case strings.EqualFold(other.Login, u.Login):
+			return pass, nil
+		}
+		return s.reject(req, "sender "+sender+" belongs to "+other.Login+", not to login "+req.SASLUsername), nil
 	}
 	return s.reject(req, "sender "+sender+" not owned by login "+req.SASLUsername), nil
 }

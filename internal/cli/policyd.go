@@ -18,7 +18,7 @@ func newPolicydCmd(app *App) *cobra.Command {
 		Long: `Run only the Postfix SMTPD policy service configured under 'policyd:'.
 Point Postfix at it after reject_unauth_destination, e.g.
   smtpd_recipient_restrictions = ..., reject_unauth_destination,
-      check_policy_service { inet:127.0.0.1:10040, timeout=10s }
+      check_policy_service { inet:127.0.0.1:10040, timeout=30s }
 SIGHUP re-reads the config (and the GeoIP database) without dropping requests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
