@@ -43,8 +43,9 @@ type Config struct {
 type Zone struct {
 	Zone string `yaml:"zone"`
 	Kind Kind   `yaml:"kind"`
-	// Symbol and Score apply to any listed answer no Return entry matches.
-	// An empty Symbol means "only the Return entries count".
+	// Symbol and Score apply to any listed answer no Return entry matches;
+	// 127.0.0.1 (URIBL/SURBL "query refused") is not a listing. An empty
+	// Symbol means "only the Return entries count".
 	Symbol string  `yaml:"symbol"`
 	Score  float64 `yaml:"score"`
 	// IPv6 enables queries for IPv6 client addresses (many lists do not
@@ -55,7 +56,7 @@ type Zone struct {
 
 // Return maps answers of a zone to a symbol: either an exact address
 // ("127.0.0.2") or a bit mask tested against the last octet (SURBL/URIBL style
-// "127.0.0.x" where each bit is one list).
+// "127.0.0.x" where each bit is one list; 127.0.0.1 never matches a mask).
 type Return struct {
 	Code    string  `yaml:"code"`
 	Bitmask uint8   `yaml:"bitmask"`

@@ -273,17 +273,28 @@ func (c *Checker) lookup(ctx context.Context, name string) answer {
 	return a
 }
 
+// refused is what URIBL and SURBL answer for a refused query (public
+// resolver, over quota) and hostkarma for a whitelisted address; RFC 5782
+// lists never use it for a listing. Only an explicit Return code matches it:
+// the zone's own symbol and bit masks (bit 0 is no list's) do not.
+const refused = "127.0.0.1"
+
 // match turns the codes of one answer into hits: every matching Return entry
-// yields its symbol once; when none matches, the zone's own symbol applies.
+// yields its symbol once; when none matches, the zone's own symbol applies to
+// any code but refused.
 func match(q query, codes []string) []Hit {
 	var hits []Hit
 	seen := map[string]bool{}
+	listed := false
+	for _, code := range codes {
+		listed = listed || code != refused
+	}
 	for _, r := range q.zone.Returns {
 		for _, code := range codes {
 			ok := false
 			if r.Code != "" {
 				ok = code == r.Code
-			} else if a, err := netip.ParseAddr(code); err == nil {
+			} else if a, err := netip.ParseAddr(code); err == nil && code != refused {
 				ok = a.As4()[3]&r.Bitmask != 0
 			}
 			if ok && !seen[r.Symbol] {
@@ -292,7 +303,7 @@ func match(q query, codes []string) []Hit {
 			}
 		}
 	}
-	if len(hits) == 0 && q.zone.Symbol != "" {
+	if len(hits) == 0 && listed && q.zone.Symbol != "" {
 		hits = append(hits, Hit{Zone: q.zone.Zone, Item: q.item, Query: q.name, Codes: codes, Symbol: q.zone.Symbol, Score: q.zone.Score})
 	}
 	return hits

@@ -218,3 +218,48 @@ func equal(a, b []string) bool {
 type quiet struct{}
 
 func (quiet) Printf(string, ...any) {}
+
+// 127.0.0.1 is URIBL/SURBL's "query refused" (hostkarma's "whitelisted"):
+// neither the zone's own symbol nor a bit mask takes it for a listing; an
+// explicit return code still can.
+func TestRefusedIsNotListed(t *testing.T) {
+	zone := func(symbol string, returns ...Return) *Zone {
+		return &Zone{Zone: "z.test", Kind: KindDomain, Symbol: symbol, Score: 3, Returns: returns}
+	}
+	for _, tc := range []struct {
+		name  string
+		zone  *Zone
+		codes []string
+		want  string
+	}{
+		{"zone symbol, refused", zone("DBL"), []string{"127.0.0.1"}, ""},
+		{"zone symbol, listed", zone("DBL"), []string{"127.0.0.2"}, "DBL"},
+		{"zone symbol, refused and listed", zone("DBL"), []string{"127.0.0.1", "127.0.1.2"}, "DBL"},
+		{"bitmask 1, refused", zone("", Return{Bitmask: 1, Symbol: "B1"}), []string{"127.0.0.1"}, ""},
+		{"bitmask, no match, refused", zone("DBL", Return{Bitmask: 2, Symbol: "BLACK"}), []string{"127.0.0.1"}, ""},
+		{"bitmask match", zone("DBL", Return{Bitmask: 2, Symbol: "BLACK"}), []string{"127.0.0.3"}, "BLACK"},
+		{"explicit code", zone("DBL", Return{Code: "127.0.0.1", Symbol: "WHITE"}), []string{"127.0.0.1"}, "WHITE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, h := range match(query{name: "x.example.z.test", item: "x.example", zone: tc.zone}, tc.codes) {
+				got = append(got, h.Symbol)
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Errorf("hits %v, want %q", got, tc.want)
+			}
+		})
+	}
+
+	r := mockResolver(t, map[string]mockdns.Zone{
+		"refused.example.dbl.test.":         {A: []string{"127.0.0.1"}},
+		"refused.example.multi.uribl.test.": {A: []string{"127.0.0.1"}},
+	})
+	c, err := New(testConfig(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := c.CheckDomains(context.Background(), []string{"refused.example"}); len(res.Hits) != 0 {
+		t.Errorf("refused answers listed: %v", symbols(res))
+	}
+}

@@ -128,7 +128,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 		if !isASCII(subj) {
 			subj = mime.QEncoding.Encode("utf-8", subj)
 		}
-		if err := m.ChangeHeader(1, "Subject", subj); err != nil {
+		if err := m.ChangeHeader(1, "Subject", leadSpace(subj)); err != nil {
 			s.metrics.errors.WithLabelValues("reply").Inc()
 		}
 	}
@@ -203,38 +203,78 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 // name from 1; we delete from the highest index down so no deletion shifts
 // the next.
 func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Header) {
-	count := map[string]int{}
-	type del struct {
-		name string
-		idx  int
-	}
-	var dels []del
-	id := strings.ToLower(s.authservID(ss))
-	for _, h := range ss.headers {
-		key := strings.ToLower(h.name)
-		count[key]++
-		switch {
-		case strings.HasPrefix(key, "x-spam-"):
-			dels = append(dels, del{h.name, count[key]})
-		case key == "authentication-results" && id != "":
-			claimed, _, _ := strings.Cut(h.value, ";")
-			if strings.EqualFold(strings.TrimSpace(claimed), id) {
-				dels = append(dels, del{h.name, count[key]})
+	t := &ss.edits
+	for _, key := range t.spamOrder {
+		c := t.spam[key]
+		for i := c.n; i >= 1; i-- {
+			if err := m.ChangeHeader(i, c.name, ""); err != nil {
+				s.metrics.errors.WithLabelValues("reply").Inc()
+				return
 			}
 		}
 	}
-	for i := len(dels) - 1; i >= 0; i-- {
-		if err := m.ChangeHeader(dels[i].idx, dels[i].name, ""); err != nil {
+	for i := len(t.arOurs) - 1; i >= 0; i-- {
+		if err := m.ChangeHeader(t.arOurs[i], "Authentication-Results", ""); err != nil {
 			s.metrics.errors.WithLabelValues("reply").Inc()
 			return
 		}
 	}
 	for _, h := range add {
-		if err := m.AddHeader(h.Name, sanitizeHeaderValue(h.Value)); err != nil {
+		if err := m.AddHeader(h.Name, leadSpace(sanitizeHeaderValue(h.Value))); err != nil {
 			s.metrics.errors.WithLabelValues("reply").Inc()
 			return
 		}
 	}
+}
+
+// leadSpace puts the space after the colon in front of a value we add or
+// change: with SMFIP_HDR_LEADSPC the MTA no longer inserts one.
+func leadSpace(v string) string { return " " + v }
+
+// authservIDOf returns the authserv-id of an Authentication-Results value:
+// its first token after any CFWS (RFC 8601 §2.2), unquoted. A version or a
+// comment may follow it ("mx 1; …", "mx (c); …"), so the text before ';'
+// cannot be compared as a whole.
+func authservIDOf(v string) string {
+	i := 0
+	for i < len(v) {
+		switch c := v[i]; {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			i++
+		case c == '(':
+			depth := 0
+			for ; i < len(v); i++ {
+				if v[i] == '\\' {
+					i++
+					continue
+				}
+				if v[i] == '(' {
+					depth++
+				} else if v[i] == ')' {
+					if depth--; depth == 0 {
+						i++
+						break
+					}
+				}
+			}
+		case c == '"':
+			var b strings.Builder
+			for i++; i < len(v) && v[i] != '"'; i++ {
+				if v[i] == '\\' && i+1 < len(v) {
+					i++
+				}
+				b.WriteByte(v[i])
+			}
+			return b.String()
+		default:
+			j := i
+			for j < len(v) && !strings.ContainsRune(" \t\r\n();\"", rune(v[j])) {
+				j++
+			}
+			return v[i:j]
+		}
+	}
+	return ""
 }
 
 // headersFor renders the verdict: Authentication-Results when the

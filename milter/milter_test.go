@@ -202,16 +202,23 @@ func send(t *testing.T, s *gomilter.ClientSession, m msg) ([]gomilter.ModifyActi
 func baseMsg(body string) msg {
 	return msg{
 		from: "sender@remote.test", rcpts: []string{"alice@example.test"}, queueID: "4ABC123",
-		header: [][2]string{{"From", "sender@remote.test"}, {"Subject", "hello"}},
+		// As Postfix sends them under SMFIP_HDR_LEADSPC.
+		header: [][2]string{{"From", " sender@remote.test"}, {"Subject", " hello"}},
 		body:   body,
 	}
 }
 
+// headerAdds returns the added fields with the one leading space every value
+// carries under SMFIP_HDR_LEADSPC removed ("!" marks a value without it).
 func headerAdds(mods []gomilter.ModifyAction) map[string]string {
 	m := map[string]string{}
 	for _, a := range mods {
 		if a.Code == gomilter.ActAddHeader {
-			m[a.HeaderName] = a.HeaderValue
+			v, ok := strings.CutPrefix(a.HeaderValue, " ")
+			if !ok {
+				v = "!" + v
+			}
+			m[a.HeaderName] = v
 		}
 	}
 	return m
@@ -290,8 +297,8 @@ func TestStripsInboundSpamHeaders(t *testing.T) {
 	h := start(t, nil)
 	s := h.session(t)
 	m := baseMsg("SPAMMY\r\n")
-	m.header = append(m.header, [2]string{"X-Spam-Flag", "NO"}, [2]string{"X-Spam-Status", "No, forged"}, [2]string{"x-spam-flag", "NO"},
-		[2]string{"Authentication-Results", "mx.test; spf=pass smtp.mailfrom=forged"}, [2]string{"Authentication-Results", "other.example; dkim=pass"})
+	m.header = append(m.header, [2]string{"X-Spam-Flag", " NO"}, [2]string{"X-Spam-Status", " No, forged"}, [2]string{"x-spam-flag", " NO"},
+		[2]string{"Authentication-Results", " mx.test; spf=pass smtp.mailfrom=forged"}, [2]string{"Authentication-Results", " other.example; dkim=pass"})
 	mods, act := send(t, s, m)
 	if act.Code != gomilter.ActAccept {
 		t.Fatalf("action %c", act.Code)
@@ -305,7 +312,7 @@ func TestStripsInboundSpamHeaders(t *testing.T) {
 			got = append(got, "add "+a.HeaderName)
 		}
 	}
-	want := []string{"del Authentication-Results 1 ", "del X-Spam-Flag 2 ", "del X-Spam-Status 1 ", "del X-Spam-Flag 1 ", "add X-Spam-Checker-Version", "add X-Spam-Flag", "add X-Spam-Score", "add X-Spam-Level", "add X-Spam-Status"}
+	want := []string{"del X-Spam-Flag 2 ", "del X-Spam-Flag 1 ", "del X-Spam-Status 1 ", "del Authentication-Results 1 ", "add X-Spam-Checker-Version", "add X-Spam-Flag", "add X-Spam-Score", "add X-Spam-Level", "add X-Spam-Status"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("edits\n got %q\nwant %q", got, want)
 	}
@@ -423,7 +430,7 @@ func TestOversizeOnErrorAcceptQuarantineSubject(t *testing.T) {
 		mods, _ := send(t, h.session(t), baseMsg("SUBJECT\r\n"))
 		ok := false
 		for _, m := range mods {
-			ok = ok || (m.Code == gomilter.ActChangeHeader && m.HeaderName == "Subject" && m.HeaderIndex == 1 && m.HeaderValue == "***SPAM*** hello")
+			ok = ok || (m.Code == gomilter.ActChangeHeader && m.HeaderName == "Subject" && m.HeaderIndex == 1 && m.HeaderValue == " ***SPAM*** hello")
 		}
 		if !ok {
 			t.Errorf("mods %v", mods)
@@ -433,7 +440,7 @@ func TestOversizeOnErrorAcceptQuarantineSubject(t *testing.T) {
 		for _, m := range mods {
 			if m.Code == gomilter.ActChangeHeader && m.HeaderName == "Subject" {
 				dec, err := new(mime.WordDecoder).DecodeHeader(m.HeaderValue)
-				ok = err == nil && dec == "***SPAM*** こんにちは" && isASCII(m.HeaderValue)
+				ok = err == nil && dec == " ***SPAM*** こんにちは" && isASCII(m.HeaderValue)
 			}
 		}
 		if !ok {
@@ -442,14 +449,19 @@ func TestOversizeOnErrorAcceptQuarantineSubject(t *testing.T) {
 	})
 }
 
-// Header values arrive without the space after the colon and with LF-only
-// continuation lines; the scorer must see the message as it was sent.
+// With SMFIP_HDR_LEADSPC header values arrive exactly as after the colon
+// (continuation lines with bare LF); the scorer must see the message as it
+// was sent, or c=simple DKIM signatures break.
 func TestMessageReconstruction(t *testing.T) {
 	h := start(t, nil)
 	m := baseMsg("line1\r\nline2\r\n")
-	m.header = [][2]string{{"Subject", "folded\n\tsubject"}, {"From", "a@b.test"}}
-	send(t, h.session(t), m)
-	want := "Subject: folded\r\n\tsubject\r\nFrom: a@b.test\r\n\r\nline1\r\nline2\r\n"
+	m.header = [][2]string{{"Subject", " folded\n\tsubject"}, {"From", " a@b.test"}, {"X-Tight", "foo"}, {"X-Tab", "\thello"}, {"X-Two", "  two"}, {"X-Empty", ""}}
+	s := h.session(t)
+	if s.ProtocolOpts&gomilter.OptHeaderLeadingSpace == 0 {
+		t.Fatalf("SMFIP_HDR_LEADSPC not negotiated: %#x", s.ProtocolOpts)
+	}
+	send(t, s, m)
+	want := "Subject: folded\r\n\tsubject\r\nFrom: a@b.test\r\nX-Tight:foo\r\nX-Tab:\thello\r\nX-Two:  two\r\nX-Empty:\r\n\r\nline1\r\nline2\r\n"
 	if got := h.scorer.texts[0]; got != want {
 		t.Errorf("raw\n got %q\nwant %q", got, want)
 	}

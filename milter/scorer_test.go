@@ -21,10 +21,11 @@ const spammyBody = "CLICK HERE to claim your FREE prize now!!! Limited offer, vi
 func integrationScorer(t *testing.T) Scorer {
 	t.Helper()
 	srv, err := mockdns.NewServerWithLogger(map[string]mockdns.Zone{
-		"auth.example.":          {TXT: []string{"v=spf1 ip4:127.0.0.1 -all"}},
-		"_dmarc.auth.example.":   {TXT: []string{"v=DMARC1; p=reject"}},
-		"forged.example.":        {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
-		"_dmarc.forged.example.": {TXT: []string{"v=DMARC1; p=reject"}},
+		"auth.example.":                {TXT: []string{"v=spf1 ip4:127.0.0.1 -all"}},
+		"_dmarc.auth.example.":         {TXT: []string{"v=DMARC1; p=reject"}},
+		"sel._domainkey.auth.example.": {TXT: []string{testDKIMRecord()}},
+		"forged.example.":              {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"_dmarc.forged.example.":       {TXT: []string{"v=DMARC1; p=reject"}},
 	}, quietDNS{}, false)
 	if err != nil {
 		t.Fatal(err)

@@ -46,15 +46,70 @@ type session struct {
 	// message state, reset by endMessage
 	from        string
 	rcpts       []string
-	headers     []hdr
+	headerCount int // fields passed to the scan, at most maxHeaders
 	headerBytes int
+	edits       fieldTally
 	builder     *message.Builder
 	size        int64
 	oversize    bool
 	started     time.Time
 }
 
-type hdr struct{ name, value string }
+// fieldTally counts the fields editHeaders deletes, over the whole header
+// (also past maxHeaders and maxHeaderBytes, which only bound what is
+// scanned: a forged X-Spam-Flag after 10,000 fields must go too). CHGHEADER
+// addresses a field by its name and per-name index, so counts are all it
+// needs: memory grows with the distinct names, not with the fields.
+type fieldTally struct {
+	spam      map[string]*nameCount // lower-case X-Spam-* name
+	spamOrder []string              // keys of spam, first seen first
+	nameBytes int
+	ar        int   // Authentication-Results fields seen
+	arOurs    []int // indexes of those claiming our authserv-id
+}
+
+type nameCount struct {
+	name string // spelling of the first occurrence
+	n    int
+}
+
+// maxSpamNames bounds the memory invented X-Spam-* names can take; past it
+// only the well-known names are still counted.
+const maxSpamNames = 1000
+
+// wellKnownSpam are the X-Spam-* names we add and Sieve scripts test: always
+// counted, however many invented names came first.
+var wellKnownSpam = map[string]bool{
+	"x-spam-flag": true, "x-spam-status": true, "x-spam-score": true, "x-spam-level": true,
+	"x-spam-checker-version": true, "x-spam-report": true, "x-spam-skipped": true,
+}
+
+// add counts one field; id is our authserv-id ("" claims nothing).
+func (t *fieldTally) add(name, value, id string) {
+	key := strings.ToLower(name)
+	switch {
+	case strings.HasPrefix(key, "x-spam-"):
+		c := t.spam[key]
+		if c == nil {
+			if !wellKnownSpam[key] && (len(t.spam) >= maxSpamNames || t.nameBytes+len(key) > maxHeaderBytes) {
+				return
+			}
+			if t.spam == nil {
+				t.spam = map[string]*nameCount{}
+			}
+			c = &nameCount{name: name}
+			t.spam[key] = c
+			t.spamOrder = append(t.spamOrder, key)
+			t.nameBytes += len(key)
+		}
+		c.n++
+	case key == "authentication-results":
+		t.ar++
+		if id != "" && strings.EqualFold(authservIDOf(value), id) {
+			t.arOurs = append(t.arOurs, t.ar)
+		}
+	}
+}
 
 func (s *Server) newSession(c *trackedConn) *session {
 	return &session{srv: s, conn: c, macros: map[string]string{}, noHeaderReply: s.cfg.SkipHeaderReplies}
@@ -107,17 +162,19 @@ func (ss *session) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response,
 
 func (ss *session) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
 	ss.merge(m)
-	if len(ss.headers) >= maxHeaders || ss.headerBytes > maxHeaderBytes {
+	ss.edits.add(name, value, ss.srv.authservID(ss))
+	if ss.headerCount >= maxHeaders || ss.headerBytes > maxHeaderBytes {
 		// Still counted in size; the scan sees a truncated header and the
-		// engine flags it. X-Spam-* past this point cannot be removed.
+		// engine flags it.
 		ss.size += int64(len(name) + len(value) + 4)
 		return ss.headerReply(), nil
 	}
-	ss.headers = append(ss.headers, hdr{name, value})
+	ss.headerCount++
 	ss.headerBytes += len(name) + len(value)
-	// Postfix strips the one space after the colon and sends continuation
-	// lines with bare LF; rebuild the field as it was on the wire.
-	line := name + ": " + strings.ReplaceAll(strings.ReplaceAll(value, "\r\n", "\n"), "\n", "\r\n") + "\r\n"
+	// With SMFIP_HDR_LEADSPC the value is everything after the colon, so the
+	// field is rebuilt byte for byte (DKIM c=simple hashes it so);
+	// continuation lines come with bare LF.
+	line := name + ":" + strings.ReplaceAll(strings.ReplaceAll(value, "\r\n", "\n"), "\n", "\r\n") + "\r\n"
 	ss.write([]byte(line))
 	return ss.headerReply(), nil
 }
@@ -183,7 +240,7 @@ func (ss *session) endMessage() {
 	if ss.builder != nil {
 		ss.builder.Abort()
 	}
-	ss.from, ss.rcpts, ss.headers, ss.headerBytes = "", nil, nil, 0
+	ss.from, ss.rcpts, ss.headerCount, ss.headerBytes, ss.edits = "", nil, 0, 0, fieldTally{}
 	ss.builder, ss.size, ss.oversize = nil, 0, false
 	for k := range ss.macros {
 		if messageMacros[k] {

@@ -185,14 +185,23 @@ func (e *Engine) Score(ctx context.Context, in *Input) (Verdict, error) {
 		v.Required = *th.AddHeader
 	}
 	var syms []Symbol
-	if name, ok := e.listed(in, msg, false); ok {
-		syms = append(syms, Symbol{Name: "DENYLIST", Score: 100, Description: "Sender or client is on the deny list", Options: []string{name}})
-		v.Reason = "deny list: " + name
-	} else if name, ok := e.listed(in, msg, true); ok {
-		syms = append(syms, Symbol{Name: "ALLOWLIST", Score: -100, Description: "Sender or client is on the allow list", Options: []string{name}})
-		v.Reason = "allow list: " + name
-	} else {
+	deny, allow := e.listHits(in, msg, false), e.listHits(in, msg, true)
+	switch {
+	case len(deny) > 0:
+		syms = []Symbol{denySymbol(deny[0])}
+		v.Reason = "deny list: " + deny[0].name
+	case len(allow) > 0 && allow[0].addr == "":
+		syms = []Symbol{allowSymbol(allow[0])}
+		v.Reason = "allow list: " + allow[0].name
+	default:
 		syms = e.scan(ctx, in, msg, &v)
+		// Sender and domain entries name identities anyone can write; they
+		// apply only once the checks authenticated them.
+		if h, ok := authenticatedHit(allow, syms); ok {
+			syms = []Symbol{allowSymbol(h)}
+			v.Reason = "allow list: " + h.name
+			v.Bayes = BayesResult{Probability: -1}
+		}
 	}
 	sort.Slice(syms, func(i, j int) bool { return syms[i].Name < syms[j].Name })
 	v.Symbols = syms
@@ -298,53 +307,4 @@ func decide(score float64, t Thresholds) Action {
 	try(t.Greylist, Greylist)
 	try(t.Reject, Reject)
 	return best
-}
-
-// listed checks the allow (allow=true) or deny lists against the envelope
-// sender, the From address and the client address.
-func (e *Engine) listed(in *Input, msg *Message, allow bool) (string, bool) {
-	l, nets := e.cfg.Deny, e.denyNet
-	if allow {
-		l, nets = e.cfg.Allow, e.allowNet
-	}
-	if in.ClientIP != nil {
-		if a, ok := netip.AddrFromSlice(in.ClientIP); ok {
-			a = a.Unmap()
-			for _, p := range nets {
-				if p.Contains(a) {
-					return "network " + p.String(), true
-				}
-			}
-		}
-	}
-	senders := []string{strings.ToLower(in.MailFrom)}
-	if f := msg.Header.Get("From"); f != "" {
-		senders = append(senders, strings.ToLower(strings.Trim(addrOnly(f), "<> ")))
-	}
-	for _, s := range senders {
-		if s == "" {
-			continue
-		}
-		for _, want := range l.Senders {
-			if strings.EqualFold(s, want) {
-				return "sender " + s, true
-			}
-		}
-		_, dom, _ := strings.Cut(s, "@")
-		for _, want := range l.Domains {
-			want = strings.ToLower(strings.TrimPrefix(want, "@"))
-			if dom == want || strings.HasSuffix(dom, "."+want) {
-				return "domain " + want, true
-			}
-		}
-	}
-	return "", false
-}
-
-func addrOnly(v string) string {
-	if i := strings.IndexByte(v, '<'); i >= 0 {
-		a, _, _ := strings.Cut(v[i+1:], ">")
-		return a
-	}
-	return v
 }

@@ -611,3 +611,13 @@ func evalSubjectRandomTail(c *rules.Context, _ []string) bool {
 	}
 	return strings.Count(last, last[:1]) < len(last) // not "zzzzz"
 }
+
+// addrOnly is the text inside the first <…>, or all of v: good enough for
+// rule heuristics, not for decisions on identity (see fromAddresses).
+func addrOnly(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		a, _, _ := strings.Cut(v[i+1:], ">")
+		return a
+	}
+	return v
+}

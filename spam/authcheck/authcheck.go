@@ -13,14 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/mail"
 	"sort"
 	"strings"
 	"sync"
 
 	"blitiri.com.ar/go/spf"
+	"golang.org/x/net/idna"
 
 	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
 // Checker is the SPF/DKIM/DMARC spam.Check.
@@ -140,13 +141,15 @@ var descriptions = map[string]string{
 	"DKIM_NONE":         "DKIM: message not signed",
 	"DKIM_TEMPERROR":    "DKIM: key lookup failed temporarily",
 	"DKIM_PERMERROR":    "DKIM: malformed signature or key",
+	"DKIM_BODY_LENGTH":  "DKIM: signature covers only part of the body (l=), not verified",
 	"DMARC_PASS":        "DMARC: aligned SPF or DKIM pass",
 	"DMARC_REJECT":      "DMARC: fails, domain policy reject",
 	"DMARC_QUARANTINE":  "DMARC: fails, domain policy quarantine",
 	"DMARC_POLICY_NONE": "DMARC: fails, domain policy none",
 	"DMARC_NONE":        "DMARC: no policy",
 	"DMARC_TEMPERROR":   "DMARC: temporary DNS error",
-	"DMARC_PERMERROR":   "DMARC: broken record or From",
+	"DMARC_PERMERROR":   "DMARC: broken record, or no From",
+	"DMARC_BAD_FROM":    "DMARC: From has no single parsable address, alignment impossible",
 }
 
 func (c *Checker) symbols(r Results) []spam.Symbol {
@@ -186,31 +189,33 @@ func (c *Checker) symbols(r Results) []spam.Symbol {
 	return out
 }
 
-// fromDomain returns the single RFC5322.From domain, lower-cased.
+// errNoFrom: the message has no From field. RFC 5322 requires one and a
+// structure rule scores its absence; DMARC has nothing to align with.
+var errNoFrom = errors.New("no From field")
+
+// fromDomain returns the single RFC5322.From domain, lower-cased. Anything
+// else (several fields or mailboxes, an unparsable value, no usable domain)
+// is an error and never a guess (RFC 7489 §6.6.1): the domain checked must be
+// the one the reader is shown.
 func fromDomain(msg *spam.Message) (string, error) {
 	froms := msg.Header.RawValues("From")
-	if len(froms) != 1 {
+	switch len(froms) {
+	case 0:
+		return "", errNoFrom
+	case 1:
+	default:
 		return "", fmt.Errorf("%d From fields", len(froms))
 	}
-	list, err := mail.ParseAddressList(froms[0])
+	addr, err := message.ParseMailbox(froms[0])
 	if err != nil {
-		// Fall back to the text between the last @ and > for headers
-		// net/mail rejects (it is strict about display names).
-		v := froms[0]
-		if i := strings.LastIndexByte(v, '@'); i >= 0 {
-			d := strings.ToLower(strings.TrimRight(v[i+1:], "> \t"))
-			if hostLike(d) {
-				return d, nil
-			}
-		}
 		return "", fmt.Errorf("from: %w", err)
 	}
-	if len(list) != 1 {
-		return "", errors.New("from: several addresses")
-	}
-	_, d, ok := strings.Cut(list[0].Address, "@")
+	d := addr[strings.LastIndexByte(addr, '@')+1:]
 	d = strings.ToLower(strings.TrimSuffix(d, "."))
-	if !ok || !hostLike(d) {
+	if a, err := idna.Lookup.ToASCII(d); err == nil {
+		d = a
+	}
+	if !hostLike(d) {
 		return "", errors.New("from: no usable domain")
 	}
 	return d, nil

@@ -38,6 +38,9 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 				v = authres.ResultPass
 			case "INVALID":
 				v = authres.ResultFail
+			case "BODY_LENGTH":
+				// RFC 8601 §2.7.1: signed, but the signature is not acceptable.
+				v = authres.ResultPolicy
 			}
 			ds := domains(s.Options)
 			if len(ds) == 0 {

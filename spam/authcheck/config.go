@@ -47,7 +47,10 @@ func (c Config) Validate() error {
 
 // DefaultScores are deliberately small, as in SpamAssassin and rspamd: a
 // missing or broken SPF/DKIM is common on legitimate mail, so only an explicit
-// DMARC reject policy weighs much. Temporary errors score 0.
+// DMARC reject policy weighs much. Temporary errors score 0. A From that
+// names no single parsable mailbox (DMARC_BAD_FROM) can never pass DMARC and
+// whatever a mail client shows for it is unauthenticated, so it scores like a
+// failure, between the quarantine and none policies.
 var DefaultScores = map[string]float64{
 	"SPF_PASS":          -0.1,
 	"SPF_FAIL":          1.0,
@@ -61,6 +64,7 @@ var DefaultScores = map[string]float64{
 	"DKIM_NONE":         0,
 	"DKIM_TEMPERROR":    0,
 	"DKIM_PERMERROR":    0.1,
+	"DKIM_BODY_LENGTH":  0,
 	"DMARC_PASS":        -0.2,
 	"DMARC_REJECT":      3.5,
 	"DMARC_QUARANTINE":  2.0,
@@ -68,6 +72,7 @@ var DefaultScores = map[string]float64{
 	"DMARC_NONE":        0,
 	"DMARC_TEMPERROR":   0,
 	"DMARC_PERMERROR":   0,
+	"DMARC_BAD_FROM":    1.5,
 	"RBL_TEMPERROR":     0,
 	"URIBL_TEMPERROR":   0,
 }

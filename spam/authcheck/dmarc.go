@@ -40,8 +40,11 @@ func aligned(a, b string, mode dmarc.AlignmentMode) bool {
 
 func (c *Checker) checkDMARC(ctx context.Context, msg *spam.Message, r *Results) DMARCResult {
 	from, err := fromDomain(msg)
-	if err != nil {
+	if errors.Is(err, errNoFrom) {
 		return DMARCResult{Symbol: "DMARC_PERMERROR"}
+	}
+	if err != nil {
+		return DMARCResult{Symbol: "DMARC_BAD_FROM"}
 	}
 	res := DMARCResult{From: from}
 	rec, sub, err := c.lookupDMARC(ctx, from)

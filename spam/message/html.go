@@ -156,35 +156,66 @@ func uriEnd(c byte) bool {
 }
 
 // findTextURIs returns the URIs written in s, scanning for their openings
-// (much faster than a case-insensitive regex over every text part).
+// (much faster than a case-insensitive regex over every text part). One pass:
+// searching the rest of the text for every opening at each step made
+// "xwww.xwww.…" quadratic. Openings are matched ASCII-case-insensitively in
+// s itself, since strings.ToLower may change the length of non-ASCII text.
 func findTextURIs(s string, limit int) []string {
-	low := strings.ToLower(s)
 	var out []string
-	for i := 0; i < len(low) && len(out) < limit; {
-		next, which := -1, ""
-		for _, st := range uriStarts {
-			if j := strings.Index(low[i:], st); j >= 0 && (next < 0 || i+j < next) {
-				next, which = i+j, st
-			}
-		}
-		if next < 0 {
-			break
-		}
-		// "www." must start a word; schemes may follow punctuation.
-		if which == "www." && next > 0 && isWordByte(low[next-1]) {
-			i = next + len(which)
+	for i := 0; i < len(s) && len(out) < limit; {
+		which := uriStartAt(s, i)
+		if which == "" {
+			i++
 			continue
 		}
-		end := next + len(which)
+		// "www." must start a word; schemes may follow punctuation.
+		if which == "www." && i > 0 && isWordByte(lowerASCII(s[i-1])) {
+			i += len(which)
+			continue
+		}
+		end := i + len(which)
 		for end < len(s) && !uriEnd(s[end]) {
 			end++
 		}
-		if end > next+len(which) {
-			out = append(out, s[next:end])
+		if end > i+len(which) {
+			out = append(out, s[i:end])
 		}
 		i = end
 	}
 	return out
+}
+
+// uriStartAt returns the URI opening at s[i:], or "".
+func uriStartAt(s string, i int) string {
+	switch lowerASCII(s[i]) {
+	case 'h', 'f', 'w', 'm':
+		for _, st := range uriStarts {
+			if hasPrefixASCIIFold(s[i:], st) {
+				return st
+			}
+		}
+	}
+	return ""
+}
+
+// hasPrefixASCIIFold: prefix is lower-case ASCII.
+func hasPrefixASCIIFold(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for j := 0; j < len(prefix); j++ {
+		if lowerASCII(s[j]) != prefix[j] {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isWordByte(c byte) bool {

@@ -92,6 +92,80 @@ func hasLongLine(b []byte) bool {
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
+// anyCharset decodes an encoded-word whatever its charset (bytes pass
+// through), which tells a word in an unknown charset from a malformed one.
+var anyCharset = &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil }}
+
+// decodeWords decodes the RFC 2047 encoded-words of a header value one by
+// one, as mime.WordDecoder.DecodeHeader does, except that a word in a charset
+// we cannot convert stays as it is (bad reports one) instead of failing the
+// whole value: one bogus word must not hide the others from the rules.
+func decodeWords(v string) (out string, bad bool) {
+	i := strings.Index(v, "=?")
+	if i < 0 {
+		return v, false
+	}
+	var b strings.Builder
+	b.WriteString(v[:i])
+	v = v[i:]
+	betweenWords := false
+	for {
+		start := strings.Index(v, "=?")
+		if start < 0 {
+			break
+		}
+		end, ok := encodedWordEnd(v, start)
+		if !ok {
+			break
+		}
+		word := v[start:end]
+		text, err := wordDecoder.Decode(word)
+		if err != nil {
+			if _, err2 := anyCharset.Decode(word); err2 != nil {
+				// Not an encoded-word after all: text, scanning on after "=?".
+				b.WriteString(v[:start+2])
+				v = v[start+2:]
+				betweenWords = false
+				continue
+			}
+			bad = true
+		}
+		// White space between two decoded words is dropped (RFC 2047 §6.2).
+		if start > 0 && (!betweenWords || err != nil || strings.Trim(v[:start], " \t\r\n") != "") {
+			b.WriteString(v[:start])
+		}
+		if err != nil {
+			b.WriteString(word)
+		} else {
+			b.WriteString(text)
+		}
+		v = v[end:]
+		betweenWords = err == nil
+	}
+	b.WriteString(v)
+	return b.String(), bad
+}
+
+// encodedWordEnd returns the end of the "=?charset?e?text?=" starting at
+// v[start], located the way mime.WordDecoder.DecodeHeader does.
+func encodedWordEnd(v string, start int) (int, bool) {
+	cur := start + 2
+	i := strings.IndexByte(v[cur:], '?')
+	if i < 0 {
+		return 0, false
+	}
+	cur += i + 1
+	if len(v) < cur+len("Q??=") || v[cur+1] != '?' {
+		return 0, false
+	}
+	cur += 2
+	j := strings.Index(v[cur:], "?=")
+	if j < 0 {
+		return 0, false
+	}
+	return cur + j + 2, true
+}
+
 // parseHeader splits a header block into fields leniently: a line that is neither
 // a field nor a continuation is recorded as an anomaly and skipped.
 func parseHeader(m *Message, head []byte) Header {
@@ -135,11 +209,11 @@ func parseHeader(m *Message, head []byte) Header {
 // and Chinese spam) are decoded by sniffing, and always end up valid UTF-8.
 func decodeHeaderValue(m *Message, v string) string {
 	if strings.Contains(v, "=?") {
-		if d, err := wordDecoder.DecodeHeader(v); err == nil {
-			v = d
-		} else if m != nil {
+		d, bad := decodeWords(v)
+		if bad && m != nil {
 			m.addAnomaly(AnomalyBadCharset)
 		}
+		v = d
 	}
 	if isASCIIPrintable(v) {
 		return v
