@@ -33,6 +33,11 @@ type Config struct {
 	// Fsync makes each delivery durable before it is acknowledged (as Dovecot's
 	// mail_fsync = optimized). Only turn it off for throw-away mail.
 	Fsync bool `yaml:"fsync"`
+	// MailUID and MailGID own the mail of users for whom the directory has no uid
+	// (virtual users; Dovecot's mail_uid/mail_gid, e.g. vmail) when lmtpd runs as
+	// root. 0 = unset: such mail stays root's, which Dovecot cannot read.
+	MailUID int `yaml:"mail_uid"`
+	MailGID int `yaml:"mail_gid"`
 	// HardLink shares one file between recipients of one message on one filesystem.
 	HardLink bool `yaml:"hard_link"`
 	// AutocreateFolders lets fileinto create missing folders even without :create
@@ -141,6 +146,12 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.RecipientDelimiter, "@ \t") {
 		errs = append(errs, config.Errorf("recipient_delimiter", "must not contain @ or blanks", "write +"))
+	}
+	switch {
+	case c.MailUID < 0 || c.MailGID < 0:
+		errs = append(errs, config.Errorf("mail_uid", "mail_uid and mail_gid must not be negative", ""))
+	case (c.MailUID > 0) != (c.MailGID > 0):
+		errs = append(errs, config.Errorf("mail_uid", "set mail_uid and mail_gid together", "e.g. the numeric uid and gid of vmail"))
 	}
 	if c.QuarantineScore < 0 {
 		errs = append(errs, config.Errorf("quarantine_score", "must be 0 (off) or positive", ""))

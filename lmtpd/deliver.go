@@ -158,12 +158,18 @@ func (dv *Deliverer) mailbox(u *directory.User, rcpt string) (maildir.Mailbox, e
 	if err != nil {
 		return maildir.Mailbox{}, err
 	}
+	uid, gid := u.UID, u.GID
+	if uid <= 0 && dv.Config.MailUID > 0 {
+		// A virtual user without a uid of its own: mail_uid's, as Dovecot does, so
+		// Dovecot running as that user can read what root wrote.
+		uid, gid = dv.Config.MailUID, dv.Config.MailGID
+	}
 	mb := maildir.Mailbox{
 		Root:       root,
 		Home:       u.Home,
-		UID:        u.UID,
-		GID:        u.GID,
-		Chown:      os.Geteuid() == 0 && u.UID > 0,
+		UID:        uid,
+		GID:        gid,
+		Chown:      os.Geteuid() == 0 && uid > 0,
 		QuotaBytes: u.Quota,
 	}
 	if mb.QuotaBytes == 0 {
@@ -286,8 +292,10 @@ func (dv *Deliverer) quarantine(ctx context.Context, r *rcptCtx, body []byte, sp
 	return outcome{result: "quarantined", stored: []string{"quarantine:" + id}, note: reason}, nil
 }
 
-// quarantineErr classifies a failed quarantine write like a Maildir write: a
-// full disk is 452 4.3.1, anything else 451.
+// quarantineErr classifies a failed quarantine write: a full disk is 452 4.3.1,
+// anything else 451. Unlike in a Maildir, EDQUOT is a full disk here too: the
+// quarantine belongs to the service, not to the recipient, so it is no reason to
+// tell the sender the recipient's mailbox is full.
 func quarantineErr(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("%w: %v", maildir.ErrNoSpace, err)
@@ -347,7 +355,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				notes = append(notes, "not carried out: "+strings.Join(v.Ignored, ", "))
 			}
 			if v.Header != nil {
-				msg = maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(v.Header, body)...))
+				msg = maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(v.Header, v.HeaderLen, body)...))
 			}
 		}
 	}
@@ -430,6 +438,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	// retries, and we must not have sent anything yet). A quarantined message is
 	// neither forwarded nor answered: the admin held it back, and a vacation reply
 	// would confirm the address to a spammer.
+	keepAfterAll := false
 	for i := range acts {
 		a := &acts[i]
 		if out.result == "quarantined" && (a.Type == ActRedirect || a.Type == ActVacation) {
@@ -438,12 +447,44 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		}
 		switch a.Type {
 		case ActRedirect:
-			notes = append(notes, dv.redirect(ctx, r, a, body, msgID))
-			if !stored && out.result == "" {
-				out.result = "redirected"
+			note, err := dv.redirect(ctx, r, a, body, msgID)
+			notes = append(notes, note)
+			switch {
+			case err == nil:
+				if !stored && out.result == "" {
+					out.result = "redirected"
+				}
+			case stored:
+				// A copy is in a mailbox: a retry would store it twice (the saved_mail
+				// rule above), so the failed forward is only logged.
+				dv.Logger.Error("redirect failed after a copy was stored", "rcpt", r.rcpt, "user", r.user.Login,
+					"queue_id", queueID, "to", a.Address, "error", err)
+			case !errors.Is(err, errRedirectPermanent):
+				// Pigeonhole answers a temporary submission failure with
+				// SIEVE_EXEC_TEMP_FAILURE: the MTA keeps the message and retries, and
+				// the redirects that did go out are marked, so they are not repeated.
+				return out, wrapTemp("%v", err)
+			default:
+				// A permanent failure (SIEVE_EXEC_FAILURE) leaves Pigeonhole's implicit
+				// keep standing: the message goes to the mailbox instead of nowhere.
+				keepAfterAll = true
 			}
 		case ActVacation:
 			notes = append(notes, dv.vacation(ctx, r, a))
+		}
+	}
+	if keepAfterAll && !stored {
+		name, err := dv.store(r, defaultBox, &Action{}, msg)
+		if (errors.Is(err, maildir.ErrNoMailbox) || errors.Is(err, maildir.ErrBadName)) && defaultBox != "INBOX" {
+			name, err = dv.store(r, "INBOX", &Action{}, msg)
+		}
+		if err != nil {
+			return out, err
+		}
+		notes = append(notes, "redirect failed; kept in "+name)
+		out.stored = append(out.stored, name)
+		if out.result == "discarded" || out.result == "redirected" {
+			out.result = ""
 		}
 	}
 	if dv.Store != nil {
@@ -467,23 +508,50 @@ func (dv *Deliverer) store(r *rcptCtx, box string, a *Action, msg *maildir.Messa
 	return box, nil
 }
 
+// errRedirectPermanent marks a redirect that will not work on a retry either.
+var errRedirectPermanent = errors.New("permanent failure")
+
 // redirect forwards the message once (tracked in the store by Message-ID so a
-// retried delivery does not forward twice).
-func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body []byte, msgID string) string {
+// retried delivery does not forward twice). The error is nil when the message went
+// out or had gone out before; it wraps errRedirectPermanent when retrying cannot
+// help.
+func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body []byte, msgID string) (string, error) {
 	if dv.Sender == nil {
-		return "redirect to " + a.Address + " dropped: no sender configured"
+		return "redirect to " + a.Address + " impossible: no sender configured",
+			fmt.Errorf("redirect to %s: no sender configured: %w", a.Address, errRedirectPermanent)
 	}
+	key := ""
 	if dv.Store != nil && msgID != "" {
-		fresh, err := dv.Store.SetNX(ctx, "redirect:"+r.user.Login+":"+shortHash(a.Address+"\x00"+msgID), []byte("1"), 24*time.Hour)
-		if err == nil && !fresh {
-			return "redirect to " + a.Address + " already done"
+		k := "redirect:" + r.user.Login + ":" + shortHash(a.Address+"\x00"+msgID)
+		fresh, err := dv.Store.SetNX(ctx, k, []byte("1"), 24*time.Hour)
+		switch {
+		case err == nil && !fresh:
+			return "redirect to " + a.Address + " already done", nil
+		case err == nil:
+			key = k
 		}
 	}
 	if err := dv.Sender.Send(ctx, r.from, []string{a.Address}, body); err != nil {
+		if key != "" {
+			// The marker claimed the forward before it was sent (so two deliveries
+			// at once do not both send); a forward that did not happen must not be
+			// remembered as done, or the retry would skip it. ctx may be what ran
+			// out.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if derr := dv.Store.Delete(dctx, key); derr != nil {
+				dv.Logger.Warn("redirect marker not removed", "rcpt", r.rcpt, "to", a.Address, "error", derr)
+			}
+			cancel()
+		}
 		dv.Logger.Error("redirect failed", "rcpt", r.rcpt, "to", a.Address, "error", err)
-		return "redirect to " + a.Address + " failed: " + err.Error()
+		if permanentSendError(err) {
+			err = fmt.Errorf("redirect to %s: %w: %w", a.Address, errRedirectPermanent, err)
+		} else {
+			err = fmt.Errorf("redirect to %s: %w", a.Address, err)
+		}
+		return "redirect to " + a.Address + " failed: " + err.Error(), err
 	}
-	return "redirected to " + a.Address
+	return "redirected to " + a.Address, nil
 }
 
 // shortHash keeps store keys bounded whatever a sender puts in a Message-ID.
@@ -492,15 +560,13 @@ func shortHash(s string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// editedBody replaces the header of body (LF) with hdr.
-func editedBody(hdr, body []byte) []byte {
-	h := headerBlock(body)
-	rest := body[len(h):]
-	var b bytes.Buffer
-	b.Write(bytes.ReplaceAll(hdr, []byte("\r\n"), []byte("\n")))
-	if len(hdr) > 0 && hdr[len(hdr)-1] != '\n' {
-		b.WriteByte('\n')
-	}
-	b.Write(rest)
-	return b.Bytes()
+// editedBody replaces the first hlen bytes of body (LF) with hdr. hlen comes from
+// the filter's own parse: lmtpd's headerBlock stops elsewhere (at a blank line
+// past a malformed line, or at maxHeaderScan), and splicing at its end would drop
+// or repeat the lines in between.
+func editedBody(hdr []byte, hlen int, body []byte) []byte {
+	hlen = min(max(hlen, 0), len(body))
+	b := make([]byte, 0, len(hdr)+len(body)-hlen)
+	b = append(b, bytes.ReplaceAll(hdr, []byte("\r\n"), []byte("\n"))...)
+	return append(b, body[hlen:]...)
 }

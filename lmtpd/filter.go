@@ -62,8 +62,10 @@ type Verdict struct {
 	// Errors are script errors; the actions are then what Pigeonhole does on failure
 	// (implicit keep), and the caller logs them.
 	Errors []error
-	// Header, when non-nil, replaces the message header (editheader).
-	Header []byte
+	// Header, when non-nil, replaces the first HeaderLen bytes of the message
+	// (editheader): the header fields the filter parsed, and nothing after them.
+	Header    []byte
+	HeaderLen int
 	// Marks are duplicate ids to record after a successful delivery.
 	Marks []Mark
 	// Ignored names actions the script asked for that lmtpd does not carry out

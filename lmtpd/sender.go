@@ -45,7 +45,7 @@ func (s *SendmailSender) Send(ctx context.Context, from string, rcpts []string, 
 	}
 	for _, r := range rcpts {
 		if strings.HasPrefix(r, "-") || strings.ContainsAny(r, " \t\r\n") {
-			return fmt.Errorf("sendmail: refusing recipient %q", r)
+			return fmt.Errorf("sendmail: %w %q", errRefusedRecipient, r)
 		}
 	}
 	if s.Timeout > 0 {
@@ -96,6 +96,29 @@ func (s *SMTPSender) Send(ctx context.Context, from string, rcpts []string, msg 
 		return fmt.Errorf("smtp submit: %w", err)
 	}
 	return c.Quit()
+}
+
+// errRefusedRecipient: an address we will never hand to sendmail.
+var errRefusedRecipient = errors.New("refusing recipient")
+
+// permanentSendError reports whether a submission failed for good: the MTA
+// refused with a 5xx, or sendmail said the data, the user or the host is bad
+// (sysexits EX_DATAERR, EX_NOUSER, EX_NOHOST). Everything else — a timeout, a
+// refused connection, EX_TEMPFAIL, an unknown exit status — may work on a retry.
+func permanentSendError(err error) bool {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code >= 500
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		switch ee.ExitCode() {
+		case 65, 67, 68:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, errRefusedRecipient)
 }
 
 func toCRLF(b []byte) []byte {

@@ -150,6 +150,11 @@ func (s *Server) housekeep(q *quarantine.Store) {
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if n, err := q.Recover(ctx); err != nil {
+			s.log.Warn("quarantine housekeeping", "error", err)
+		} else if n > 0 {
+			s.log.Warn("quarantine housekeeping: messages without an index entry indexed again", "recovered", n)
+		}
 		if n, err := q.Enforce(ctx); err != nil {
 			s.log.Warn("quarantine housekeeping", "error", err)
 		} else if n > 0 {

@@ -70,15 +70,22 @@ func (f *fakeFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, err
 	return &Verdict{Actions: []Action{{Type: ActKeep, Implicit: true}}}, nil
 }
 
-// fakeSender records submitted messages.
+// fakeSender records submitted messages; with err set it records the attempt
+// and fails.
 type fakeSender struct {
-	mu   sync.Mutex
-	sent []string
+	mu       sync.Mutex
+	sent     []string
+	attempts int
+	err      error
 }
 
 func (s *fakeSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.attempts++
+	if s.err != nil {
+		return s.err
+	}
 	s.sent = append(s.sent, fmt.Sprintf("from=<%s> to=%v\n%s", from, rcpts, msg))
 	return nil
 }
@@ -338,6 +345,36 @@ func TestDiskFull(t *testing.T) {
 	for _, sub := range []string{"new", "cur", "tmp"} {
 		if fs := files(t, filepath.Join(e.dir, "alice/Maildir", sub)); len(fs) != 0 {
 			t.Errorf("%s/ has %v", sub, fs)
+		}
+	}
+}
+
+type edquotWriter struct{}
+
+func (edquotWriter) Write(p []byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "tmp", Err: syscall.EDQUOT}
+}
+
+// TestFilesystemQuota: EDQUOT (the user's disk quota) is a full mailbox, as in
+// Dovecot — 552 5.2.2, or 452 4.2.2 with quota_full_tempfail — not a full disk.
+func TestFilesystemQuota(t *testing.T) {
+	for _, tempfail := range []bool{false, true} {
+		e := newEnv(t, func(o *Options) {
+			o.Config.QuotaFullTempfail = tempfail
+			o.Maildir = &maildir.Options{Fsync: true, WrapWriter: func(io.Writer) io.Writer { return edquotWriter{} }}
+		})
+		_, d := e.dial().send("s@example.net", []string{"alice@example.com"}, testMsg)
+		want := "552 5.2.2 <alice@example.com> Quota exceeded"
+		if tempfail {
+			want = "452 4.2.2 <alice@example.com> Quota exceeded"
+		}
+		if len(d) != 1 || !strings.HasPrefix(d[0], want) {
+			t.Fatalf("tempfail=%v: EDQUOT answered %q, want %s", tempfail, d, want)
+		}
+		for _, sub := range []string{"new", "cur", "tmp"} {
+			if fs := files(t, filepath.Join(e.dir, "alice/Maildir", sub)); len(fs) != 0 {
+				t.Errorf("%s/ has %v", sub, fs)
+			}
 		}
 	}
 }

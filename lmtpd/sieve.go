@@ -1,6 +1,7 @@
 package lmtpd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -235,8 +236,9 @@ func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, er
 		return &Verdict{Actions: []Action{{Type: ActKeep, Implicit: true}}}, nil
 	}
 	now := in.Now
+	msg := sieve.NewMessage(in.Message)
 	env := &sieve.Env{
-		Message:  sieve.NewMessage(in.Message),
+		Message:  msg,
 		Envelope: sieve.Envelope{From: in.From, To: in.To},
 		Now:      func() time.Time { return now },
 		Environment: map[string]string{
@@ -254,7 +256,7 @@ func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, er
 	if err != nil {
 		return nil, err
 	}
-	return convertResult(res), nil
+	return convertResult(res, msg), nil
 }
 
 type mailboxFunc func(string) bool
@@ -265,7 +267,7 @@ type seenFunc func(context.Context, string) bool
 
 func (s seenFunc) Check(ctx context.Context, id string) bool { return s(ctx, id) }
 
-func convertResult(res *sieve.Result) *Verdict {
+func convertResult(res *sieve.Result, msg *sieve.Message) *Verdict {
 	v := &Verdict{Errors: res.Errors}
 	for _, a := range res.Actions {
 		t := a.Type
@@ -288,14 +290,32 @@ func convertResult(res *sieve.Result) *Verdict {
 		})
 	}
 	if res.HeadersEdited {
-		var b strings.Builder
-		for _, h := range res.Headers {
-			b.WriteString(h.Name + ": " + h.Value + "\n")
-		}
-		v.Header = []byte(b.String())
+		v.Header, v.HeaderLen = editedHeader(res.Headers, msg)
 	}
 	for _, m := range res.DuplicateMarks {
 		v.Marks = append(v.Marks, Mark{ID: m.ID, Period: m.Period})
 	}
 	return v
+}
+
+// editedHeader renders the header list an editheader script left and returns it
+// with the length of the original header it replaces. The replaced extent is
+// exactly what the Sieve parser read as fields (it stops at the empty line or at
+// the first line that is no header field), and every field the script did not add
+// is copied from the message byte for byte: whatever the parser did not see, or
+// saw but nobody edited, reaches the mailbox unchanged.
+func editedHeader(hs []sieve.Header, msg *sieve.Message) ([]byte, int) {
+	raw := msg.Raw()
+	var b bytes.Buffer
+	for _, h := range hs {
+		if b.Len() > 0 && b.Bytes()[b.Len()-1] != '\n' {
+			b.WriteByte('\n') // the message's last line, without a break, is followed by more now
+		}
+		if start, end, ok := h.Span(); ok && end <= len(raw) {
+			b.Write(raw[start:end])
+		} else {
+			b.WriteString(h.Name + ": " + strings.ReplaceAll(h.Value, "\r\n", "\n") + "\n")
+		}
+	}
+	return b.Bytes(), msg.HeaderEnd()
 }

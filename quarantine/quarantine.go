@@ -6,14 +6,20 @@
 package quarantine
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
+	"mime"
+	"net/textproto"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +29,9 @@ import (
 
 // ErrNotFound: no quarantined message with that id.
 var ErrNotFound = errors.New("quarantine: no such message")
+
+// ErrReleasing: the message is claimed by a release under way (another process).
+var ErrReleasing = errors.New("quarantine: already released or deleted (a release is under way)")
 
 // Config is the quarantine section.
 type Config struct {
@@ -87,7 +96,8 @@ CREATE TABLE IF NOT EXISTS messages (
   reason TEXT NOT NULL,
   size INTEGER NOT NULL,
   message_id TEXT NOT NULL,
-  queue_id TEXT NOT NULL
+  queue_id TEXT NOT NULL,
+  claimed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_time ON messages(time);
 CREATE INDEX IF NOT EXISTS messages_usr ON messages(usr);
@@ -101,7 +111,10 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	sweepTmp(filepath.Join(cfg.Dir, "tmp"), time.Now().Add(-time.Hour))
-	dsn := "file:" + filepath.Join(cfg.Dir, "index.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	// synchronous=FULL: lmtpd answers 250 as soon as Add's INSERT commits, and in
+	// WAL mode NORMAL lets a power loss roll back the last commits — the message
+	// would be acknowledged and its row gone. The index sees a few writes an hour.
+	dsn := "file:" + filepath.Join(cfg.Dir, "index.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("quarantine: open index: %w", err)
@@ -110,7 +123,27 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("quarantine: create index: %w", err)
 	}
+	if err := addClaimedColumn(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("quarantine: upgrade index: %w", err)
+	}
 	return &Store{cfg: cfg, db: db, now: time.Now}, nil
+}
+
+// addClaimedColumn upgrades an index made before releases claimed their message.
+func addClaimedColumn(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('messages') WHERE name='claimed'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := db.Exec(`ALTER TABLE messages ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0`)
+	if err != nil && strings.Contains(err.Error(), "duplicate column") {
+		return nil // another process upgraded it just now
+	}
+	return err
 }
 
 // Close closes the index.
@@ -199,9 +232,7 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 		os.Remove(tmp)
 		return "", fmt.Errorf("quarantine: write message: %w", err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
-		e.ID, e.Time.UnixMicro(), e.Recipient, e.User, e.Sender, e.Subject, e.Score,
-		strings.Join(e.Symbols, ","), e.Reason, e.Size, e.MessageID, e.QueueID)
+	err = s.insert(ctx, e)
 	if err != nil {
 		os.Remove(p)
 		return "", fmt.Errorf("quarantine: index: %w", err)
@@ -209,6 +240,13 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 	// The message is safe; a failed cleanup is retried on the next Add or purge.
 	s.enforce(ctx, e.ID)
 	return e.ID, nil
+}
+
+func (s *Store) insert(ctx context.Context, e *Entry) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO messages (`+cols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		e.ID, e.Time.UnixMicro(), e.Recipient, e.User, e.Sender, e.Subject, e.Score,
+		strings.Join(e.Symbols, ","), e.Reason, e.Size, e.MessageID, e.QueueID)
+	return err
 }
 
 // Filter selects entries for List.
@@ -299,29 +337,222 @@ func (s *Store) Message(ctx context.Context, id string) ([]byte, error) {
 	return b, nil
 }
 
-// Delete removes entries and their files. Unknown ids give ErrNotFound (after the
-// known ones were deleted).
+// Delete removes entries and their files. Unknown ids give ErrNotFound, ids a
+// release has claimed ErrReleasing (after the others were deleted).
 func (s *Store) Delete(ctx context.Context, ids ...string) error {
-	var missing []string
+	var missing, busy []string
 	for _, id := range ids {
 		if !validID(id) {
 			missing = append(missing, id)
 			continue
 		}
-		res, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE id=?`, id)
+		ok, err := s.remove(ctx, id, 0)
 		if err != nil {
 			return fmt.Errorf("quarantine: delete %s: %w", id, err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			missing = append(missing, id)
+		if ok {
 			continue
 		}
-		os.Remove(s.path(id))
+		switch _, err := s.claimOf(ctx, id); {
+		case errors.Is(err, ErrNotFound):
+			missing = append(missing, id)
+		case err != nil:
+			return fmt.Errorf("quarantine: delete %s: %w", id, err)
+		default:
+			busy = append(busy, id)
+		}
 	}
+	var errs []error
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s", ErrNotFound, strings.Join(missing, ", "))
+		errs = append(errs, fmt.Errorf("%w: %s", ErrNotFound, strings.Join(missing, ", ")))
+	}
+	if len(busy) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrReleasing, strings.Join(busy, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// remove deletes id's row, if it is claimed by claim (0: unclaimed), and its
+// file, in one transaction: a crash in between leaves a row without a file
+// (which fails visibly and is purged) rather than a file without a row, which
+// Recover would bring back as if the index had lost it.
+func (s *Store) remove(ctx context.Context, id string, claim int64) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id=? AND claimed=?`, id, claim)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return true, tx.Commit()
+}
+
+// claimOf returns id's claim (0: none), ErrNotFound without a row.
+func (s *Store) claimOf(ctx context.Context, id string) (int64, error) {
+	var c int64
+	err := s.db.QueryRowContext(ctx, `SELECT claimed FROM messages WHERE id=?`, id).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return c, err
+}
+
+// Claimed is a message reserved for one release: nobody else can release,
+// delete or purge it until Done or Abort.
+type Claimed struct {
+	Entry   *Entry
+	Message []byte
+
+	s     *Store
+	token int64
+}
+
+// Claim reserves id for a release and returns it with its message. Two releases
+// of one message (or a release and a delete or purge) may race from different
+// processes: exactly one wins, the others get ErrReleasing (claimed right now) or
+// ErrNotFound (already gone).
+func (s *Store) Claim(ctx context.Context, id string) (*Claimed, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	token := s.now().UnixMicro()
+	res, err := s.db.ExecContext(ctx, `UPDATE messages SET claimed=? WHERE id=? AND claimed=0`, token, id)
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: claim %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := s.claimOf(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s", ErrReleasing, id)
+	}
+	c := &Claimed{s: s, token: token}
+	if c.Entry, err = s.Get(ctx, id); err == nil {
+		c.Message, err = os.ReadFile(s.path(id))
+	}
+	if err != nil {
+		c.Abort(ctx)
+		return nil, fmt.Errorf("quarantine: read %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// Done removes a released message from the quarantine.
+func (c *Claimed) Done(ctx context.Context) error {
+	ok, err := c.s.remove(ctx, c.Entry.ID, c.token)
+	if err == nil && !ok {
+		err = errors.New("the claim expired")
+	}
+	if err != nil {
+		return fmt.Errorf("quarantine: remove released %s: %w", c.Entry.ID, err)
 	}
 	return nil
+}
+
+// Abort puts a message whose release failed back into the quarantine.
+func (c *Claimed) Abort(ctx context.Context) error {
+	_, err := c.s.db.ExecContext(ctx, `UPDATE messages SET claimed=0 WHERE id=? AND claimed=?`, c.Entry.ID, c.token)
+	if err != nil {
+		return fmt.Errorf("quarantine: put back %s: %w", c.Entry.ID, err)
+	}
+	return nil
+}
+
+// staleAfter: a claim this old belongs to a release that died (one takes
+// seconds), and a file this old in msg/ without a row is no Add under way.
+const staleAfter = time.Hour
+
+// Recover repairs what a crash can leave behind: a claim of a release that died
+// is dropped, so the message can be released (again — it may have been
+// delivered) or deleted; a message file without an index row (an index from
+// before synchronous=FULL that lost commits in a power loss, or a writer that died
+// between the file and the row) is indexed again from what the file tells, so it
+// shows in list and is released, deleted or purged like any other. It returns how
+// many messages it brought back.
+func (s *Store) Recover(ctx context.Context) (int, error) {
+	old := s.now().Add(-staleAfter)
+	if _, err := s.db.ExecContext(ctx, `UPDATE messages SET claimed=0 WHERE claimed<>0 AND claimed<?`, old.UnixMicro()); err != nil {
+		return 0, fmt.Errorf("quarantine: recover: %w", err)
+	}
+	// Rows first, then files: remove() unlinks a file before its row's deletion
+	// commits, so a file listed after this read without a row here is no delete
+	// under way.
+	known := map[string]bool{}
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM messages`)
+	if err != nil {
+		return 0, fmt.Errorf("quarantine: recover: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			known[id] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("quarantine: recover: %w", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(s.cfg.Dir, "msg"))
+	if err != nil {
+		return 0, fmt.Errorf("quarantine: recover: %w", err)
+	}
+	n := 0
+	for _, de := range ents {
+		id, ok := strings.CutSuffix(de.Name(), ".eml")
+		if !ok || !validID(id) || known[id] {
+			continue
+		}
+		info, err := de.Info()
+		if err != nil || !info.Mode().IsRegular() || !info.ModTime().Before(old) {
+			continue
+		}
+		e := &Entry{ID: id, Time: info.ModTime(), Size: info.Size(),
+			Reason: "recovered: the index had lost it (recipient and sender unknown)"}
+		if b, err := readHead(s.path(id)); err == nil {
+			e.Subject, e.MessageID, e.Score = recoveredFields(b)
+		}
+		if err := s.insert(ctx, e); err != nil {
+			return n, fmt.Errorf("quarantine: recover %s: %w", id, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// readHead reads the start of a message, enough for its header.
+func readHead(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<10))
+}
+
+// recoveredFields takes what list shows from a message's header.
+func recoveredFields(msg []byte) (subject, messageID string, score float64) {
+	hdr := msg
+	if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
+		hdr = msg[:i+1]
+	}
+	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(hdr, '\n'))))
+	h, _ := tp.ReadMIMEHeader() // what parsed before a malformed line
+	subject = h.Get("Subject")
+	if d, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = d
+	}
+	if f := strings.Fields(h.Get("X-Spam-Score")); len(f) > 0 {
+		score, _ = strconv.ParseFloat(f[0], 64)
+	}
+	return subject, h.Get("Message-ID"), score
 }
 
 // Purge deletes entries older than before and returns how many.
@@ -330,7 +561,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (int, error) {
 }
 
 func (s *Store) purge(ctx context.Context, before time.Time, keep string) (int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM messages WHERE time<? AND id<>?`, before.UnixMicro(), keep)
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM messages WHERE time<? AND id<>? AND claimed=0`, before.UnixMicro(), keep)
 	if err != nil {
 		return 0, fmt.Errorf("quarantine: purge: %w", err)
 	}
@@ -342,10 +573,23 @@ func (s *Store) purge(ctx context.Context, before time.Time, keep string) (int, 
 		}
 	}
 	rows.Close()
-	if len(ids) == 0 {
-		return 0, nil
+	return s.removeAll(ctx, ids)
+}
+
+// removeAll removes the unclaimed ones of ids and returns how many: one a
+// release claimed or someone deleted since they were selected is passed over.
+func (s *Store) removeAll(ctx context.Context, ids []string) (int, error) {
+	n := 0
+	for _, id := range ids {
+		ok, err := s.remove(ctx, id, 0)
+		if err != nil {
+			return n, fmt.Errorf("quarantine: delete %s: %w", id, err)
+		}
+		if ok {
+			n++
+		}
 	}
-	return len(ids), s.Delete(ctx, ids...)
+	return n, nil
 }
 
 // Enforce applies retention and the size cap (oldest first); it returns how many
@@ -375,7 +619,7 @@ func (s *Store) enforce(ctx context.Context, keep string) (int, error) {
 	if over <= 0 {
 		return n, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id,size FROM messages WHERE id<>? ORDER BY time ASC`, keep)
+	rows, err := s.db.QueryContext(ctx, `SELECT id,size FROM messages WHERE id<>? AND claimed=0 ORDER BY time ASC`, keep)
 	if err != nil {
 		return n, fmt.Errorf("quarantine: size: %w", err)
 	}
@@ -389,10 +633,6 @@ func (s *Store) enforce(ctx context.Context, keep string) (int, error) {
 		}
 	}
 	rows.Close()
-	if len(ids) > 0 {
-		if err := s.Delete(ctx, ids...); err != nil {
-			return n, err
-		}
-	}
-	return n + len(ids), nil
+	k, err := s.removeAll(ctx, ids)
+	return n + k, err
 }

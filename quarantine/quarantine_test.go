@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,159 @@ func TestOpenSweepsStaleTmp(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("fresh tmp file removed: %v", err)
+	}
+}
+
+// TestIndexDurable: lmtpd answers 250 right after Add, so the index must not lose
+// a commit in a power loss: synchronous=FULL (2), not WAL's NORMAL (1).
+func TestIndexDurable(t *testing.T) {
+	s, err := Open(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := 0; i < 3; i++ { // each connection of the pool, held open
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var sync int
+		if err := conn.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+			t.Fatalf("connection %d: synchronous = %d %v, want 2 (FULL)", i, sync, err)
+		}
+	}
+}
+
+// TestOrphanRecovered: a message file without an index row (a row lost in a
+// power loss, a writer killed between file and row) is indexed again by Recover,
+// shows in List, and is purged like any other; a fresh one (an Add under way) is
+// left alone.
+func TestOrphanRecovered(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, err := s.Add(ctx, &Entry{Recipient: "alice@example.com"}, []byte("Subject: =?utf-8?q?caf=C3=A9?=\nMessage-ID: <o@x>\nX-Spam-Score: 12.5\n\nbody\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := s.Add(ctx, &Entry{Recipient: "alice@example.com"}, []byte("Subject: new\n\n"))
+	s.db.Exec(`DELETE FROM messages`) // the rows the power loss took
+	past := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(s.path(id), past, past)
+	if l, _ := s.List(ctx, Filter{}); len(l) != 0 {
+		t.Fatalf("list %v", l)
+	}
+	n, err := s.Recover(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("recovered %d, %v", n, err)
+	}
+	l, _ := s.List(ctx, Filter{})
+	if len(l) != 1 || l[0].ID != id || l[0].Subject != "café" || l[0].MessageID != "<o@x>" || l[0].Score != 12.5 ||
+		!strings.HasPrefix(l[0].Reason, "recovered") || l[0].Time.Unix() != past.Unix() {
+		t.Fatalf("after recovery: %+v", l)
+	}
+	if n, _ := s.Recover(ctx); n != 0 {
+		t.Errorf("recovered %d again", n)
+	}
+	if n, err := s.Purge(ctx, time.Now().Add(-time.Hour)); n != 1 || err != nil {
+		t.Errorf("purge %d %v", n, err)
+	}
+	if _, err := os.Stat(s.path(id)); !os.IsNotExist(err) {
+		t.Errorf("recovered message not purged: %v", err)
+	}
+	if _, err := os.Stat(s.path(fresh)); err != nil {
+		t.Errorf("a fresh file was touched: %v", err)
+	}
+}
+
+// TestClaim: a release claims its message first. A second release, a delete and
+// a purge then leave it alone; a failed release puts it back; a finished one
+// removes it; a claim of a release that died expires.
+func TestClaim(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(Config{Dir: dir}) // another process
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	id, _ := s.Add(ctx, &Entry{Recipient: "a@b", Time: time.Now().Add(-48 * time.Hour)}, []byte("Subject: x\n\nbody\n"))
+	c, err := s.Claim(ctx, id)
+	if err != nil || string(c.Message) != "Subject: x\n\nbody\n" || c.Entry.Recipient != "a@b" {
+		t.Fatalf("claim: %+v %v", c, err)
+	}
+	if _, err := other.Claim(ctx, id); !errors.Is(err, ErrReleasing) {
+		t.Errorf("second claim: %v", err)
+	}
+	if err := other.Delete(ctx, id); !errors.Is(err, ErrReleasing) {
+		t.Errorf("delete of a claimed message: %v", err)
+	}
+	if n, err := other.Purge(ctx, time.Now()); n != 0 || err != nil {
+		t.Errorf("purge of a claimed message: %d %v", n, err)
+	}
+	if err := c.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err = other.Claim(ctx, id)
+	if err != nil {
+		t.Fatalf("claim after abort: %v", err)
+	}
+	if err := c.Done(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("claim after release: %v", err)
+	}
+	if _, err := os.Stat(s.path(id)); !os.IsNotExist(err) {
+		t.Errorf("released file left: %v", err)
+	}
+	// A release that died: its claim expires after an hour.
+	id2, _ := s.Add(ctx, &Entry{Recipient: "a@b"}, []byte("x"))
+	if _, err := s.Claim(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	other.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	other.Recover(ctx)
+	if err := other.Delete(ctx, id2); err != nil {
+		t.Errorf("delete after the dead release's claim expired: %v", err)
+	}
+}
+
+// TestOldIndexUpgraded: an index written before claims existed gets the column.
+func TestOldIndexUpgraded(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.Replace(schema, ",\n  claimed INTEGER NOT NULL DEFAULT 0", "", 1)
+	for _, q := range []string{`DROP TABLE messages`, old,
+		`INSERT INTO messages VALUES ('260101-aaaaaaaaaa',1,'a@b','a','s','subj',1,'','r',1,'','')`} {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s, err = Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Add(context.Background(), &Entry{Recipient: "a@b"}, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.List(context.Background(), Filter{}); err != nil || len(l) != 2 {
+		t.Fatalf("list %v %v", l, err)
 	}
 }

@@ -101,6 +101,12 @@ func qListCmd(app *App, asJSON *bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Messages whose index entry was lost must not stay invisible.
+			if n, err := q.Recover(cmd.Context()); err != nil {
+				return err
+			} else if n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "indexed %d message(s) again that had lost their index entry (reason \"recovered\")\n", n)
+			}
 			ents, err := q.List(cmd.Context(), f)
 			if err != nil {
 				return err
@@ -317,26 +323,38 @@ func qReleaseCmd(app *App, asJSON *bool) *cobra.Command {
 
 func releaseOne(ctx context.Context, d *lmtpd.Deliverer, q *quarantine.Store, id string,
 	learn func(context.Context, []byte, bool, string) error) (idResult, int) {
-	e, err := q.Get(ctx, id)
-	if err != nil {
-		if errors.Is(err, quarantine.ErrNotFound) {
-			return idResult{ID: id, Result: "not found"}, qExitNotFound
-		}
+	// Claimed first: two releases of one ID, or a release racing delete or purge,
+	// must not deliver twice or deliver what was deleted. The loser learns the
+	// message is gone.
+	c, err := q.Claim(ctx, id)
+	switch {
+	case errors.Is(err, quarantine.ErrNotFound):
+		return idResult{ID: id, Result: "not found (or already released or deleted)"}, qExitNotFound
+	case errors.Is(err, quarantine.ErrReleasing):
+		return idResult{ID: id, Result: "already released or deleted (another release is under way)"}, qExitNotFound
+	case err != nil:
 		return idResult{ID: id, Result: err.Error()}, qExitError
 	}
-	msg, err := q.Message(ctx, id)
-	if err != nil {
-		return idResult{ID: id, Result: err.Error()}, qExitError
+	e, msg := c.Entry, c.Message
+	// putBack returns the message to the quarantine after a failed delivery, also
+	// when ctx is what ran out.
+	putBack := func(res idResult, code int) (idResult, int) {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := c.Abort(bctx); err != nil {
+			res.Result += "; putting it back into the quarantine failed (possible again in an hour): " + err.Error()
+		}
+		return res, code
 	}
 	rc, err := d.Resolve(ctx, e.Recipient)
 	if err != nil {
-		return idResult{ID: id, Result: "recipient " + e.Recipient + ": " + err.Error()}, deliveryCode(err)
+		return putBack(idResult{ID: id, Result: "recipient " + e.Recipient + ": " + err.Error()}, deliveryCode(err))
 	}
 	var derr error
 	d.Deliver(ctx, &lmtpd.Delivery{From: e.Sender, Recipients: []lmtpd.Recipient{rc}, Data: msg,
 		SessionID: "release-" + id, Release: true}, func(_ int, err error) { derr = err })
 	if derr != nil {
-		return idResult{ID: id, Result: "delivery to " + e.Recipient + " failed: " + derr.Error()}, deliveryCode(derr)
+		return putBack(idResult{ID: id, Result: "delivery to " + e.Recipient + " failed: " + derr.Error()}, deliveryCode(derr))
 	}
 	note, code := "released to "+e.Recipient, qExitOK
 	if learn != nil {
@@ -347,7 +365,7 @@ func releaseOne(ctx context.Context, d *lmtpd.Deliverer, q *quarantine.Store, id
 			note += "; learned as ham"
 		}
 	}
-	if err := q.Delete(ctx, id); err != nil {
+	if err := c.Done(ctx); err != nil {
 		return idResult{ID: id, OK: true, Result: note + "; but removing it from the quarantine failed: " + err.Error()}, qExitError
 	}
 	return idResult{ID: id, OK: true, Result: note}, code
@@ -378,6 +396,9 @@ func qDeleteCmd(app *App, asJSON *bool) *cobra.Command {
 				switch err := q.Delete(cmd.Context(), id); {
 				case err == nil:
 					res = append(res, idResult{ID: id, OK: true, Result: "deleted"})
+				case errors.Is(err, quarantine.ErrReleasing):
+					res = append(res, idResult{ID: id, Result: "being released"})
+					code = worse(code, qExitNotFound)
 				case errors.Is(err, quarantine.ErrNotFound):
 					res = append(res, idResult{ID: id, Result: "not found"})
 					code = worse(code, qExitNotFound)
@@ -409,12 +430,19 @@ func qPurgeCmd(app *App, asJSON *bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rec, err := q.Recover(cmd.Context())
+			if err != nil {
+				return err
+			}
 			n, err := q.Purge(cmd.Context(), time.Now().Add(-d))
 			if err != nil {
 				return err
 			}
 			if *asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]int{"purged": n})
+				return writeJSON(cmd.OutOrStdout(), map[string]int{"purged": n, "recovered": rec})
+			}
+			if rec > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "indexed %d message(s) again that had lost their index entry\n", rec)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "purged %d message(s)\n", n)
 			return nil

@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/lmtpd"
 	"github.com/dovetail-mail/dovetail/quarantine"
 )
 
@@ -78,5 +81,112 @@ func TestQuarantineCLI(t *testing.T) {
 		if out, code := run(c.args...); code != c.code {
 			t.Errorf("%v: exit %d, want %d\n%s", c.args, code, c.code, out)
 		}
+	}
+}
+
+// oneUser is a directory with alice only.
+type oneUser struct{ u *directory.User }
+
+func (d oneUser) LookupLogin(_ context.Context, login string) (*directory.User, error) {
+	if login == d.u.Login {
+		return d.u, nil
+	}
+	return nil, directory.ErrNotFound
+}
+
+func (d oneUser) LookupAddress(_ context.Context, addr string) (*directory.User, error) {
+	if addr == "alice@example.com" {
+		return d.u, nil
+	}
+	return nil, directory.ErrNotFound
+}
+
+// TestReleaseRaces: releases of one ID running at once (from separate processes,
+// each with its own index connection) deliver it exactly once, and the others
+// say it is gone; a release racing a delete either delivers or deletes, never
+// delivers what was deleted; a failed delivery leaves it quarantined.
+func TestReleaseRaces(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	home := filepath.Join(dir, "alice")
+	cfg := lmtpd.DefaultConfig()
+	cfg.Hostname = "mx.test"
+	cfg.Fsync = false
+	d := lmtpd.NewDeliverer(lmtpd.Options{Config: cfg, Directory: oneUser{&directory.User{Login: "alice", Home: home, Enabled: true}}})
+	open := func() *quarantine.Store {
+		q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(dir, "quarantine")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	}
+	stores := make([]*quarantine.Store, 8)
+	for i := range stores {
+		stores[i] = open()
+	}
+	inbox := func() int {
+		ents, _ := os.ReadDir(filepath.Join(home, "Maildir", "new"))
+		return len(ents)
+	}
+	add := func(rcpt string) string {
+		id, err := stores[0].Add(ctx, &quarantine.Entry{Recipient: rcpt, User: "alice", Sender: "s@example.net"}, []byte("Subject: x\n\nbody\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+
+	for round := 0; round < 5; round++ {
+		id := add("alice@example.com")
+		before := inbox()
+		results := make([]idResult, len(stores))
+		codes := make([]int, len(stores))
+		var wg sync.WaitGroup
+		for i, q := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], codes[i] = releaseOne(ctx, d, q, id, nil)
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for i, r := range results {
+			switch {
+			case r.OK:
+				ok++
+			case codes[i] != qExitNotFound || !strings.Contains(r.Result, "already released or deleted"):
+				t.Errorf("loser %d: exit %d %q", i, codes[i], r.Result)
+			}
+		}
+		if ok != 1 || inbox()-before != 1 {
+			t.Fatalf("round %d: %d releases succeeded, %d copies delivered; want 1 and 1: %+v", round, ok, inbox()-before, results)
+		}
+	}
+
+	for round := 0; round < 10; round++ {
+		id := add("alice@example.com")
+		before := inbox()
+		var rel idResult
+		var derr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); rel, _ = releaseOne(ctx, d, stores[1], id, nil) }()
+		go func() { defer wg.Done(); derr = stores[2].Delete(ctx, id) }()
+		wg.Wait()
+		delivered := inbox() - before
+		if rel.OK == (derr == nil) || delivered != map[bool]int{true: 1, false: 0}[rel.OK] {
+			t.Fatalf("round %d: release %+v, delete %v, %d delivered", round, rel, derr, delivered)
+		}
+	}
+
+	// A delivery that fails leaves the message quarantined and releasable.
+	id := add("nobody@example.com")
+	if r, code := releaseOne(ctx, d, stores[3], id, nil); r.OK || code == qExitOK {
+		t.Fatalf("release to an unknown user: %+v", r)
+	}
+	if _, err := stores[4].Claim(ctx, id); err != nil {
+		t.Errorf("after a failed release the message is not releasable: %v", err)
 	}
 }

@@ -27,9 +27,10 @@ import (
 
 // Errors callers classify with errors.Is.
 var (
-	// ErrQuota: the message does not fit in the user's quota (552 5.2.2 / 452 4.2.2).
+	// ErrQuota: the message does not fit in the user's quota, the Maildir++ one or
+	// the filesystem's (EDQUOT) (552 5.2.2 / 452 4.2.2).
 	ErrQuota = errors.New("maildir: quota exceeded")
-	// ErrNoSpace: the filesystem is full (ENOSPC/EDQUOT) — temporary (452 4.3.1).
+	// ErrNoSpace: the filesystem is full (ENOSPC) — temporary (452 4.3.1).
 	ErrNoSpace = errors.New("maildir: no space left on device")
 	// ErrNoMailbox: the folder does not exist and may not be created.
 	ErrNoMailbox = errors.New("maildir: mailbox does not exist")
@@ -113,7 +114,8 @@ type Writer struct {
 	lastUsec int64
 	cleaned  map[string]bool // maildir roots whose tmp/ was swept in this process
 
-	lockTimeout time.Duration // for a uidlist lock a live process holds (tests shorten it)
+	lockTimeout time.Duration    // for a uidlist lock a live process holds (tests shorten it)
+	syncHook    func(dir string) // called for every directory fsync (tests)
 }
 
 // New returns a Writer.
@@ -242,6 +244,9 @@ func (w *Writer) syncDir(dir string) error {
 	if !w.opts.Fsync {
 		return nil
 	}
+	if w.syncHook != nil {
+		w.syncHook(dir)
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -250,9 +255,15 @@ func (w *Writer) syncDir(dir string) error {
 	return d.Sync()
 }
 
-// classify maps filesystem-full errors to ErrNoSpace and wraps the rest.
+// classify maps a full filesystem to ErrNoSpace, a filesystem quota to ErrQuota,
+// and wraps the rest.
 func classify(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if errors.Is(err, syscall.EDQUOT) {
+		// The user's disk quota (with mail owned by the user), which Dovecot reports
+		// as "Quota exceeded", not as a full disk (protocols.md §4.2).
+		return fmt.Errorf("%w: %v", ErrQuota, err)
+	}
+	if errors.Is(err, syscall.ENOSPC) {
 		return fmt.Errorf("%w: %v", ErrNoSpace, err)
 	}
 	if errors.Is(err, ErrNoSpace) || errors.Is(err, ErrQuota) {
@@ -264,7 +275,7 @@ func classify(err error) error {
 // folderDir returns the directory of folder in mb, creating the Maildir root (always)
 // and the folder (when create) as needed.
 func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, error) {
-	if err := ensureMaildir(mb, mb.Root, false); err != nil {
+	if err := w.ensureMaildir(mb, mb.Root, false); err != nil {
 		return "", err
 	}
 	name, err := FolderPath(folder)
@@ -281,7 +292,7 @@ func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, erro
 	if !create {
 		return "", fmt.Errorf("%w: %q", ErrNoMailbox, folder)
 	}
-	if err := ensureMaildir(mb, dir, true); err != nil {
+	if err := w.ensureMaildir(mb, dir, true); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -289,17 +300,22 @@ func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, erro
 
 // ensureMaildir creates dir/{cur,new,tmp} (and the maildirfolder marker for folders;
 // never in the root — the marker there breaks Maildir++ quota).
-func ensureMaildir(mb Mailbox, dir string, folder bool) error {
+func (w *Writer) ensureMaildir(mb Mailbox, dir string, folder bool) error {
 	if _, err := os.Stat(filepath.Join(dir, "tmp")); err == nil {
 		return nil
 	}
-	if err := mkdirParents(mb, dir); err != nil {
+	made, err := mkdirParents(mb, dir)
+	if err != nil {
 		return err
 	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := mkdirOwned(mb, filepath.Join(dir, sub), 0o700, true); err != nil {
+		p := filepath.Join(dir, sub)
+		// The user owns them only when lmtpd may give files away (root): an
+		// unprivileged lmtpd cannot chown, and owns them already.
+		if err := mkdirOwned(mb, p, 0o700, mb.Chown); err != nil {
 			return err
 		}
+		made = append(made, p)
 	}
 	if folder {
 		m := filepath.Join(dir, "maildirfolder")
@@ -313,6 +329,33 @@ func ensureMaildir(mb Mailbox, dir string, folder bool) error {
 				return fmt.Errorf("maildir: chown %s: %w", m, err)
 			}
 		}
+		made = append(made, m)
+	}
+	return w.syncParents(made)
+}
+
+// syncParents makes the names of new directories (and files) durable: fsyncing
+// new/ after the rename only saves the message's entry, and after a crash a
+// message in a new/ whose own entry in the Maildir (or the Maildir's in the home)
+// was lost is gone although it was answered 250. Every parent is synced, also
+// when a concurrent delivery won the mkdir: this delivery answers on its own.
+func (w *Writer) syncParents(made []string) error {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, p := range made {
+		if d := filepath.Dir(p); !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	// Deepest first, so a parent is synced after the entries below it exist.
+	sort.SliceStable(dirs, func(i, j int) bool {
+		return strings.Count(dirs[i], string(filepath.Separator)) > strings.Count(dirs[j], string(filepath.Separator))
+	})
+	for _, d := range dirs {
+		if err := w.syncDir(d); err != nil {
+			return classify(err)
+		}
 	}
 	return nil
 }
@@ -321,7 +364,8 @@ func ensureMaildir(mb Mailbox, dir string, folder bool) error {
 // user's home (mb.Home, by default the Maildir's parent) are 0700 and belong to the
 // user; a missing level above the home (a per-domain directory, say) gets the mode
 // and owner of its nearest existing ancestor, so it never locks other users out.
-func mkdirParents(mb Mailbox, dir string) error {
+// It returns the directories it made (or found made by a concurrent delivery).
+func mkdirParents(mb Mailbox, dir string) ([]string, error) {
 	home := mb.Home
 	if home == "" {
 		home = filepath.Dir(mb.Root)
@@ -332,13 +376,13 @@ func mkdirParents(mb Mailbox, dir string) error {
 		st, err := os.Stat(p)
 		if err == nil {
 			if !st.IsDir() {
-				return fmt.Errorf("maildir: %s is not a directory", p)
+				return nil, fmt.Errorf("maildir: %s is not a directory", p)
 			}
 			parent = st
 			break
 		}
 		if !errors.Is(err, os.ErrNotExist) {
-			return classify(err)
+			return nil, classify(err)
 		}
 		if p == filepath.Dir(p) {
 			break
@@ -349,7 +393,7 @@ func mkdirParents(mb Mailbox, dir string) error {
 		p := missing[i]
 		if within(p, home) || within(p, mb.Root) {
 			if err := mkdirOwned(mb, p, 0o700, mb.Chown); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
@@ -364,16 +408,16 @@ func mkdirParents(mb Mailbox, dir string) error {
 			if errors.Is(err, os.ErrExist) {
 				continue // a concurrent delivery made it
 			}
-			return classify(err)
+			return nil, classify(err)
 		}
 		os.Chmod(p, mode) // exactly the parent's mode, whatever the umask
 		if uid >= 0 {
 			if err := os.Chown(p, uid, gid); err != nil {
-				return fmt.Errorf("maildir: chown %s: %w", p, err)
+				return nil, fmt.Errorf("maildir: chown %s: %w", p, err)
 			}
 		}
 	}
-	return nil
+	return missing, nil
 }
 
 func within(p, dir string) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -279,4 +280,61 @@ func FuzzControlFiles(f *testing.F) {
 			t.Fatalf("keyword table grew to %d", len(names))
 		}
 	})
+}
+
+// TestNewDirectoriesDurable: when a delivery creates the Maildir (or a folder), the
+// directories holding the new entries are fsynced before Deliver returns — not
+// only new/ after the rename — or a crash can lose a message answered 250 along
+// with the directory it sits in.
+func TestNewDirectoriesDurable(t *testing.T) {
+	base := t.TempDir()
+	home := filepath.Join(base, "example.com", "alice")
+	mb := Mailbox{Root: filepath.Join(home, "Maildir"), Home: home}
+	w := New(Options{Fsync: true, Hostname: "mx"})
+	var synced []string
+	w.syncHook = func(dir string) { synced = append(synced, dir) }
+	has := func(dirs ...string) {
+		t.Helper()
+		for _, d := range dirs {
+			if !slices.Contains(synced, d) {
+				t.Errorf("%s not fsynced (synced: %q)", d, synced)
+			}
+		}
+	}
+	if _, err := w.Deliver(mb, Target{}, NewMessage([]byte("a\n"))); err != nil {
+		t.Fatal(err)
+	}
+	has(base, filepath.Join(base, "example.com"), home, mb.Root, filepath.Join(mb.Root, "new"))
+	synced = nil
+	if _, err := w.Deliver(mb, Target{Folder: "Lists", Create: true}, NewMessage([]byte("b\n"))); err != nil {
+		t.Fatal(err)
+	}
+	has(mb.Root, filepath.Join(mb.Root, ".Lists"), filepath.Join(mb.Root, ".Lists", "new"))
+	// An existing Maildir costs no extra syncs.
+	synced = nil
+	if _, err := w.Deliver(mb, Target{Folder: "Lists"}, NewMessage([]byte("c\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Join(mb.Root, ".Lists", "new")}; !slices.Equal(synced, want) {
+		t.Errorf("existing folder: synced %q, want %q", synced, want)
+	}
+}
+
+// TestNoChownWithoutChown: without Chown (lmtpd not running as root) the Maildir's
+// cur/new/tmp are made without a chown — an unprivileged chown fails with EPERM
+// and every first delivery into a new Maildir was a 451.
+func TestNoChownWithoutChown(t *testing.T) {
+	mb := Mailbox{Root: filepath.Join(t.TempDir(), "Maildir"), UID: 4321, GID: 4321}
+	if _, err := New(Options{}).Deliver(mb, Target{Folder: "Lists", Create: true}, NewMessage([]byte("a\n"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"cur", "new", "tmp", ".Lists/cur"} {
+		st, err := os.Stat(filepath.Join(mb.Root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
+			t.Errorf("%s owned by %d without Chown, want %d", p, uid, os.Geteuid())
+		}
+	}
 }
