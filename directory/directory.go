@@ -38,7 +38,9 @@ type User struct {
 type Lookup interface {
 	// LookupLogin finds a user by login name.
 	LookupLogin(ctx context.Context, login string) (*User, error)
-	// LookupAddress finds the user owning an address (already stripped of +detail).
+	// LookupAddress finds the user owning exactly this address; callers that
+	// honour +detail try the address as written first, then without the detail
+	// (as Postfix's table lookups do).
 	LookupAddress(ctx context.Context, addr string) (*User, error)
 }
 

@@ -17,7 +17,8 @@ import (
 )
 
 // lconn is a synchronous LDAP connection: one request at a time, written and
-// answered on the caller's goroutine, with socket deadlines as timeouts.
+// answered on the caller's goroutine, with socket deadlines as timeouts and as
+// the way a cancelled context interrupts a request.
 //
 // Why not go-ldap's Conn: it multiplexes requests through three goroutines and
 // about six channel hand-offs plus a timer goroutine per request, which is
@@ -70,12 +71,9 @@ func splitURI(uri string) (scheme, host string, err error) {
 }
 
 // dialURI connects to ldap://host[:port], ldaps://host[:port] or
-// ldapi://<url-encoded socket path>.
-func dialURI(ctx context.Context, uri string, timeout time.Duration) (*lconn, error) {
-	scheme, host, err := splitURI(uri)
-	if err != nil {
-		return nil, netErr(err)
-	}
+// ldapi://<url-encoded socket path>; scheme and host come from splitURI.
+func dialURI(ctx context.Context, scheme, host string, timeout time.Duration) (*lconn, error) {
+	var err error
 	d := &net.Dialer{Timeout: timeout}
 	var nc net.Conn
 	switch scheme {
@@ -107,16 +105,38 @@ func (c *lconn) close() {
 }
 
 // roundTrip sends one request and calls handle for every response message of
-// that id until handle reports done.
-func (c *lconn) roundTrip(op *ber.Packet, timeout time.Duration, handle func(*ber.Packet) (bool, error)) error {
+// that id until handle reports done. It returns when ctx is done, too: the
+// request is then abandoned and the connection closed, since its answer may
+// still arrive and would be taken for the next request's.
+func (c *lconn) roundTrip(ctx context.Context, op *ber.Packet, timeout time.Duration, handle func(*ber.Packet) (bool, error)) (err error) {
 	if c.broken {
 		return netErr(errors.New("connection is closed"))
+	}
+	if err := ctx.Err(); err != nil {
+		return netErr(fmt.Errorf("ldap: request not sent: %w", err))
 	}
 	c.msgID++
 	env := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
 	env.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, c.msgID, "MessageID"))
 	env.AppendChild(op)
 	c.nc.SetDeadline(time.Now().Add(timeout))
+	// Registered after the deadline above, so a cancellation cannot be overwritten
+	// by it; a deadline in the past wakes the blocked Write or Read at once.
+	nc := c.nc
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer func() {
+		if !stop() {
+			// The deadline was (or is being) cut: whatever happened, this
+			// connection must not serve another request.
+			c.close()
+			if err == nil {
+				return
+			}
+		}
+		if cerr := ctx.Err(); err != nil && cerr != nil && isNetErr(err) {
+			err = netErr(fmt.Errorf("ldap: request abandoned: %w", cerr))
+		}
+	}()
 	if _, err := c.nc.Write(env.Bytes()); err != nil {
 		c.close()
 		return netErr(err)
@@ -125,7 +145,7 @@ func (c *lconn) roundTrip(op *ber.Packet, timeout time.Duration, handle func(*be
 		p, err := ber.ReadPacket(io.LimitReader(c.r, maxResponse))
 		if err != nil {
 			c.close()
-			if isTimeout(err) {
+			if isTimeout(err) && ctx.Err() == nil {
 				return netErr(fmt.Errorf("ldap: request timed out after %s: %w", timeout, err))
 			}
 			return netErr(err)
@@ -169,7 +189,7 @@ func result(op *ber.Packet) error {
 
 // bind performs a simple bind. An empty password is refused here: it would
 // be an unauthenticated bind, which servers accept (RFC 4513 §5.1.2).
-func (c *lconn) bind(dn, pw string, timeout time.Duration) error {
+func (c *lconn) bind(ctx context.Context, dn, pw string, timeout time.Duration) error {
 	if pw == "" {
 		return goldap.NewError(goldap.ErrorEmptyPassword, errors.New("ldap: empty password not allowed"))
 	}
@@ -177,7 +197,7 @@ func (c *lconn) bind(dn, pw string, timeout time.Duration) error {
 	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 3, "Version"))
 	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "User Name"))
 	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, pw, "Password"))
-	return c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+	return c.roundTrip(ctx, op, timeout, func(r *ber.Packet) (bool, error) {
 		if r.Tag != 1 {
 			c.close()
 			return true, netErr(fmt.Errorf("ldap: unexpected response %d to bind", r.Tag))
@@ -187,10 +207,10 @@ func (c *lconn) bind(dn, pw string, timeout time.Duration) error {
 }
 
 // startTLS upgrades the connection (RFC 4511 §4.14).
-func (c *lconn) startTLS(host string, timeout time.Duration) error {
+func (c *lconn) startTLS(ctx context.Context, host string, timeout time.Duration) error {
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 23, nil, "Start TLS")
 	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "1.3.6.1.4.1.1466.20037", "TLS Extended Command"))
-	err := c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+	err := c.roundTrip(ctx, op, timeout, func(r *ber.Packet) (bool, error) {
 		if r.Tag != 24 {
 			c.close()
 			return true, netErr(fmt.Errorf("ldap: unexpected response %d to StartTLS", r.Tag))
@@ -202,7 +222,7 @@ func (c *lconn) startTLS(host string, timeout time.Duration) error {
 	}
 	tc := tls.Client(c.nc, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
 	tc.SetDeadline(time.Now().Add(timeout))
-	if err := tc.Handshake(); err != nil {
+	if err := tc.HandshakeContext(ctx); err != nil {
 		c.close()
 		return netErr(err)
 	}
@@ -212,7 +232,7 @@ func (c *lconn) startTLS(host string, timeout time.Duration) error {
 
 // search runs one search and returns its entries (at most sizeLimit; more is
 // goldap.LDAPResultSizeLimitExceeded).
-func (c *lconn) search(base string, scope int, filter *ber.Packet, attrs []string, sizeLimit int, timeout time.Duration) ([]*goldap.Entry, error) {
+func (c *lconn) search(ctx context.Context, base string, scope int, filter *ber.Packet, attrs []string, sizeLimit int, timeout time.Duration) ([]*goldap.Entry, error) {
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 3, nil, "Search Request")
 	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, base, "Base DN"))
 	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(scope), "Scope"))
@@ -227,7 +247,7 @@ func (c *lconn) search(base string, scope int, filter *ber.Packet, attrs []strin
 	}
 	op.AppendChild(as)
 	var entries []*goldap.Entry
-	err := c.roundTrip(op, timeout, func(r *ber.Packet) (bool, error) {
+	err := c.roundTrip(ctx, op, timeout, func(r *ber.Packet) (bool, error) {
 		switch r.Tag {
 		case 4: // SearchResultEntry
 			if len(r.Children) < 2 {

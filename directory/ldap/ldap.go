@@ -85,11 +85,11 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 			d.authAttrs = append(d.authAttrs, n)
 		}
 	}
-	serviceBind := func(c *lconn, timeout time.Duration) error {
+	serviceBind := func(ctx context.Context, c *lconn, timeout time.Duration) error {
 		if cfg.BindDN == "" {
 			return nil // anonymous searches
 		}
-		return c.bind(cfg.BindDN, string(cfg.BindPassword), timeout)
+		return c.bind(ctx, cfg.BindDN, string(cfg.BindPassword), timeout)
 	}
 	d.search = newPool("search", cfg.PoolSize, &d.cfg, serviceBind, d.dialFailed)
 	if cfg.AuthMode == ModeBind {
@@ -154,10 +154,12 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, attrs []string
 		if err != nil {
 			return nil, err
 		}
-		entries, err := c.search(d.cfg.BaseDN, d.scope, compiled, attrs, 2, t)
+		entries, err := c.search(ctx, d.cfg.BaseDN, d.scope, compiled, attrs, 2, t)
 		broken := isNetErr(err)
-		d.search.put(c, broken)
-		if broken && reused && attempt == 0 {
+		// A cancelled request costs only its own connection (roundTrip closed
+		// it); the idle ones are not suspect as after a network error.
+		d.search.put(c, broken && ctx.Err() == nil)
+		if broken && reused && attempt == 0 && ctx.Err() == nil {
 			continue // a pooled connection went stale (server restarted): once more on a fresh one
 		}
 		switch {
@@ -168,7 +170,11 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, attrs []string
 			d.log.Error("LDAP filter matched several entries", "filter", filter)
 			return nil, fmt.Errorf("%w: ldap: filter %s matched several entries", directory.ErrUnavailable, filter)
 		case goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject):
-			return nil, fmt.Errorf("ldap: base %s does not exist: %w", d.cfg.BaseDN, directory.ErrNotFound)
+			// A subtree search only fails so when base_dn itself is missing (a
+			// typo, a restore in progress). As in Dovecot that is a server
+			// problem, not "no such user": ErrNotFound would bounce every
+			// message and reject every login permanently.
+			return nil, fmt.Errorf("%w: ldap: search base %s does not exist: %w", directory.ErrUnavailable, d.cfg.BaseDN, err)
 		case err != nil:
 			// Anything unexpected (ACLs, schema) is temporary, never a permanent "no such user".
 			return nil, fmt.Errorf("%w: ldap search: %w", directory.ErrUnavailable, err)
@@ -319,13 +325,13 @@ func (d *Directory) bindAs(ctx context.Context, dn, pw string) error {
 		if err != nil {
 			return err
 		}
-		err = c.bind(dn, pw, t)
+		err = c.bind(ctx, dn, pw, t)
 		broken := isNetErr(err)
-		d.auth.put(c, broken)
+		d.auth.put(c, broken && ctx.Err() == nil)
 		switch {
 		case err == nil:
 			return nil
-		case broken && reused && attempt == 0:
+		case broken && reused && attempt == 0 && ctx.Err() == nil:
 			continue
 		case broken:
 			return fmt.Errorf("%w: ldap bind: %w", directory.ErrUnavailable, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +21,7 @@ type pool struct {
 	name    string
 	uris    []string
 	cur     atomic.Int32 // index of the URI that last worked: failover sticks
-	bind    func(c *lconn, timeout time.Duration) error
+	bind    func(ctx context.Context, c *lconn, timeout time.Duration) error
 	cfg     *Config
 	sem     chan struct{}
 	idle    chan *lconn
@@ -30,7 +29,7 @@ type pool struct {
 	dialErr func(uri string, err error) // logs dial failures
 }
 
-func newPool(name string, size int, cfg *Config, bind func(*lconn, time.Duration) error, dialErr func(string, error)) *pool {
+func newPool(name string, size int, cfg *Config, bind func(context.Context, *lconn, time.Duration) error, dialErr func(string, error)) *pool {
 	return &pool{
 		name: name, uris: cfg.URIs, bind: bind, cfg: cfg, dialErr: dialErr,
 		sem:  make(chan struct{}, size),
@@ -118,15 +117,22 @@ func (p *pool) dial(ctx context.Context) (*lconn, error) {
 			errs = append(errs, ctx.Err())
 			break
 		}
-		c, err := dialURI(ctx, uri, dialTimeout)
+		// The scheme is compared as splitURI lower-cases it: "LDAP://" is ldap
+		// too, and must not skip StartTLS and send the binds in clear text.
+		scheme, h, err := splitURI(uri)
+		var c *lconn
+		if err != nil {
+			err = netErr(err)
+		} else {
+			c, err = dialURI(ctx, scheme, h, dialTimeout)
+		}
 		if err == nil {
-			if p.cfg.StartTLS && strings.HasPrefix(uri, "ldap://") {
-				_, h, _ := splitURI(uri)
+			if p.cfg.StartTLS && scheme == "ldap" {
 				host, _, _ := net.SplitHostPort(hostPort(h, "389"))
-				err = c.startTLS(host, reqTimeout)
+				err = c.startTLS(ctx, host, reqTimeout)
 			}
 			if err == nil && p.bind != nil {
-				err = p.bind(c, reqTimeout)
+				err = p.bind(ctx, c, reqTimeout)
 			}
 			if err != nil {
 				c.close()

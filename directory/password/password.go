@@ -5,9 +5,13 @@
 //
 // Supported schemes: PLAIN/CLEAR/CLEARTEXT, SHA/SHA1, SHA256, SHA512, SSHA,
 // SSHA256, SSHA512, SMD5, PLAIN-MD5, LDAP-MD5, CRYPT ($1$ $5$ $6$ $2a/b/y$ $y$),
-// MD5-CRYPT (and its alias MD5), SHA256-CRYPT, SHA512-CRYPT, BLF-CRYPT, ARGON2I,
-// ARGON2ID, PBKDF2 (Dovecot's own "$1$salt$rounds$hex" format), CRAM-MD5/HMAC-MD5
-// and SCRAM-SHA-1/SCRAM-SHA-256. Every comparison of secrets is constant-time.
+// MD5-CRYPT, MD5 (MD5-CRYPT or PLAIN-MD5, as in Dovecot), SHA256-CRYPT,
+// SHA512-CRYPT, BLF-CRYPT, ARGON2I, ARGON2ID, PBKDF2 (Dovecot's own
+// "$1$salt$rounds$hex" format), CRAM-MD5/HMAC-MD5 and SCRAM-SHA-1/SCRAM-SHA-256.
+// Every comparison of secrets is constant-time. Stored entries are not trusted:
+// one with a truncated hash or a cost above the caps in crypt.go is
+// ErrMalformed rather than a weak match or a denial of service. Traditional DES
+// crypt is not supported (no maintained Go implementation).
 //
 // The golden vectors in testdata/vectors.txt were produced by Dovecot's own
 // `doveadm pw` and libxcrypt; see testdata/gen-vectors.sh.
@@ -64,7 +68,6 @@ var aliases = map[string]string{
 	"CLEAR":        "PLAIN",
 	"CLEARTEXT":    "PLAIN",
 	"SHA1":         "SHA",
-	"MD5":          "MD5-CRYPT", // Dovecot: {MD5} is MD5-CRYPT, not a raw MD5
 	"HMAC-MD5":     "CRAM-MD5",
 	"BLF-CRYPT":    "CRYPT", // verification is the same: the crypt string carries the algorithm
 	"MD5-CRYPT":    "CRYPT",
@@ -151,7 +154,7 @@ func known(s string) bool {
 		return true
 	}
 	switch s {
-	case "PLAIN", "CRYPT", "ARGON2", "PBKDF2", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256":
+	case "PLAIN", "MD5", "CRYPT", "ARGON2", "PBKDF2", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256":
 		return true
 	}
 	return false
@@ -181,15 +184,26 @@ func (e Entry) Verify(password string) error {
 		return equal([]byte(plain), []byte(password))
 	case "CRYPT", "ARGON2":
 		return verifyCrypt(e.Data, password)
+	case "MD5":
+		// Dovecot's md5_verify: MD5-CRYPT when the value says so, else the value
+		// is a PLAIN-MD5 digest in hex or base64.
+		if strings.HasPrefix(e.Data, "$1$") {
+			return verifyCrypt(e.Data, password)
+		}
+		e.Scheme = "PLAIN-MD5"
+		if !e.explicit {
+			e.Encoding = EncHex
+		}
+		return e.Verify(password)
 	case "PBKDF2":
 		return verifyPBKDF2(e.Data, password)
 	case "CRAM-MD5":
-		ctx, err := e.decode(32)
+		ctx, err := e.CRAMMD5Secret()
 		if err != nil {
 			return err
 		}
 		want := CRAMMD5Context(password)
-		return equal(ctx, want[:])
+		return equal(ctx[:], want[:])
 	case "SCRAM-SHA-1", "SCRAM-SHA-256":
 		return verifySCRAMEntry(e, password)
 	}
@@ -198,7 +212,11 @@ func (e Entry) Verify(password string) error {
 		return fmt.Errorf("%w: {%s}", ErrUnknownScheme, e.Scheme)
 	}
 	size := d.newHash().Size()
-	raw, err := e.decode(size)
+	rawSize := size
+	if d.salted {
+		rawSize = 0 // Dovecot guesses the encoding only for fixed-size digests
+	}
+	raw, err := e.decode(rawSize)
 	if err != nil {
 		return err
 	}
@@ -228,16 +246,22 @@ func (e Entry) Plaintext() (string, error) {
 	return string(raw), err
 }
 
-// decode turns the data into bytes according to the encoding. For a scheme whose
-// default is base64, Dovecot also accepts hex when the length is exactly twice the
-// digest size (rawSize); rawSize 0 means "unknown".
+// decode turns the data into bytes according to the encoding. rawSize is the
+// fixed size of the scheme's raw value, 0 if it has none. Without an explicit
+// .HEX/.B64 suffix Dovecot (password_decode) ignores a fixed-size scheme's
+// default encoding and guesses from the length — hex when it is exactly twice
+// rawSize and decodes, base64 otherwise — so doveadm's base64 {LDAP-MD5} and a
+// base64 {PLAIN-MD5} or {CRAM-MD5} verify as they do there.
 func (e Entry) decode(rawSize int) ([]byte, error) {
 	data := strings.TrimSpace(e.Data)
 	enc := e.Encoding
-	if !e.explicit && enc == EncBase64 && rawSize > 0 && len(data) == 2*rawSize {
-		if b, err := hex.DecodeString(data); err == nil {
-			return b, nil
+	if !e.explicit && enc != EncNone && rawSize > 0 {
+		if len(data) == 2*rawSize {
+			if b, err := hex.DecodeString(data); err == nil {
+				return b, nil
+			}
 		}
+		enc = EncBase64
 	}
 	switch enc {
 	case EncHex:

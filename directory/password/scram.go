@@ -26,9 +26,6 @@ type SCRAMCredentials struct {
 	ServerKey  []byte
 }
 
-// maxSCRAMIterations bounds the work a stored entry can demand.
-const maxSCRAMIterations = 1_000_000
-
 // SCRAMHash returns the hash of a SCRAM mechanism, or nil if unknown.
 func SCRAMHash(mech string) func() hash.Hash {
 	switch mech {
@@ -94,7 +91,7 @@ func parseSCRAM(e Entry) (SCRAMCredentials, error) {
 		return SCRAMCredentials{}, fmt.Errorf("%w: {%s} wants iter,salt,storedkey,serverkey", ErrMalformed, e.Scheme)
 	}
 	iter, err := strconv.Atoi(f[0])
-	if err != nil || iter < 1 || iter > maxSCRAMIterations {
+	if err != nil || iter < 1 || iter > limits.scramIterations {
 		return SCRAMCredentials{}, fmt.Errorf("%w: {%s} iterations %q", ErrMalformed, e.Scheme, f[0])
 	}
 	c := SCRAMCredentials{Mech: e.Scheme, Iterations: iter}
