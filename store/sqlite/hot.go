@@ -59,12 +59,20 @@ type hentry struct {
 	expires  int64  // Unix ms, 0 = never
 	gen      uint64 // h.gen when loaded; older and clean means stale
 	dirty    bool   // changed since the last flush snapshot
-	flushing bool   // in a snapshot not yet committed: must not be evicted
+	flushing bool   // in a snapshot, or deleted, not yet committed: must not be evicted
+	// loading is set while the row is being read from the file (entry); other
+	// callers wait for it to close.
+	loading chan struct{}
 }
 
 func (e *hentry) live(now int64) bool {
 	return e.kind != kindNone && (e.expires == 0 || e.expires > now)
 }
+
+// pinned reports whether the entry must stay in memory: dropped, it would be
+// re-read from a file that does not have its state yet, or a second read of
+// the row would race the first.
+func (e *hentry) pinned() bool { return e.dirty || e.flushing || e.loading != nil }
 
 type hot struct {
 	mu    sync.Mutex
@@ -75,20 +83,30 @@ type hot struct {
 	// pacedRows is the largest flush written in paced slices
 	pacedRows int
 	failed    atomic.Pointer[error] // last flush's error; writes fail while set
-	closing   atomic.Bool
-	loads     int64 // reads of the file on a miss (tests)
-	idle      bool  // the flusher found nothing to write and waits idleEvery: the next write kicks it
+	closing   atomic.Bool           // set under mu (closeHot); writes check it again under mu
+	loads     int64                 // reads of the file on a miss (tests)
+	idle      bool                  // the flusher found nothing to write and waits idleEvery: the next write kicks it
 
 	idx keyIndex // under mu
 
-	flushMu sync.Mutex // one flush or Delete at a time, so writes land in order
-	version int64      // PRAGMA data_version after our last check
+	// flushLock (a channel, so that a Delete can give up at its deadline)
+	// admits one flush or Delete at a time, so writes land in order.
+	flushLock chan struct{}
+
+	version int64 // PRAGMA data_version after our last check
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	ctx     context.Context // for key scans; cancelled by Close
 	cancel  context.CancelFunc
 	scans   sync.WaitGroup
+
+	// hook, when set (tests only), is called at points where another
+	// goroutine can overtake the caller: at "begin" (a write passed hotBegin's
+	// checks), "loaded" (a miss read its row, h.mu not held), "wait" (a miss
+	// waits for another's read of the key) and "scanned" (the key scan read the
+	// file's keys).
+	hook func(at, key string)
 }
 
 func newHot(maxKeys int, every time.Duration) *hot {
@@ -99,19 +117,52 @@ func newHot(maxKeys int, every time.Duration) *hot {
 	// in half the interval.
 	paced := int(every/(2*(flushSlice+flushPause))) * 32
 	h := &hot{m: make(map[string]*hentry), max: maxKeys, pacedRows: paced, idx: keyIndex{seed: maphash.MakeSeed()},
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+		flushLock: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
 }
 
-// lookup returns the usable entry for key, or nil. Caller holds h.mu.
-func (h *hot) lookup(key string) *hentry {
-	e := h.m[key]
-	if e != nil && e.gen != h.gen && !e.dirty && !e.flushing {
-		delete(h.m, key)
+// lockFlush takes flushLock, or fails when ctx is done first: a paced flush
+// takes up to half the interval, one on a busy file up to busy_timeout.
+func (h *hot) lockFlush(ctx context.Context) error {
+	select {
+	case h.flushLock <- struct{}{}:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return e
+}
+
+func (h *hot) unlockFlush() { <-h.flushLock }
+
+// lookup returns the usable entry for key, or nil. Caller holds h.mu. While
+// another caller reads key's row, lookup waits for it with h.mu released; on
+// error (ctx done meanwhile) h.mu is not held.
+func (h *hot) lookup(ctx context.Context, key string) (*hentry, error) {
+	for {
+		e := h.m[key]
+		switch {
+		case e == nil:
+			return nil, nil
+		case e.loading != nil:
+			loading := e.loading
+			h.mu.Unlock()
+			if h.hook != nil {
+				h.hook("wait", key)
+			}
+			select {
+			case <-loading:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			h.mu.Lock()
+		case e.gen != h.gen && !e.pinned():
+			delete(h.m, key)
+			return nil, nil
+		default:
+			return e, nil
+		}
+	}
 }
 
 func (h *hot) markDirty(key string, e *hentry) {
@@ -136,7 +187,7 @@ func (h *hot) insert(key string, e *hentry) {
 			if scanned++; scanned > evictScan || dropped >= 64 {
 				break
 			}
-			if !old.dirty && !old.flushing {
+			if !old.pinned() {
 				delete(h.m, k)
 				dropped++
 			}
@@ -146,11 +197,19 @@ func (h *hot) insert(key string, e *hentry) {
 }
 
 // entry returns key's entry with h.mu held, loading it from the file when it is
-// not cached. On error h.mu is not held.
-func (s *Store) entry(ctx context.Context, key string) (*hentry, error) {
+// not cached. On error h.mu is not held. A write fails once Close has begun.
+func (s *Store) entry(ctx context.Context, key string, write bool) (*hentry, error) {
 	h := s.hot
 	h.mu.Lock()
-	if e := h.lookup(key); e != nil {
+	e, err := h.lookup(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if write && h.closing.Load() {
+		h.mu.Unlock()
+		return nil, errClosed
+	}
+	if e != nil {
 		return e, nil
 	}
 	if !h.idx.mayHave(key) {
@@ -158,20 +217,34 @@ func (s *Store) entry(ctx context.Context, key string) (*hentry, error) {
 		h.insert(key, e)
 		return e, nil
 	}
-	gen := h.gen
+	// The row is read without h.mu, under a placeholder that others wait for
+	// and eviction skips. Without it, a write to the key made, flushed and
+	// evicted during the read would be replaced by the older row read here,
+	// and the next flush would write that back over it.
+	e = &hentry{kind: kindNone, gen: h.gen, loading: make(chan struct{})}
+	h.insert(key, e)
 	h.loads++
 	h.mu.Unlock()
 	loaded, err := s.load(ctx, key)
+	if h.hook != nil {
+		h.hook("loaded", key)
+	}
+	h.mu.Lock()
+	close(e.loading)
+	e.loading = nil
 	if err != nil {
+		if h.m[key] == e {
+			delete(h.m, key)
+		}
+		h.mu.Unlock()
 		return nil, err
 	}
-	loaded.gen = gen
-	h.mu.Lock()
-	if e := h.lookup(key); e != nil { // another caller loaded or wrote it meanwhile
-		return e, nil
+	e.kind, e.value, e.n, e.buckets, e.expires = loaded.kind, loaded.value, loaded.n, loaded.buckets, loaded.expires
+	if write && h.closing.Load() { // Close's flush may have run during the read
+		h.mu.Unlock()
+		return nil, errClosed
 	}
-	h.insert(key, loaded)
-	return loaded, nil
+	return e, nil
 }
 
 // load reads key's row from the read pool.
@@ -220,7 +293,7 @@ func (s *Store) load(ctx context.Context, key string) (*hentry, error) {
 }
 
 // begin checks what every cached call checks first; writes also refuse while
-// the file does not take flushes.
+// the file does not take flushes. Writes check closing again under h.mu.
 func (s *Store) hotBegin(ctx context.Context, op string, write bool) error {
 	if err := ctx.Err(); err != nil {
 		return fail(ctx, op, err)
@@ -232,6 +305,9 @@ func (s *Store) hotBegin(ctx context.Context, op string, write bool) error {
 	if failed := h.failed.Load(); write && failed != nil {
 		return fail(ctx, op, fmt.Errorf("write-behind: last flush failed: %w", *failed))
 	}
+	if write && h.hook != nil {
+		h.hook("begin", op)
+	}
 	return nil
 }
 
@@ -241,7 +317,7 @@ func (s *Store) hotEntry(ctx context.Context, op, key string, write bool) (*hent
 	if err := s.hotBegin(ctx, op, write); err != nil {
 		return nil, err
 	}
-	e, err := s.entry(ctx, key)
+	e, err := s.entry(ctx, key, write)
 	if err != nil {
 		return nil, fail(ctx, op, err)
 	}
@@ -267,8 +343,14 @@ func (s *Store) hotSet(ctx context.Context, key string, value []byte, ttl time.D
 	h := s.hot
 	v := append([]byte{}, value...)
 	h.mu.Lock()
+	e, err := h.lookup(ctx, key)
+	if err != nil {
+		return fail(ctx, "set", err)
+	}
 	defer h.mu.Unlock()
-	e := h.lookup(key)
+	if h.closing.Load() {
+		return fail(ctx, "set", errClosed)
+	}
 	if e == nil {
 		e = &hentry{gen: h.gen}
 		h.insert(key, e)
@@ -349,26 +431,49 @@ func (s *Store) hotDelete(ctx context.Context, keys []string) error {
 		return err
 	}
 	h := s.hot
-	h.flushMu.Lock() // no snapshot taken before may land after the delete
-	defer h.flushMu.Unlock()
+	// No snapshot taken before may land after the delete.
+	if err := h.lockFlush(ctx); err != nil {
+		return fail(ctx, "delete", err)
+	}
+	defer h.unlockFlush()
 	h.mu.Lock()
-	for _, k := range keys {
-		if e := h.m[k]; e != nil {
+	// Reads of the keys in progress would put the rows back: wait for them,
+	// then mark every key without releasing h.mu.
+	for i := 0; i < len(keys); i++ {
+		if e := h.m[keys[i]]; e != nil && e.loading != nil {
+			if _, err := h.lookup(ctx, keys[i]); err != nil {
+				return fail(ctx, "delete", err)
+			}
+			i = -1 // h.mu was released: look at every key again
+		}
+	}
+	if h.closing.Load() {
+		h.mu.Unlock()
+		return fail(ctx, "delete", errClosed)
+	}
+	// The entries stay pinned (flushing: no flush runs meanwhile) until the
+	// delete commits: evicted before, a miss would read the rows back.
+	marked := make([]*hentry, len(keys))
+	for i, k := range keys {
+		e, _ := h.lookup(ctx, k) // none is loading: no wait, no error
+		if e != nil {
 			e.kind, e.value, e.buckets, e.expires, e.dirty = kindNone, nil, nil, 0, false
 		} else {
-			h.insert(k, &hentry{kind: kindNone, gen: h.gen})
+			e = &hentry{kind: kindNone, gen: h.gen}
+			h.insert(k, e)
 		}
+		e.flushing = true
+		marked[i] = e
 	}
 	h.mu.Unlock()
 	err := s.deleteRows(ctx, keys)
-	if err != nil {
-		h.mu.Lock() // the rows may still be there: forget, and re-read on next use
-		for _, k := range keys {
-			if e := h.m[k]; e != nil && !e.dirty {
-				delete(h.m, k)
-			}
+	h.mu.Lock()
+	for i, e := range marked {
+		e.flushing = false
+		if err != nil && !e.pinned() && h.m[keys[i]] == e {
+			delete(h.m, keys[i]) // the row may still be there: re-read on next use
 		}
-		h.mu.Unlock()
 	}
+	h.mu.Unlock()
 	return err
 }

@@ -21,8 +21,10 @@ type flushRow struct {
 // whether another connection changed the file since the last check.
 func (s *Store) flush(ctx context.Context, paced bool) error {
 	h := s.hot
-	h.flushMu.Lock()
-	defer h.flushMu.Unlock()
+	if err := h.lockFlush(ctx); err != nil {
+		return fail(ctx, "flush", err)
+	}
+	defer h.unlockFlush()
 	h.mu.Lock()
 	keys := h.dirty
 	h.dirty = nil
@@ -213,7 +215,7 @@ func (s *Store) expireHot() {
 			if scanned++; scanned > lockBatch {
 				break
 			}
-			if !e.dirty && !e.flushing && (e.kind == kindNone || !e.live(now)) && (e.kind != kindNone || len(h.m) > h.max/2) {
+			if !e.pinned() && (e.kind == kindNone || !e.live(now)) && (e.kind != kindNone || len(h.m) > h.max/2) {
 				delete(h.m, k)
 			}
 		}
@@ -224,7 +226,11 @@ func (s *Store) expireHot() {
 // closeHot stops the flusher and writes what is left; later calls fail.
 func (s *Store) closeHot() error {
 	h := s.hot
+	// Under h.mu: a write that finds closing unset under h.mu has marked its
+	// entry dirty before the final flush below takes its snapshot.
+	h.mu.Lock()
 	h.closing.Store(true)
+	h.mu.Unlock()
 	close(h.stop)
 	<-h.done
 	err := s.flush(context.Background(), false)

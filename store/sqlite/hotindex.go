@@ -46,16 +46,19 @@ func (x *keyIndex) mayHave(key string) bool {
 
 // flushed records that key now has a row. Caller holds h.mu.
 func (x *keyIndex) flushed(key string) {
-	if x.set == nil {
-		return
-	}
 	k := x.hash(key)
-	x.set[k] = struct{}{}
+	// Recorded for a running scan even without a set (the first scan, or
+	// after one grew too large): the scan's snapshot may predate this row, and
+	// the set it completes is trusted.
 	if x.scanning {
 		x.added = append(x.added, k)
 	}
+	if x.set == nil {
+		return
+	}
+	x.set[k] = struct{}{}
 	if len(x.set) > maxIndexed {
-		x.set, x.complete, x.added = nil, false, nil
+		x.set, x.complete = nil, false
 	}
 }
 
@@ -81,6 +84,9 @@ func (s *Store) scanKeys(ctx context.Context) {
 	h.mu.Unlock()
 
 	set, err := s.readKeys(ctx, seed)
+	if h.hook != nil {
+		h.hook("scanned", "")
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -95,7 +101,11 @@ func (s *Store) scanKeys(ctx context.Context) {
 	for _, k := range h.idx.added {
 		set[k] = struct{}{}
 	}
-	h.idx.set, h.idx.added, h.idx.scanned = set, nil, len(set)
+	h.idx.added = nil
+	if len(set) > maxIndexed {
+		return
+	}
+	h.idx.set, h.idx.scanned = set, len(set)
 	// Another process's commit during the scan may be missing from it.
 	h.idx.complete = gen == h.gen
 }

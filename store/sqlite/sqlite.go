@@ -161,14 +161,21 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("sqlite: %s: prepare: %w: %w", path, store.ErrUnavailable, err)
 	}
-	go s.writer()
-	go s.maintain(opts.SweepInterval)
 	if opts.WriteBehind > 0 {
-		s.hot = newHot(opts.HotKeys, opts.WriteBehind)
-		if err := s.st.dataVersion.QueryRowContext(ctx).Scan(&s.hot.version); err != nil {
-			s.Close()
+		// Before any goroutine starts: on failure there is nothing to stop
+		// (Close would wait for a flusher that never ran), and the
+		// goroutines see s.hot set.
+		var version int64
+		if err := s.st.dataVersion.QueryRowContext(ctx).Scan(&version); err != nil {
+			s.closeDBs()
 			return nil, fmt.Errorf("sqlite: %s: %w: %w", path, store.ErrUnavailable, err)
 		}
+		s.hot = newHot(opts.HotKeys, opts.WriteBehind)
+		s.hot.version = version
+	}
+	go s.writer()
+	go s.maintain(opts.SweepInterval)
+	if s.hot != nil {
 		go s.flusher(opts.WriteBehind)
 	}
 	return s, nil

@@ -1,11 +1,13 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,6 +200,57 @@ func TestOpenErrors(t *testing.T) {
 	_, err := sqlite.Open(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "no", "such", "dir", "state.db")})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Open in a missing dir: %v, want ErrUnavailable", err)
+	}
+}
+
+// cancelOnVersionRead is a context that is cancelled when Open reads PRAGMA
+// data_version (its only statement QueryRowContext), the last step before the
+// write-behind flusher starts.
+type cancelOnVersionRead struct {
+	context.Context
+	cancel context.CancelFunc
+}
+
+func (c cancelOnVersionRead) Done() <-chan struct{} {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for prev := ""; ; {
+		f, more := frames.Next()
+		if prev == "database/sql.(*Stmt).QueryRowContext" && strings.HasSuffix(f.Function, "/store/sqlite.Open") {
+			c.cancel()
+		}
+		if !more {
+			break
+		}
+		prev = f.Function
+	}
+	return c.Context.Done()
+}
+
+// TestOpenFailsReadingDataVersion: Open with write-behind failing at its last
+// step returns the error; it must not wait for a flusher it never started.
+func TestOpenFailsReadingDataVersion(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		s, err := sqlite.Open(cancelOnVersionRead{ctx, cancel},
+			sqlite.Options{Path: filepath.Join(t.TempDir(), "state.db"), WriteBehind: time.Millisecond})
+		if err == nil {
+			s.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if ctx.Err() == nil {
+			t.Fatal("Open did not read data_version with the context")
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("Open cancelled reading data_version: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Open cancelled reading data_version hangs")
 	}
 }
 

@@ -104,8 +104,14 @@ func (s *Store) runBatch(batch []*writeOp) {
 		return
 	}
 	// One write failed and rolled back the batch: run each alone so that only
-	// the failing one reports an error.
+	// the failing one reports an error. A caller that gave up meanwhile has
+	// been told its write failed, so it must not be applied now (and on a
+	// busy file each retry would wait another busy_timeout).
 	for _, op := range live {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			continue
+		}
 		op.done <- s.txn(op.fn)
 	}
 }
