@@ -100,7 +100,9 @@ func (c Config) Validate() error {
 		if err := z.validate(); err != nil {
 			errs = append(errs, config.Prefix(fmt.Sprintf("zones[%d]", i), err))
 		}
-		key := string(z.Kind) + "/" + z.Zone
+		// Queries are made per normalised name: "zen.example." and
+		// "Zen.example" are one zone, and a second entry would be dropped.
+		key := string(z.Kind) + "/" + zoneName(z.Zone)
 		if seen[key] {
 			errs = append(errs, config.Errorf(fmt.Sprintf("zones[%d].zone", i), fmt.Sprintf("%q listed twice", z.Zone), "merge the return codes into one entry"))
 		}

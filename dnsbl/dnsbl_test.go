@@ -187,12 +187,14 @@ func TestValidate(t *testing.T) {
 	cfg.Zones = []Zone{
 		{Zone: "", Kind: "x"},
 		{Zone: "a.test", Kind: KindIP, Returns: []Return{{Code: "nope", Symbol: "X"}, {Symbol: "Y"}}},
+		{Zone: "zen.test", Kind: KindIP, Symbol: "Z"},
+		{Zone: "Zen.test.", Kind: KindIP, Symbol: "Z2"}, // the same zone: its codes would be dropped
 	}
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"zones[0].zone", "zones[0].kind", "zones[1].returns[0].code", "zones[1].returns[1]"} {
+	for _, want := range []string{"zones[0].zone", "zones[0].kind", "zones[1].returns[0].code", "zones[1].returns[1]", "zones[3].zone"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %s", err, want)
 		}

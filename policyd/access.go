@@ -71,6 +71,11 @@ func (a *accessCheck) eval(_ context.Context, tx *txn) (verdict, error) {
 	if a.geo == nil || (len(a.denyCountries) == 0 && len(a.allowCountries) == 0) {
 		return pass, nil
 	}
+	if ip.Is6() && a.geo.Metadata.IPVersion == 4 {
+		// An IPv4-only database knows no IPv6 location: unknown, like an
+		// address it has no record for (the library refuses the lookup).
+		return pass, nil
+	}
 	var rec geoRecord
 	if err := a.geo.Lookup(ip).Decode(&rec); err != nil {
 		// A corrupt record is the database's problem, not the client's.

@@ -281,10 +281,90 @@ func TestDNSBL(t *testing.T) {
 	}
 }
 
+// TestDNSBLFractionalWeightsAreStable: the same client on the same lists
+// gets the same answer every time (the sum does not depend on map order), and
+// weights adding up to the threshold reach it.
+func TestDNSBLFractionalWeightsAreStable(t *testing.T) {
+	res := &mockdns.Resolver{Zones: map[string]mockdns.Zone{
+		"9.100.51.198.a.example.": {A: []string{"127.0.0.2"}},
+		"9.100.51.198.b.example.": {A: []string{"127.0.0.2"}},
+		"9.100.51.198.c.example.": {A: []string{"127.0.0.2"}},
+	}}
+	cfg := testConfig()
+	cfg.DNSBL.Enabled = true
+	cfg.DNSBL.Threshold = 1
+	cfg.DNSBL.Lists.CacheTTL = 0
+	cfg.DNSBL.Lists.Zones = []dnsbl.Zone{
+		{Zone: "a.example", Kind: dnsbl.KindIP, Symbol: "A", Score: 0.1},
+		{Zone: "b.example", Kind: dnsbl.KindIP, Symbol: "B", Score: 0.2},
+		{Zone: "c.example", Kind: dnsbl.KindIP, Symbol: "C", Score: 0.7},
+	}
+	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
+	for i := range 100 {
+		if d := evalDirect(t, s, nil, "client_address", "198.51.100.9"); d.action.Verb != VerbReject && !d.action.Permanent() {
+			t.Fatalf("run %d: %+v (0.1 + 0.2 + 0.7 must reach the threshold 1)", i, d)
+		}
+	}
+}
+
+// TestDNSBLFailureLoggedWhateverDecides: lookups that failed are in the
+// decision line even when a later check (greylisting) decides.
+func TestDNSBLFailureLoggedWhateverDecides(t *testing.T) {
+	res := &mockdns.Resolver{Zones: map[string]mockdns.Zone{
+		"9.100.51.198.broken.example.": {Err: errors.New("server failure")},
+	}}
+	cfg := greyConfig()
+	cfg.DNSBL.Enabled = true
+	cfg.DNSBL.Lists.CacheTTL = 0
+	cfg.DNSBL.Lists.Zones = []dnsbl.Zone{{Zone: "broken.example", Kind: dnsbl.KindIP, Symbol: "X", Score: 1}}
+	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
+	d := evalDirect(t, s, nil, "client_address", "198.51.100.9")
+	if d.check != CheckGreylist || len(d.warns) != 1 || !strings.HasPrefix(d.warns[0], "dnsbl: 1 lookups failed") {
+		t.Fatalf("decision %+v: want greylisting deciding and the DNSBL failure in warns", d)
+	}
+}
+
+// TestRequestDeadlineIsNotAStoreFailure: a store call that fails because the
+// request's own deadline passed (slow DNS before it) answers a temporary
+// failure even with store_failure: open; failing open would skip greylisting.
+func TestRequestDeadlineIsNotAStoreFailure(t *testing.T) {
+	cfg := greyConfig()
+	cfg.StoreFailure = FailOpen
+	s := newDirect(t, cfg, Deps{Store: mem.New()})
+	e := s.eng.Load()
+	e.checks = append([]check{slowCheck{}}, e.checks...)
+	e.cm = newCheckMetrics(e.m, e.checks)
+	rd := NewReader(strings.NewReader(encodeRequest()), 0, 0)
+	var r Request
+	if err := rd.Read(&r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	d := e.decide(ctx, &txn{req: &r, conn: &connState{}, now: time.Now()})
+	if d.action.Verb != VerbDeferIfPermit || len(d.notes) != 0 {
+		t.Fatalf("decision %+v: want a temporary failure, not a fail-open pass", d)
+	}
+}
+
+// slowCheck uses up the request's time, like DNS that does not answer.
+type slowCheck struct{}
+
+func (slowCheck) name() string { return "slow" }
+func (slowCheck) eval(ctx context.Context, _ *txn) (verdict, error) {
+	<-ctx.Done()
+	return pass, nil
+}
+
 // writeMMDB builds a small GeoLite2-Country-style database.
 func writeMMDB(t *testing.T, entries map[string]string) string {
 	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", RecordSize: 24, IncludeReservedNetworks: true})
+	return writeMMDBVersion(t, entries, 6)
+}
+
+func writeMMDBVersion(t *testing.T, entries map[string]string, ipVersion int) string {
+	t.Helper()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", RecordSize: 24, IncludeReservedNetworks: true, IPVersion: ipVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,6 +432,15 @@ func TestAccessNetworksAndCountries(t *testing.T) {
 	if d := evalDirect(t, s, nil, "client_address", "198.51.100.1"); d.action.Verb != VerbReject {
 		t.Fatalf("after failed reload: %+v", d)
 	}
+	// An IPv4-only database: IPv6 clients are of unknown location (allowed),
+	// not a lookup error that defers all their mail.
+	cfg.Access.GeoIPDatabase = writeMMDBVersion(t, map[string]string{"203.0.113.0/24": "RU"}, 4)
+	if err := s.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := evalDirect(t, s, nil, "client_address", "2001:db8::1"); d.check != CheckGreylist || d.err != nil {
+		t.Fatalf("IPv6 client, IPv4-only database: %+v (want greylisting, no error)", d)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -361,11 +450,13 @@ func TestConfigValidate(t *testing.T) {
 	c.Greylist.Action = "MAYBE later"
 	c.RateLimit.Limits = append(c.RateLimit.Limits, RateLimit{Name: "x", Key: "helo", Window: 0, Action: "DUNNO"})
 	c.Access.DenyCountries = []string{"ru"}
+	c.SPF.Enabled, c.DNSBL.Enabled = true, true
+	c.RequestTimeout = config.Duration(12 * time.Second) // spf 10s + dnsbl 5s leave nothing for greylisting
 	err := config.Validate("policyd", &c)
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"unknown check \"bogus\"", "listed twice", "store_failure", "greylist.action", "unknown key \"helo\"", "at least 1s", "ISO 3166", "geoip_database"} {
+	for _, want := range []string{"unknown check \"bogus\"", "listed twice", "store_failure", "greylist.action", "unknown key \"helo\"", "at least 1s", "ISO 3166", "geoip_database", "request_timeout: must exceed spf.timeout + dnsbl.lists.budget (15s)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}

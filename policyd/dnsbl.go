@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,22 +48,30 @@ func (d *dnsblCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 			best[h.Zone] = h.Score
 		}
 	}
-	var score float64
+	// Summed in a fixed order, and compared with a tolerance: with weights
+	// like 0.1 + 0.2 + 0.7 the float sum depends on the order, and the same
+	// client must get the same answer every time.
 	zones := make([]string, 0, len(best))
-	for z, s := range best {
-		score += s
+	for z := range best {
 		zones = append(zones, z)
 	}
 	slices.Sort(zones)
+	var score float64
+	for _, z := range zones {
+		score += best[z]
+	}
+	score = math.Round(score*1e9) / 1e9
 	reason := fmt.Sprintf("dnsbl score %s (threshold %s) from [%s]", fmtScore(score), fmtScore(d.threshold), strings.Join(zones, " "))
+	var note string
 	if len(res.Errors) > 0 {
 		d.failures.Inc()
-		reason += fmt.Sprintf("; %d lookups failed: %v", len(res.Errors), errors.Join(res.Errors...))
+		note = fmt.Sprintf("%d lookups failed: %v", len(res.Errors), errors.Join(res.Errors...))
+		reason += "; " + note
 	}
 	if score < d.threshold {
-		return verdict{action: Dunno, reason: reason}, nil
+		return verdict{action: Dunno, reason: reason, note: note}, nil
 	}
-	return verdict{action: expand(d.action, "{client}", r.ClientAddress, "{lists}", strings.Join(zones, ", ")), reason: reason}, nil
+	return verdict{action: expand(d.action, "{client}", r.ClientAddress, "{lists}", strings.Join(zones, ", ")), reason: reason, note: note}, nil
 }
 
 func fmtScore(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }

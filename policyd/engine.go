@@ -27,6 +27,9 @@ type verdict struct {
 	action Action
 	reason string
 	stop   bool
+	// note is logged with the decision whichever check decides (e.g. DNS
+	// lookups that failed, which made this check's "no objection" partial).
+	note string
 }
 
 var pass = verdict{action: Dunno}
@@ -76,14 +79,16 @@ type decision struct {
 	idx    int    // that check's index in engine.checks; -1 when none did
 	reason string
 	notes  []string // non-fatal events (store failures in fail-open mode)
+	warns  []string // checks' notes (DNS lookups that failed), logged as warnings=
 	err    error
 }
 
 // decide runs the checks in order.
 func (e *engine) decide(ctx context.Context, tx *txn) decision {
 	var soft *decision // first PREPEND/WARN/INFO, answered if nothing decides
-	var notes []string
-	var why []string // reasons of the checks that had no objection, for the log
+	var notes []string // store failures passed over (store_failure: open)
+	var warns []string // checks' notes, logged whatever decides
+	var why []string   // reasons of the checks that had no objection, for the log
 	cm := e.cm
 	start := time.Now()
 	for i, c := range e.checks {
@@ -93,7 +98,11 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 		cm.latency[i].Observe(end.Sub(start).Seconds())
 		start = end
 		if err != nil {
-			if errors.Is(err, store.ErrUnavailable) {
+			// A store call that failed because this request's own deadline
+			// passed (DNS used the budget up) says nothing about the store:
+			// failing open there would skip greylisting and rate limits for
+			// every slow request.
+			if errors.Is(err, store.ErrUnavailable) && ctx.Err() == nil {
 				e.m.storeFailures.WithLabelValues(c.name(), e.cfg.StoreFailure).Inc()
 				if !e.failClosed {
 					cm.result(i, "fail_open")
@@ -102,11 +111,14 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 				}
 			}
 			cm.result(i, "error")
-			return decision{action: tempFail, check: c.name(), idx: i, reason: "internal error", notes: notes, err: err}
+			return decision{action: tempFail, check: c.name(), idx: i, reason: "internal error", notes: notes, warns: warns, err: err}
 		}
 		cm.result(i, v.action.Label())
+		if v.note != "" {
+			warns = append(warns, c.name()+": "+v.note)
+		}
 		if v.action.Final() || v.stop {
-			return decision{action: v.action, check: c.name(), idx: i, reason: v.reason, notes: notes}
+			return decision{action: v.action, check: c.name(), idx: i, reason: v.reason, notes: notes, warns: warns}
 		}
 		if !v.action.IsDunno() && soft == nil {
 			soft = &decision{action: v.action, check: c.name(), idx: i, reason: v.reason}
@@ -115,10 +127,10 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 		}
 	}
 	if soft != nil {
-		soft.notes = notes
+		soft.notes, soft.warns = notes, warns
 		return *soft
 	}
-	return decision{action: Dunno, idx: -1, reason: strings.Join(why, "; "), notes: notes}
+	return decision{action: Dunno, idx: -1, reason: strings.Join(why, "; "), notes: notes, warns: warns}
 }
 
 // run calls one check, turning a panic into an error so a bug in one check
@@ -172,6 +184,9 @@ func (e *engine) logDecision(tx *txn, d decision, act string, at time.Time, took
 	)
 	if len(d.notes) > 0 {
 		attrs = append(attrs, slog.String("fail_open", strings.Join(d.notes, "; ")))
+	}
+	if len(d.warns) > 0 {
+		attrs = append(attrs, slog.String("warnings", strings.Join(d.warns, "; ")))
 	}
 	if d.err != nil {
 		attrs = append(attrs, slog.String("err", d.err.Error()))

@@ -46,6 +46,19 @@ func (c Config) Validate() error {
 	if c.MaxConnections < 1 {
 		errs = append(errs, config.Errorf("max_connections", "must be at least 1", ""))
 	}
+	// DNS must leave time for the checks after it: a request whose DNS used
+	// the whole budget answers a temporary failure instead of its verdict.
+	var dns time.Duration
+	if c.SPF.Enabled || (c.Greylist.Enabled && c.Greylist.ExemptSPFPass) {
+		dns += c.SPF.Timeout.D()
+	}
+	if c.DNSBL.Enabled {
+		dns += c.DNSBL.Lists.Budget.D()
+	}
+	if c.RequestTimeout > 0 && dns >= c.RequestTimeout.D() {
+		errs = append(errs, config.Errorf("request_timeout", fmt.Sprintf("must exceed spf.timeout + dnsbl.lists.budget (%s)", dns),
+			"raise request_timeout or lower the DNS timeouts"))
+	}
 	return config.Join(errs...)
 }
 
