@@ -37,9 +37,12 @@ type Engine struct {
 	rules    *rules.Set
 	problems []rules.Problem
 	bayes    *bayes.Classifier
-	allowNet []netip.Prefix
-	denyNet  []netip.Prefix
-	m        metrics
+	// tokenizer is kept apart from bayes so options can set it before New
+	// decides whether Bayes is on.
+	tokenizer bayes.Tokenizer
+	allowNet  []netip.Prefix
+	denyNet   []netip.Prefix
+	m         metrics
 }
 
 type metrics struct {
@@ -251,7 +254,9 @@ func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) 
 		if strings.HasPrefix(h.Rule.Name, "__") || h.Rule.Score == 0 && !strings.HasPrefix(h.Rule.Name, "T_") {
 			continue
 		}
-		local = append(local, Symbol{Name: h.Rule.Name, Score: h.Rule.Score, Description: h.Rule.Description})
+		// A tflags multiple rule scores once per hit (up to its maxhits), as
+		// in SpamAssassin.
+		local = append(local, Symbol{Name: h.Rule.Name, Score: h.Rule.Score * float64(max(h.Count, 1)), Description: h.Rule.Description})
 	}
 	if ctx.Err() != nil {
 		local = append(local, Symbol{Name: "SCAN_TIMEOUT", Description: "Scan budget exhausted; result is partial"})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +33,8 @@ func jpMessage(t *testing.T, subject, body string) []byte {
 	return []byte(fmt.Sprintf("From: sender@example.jp\r\nTo: user@example.org\r\nDate: Mon, 23 Nov 2026 10:00:00 +0900\r\n"+
 		"Message-ID: <%d@example.jp>\r\nSubject: =?ISO-2022-JP?B?%s?=\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: text/plain; charset=ISO-2022-JP\r\nContent-Transfer-Encoding: 7bit\r\n\r\n%s\r\n",
-		len(body)*31+len(subject), base64.StdEncoding.EncodeToString([]byte(subj)), b))
+		// Bayes identifies a message by its Message-ID: one per text.
+		crc32.ChecksumIEEE([]byte(subject+body)), base64.StdEncoding.EncodeToString([]byte(subj)), b))
 }
 
 var (

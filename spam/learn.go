@@ -52,7 +52,7 @@ func (e *Engine) classify(ctx context.Context, in *Input, msg *Message, v *Verdi
 		v.Bayes.Skipped = "disabled"
 		return nil
 	}
-	tokens := bayes.Tokens(msg)
+	tokens := e.tokenizer.Tokens(msg)
 	tables := []string{"global"}
 	if e.cfg.Bayes.PerUser && in.User != "" {
 		tables = []string{userTable(in.User), "global"}
@@ -115,40 +115,54 @@ func (e *Engine) autolearn(ctx context.Context, in *Input, msg *Message, v *Verd
 }
 
 // Learn trains Bayes with msg as spam or ham. With user set and per-user Bayes
-// on, the user's table is trained as well as the global one. Learning a
-// message again in the same class returns an error wrapping
-// bayes.ErrAlreadyLearned; in the other class it moves the message.
+// on, the user's table is trained as well as the global one; each table is
+// trained on its own, so a message the global table already has still reaches
+// the user's. It returns an error wrapping bayes.ErrAlreadyLearned only when
+// every table had the message in that class; in the other class it moves.
 func (e *Engine) Learn(ctx context.Context, msg *Message, spam bool, user string) error {
 	if e.bayes == nil {
 		return errors.New("spam: Bayes is disabled or has no store")
 	}
-	tokens := bayes.Tokens(msg)
+	tokens := e.tokenizer.Tokens(msg)
 	digest := bayes.Digest(msg)
-	if err := e.bayes.Learn(ctx, "global", digest, tokens, spam); err != nil {
-		return err
-	}
-	if e.cfg.Bayes.PerUser && user != "" {
-		if err := e.bayes.Learn(ctx, userTable(user), digest, tokens, spam); err != nil && !errors.Is(err, bayes.ErrAlreadyLearned) {
-			return err
-		}
-	}
-	return nil
+	return e.eachTable(user, bayes.ErrAlreadyLearned, func(t string) error {
+		return e.bayes.Learn(ctx, t, digest, tokens, spam)
+	})
 }
 
-// Forget removes a learned message from Bayes (global and user tables).
+// Forget removes a learned message from Bayes (global and user tables). It
+// returns bayes.ErrNotLearned only when no table had the message.
 func (e *Engine) Forget(ctx context.Context, msg *Message, user string) error {
 	if e.bayes == nil {
 		return errors.New("spam: Bayes is disabled or has no store")
 	}
-	tokens := bayes.Tokens(msg)
+	tokens := e.tokenizer.Tokens(msg)
 	digest := bayes.Digest(msg)
-	if err := e.bayes.Forget(ctx, "global", digest, tokens); err != nil {
-		return err
-	}
+	return e.eachTable(user, bayes.ErrNotLearned, func(t string) error {
+		return e.bayes.Forget(ctx, t, digest, tokens)
+	})
+}
+
+// eachTable runs fn on the global table and, with per-user Bayes, the user's.
+// A table answering noop (already learned, not learned) does not stop the
+// others; noop is returned only when every table answered it.
+func (e *Engine) eachTable(user string, noop error, fn func(table string) error) error {
+	tables := []string{"global"}
 	if e.cfg.Bayes.PerUser && user != "" {
-		if err := e.bayes.Forget(ctx, userTable(user), digest, tokens); err != nil && !errors.Is(err, bayes.ErrNotLearned) {
-			return err
+		tables = append(tables, userTable(user))
+	}
+	noops := 0
+	for _, t := range tables {
+		switch err := fn(t); {
+		case err == nil:
+		case errors.Is(err, noop):
+			noops++
+		default:
+			return fmt.Errorf("%s: %w", t, err)
 		}
+	}
+	if noops == len(tables) {
+		return noop
 	}
 	return nil
 }

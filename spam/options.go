@@ -34,3 +34,10 @@ func WithRuleText(name, text string) Option {
 }
 
 type namedText struct{ name, text string }
+
+// WithAuthservIDs names this host in Authentication-Results (the milter's
+// authserv_id): Bayes leaves such fields out, as it does X-Spam-*, because
+// dovetail added them and learning them would teach it its own verdicts.
+func WithAuthservIDs(ids ...string) Option {
+	return func(e *Engine) { e.tokenizer.AuthservIDs = append(e.tokenizer.AuthservIDs, ids...) }
+}

@@ -10,7 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +36,7 @@ func newLearnCmd(app *App) *cobra.Command {
 				return &ExitError{Code: 2, Err: errors.New("give exactly one of --spam, --ham, --forget")}
 			}
 			ctx := cmd.Context()
-			e, err := spamEngine(ctx, app, true)
+			e, err := spamEngine(ctx, app, true, spam.WithAuthservIDs(ownAuthservIDs(app)...))
 			if err != nil {
 				return err
 			}
@@ -46,7 +46,7 @@ func newLearnCmd(app *App) *cobra.Command {
 			} else if forget {
 				mode = "forget"
 			}
-			return runLearn(ctx, e, args, mode, user, app.Stdout)
+			return runLearn(ctx, e, args, mode, user, app.Stdout, app.Stderr)
 		},
 	}
 	c.Flags().BoolVar(&asSpam, "spam", false, "learn the messages as spam")
@@ -56,8 +56,25 @@ func newLearnCmd(app *App) *cobra.Command {
 	return c
 }
 
-// runLearn trains on every message found under paths. mode is spam, ham or forget.
-func runLearn(ctx context.Context, e *spam.Engine, paths []string, mode, user string, out io.Writer) error {
+// ownAuthservIDs are the authserv-ids our milter writes in
+// Authentication-Results: the configured one, else Postfix's $myhostname,
+// which is the host name unless configured otherwise.
+func ownAuthservIDs(app *App) []string {
+	if cfg := app.Config(); cfg != nil && cfg.Milter.AuthservID != "" {
+		return []string{cfg.Milter.AuthservID}
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return []string{h}
+	}
+	return nil
+}
+
+// runLearn trains on every message found under paths. mode is spam, ham or
+// forget. A path or file that cannot be read is reported on errOut and the
+// run goes on; the summary follows, and the run fails (exit 1) if any could
+// not be read. A store failure stops the run: everything after would fail
+// too.
+func runLearn(ctx context.Context, e *spam.Engine, paths []string, mode, user string, out, errOut io.Writer) error {
 	var learned, skipped, failed int
 	each := func(name string, raw []byte) error {
 		msg, err := e.Parse(bytes.NewReader(raw))
@@ -77,64 +94,135 @@ func runLearn(ctx context.Context, e *spam.Engine, paths []string, mode, user st
 		case errors.Is(err, bayes.ErrAlreadyLearned), errors.Is(err, bayes.ErrNotLearned):
 			skipped++
 		default:
-			// A store failure stops the run: everything after would fail too.
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
 	}
+	bad := func(name string, err error) {
+		failed++
+		fmt.Fprintf(errOut, "learn: %s: %v\n", name, err)
+	}
+	var stop error
 	for _, p := range paths {
-		if err := walkMessages(p, each, func(name string, err error) {
-			failed++
-			fmt.Fprintf(out, "skipped %s: %v\n", name, err)
-		}); err != nil {
-			return err
+		if stop = walkMessages(p, each, bad); stop != nil {
+			break
 		}
 	}
 	fmt.Fprintf(out, "%s: %d message(s) processed, %d already done, %d unreadable\n", mode, learned, skipped, failed)
+	switch {
+	case stop != nil:
+		return stop
+	case failed > 0:
+		return &ExitError{Code: 1, Err: fmt.Errorf("%d path(s) or file(s) could not be read", failed)}
+	}
 	return nil
 }
 
 // walkMessages calls fn for every message in path: a message file, an mbox
-// file (first line "From "), a Maildir (cur/ and new/) or a directory tree of
-// those. Unreadable entries go to bad; an error from fn stops the walk.
+// file (first line "From "), a Maildir (its cur/ and new/, and those of its
+// Maildir++ subfolders) or a directory tree of those. Unreadable entries,
+// path itself included, go to bad; an error from fn stops the walk.
 func walkMessages(path string, fn func(name string, raw []byte) error, bad func(string, error)) error {
 	st, err := os.Stat(path)
 	if err != nil {
-		return err
+		bad(path, err)
+		return nil
 	}
 	if !st.IsDir() {
 		return walkFile(path, fn, bad)
 	}
 	var files []string
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			bad(p, err)
-			return nil
-		}
-		if d.IsDir() {
-			// In a Maildir only cur/ and new/ hold messages.
-			if base := d.Name(); base == "tmp" && p != path {
-				if _, err := os.Stat(filepath.Join(filepath.Dir(p), "cur")); err == nil {
-					return filepath.SkipDir
-				}
-			}
-			return nil
-		}
-		if d.Type().IsRegular() {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.Strings(files)
+	collectDir(path, &files, bad)
 	for _, f := range files {
 		if err := walkFile(f, fn, bad); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// dovecotFiles are the index and state files Dovecot keeps beside mail
+// (their names without dots: the dotted ones are skipped anyway).
+var dovecotFiles = map[string]bool{"dovecot-uidlist": true, "dovecot-keywords": true, "dovecot-uidvalidity": true,
+	"maildirfolder": true, "subscriptions": true, "maildirsize": true, "courierimapuiddb": true,
+	"courierimapkeywords": true, "courierimapacl": true}
+
+// isDovecotFile reports a Dovecot (or Courier) state file: never a message.
+func isDovecotFile(name string) bool {
+	return dovecotFiles[name] || strings.HasPrefix(name, "dovecot.") || strings.HasPrefix(name, "dovecot-uidvalidity.") ||
+		strings.HasPrefix(name, "courierimap")
+}
+
+// isMaildir reports whether dir has a cur/ or new/ directory.
+func isMaildir(dir string) bool {
+	for _, sub := range []string{"cur", "new"} {
+		if st, err := os.Stat(filepath.Join(dir, sub)); err == nil && st.IsDir() {
+			return true
+		}
+	}
+	return false
+}
+
+// collectDir appends the message files under dir, in name order. In a
+// Maildir only cur/ and new/ hold messages, as sa-learn reads it (tmp/ has
+// deliveries in progress, the rest is the IMAP server's state); its
+// Maildir++ subfolders (".Name") are Maildirs too. Elsewhere, dotfiles and
+// Dovecot's files are skipped and subdirectories walked.
+func collectDir(dir string, files *[]string, bad func(string, error)) {
+	if isMaildir(dir) {
+		for _, sub := range []string{"cur", "new"} {
+			collectFiles(filepath.Join(dir, sub), files, bad)
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			bad(dir, err)
+			return
+		}
+		for _, d := range ents {
+			if p := filepath.Join(dir, d.Name()); strings.HasPrefix(d.Name(), ".") && len(d.Name()) > 1 && isDir(p) && isMaildir(p) {
+				collectDir(p, files, bad)
+			}
+		}
+		return
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		bad(dir, err)
+		return
+	}
+	for _, d := range ents {
+		name := d.Name()
+		p := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, ".") || isDovecotFile(name):
+		case d.IsDir():
+			collectDir(p, files, bad)
+		case d.Type().IsRegular():
+			*files = append(*files, p)
+		}
+	}
+}
+
+// collectFiles appends the regular, non-dot files of a Maildir's cur/ or new/.
+func collectFiles(dir string, files *[]string, bad func(string, error)) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return // a Maildir may lack new/ or cur/
+	}
+	if err != nil {
+		bad(dir, err)
+		return
+	}
+	for _, d := range ents {
+		if !strings.HasPrefix(d.Name(), ".") && d.Type().IsRegular() {
+			*files = append(*files, filepath.Join(dir, d.Name()))
+		}
+	}
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // maxMessage bounds one message read by learn.
@@ -162,34 +250,50 @@ func walkFile(path string, fn func(string, []byte) error, bad func(string, error
 	var cur bytes.Buffer
 	n := 0
 	flush := func() error {
-		if cur.Len() == 0 {
+		// The blank line before the next "From " line (or at the end) is the
+		// mbox separator, not the message's: without this the same message
+		// read from a file and from an mbox would differ.
+		b := cur.Bytes()
+		if bytes.HasSuffix(b, []byte("\r\n\r\n")) {
+			b = b[:len(b)-2]
+		} else if bytes.HasSuffix(b, []byte("\n\n")) {
+			b = b[:len(b)-1]
+		}
+		if len(b) == 0 {
 			return nil
 		}
 		n++
-		err := fn(fmt.Sprintf("%s#%d", path, n), bytes.Clone(cur.Bytes()))
+		err := fn(fmt.Sprintf("%s#%d", path, n), bytes.Clone(b))
 		cur.Reset()
 		return err
 	}
+	lineStart := true // a long line comes in several pieces: only the first can be "From "
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			switch {
-			case bytes.HasPrefix(line, []byte("From ")):
+			case lineStart && bytes.HasPrefix(line, []byte("From ")):
 				if ferr := flush(); ferr != nil {
 					return ferr
 				}
-			case bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")):
-				cur.Write(line[1:])
+			case lineStart && bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")):
+				if cur.Len() < maxMessage {
+					cur.Write(line[1:])
+				}
 			default:
 				if cur.Len() < maxMessage {
 					cur.Write(line)
 				}
 			}
+			lineStart = line[len(line)-1] == '\n'
 		}
 		if err == bufio.ErrBufferFull {
 			continue
 		}
 		if err != nil {
+			if err != io.EOF {
+				bad(path, err)
+			}
 			break
 		}
 	}

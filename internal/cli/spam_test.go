@@ -60,14 +60,14 @@ func TestRunLearnMaildirAndMbox(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "box.mbox"), []byte(mbox), 0o644)
 	var out bytes.Buffer
 	ctx := context.Background()
-	if err := runLearn(ctx, e, []string{filepath.Join(dir, "Maildir"), filepath.Join(dir, "box.mbox")}, "spam", "", &out); err != nil {
+	if err := runLearn(ctx, e, []string{filepath.Join(dir, "Maildir"), filepath.Join(dir, "box.mbox")}, "spam", "", &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if s, _, _ := e.BayesCounts(ctx); s != 4 {
 		t.Errorf("learned %d spam, want 4 (Maildir cur+new, 2 mbox): %s", s, out.String())
 	}
 	out.Reset()
-	if err := runLearn(ctx, e, []string{filepath.Join(dir, "box.mbox")}, "forget", "", &out); err != nil {
+	if err := runLearn(ctx, e, []string{filepath.Join(dir, "box.mbox")}, "forget", "", &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if s, _, _ := e.BayesCounts(ctx); s != 2 {

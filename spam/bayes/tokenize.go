@@ -28,8 +28,19 @@ const MaxTokens = 8000
 // CJK runs (Han, Hiragana, Katakana, Hangul) have no spaces: they become
 // character bigrams. Dates and times are never tokens (a 2002 corpus must not
 // teach "old means spam").
-func Tokens(msg *message.Message) []string {
-	t := &tokenizer{seen: map[string]struct{}{}}
+func Tokens(msg *message.Message) []string { return Tokenizer{}.Tokens(msg) }
+
+// Tokenizer holds what tokenizing needs to know about this installation.
+type Tokenizer struct {
+	// AuthservIDs name this host in Authentication-Results (the milter's
+	// authserv_id): such fields were added by us, as the X-Spam-* ones were.
+	AuthservIDs []string
+}
+
+// Tokens returns the distinct tokens of msg, as the package function does,
+// leaving out the fields this installation added (Own).
+func (tz Tokenizer) Tokens(msg *message.Message) []string {
+	t := &tokenizer{seen: map[string]struct{}{}, tz: tz}
 	t.text("", msg.Text, true)
 	t.text("SUBJECT:", msg.Subject(), true)
 	t.headers(msg)
@@ -99,6 +110,7 @@ func (t *tokenizer) uriPath(raw string) {
 type tokenizer struct {
 	seen map[string]struct{}
 	out  []string
+	tz   Tokenizer
 }
 
 func (t *tokenizer) add(tok string) {
@@ -218,6 +230,9 @@ func (t *tokenizer) headers(msg *message.Message) {
 	h := msg.Header
 	for _, f := range h {
 		n := strings.ToLower(f.Name)
+		if t.tz.Own(f.Name, f.Raw) {
+			continue
+		}
 		if !headerNamesNoise[n] {
 			t.add("hn:" + trunc(n, 30))
 		}
@@ -280,6 +295,65 @@ func (t *tokenizer) headers(msg *message.Message) {
 			t.add("rip:" + a.Mask(net.CIDRMask(24, 32)).String())
 		}
 	}
+}
+
+// Own reports whether a header field is one this installation adds to the
+// mail it scans: every X-Spam-* field (the milter strips inbound ones, so
+// any in a delivered message are ours) and Authentication-Results naming
+// one of AuthservIDs. Learning a Junk folder must not teach the filter its
+// own earlier verdict, as SpamAssassin strips its markup before learning.
+func (tz Tokenizer) Own(name, value string) bool {
+	if len(name) >= 7 && strings.EqualFold(name[:7], "X-Spam-") {
+		return true
+	}
+	if len(tz.AuthservIDs) == 0 || !strings.EqualFold(name, "Authentication-Results") {
+		return false
+	}
+	id := authservID(value)
+	for _, ours := range tz.AuthservIDs {
+		if ours != "" && strings.EqualFold(id, ours) {
+			return true
+		}
+	}
+	return false
+}
+
+// authservID returns the first token of an Authentication-Results value
+// (RFC 8601 §2.2), after any comments, unquoted.
+func authservID(v string) string {
+	for {
+		v = strings.TrimLeft(v, " \t\r\n")
+		if !strings.HasPrefix(v, "(") {
+			break
+		}
+		depth := 0
+		i := 0
+		for ; i < len(v); i++ {
+			if v[i] == '\\' {
+				i++
+				continue
+			}
+			if v[i] == '(' {
+				depth++
+			} else if v[i] == ')' {
+				if depth--; depth == 0 {
+					break
+				}
+			}
+		}
+		if i >= len(v) {
+			return ""
+		}
+		v = v[i+1:]
+	}
+	if strings.HasPrefix(v, `"`) {
+		id, _, _ := strings.Cut(v[1:], `"`)
+		return id
+	}
+	if i := strings.IndexAny(v, " \t\r\n();\""); i >= 0 {
+		return v[:i]
+	}
+	return v
 }
 
 func bucket(n int) string {

@@ -3,13 +3,14 @@
 // them against a message.
 //
 // Patterns are Perl regexes; those RE2 can express are translated (flags i, m, s,
-// x; \Q…\E; possessive quantifiers and atomic groups; \Z, \h), the rest
+// x; \Q…\E; possessive quantifiers and atomic groups; \Z and Perl's \h \H \v \V \R), the rest
 // (look-around, back-references, …) are reported with file:line and the rule is
 // skipped. Problems never stop loading: a bad rule is dropped, the others load.
 package rules
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -107,8 +108,11 @@ func (p *Parser) Parse(name string, r io.Reader) error {
 			stack = append(stack, true)
 			continue
 		case "if":
-			// "if (version >= …)", "if can(…)": we take the modern branch.
-			stack = append(stack, strings.Contains(rest, "can(") || strings.Contains(rest, "!"))
+			ok, err := evalIf(rest)
+			if err != nil {
+				p.problem(name, lineNo, "if %s: %v; block skipped", trunc(rest), err)
+			}
+			stack = append(stack, !ok)
 			continue
 		case "else":
 			if len(stack) > 0 {
@@ -208,13 +212,164 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 	case directive == "tflags":
 		f := strings.Fields(rest)
 		if len(f) > 0 {
-			p.tflags[f[0]] = append(p.tflags[f[0]], f[1:]...)
+			// SpamAssassin keeps the last tflags line of a rule, so a local
+			// file can take flags away from a default rule.
+			p.tflags[f[0]] = f[1:]
 		}
 	case knownIgnored[directive]:
 		// Accepted for compatibility, no effect here.
 	default:
 		p.problem(file, line, "unknown directive %q ignored", directive)
 	}
+}
+
+// SAVersion is the SpamAssassin version rule files see in "if (version …)":
+// the syntax and features dovetail follows are 3.4.6's.
+const SAVersion = 3.004006
+
+// evalIf evaluates the condition of an "if" line as SpamAssassin would with
+// none of its Perl plugins loaded: version compares against SAVersion,
+// perl_version against 5.036, can(…) and plugin(…) are false (they ask for
+// Perl code dovetail does not have). The operators are ! && || and, or, not,
+// comparisons and parentheses. An expression it cannot read is an error
+// (and the block is skipped).
+func evalIf(s string) (bool, error) {
+	e := &ifExpr{toks: ifTokens(s)}
+	v, err := e.or()
+	if err == nil && e.i < len(e.toks) {
+		err = fmt.Errorf("unexpected %q", e.toks[e.i])
+	}
+	if err != nil {
+		return false, err
+	}
+	return v != 0, nil
+}
+
+func ifTokens(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			i++
+		case strings.ContainsRune("()", rune(c)):
+			out = append(out, s[i:i+1])
+			i++
+		case strings.ContainsRune("!<>=&|", rune(c)):
+			j := i + 1
+			if j < len(s) && strings.ContainsRune("=&|", rune(s[j])) {
+				j++
+			}
+			out = append(out, s[i:j])
+			i = j
+		default:
+			j := i
+			for j < len(s) && !strings.ContainsRune(" \t()!<>=&|", rune(s[j])) {
+				j++
+			}
+			// can(Mail::…::feature) and plugin(…): one token with the argument.
+			if w := s[i:j]; (w == "can" || w == "plugin" || w == "has") && j < len(s) && s[j] == '(' {
+				if k := strings.IndexByte(s[j:], ')'); k >= 0 {
+					j += k + 1
+				}
+			}
+			out = append(out, s[i:j])
+			i = j
+		}
+	}
+	return out
+}
+
+type ifExpr struct {
+	toks  []string
+	i     int
+	depth int // nesting, bounded so a hostile line cannot exhaust the stack
+}
+
+func (e *ifExpr) peek() string {
+	if e.i < len(e.toks) {
+		return e.toks[e.i]
+	}
+	return ""
+}
+
+func (e *ifExpr) or() (float64, error) {
+	v, err := e.and()
+	for err == nil && (e.peek() == "||" || e.peek() == "or") {
+		e.i++
+		var w float64
+		if w, err = e.and(); v == 0 {
+			v = w
+		}
+	}
+	return v, err
+}
+
+func (e *ifExpr) and() (float64, error) {
+	v, err := e.cmp()
+	for err == nil && (e.peek() == "&&" || e.peek() == "and") {
+		e.i++
+		var w float64
+		if w, err = e.cmp(); v != 0 {
+			v = w
+		}
+	}
+	return v, err
+}
+
+func (e *ifExpr) cmp() (float64, error) {
+	a, err := e.unary()
+	if err != nil {
+		return 0, err
+	}
+	op := e.peek()
+	switch op {
+	case "<", "<=", ">", ">=", "==", "!=":
+	default:
+		return a, nil
+	}
+	e.i++
+	b, err := e.unary()
+	if err != nil {
+		return 0, err
+	}
+	return b2f(map[string]bool{"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]), nil
+}
+
+func (e *ifExpr) unary() (float64, error) {
+	t := e.peek()
+	e.i++
+	switch {
+	case t == "":
+		return 0, errors.New("expression ends early")
+	case e.depth > 100:
+		return 0, errors.New("nested too deeply")
+	case t == "!" || t == "not":
+		e.depth++
+		v, err := e.unary()
+		e.depth--
+		return b2f(v == 0), err
+	case t == "(":
+		e.depth++
+		v, err := e.or()
+		e.depth--
+		if err == nil && e.peek() != ")" {
+			err = errors.New("missing )")
+		}
+		e.i++
+		return v, err
+	case t == "version":
+		return SAVersion, nil
+	case t == "perl_version":
+		return 5.036, nil
+	case strings.HasPrefix(t, "can(") || strings.HasPrefix(t, "plugin(") || strings.HasPrefix(t, "has("):
+		return 0, nil
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cannot evaluate %q", t)
+	}
+	return v, nil
 }
 
 // knownIgnored are SpamAssassin directives we accept silently: they configure

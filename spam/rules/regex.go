@@ -60,15 +60,32 @@ func trunc(s string) string {
 	return s
 }
 
+// Perl's vertical (\v) and horizontal (\h) white space, which RE2 lacks (RE2's
+// \v is the vertical tab alone).
+const (
+	perlVert  = `\n\x0B\f\r\x{85}\x{2028}\x{2029}`
+	perlHoriz = `\t \x{A0}\x{1680}\x{180E}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}`
+)
+
+// repetition matches a counted quantifier at the start of a string.
+var repetition = regexp.MustCompile(`^\{\d+(?:,\d*)?\}`)
+
 // translate compiles a Perl pattern with flags into RE2, rewriting what RE2
 // can do another way: /x whitespace and comments, \Q…\E, possessive
-// quantifiers and atomic groups (no backtracking in RE2 anyway), \Z, \h.
+// quantifiers and atomic groups (no backtracking in RE2 anyway), \Z, \h, \v,
+// \R.
 func translate(body, flags string) (*regexp.Regexp, error) {
 	var out strings.Builder
 	x := strings.ContainsRune(flags, 'x')
 	inClass := false
+	// quant is set right after a quantifier: a '+' there makes it possessive
+	// (dropped), anywhere else '+' is a quantifier itself. Tracking this,
+	// rather than looking at the previous byte, keeps the '+' in \x{41}+.
+	quant := false
 	for i := 0; i < len(body); i++ {
 		c := body[i]
+		wasQuant := quant
+		quant = false
 		switch {
 		case c == '\\' && i+1 < len(body):
 			n := body[i+1]
@@ -90,14 +107,31 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 				return nil, fmt.Errorf("\\%c: %w", n, ErrPerlOnly)
 			case n == 'Z':
 				out.WriteString(`(?:\n?\z)`)
-			case n == 'h':
+			case n == 'h' || n == 'v':
+				set := map[byte]string{'h': perlHoriz, 'v': perlVert}[n]
 				if inClass {
-					out.WriteString(`\t `)
+					out.WriteString(set)
 				} else {
-					out.WriteString(`[\t ]`)
+					out.WriteString("[" + set + "]")
 				}
+			case n == 'H' || n == 'V':
+				if inClass {
+					return nil, fmt.Errorf("\\%c inside a character class is not supported", n)
+				}
+				out.WriteString("[^" + map[byte]string{'H': perlHoriz, 'V': perlVert}[n] + "]")
+			case n == 'R' && !inClass:
+				out.WriteString(`(?:\r\n|[` + perlVert + `])`)
 			case n == 'e':
 				out.WriteString(`\x1b`)
+			case (n == 'x' || n == 'p' || n == 'P' || n == 'N' || n == 'o') && i+2 < len(body) && body[i+2] == '{':
+				// \x{41}, \p{Lu}: one atom, whose '}' is not a quantifier's.
+				end := strings.IndexByte(body[i+2:], '}')
+				if end < 0 {
+					return nil, fmt.Errorf("unterminated \\%c{", n)
+				}
+				out.WriteString(body[i : i+2+end+1])
+				i += 2 + end
+				continue
 			default:
 				out.WriteByte(c)
 				out.WriteByte(n)
@@ -124,11 +158,13 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 			}
 			continue
 		case x && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			quant = wasQuant
 			continue
 		case x && c == '#':
 			for i < len(body) && body[i] != '\n' {
 				i++
 			}
+			quant = wasQuant
 			continue
 		case c == '(' && strings.HasPrefix(body[i:], "(?"):
 			rest := body[i+2:]
@@ -151,9 +187,20 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 				i += 2 + end
 				continue
 			}
-		case c == '+' && i > 0 && strings.ContainsRune("*+?}", rune(body[i-1])) && !(i > 1 && body[i-2] == '\\'):
+		case c == '+' && wasQuant:
 			// Possessive quantifier: drop the '+'.
 			continue
+		case c == '?' && wasQuant:
+			// Lazy quantifier: kept, and it ends the quantifier.
+		case c == '*' || c == '+' || c == '?':
+			quant = true
+		case c == '{':
+			if m := repetition.FindString(body[i:]); m != "" {
+				out.WriteString(m)
+				i += len(m) - 1
+				quant = true
+				continue
+			}
 		}
 		out.WriteByte(c)
 	}

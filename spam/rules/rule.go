@@ -120,6 +120,11 @@ func (p *Parser) compile(kind Kind, name, def string) (*Rule, error) {
 	if err != nil {
 		return nil, err
 	}
+	if body == "" {
+		// In Perl // reuses the last successful pattern; read as RE2 it would
+		// match every message. Either way it is a mistake in the rule file.
+		return nil, errors.New("empty pattern")
+	}
 	re, err := translate(body, flags)
 	if err != nil {
 		return nil, err

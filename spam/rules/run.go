@@ -3,6 +3,8 @@ package rules
 import (
 	"context"
 	"net/mail"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,7 @@ type Context struct {
 	lowLines [2][]string // lower-cased body paragraphs and rawbody lines
 	full     string
 	fullDone bool
+	uris     []string // uriForms
 }
 
 // Hit is a rule that matched.
@@ -194,7 +197,7 @@ func (r *Rule) match(c *Context) int {
 	if r.pre != nil && !r.pre.mayMatch(c.lowered(r.Kind)) {
 		return 0
 	}
-	multiple := r.Has("multiple")
+	limit := r.hitLimit()
 	count := func(lines, low []string) int {
 		n := 0
 		for i, l := range lines {
@@ -203,10 +206,8 @@ func (r *Rule) match(c *Context) int {
 			if r.pre != nil && len(low) == len(lines) && !r.pre.mayMatch(low[i]) {
 				continue
 			}
-			if multiple {
-				n += len(r.re.FindAllStringIndex(l, 20))
-			} else if r.re.MatchString(l) {
-				return 1
+			if n += r.hits(l, limit-n); n >= limit {
+				break
 			}
 		}
 		return n
@@ -220,25 +221,160 @@ func (r *Rule) match(c *Context) int {
 		if !ok && r.hasUnset {
 			v = r.unset
 		}
-		m := r.re.MatchString(v)
 		if r.negate {
-			return b2i(!m)
+			return b2i(!r.re.MatchString(v))
 		}
-		return b2i(m)
+		return r.hits(v, limit)
 	case KindBody:
 		return count(c.Body(), c.loweredLines(KindBody))
 	case KindRawBody:
 		return count(c.RawBody(), c.loweredLines(KindRawBody))
 	case KindFull:
-		return b2i(r.re.MatchString(c.Full()))
+		return r.hits(c.Full(), limit)
 	case KindURI:
-		for _, u := range c.Msg.URIs {
-			if r.re.MatchString(u.Raw) {
-				return 1
+		return count(c.uriForms(), nil)
+	}
+	return 0
+}
+
+// maxMultiple bounds the hits of a multiple rule without maxhits, so one
+// pattern on a huge body costs a bounded amount.
+const maxMultiple = 1000
+
+// hitLimit is how many hits count: 1, or for tflags multiple the maxhits=N
+// value (SpamAssassin's limit), else maxMultiple.
+func (r *Rule) hitLimit() int {
+	if !r.Has("multiple") {
+		return 1
+	}
+	for _, f := range r.TFlags {
+		if v, ok := strings.CutPrefix(f, "maxhits="); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				return min(n, maxMultiple)
 			}
 		}
 	}
-	return 0
+	return maxMultiple
+}
+
+// hits counts the pattern's matches in s, at most limit (≥ 1 matches are
+// needed only when limit > 1).
+func (r *Rule) hits(s string, limit int) int {
+	if limit <= 1 {
+		return b2i(limit == 1 && r.re.MatchString(s))
+	}
+	return len(r.re.FindAllStringIndex(s, limit))
+}
+
+// uriForms returns the URIs a uri rule tests: each as written and the
+// canonical forms SpamAssassin adds (uri_list_canonicalize), so a rule
+// written for "http://host/" also sees "www.host" and %-encoded hosts.
+func (c *Context) uriForms() []string {
+	if c.uris != nil {
+		return c.uris
+	}
+	seen := map[string]bool{}
+	c.uris = []string{}
+	add := func(u string) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			c.uris = append(c.uris, u)
+		}
+	}
+	for _, u := range c.Msg.URIs {
+		add(u.Raw)
+		for _, f := range canonicalURIs(u.Raw) {
+			add(f)
+		}
+	}
+	return c.uris
+}
+
+var (
+	schemeSlashes  = regexp.MustCompile(`(?i)^(https?:)/{0,2}`)
+	hasScheme      = regexp.MustCompile(`(?i)^[-_a-z0-9]+:`)
+	queryAfterHost = regexp.MustCompile(`(?i)^(https?://[^/?]+)\?`)
+	hostPart       = regexp.MustCompile(`(?i)^(https?://)([^/]+?)((?::\d*)?/.*)?$`)
+	redirectTo     = regexp.MustCompile(`(?i)(https?:/{0,2}.+)$`)
+)
+
+// canonicalURIs follows SpamAssassin's uri_list_canonicalize: backslashes
+// read as slashes, "http:host" given its slashes, %-escapes decoded,
+// scheme-less "www."/"ftp." given http:// or ftp://, a query right after the
+// host given its "/", then the form without user info, without trailing
+// junk in the host, and one level of redirect target.
+func canonicalURIs(raw string) []string { return canonical(raw, true) }
+
+func canonical(raw string, redirects bool) []string {
+	u := strings.TrimSpace(strings.NewReplacer("\n", "", "\r", "").Replace(raw))
+	low := strings.ToLower(u)
+	if strings.HasPrefix(low, "mailto:") || strings.Contains(strings.SplitN(u, ":", 2)[0], "@") {
+		return nil
+	}
+	var out []string
+	n := strings.ReplaceAll(u, "\\", "/")
+	n = schemeSlashes.ReplaceAllString(n, "${1}//")
+	n = percentDecode(n)
+	if !hasScheme.MatchString(n) {
+		if strings.HasPrefix(strings.ToLower(n), "ftp.") {
+			n = "ftp://" + n
+		} else {
+			n = "http://" + n
+		}
+	}
+	n = queryAfterHost.ReplaceAllString(n, "${1}/?")
+	if n != u {
+		out = append(out, n)
+	}
+	if m := hostPart.FindStringSubmatch(n); m != nil {
+		proto, host, rest := m[1], m[2], m[3]
+		if i := strings.LastIndexByte(host, '@'); i >= 0 {
+			host = host[i+1:]
+			out = append(out, proto+host+rest)
+		}
+		if t := strings.TrimRightFunc(host, func(r rune) bool { return !isAlnum(r) }); t != host {
+			out = append(out, proto+t+rest)
+		}
+		// One level only: a chain of redirects must not cost quadratic time.
+		if rd := redirectTo.FindStringSubmatch(rest); rd != nil && redirects {
+			out = append(out, rd[1])
+			out = append(out, canonical(rd[1], false)...)
+		}
+	}
+	return out
+}
+
+func isAlnum(r rune) bool {
+	return r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+}
+
+// percentDecode decodes every %XX escape (invalid ones stay as written).
+func percentDecode(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 func b2i(b bool) int {

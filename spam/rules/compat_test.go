@@ -1,0 +1,199 @@
+package rules
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dovetail-mail/dovetail/spam/message"
+)
+
+// TestTranslatePerlEscapes: a '+' after an escape ending in '}' is a
+// quantifier, not a possessive marker; \v, \V, \h, \H and \R mean what they
+// mean in Perl, not in RE2.
+func TestTranslatePerlEscapes(t *testing.T) {
+	cases := []struct {
+		pat, in string
+		match   bool
+	}{
+		{`/^\x{41}+B/`, "AAAB", true},
+		{`/^\x{41}+B/`, "AB", true},
+		{`/^\p{Lu}+b/`, "ABCb", true},
+		{`/^\P{Lu}+B/`, "abcB", true},
+		{`/^a{2}+b/`, "aab", true},     // possessive {2}
+		{`/^a{2}+b/`, "aaab", false},   // … still exactly two
+		{`/^\\*+x/`, `\\\x`, true},     // possessive star after an escaped backslash
+		{`/^\++x/`, "+++x", true},      // \+ then a real quantifier
+		{`/^a*?b/`, "aab", true},       // lazy stays lazy
+		{`/^a{,2}b/`, "a{,2}b", true},  // not a counted repetition in Perl < 5.34: literal
+		{`/a\vb/`, "a\nb", true},       // Perl \v: any vertical white space
+		{`/a\vb/`, "a\rb", true},       //
+		{`/a\vb/`, "a\u2028b", true},   //
+		{`/a\vb/`, "a b", false},       //
+		{`/a[\v]b/`, "a\fb", true},     //
+		{`/a\Vb/`, "a b", true},        // \V: anything else
+		{`/a\Vb/`, "a\nb", false},      //
+		{`/a\hb/`, "a\u00a0b", true},   // \h: horizontal white space, no-break space included
+		{`/a\hb/`, "a\nb", false},      //
+		{`/a[\h]b/`, "a\u3000b", true}, //
+		{`/a\Hb/`, "a\tb", false},      //
+		{`/a\Hb/`, "axb", true},        //
+		{`/a\Rb/`, "a\r\nb", true},     // \R: a line break, CRLF as one
+	}
+	for _, c := range cases {
+		body, flags, err := splitPattern(c.pat)
+		if err != nil {
+			t.Fatalf("%s: %v", c.pat, err)
+		}
+		re, err := translate(body, flags)
+		if err != nil {
+			t.Errorf("%s: %v", c.pat, err)
+			continue
+		}
+		if re.MatchString(c.in) != c.match {
+			t.Errorf("%s (RE2 %s) on %q: match=%v, want %v", c.pat, re, c.in, !c.match, c.match)
+		}
+	}
+}
+
+func parseSet(t *testing.T, text string) (*Set, []Problem) {
+	t.Helper()
+	p := NewParser(nil)
+	if err := p.Parse("t.cf", strings.NewReader(text)); err != nil {
+		t.Fatal(err)
+	}
+	return p.Build(nil), p.Problems
+}
+
+// TestIfVersion: "if" conditions are evaluated against SpamAssassin 3.4.6;
+// blocks for older versions (and for Perl features we lack) are skipped.
+func TestIfVersion(t *testing.T) {
+	set, probs := parseSet(t, `
+if (version < 3.000000)
+body OLD_ONLY /x/
+endif
+if (version >= 3.004000)
+body NEW_ONLY /x/
+else
+body NEW_ELSE /x/
+endif
+if version > 4.000000
+body FUTURE /x/
+endif
+if can(Mail::SpamAssassin::Conf::feature_bayes_stopwords)
+body NEEDS_FEATURE /x/
+endif
+if !can(Mail::SpamAssassin::Conf::feature_bayes_stopwords)
+body FALLBACK /x/
+endif
+if (version >= 3.003000 && !plugin(Mail::SpamAssassin::Plugin::Foo)) || 0
+body COMPOUND /x/
+endif
+if (frobnicate(1))
+body UNREADABLE /x/
+endif
+`)
+	for name, want := range map[string]bool{"OLD_ONLY": false, "NEW_ONLY": true, "NEW_ELSE": false, "FUTURE": false,
+		"NEEDS_FEATURE": false, "FALLBACK": true, "COMPOUND": true, "UNREADABLE": false} {
+		if got := set.Lookup(name) != nil; got != want {
+			t.Errorf("%s loaded = %v, want %v", name, got, want)
+		}
+	}
+	if len(probs) != 1 || !strings.Contains(probs[0].String(), "t.cf:22: if") {
+		t.Errorf("problems %v, want one for the unreadable if", probs)
+	}
+}
+
+// TestTflagsLastWins: SpamAssassin keeps the last tflags line of a rule.
+func TestTflagsLastWins(t *testing.T) {
+	set, _ := parseSet(t, "body A /x/\ntflags A multiple noautolearn\ntflags A nice\n")
+	if r := set.Lookup("A"); r.Has("multiple") || r.Has("noautolearn") || !r.Has("nice") {
+		t.Errorf("tflags %v, want [nice]", r.TFlags)
+	}
+}
+
+// TestEmptyPatternIsAProblem: // would match every message.
+func TestEmptyPatternIsAProblem(t *testing.T) {
+	set, probs := parseSet(t, "body EMPTY //\nheader EMPTYH Subject =~ //i\nbody OK /x/\n")
+	if set.Lookup("EMPTY") != nil || set.Lookup("EMPTYH") != nil || set.Lookup("OK") == nil {
+		t.Errorf("rules %v", set.Rules())
+	}
+	if len(probs) != 2 || !strings.Contains(probs[0].Msg, "empty pattern") {
+		t.Errorf("problems %v", probs)
+	}
+}
+
+func hits(t *testing.T, set *Set, raw string) map[string]int {
+	t.Helper()
+	c := &Context{Msg: message.Parse([]byte(raw), message.Limits{})}
+	got := map[string]int{}
+	for _, h := range set.Run(context.Background(), c) {
+		got[h.Rule.Name] = h.Count
+	}
+	return got
+}
+
+// TestMultipleMaxhits: a multiple rule counts its hits up to maxhits.
+func TestMultipleMaxhits(t *testing.T) {
+	set, _ := parseSet(t, `
+body R /free/
+tflags R multiple maxhits=3
+body ALL /free/
+tflags ALL multiple
+body ONCE /free/
+header H Subject =~ /x/
+tflags H multiple maxhits=2
+uri U /example/
+tflags U multiple
+meta M R > 2
+`)
+	got := hits(t, set, "Subject: xxx\n\nfree free free free\n\nfree free http://example.com/ http://www.example.com/\n")
+	for name, want := range map[string]int{"R": 3, "ALL": 6, "ONCE": 1, "H": 2, "U": 2, "M": 1} {
+		if got[name] != want {
+			t.Errorf("%s: %d hits, want %d (%v)", name, got[name], want, got)
+		}
+	}
+}
+
+// TestURICanonicalForms: uri rules also see SpamAssassin's canonical forms:
+// scheme added to www. and ftp. names, %-escapes decoded, user info and a
+// redirect target split off.
+func TestURICanonicalForms(t *testing.T) {
+	set, probs := parseSet(t, `
+uri WWW      m{^http://www\.example\.com/}
+uri ENCODED  m{^http://evil\.example/}
+uri USERINFO m{^http://host\.example/}
+uri REDIRECT m{^http://target\.example}
+uri MAILTO   m{^http://.*bob}
+`)
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	got := hits(t, set, "Subject: s\n\nsee www.example.com/page and http://%65vil.example/x and "+
+		"http://user@host.example/ and http://r.example/go?u=http://target.example/ mailto:bob@example.com\n")
+	for _, name := range []string{"WWW", "ENCODED", "USERINFO", "REDIRECT"} {
+		if got[name] == 0 {
+			t.Errorf("%s did not hit: %v", name, got)
+		}
+	}
+	if got["MAILTO"] != 0 {
+		t.Error("mailto: was given an http:// form")
+	}
+	for raw, want := range map[string]string{"ftp.example.org/pub": "ftp://ftp.example.org/pub",
+		`http:\\example.com\x`: "http://example.com/x", "http:example.com": "http://example.com",
+		"http://example.com?id=1": "http://example.com/?id=1", "http://example.com.../": "http://example.com/"} {
+		if forms := canonicalURIs(raw); !slices.Contains(forms, want) {
+			t.Errorf("canonical forms of %q: %q, want %q among them", raw, forms, want)
+		}
+	}
+}
+
+func TestIfDeepNesting(t *testing.T) {
+	if _, err := evalIf(strings.Repeat("(", 100000) + "1" + strings.Repeat(")", 100000)); err == nil {
+		t.Error("100,000 nested parentheses accepted")
+	}
+	if ok, err := evalIf("((version >= 3.004000))"); !ok || err != nil {
+		t.Errorf("nested version test: %v %v", ok, err)
+	}
+}
