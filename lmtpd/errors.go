@@ -34,7 +34,7 @@ func (e *RejectError) Unwrap() error { return ErrRejected }
 // permanent "554 5.0.0 Error: transaction failed: <internal text>". Codes follow
 // Dovecot LMTP (protocols.md §4.1); anything unknown is temporary, never permanent.
 func (s *Server) replyFor(rcpt string, err error) *smtp.SMTPError {
-	return replyFor(rcpt, err, s.cfg.QuotaFullTempfail)
+	return replyFor(rcpt, err, s.live.Load().Config.QuotaFullTempfail)
 }
 
 func replyFor(rcpt string, err error, quotaTempfail bool) *smtp.SMTPError {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
@@ -48,8 +49,9 @@ type Options struct {
 
 // Server is the LMTP server.
 type Server struct {
-	cfg  Config
-	dv   *Deliverer
+	cfg  Config     // as started: listeners, greeting and limits of the LMTP server
+	dv   *Deliverer // as started: its Metrics and Quarantine are kept across reloads
+	live atomic.Pointer[Deliverer]
 	smtp *smtp.Server
 	log  *slog.Logger
 
@@ -75,10 +77,13 @@ func New(o Options) (*Server, error) {
 	if s.housekeepEvery <= 0 {
 		s.housekeepEvery = defaultHousekeepEvery
 	}
+	s.live.Store(dv)
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.LMTP = true
 	srv.Domain = dv.host
-	srv.MaxRecipients = o.Config.MaxRecipients
+	// Rcpt enforces max_recipients from the live config, so a reload can
+	// change it; go-smtp's own limit would be fixed for the process lifetime.
+	srv.MaxRecipients = 0
 	srv.MaxMessageBytes = int64(o.Config.MaxMessageSize)
 	srv.ReadTimeout = o.Config.ReadTimeout.D()
 	srv.WriteTimeout = o.Config.WriteTimeout.D()
@@ -108,8 +113,38 @@ func NewDeliverer(o Options) *Deliverer {
 	return dv
 }
 
-// Deliverer returns the delivery pipeline (used by quarantine release).
-func (s *Server) Deliverer() *Deliverer { return s.dv }
+// Deliverer returns the delivery pipeline in use (used by quarantine release).
+func (s *Server) Deliverer() *Deliverer { return s.live.Load() }
+
+// Reload swaps in a delivery pipeline built from o (config, Sieve filter,
+// sender, directory, store) for the transactions that start from now on; one
+// in progress finishes with the pipeline it began with. What belongs to the
+// LMTP server stays as started and needs a restart: listen, also_listen,
+// hostname, max_message_size, read_timeout and write_timeout. The metrics and
+// the quarantine stay too (o.Registerer and o.Quarantine are ignored), so the
+// counters go on and the housekeeping has one store to look after.
+func (s *Server) Reload(o Options) error {
+	if o.Directory == nil {
+		return errors.New("lmtpd: no directory configured")
+	}
+	old := s.live.Load()
+	o.Config.Listen, o.Config.AlsoListen = s.cfg.Listen, s.cfg.AlsoListen
+	o.Config.Hostname, o.Config.MaxMessageSize = s.cfg.Hostname, s.cfg.MaxMessageSize
+	o.Config.ReadTimeout, o.Config.WriteTimeout = s.cfg.ReadTimeout, s.cfg.WriteTimeout
+	if o.Logger == nil {
+		o.Logger = old.Logger
+	}
+	dv := &Deliverer{
+		Config: o.Config, Directory: o.Directory, Store: o.Store, Filter: o.Filter,
+		Quarantine: s.dv.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: s.dv.Metrics, Now: old.Now,
+	}
+	if o.Maildir != nil {
+		dv.Writer = maildir.New(*o.Maildir)
+	}
+	dv.init()
+	s.live.Store(dv)
+	return nil
+}
 
 // Serve accepts LMTP connections on ln (unix or TCP) until Shutdown, and on
 // also_listen when that is configured. If one listener fails, both stop and the
@@ -244,9 +279,14 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	// The directory has its own timeouts; this bounds a lookup that hangs anyway,
 	// well inside Postfix's lmtp_rcpt_timeout (5 min).
+	dv := ss.s.live.Load()
+	if max := dv.Config.MaxRecipients; max > 0 && len(ss.rcpts) >= max {
+		// go-smtp's reply for its own limit, which is off (see New).
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Maximum limit of %v recipients reached", max)}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rc, err := ss.s.dv.Resolve(ctx, to)
+	rc, err := dv.Resolve(ctx, to)
 	if err != nil {
 		rep := ss.s.replyFor(to, err)
 		ss.s.refused("rcpt refused", ss.id, ss.from, to, err, rep)
@@ -322,7 +362,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	// script or submission tempfails its recipient instead of the whole session.
 	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
 	defer cancel()
-	ss.s.dv.Deliver(ctx, d, func(i int, err error) {
+	ss.s.live.Load().Deliver(ctx, d, func(i int, err error) {
 		rc := ss.rcpts[i]
 		if err == nil {
 			status.SetStatus(rc.Addr, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: txID + " Saved"})

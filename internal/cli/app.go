@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -27,6 +26,16 @@ type App struct {
 	mu      sync.Mutex
 	cfg     *Config
 	closers []func() error
+
+	// logs makes Log follow log.level and log.format across reloads.
+	logs *logSwitch
+	// signals are caught before a daemon command loads its config (root.go).
+	signals *daemon.Signals
+	// serving is set while daemons run: the shared backends and engines then
+	// register their metrics (one-shot commands have no /metrics to show them).
+	serving bool
+	// ready, if set, is closed once the daemons listen (tests).
+	ready chan struct{}
 }
 
 // Config returns the current configuration (replaced on a successful reload).
@@ -45,7 +54,12 @@ func (a *App) load() error {
 	a.mu.Lock()
 	a.cfg = cfg
 	a.mu.Unlock()
-	a.Log = newLogger(a.Stderr, cfg.Log)
+	if a.logs == nil {
+		a.logs = newLogSwitch(a.Stderr, cfg.Log)
+	} else {
+		a.logs.set(cfg.Log)
+	}
+	a.Log = a.logs.logger()
 	if a.Registry == nil {
 		a.Registry = prometheus.NewRegistry()
 		a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -53,17 +67,15 @@ func (a *App) load() error {
 	return nil
 }
 
-// ReloadConfig re-reads the config file; on any problem the running config stays.
-func (a *App) ReloadConfig(context.Context) error {
-	cfg, err := LoadConfig(a.ConfigPath)
-	if err != nil {
-		return err
-	}
+// registerer is where the shared backends and engines register their metrics:
+// the app's registry while daemons run, none for one-shot commands.
+func (a *App) registerer() prometheus.Registerer {
 	a.mu.Lock()
-	a.cfg = cfg
-	a.mu.Unlock()
-	tuneGC(cfg.Runtime)
-	return nil
+	defer a.mu.Unlock()
+	if !a.serving || a.Registry == nil {
+		return nil
+	}
+	return a.Registry
 }
 
 // tuneGC applies the collector settings to a running daemon (one-shot commands
@@ -91,14 +103,4 @@ func (a *App) Close() {
 			a.Log.Warn("close", "err", err)
 		}
 	}
-}
-
-func newLogger(w io.Writer, c LogConfig) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(daemon.NewTextHandler(w, opts)) // slog's text format, cheaper per line
 }

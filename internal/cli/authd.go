@@ -12,7 +12,7 @@ import (
 
 // newAuthdCmd runs the Dovecot-protocol SASL auth daemon alone.
 func newAuthdCmd(app *App) *cobra.Command {
-	return &cobra.Command{
+	return asDaemon(&cobra.Command{
 		Use:   "authd",
 		Short: "Run the SASL auth daemon for Postfix (Dovecot auth protocol) on the configured directory",
 		Long: `Run only the auth service configured under 'authd:', answering from the
@@ -28,12 +28,12 @@ the auth cache.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUnits(cmd.Context(), app, "authd")
 		},
-	}
+	})
 }
 
 // buildAuthd builds authd from the authd section on the shared directory;
 // `serve` and `authd` both use it.
-func buildAuthd(ctx context.Context, app *App) (*daemon.Unit, error) {
+func buildAuthd(ctx context.Context, app *App) (*unit, error) {
 	cfg := app.Config().Authd
 	dir, err := app.Directory(ctx)
 	if err != nil {
@@ -43,10 +43,18 @@ func buildAuthd(ctx context.Context, app *App) (*daemon.Unit, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &daemon.Unit{
-		Name:     "authd",
-		Listener: cfg.Listen,
-		Service:  srv,
-		Reload:   func(context.Context) error { return srv.Reload(app.Config().Authd) },
+	return &unit{
+		Unit: daemon.Unit{Name: "authd", Listener: cfg.Listen, Service: srv},
+		prepare: func(_ context.Context, next *Config) (staged, error) {
+			c := next.Authd
+			if err := c.Validate(); err != nil {
+				return staged{}, err
+			}
+			return staged{commit: func() {
+				if err := srv.Reload(c); err != nil { // validated above: not expected
+					app.Log.Error("authd reload", "err", err)
+				}
+			}}, nil
+		},
 	}, nil
 }

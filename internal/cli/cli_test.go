@@ -44,7 +44,12 @@ func TestConfigCheckBroken(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1; stderr: %s", code, errOut)
 	}
+	// One problem of each kind; the semantic ones of the sections that
+	// decoded are reported beside the unknown key and the type errors.
 	want := []string{
+		"broken.yaml:2: data_dir: must not be empty",
+		"broken.yaml:3: daemons[1]: unknown daemon \"smtpd\"",
+		"broken.yaml:5: log.level: unknown level \"loud\"",
 		"broken.yaml:6: log.fromat: unknown key (hint: did you mean \"format\"?)",
 		"broken.yaml:8: metrics.listen: expected a string value, got a list",
 		"broken.yaml:9: shutdown_grace: invalid duration \"soon\"",

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
@@ -24,6 +26,10 @@ type Config struct {
 	Runtime       RuntimeConfig   `yaml:"runtime"`
 
 	Sections `yaml:",inline"`
+
+	// embedded marks the built-in default (no config file), the only
+	// configuration that may serve the demo users.
+	embedded bool
 }
 
 // LogConfig selects the log level and format.
@@ -32,9 +38,24 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text or json
 }
 
-// MetricsConfig says where /metrics and /healthz are served.
+// MetricsConfig says where /metrics, /healthz and /readyz are served.
 type MetricsConfig struct {
 	Listen string `yaml:"listen"` // host:port; empty disables
+}
+
+// Validate checks the address the way net.Listen will read it.
+func (m *MetricsConfig) Validate() error {
+	if m.Listen == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(m.Listen)
+	if err != nil {
+		return config.Errorf("listen", fmt.Sprintf("%q is not host:port", m.Listen), `e.g. 127.0.0.1:9180, or "" to disable`)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return config.Errorf("listen", fmt.Sprintf("port %q is not a number from 0 to 65535", port), "e.g. 127.0.0.1:9180")
+	}
+	return nil
 }
 
 // RuntimeConfig tunes Go's garbage collector (daemon.TuneGC); GOGC and
@@ -93,6 +114,14 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, config.Errorf("data_dir", "must not be empty", "e.g. /var/lib/dovetail"))
 	}
+	if len(c.Daemons) == 0 {
+		errs = append(errs, config.Errorf("daemons", "lists no daemon", "e.g. [authd, policyd, milter, lmtpd]; leave the key out for all of them"))
+	}
+	if c.ShutdownGrace <= 0 {
+		// The runtime would take 10s instead, which is not what the file says.
+		errs = append(errs, config.Errorf("shutdown_grace", fmt.Sprintf("%s is not a grace period", c.ShutdownGrace), "a positive duration such as 10s"))
+	}
+	errs = append(errs, c.checkUsersFile(), c.checkFiles())
 	seen := map[string]bool{}
 	for i, d := range c.Daemons {
 		if !slices.Contains(knownDaemons, d) {
@@ -126,6 +155,7 @@ func (l *LogConfig) Validate() error {
 func LoadConfig(path string) (*Config, error) {
 	c := DefaultConfig()
 	if path == "" {
+		c.embedded = true
 		if err := config.Validate("(embedded default)", c); err != nil {
 			return nil, err
 		}

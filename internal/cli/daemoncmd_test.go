@@ -69,3 +69,26 @@ func (d *daemonCmd) stop(t *testing.T) {
 		t.Fatalf("%s did not stop", d.name)
 	}
 }
+
+// testUsers is a users file for the daemons under test: a config file with a
+// static directory needs one (the demo users are for the embedded default only).
+const testUsers = "alice@example.com:{PLAIN}secret:1000:1000::/nonexistent/alice::\nbob@example.com:{PLAIN}secret:1000:1000::/nonexistent/bob::\n"
+
+// writeUsers writes testUsers as <dataDir>/users.
+func writeUsers(t *testing.T, dataDir string) {
+	t.Helper()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "users"), []byte(testUsers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// usersDataDir is a new data dir holding testUsers.
+func usersDataDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	writeUsers(t, d)
+	return d
+}

@@ -13,66 +13,94 @@ import (
 )
 
 func newLmtpdCmd(app *App) *cobra.Command {
-	return &cobra.Command{
+	return asDaemon(&cobra.Command{
 		Use:   "lmtpd",
 		Short: "Run the LMTP delivery agent (Maildir, Sieve, quarantine) alone",
 		Long: "lmtpd takes mail from Postfix over LMTP (virtual_transport = lmtp:unix:...),\n" +
-			"looks recipients up in the directory, runs Sieve and writes Dovecot-compatible Maildir.",
+			"looks recipients up in the directory, runs Sieve and writes Dovecot-compatible Maildir.\n" +
+			"SIGHUP re-reads the config and applies it to the next transactions; listen, also_listen,\n" +
+			"hostname, max_message_size, read_timeout, write_timeout and quarantine need a restart.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUnits(cmd.Context(), app, "lmtpd")
 		},
-	}
+	})
 }
 
 // buildLmtpd is the builder `serve` and `lmtpd` share.
-func buildLmtpd(ctx context.Context, app *App) (*daemon.Unit, error) {
-	cfg := app.Config().Lmtpd
-	if cfg.Listen.Address == "" {
+func buildLmtpd(ctx context.Context, app *App) (*unit, error) {
+	c := app.Config()
+	if c.Lmtpd.Listen.Address == "" {
 		return nil, fmt.Errorf("lmtpd.listen.address is empty")
 	}
-	dv, q, err := lmtpDeps(ctx, app)
+	q, err := openQuarantine(app)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := lmtpd.New(lmtpd.Options{
-		Config: cfg, Directory: dv.Directory, Store: dv.Store, Filter: dv.Filter, Quarantine: q,
-		Sender: dv.Sender, Logger: dv.Logger, Registerer: app.Registry,
-	})
+	o, err := lmtpOptions(ctx, app, c, q)
 	if err != nil {
 		return nil, err
 	}
-	return &daemon.Unit{Name: "lmtpd", Listener: cfg.Listen, Service: srv}, nil
+	o.Registerer = app.Registry
+	srv, err := lmtpd.New(o)
+	if err != nil {
+		return nil, err
+	}
+	return &unit{
+		Unit: daemon.Unit{Name: "lmtpd", Listener: c.Lmtpd.Listen, Service: srv},
+		// The pipeline (Sieve filter, sender, settings) is built before
+		// anything is swapped; the quarantine opened at start stays.
+		prepare: func(ctx context.Context, next *Config) (staged, error) {
+			o, err := lmtpOptions(ctx, app, next, q)
+			if err != nil {
+				return staged{}, err
+			}
+			return staged{commit: func() {
+				if err := srv.Reload(o); err != nil { // o has a directory: not expected
+					app.Log.Error("lmtpd reload", "err", err)
+				}
+			}}, nil
+		},
+	}, nil
 }
 
-// lmtpDeps opens what the delivery pipeline needs. The store is optional: without
-// it vacation and duplicate suppression are off (logged), mail still flows.
-func lmtpDeps(ctx context.Context, app *App) (*lmtpd.Deliverer, *quarantine.Store, error) {
-	c := app.Config()
+// lmtpOptions builds what the delivery pipeline of c needs. The store is
+// optional: without it vacation and duplicate suppression are off (logged),
+// mail still flows.
+func lmtpOptions(ctx context.Context, app *App, c *Config, q *quarantine.Store) (lmtpd.Options, error) {
+	dv, err := lmtpDeps(ctx, app, c, q)
+	if err != nil {
+		return lmtpd.Options{}, err
+	}
+	return lmtpd.Options{
+		Config: c.Lmtpd, Directory: dv.Directory, Store: dv.Store, Filter: dv.Filter, Quarantine: q,
+		Sender: dv.Sender, Logger: dv.Logger,
+	}, nil
+}
+
+// lmtpDeps opens what the delivery pipeline of c needs, on the quarantine q.
+// The store is optional: without it vacation and duplicate suppression are off
+// (logged), mail still flows.
+func lmtpDeps(ctx context.Context, app *App, c *Config, q *quarantine.Store) (*lmtpd.Deliverer, error) {
 	cfg := c.Lmtpd
 	log := app.Log.With("daemon", "lmtpd")
 	dir, err := app.Directory(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("directory: %w", err)
+		return nil, fmt.Errorf("directory: %w", err)
 	}
-	dv := &lmtpd.Deliverer{Config: cfg, Directory: dir, Logger: log}
+	dv := &lmtpd.Deliverer{Config: cfg, Directory: dir, Logger: log, Quarantine: q}
 	if st, err := app.Store(ctx); err == nil {
 		dv.Store = st
 	} else {
 		log.Warn("no state store: vacation and duplicate suppression are off", "error", err)
 	}
-	q, err := openQuarantine(app)
-	if err != nil {
-		return nil, nil, err
-	}
-	dv.Quarantine = q
 	if dv.Sender, err = lmtpd.NewSender(cfg.Submission); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if cfg.Sieve.Enabled {
 		dv.Filter = lmtpd.NewSieveFilter(cfg.Sieve, cfg.RecipientDelimiter, nil, log)
 	}
-	return dv, q, nil
+	return dv, nil
 }
 
 // openQuarantine opens the quarantine (default dir: <data_dir>/quarantine) once per

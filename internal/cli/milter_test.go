@@ -28,7 +28,7 @@ authcheck:
 milter:
   listen:
     address: %s
-`, t.TempDir(), addr)
+`, usersDataDir(t), addr)
 	client := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader,
 	})

@@ -12,7 +12,7 @@ import (
 
 // newPolicydCmd runs the Postfix policy daemon alone.
 func newPolicydCmd(app *App) *cobra.Command {
-	return &cobra.Command{
+	return asDaemon(&cobra.Command{
 		Use:   "policyd",
 		Short: "Run the Postfix policy daemon (greylisting, rate limits, sender/login, SPF, DNSBL, countries)",
 		Long: `Run only the Postfix SMTPD policy service configured under 'policyd:'.
@@ -24,12 +24,12 @@ SIGHUP re-reads the config (and the GeoIP database) without dropping requests.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUnits(cmd.Context(), app, "policyd")
 		},
-	}
+	})
 }
 
 // buildPolicyd builds the policy daemon from the config's policyd section, on
 // the shared store and directory; `serve` and `policyd` both use it.
-func buildPolicyd(ctx context.Context, app *App) (*daemon.Unit, error) {
+func buildPolicyd(ctx context.Context, app *App) (*unit, error) {
 	cfg := app.Config().Policyd
 	deps := policyd.Deps{Log: app.Log.With("daemon", "policyd"), Registerer: app.Registry}
 	if cfg.NeedsStore() {
@@ -50,13 +50,14 @@ func buildPolicyd(ctx context.Context, app *App) (*daemon.Unit, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &daemon.Unit{
-		Name:     "policyd",
-		Listener: cfg.Listen,
-		Service:  srv,
-		// The listener is fixed for the process lifetime; everything else follows
-		// the reloaded config (a check needing a backend that was not opened at
-		// start fails the reload, keeping the running config).
-		Reload: func(context.Context) error { return srv.Reload(app.Config().Policyd) },
+	return &unit{
+		Unit: daemon.Unit{Name: "policyd", Listener: cfg.Listen, Service: srv},
+		// policyd builds its new checks and swaps them in one call, keeping the
+		// running ones on any error (a check needing a backend that was not
+		// opened at start fails it): the reload's apply step.
+		prepare: func(_ context.Context, next *Config) (staged, error) {
+			c := next.Policyd
+			return staged{apply: func() error { return srv.Reload(c) }}, nil
+		},
 	}, nil
 }

@@ -25,7 +25,7 @@ policyd:
     enabled: false
   ratelimit:
     enabled: false
-`, t.TempDir(), addr)
+`, usersDataDir(t), addr)
 	var nc net.Conn
 	d := startDaemonCmd(t, "policyd", cfg, func() (err error) {
 		nc, err = net.Dial("tcp", addr)

@@ -296,7 +296,11 @@ func qReleaseCmd(app *App, asJSON *bool) *cobra.Command {
 		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			dv, q, err := lmtpDeps(ctx, app)
+			q, err := openQuarantine(app)
+			if err != nil {
+				return err
+			}
+			dv, err := lmtpDeps(ctx, app, app.Config(), q)
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,7 @@ func TestQuarantineCLI(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "dovetail.yaml")
 	os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"), 0o600)
+	writeUsers(t, dir)
 	q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(dir, "quarantine")})
 	if err != nil {
 		t.Fatal(err)

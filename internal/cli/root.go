@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
 
 // ExitError carries a process exit code out of a command. Commands return
@@ -69,6 +70,15 @@ func newRootCmd(app *App) *cobra.Command {
 			if cmd.Annotations["noconfig"] == "true" {
 				return nil
 			}
+			if cmd.Annotations["daemon"] == "true" && app.signals == nil {
+				// Before the config is read and backends are opened, which
+				// takes a while: a SIGHUP (systemctl reload) meanwhile must
+				// not kill the daemon (daemon.Signals).
+				sigs, ctx := daemon.CatchSignals(cmd.Context())
+				app.signals = sigs
+				app.onClose(func() error { sigs.Stop(); return nil })
+				cmd.SetContext(ctx)
+			}
 			return app.load()
 		},
 	}
@@ -87,6 +97,16 @@ func newRootCmd(app *App) *cobra.Command {
 		newQuarantineCmd(app),
 	)
 	return root
+}
+
+// asDaemon marks a command that runs daemons: signals are caught before its
+// config is loaded.
+func asDaemon(c *cobra.Command) *cobra.Command {
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations["daemon"] = "true"
+	return c
 }
 
 // noConfig marks a command that does not need the config loaded.

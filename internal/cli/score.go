@@ -23,7 +23,11 @@ func spamConfig(app *App) spam.Config {
 // spamEngine builds an engine on the config's store; without a store (not
 // configured or unavailable) scoring runs without Bayes when optional.
 func spamEngine(ctx context.Context, app *App, needStore bool, extra ...spam.Option) (*spam.Engine, error) {
-	cfg := spamConfig(app)
+	return newSpamEngine(ctx, app, spamConfig(app), needStore, extra...)
+}
+
+// newSpamEngine is spamEngine for the spam section cfg (a reload's).
+func newSpamEngine(ctx context.Context, app *App, cfg spam.Config, needStore bool, extra ...spam.Option) (*spam.Engine, error) {
 	opts := append([]spam.Option(nil), extra...)
 	if app.Log != nil {
 		opts = append(opts, spam.WithLogger(app.Log))

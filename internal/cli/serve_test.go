@@ -69,6 +69,7 @@ lmtpd:
   listen:
     address: %s
 `, filepath.Join(dir, "data"), metrics, addrs["authd"], addrs["policyd"], addrs["milter"], addrs["lmtpd"])
+	writeUsers(t, filepath.Join(dir, "data"))
 	cfgPath := filepath.Join(dir, "dovetail.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sort"
@@ -38,33 +39,80 @@ func LoadFile(path string, dst any) error {
 }
 
 // Load decodes data (named name in messages) into dst; see LoadFile.
+//
+// Problems are collected in three passes so that one mistake does not hide the
+// others: the tree walk finds every unknown key, repeated key and wrong type;
+// each top-level section is then decoded on its own (a section with a bad value
+// keeps its defaults for it, the others still get theirs); and semantic
+// validation runs for every section that decoded cleanly. Only a syntax error
+// stops early, as the parser cannot go on after one.
+//
+// Top-level keys starting with "x-" are ignored (the docker-compose convention),
+// so a file can hold anchors for YAML merge keys (<<: *name).
 func Load(name string, data []byte, dst any) error {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Problems{{File: name, Line: yamlErrLine(err), Msg: cleanYAMLErr(err)}}
+	doc, prob := parseDocument(name, data)
+	if prob != nil {
+		return Problems{*prob}
 	}
 	lines := map[string]int{}
 	var probs Problems
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		w := walker{name: name, lines: lines, probs: &probs}
-		w.check(root.Content[0], reflect.TypeOf(dst).Elem(), "")
+	w := walker{name: name, lines: lines, probs: &probs, bad: map[string]bool{}}
+	if doc != nil {
+		w.check(doc, reflect.TypeOf(dst).Elem(), "")
+		w.decode(doc, reflect.ValueOf(dst).Elem())
 	}
-	if len(probs) == 0 && len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(dst); err != nil {
-			probs = append(probs, Problem{File: name, Line: yamlErrLine(err), Msg: cleanYAMLErr(err)})
-		}
-	}
-	if len(probs) == 0 {
-		validate(reflect.ValueOf(dst), "", func(path string, err error) {
+	validate(reflect.ValueOf(dst), "", func(path string, err error) {
+		// A value that failed to decode kept its default, and the section's
+		// checks would judge that default (or a mix of it and the file's
+		// values): the type error already says what to fix.
+		if !w.tainted(path) {
 			probs = append(probs, Problem{File: name, Line: lineFor(lines, path), Msg: err.Error()})
-		})
-	}
+		}
+	})
 	if len(probs) > 0 {
+		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 		return probs
 	}
 	return nil
+}
+
+// parseDocument returns the top node of the file's one document, nil for a
+// file that is empty or holds only comments.
+func parseDocument(name string, data []byte) (*yaml.Node, *Problem) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, &Problem{File: name, Line: yamlErrLine(err), Msg: cleanYAMLErr(err)}
+	}
+	// A second document would be ignored by the decoder: the settings in it
+	// would silently not apply. A bare trailing "---" is harmless.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, &Problem{File: name, Line: yamlErrLine(err), Msg: "only one YAML document is allowed; a second one starts here (" + cleanYAMLErr(err) + ")"}
+	case !emptyDocument(&next):
+		return nil, &Problem{File: name, Line: next.Line, Msg: "only one YAML document is allowed (hint: remove the \"---\" line and merge the settings into the first document)"}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, nil
+	}
+	return doc.Content[0], nil
+}
+
+func emptyDocument(n *yaml.Node) bool {
+	if n.Kind != yaml.DocumentNode {
+		return false
+	}
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode || c.Tag != "!!null" || c.Value != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate runs every Validate method reachable from v (a pointer to a config
@@ -84,25 +132,126 @@ type walker struct {
 	name  string
 	lines map[string]int
 	probs *Problems
+	bad   map[string]bool // paths whose value is not what the file says
 }
 
 func (w walker) add(line int, format string, args ...any) {
 	*w.probs = append(*w.probs, Problem{File: w.name, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// addBad reports a value that cannot be used as written.
+func (w walker) addBad(path string, line int, format string, args ...any) {
+	w.bad[path] = true
+	w.add(line, format, args...)
+}
+
+// tainted reports whether path is in a top-level section holding a value that
+// did not decode.
+func (w walker) tainted(path string) bool {
+	s := section(path)
+	for b := range w.bad {
+		if section(b) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func section(path string) string {
+	if i := strings.IndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return path
+}
+
+// ignoredTopLevel reports keys left for the file's own use, such as anchors
+// for merge keys: "x-" as in docker-compose files.
+func ignoredTopLevel(path, key string) bool { return path == "" && strings.HasPrefix(key, "x-") }
+
+// entry is one key of a mapping as it applies: written there, or brought in by
+// a merge key (<<: *anchor), which never overrides a key written in place.
+type entry struct{ k, v *yaml.Node }
+
+// entries returns the mapping's keys in effect and the repeated ones.
+func (w walker) entries(n *yaml.Node, path string) (out []entry, dups []entry) {
+	var merged []entry
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if isMerge(k) {
+			merged = append(merged, w.mergeSources(k, v, path)...)
+			continue
+		}
+		if ignoredTopLevel(path, k.Value) {
+			continue
+		}
+		if seen[k.Value] {
+			dups = append(dups, entry{k, v})
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, entry{k, v})
+	}
+	for _, e := range merged {
+		if !seen[e.k.Value] {
+			seen[e.k.Value] = true
+			out = append(out, e)
+		}
+	}
+	return out, dups
+}
+
+func isMerge(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && (k.Tag == "!!merge" || k.Tag == "" && k.Value == "<<" && k.Style == 0)
+}
+
+// mergeSources expands the value of a merge key: a mapping, or a list of
+// mappings of which the earlier win (YAML's merge key type).
+func (w walker) mergeSources(k, v *yaml.Node, path string) []entry {
+	v = resolve(v)
+	var srcs []*yaml.Node
+	switch v.Kind {
+	case yaml.MappingNode:
+		srcs = []*yaml.Node{v}
+	case yaml.SequenceNode:
+		for _, c := range v.Content {
+			srcs = append(srcs, resolve(c))
+		}
+	default:
+		srcs = []*yaml.Node{v}
+	}
+	var out []entry
+	for _, src := range srcs {
+		if src.Kind != yaml.MappingNode {
+			w.addBad(path, k.Line, "%s: <<: merges a mapping or a list of mappings, got %s", display(path), kindName(src))
+			continue
+		}
+		es, _ := w.entries(src, path)
+		out = append(out, es...)
+	}
+	return out
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
 // check compares the YAML tree with the Go type so that unknown keys and type
 // errors are all found in one pass, each with its own line.
 func (w walker) check(n *yaml.Node, t reflect.Type, path string) {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = resolve(n)
 	w.lines[path] = n.Line
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			w.add(n.Line, "%s: %s", display(path), stripLine(err.Error()))
+			for _, m := range yamlMessages(err) {
+				w.addBad(path, n.Line, "%s: %s", display(path), m)
+			}
 		}
 		return
 	}
@@ -112,19 +261,17 @@ func (w walker) check(n *yaml.Node, t reflect.Type, path string) {
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			w.add(n.Line, "%s: expected a mapping of keys, got %s", display(path), kindName(n))
+			w.addBad(path, n.Line, "%s: expected a mapping of keys, got %s", display(path), kindName(n))
 			return
 		}
 		fields := yamlFields(t)
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
+		es, dups := w.entries(n, path)
+		for _, d := range dups {
+			w.addBad(join(path, d.k.Value), d.k.Line, "%s: key given twice", join(path, d.k.Value))
+		}
+		for _, e := range es {
+			k, v := e.k, e.v
 			p := join(path, k.Value)
-			if seen[k.Value] {
-				w.add(k.Line, "%s: key given twice", p)
-				continue
-			}
-			seen[k.Value] = true
 			f, ok := fields[k.Value]
 			if !ok {
 				w.add(k.Line, "%s: unknown key (hint: %s)", p, suggest(k.Value, fields))
@@ -136,18 +283,21 @@ func (w walker) check(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			w.add(n.Line, "%s: expected a mapping, got %s", display(path), kindName(n))
+			w.addBad(path, n.Line, "%s: expected a mapping, got %s", display(path), kindName(n))
 			return
 		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := join(path, k.Value)
-			w.check(v, t.Elem(), p)
-			w.lines[p] = k.Line
+		es, dups := w.entries(n, path)
+		for _, d := range dups {
+			w.addBad(join(path, d.k.Value), d.k.Line, "%s: key given twice", join(path, d.k.Value))
+		}
+		for _, e := range es {
+			p := join(path, e.k.Value)
+			w.check(e.v, t.Elem(), p)
+			w.lines[p] = e.k.Line
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind != yaml.SequenceNode {
-			w.add(n.Line, "%s: expected a list, got %s", display(path), kindName(n))
+			w.addBad(path, n.Line, "%s: expected a list, got %s", display(path), kindName(n))
 			return
 		}
 		for i, c := range n.Content {
@@ -156,13 +306,70 @@ func (w walker) check(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Interface:
 	default:
 		if n.Kind != yaml.ScalarNode {
-			w.add(n.Line, "%s: expected a %s value, got %s", display(path), t.Kind(), kindName(n))
+			w.addBad(path, n.Line, "%s: expected a %s value, got %s", display(path), t.Kind(), kindName(n))
 			return
 		}
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			w.add(n.Line, "%s: %q is not a valid %s", display(path), n.Value, t.Kind())
+			w.addBad(path, n.Line, "%s: %q is not a valid %s", display(path), n.Value, t.Kind())
 		}
 	}
+}
+
+// decode decodes each top-level key of n into its field of v on its own, so a
+// section the decoder gives up on (a custom type failing with a plain error
+// stops yaml.v3) does not leave the sections after it undecoded. Problems the
+// walk found are not reported twice; the decoder's are kept for anything the
+// walk missed.
+func (w walker) decode(n *yaml.Node, v reflect.Value) {
+	n = resolve(n)
+	if v.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+		return
+	}
+	es, _ := w.entries(n, "")
+	for _, e := range es {
+		f, ok := fieldByYAMLName(v, e.k.Value)
+		if !ok {
+			continue
+		}
+		err := e.v.Decode(f.Addr().Interface())
+		if err == nil || w.reportedUnder(e.k.Value) {
+			continue
+		}
+		for _, m := range yamlMessages(err) {
+			w.addBad(e.k.Value, e.k.Line, "%s: %s", e.k.Value, m)
+		}
+	}
+}
+
+func (w walker) reportedUnder(key string) bool {
+	for b := range w.bad {
+		if section(b) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// fieldByYAMLName finds the field of struct v named key in YAML, looking into
+// inline structs.
+func fieldByYAMLName(v reflect.Value, key string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if isInline(f) {
+			if fv, ok := fieldByYAMLName(v.Field(i), key); ok {
+				return fv, true
+			}
+			continue
+		}
+		if fieldName(f) == key {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
 }
 
 func validate(v reflect.Value, path string, report func(string, error)) {
@@ -345,6 +552,20 @@ func yamlErrLine(err error) int {
 		}
 	}
 	return 0
+}
+
+// yamlMessages returns the messages of a decoding error without "line N: ":
+// one per problem for a *yaml.TypeError, which lists every value that did not fit.
+func yamlMessages(err error) []string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		out := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			out[i] = stripLine(e)
+		}
+		return out
+	}
+	return []string{cleanYAMLErr(err)}
 }
 
 func cleanYAMLErr(err error) string {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -39,14 +41,16 @@ func ParseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. Its errors are *yaml.TypeError:
+// with any other error yaml.v3 stops decoding, and the values after this one
+// would not be decoded (nor checked).
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: expected a duration such as 30s or 5m", n.Line)
+		return typeError(n, "expected a duration such as 30s or 5m")
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %v", n.Line, err)
+		return typeError(n, err.Error())
 	}
 	*d = Duration(v)
 	return nil
@@ -58,45 +62,69 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // Size is a byte count written as "10MB", "512KiB", "1G" or a bare number.
 type Size int64
 
-// ParseSize accepts a number with an optional K/M/G/T suffix (powers of 1024;
-// "KB", "KiB" and "K" are the same).
-func ParseSize(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			mult = 1 << 10
-		case 'M':
-			mult = 1 << 20
-		case 'G':
-			mult = 1 << 30
-		case 'T':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = strings.TrimSpace(t[:n-1])
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("invalid size %q (use e.g. 4096, 512KB, 10MB, 1GB)", s)
-	}
-	return int64(v * float64(mult)), nil
+// sizeUnits are the suffixes ParseSize accepts (upper-cased). K, KB and KiB
+// are all 1024: nobody sizes mail in powers of ten, and treating KB as 1000
+// would silently shrink every limit written the common way.
+var sizeUnits = map[string]int64{
+	"": 1, "B": 1,
+	"K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+	"M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+	"G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+	"T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40,
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// ParseSize accepts a whole number of bytes, optionally with a unit B, KB/KiB,
+// MB/MiB, GB/GiB or TB/TiB (K, M, G, T too; powers of 1024, any case). A
+// fraction is allowed when the result is a whole number of bytes (1.5KB).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if strings.HasPrefix(t, "-") {
+		return 0, fmt.Errorf("invalid size %q: must not be negative", s)
+	}
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(t)
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	if num == "" || strings.Count(num, ".") > 1 || num == "." {
+		return 0, fmt.Errorf("invalid size %q (use e.g. 4096, 512KB, 10MB, 1GB)", s)
+	}
+	mult, ok := sizeUnits[strings.ToUpper(unit)]
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use B, KB/KiB, MB/MiB, GB/GiB or TB/TiB)", s, unit)
+	}
+	// Exact arithmetic: a float would round 1.9 down to one byte and let
+	// huge values wrap around to negative ones.
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q (use e.g. 4096, 512KB, 10MB, 1GB)", s)
+	}
+	r.Mul(r, new(big.Rat).SetInt64(mult))
+	if !r.IsInt() {
+		return 0, fmt.Errorf("invalid size %q: not a whole number of bytes", s)
+	}
+	if !r.Num().IsInt64() {
+		return 0, fmt.Errorf("invalid size %q: too large (at most %d bytes)", s, int64(math.MaxInt64))
+	}
+	return r.Num().Int64(), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler; errors are *yaml.TypeError (see
+// Duration.UnmarshalYAML).
 func (z *Size) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: expected a size such as 10MB", n.Line)
+		return typeError(n, "expected a size such as 10MB")
 	}
 	v, err := ParseSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %v", n.Line, err)
+		return typeError(n, err.Error())
 	}
 	*z = Size(v)
 	return nil
+}
+
+func typeError(n *yaml.Node, msg string) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
 }
 
 // Listener says where a daemon listens: "unix:/path" or "host:port" (tcp). Mode,

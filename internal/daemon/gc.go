@@ -16,14 +16,18 @@ import (
 const DefaultGCPercent = 400
 
 // TuneGC applies the collector settings: percent as GOGC (-1 turns collection
-// off) and limit, when > 0, as GOMEMLIMIT in bytes. A GOGC or GOMEMLIMIT set in
-// the environment (getenv) wins: Go has applied it already. It returns the
+// off) and limit as GOMEMLIMIT in bytes, 0 for none. A GOGC or GOMEMLIMIT set
+// in the environment (getenv) wins: Go has applied it already. It returns the
 // settings in force, the limit 0 when there is none.
 func TuneGC(percent int, limit int64, getenv func(string) string) (gcPercent int, memoryLimit int64) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(percent)
 	}
-	if limit > 0 && getenv("GOMEMLIMIT") == "" {
+	if getenv("GOMEMLIMIT") == "" {
+		// 0 must lift a limit set before (a reload from 1GB to 0), not keep it.
+		if limit <= 0 {
+			limit = math.MaxInt64
+		}
 		debug.SetMemoryLimit(limit)
 	}
 	gcPercent = debug.SetGCPercent(-1)

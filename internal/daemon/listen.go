@@ -1,6 +1,7 @@
 // Package daemon runs dovetail's servers: listeners on TCP and unix sockets,
-// signals (SIGTERM/SIGINT two-phase shutdown, SIGHUP reload), and the HTTP
-// endpoint for Prometheus /metrics and /healthz.
+// signals (SIGTERM/SIGINT two-phase shutdown, SIGHUP all-or-nothing reload),
+// and the HTTP endpoint for Prometheus /metrics, /healthz (liveness) and
+// /readyz (dependencies).
 package daemon
 
 import (
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
 )
@@ -19,6 +22,10 @@ import (
 // Listen opens l: "unix:/path" (stale socket removed, mode/owner/group applied) or
 // "host:port" for TCP.
 func Listen(l config.Listener) (net.Listener, error) {
+	return listen(l, net.Dial)
+}
+
+func listen(l config.Listener, dial func(network, addr string) (net.Conn, error)) (net.Listener, error) {
 	if !l.IsUnix() {
 		ln, err := net.Listen("tcp", strings.TrimPrefix(l.Address, "tcp:"))
 		if err != nil {
@@ -27,42 +34,94 @@ func Listen(l config.Listener) (net.Listener, error) {
 		return ln, nil
 	}
 	path := strings.TrimPrefix(l.Address, "unix:")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
-	}
-	// A socket left by a killed process blocks bind; remove it only if nobody answers.
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("listen %s: socket is in use by another process", l.Address)
+	var mode os.FileMode
+	if l.Mode != "" {
+		m, err := strconv.ParseUint(l.Mode, 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("listen %s: mode %q: %w", l.Address, l.Mode, err)
 		}
-		os.Remove(path)
+		mode = os.FileMode(m) & os.ModePerm
 	}
-	ln, err := net.Listen("unix", path)
+	uid, gid, err := owner(l)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 	}
-	if err := applyOwnership(path, l); err != nil {
-		ln.Close()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
+	}
+	if err := removeStale(path, dial); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
+	}
+	ln, err := bindUnix(path, l.Mode != "")
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
+	}
+	// The socket was bound unreachable (mode 0): give it its owner first and
+	// its mode last, so that at no moment can more peers connect than the
+	// configuration allows.
+	if uid != -1 || gid != -1 {
+		if err := os.Chown(path, uid, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen %s: %w", l.Address, err)
+		}
+	}
+	if l.Mode != "" {
+		if err := os.Chmod(path, mode); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen %s: %w", l.Address, err)
+		}
 	}
 	return ln, nil
 }
 
-func applyOwnership(path string, l config.Listener) error {
-	if l.Mode != "" {
-		m, err := strconv.ParseUint(l.Mode, 8, 32)
-		if err != nil {
-			return fmt.Errorf("mode %q: %w", l.Mode, err)
-		}
-		if err := os.Chmod(path, os.FileMode(m)); err != nil {
-			return err
-		}
+// removeStale removes a socket left by a process that died, so the bind does
+// not fail. Only a refused connection proves that nobody listens: a socket we
+// may not connect to (EACCES), or whose listener is too busy to accept
+// (EAGAIN), may belong to a live daemon, and removing it would cut that
+// daemon off from its clients.
+func removeStale(path string, dial func(network, addr string) (net.Conn, error)) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return nil // nothing there, or not a socket: bind reports it
 	}
-	if l.Owner == "" && l.Group == "" {
+	c, err := dial("unix", path)
+	switch {
+	case err == nil:
+		c.Close()
+		return errors.New("socket is in use by another process")
+	case errors.Is(err, syscall.ECONNREFUSED):
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale socket: %w", err)
+		}
 		return nil
+	default:
+		return fmt.Errorf("socket exists and cannot be checked, not removing it: %w", err)
 	}
-	uid, gid := -1, -1
+}
+
+// umaskMu serializes binds under a changed umask: the umask belongs to the
+// process, and two binds overlapping would restore each other's value.
+var umaskMu sync.Mutex
+
+// bindUnix binds a unix socket. When restrict is set it is bound with umask
+// 0777, so it is created with mode 0 and nobody but root can connect until
+// its mode is applied (bind, then chmod, left it at 0777 &^ umask for a moment,
+// 0777 with umask 0). The umask is process-wide, so this is for startup only;
+// files other goroutines create meanwhile only come out more restricted.
+func bindUnix(path string, restrict bool) (net.Listener, error) {
+	if !restrict {
+		return net.Listen("unix", path)
+	}
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := setUmask(0o777)
+	defer setUmask(old)
+	return net.Listen("unix", path)
+}
+
+// owner resolves the configured owner and group to ids, -1 when not set.
+func owner(l config.Listener) (uid, gid int, err error) {
+	uid, gid = -1, -1
 	if l.Owner != "" {
 		id, err := lookupID(l.Owner, func(n string) (string, error) {
 			u, err := user.Lookup(n)
@@ -72,7 +131,7 @@ func applyOwnership(path string, l config.Listener) error {
 			return u.Uid, nil
 		})
 		if err != nil {
-			return fmt.Errorf("owner %q: %w", l.Owner, err)
+			return 0, 0, fmt.Errorf("owner %q: %w", l.Owner, err)
 		}
 		uid = id
 	}
@@ -85,11 +144,11 @@ func applyOwnership(path string, l config.Listener) error {
 			return g.Gid, nil
 		})
 		if err != nil {
-			return fmt.Errorf("group %q: %w", l.Group, err)
+			return 0, 0, fmt.Errorf("group %q: %w", l.Group, err)
 		}
 		gid = id
 	}
-	return os.Chown(path, uid, gid)
+	return uid, gid, nil
 }
 
 func lookupID(name string, lookup func(string) (string, error)) (int, error) {

@@ -7,8 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,24 +32,49 @@ type Unit struct {
 	Name     string
 	Listener config.Listener
 	Service  Service
-	// Reload, when set, is called on SIGHUP after the new config was loaded and
-	// validated; it must build the new state fully before swapping it in.
-	Reload func(ctx context.Context) error
 }
+
+// ReadyCheck is one dependency /readyz reports on (the directory, the store):
+// Check returns nil while the dependency answers.
+type ReadyCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// readyTimeout bounds each /readyz check: a probe that hangs is a dependency
+// that is down, and the prober must get its answer before its own timeout.
+const readyTimeout = 2 * time.Second
 
 // Runtime runs units until a signal or ctx ends them.
 type Runtime struct {
 	Log         *slog.Logger
 	Units       []Unit
-	MetricsAddr string                      // "" disables /metrics and /healthz
-	Gatherer    prometheus.Gatherer         // for /metrics
-	Grace       time.Duration               // phase one of shutdown; default 10s
-	Reload      func(context.Context) error // called on SIGHUP before the units' Reload
+	MetricsAddr string              // "" disables /metrics, /healthz and /readyz
+	Gatherer    prometheus.Gatherer // for /metrics
+	// Registerer, if set, gets dovetail_config_last_reload_successful and
+	// dovetail_config_last_reload_success_timestamp_seconds.
+	Registerer prometheus.Registerer
+	Grace      time.Duration // phase one of shutdown; default 10s (see SetGrace)
+	// Reload is called on SIGHUP. It must be all or nothing: build and check
+	// the new state of every unit first and swap it in only when all of it
+	// succeeded, so that an error means nothing changed.
+	Reload func(context.Context) error
+	// Signals are the signals caught at process start (CatchSignals); when nil
+	// Run catches them itself.
+	Signals *Signals
+	// Checks are what /readyz checks, concurrently, each within readyTimeout.
+	Checks []ReadyCheck
 	// Ready, if set, is closed once every listener is open.
 	Ready chan struct{}
 
-	healthy atomic.Bool
+	healthy    atomic.Bool
+	grace      atomic.Int64
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
 }
+
+// SetGrace changes the shutdown grace period of a running Runtime (reload).
+func (r *Runtime) SetGrace(d time.Duration) { r.grace.Store(int64(d)) }
 
 // Run opens every listener first (so a bad address fails before anything
 // serves), serves, and on SIGTERM/SIGINT or ctx end shuts down in two phases.
@@ -59,9 +83,18 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	sigs := r.Signals
+	if sigs == nil {
+		sigs, ctx = CatchSignals(ctx)
+		defer sigs.Stop()
+	}
 	if len(r.Units) == 0 {
 		return errors.New("no daemons configured: list some under 'daemons:' in the config")
 	}
+	if r.grace.Load() == 0 {
+		r.grace.Store(int64(r.Grace))
+	}
+	r.initMetrics()
 	lns := make([]net.Listener, 0, len(r.Units))
 	closeAll := func() {
 		for _, ln := range lns {
@@ -105,13 +138,23 @@ func (r *Runtime) Run(ctx context.Context) error {
 		close(r.Ready)
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
+	held, sigc := sigs.takeOver()
 	var runErr error
+	stopped := false
+	hup := false
+	for _, s := range held {
+		if s != syscall.SIGHUP {
+			log.Info("shutting down", "signal", s.String(), "during", "startup")
+			stopped = true
+			break
+		}
+		hup = true
+	}
+	if !stopped && hup {
+		r.reload(ctx, log) // several SIGHUPs during startup ask for the same thing
+	}
 loop:
-	for {
+	for !stopped {
 		select {
 		case <-ctx.Done():
 			break loop
@@ -119,7 +162,7 @@ loop:
 			log.Error("daemon failed", "err", err)
 			runErr = err
 			break loop
-		case s := <-sigs:
+		case s := <-sigc:
 			if s == syscall.SIGHUP {
 				r.reload(ctx, log)
 				continue
@@ -130,6 +173,9 @@ loop:
 	}
 	r.healthy.Store(false)
 	r.shutdown(log)
+	// A service whose Serve had not started yet when Shutdown ran would
+	// otherwise start accepting on a listener nobody closes.
+	closeAll()
 	if httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		httpSrv.Shutdown(sctx)
@@ -139,29 +185,56 @@ loop:
 	return runErr
 }
 
+func (r *Runtime) initMetrics() {
+	r.reloadOK = registerGauge(r.Registerer, prometheus.GaugeOpts{
+		Name: "dovetail_config_last_reload_successful",
+		Help: "Whether the last configuration reload (SIGHUP) succeeded (1) or was refused (0).",
+	})
+	r.reloadTime = registerGauge(r.Registerer, prometheus.GaugeOpts{
+		Name: "dovetail_config_last_reload_success_timestamp_seconds",
+		Help: "Time of the last successful configuration load (start or SIGHUP), in seconds since the epoch.",
+	})
+	// Starting is the first successful load, as in Prometheus' own metric.
+	r.reloadOK.Set(1)
+	r.reloadTime.SetToCurrentTime()
+}
+
+// registerGauge registers a gauge, or returns the one already registered
+// under its name (a second Run on the same registry, in tests).
+func registerGauge(reg prometheus.Registerer, opts prometheus.GaugeOpts) prometheus.Gauge {
+	g := prometheus.NewGauge(opts)
+	if reg == nil {
+		return g
+	}
+	if err := reg.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if ex, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+				return ex
+			}
+		}
+	}
+	return g
+}
+
 func (r *Runtime) reload(ctx context.Context, log *slog.Logger) {
 	log.Info("reloading")
 	if r.Reload != nil {
 		if err := r.Reload(ctx); err != nil {
+			r.reloadOK.Set(0)
 			log.Error("reload failed, keeping the running configuration", "err", err)
 			return
 		}
 	}
-	for _, u := range r.Units {
-		if u.Reload == nil {
-			continue
-		}
-		if err := u.Reload(ctx); err != nil {
-			log.Error("reload failed, keeping the running state", "daemon", u.Name, "err", err)
-		}
-	}
+	r.reloadOK.Set(1)
+	r.reloadTime.SetToCurrentTime()
 	log.Info("reloaded")
 }
 
 // shutdown is phase one (stop accepting, drain within Grace) and, when Grace
 // runs out, phase two (the services' contexts end and they close what is left).
 func (r *Runtime) shutdown(log *slog.Logger) {
-	grace := r.Grace
+	grace := time.Duration(r.grace.Load())
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
@@ -187,6 +260,8 @@ func (r *Runtime) httpHandler() http.Handler {
 		g = prometheus.DefaultGatherer
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	// Liveness: the process serves. A dependency that is down must not get the
+	// daemon restarted (that does not bring LDAP back); /readyz says it.
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !r.healthy.Load() {
 			http.Error(w, "not serving", http.StatusServiceUnavailable)
@@ -194,7 +269,46 @@ func (r *Runtime) httpHandler() http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("/readyz", r.readyz)
 	return mux
+}
+
+// readyz answers 200 when the daemons serve and every dependency answers, else
+// 503; the body has one line per check ("store: ok", "directory: down: …").
+func (r *Runtime) readyz(w http.ResponseWriter, req *http.Request) {
+	if !r.healthy.Load() {
+		http.Error(w, "not serving", http.StatusServiceUnavailable)
+		return
+	}
+	errs := make([]error, len(r.Checks))
+	var wg sync.WaitGroup
+	for i, c := range r.Checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
+			defer cancel()
+			errs[i] = c.Check(ctx)
+		}()
+	}
+	wg.Wait()
+	var b strings.Builder
+	code := http.StatusOK
+	for i, c := range r.Checks {
+		if errs[i] != nil {
+			code = http.StatusServiceUnavailable
+			fmt.Fprintf(&b, "%s: down: %v\n", c.Name, errs[i])
+		} else {
+			fmt.Fprintf(&b, "%s: ok\n", c.Name)
+		}
+	}
+	if code == http.StatusOK {
+		b.WriteString("ready\n")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write([]byte(b.String()))
 }
 
 func isClosed(err error) bool {

@@ -1,0 +1,271 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dovetail-mail/dovetail/internal/config"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeTCP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testRuntime is a Runtime with one echo unit, fed signals through a channel.
+type testRuntime struct {
+	rt      *Runtime
+	sigs    chan os.Signal
+	logs    *syncBuffer
+	reg     *prometheus.Registry
+	metrics string
+	done    chan error
+	ctx     context.Context
+}
+
+func newTestRuntime(t *testing.T, reload func(context.Context) error, checks ...ReadyCheck) *testRuntime {
+	t.Helper()
+	tr := &testRuntime{sigs: make(chan os.Signal, 8), logs: &syncBuffer{}, reg: prometheus.NewRegistry(),
+		metrics: freeTCP(t), done: make(chan error, 1)}
+	var s *Signals
+	s, tr.ctx = watchSignals(context.Background(), tr.sigs)
+	t.Cleanup(s.Stop)
+	tr.rt = &Runtime{
+		Log:         slog.New(slog.NewTextHandler(tr.logs, nil)),
+		Units:       []Unit{{Name: "echo", Listener: config.Listener{Address: freeTCP(t)}, Service: &echoService{}}},
+		MetricsAddr: tr.metrics, Gatherer: tr.reg, Registerer: tr.reg,
+		Grace: time.Second, Reload: reload, Signals: s, Checks: checks, Ready: make(chan struct{}),
+	}
+	return tr
+}
+
+func (tr *testRuntime) start(t *testing.T) {
+	t.Helper()
+	go func() { tr.done <- tr.rt.Run(tr.ctx) }()
+	select {
+	case <-tr.rt.Ready:
+	case err := <-tr.done:
+		t.Fatal(err)
+	}
+}
+
+func (tr *testRuntime) stop(t *testing.T) {
+	t.Helper()
+	tr.sigs <- syscall.SIGTERM
+	select {
+	case err := <-tr.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no stop after SIGTERM:\n%s", tr.logs.String())
+	}
+}
+
+func waitLog(t *testing.T, logs *syncBuffer, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), s); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in log:\n%s", s, logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A SIGHUP that arrives while the daemon is still starting is held and applied
+// once everything listens; a stop signal during startup cancels the startup.
+func TestSignalsDuringStartup(t *testing.T) {
+	t.Run("SIGHUP held", func(t *testing.T) {
+		var reloads int
+		var mu sync.Mutex
+		tr := newTestRuntime(t, func(context.Context) error { mu.Lock(); reloads++; mu.Unlock(); return nil })
+		tr.sigs <- syscall.SIGHUP
+		tr.sigs <- syscall.SIGHUP
+		time.Sleep(20 * time.Millisecond) // startup still going on
+		if tr.ctx.Err() != nil {
+			t.Fatal("SIGHUP during startup cancelled it")
+		}
+		tr.start(t)
+		waitLog(t, tr.logs, "msg=reloaded")
+		tr.stop(t)
+		if reloads != 1 {
+			t.Errorf("%d reloads for the SIGHUPs held during startup, want 1", reloads)
+		}
+	})
+	t.Run("SIGTERM cancels", func(t *testing.T) {
+		tr := newTestRuntime(t, nil)
+		tr.sigs <- syscall.SIGTERM
+		select {
+		case <-tr.ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("SIGTERM during startup did not cancel it")
+		}
+		go func() { tr.done <- tr.rt.Run(tr.ctx) }()
+		select {
+		case err := <-tr.done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not stop for the SIGTERM held during startup")
+		}
+	})
+}
+
+// A refused reload says so once, never "reloaded", and the reload metrics
+// follow (Prometheus' own convention).
+func TestReloadOutcome(t *testing.T) {
+	fail := true
+	var mu sync.Mutex
+	tr := newTestRuntime(t, func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return errors.New("policyd: geoip database /nonexistent.mmdb: no such file")
+		}
+		return nil
+	})
+	tr.start(t)
+	defer tr.stop(t)
+	gauge := func(name string) float64 {
+		mfs, err := tr.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("%s not registered", name)
+		return 0
+	}
+	ok := func() float64 { return gauge("dovetail_config_last_reload_successful") }
+	stamp := func() float64 { return gauge("dovetail_config_last_reload_success_timestamp_seconds") }
+	start := stamp()
+	if ok() != 1 || start == 0 {
+		t.Fatalf("after start: successful=%v timestamp=%v", ok(), start)
+	}
+	tr.sigs <- syscall.SIGHUP
+	waitLog(t, tr.logs, "reload failed, keeping the running configuration")
+	if strings.Contains(tr.logs.String(), "msg=reloaded") {
+		t.Errorf("a refused reload logged msg=reloaded:\n%s", tr.logs.String())
+	}
+	if n := strings.Count(tr.logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d error lines for one refused reload, want 1:\n%s", n, tr.logs.String())
+	}
+	if ok() != 0 || stamp() != start {
+		t.Errorf("after a refused reload: successful=%v timestamp changed=%v", ok(), stamp() != start)
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	time.Sleep(1100 * time.Millisecond) // the timestamp has a resolution of seconds in practice
+	tr.sigs <- syscall.SIGHUP
+	waitLog(t, tr.logs, "msg=reloaded")
+	if ok() != 1 || stamp() <= start {
+		t.Errorf("after a good reload: successful=%v timestamp=%v (start %v)", ok(), stamp(), start)
+	}
+	body := get(t, "http://"+tr.metrics+"/metrics")
+	for _, m := range []string{"dovetail_config_last_reload_successful 1", "dovetail_config_last_reload_success_timestamp_seconds "} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	code, body := getCode(t, url)
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", url, code, body)
+	}
+	return body
+}
+
+func getCode(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// /healthz is liveness (200 while serving, whatever the dependencies do);
+// /readyz checks the dependencies, each within a timeout, and names what is down.
+func TestHealthAndReadiness(t *testing.T) {
+	var storeDown, dirHangs atomic.Bool
+	tr := newTestRuntime(t, nil,
+		ReadyCheck{Name: "directory", Check: func(ctx context.Context) error {
+			if dirHangs.Load() {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		}},
+		ReadyCheck{Name: "store", Check: func(context.Context) error {
+			if storeDown.Load() {
+				return errors.New("redis: connection refused")
+			}
+			return nil
+		}},
+	)
+	tr.start(t)
+	defer tr.stop(t)
+	base := "http://" + tr.metrics
+	if code, body := getCode(t, base+"/readyz"); code != 200 || !strings.Contains(body, "directory: ok") || !strings.Contains(body, "store: ok") {
+		t.Errorf("/readyz all up: %d %q", code, body)
+	}
+	storeDown.Store(true)
+	dirHangs.Store(true)
+	start := time.Now()
+	code, body := getCode(t, base+"/readyz")
+	if code != 503 || !strings.Contains(body, "store: down: redis: connection refused") || !strings.Contains(body, "directory: down: context deadline exceeded") {
+		t.Errorf("/readyz with store down and directory hanging: %d %q", code, body)
+	}
+	if d := time.Since(start); d > readyTimeout+2*time.Second {
+		t.Errorf("/readyz took %v", d)
+	}
+	if code, body := getCode(t, base+"/healthz"); code != 200 {
+		t.Errorf("/healthz with dependencies down: %d %q, want 200 (liveness)", code, body)
+	}
+}
