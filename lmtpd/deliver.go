@@ -314,9 +314,12 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	acts := []Action{{Type: ActKeep, Implicit: true}}
 	var notes []string
 	var marks []Mark
-	msg := full
+	// final is the message with the header the script left (the implicit keep);
+	// hdrFor(i) is the header action i delivers.
+	final := full
+	hdrFor := func(int) *headerEdit { return nil }
 	if dv.Filter != nil && dv.Config.Sieve.Enabled {
-		v, err := dv.Filter.Filter(ctx, &FilterInput{
+		v, edits, err := dv.runFilter(ctx, &FilterInput{
 			User: r.user, Home: r.user.Home, From: r.from, To: r.rcpt, Message: body,
 			Mailboxes: func(name string) bool {
 				p, err := maildir.FolderPath(name)
@@ -347,17 +350,49 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				dv.Metrics.SieveErrors.Inc()
 				dv.Logger.Error("sieve script error, implicit keep", "rcpt", r.rcpt, "user", r.user.Login, "queue_id", queueID, "error", e)
 			}
-			if len(v.Actions) > 0 { // nothing at all would lose the message: keep it
-				acts = v.Actions
-			}
 			marks = v.Marks
 			if len(v.Ignored) > 0 {
 				notes = append(notes, "not carried out: "+strings.Join(v.Ignored, ", "))
 			}
+			var last *headerEdit
 			if v.Header != nil {
-				msg = maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(v.Header, v.HeaderLen, body)...))
+				last = &headerEdit{hdr: v.Header, hlen: v.HeaderLen}
+				final = withHeader(full, body, last)
+			}
+			if len(v.Actions) > 0 { // nothing at all would lose the message: keep it
+				acts = v.Actions
+				hdrFor = func(i int) *headerEdit {
+					if edits == nil {
+						return last // a filter that only knows the final header
+					}
+					return edits[i]
+				}
 			}
 		}
+	}
+	// Each stored or forwarded copy carries the header as it was when the script
+	// took its action (RFC 5293 §3, as Pigeonhole): a fileinto before an edit
+	// stores the header as received, a redirect after a deleteheader forwards
+	// without the field.
+	// Only the last copy is kept: actions that share a header are adjacent, and
+	// up to 32 distinct copies of a large message must not pile up.
+	var lastEdit *headerEdit
+	var lastMsg *maildir.Message
+	msgFor := func(i int) *maildir.Message {
+		e := hdrFor(i)
+		if e == nil {
+			return full
+		}
+		if e != lastEdit {
+			lastEdit, lastMsg = e, withHeader(full, body, e)
+		}
+		return lastMsg
+	}
+	bodyFor := func(i int) []byte {
+		if e := hdrFor(i); e != nil {
+			return editedBody(e.hdr, e.hlen, body)
+		}
+		return body
 	}
 	// Reject wins over everything: the sender gets the LMTP error, nothing is stored.
 	for _, a := range acts {
@@ -386,11 +421,11 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 			if box == "" {
 				box = defaultBox
 			}
-			name, err := dv.store(r, box, a, msg)
+			name, err := dv.store(r, box, a, msgFor(i))
 			if errors.Is(err, maildir.ErrNoMailbox) || errors.Is(err, maildir.ErrBadName) {
 				// Pigeonhole: a failed fileinto is a runtime error → keep in INBOX.
 				notes = append(notes, fmt.Sprintf("%s: %v; kept in INBOX", box, err))
-				name, err = dv.store(r, "INBOX", &Action{Flags: a.Flags}, msg)
+				name, err = dv.store(r, "INBOX", &Action{Flags: a.Flags}, msgFor(i))
 			}
 			if err != nil {
 				if kept(box, err) {
@@ -403,7 +438,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		case ActQuarantine:
 			if dv.Quarantine == nil {
 				notes = append(notes, "quarantine requested but not configured; kept in INBOX")
-				name, err := dv.store(r, "INBOX", &Action{}, msg)
+				name, err := dv.store(r, "INBOX", &Action{}, msgFor(i))
 				if err != nil {
 					if kept("INBOX", err) {
 						continue
@@ -447,13 +482,16 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		}
 		switch a.Type {
 		case ActRedirect:
-			note, err := dv.redirect(ctx, r, a, body, msgID)
+			note, err := dv.redirect(ctx, r, a, bodyFor(i), body, msgID)
 			notes = append(notes, note)
 			switch {
 			case err == nil:
 				if !stored && out.result == "" {
 					out.result = "redirected"
 				}
+			case errors.Is(err, errRedirectLoop):
+				// Pigeonhole leaves the implicit keep standing; nothing failed.
+				keepAfterAll = true
 			case stored:
 				// A copy is in a mailbox: a retry would store it twice (the saved_mail
 				// rule above), so the failed forward is only logged.
@@ -474,14 +512,14 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		}
 	}
 	if keepAfterAll && !stored {
-		name, err := dv.store(r, defaultBox, &Action{}, msg)
+		name, err := dv.store(r, defaultBox, &Action{}, final)
 		if (errors.Is(err, maildir.ErrNoMailbox) || errors.Is(err, maildir.ErrBadName)) && defaultBox != "INBOX" {
-			name, err = dv.store(r, "INBOX", &Action{}, msg)
+			name, err = dv.store(r, "INBOX", &Action{}, final)
 		}
 		if err != nil {
 			return out, err
 		}
-		notes = append(notes, "redirect failed; kept in "+name)
+		notes = append(notes, "redirect not made; kept in "+name)
 		out.stored = append(out.stored, name)
 		if out.result == "discarded" || out.result == "redirected" {
 			out.result = ""
@@ -494,6 +532,31 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	}
 	out.note = strings.Join(notes, "; ")
 	return out, nil
+}
+
+// actionHeaderFilter is a Filter that also reports, for each action of its
+// verdict, the header that action delivers (nil: the message as received).
+// editheader edits apply from where the script makes them on, so one verdict
+// can need several headers; Verdict.Header holds only the last.
+type actionHeaderFilter interface {
+	filterWithHeaders(ctx context.Context, in *FilterInput) (*Verdict, []*headerEdit, error)
+}
+
+func (dv *Deliverer) runFilter(ctx context.Context, in *FilterInput) (*Verdict, []*headerEdit, error) {
+	if hf, ok := dv.Filter.(actionHeaderFilter); ok {
+		v, edits, err := hf.filterWithHeaders(ctx, in)
+		if v != nil && edits != nil && len(edits) != len(v.Actions) {
+			edits = nil // cannot happen; never pair a header with the wrong action
+		}
+		return v, edits, err
+	}
+	v, err := dv.Filter.Filter(ctx, in)
+	return v, nil, err
+}
+
+// withHeader is full (trace fields + body) with body's header replaced by e.
+func withHeader(full *maildir.Message, body []byte, e *headerEdit) *maildir.Message {
+	return maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(e.hdr, e.hlen, body)...))
 }
 
 func (dv *Deliverer) store(r *rcptCtx, box string, a *Action, msg *maildir.Message) (string, error) {
@@ -511,18 +574,48 @@ func (dv *Deliverer) store(r *rcptCtx, box string, a *Action, msg *maildir.Messa
 // errRedirectPermanent marks a redirect that will not work on a retry either.
 var errRedirectPermanent = errors.New("permanent failure")
 
-// redirect forwards the message once (tracked in the store by Message-ID so a
-// retried delivery does not forward twice). The error is nil when the message went
-// out or had gone out before; it wraps errRedirectPermanent when retrying cannot
-// help.
-func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body []byte, msgID string) (string, error) {
+// errRedirectLoop marks a redirect not made because the message came back.
+var errRedirectLoop = fmt.Errorf("mail loop: %w", errRedirectPermanent)
+
+// redirect forwards data (the message with the header the action saw) once. As
+// Pigeonhole's redirect, the forward is tracked in the store under an id built
+// from the Message-ID (one derived from body when the message has none, and
+// added to the copy), the recipient, the target, Resent-Message-ID (or
+// Resent-From) and List-Id, so a retried delivery does not forward twice; and
+// the copy is marked with X-Sieve-Redirected-From, so a message that comes back
+// to this recipient is not forwarded again. The error is nil when the message
+// went out or had gone out before; it wraps errRedirectPermanent when retrying
+// cannot help (a loop too: the implicit keep stands, as in Pigeonhole).
+func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, data, body []byte, msgID string) (string, error) {
 	if dv.Sender == nil {
 		return "redirect to " + a.Address + " impossible: no sender configured",
 			fmt.Errorf("redirect to %s: no sender configured: %w", a.Address, errRedirectPermanent)
 	}
+	rcpt := headerSafe(r.rcpt)
+	for _, f := range r.hdr {
+		if strings.EqualFold(f.Name, "X-Sieve-Redirected-From") && sameAddress(f.Value, rcpt) {
+			note := "not forwarding to " + a.Address + ": X-Sieve-Redirected-From shows a mail loop"
+			return note, fmt.Errorf("redirect to %s: %w", a.Address, errRedirectLoop)
+		}
+	}
+	var add strings.Builder
+	add.WriteString("X-Sieve-Redirected-From: " + rcpt + "\n")
+	if msgID == "" {
+		// Derived from the message, not random: Postfix's retry of the same
+		// message must find the marker of its first attempt.
+		h := sha256.Sum256(body)
+		msgID = "<" + hex.EncodeToString(h[:16]) + ".sieve-redirect@" + hostToken(dv.host, "localhost") + ">"
+		add.WriteString("Message-ID: " + msgID + "\n")
+	}
+	resent, ok := getHeader(r.hdr, "Resent-Message-ID")
+	if !ok {
+		resent, _ = getHeader(r.hdr, "Resent-From")
+	}
+	listID, _ := getHeader(r.hdr, "List-Id")
 	key := ""
-	if dv.Store != nil && msgID != "" {
-		k := "redirect:" + r.user.Login + ":" + shortHash(a.Address+"\x00"+msgID)
+	if dv.Store != nil {
+		id := strings.Join([]string{msgID, strings.ToLower(r.rcpt), strings.ToLower(a.Address), resent, listID}, "\x00")
+		k := "redirect:" + r.user.Login + ":" + shortHash(id)
 		fresh, err := dv.Store.SetNX(ctx, k, []byte("1"), 24*time.Hour)
 		switch {
 		case err == nil && !fresh:
@@ -531,7 +624,9 @@ func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body [
 			key = k
 		}
 	}
-	if err := dv.Sender.Send(ctx, r.from, []string{a.Address}, body); err != nil {
+	out := make([]byte, 0, add.Len()+len(data))
+	out = append(append(out, add.String()...), data...)
+	if err := dv.Sender.Send(ctx, r.from, []string{a.Address}, out); err != nil {
 		if key != "" {
 			// The marker claimed the forward before it was sent (so two deliveries
 			// at once do not both send); a forward that did not happen must not be
@@ -552,6 +647,14 @@ func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, body [
 		return "redirect to " + a.Address + " failed: " + err.Error(), err
 	}
 	return "redirected to " + a.Address, nil
+}
+
+// sameAddress compares a header's address (possibly in angle brackets) with an
+// envelope address, ignoring case.
+func sameAddress(hv, addr string) bool {
+	hv = strings.TrimSpace(hv)
+	hv = strings.TrimSuffix(strings.TrimPrefix(hv, "<"), ">")
+	return hv != "" && strings.EqualFold(strings.TrimSpace(hv), addr)
 }
 
 // shortHash keeps store keys bounded whatever a sender puts in a Message-ID.

@@ -205,11 +205,18 @@ func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]by
 // Filter implements Filter. A compile error in any script aborts the sequence with
 // an implicit keep (returned as an error the caller logs), as Pigeonhole does.
 func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, error) {
+	v, _, err := f.filterWithHeaders(ctx, in)
+	return v, err
+}
+
+// filterWithHeaders implements actionHeaderFilter: Filter, and for each action
+// of the verdict the header it delivers.
+func (f *SieveFilter) filterWithHeaders(ctx context.Context, in *FilterInput) (*Verdict, []*headerEdit, error) {
 	var before, after []*sieve.Script
 	for _, p := range f.cfg.Before {
 		s, err := f.load(p, "")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if s != nil {
 			before = append(before, s)
@@ -219,21 +226,21 @@ func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, er
 	if f.cfg.UserScript != "" && in.Home != "" {
 		s, err := f.load(expandHome(f.cfg.UserScript, in.Home), expandHome(f.cfg.UserDir, in.Home))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		user = s
 	}
 	for _, p := range f.cfg.After {
 		s, err := f.load(p, "")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if s != nil {
 			after = append(after, s)
 		}
 	}
 	if len(before) == 0 && user == nil && len(after) == 0 {
-		return &Verdict{Actions: []Action{{Type: ActKeep, Implicit: true}}}, nil
+		return &Verdict{Actions: []Action{{Type: ActKeep, Implicit: true}}}, nil, nil
 	}
 	now := in.Now
 	msg := sieve.NewMessage(in.Message)
@@ -252,11 +259,13 @@ func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, er
 	if in.Seen != nil {
 		env.Duplicates = seenFunc(in.Seen)
 	}
-	res, err := sieve.RunMulti(ctx, env, before, user, after)
-	if err != nil {
-		return nil, err
-	}
-	return convertResult(res, msg), nil
+	// A runtime error comes with Pigeonhole's failure result, which is what
+	// gets delivered: the actions of the scripts that finished before the
+	// failing one (Pigeonhole has executed them by then) and the implicit keep.
+	// The error is in res.Errors, for the caller to log.
+	res, _ := sieve.RunMulti(ctx, env, before, user, after)
+	v, edits := convertResult(res, msg)
+	return v, edits, nil
 }
 
 type mailboxFunc func(string) bool
@@ -267,8 +276,16 @@ type seenFunc func(context.Context, string) bool
 
 func (s seenFunc) Check(ctx context.Context, id string) bool { return s(ctx, id) }
 
-func convertResult(res *sieve.Result, msg *sieve.Message) *Verdict {
+func convertResult(res *sieve.Result, msg *sieve.Message) (*Verdict, []*headerEdit) {
 	v := &Verdict{Errors: res.Errors}
+	var edits []*headerEdit
+	// Actions taken between the same two header edits share one header list;
+	// they share one rendering too.
+	type snapshot struct {
+		first *sieve.Header
+		n     int
+	}
+	rendered := map[snapshot]*headerEdit{}
 	for _, a := range res.Actions {
 		t := a.Type
 		if t == "ereject" {
@@ -288,14 +305,34 @@ func convertResult(res *sieve.Result, msg *sieve.Message) *Verdict {
 			Period: time.Duration(a.Seconds) * time.Second, Handle: a.Handle,
 			Addresses: a.Addresses, Mime: a.Mime, Implicit: a.Implicit,
 		})
+		var e *headerEdit
+		if a.Headers != nil {
+			key := snapshot{n: len(a.Headers)}
+			if len(a.Headers) > 0 {
+				key.first = &a.Headers[0]
+			}
+			if e = rendered[key]; e == nil {
+				e = &headerEdit{}
+				e.hdr, e.hlen = editedHeader(a.Headers, msg)
+				rendered[key] = e
+			}
+		}
+		edits = append(edits, e)
 	}
-	if res.HeadersEdited {
+	if res.HeadersEdited && len(res.Errors) == 0 {
 		v.Header, v.HeaderLen = editedHeader(res.Headers, msg)
 	}
 	for _, m := range res.DuplicateMarks {
 		v.Marks = append(v.Marks, Mark{ID: m.ID, Period: m.Period})
 	}
-	return v
+	return v, edits
+}
+
+// headerEdit is the header one action delivers (editheader as it stood when the
+// script took the action): hdr replaces the first hlen bytes of the message.
+type headerEdit struct {
+	hdr  []byte
+	hlen int
 }
 
 // editedHeader renders the header list an editheader script left and returns it
@@ -316,6 +353,10 @@ func editedHeader(hs []sieve.Header, msg *sieve.Message) ([]byte, int) {
 		} else {
 			b.WriteString(h.Name + ": " + strings.ReplaceAll(h.Value, "\r\n", "\n") + "\n")
 		}
+	}
+	if b.Len() == 0 {
+		// every field deleted: still an edit (nil would mean "unchanged")
+		return []byte{}, msg.HeaderEnd()
 	}
 	return b.Bytes(), msg.HeaderEnd()
 }

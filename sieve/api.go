@@ -34,6 +34,8 @@ type Limits struct {
 	MaxSteps        int           // interpreted commands+tests per execution (default 1e6)
 	MaxCPUTime      time.Duration // wall time per execution (default 2s)
 	MaxRegexLen     int           // bytes of a regex pattern (default 4096)
+	MaxRegexSize    int           // estimated compiled instructions of one regex (default 16384)
+	MaxRegexTotal   int           // the same for all constant regexes of a script and its includes (default 65536)
 	MaxIncludeDepth int           // nested includes (default 10)
 	MaxIncludes     int           // total included scripts (default 255)
 	MaxHeaderSize   int           // editheader: max size of an added header field (default 2048)
@@ -53,6 +55,8 @@ func DefaultLimits() Limits {
 		MaxSteps:        1000000,
 		MaxCPUTime:      2 * time.Second,
 		MaxRegexLen:     4096,
+		MaxRegexSize:    16384,
+		MaxRegexTotal:   65536,
 		MaxIncludeDepth: 10,
 		MaxIncludes:     255,
 		MaxHeaderSize:   2048,
@@ -93,6 +97,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxRegexLen <= 0 {
 		l.MaxRegexLen = d.MaxRegexLen
+	}
+	if l.MaxRegexSize <= 0 {
+		l.MaxRegexSize = d.MaxRegexSize
+	}
+	if l.MaxRegexTotal <= 0 {
+		l.MaxRegexTotal = d.MaxRegexTotal
 	}
 	if l.MaxIncludeDepth <= 0 {
 		l.MaxIncludeDepth = d.MaxIncludeDepth

@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"fmt"
 	"mime"
 	"strconv"
 	"strings"
@@ -184,9 +185,17 @@ func (c *compiler) finishMatch(a *argp, ms *matchSpec, keys []strv) *matcher {
 		m.re = make([]*compiledRegex, len(keys))
 		for i := range keys {
 			if keys[i].isConst() {
-				re, err := compileRegex(keys[i].lit, ms.cmp, c.lim.MaxRegexLen)
+				re, err := compileRegex(keys[i].lit, ms.cmp, c.lim)
+				if err == nil {
+					// Compiled scripts stay cached (lmtpd keeps thousands), so
+					// what all their regexes hold is bounded as well.
+					c.incState.regexSize += re.insts
+					if c.incState.regexSize > c.lim.MaxRegexTotal {
+						err = fmt.Errorf("the script's regular expressions are too large in total (limit %d compiled instructions)", c.lim.MaxRegexTotal)
+					}
+				}
 				if err != nil {
-					a.fail(a.lastPos(), "invalid regular expression '%s' for regex match: %v", keys[i].lit, err)
+					a.fail(a.lastPos(), "invalid regular expression '%s' for regex match: %v", sanitize(keys[i].lit, 128), err)
 					return nil
 				}
 				m.re[i] = re
@@ -194,13 +203,10 @@ func (c *compiler) finishMatch(a *argp, ms *matchSpec, keys []strv) *matcher {
 		}
 	}
 	if ms.kind == mMatches {
-		m.globs = make([][]pe, len(keys))
+		m.globs = make([]*globPat, len(keys))
 		for i := range keys {
 			if keys[i].isConst() {
-				m.globs[i] = tokenizeGlob(keys[i].lit)
-				if m.globs[i] == nil {
-					m.globs[i] = []pe{}
-				}
+				m.globs[i] = newGlob(tokenizeGlob(keys[i].lit))
 			}
 		}
 	}

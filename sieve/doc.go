@@ -18,8 +18,8 @@
 // package does no I/O: the delivery agent supplies the message, envelope,
 // mailbox existence (MailboxChecker), duplicate tracking (DuplicateTracker),
 // IMAP METADATA entries (MetadataStore) and include scripts (IncludeLoader). Runtime errors are returned together
-// with a Result holding what Pigeonhole would do on failure (the actions so
-// far plus an implicit keep).
+// with a Result holding what Pigeonhole would do on failure (the actions of
+// the scripts that finished before the failing one, plus an implicit keep).
 //
 // editheader changes are visible to the delivery agent through
 // Result.HeadersEdited / Result.Headers (the full, edited header list in
@@ -31,7 +31,8 @@
 // further. docs/sieve.md lists the extensions and the conformance figures.
 //
 // Limits (DefaultLimits) bound script size, tokens, nesting, variables,
-// redirects, actions, execution steps and wall time, and regex length;
-// regular expressions use RE2 (linear time), so a hostile script cannot
-// stall delivery.
+// redirects, actions, execution steps and wall time, and regex length and
+// compiled size; regular expressions use RE2 (linear time) and a match that
+// could not finish within the time left is refused, so a hostile script
+// cannot stall delivery.
 package sieve

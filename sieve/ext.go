@@ -511,7 +511,7 @@ func (r *run) spamValue(virus, percent bool) string {
 		return "0"
 	}
 	if hre != "" {
-		re, err := compileRegex(hre, cmpOctet, 4096)
+		re, err := compileRegex(hre, cmpOctet, DefaultLimits())
 		if err != nil {
 			return "0"
 		}
@@ -538,7 +538,7 @@ func (r *run) spamValue(virus, percent bool) string {
 				return 0, false
 			}
 			if mre != "" {
-				re, err := compileRegex(mre, cmpOctet, 4096)
+				re, err := compileRegex(mre, cmpOctet, DefaultLimits())
 				if err != nil {
 					return 0, false
 				}

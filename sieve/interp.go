@@ -77,12 +77,20 @@ func (r *run) step() error {
 		return r.runtimeErr("execution exceeded the step limit (%d)", r.lim.MaxSteps)
 	}
 	if *r.steps&15 == 0 {
-		if time.Now().After(r.deadline) {
-			return r.runtimeErr("execution exceeded CPU time limit")
-		}
-		if err := r.ctx.Err(); err != nil {
-			return r.runtimeErr("execution aborted: %v", err)
-		}
+		return r.checkTime()
+	}
+	return nil
+}
+
+// checkTime is the deadline and cancellation check; operations whose single
+// call can take long (matching a large value) make it themselves, not only
+// between steps.
+func (r *run) checkTime() error {
+	if time.Now().After(r.deadline) {
+		return r.runtimeErr("execution exceeded CPU time limit")
+	}
+	if err := r.ctx.Err(); err != nil {
+		return r.runtimeErr("execution aborted: %v", err)
 	}
 	return nil
 }
@@ -119,29 +127,41 @@ func (r *run) setMatch(caps []string) {
 	r.match = caps
 }
 
-// expand evaluates a string with variable references.
+// expand evaluates a string with variable references. The result is capped
+// at four times the variable size; appending stops there, since a string
+// with many references to a large variable would otherwise be built in full
+// (gigabytes) only to be cut.
 func (r *run) expand(s *strv) string {
 	if s.parts == nil {
 		return s.lit
 	}
+	limit := r.lim.MaxVariableSize * 4
 	var b strings.Builder
+	add := func(v string) bool {
+		if limit > 0 && b.Len()+len(v) >= limit {
+			b.WriteString(v[:limit-b.Len()])
+			return false
+		}
+		b.WriteString(v)
+		return true
+	}
 	for _, p := range s.parts {
+		var v string
 		switch {
 		case p.num >= 0 && p.name == "":
 			if p.num < len(r.match) {
-				b.WriteString(r.match[p.num])
+				v = r.match[p.num]
 			}
 		case p.name != "":
-			b.WriteString(r.getVar(p.name))
+			v = r.getVar(p.name)
 		default:
-			b.WriteString(p.lit)
+			v = p.lit
+		}
+		if !add(v) {
+			break
 		}
 	}
-	out := b.String()
-	if len(out) > r.lim.MaxVariableSize*4 && r.lim.MaxVariableSize > 0 {
-		out = out[:r.lim.MaxVariableSize*4]
-	}
-	return out
+	return b.String()
 }
 
 func (r *run) expandList(ss []strv) []string {
@@ -412,7 +432,13 @@ func runMulti(ctx context.Context, env *Env, before []*Script, user *Script, aft
 		if s == nil {
 			continue
 		}
+		acts, marks := len(st.actions), len(st.dupMarks)
 		if err := s.runInto(ctx, env, st); err != nil {
+			// As Pigeonhole's multiscript run: the earlier scripts' actions
+			// were executed when each finished and stand; the failing
+			// script's own are never executed, only the implicit keep.
+			st.actions, st.origin = st.actions[:acts], st.origin[:acts]
+			st.dupMarks = st.dupMarks[:marks]
 			st.errors = append(st.errors, err)
 			firstErr = err
 			break
@@ -425,8 +451,9 @@ func runMulti(ctx context.Context, env *Env, before []*Script, user *Script, aft
 }
 
 // result finalises the state into a Result. On failure, Pigeonhole keeps
-// the message (implicit keep) in addition to actions already performed that
-// do not conflict.
+// the message (implicit keep) in addition to the actions of the scripts that
+// finished before the failing one (runMulti has dropped the failing
+// script's).
 func (st *execState) result(failed bool) *Result {
 	res := &Result{Errors: st.errors, Warnings: st.warnings}
 	for _, a := range st.actions {

@@ -1,7 +1,9 @@
 package sieve
 
 import (
+	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"time"
@@ -154,6 +156,11 @@ func asciiContainsFold(v, k string) bool {
 	if len(k) == 0 {
 		return true
 	}
+	if len(k) > 32 {
+		// Comparing a long key at every position is O(len(v)·len(k)) (a
+		// megabyte key against a body: hours); strings.Index is linear.
+		return strings.Contains(asciiLower(v), asciiLower(k))
+	}
 	n := len(v) - len(k)
 	k0 := k[0]
 	if k0 >= 'A' && k0 <= 'Z' {
@@ -192,8 +199,7 @@ func relHolds(op relOp, c int) bool {
 	return false
 }
 
-// glob matching (RFC 5228 :matches) with non-greedy captures.
-// Returns captures for each wildcard when caps != nil.
+// glob matching (RFC 5228 :matches).
 type pe struct {
 	kind byte // 'l' literal, '*', '?'
 	lit  string
@@ -227,210 +233,242 @@ func tokenizeGlob(pat string) []pe {
 	return elems
 }
 
-func globMatch(c comparator, val, pat string, want bool) (bool, []string) {
-	if c == cmpUnicodeCase {
-		return globRunes(val, pat, want)
-	}
-	return globElems(c, val, tokenizeGlob(pat), want)
+// globPat is a tokenized :matches key cut at its stars: segs[0] * segs[1] *
+// ... * segs[K], each segment a run of literals and '?'.
+type globPat struct {
+	elems []pe
+	segs  [][]pe
+	cost  []int // units a segment compares at most
 }
 
-func globElems(c comparator, val string, elems []pe, want bool) (bool, []string) {
-	// fast paths without captures
-	if !want && len(elems) == 1 && elems[0].kind == 'l' {
-		return c.equal(val, elems[0].lit), nil
-	}
-	eq := func(a, b string) bool {
-		if c == cmpOctet {
-			return a == b
-		}
-		return cmpASCIICase.equal(a, b)
-	}
-	// backtracking over star positions (classic algorithm with per-star state)
-	type starState struct {
-		elem int // index of the star element
-		vpos int // value position where its capture starts
-		cap  int // current length
-	}
-	nw := 0
+func newGlob(elems []pe) *globPat {
+	g := &globPat{elems: elems, segs: [][]pe{nil}, cost: []int{0}}
 	for _, e := range elems {
-		if e.kind != 'l' {
-			nw++
+		last := len(g.segs) - 1
+		switch e.kind {
+		case '*':
+			g.segs = append(g.segs, nil)
+			g.cost = append(g.cost, 0)
+		case '?':
+			g.segs[last] = append(g.segs[last], e)
+			g.cost[last]++
+		default:
+			g.segs[last] = append(g.segs[last], e)
+			g.cost[last] += len(e.lit)
 		}
 	}
-	var caps []string
-	var capBuf [16]int
-	capStart := capBuf[:0:8]
-	capEnd := capBuf[8:8:16]
-	if nw > 8 {
-		capStart = make([]int, 0, nw)
-		capEnd = make([]int, 0, nw)
-	}
-	var starBuf [8]starState
-	stars := starBuf[:0]
-	ei, vi := 0, 0
-	steps := 0
-	for {
-		steps++
-		if steps > 1<<22 {
-			return false, nil
+	return g
+}
+
+// globWork is how many units a match may compare between two looks at the
+// execution deadline.
+const globWork = 1 << 16
+
+// globValue is a value as :matches sees it: bytes (i;octet, i;ascii-casemap)
+// or runes (i;unicode-casemap).
+type globValue interface {
+	len() int
+	// seg returns where segment i of g ends when it matches at p.
+	seg(g *globPat, i, p int) (int, bool)
+	// next returns where the unit ('?') at p ends.
+	next(p int) int
+	litLen(lit string) int
+	sub(a, b int) string
+}
+
+// globFind matches g against v. Each star takes the shortest value that lets
+// the segment after it match (what Pigeonhole captures, and what the former
+// backtracking matcher found): since the next star can absorb anything, the
+// earliest occurrence of a middle segment never loses a match, so every
+// segment is looked for once, from where the previous one ended, and no
+// choice is ever revisited. That is O(len(v)·len(pattern)) for any number of
+// stars, where backtracking over the stars was exponential. r (nil in tests)
+// has its deadline checked every globWork units; start and end (one entry
+// per segment) receive where each segment matched.
+func globFind[V globValue](g *globPat, v V, r *run, start, end []int) (bool, error) {
+	n := v.len()
+	work := 0
+	try := func(i, p int) (int, bool, error) {
+		if work += g.cost[i] + 1; work >= globWork && r != nil {
+			work = 0
+			if err := r.checkTime(); err != nil {
+				return 0, false, err
+			}
 		}
-		if ei == len(elems) {
-			if vi == len(val) {
+		e, ok := v.seg(g, i, p)
+		return e, ok, nil
+	}
+	e, ok, err := try(0, 0)
+	if err != nil || !ok {
+		return false, err
+	}
+	start[0], end[0] = 0, e
+	if len(g.segs) == 1 {
+		return e == n, nil
+	}
+	cur := e
+	for i := 1; i < len(g.segs); i++ {
+		last := i == len(g.segs)-1
+		found := false
+		for p := cur; p <= n; p++ {
+			e, ok, err := try(i, p)
+			if err != nil {
+				return false, err
+			}
+			if ok && (!last || e == n) {
+				start[i], end[i] = p, e
+				cur = e
+				found = true
 				break
 			}
-			goto backtrack
 		}
-		switch e := elems[ei]; e.kind {
-		case 'l':
-			if len(val)-vi >= len(e.lit) && eq(val[vi:vi+len(e.lit)], e.lit) {
-				vi += len(e.lit)
-				ei++
-				continue
-			}
-			goto backtrack
-		case '?':
-			if vi < len(val) {
-				_, sz := utf8.DecodeRuneInString(val[vi:])
-				if c == cmpOctet {
-					sz = 1
-				}
-				capStart = append(capStart, vi)
-				capEnd = append(capEnd, vi+sz)
-				vi += sz
-				ei++
-				continue
-			}
-			goto backtrack
-		case '*':
-			stars = append(stars, starState{elem: ei, vpos: vi, cap: 0})
-			capStart = append(capStart, vi)
-			capEnd = append(capEnd, vi)
-			ei++
-			continue
-		}
-	backtrack:
-		for {
-			if len(stars) == 0 {
-				return false, nil
-			}
-			s := &stars[len(stars)-1]
-			if s.vpos+s.cap >= len(val) {
-				stars = stars[:len(stars)-1]
-				continue
-			}
-			s.cap++
-			// reset captures to those before this star
-			n := 0
-			for k := 0; k < s.elem; k++ {
-				if elems[k].kind != 'l' {
-					n++
-				}
-			}
-			capStart = capStart[:n]
-			capEnd = capEnd[:n]
-			capStart = append(capStart, s.vpos)
-			capEnd = append(capEnd, s.vpos+s.cap)
-			vi = s.vpos + s.cap
-			ei = s.elem + 1
-			break
+		if !found {
+			return false, nil
 		}
 	}
-	if want {
-		caps = make([]string, 0, nw+1)
-		caps = append(caps, val)
-		for k := range capStart {
-			caps = append(caps, val[capStart[k]:capEnd[k]])
-		}
-	}
-	return true, caps
+	return true, nil
 }
 
-func globRunes(val, pat string, want bool) (bool, []string) {
-	v := []rune(val)
-	p := []rune(pat)
-	type pe struct {
-		kind rune
-		lit  []rune
+// globRun matches and, with want, returns ${0} and one value per wildcard in
+// pattern order: a star captures what lies between the segments around it, a
+// '?' the unit it matched.
+func globRun[V globValue](g *globPat, v V, whole string, want bool, r *run) (bool, []string, error) {
+	var buf [16]int
+	start, end := buf[:8], buf[8:]
+	if len(g.segs) > 8 {
+		start, end = make([]int, len(g.segs)), make([]int, len(g.segs))
 	}
-	var elems []pe
-	var lit []rune
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case '\\':
-			if i+1 < len(p) {
-				i++
-				lit = append(lit, p[i])
+	ok, err := globFind(g, v, r, start, end)
+	if !ok || err != nil || !want {
+		return ok, nil, err
+	}
+	caps := []string{whole}
+	for i, seg := range g.segs {
+		if i > 0 {
+			caps = append(caps, v.sub(end[i-1], start[i]))
+		}
+		p := start[i]
+		for _, e := range seg {
+			if e.kind == '?' {
+				q := v.next(p)
+				caps = append(caps, v.sub(p, q))
+				p = q
+			} else {
+				p += v.litLen(e.lit)
 			}
-		case '*', '?':
-			if len(lit) > 0 {
-				elems = append(elems, pe{'l', lit})
-				lit = nil
-			}
-			elems = append(elems, pe{kind: p[i]})
-		default:
-			lit = append(lit, p[i])
 		}
 	}
-	if len(lit) > 0 {
-		elems = append(elems, pe{'l', lit})
+	return true, caps, nil
+}
+
+func globMatch(c comparator, val, pat string, want bool, r *run) (bool, []string, error) {
+	g := newGlob(tokenizeGlob(pat))
+	if c == cmpUnicodeCase {
+		return globRunes(val, g, want, r)
 	}
-	req := func(a, b rune) bool {
-		return a == b || unicode.ToLower(a) == unicode.ToLower(b) || unicode.ToUpper(a) == unicode.ToUpper(b)
+	return globElems(c, val, g, want, r)
+}
+
+// byteValue: '?' is one octet under i;octet and one UTF-8 character
+// otherwise; literals compare octet by octet, or ASCII case-insensitively.
+type byteValue struct {
+	s     string
+	octet bool
+}
+
+func (v byteValue) len() int { return len(v.s) }
+
+func (v byteValue) next(p int) int {
+	if v.octet {
+		return p + 1
 	}
-	var caps [][2]int
-	var rec func(ei, vi, depth int) bool
-	steps := 0
-	rec = func(ei, vi, depth int) bool {
-		steps++
-		if steps > 1<<20 {
-			return false
+	_, sz := utf8.DecodeRuneInString(v.s[p:])
+	return p + sz
+}
+
+func (v byteValue) litLen(lit string) int { return len(lit) }
+
+func (v byteValue) sub(a, b int) string { return v.s[a:b] }
+
+func (v byteValue) seg(g *globPat, i, p int) (int, bool) {
+	for _, e := range g.segs[i] {
+		if e.kind == '?' {
+			if p >= len(v.s) {
+				return 0, false
+			}
+			p = v.next(p)
+			continue
 		}
-		if ei == len(elems) {
-			return vi == len(v)
+		if len(v.s)-p < len(e.lit) {
+			return 0, false
 		}
-		e := elems[ei]
-		switch e.kind {
-		case 'l':
-			if len(v)-vi < len(e.lit) {
-				return false
-			}
-			for k, r := range e.lit {
-				if !req(v[vi+k], r) {
-					return false
-				}
-			}
-			return rec(ei+1, vi+len(e.lit), depth)
-		case '?':
-			if vi >= len(v) {
-				return false
-			}
-			caps = append(caps, [2]int{vi, vi + 1})
-			if rec(ei+1, vi+1, depth+1) {
-				return true
-			}
-			caps = caps[:depth]
-			return false
+		if w := v.s[p : p+len(e.lit)]; v.octet && w != e.lit || !v.octet && !cmpASCIICase.equal(w, e.lit) {
+			return 0, false
 		}
-		for n := 0; vi+n <= len(v); n++ {
-			caps = append(caps[:depth], [2]int{vi, vi + n})
-			if rec(ei+1, vi+n, depth+1) {
-				return true
+		p += len(e.lit)
+	}
+	return p, true
+}
+
+// globElems matches bytewise (i;octet, i;ascii-casemap).
+func globElems(c comparator, val string, g *globPat, want bool, r *run) (bool, []string, error) {
+	// fast paths without captures
+	if !want && len(g.elems) == 1 && g.elems[0].kind == 'l' {
+		return c.equal(val, g.elems[0].lit), nil, nil
+	}
+	return globRun(g, byteValue{s: val, octet: c == cmpOctet}, val, want, r)
+}
+
+// runeValue is a value under i;unicode-casemap, with the pattern's literals
+// as runes (lits[segment][element]).
+type runeValue struct {
+	v    []rune
+	lits [][][]rune
+}
+
+func (v runeValue) len() int { return len(v.v) }
+
+func (v runeValue) next(p int) int { return p + 1 }
+
+func (v runeValue) litLen(lit string) int { return utf8.RuneCountInString(lit) }
+
+func (v runeValue) sub(a, b int) string { return string(v.v[a:b]) }
+
+func (v runeValue) seg(g *globPat, i, p int) (int, bool) {
+	for k, e := range g.segs[i] {
+		if e.kind == '?' {
+			if p >= len(v.v) {
+				return 0, false
+			}
+			p++
+			continue
+		}
+		l := v.lits[i][k]
+		if len(v.v)-p < len(l) {
+			return 0, false
+		}
+		for x, c := range l {
+			if a := v.v[p+x]; a != c && unicode.ToLower(a) != unicode.ToLower(c) && unicode.ToUpper(a) != unicode.ToUpper(c) {
+				return 0, false
 			}
 		}
-		caps = caps[:depth]
-		return false
+		p += len(l)
 	}
-	if !rec(0, 0, 0) {
-		return false, nil
+	return p, true
+}
+
+// globRunes matches runewise under i;unicode-casemap.
+func globRunes(val string, g *globPat, want bool, r *run) (bool, []string, error) {
+	rv := runeValue{v: []rune(val), lits: make([][][]rune, len(g.segs))}
+	for i, seg := range g.segs {
+		rv.lits[i] = make([][]rune, len(seg))
+		for k, e := range seg {
+			if e.kind == 'l' {
+				rv.lits[i][k] = []rune(e.lit)
+			}
+		}
 	}
-	if !want {
-		return true, nil
-	}
-	out := []string{val}
-	for _, c := range caps {
-		out = append(out, string(v[c[0]:c[1]]))
-	}
-	return true, out
+	return globRun(g, rv, val, want, r)
 }
 
 // matcher is a compiled match specification.
@@ -440,7 +478,7 @@ type matcher struct {
 	rel   relOp
 	keys  []strv
 	re    []*compiledRegex // precompiled when keys are constant (regex)
-	globs [][]pe           // pre-tokenized constant :matches keys
+	globs []*globPat       // pre-tokenized constant :matches keys
 	setMV bool             // set match variables (variables extension active)
 }
 
@@ -461,6 +499,13 @@ func (m *matcher) match(r *run, values []string) (bool, error) {
 		for i := range m.keys {
 			if err := r.step(); err != nil {
 				return false, err
+			}
+			// step looks at the clock every 16 steps; against a body, 16
+			// comparisons can already take longer than the whole limit.
+			if len(v) > 1<<16 {
+				if err := r.checkTime(); err != nil {
+					return false, err
+				}
 			}
 			k := r.expand(&m.keys[i])
 			ok, err := m.one(r, v, k, i)
@@ -486,29 +531,33 @@ func (m *matcher) one(r *run, v, k string, ki int) (bool, error) {
 	case mMatches:
 		var ok bool
 		var caps []string
-		if m.globs != nil && m.globs[ki] != nil && m.cmp != cmpUnicodeCase {
-			ok, caps = globElems(m.cmp, v, m.globs[ki], m.setMV)
+		var err error
+		if m.globs != nil && ki >= 0 && m.globs[ki] != nil && m.cmp != cmpUnicodeCase {
+			ok, caps, err = globElems(m.cmp, v, m.globs[ki], m.setMV, r)
 		} else {
-			ok, caps = globMatch(m.cmp, v, k, m.setMV)
+			ok, caps, err = globMatch(m.cmp, v, k, m.setMV, r)
+		}
+		if err != nil {
+			return false, err
 		}
 		if ok && m.setMV {
 			r.setMatch(caps)
 		}
 		return ok, nil
 	case mRegex:
-		var re *regexp.Regexp
-		if m.re != nil && m.re[ki] != nil {
+		var re *compiledRegex
+		if m.re != nil && ki >= 0 && m.re[ki] != nil {
 			re = m.re[ki]
 		} else {
 			if re = r.reCache[k]; re == nil {
-				if time.Now().After(r.deadline) {
-					return false, r.runtimeErr("execution exceeded CPU time limit")
+				if err := r.checkTime(); err != nil {
+					return false, err
 				}
 				var err error
-				re, err = compileRegex(k, m.cmp, r.lim.MaxRegexLen)
+				re, err = compileRegex(k, m.cmp, r.lim)
 				if err != nil {
 					// Pigeonhole: a warning, and the key does not match
-					r.warn("invalid regular expression '%s' for regex match: %v", k, err)
+					r.warn("invalid regular expression '%s' for regex match: %v", sanitize(k, 128), err)
 					return false, nil
 				}
 				if r.reCache == nil {
@@ -518,6 +567,9 @@ func (m *matcher) one(r *run, v, k string, ki int) (bool, error) {
 					r.reCache[k] = re
 				}
 			}
+		}
+		if err := r.regexBudget(re, len(v), m.setMV); err != nil {
+			return false, err
 		}
 		if !m.setMV {
 			return re.MatchString(v), nil
@@ -538,8 +590,39 @@ func (m *matcher) one(r *run, v, k string, ki int) (bool, error) {
 	return false, nil
 }
 
-func compileRegex(k string, c comparator, max int) (*regexp.Regexp, error) {
-	if max > 0 && len(k) > max {
+// regexUnitsPerSecond is a conservative rate at which RE2 advances one
+// instruction over one input byte (measured 6-12 ns for the slowest patterns).
+const regexUnitsPerSecond = 250_000_000
+
+// regexBudget refuses a match that could not finish in the time left. RE2 is
+// linear, but in the product of input and program size (and, with
+// submatches, capture slots): a 2 MB body against a few thousand
+// instructions runs for most of a minute, and a running match cannot be
+// interrupted. So the deadline is checked before every match, and a match
+// whose worst case exceeds what is left is a runtime error up front.
+func (r *run) regexBudget(re *compiledRegex, n int, submatch bool) error {
+	if err := r.checkTime(); err != nil {
+		return err
+	}
+	work := float64(n) * float64(re.insts)
+	if submatch {
+		work *= 1 + float64(re.NumSubexp()+1)/32
+	}
+	left := time.Until(r.deadline).Seconds()
+	if work > left*regexUnitsPerSecond {
+		return r.runtimeErr("regular expression match on a value too large (%d bytes) for the remaining CPU time", n)
+	}
+	return nil
+}
+
+// compiledRegex is a regex with its estimated program size.
+type compiledRegex struct {
+	*regexp.Regexp
+	insts int
+}
+
+func compileRegex(k string, c comparator, lim Limits) (*compiledRegex, error) {
+	if lim.MaxRegexLen > 0 && len(k) > lim.MaxRegexLen {
 		return nil, errString("regular expression too long")
 	}
 	if c == cmpASCIICase || c == cmpUnicodeCase {
@@ -547,11 +630,64 @@ func compileRegex(k string, c comparator, max int) (*regexp.Regexp, error) {
 	} else {
 		k = "(?s)" + k
 	}
+	// Sized before compiling: a short pattern of counted repetitions
+	// (".{1000}" a few hundred times) compiles to millions of instructions,
+	// seconds of work and tens of megabytes that a cached script keeps.
+	parsed, err := syntax.Parse(k, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	n := progSize(parsed)
+	if lim.MaxRegexSize > 0 && n > lim.MaxRegexSize {
+		return nil, fmt.Errorf("regular expression too large (about %d compiled instructions, limit %d)", n, lim.MaxRegexSize)
+	}
 	// POSIX ERE: Go's RE2 is close enough and linear-time (no stalls).
-	return regexp.Compile(k)
+	re, err := regexp.Compile(k)
+	if err != nil {
+		return nil, err
+	}
+	return &compiledRegex{Regexp: re, insts: n}, nil
 }
 
-type compiledRegex = regexp.Regexp
+// progSize estimates (from above, saturating) the instructions RE2 compiles
+// re into, without expanding counted repetitions the way compiling does.
+func progSize(re *syntax.Regexp) int {
+	const inf = 1 << 40
+	add := func(a, b int) int { return min(a+b, inf) }
+	switch re.Op {
+	case syntax.OpLiteral:
+		return max(len(re.Rune), 1)
+	case syntax.OpCapture:
+		return add(progSize(re.Sub[0]), 2)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		return add(progSize(re.Sub[0]), 1)
+	case syntax.OpRepeat:
+		n := re.Max
+		if n < 0 {
+			n = re.Min + 1
+		}
+		sub := progSize(re.Sub[0])
+		if n > 0 && sub > inf/n {
+			return inf
+		}
+		return add(sub*n, n)
+	case syntax.OpConcat, syntax.OpAlternate:
+		t := len(re.Sub)
+		for _, s := range re.Sub {
+			t = add(t, progSize(s))
+		}
+		return t
+	}
+	return 1
+}
+
+// sanitize shortens s for a message as Pigeonhole's str_sanitize does.
+func sanitize(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return truncUTF8(s, n-3) + "..."
+}
 
 type errString string
 

@@ -7,11 +7,14 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message/charset"
 )
 
-// mimePart is one node of the MIME tree.
+// mimePart is one node of the MIME tree. Every byte slice of a part points
+// into the message's own buffer: a deeply nested message must not cost a copy
+// (or a line index) of its body per nesting level.
 type mimePart struct {
 	headers  []Header
 	body     []byte // raw body of this part (for multiparts: whole raw body)
@@ -21,23 +24,33 @@ type mimePart struct {
 	preamble []byte
 	epilogue []byte
 	parent   *mimePart
-	// text preamble/epilogue for multiparts are ignored
-	decoded     []byte
-	decodedDone bool
+
+	// Executions of one compiled script share the Message (and so its parts)
+	// across goroutines.
+	decodeOnce sync.Once
+	decoded    []byte
 }
 
 const maxMimeDepth = 32
+
+// maxMimeParts bounds the parts of one message, as Dovecot's message parser
+// (which Pigeonhole uses) stops at MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS:
+// past it, the rest of a multipart is not split further.
+const maxMimeParts = 10000
 
 const maxForeverypartNesting = 4
 
 func (m *Message) mimeRoot() *mimePart {
 	m.mimeOnce.Do(func() {
-		m.root = parseMimePart(m.headers, m.body, nil, 0, "text/plain")
+		budget := maxMimeParts - 1
+		m.root = parseMimePart(m.headers, m.body, nil, 0, "text/plain", &budget)
 	})
 	return m.root
 }
 
-func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftype string) *mimePart {
+// parseMimePart builds the part tree. budget counts the parts that may still
+// be created.
+func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftype string, budget *int) *mimePart {
 	p := &mimePart{headers: hs, body: body, parent: parent}
 	ct := ""
 	for _, h := range hs {
@@ -63,7 +76,7 @@ func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftyp
 			p.params[strings.ToLower(k)] = v
 		}
 	}
-	if depth >= maxMimeDepth {
+	if depth >= maxMimeDepth || *budget <= 0 {
 		return p
 	}
 	if strings.HasPrefix(p.ctype, "multipart/") {
@@ -73,61 +86,80 @@ func parseMimePart(hs []Header, body []byte, parent *mimePart, depth int, deftyp
 			if p.ctype == "multipart/digest" {
 				def = "message/rfc822"
 			}
-			pre, parts, epi := splitMultipart(body, b)
+			pre, parts, epi := splitMultipart(body, b, *budget)
 			p.preamble, p.epilogue = pre, epi
+			*budget -= len(parts)
 			for _, raw := range parts {
 				chs, cb := parseHeaderBlock(raw)
-				p.children = append(p.children, parseMimePart(chs, cb, p, depth+1, def))
+				p.children = append(p.children, parseMimePart(chs, cb, p, depth+1, def, budget))
 			}
 		}
 	} else if p.ctype == "message/rfc822" {
+		*budget--
 		chs, cb := parseHeaderBlock(body)
-		p.children = append(p.children, parseMimePart(chs, cb, p, depth+1, "text/plain"))
+		p.children = append(p.children, parseMimePart(chs, cb, p, depth+1, "text/plain", budget))
 	}
 	return p
 }
 
-func splitMultipart(body []byte, boundary string) (pre []byte, parts [][]byte, epi []byte) {
+// splitMultipart cuts body at the delimiter lines of boundary into at most
+// max parts. It finds the delimiters with bytes.Index and returns subslices
+// of body, so splitting costs one scan and no copies.
+func splitMultipart(body []byte, boundary string, max int) (pre []byte, parts [][]byte, epi []byte) {
 	delim := []byte("--" + boundary)
-	lines := bytes.SplitAfter(body, []byte("\n"))
-	var cur []byte
-	in, done := false, false
-	for _, ln := range lines {
-		if done {
-			epi = append(epi, ln...)
+	// stripNL drops the line break that belongs to the delimiter after it.
+	stripNL := func(b []byte) []byte {
+		b = bytes.TrimSuffix(b, []byte("\n"))
+		return bytes.TrimSuffix(b, []byte("\r"))
+	}
+	seg := 0 // start of the current preamble or part
+	in := false
+	for from := 0; from < len(body); {
+		i := bytes.Index(body[from:], delim)
+		if i < 0 {
+			break
+		}
+		s := from + i
+		if s > 0 && body[s-1] != '\n' {
+			from = s + 1
 			continue
 		}
-		t := bytes.TrimRight(ln, " \t\r\n")
-		if bytes.HasPrefix(t, delim) {
-			rest := t[len(delim):]
-			if len(rest) == 0 || bytes.Equal(rest, []byte("--")) {
-				// strip the CRLF preceding the delimiter
-				cur = bytes.TrimSuffix(cur, []byte("\n"))
-				cur = bytes.TrimSuffix(cur, []byte("\r"))
-				if in {
-					parts = append(parts, cur)
-				} else {
-					pre = cur
-				}
-				cur = nil
-				if len(rest) == 2 {
-					done = true
-					continue
-				}
-				in = true
-				continue
+		end := len(body) // end of the line, after its '\n'
+		if nl := bytes.IndexByte(body[s:], '\n'); nl >= 0 {
+			end = s + nl + 1
+		}
+		from = end
+		line := bytes.TrimRight(body[s:end], " \t\r\n")
+		if len(line) < len(delim) {
+			continue // the boundary's own trailing blanks were trimmed away
+		}
+		rest := line[len(delim):]
+		closing := bytes.Equal(rest, []byte("--"))
+		if len(rest) != 0 && !closing {
+			continue
+		}
+		if in {
+			if len(parts) == max {
+				// Out of parts: what is left belongs to the last one.
+				return pre, parts, nil
 			}
+			parts = append(parts, stripNL(body[seg:s]))
+		} else {
+			pre = stripNL(body[seg:s])
 		}
-		cur = append(cur, ln...)
-	}
-	if !done {
-		if in && len(cur) > 0 {
-			parts = append(parts, cur)
-		} else if !in {
-			pre = cur
+		if closing {
+			return pre, parts, body[end:]
 		}
+		in = true
+		seg = end
 	}
-	return pre, parts, epi
+	if !in {
+		return body[seg:], nil, nil
+	}
+	if seg < len(body) && len(parts) < max {
+		parts = append(parts, body[seg:])
+	}
+	return pre, parts, nil
 }
 
 // all returns this part and its descendants in depth-first order.
@@ -142,10 +174,11 @@ func (p *mimePart) all(out []*mimePart) []*mimePart {
 // decodedText returns the body decoded from its transfer encoding and
 // converted to UTF-8.
 func (p *mimePart) decodedText() []byte {
-	if p.decodedDone {
-		return p.decoded
-	}
-	p.decodedDone = true
+	p.decodeOnce.Do(func() { p.decoded = p.decode() })
+	return p.decoded
+}
+
+func (p *mimePart) decode() []byte {
 	cte := ""
 	for _, h := range p.headers {
 		if strings.EqualFold(h.Name, "Content-Transfer-Encoding") {
@@ -180,7 +213,6 @@ func (p *mimePart) decodedText() []byte {
 			}
 		}
 	}
-	p.decoded = data
 	return data
 }
 

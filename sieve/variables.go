@@ -295,6 +295,9 @@ type includeState struct {
 	seen  map[string]*Script
 	stack []string
 	count int
+	// regexSize sums the compiled size of the constant regexes of the script
+	// and everything it includes.
+	regexSize int
 }
 
 type includeCmd struct{ ref *includeRef }

@@ -1,0 +1,152 @@
+package lmtpd
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// stored returns the messages in a Maildir folder (new and cur).
+func stored(t *testing.T, folder string) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{"new", "cur"} {
+		for _, f := range files(t, filepath.Join(folder, sub)) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+// sieveEnv runs before (a global script) and, if set, the user script of alice.
+func sieveEnv(t *testing.T, before, user string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "before.sieve")
+	if err := os.WriteFile(script, []byte(before), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) {
+		o.Config.Sieve.Before = []string{script}
+		o.Filter = NewSieveFilter(o.Config.Sieve, "+", nil, nil)
+	})
+	if user != "" {
+		home := filepath.Join(e.dir, "alice")
+		os.MkdirAll(home, 0o755)
+		if err := os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(user), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+// TestEditheaderPerAction: each stored or forwarded copy carries the header as
+// it was when the script took the action. The forward went out with the
+// original header (the deleted field still in, the added one missing), and
+// every stored copy got the final header.
+func TestEditheaderPerAction(t *testing.T) {
+	e := sieveEnv(t, `require ["editheader","copy","fileinto","mailbox"];
+fileinto :create :copy "Early";
+deleteheader "X-Internal-Secret";
+addheader "X-Forwarded-By" "sieve";
+redirect :copy "x@elsewhere.example";
+addheader "X-Late" "1";`, "")
+	msg := "From: s@example.net\nX-Internal-Secret: 42\nSubject: hi\nMessage-ID: <e1@example.net>\n\nbody\n"
+	if _, d := e.dial().send("s@example.net", []string{"alice@example.com"}, msg); len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("replies %q", d)
+	}
+	if len(e.sender.sent) != 1 {
+		t.Fatalf("sent %d", len(e.sender.sent))
+	}
+	fwd := e.sender.sent[0]
+	if strings.Contains(fwd, "X-Internal-Secret") || !strings.Contains(fwd, "X-Forwarded-By: sieve\n") || strings.Contains(fwd, "X-Late") {
+		t.Errorf("forwarded copy:\n%s", fwd)
+	}
+	early := stored(t, filepath.Join(e.dir, "alice/Maildir/.Early"))
+	if len(early) != 1 || !strings.Contains(early[0], "X-Internal-Secret: 42\n") || strings.Contains(early[0], "X-Forwarded-By") {
+		t.Errorf("copy filed before the edits: %q", early)
+	}
+	inbox := stored(t, filepath.Join(e.dir, "alice/Maildir"))
+	if len(inbox) != 1 || strings.Contains(inbox[0], "X-Internal-Secret") || !strings.Contains(inbox[0], "X-Forwarded-By: sieve\n") || !strings.Contains(inbox[0], "X-Late: 1\n") {
+		t.Errorf("implicit keep: %q", inbox)
+	}
+}
+
+// TestRuntimeErrorKeepsEarlierScripts: a runtime error in the user script
+// (five redirects, over the limit) drops only that script's actions; the
+// before script's fileinto has been done, as in Pigeonhole. Everything was
+// discarded but the implicit keep.
+func TestRuntimeErrorKeepsEarlierScripts(t *testing.T) {
+	e := sieveEnv(t, `require ["fileinto","copy","mailbox"]; fileinto :create :copy "Archive";`,
+		`require ["fileinto","copy"]; fileinto :copy "Mine";
+redirect "a@x.example"; redirect "b@x.example"; redirect "c@x.example"; redirect "d@x.example"; redirect "e@x.example";`)
+	if _, d := e.dial().send("s@example.net", []string{"alice@example.com"}, testMsg); len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("replies %q", d)
+	}
+	box := filepath.Join(e.dir, "alice/Maildir")
+	if n := len(stored(t, filepath.Join(box, ".Archive"))); n != 1 {
+		t.Errorf("Archive has %d", n)
+	}
+	if n := len(stored(t, box)); n != 1 {
+		t.Errorf("INBOX has %d", n)
+	}
+	if _, err := os.Stat(filepath.Join(box, ".Mine")); err == nil {
+		t.Error("the failing script's fileinto was carried out")
+	}
+	if len(e.sender.sent) != 0 {
+		t.Errorf("the failing script's redirects went out: %d", len(e.sender.sent))
+	}
+}
+
+// TestRedirectLoopWithoutMessageID: a message without Message-ID that a user
+// redirects to themself is forwarded once, marked; fed back in, it is kept
+// instead of going round again. Without a Message-ID nothing was tracked and
+// nothing marked the copy.
+func TestRedirectLoopWithoutMessageID(t *testing.T) {
+	ff := &fakeFilter{acts: map[string][]Action{"alice": {{Type: ActRedirect, Address: "alice@example.com"}}}}
+	e := newEnv(t, func(o *Options) { o.Filter = ff })
+	v := e.dial()
+	msg := "From: s@example.net\nTo: alice@example.com\nSubject: loop\n\nbody\n"
+	if _, d := v.send("s@example.net", []string{"alice@example.com"}, msg); !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("replies %q", d)
+	}
+	if len(e.sender.sent) != 1 {
+		t.Fatalf("sent %d", len(e.sender.sent))
+	}
+	fwd := e.sender.sent[0][strings.IndexByte(e.sender.sent[0], '\n')+1:]
+	if !strings.HasPrefix(fwd, "X-Sieve-Redirected-From: alice@example.com\nMessage-ID: <") || !strings.HasSuffix(fwd, msg) {
+		t.Fatalf("forwarded copy:\n%s", fwd)
+	}
+	inbox := filepath.Join(e.dir, "alice/Maildir")
+	for i := 0; i < 2; i++ {
+		// Postfix hands the forward back (twice, to be sure).
+		if _, d := v.send("s@example.net", []string{"alice@example.com"}, fwd); !strings.HasPrefix(d[0], "250") {
+			t.Fatalf("replies %q", d)
+		}
+	}
+	if len(e.sender.sent) != 1 {
+		t.Errorf("forwarded %d times", len(e.sender.sent))
+	}
+	// The first is kept (the implicit keep stands, as in Pigeonhole); the second
+	// is a duplicate of its new Message-ID.
+	if n := len(stored(t, inbox)); n != 1 {
+		t.Errorf("INBOX has %d, want the looping copy kept", n)
+	}
+	// A retry of the original (no Message-ID) is recognised as forwarded.
+	v.send("s@example.net", []string{"alice@example.com"}, msg)
+	if len(e.sender.sent) != 1 {
+		t.Errorf("retry forwarded again: %d", len(e.sender.sent))
+	}
+	// List-Id and Resent-Message-ID are part of the key: the same message through
+	// a list is another forward.
+	v.send("s@example.net", []string{"alice@example.com"}, "List-Id: <l.example.net>\n"+msg)
+	v.send("s@example.net", []string{"alice@example.com"}, "Resent-Message-ID: <r1@example.net>\n"+msg)
+	if len(e.sender.sent) != 3 {
+		t.Errorf("sent %d, want 3", len(e.sender.sent))
+	}
+}
