@@ -314,9 +314,9 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	acts := []Action{{Type: ActKeep, Implicit: true}}
 	var notes []string
 	var marks []Mark
-	// final is the message with the header the script left (the implicit keep);
-	// hdrFor(i) is the header action i delivers.
-	final := full
+	// last is the header the script left (for the implicit keep, nil: as
+	// received); hdrFor(i) is the header action i delivers.
+	var last *headerEdit
 	hdrFor := func(int) *headerEdit { return nil }
 	if dv.Filter != nil && dv.Config.Sieve.Enabled {
 		v, edits, err := dv.runFilter(ctx, &FilterInput{
@@ -354,10 +354,8 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 			if len(v.Ignored) > 0 {
 				notes = append(notes, "not carried out: "+strings.Join(v.Ignored, ", "))
 			}
-			var last *headerEdit
 			if v.Header != nil {
 				last = &headerEdit{hdr: v.Header, hlen: v.HeaderLen}
-				final = withHeader(full, body, last)
 			}
 			if len(v.Actions) > 0 { // nothing at all would lose the message: keep it
 				acts = v.Actions
@@ -512,6 +510,10 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		}
 	}
 	if keepAfterAll && !stored {
+		final := full
+		if last != nil {
+			final = withHeader(full, body, last)
+		}
 		name, err := dv.store(r, defaultBox, &Action{}, final)
 		if (errors.Is(err, maildir.ErrNoMailbox) || errors.Is(err, maildir.ErrBadName)) && defaultBox != "INBOX" {
 			name, err = dv.store(r, "INBOX", &Action{}, final)
@@ -639,10 +641,13 @@ func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, data, 
 			cancel()
 		}
 		dv.Logger.Error("redirect failed", "rcpt", r.rcpt, "to", a.Address, "error", err)
+		// The submission's own error is text only (%v): its reply, an
+		// *smtp.SMTPError for the redirect target, must never become the LMTP
+		// reply for this recipient (replyFor relays any SMTPError it finds).
 		if permanentSendError(err) {
-			err = fmt.Errorf("redirect to %s: %w: %w", a.Address, errRedirectPermanent, err)
+			err = fmt.Errorf("redirect to %s: %w: %v", a.Address, errRedirectPermanent, err)
 		} else {
-			err = fmt.Errorf("redirect to %s: %w", a.Address, err)
+			err = fmt.Errorf("redirect to %s: %v", a.Address, err)
 		}
 		return "redirect to " + a.Address + " failed: " + err.Error(), err
 	}

@@ -33,8 +33,8 @@ func (e *RejectError) Unwrap() error { return ErrRejected }
 // it, because go-smtp turns anything that is not an *smtp.SMTPError into a
 // permanent "554 5.0.0 Error: transaction failed: <internal text>". Codes follow
 // Dovecot LMTP (protocols.md §4.1); anything unknown is temporary, never permanent.
-func (s *Server) replyFor(rcpt string, err error) *smtp.SMTPError {
-	return replyFor(rcpt, err, s.live.Load().Config.QuotaFullTempfail)
+func (d *Deliverer) replyFor(rcpt string, err error) *smtp.SMTPError {
+	return replyFor(rcpt, err, d.Config.QuotaFullTempfail)
 }
 
 func replyFor(rcpt string, err error, quotaTempfail bool) *smtp.SMTPError {

@@ -14,7 +14,8 @@ func TestReload(t *testing.T) {
 		t.Fatalf("before reload: RCPT replies %q", rc)
 	}
 
-	cfg := e.srv.Deliverer().Config
+	before := e.srv.Deliverer()
+	cfg := before.Config
 	cfg.MaxRecipients = 1
 	cfg.RecipientDelimiter = "-"
 	cfg.Hostname = "other.test"  // restart only
@@ -30,7 +31,7 @@ func TestReload(t *testing.T) {
 	if got.Config.Hostname != "mx.test" || got.Config.MaxMessageSize != DefaultConfig().MaxMessageSize {
 		t.Errorf("restart-only settings reloaded: hostname %q, max_message_size %d", got.Config.Hostname, got.Config.MaxMessageSize)
 	}
-	if got.Metrics != e.srv.dv.Metrics || got.Quarantine != e.quar {
+	if got.Metrics != before.Metrics || got.Quarantine != e.quar {
 		t.Error("metrics or quarantine replaced by a reload")
 	}
 	if err := e.srv.Reload(Options{Config: cfg}); err == nil {

@@ -49,8 +49,9 @@ type Options struct {
 
 // Server is the LMTP server.
 type Server struct {
-	cfg  Config     // as started: listeners, greeting and limits of the LMTP server
-	dv   *Deliverer // as started: its Metrics and Quarantine are kept across reloads
+	cfg Config // as started: listeners, greeting and limits of the LMTP server
+	// live is the delivery pipeline for new transactions; Reload swaps it and
+	// carries its Metrics and Quarantine over, so they stay those of New.
 	live atomic.Pointer[Deliverer]
 	smtp *smtp.Server
 	log  *slog.Logger
@@ -73,7 +74,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("lmtpd: no directory configured")
 	}
 	dv := NewDeliverer(o)
-	s := &Server{cfg: o.Config, dv: dv, log: dv.Logger, stop: make(chan struct{}), housekeepEvery: o.housekeepEvery}
+	s := &Server{cfg: o.Config, log: dv.Logger, stop: make(chan struct{}), housekeepEvery: o.housekeepEvery}
 	if s.housekeepEvery <= 0 {
 		s.housekeepEvery = defaultHousekeepEvery
 	}
@@ -99,12 +100,14 @@ func New(o Options) (*Server, error) {
 // NewDeliverer builds the delivery pipeline alone (quarantine release uses it
 // without a server). o.Registerer may be nil.
 func NewDeliverer(o Options) *Deliverer {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	return newDeliverer(o, NewMetrics(o.Registerer))
+}
+
+// newDeliverer builds the delivery pipeline of o with the metrics m.
+func newDeliverer(o Options, m *Metrics) *Deliverer {
 	dv := &Deliverer{
 		Config: o.Config, Directory: o.Directory, Store: o.Store, Filter: o.Filter,
-		Quarantine: o.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: NewMetrics(o.Registerer),
+		Quarantine: o.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: m,
 	}
 	if o.Maildir != nil {
 		dv.Writer = maildir.New(*o.Maildir)
@@ -134,14 +137,9 @@ func (s *Server) Reload(o Options) error {
 	if o.Logger == nil {
 		o.Logger = old.Logger
 	}
-	dv := &Deliverer{
-		Config: o.Config, Directory: o.Directory, Store: o.Store, Filter: o.Filter,
-		Quarantine: s.dv.Quarantine, Sender: o.Sender, Logger: o.Logger, Metrics: s.dv.Metrics, Now: old.Now,
-	}
-	if o.Maildir != nil {
-		dv.Writer = maildir.New(*o.Maildir)
-	}
-	dv.init()
+	o.Quarantine = old.Quarantine
+	dv := newDeliverer(o, old.Metrics)
+	dv.Now = old.Now
 	s.live.Store(dv)
 	return nil
 }
@@ -164,7 +162,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for _, l := range lns {
 		go func() { errc <- s.serve(l) }()
 	}
-	if q := s.dv.Quarantine; q != nil {
+	if q := s.live.Load().Quarantine; q != nil {
 		go s.housekeep(q)
 		defer s.stopOnce.Do(func() { close(s.stop) })
 	}
@@ -242,12 +240,13 @@ type session struct {
 	n     int // transactions, for ids like Dovecot's "<session>:R<n>"
 	from  string
 	rcpts []Recipient
+	dv    *Deliverer // the transaction's pipeline, taken at MAIL (see Reload)
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	var b [12]byte
 	rand.Read(b[:])
-	s.dv.Metrics.Sessions.Inc()
+	s.live.Load().Metrics.Sessions.Inc()
 	ss := &session{s: s, id: base64.RawStdEncoding.EncodeToString(b[:]), helo: c.Hostname()}
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		ss.ip = ta.IP.String()
@@ -258,10 +257,11 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 func (ss *session) Reset() {
 	ss.from = ""
 	ss.rcpts = nil
+	ss.dv = nil
 }
 
 func (ss *session) Logout() error {
-	ss.s.dv.Metrics.Sessions.Dec()
+	ss.s.live.Load().Metrics.Sessions.Dec()
 	return nil
 }
 
@@ -271,24 +271,24 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	ss.from = from
 	ss.rcpts = nil
+	ss.dv = ss.s.live.Load()
 	return nil
 }
 
 // Rcpt resolves the recipient now, so unknown and disabled users get their 550 at
 // RCPT time like Dovecot (Postfix then bounces just that recipient).
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	// The directory has its own timeouts; this bounds a lookup that hangs anyway,
-	// well inside Postfix's lmtp_rcpt_timeout (5 min).
-	dv := ss.s.live.Load()
-	if max := dv.Config.MaxRecipients; max > 0 && len(ss.rcpts) >= max {
+	if max := ss.dv.Config.MaxRecipients; max > 0 && len(ss.rcpts) >= max {
 		// go-smtp's reply for its own limit, which is off (see New).
 		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Maximum limit of %v recipients reached", max)}
 	}
+	// The directory has its own timeouts; this bounds a lookup that hangs anyway,
+	// well inside Postfix's lmtp_rcpt_timeout (5 min).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rc, err := dv.Resolve(ctx, to)
+	rc, err := ss.dv.Resolve(ctx, to)
 	if err != nil {
-		rep := ss.s.replyFor(to, err)
+		rep := ss.dv.replyFor(to, err)
 		ss.s.refused("rcpt refused", ss.id, ss.from, to, err, rep)
 		return rep
 	}
@@ -350,7 +350,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if err != nil {
 		// Too large (go-smtp's 552 5.3.4), or the client vanished mid-DATA: nothing
 		// has been written anywhere.
-		rep := ss.s.replyFor("", err)
+		rep := ss.dv.replyFor("", err)
 		for _, rc := range ss.rcpts {
 			ss.s.refused("delivery", txID, ss.from, rc.Addr, err, rep)
 			status.SetStatus(rc.Addr, rep)
@@ -362,13 +362,13 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	// script or submission tempfails its recipient instead of the whole session.
 	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
 	defer cancel()
-	ss.s.live.Load().Deliver(ctx, d, func(i int, err error) {
+	ss.dv.Deliver(ctx, d, func(i int, err error) {
 		rc := ss.rcpts[i]
 		if err == nil {
 			status.SetStatus(rc.Addr, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: txID + " Saved"})
 			return
 		}
-		status.SetStatus(rc.Addr, ss.s.replyFor(rc.Addr, err))
+		status.SetStatus(rc.Addr, ss.dv.replyFor(rc.Addr, err))
 	})
 	return nil
 }
@@ -381,7 +381,7 @@ func (s *Server) refused(msg, session, from, rcpt string, err error, rep *smtp.S
 	if rep.Code >= 500 {
 		result = "rejected"
 	}
-	s.dv.Metrics.Deliveries.WithLabelValues(result).Inc()
+	s.live.Load().Metrics.Deliveries.WithLabelValues(result).Inc()
 	s.log.Info(msg, "session", session, "rcpt", rcpt, "from", from, "result", result,
 		"reply", fmt.Sprintf("%d %d.%d.%d %s", rep.Code, rep.EnhancedCode[0], rep.EnhancedCode[1], rep.EnhancedCode[2], rep.Message),
 		"error", err.Error())

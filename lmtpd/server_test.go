@@ -626,7 +626,7 @@ func TestMetricsLogsAndTrace(t *testing.T) {
 	v.send("s@example.net", []string{"alice@example.com", "nobody@example.com"}, testMsg)
 	v.send("s@example.net", []string{"carol@example.com"}, strings.Replace(testMsg, "Subject:", "X-Spam-Score: 9.5\nSubject:", 1))
 	v.send("s@example.net", []string{"carol@example.com"}, testMsg+strings.Repeat(strings.Repeat("x", 99)+"\n", 80))
-	m := e.srv.dv.Metrics
+	m := e.srv.Deliverer().Metrics
 	for result, want := range map[string]float64{"delivered": 1, "quarantined": 1, "rejected": 2} {
 		if got := counterOf(t, m.Deliveries.WithLabelValues(result)); got != want {
 			t.Errorf("deliveries{result=%q} = %v, want %v", result, got, want)

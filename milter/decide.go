@@ -231,52 +231,6 @@ func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Heade
 // change: with SMFIP_HDR_LEADSPC the MTA no longer inserts one.
 func leadSpace(v string) string { return " " + v }
 
-// authservIDOf returns the authserv-id of an Authentication-Results value:
-// its first token after any CFWS (RFC 8601 §2.2), unquoted. A version or a
-// comment may follow it ("mx 1; …", "mx (c); …"), so the text before ';'
-// cannot be compared as a whole.
-func authservIDOf(v string) string {
-	i := 0
-	for i < len(v) {
-		switch c := v[i]; {
-		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-			i++
-		case c == '(':
-			depth := 0
-			for ; i < len(v); i++ {
-				if v[i] == '\\' {
-					i++
-					continue
-				}
-				if v[i] == '(' {
-					depth++
-				} else if v[i] == ')' {
-					if depth--; depth == 0 {
-						i++
-						break
-					}
-				}
-			}
-		case c == '"':
-			var b strings.Builder
-			for i++; i < len(v) && v[i] != '"'; i++ {
-				if v[i] == '\\' && i+1 < len(v) {
-					i++
-				}
-				b.WriteByte(v[i])
-			}
-			return b.String()
-		default:
-			j := i
-			for j < len(v) && !strings.ContainsRune(" \t\r\n();\"", rune(v[j])) {
-				j++
-			}
-			return v[i:j]
-		}
-	}
-	return ""
-}
-
 // headersFor renders the verdict: Authentication-Results when the
 // authentication checks ran, then SpamAssassin's X-Spam-* fields.
 func (s *Server) headersFor(ss *session, v spam.Verdict) []spam.Header {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	gomilter "github.com/emersion/go-milter"
+
+	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
 // sendFields sends one message with exactly these header fields (names as
@@ -124,8 +126,8 @@ func TestAuthservIDMatch(t *testing.T) {
 		{" (unterminated mx.test; none", "", false},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
-			if got := authservIDOf(tc.value); got != tc.id {
-				t.Errorf("authservIDOf = %q, want %q", got, tc.id)
+			if got := message.AuthservID(tc.value); got != tc.id {
+				t.Errorf("AuthservID = %q, want %q", got, tc.id)
 			}
 			dels := sendFields(t, h.session(t), [][2]string{{"Authentication-Results", tc.value}})
 			if got := len(dels) == 1; got != tc.ours {

@@ -2,20 +2,14 @@ package milter
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	gomilter "github.com/emersion/go-milter"
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dovetail-mail/dovetail/spam"
 )
@@ -59,25 +53,8 @@ func symbolNames(v *spam.Verdict) string {
 // The fields reach the scan as they were signed (values sent as Postfix does
 // under SMFIP_HDR_LEADSPC), so a c=simple signature verifies.
 func TestSimpleDKIMSurvivesRebuild(t *testing.T) {
-	var mu sync.Mutex
-	var reports []Report
-	srv, err := New(DefaultConfig(), integrationScorer(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), Options{
-		OnMessage: func(r Report) { mu.Lock(); reports = append(reports, r); mu.Unlock() },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	h := &harness{addr: ln.Addr().String()}
+	// DefaultConfig's scan timeout, not start's short one: the real scan verifies DKIM.
+	h := startScorer(t, integrationScorer(t), func(c *Config) { c.ScanTimeout = DefaultConfig().ScanTimeout })
 
 	// Field by field (send() would canonicalize the names, which c=simple
 	// also hashes), values as Postfix sends them under SMFIP_HDR_LEADSPC.
@@ -99,10 +76,10 @@ func TestSimpleDKIMSurvivesRebuild(t *testing.T) {
 	if _, act, err = s.BodyReadFrom(strings.NewReader(body)); err != nil || act.Code != gomilter.ActAccept {
 		t.Fatalf("end of message: %v %v", act, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(reports) != 1 || !strings.Contains(symbolNames(reports[0].Verdict), "DKIM_VALID") {
-		t.Fatalf("symbols %s, want DKIM_VALID", symbolNames(reports[0].Verdict))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.reports) != 1 || !strings.Contains(symbolNames(h.reports[0].Verdict), "DKIM_VALID") {
+		t.Fatalf("symbols %s, want DKIM_VALID", symbolNames(h.reports[0].Verdict))
 	}
 }
 

@@ -86,15 +86,24 @@ type harness struct {
 
 func start(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
+	f := &fakeScorer{}
+	h := startScorer(t, f, mod)
+	h.scorer = f
+	return h
+}
+
+// startScorer is start with another scorer (h.scorer stays nil).
+func startScorer(t *testing.T, scorer Scorer, mod func(*Config)) *harness {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen.Address = "127.0.0.1:0"
 	cfg.ScanTimeout = config.Duration(200 * time.Millisecond)
 	if mod != nil {
 		mod(&cfg)
 	}
-	h := &harness{scorer: &fakeScorer{}, reg: prometheus.NewRegistry(), logs: &testenv.LogBuffer{}}
+	h := &harness{reg: prometheus.NewRegistry(), logs: &testenv.LogBuffer{}}
 	log := slog.New(slog.NewTextHandler(h.logs, nil))
-	srv, err := New(cfg, h.scorer, log, h.reg, Options{OnMessage: func(r Report) {
+	srv, err := New(cfg, scorer, log, h.reg, Options{OnMessage: func(r Report) {
 		h.mu.Lock()
 		h.reports = append(h.reports, r)
 		h.mu.Unlock()

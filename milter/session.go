@@ -105,7 +105,7 @@ func (t *fieldTally) add(name, value, id string) {
 		c.n++
 	case key == "authentication-results":
 		t.ar++
-		if id != "" && strings.EqualFold(authservIDOf(value), id) {
+		if id != "" && strings.EqualFold(message.AuthservID(value), id) {
 			t.arOurs = append(t.arOurs, t.ar)
 		}
 	}

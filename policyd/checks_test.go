@@ -27,6 +27,14 @@ func rateConfig(limits ...RateLimit) Config {
 	return c
 }
 
+// dnsblConfig is cfg with the DNSBL check on zones, lookups uncached.
+func dnsblConfig(cfg Config, zones ...dnsbl.Zone) Config {
+	cfg.DNSBL.Enabled = true
+	cfg.DNSBL.Lists.CacheTTL = 0
+	cfg.DNSBL.Lists.Zones = zones
+	return cfg
+}
+
 func TestRateLimitPerUser(t *testing.T) {
 	clk := newClock()
 	s := newDirect(t, rateConfig(
@@ -250,21 +258,18 @@ func TestDNSBL(t *testing.T) {
 		"5.100.51.198.zen.example.": {A: []string{"127.0.0.4"}},
 		"4.100.51.198.zen.example.": {A: []string{"127.0.0.10", "127.0.0.11"}},
 	}}
-	cfg := testConfig()
-	cfg.DNSBL.Enabled = true
-	cfg.DNSBL.Threshold = 2
-	cfg.DNSBL.Lists.CacheTTL = 0
-	cfg.DNSBL.Lists.Zones = []dnsbl.Zone{
-		{Zone: "strong.example", Kind: dnsbl.KindIP, Symbol: "STRONG", Score: 2},
-		{Zone: "weak1.example", Kind: dnsbl.KindIP, Symbol: "WEAK1", Score: 1},
-		{Zone: "weak2.example", Kind: dnsbl.KindIP, Symbol: "WEAK2", Score: 1},
-		{Zone: "allow.example", Kind: dnsbl.KindIP, Symbol: "ALLOW", Score: -2},
-		{Zone: "zen.example", Kind: dnsbl.KindIP, Returns: []dnsbl.Return{
+	cfg := dnsblConfig(testConfig(),
+		dnsbl.Zone{Zone: "strong.example", Kind: dnsbl.KindIP, Symbol: "STRONG", Score: 2},
+		dnsbl.Zone{Zone: "weak1.example", Kind: dnsbl.KindIP, Symbol: "WEAK1", Score: 1},
+		dnsbl.Zone{Zone: "weak2.example", Kind: dnsbl.KindIP, Symbol: "WEAK2", Score: 1},
+		dnsbl.Zone{Zone: "allow.example", Kind: dnsbl.KindIP, Symbol: "ALLOW", Score: -2},
+		dnsbl.Zone{Zone: "zen.example", Kind: dnsbl.KindIP, Returns: []dnsbl.Return{
 			{Code: "127.0.0.4", Symbol: "ZEN_XBL", Score: 2},
 			{Code: "127.0.0.10", Symbol: "ZEN_PBL", Score: 0.5},
 			{Code: "127.0.0.11", Symbol: "ZEN_PBL", Score: 0.5},
 		}},
-	}
+	)
+	cfg.DNSBL.Threshold = 2
 	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
 	tests := map[string]string{
 		"198.51.100.9": "554 5.7.1 Service unavailable; client [198.51.100.9] blocked using strong.example",
@@ -290,15 +295,12 @@ func TestDNSBLFractionalWeightsAreStable(t *testing.T) {
 		"9.100.51.198.b.example.": {A: []string{"127.0.0.2"}},
 		"9.100.51.198.c.example.": {A: []string{"127.0.0.2"}},
 	}}
-	cfg := testConfig()
-	cfg.DNSBL.Enabled = true
+	cfg := dnsblConfig(testConfig(),
+		dnsbl.Zone{Zone: "a.example", Kind: dnsbl.KindIP, Symbol: "A", Score: 0.1},
+		dnsbl.Zone{Zone: "b.example", Kind: dnsbl.KindIP, Symbol: "B", Score: 0.2},
+		dnsbl.Zone{Zone: "c.example", Kind: dnsbl.KindIP, Symbol: "C", Score: 0.7},
+	)
 	cfg.DNSBL.Threshold = 1
-	cfg.DNSBL.Lists.CacheTTL = 0
-	cfg.DNSBL.Lists.Zones = []dnsbl.Zone{
-		{Zone: "a.example", Kind: dnsbl.KindIP, Symbol: "A", Score: 0.1},
-		{Zone: "b.example", Kind: dnsbl.KindIP, Symbol: "B", Score: 0.2},
-		{Zone: "c.example", Kind: dnsbl.KindIP, Symbol: "C", Score: 0.7},
-	}
 	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
 	for i := range 100 {
 		if d := evalDirect(t, s, nil, "client_address", "198.51.100.9"); d.action.Verb != VerbReject && !d.action.Permanent() {
@@ -313,10 +315,7 @@ func TestDNSBLFailureLoggedWhateverDecides(t *testing.T) {
 	res := &mockdns.Resolver{Zones: map[string]mockdns.Zone{
 		"9.100.51.198.broken.example.": {Err: errors.New("server failure")},
 	}}
-	cfg := greyConfig()
-	cfg.DNSBL.Enabled = true
-	cfg.DNSBL.Lists.CacheTTL = 0
-	cfg.DNSBL.Lists.Zones = []dnsbl.Zone{{Zone: "broken.example", Kind: dnsbl.KindIP, Symbol: "X", Score: 1}}
+	cfg := dnsblConfig(greyConfig(), dnsbl.Zone{Zone: "broken.example", Kind: dnsbl.KindIP, Symbol: "X", Score: 1})
 	s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: res})
 	d := evalDirect(t, s, nil, "client_address", "198.51.100.9")
 	if d.check != CheckGreylist || len(d.warns) != 1 || !strings.HasPrefix(d.warns[0], "dnsbl: 1 lookups failed") {

@@ -216,13 +216,9 @@ func pair(a, b int64) []byte {
 // awlPrefix starts a client address's auto-whitelist key.
 const awlPrefix = "grey:awl:"
 
-// clientNet is the client's network as postgrey's --lookup-by-subnet keys it.
+// clientNet is the client's network as postgrey's --lookup-by-subnet keys it,
+// in netip's String form.
 func clientNet(r *Request, v4, v6 int) string {
-	return string(appendClientNet(nil, r, v4, v6))
-}
-
-// appendClientNet appends clientNet's text (netip's String form) to dst.
-func appendClientNet(dst []byte, r *Request, v4, v6 int) []byte {
 	a := r.ClientAddr
 	bits := v6
 	if a.Is4() {
@@ -230,9 +226,9 @@ func appendClientNet(dst []byte, r *Request, v4, v6 int) []byte {
 	}
 	p, err := a.Prefix(bits)
 	if err != nil {
-		return append(dst, a.String()...)
+		return a.String()
 	}
-	return p.AppendTo(dst)
+	return p.String()
 }
 
 // tripletKey builds the store key from the normalised sender and recipient;

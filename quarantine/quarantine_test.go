@@ -12,13 +12,20 @@ import (
 	"github.com/dovetail-mail/dovetail/internal/config"
 )
 
-func TestAddListGetDeletePurge(t *testing.T) {
-	ctx := context.Background()
-	s, err := Open(Config{Dir: t.TempDir()})
+// openStore opens a Store for the test and closes it when the test ends.
+func openStore(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestAddListGetDeletePurge(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, Config{Dir: t.TempDir()})
 	now := time.Now()
 	s.now = func() time.Time { return now }
 	id1, err := s.Add(ctx, &Entry{Recipient: "alice@example.com", User: "alice", Sender: "x@y", Subject: "a", Score: 9, Symbols: []string{"GTUBE"}, Time: now.Add(-40 * 24 * time.Hour)}, []byte("Subject: a\n\nbody\n"))
@@ -61,11 +68,7 @@ func TestAddListGetDeletePurge(t *testing.T) {
 
 func TestSizeCap(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(Config{Dir: t.TempDir(), MaxSize: config.Size(250)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, Config{Dir: t.TempDir(), MaxSize: config.Size(250)})
 	base := time.Now()
 	var ids []string
 	for i := 0; i < 4; i++ {
@@ -86,11 +89,7 @@ func TestSizeCap(t *testing.T) {
 // a message larger than the whole cap pushes out the others, not itself).
 func TestAddNeverEvictsItself(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(Config{Dir: t.TempDir(), MaxSize: config.Size(150), Retention: config.Duration(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, Config{Dir: t.TempDir(), MaxSize: config.Size(150), Retention: config.Duration(time.Hour)})
 	small, _ := s.Add(ctx, &Entry{Recipient: "a@b"}, make([]byte, 100))
 	big, err := s.Add(ctx, &Entry{Recipient: "a@b"}, make([]byte, 400))
 	if err != nil {
@@ -137,11 +136,7 @@ func TestOpenSweepsStaleTmp(t *testing.T) {
 // TestIndexDurable: lmtpd answers 250 right after Add, so the index must not lose
 // a commit in a power loss: synchronous=FULL (2), not WAL's NORMAL (1).
 func TestIndexDurable(t *testing.T) {
-	s, err := Open(Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, Config{Dir: t.TempDir()})
 	ctx := context.Background()
 	for i := 0; i < 3; i++ { // each connection of the pool, held open
 		conn, err := s.db.Conn(ctx)
@@ -163,11 +158,7 @@ func TestIndexDurable(t *testing.T) {
 func TestOrphanRecovered(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t, Config{Dir: dir})
 	id, err := s.Add(ctx, &Entry{Recipient: "alice@example.com"}, []byte("Subject: =?utf-8?q?caf=C3=A9?=\nMessage-ID: <o@x>\nX-Spam-Score: 12.5\n\nbody\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -208,16 +199,8 @@ func TestOrphanRecovered(t *testing.T) {
 func TestClaim(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	other, err := Open(Config{Dir: dir}) // another process
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	s := openStore(t, Config{Dir: dir})
+	other := openStore(t, Config{Dir: dir}) // another process
 	id, _ := s.Add(ctx, &Entry{Recipient: "a@b", Time: time.Now().Add(-48 * time.Hour)}, []byte("Subject: x\n\nbody\n"))
 	c, err := s.Claim(ctx, id)
 	if err != nil || string(c.Message) != "Subject: x\n\nbody\n" || c.Entry.Recipient != "a@b" {
@@ -275,11 +258,7 @@ func TestOldIndexUpgraded(t *testing.T) {
 		}
 	}
 	s.Close()
-	s, err = Open(Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = openStore(t, Config{Dir: dir})
 	if _, err := s.Add(context.Background(), &Entry{Recipient: "a@b"}, []byte("x")); err != nil {
 		t.Fatal(err)
 	}

@@ -144,8 +144,7 @@ func walkMessages(path string, fn func(name string, raw []byte) error, bad func(
 // dovecotFiles are the index and state files Dovecot keeps beside mail
 // (their names without dots: the dotted ones are skipped anyway).
 var dovecotFiles = map[string]bool{"dovecot-uidlist": true, "dovecot-keywords": true, "dovecot-uidvalidity": true,
-	"maildirfolder": true, "subscriptions": true, "maildirsize": true, "courierimapuiddb": true,
-	"courierimapkeywords": true, "courierimapacl": true}
+	"maildirfolder": true, "subscriptions": true, "maildirsize": true}
 
 // isDovecotFile reports a Dovecot (or Courier) state file: never a message.
 func isDovecotFile(name string) bool {
@@ -179,7 +178,7 @@ func collectDir(dir string, files *[]string, bad func(string, error)) {
 			return
 		}
 		for _, d := range ents {
-			if p := filepath.Join(dir, d.Name()); strings.HasPrefix(d.Name(), ".") && len(d.Name()) > 1 && isDir(p) && isMaildir(p) {
+			if p := filepath.Join(dir, d.Name()); strings.HasPrefix(d.Name(), ".") && len(d.Name()) > 1 && isMaildir(p) {
 				collectDir(p, files, bad)
 			}
 		}
@@ -218,11 +217,6 @@ func collectFiles(dir string, files *[]string, bad func(string, error)) {
 			*files = append(*files, filepath.Join(dir, d.Name()))
 		}
 	}
-}
-
-func isDir(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
 }
 
 // maxMessage bounds one message read by learn.

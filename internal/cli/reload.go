@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
 
@@ -114,8 +115,8 @@ func (r *reloader) reload(ctx context.Context) error {
 func keepSettings(next, running *Config, paths []string) *Config {
 	eff := *next
 	for _, p := range paths {
-		dst, ok1 := settingAt(reflect.ValueOf(&eff).Elem(), p)
-		src, ok2 := settingAt(reflect.ValueOf(running).Elem(), p)
+		dst, ok1 := config.FieldAt(reflect.ValueOf(&eff).Elem(), p)
+		src, ok2 := config.FieldAt(reflect.ValueOf(running).Elem(), p)
 		if ok1 && ok2 {
 			dst.Set(src)
 		}
@@ -126,8 +127,8 @@ func keepSettings(next, running *Config, paths []string) *Config {
 // changedSettings lists the YAML paths of the leaves under path that differ
 // between a and b.
 func changedSettings(a, b *Config, path string) []string {
-	va, ok1 := settingAt(reflect.ValueOf(a).Elem(), path)
-	vb, ok2 := settingAt(reflect.ValueOf(b).Elem(), path)
+	va, ok1 := config.FieldAt(reflect.ValueOf(a).Elem(), path)
+	vb, ok2 := config.FieldAt(reflect.ValueOf(b).Elem(), path)
 	if !ok1 || !ok2 {
 		return nil
 	}
@@ -148,7 +149,7 @@ func diffValues(path string, a, b reflect.Value) []string {
 		if !f.IsExported() {
 			continue
 		}
-		name, inline := yamlName(f)
+		name, inline := config.YAMLName(f)
 		if name == "-" {
 			continue
 		}
@@ -162,52 +163,4 @@ func diffValues(path string, a, b reflect.Value) []string {
 		return []string{path}
 	}
 	return out
-}
-
-// settingAt finds the field at the dotted YAML path in struct v, looking into
-// inline structs.
-func settingAt(v reflect.Value, path string) (reflect.Value, bool) {
-	for _, key := range strings.Split(path, ".") {
-		f, ok := fieldNamed(v, key)
-		if !ok {
-			return reflect.Value{}, false
-		}
-		v = f
-	}
-	return v, true
-}
-
-func fieldNamed(v reflect.Value, key string) (reflect.Value, bool) {
-	if v.Kind() != reflect.Struct {
-		return reflect.Value{}, false
-	}
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name, inline := yamlName(f)
-		if inline {
-			if fv, ok := fieldNamed(v.Field(i), key); ok {
-				return fv, true
-			}
-			continue
-		}
-		if name == key {
-			return v.Field(i), true
-		}
-	}
-	return reflect.Value{}, false
-}
-
-func yamlName(f reflect.StructField) (name string, inline bool) {
-	name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-	if strings.Contains(opts, "inline") {
-		return "", true
-	}
-	if name == "" {
-		name = strings.ToLower(f.Name)
-	}
-	return name, false
 }

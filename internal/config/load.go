@@ -332,7 +332,7 @@ func (w walker) decode(n *yaml.Node, v reflect.Value) {
 			continue
 		}
 		err := e.v.Decode(f.Addr().Interface())
-		if err == nil || w.reportedUnder(e.k.Value) {
+		if err == nil || w.tainted(e.k.Value) {
 			continue
 		}
 		for _, m := range yamlMessages(err) {
@@ -341,35 +341,39 @@ func (w walker) decode(n *yaml.Node, v reflect.Value) {
 	}
 }
 
-func (w walker) reportedUnder(key string) bool {
-	for b := range w.bad {
-		if section(b) == key {
-			return true
+// FieldAt finds the field at the dotted YAML path (such as "lmtpd.listen") in
+// struct v, looking into inline structs.
+func FieldAt(v reflect.Value, path string) (reflect.Value, bool) {
+	for _, key := range strings.Split(path, ".") {
+		if v.Kind() != reflect.Struct {
+			return reflect.Value{}, false
 		}
+		f, ok := fieldByYAMLName(v, key)
+		if !ok {
+			return reflect.Value{}, false
+		}
+		v = f
 	}
-	return false
+	return v, true
+}
+
+// YAMLName returns the key of struct field f in YAML, or inline when f is a
+// struct whose fields are keys of the enclosing mapping.
+func YAMLName(f reflect.StructField) (name string, inline bool) {
+	if isInline(f) {
+		return "", true
+	}
+	return fieldName(f), false
 }
 
 // fieldByYAMLName finds the field of struct v named key in YAML, looking into
 // inline structs.
 func fieldByYAMLName(v reflect.Value, key string) (reflect.Value, bool) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		if isInline(f) {
-			if fv, ok := fieldByYAMLName(v.Field(i), key); ok {
-				return fv, true
-			}
-			continue
-		}
-		if fieldName(f) == key {
-			return v.Field(i), true
-		}
+	f, ok := yamlFields(v.Type())[key]
+	if !ok {
+		return reflect.Value{}, false
 	}
-	return reflect.Value{}, false
+	return v.FieldByIndex(f.Index), true
 }
 
 func validate(v reflect.Value, path string, report func(string, error)) {
@@ -436,8 +440,9 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 			continue
 		}
 		if isInline(f) {
-			for k, v := range yamlFields(f.Type) {
-				out[k] = v
+			for k, sub := range yamlFields(f.Type) {
+				sub.Index = append([]int{i}, sub.Index...) // from t, for FieldByIndex
+				out[k] = sub
 			}
 			continue
 		}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,24 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeTCP(t *testing.T) string {
 	t.Helper()
@@ -52,7 +35,7 @@ func freeTCP(t *testing.T) string {
 type testRuntime struct {
 	rt      *Runtime
 	sigs    chan os.Signal
-	logs    *syncBuffer
+	logs    *testenv.LogBuffer
 	reg     *prometheus.Registry
 	metrics string
 	done    chan error
@@ -61,7 +44,7 @@ type testRuntime struct {
 
 func newTestRuntime(t *testing.T, reload func(context.Context) error, checks ...ReadyCheck) *testRuntime {
 	t.Helper()
-	tr := &testRuntime{sigs: make(chan os.Signal, 8), logs: &syncBuffer{}, reg: prometheus.NewRegistry(),
+	tr := &testRuntime{sigs: make(chan os.Signal, 8), logs: &testenv.LogBuffer{}, reg: prometheus.NewRegistry(),
 		metrics: freeTCP(t), done: make(chan error, 1)}
 	var s *Signals
 	s, tr.ctx = watchSignals(context.Background(), tr.sigs)
@@ -98,7 +81,7 @@ func (tr *testRuntime) stop(t *testing.T) {
 	}
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, s string) {
+func waitLog(t *testing.T, logs *testenv.LogBuffer, s string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), s); {
 		if time.Now().After(deadline) {

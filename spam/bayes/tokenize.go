@@ -309,51 +309,13 @@ func (tz Tokenizer) Own(name, value string) bool {
 	if len(tz.AuthservIDs) == 0 || !strings.EqualFold(name, "Authentication-Results") {
 		return false
 	}
-	id := authservID(value)
+	id := message.AuthservID(value)
 	for _, ours := range tz.AuthservIDs {
 		if ours != "" && strings.EqualFold(id, ours) {
 			return true
 		}
 	}
 	return false
-}
-
-// authservID returns the first token of an Authentication-Results value
-// (RFC 8601 §2.2), after any comments, unquoted.
-func authservID(v string) string {
-	for {
-		v = strings.TrimLeft(v, " \t\r\n")
-		if !strings.HasPrefix(v, "(") {
-			break
-		}
-		depth := 0
-		i := 0
-		for ; i < len(v); i++ {
-			if v[i] == '\\' {
-				i++
-				continue
-			}
-			if v[i] == '(' {
-				depth++
-			} else if v[i] == ')' {
-				if depth--; depth == 0 {
-					break
-				}
-			}
-		}
-		if i >= len(v) {
-			return ""
-		}
-		v = v[i+1:]
-	}
-	if strings.HasPrefix(v, `"`) {
-		id, _, _ := strings.Cut(v[1:], `"`)
-		return id
-	}
-	if i := strings.IndexAny(v, " \t\r\n();\""); i >= 0 {
-		return v[:i]
-	}
-	return v
 }
 
 func bucket(n int) string {

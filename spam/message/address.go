@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"strings"
 
 	"github.com/emersion/go-message/charset"
 )
@@ -89,6 +90,39 @@ func lenientMailbox(v string) (string, error) {
 		return "", ErrBadMailbox
 	}
 	return addr, nil
+}
+
+// AuthservID returns the authserv-id of an Authentication-Results value: its
+// first token after any CFWS (RFC 8601 §2.2), unquoted. A version or a
+// comment may follow it ("mx 1; …", "mx (c); …"), so the text before ';'
+// cannot be compared as a whole. After an unterminated comment it is "".
+func AuthservID(v string) string {
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case ' ', '\t', '\r', '\n':
+		case '(':
+			end, ok := skipComment(v, i)
+			if !ok {
+				return ""
+			}
+			i = end
+		case '"':
+			var b strings.Builder
+			for i++; i < len(v) && v[i] != '"'; i++ {
+				if v[i] == '\\' && i+1 < len(v) {
+					i++
+				}
+				b.WriteByte(v[i])
+			}
+			return b.String()
+		default:
+			if n := strings.IndexAny(v[i:], " \t\r\n();\""); n >= 0 {
+				return v[i : i+n]
+			}
+			return v[i:]
+		}
+	}
+	return ""
 }
 
 // skipQuoted returns the index of the closing quote of the quoted string

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -276,19 +275,7 @@ func TestDeleteHonoursDeadlineBehindFlush(t *testing.T) {
 	if err := s.Set(ctx, "a", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
-	locker, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := HoldWriteLock(t, path)
 	flushed := make(chan error, 1)
 	go func() { flushed <- s.flush(context.Background(), false) }()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -307,9 +294,7 @@ func TestDeleteHonoursDeadlineBehindFlush(t *testing.T) {
 	start := time.Now()
 	derr := s.Delete(dctx, "a")
 	took := time.Since(start)
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	recv(t, "flush", flushed)
 	if took > time.Second {
 		t.Errorf("Delete with a 50ms deadline took %v", took)

@@ -146,19 +146,7 @@ func TestWriteBehindFlushFailure(t *testing.T) {
 	}
 	eventually(t, "first flush", func() bool { _, ok := rawGet(t, path, "before"); return ok })
 
-	locker, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer locker.Close()
-	conn, err := locker.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := sqlite.HoldWriteLock(t, path)
 	if err := s.Set(ctx, "during", []byte("2"), 0); err != nil {
 		t.Fatal(err) // accepted: the lock is not noticed before a flush
 	}
@@ -168,9 +156,7 @@ func TestWriteBehindFlushFailure(t *testing.T) {
 	if v, err := s.Get(ctx, "during"); err != nil || string(v) != "2" {
 		t.Fatalf("Get while locked = %q, %v", v, err)
 	}
-	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	eventually(t, "writes accepted again", func() bool { return s.Set(ctx, "after", []byte("4"), 0) == nil })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

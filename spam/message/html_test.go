@@ -1,0 +1,45 @@
+package message
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFindTextURIs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"see http://a.example/x and HTTPS://B.example.", []string{"http://a.example/x", "HTTPS://B.example."}},
+		{"www.c.example, xwww.d.example and (www.e.example)", []string{"www.c.example,", "www.e.example)"}},
+		{"mailto:x@f.example ftp://g.example", []string{"mailto:x@f.example", "ftp://g.example"}},
+		{"http:// alone, then Www.h.example", []string{"Www.h.example"}},
+		{"İİİ http://i.example ſ www.j.example", []string{"http://i.example", "www.j.example"}},
+		{"nothing here", nil},
+	} {
+		if got := findTextURIs(tc.in, 100); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if got := findTextURIs(strings.Repeat("http://k.example ", 10), 3); len(got) != 3 {
+		t.Errorf("limit: %d URIs", len(got))
+	}
+}
+
+// Text full of openings that do not start a URI used to cost quadratic time
+// (976 KiB of "xwww." took 13 s), outside any scan timeout.
+func TestFindTextURIsLinear(t *testing.T) {
+	for _, unit := range []string{"xwww.", "http:", "m", "wwwwww"} {
+		body := strings.Repeat(unit, 1<<20/len(unit))
+		start := time.Now()
+		m := Parse([]byte("Subject: x\n\n"+body), Limits{ScanSize: 2 << 20})
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q × %d: parse took %v", unit, len(body)/len(unit), d)
+		}
+		if len(m.URIs) != 0 {
+			t.Errorf("%q: %d URIs", unit, len(m.URIs))
+		}
+	}
+}
