@@ -17,6 +17,7 @@ import (
 	"io"
 	"mime"
 	"net/textproto"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,8 +115,16 @@ func Open(cfg Config) (*Store, error) {
 	// synchronous=FULL: lmtpd answers 250 as soon as Add's INSERT commits, and in
 	// WAL mode NORMAL lets a power loss roll back the last commits — the message
 	// would be acknowledged and its row gone. The index sees a few writes an hour.
-	dsn := "file:" + filepath.Join(cfg.Dir, "index.db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
-	db, err := sql.Open("sqlite", dsn)
+	// A file: URI built by net/url: a '?', '#' or '%' in the directory's name
+	// would otherwise cut the path (the index opened elsewhere, without these
+	// pragmas) or fail to open.
+	path, err := filepath.Abs(filepath.Join(cfg.Dir, "index.db"))
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
+	dsn := url.URL{Scheme: "file", Path: filepath.ToSlash(path),
+		RawQuery: "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"}
+	db, err := sql.Open("sqlite", dsn.String())
 	if err != nil {
 		return nil, fmt.Errorf("quarantine: open index: %w", err)
 	}
@@ -186,7 +195,8 @@ func sweepTmp(dir string, before time.Time) {
 	}
 }
 
-func syncDir(dir string) error {
+// syncDir makes dir's entries durable (a var: tests record the calls).
+var syncDir = func(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -243,10 +253,21 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 }
 
 func (s *Store) insert(ctx context.Context, e *Entry) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO messages (`+cols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.insertAs(ctx, "INSERT", e)
+	return err
+}
+
+// insertAs inserts e's row with verb (INSERT, or INSERT OR IGNORE) and reports
+// whether it did.
+func (s *Store) insertAs(ctx context.Context, verb string, e *Entry) (bool, error) {
+	res, err := s.db.ExecContext(ctx, verb+` INTO messages (`+cols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 		e.ID, e.Time.UnixMicro(), e.Recipient, e.User, e.Sender, e.Subject, e.Score,
 		strings.Join(e.Symbols, ","), e.Reason, e.Size, e.MessageID, e.QueueID)
-	return err
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // Filter selects entries for List.
@@ -375,7 +396,10 @@ func (s *Store) Delete(ctx context.Context, ids ...string) error {
 // remove deletes id's row, if it is claimed by claim (0: unclaimed), and its
 // file, in one transaction: a crash in between leaves a row without a file
 // (which fails visibly and is purged) rather than a file without a row, which
-// Recover would bring back as if the index had lost it.
+// Recover would bring back as if the index had lost it. For the same reason the
+// unlink is made durable (directory fsync) before the row's deletion commits:
+// otherwise a power loss could bring back a released message, to be released
+// again, or a deleted one.
 func (s *Store) remove(ctx context.Context, id string, claim int64) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -390,6 +414,9 @@ func (s *Store) remove(ctx context.Context, id string, claim int64) (bool, error
 		return false, nil
 	}
 	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if err := syncDir(filepath.Dir(s.path(id))); err != nil {
 		return false, err
 	}
 	return true, tx.Commit()
@@ -412,6 +439,7 @@ type Claimed struct {
 	Message []byte
 
 	s     *Store
+	id    string // also when Entry could not be read
 	token int64
 }
 
@@ -424,9 +452,12 @@ func (s *Store) Claim(ctx context.Context, id string) (*Claimed, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	token := s.now().UnixMicro()
+	c := &Claimed{s: s, id: id, token: token}
 	res, err := s.db.ExecContext(ctx, `UPDATE messages SET claimed=? WHERE id=? AND claimed=0`, token, id)
 	if err != nil {
-		return nil, fmt.Errorf("quarantine: claim %s: %w", id, err)
+		// The claim may have committed all the same: the driver reports a
+		// cancellation that races the statement's end as the context's error.
+		return nil, c.putBack(ctx, fmt.Errorf("quarantine: claim %s: %w", id, err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		if _, err := s.claimOf(ctx, id); err != nil {
@@ -434,34 +465,45 @@ func (s *Store) Claim(ctx context.Context, id string) (*Claimed, error) {
 		}
 		return nil, fmt.Errorf("%w: %s", ErrReleasing, id)
 	}
-	c := &Claimed{s: s, token: token}
 	if c.Entry, err = s.Get(ctx, id); err == nil {
 		c.Message, err = os.ReadFile(s.path(id))
 	}
 	if err != nil {
-		c.Abort(ctx)
-		return nil, fmt.Errorf("quarantine: read %s: %w", id, err)
+		return nil, c.putBack(ctx, fmt.Errorf("quarantine: read %s: %w", id, err))
 	}
 	return c, nil
 }
 
+// putBack drops the claim of a Claim that failed, and returns err (with the
+// put-back's own error, if any). It runs also when ctx is what ran out: left
+// claimed, the message could be neither released nor deleted until Recover
+// drops the claim an hour later.
+func (c *Claimed) putBack(ctx context.Context, err error) error {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if aerr := c.Abort(bctx); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
+}
+
 // Done removes a released message from the quarantine.
 func (c *Claimed) Done(ctx context.Context) error {
-	ok, err := c.s.remove(ctx, c.Entry.ID, c.token)
+	ok, err := c.s.remove(ctx, c.id, c.token)
 	if err == nil && !ok {
 		err = errors.New("the claim expired")
 	}
 	if err != nil {
-		return fmt.Errorf("quarantine: remove released %s: %w", c.Entry.ID, err)
+		return fmt.Errorf("quarantine: remove released %s: %w", c.id, err)
 	}
 	return nil
 }
 
 // Abort puts a message whose release failed back into the quarantine.
 func (c *Claimed) Abort(ctx context.Context) error {
-	_, err := c.s.db.ExecContext(ctx, `UPDATE messages SET claimed=0 WHERE id=? AND claimed=?`, c.Entry.ID, c.token)
+	_, err := c.s.db.ExecContext(ctx, `UPDATE messages SET claimed=0 WHERE id=? AND claimed=?`, c.id, c.token)
 	if err != nil {
-		return fmt.Errorf("quarantine: put back %s: %w", c.Entry.ID, err)
+		return fmt.Errorf("quarantine: put back %s: %w", c.id, err)
 	}
 	return nil
 }
@@ -519,10 +561,15 @@ func (s *Store) Recover(ctx context.Context) (int, error) {
 		if b, err := readHead(s.path(id)); err == nil {
 			e.Subject, e.MessageID, e.Score = recoveredFields(b)
 		}
-		if err := s.insert(ctx, e); err != nil {
+		// OR IGNORE: another process's Recover (lmtpd's housekeeping, an
+		// admin's list or purge) may have indexed it since the rows were read.
+		added, err := s.insertAs(ctx, "INSERT OR IGNORE", e)
+		if err != nil {
 			return n, fmt.Errorf("quarantine: recover %s: %w", id, err)
 		}
-		n++
+		if added {
+			n++
+		}
 	}
 	return n, nil
 }

@@ -266,3 +266,23 @@ func TestOldIndexUpgraded(t *testing.T) {
 		t.Fatalf("list %v %v", l, err)
 	}
 }
+
+// TestOddDirName: a quarantine directory whose name has characters that mean
+// something in a URI keeps its index inside it, with its pragmas.
+func TestOddDirName(t *testing.T) {
+	ctx := context.Background()
+	for _, name := range []string{"a dir", "a?dir", "a#dir", "a%41dir"} {
+		dir := filepath.Join(t.TempDir(), name)
+		s := openStore(t, Config{Dir: dir})
+		if _, err := s.Add(ctx, &Entry{Recipient: "a@b"}, []byte("x")); err != nil {
+			t.Fatalf("%q: add: %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "index.db")); err != nil {
+			t.Errorf("%q: index not in the quarantine directory: %v", name, err)
+		}
+		var sync int
+		if err := s.db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil || sync != 2 {
+			t.Errorf("%q: synchronous = %d %v, want 2 (FULL)", name, sync, err)
+		}
+	}
+}
