@@ -65,6 +65,9 @@ func ParseAction(s string) (Action, error) {
 		if text == "" {
 			return Action{}, fmt.Errorf("action %q: a numeric code needs text", s)
 		}
+		if err := checkStatus(verb, text); err != nil {
+			return Action{}, fmt.Errorf("action %q: %w", s, err)
+		}
 		return Action{Verb: verb, Text: text}, nil
 	}
 	up := strings.ToUpper(verb)
@@ -75,10 +78,70 @@ func ParseAction(s string) (Action, error) {
 	if needText && text == "" {
 		return Action{}, fmt.Errorf("action %q: %s needs an argument", s, up)
 	}
-	if up == VerbPrepend && !strings.Contains(text, ":") {
+	if up == VerbPrepend && !isHeader(text) {
+		// Postfix ignores (logs) a PREPEND whose text is not a header.
 		return Action{}, fmt.Errorf("action %q: PREPEND needs \"Header-Name: value\"", s)
 	}
+	if err := checkStatus(up, text); err != nil {
+		return Action{}, fmt.Errorf("action %q: %w", s, err)
+	}
 	return Action{Verb: up, Text: text}, nil
+}
+
+// checkStatus checks the RFC 3463 enhanced status code that may start the
+// text of an action carrying a reply code. Postfix sends it as written after
+// the reply code (REJECT answers access_map_reject_code, 554; the DEFER verbs
+// access_map_defer_code, 450) and checks neither its class against the
+// code's nor, once it looks like one, its form: "REJECT 4.7.1" would reach
+// the client as "554 4.7.1", and "450 4.7 text" as "450 4.7.1 4.7 text".
+func checkStatus(verb, text string) error {
+	var class byte
+	switch verb {
+	case VerbReject:
+		class = '5'
+	case VerbDefer, VerbDeferIfPermit, VerbDeferIfReject:
+		class = '4'
+	default:
+		if !isCode(verb) {
+			return nil
+		}
+		class = verb[0]
+	}
+	if len(text) < 2 || text[0] < '0' || text[0] > '9' || text[1] != '.' {
+		return nil // no status code: Postfix supplies one of the right class
+	}
+	code, _, _ := strings.Cut(text, " ")
+	if !validStatus(code) {
+		return fmt.Errorf("%q is not an enhanced status code (class.subject.detail, e.g. %c.7.1)", code, class)
+	}
+	if code[0] != class {
+		return fmt.Errorf("enhanced status code %s does not match the reply class %cxx", code, class)
+	}
+	return nil
+}
+
+// isHeader reports whether s starts with a header name and its colon, as
+// Postfix's is_header reads it: printable ASCII other than ':', then optional
+// blanks before the colon.
+func isHeader(s string) bool {
+	name, _, ok := strings.Cut(s, ":")
+	name = strings.TrimRight(name, " \t")
+	return ok && name != "" && !strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f })
+}
+
+// validStatus reports an RFC 3463 status code as Postfix's dsn_valid reads
+// it: class 2, 4 or 5, then 1-3 and 1-3 digits.
+func validStatus(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || strings.IndexByte("245", parts[0][0]) < 0 {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if len(p) < 1 || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func isCode(s string) bool {

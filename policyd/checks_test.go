@@ -504,3 +504,39 @@ func TestActionParseAndString(t *testing.T) {
 		t.Error("Permanent/Label")
 	}
 }
+
+// TestActionEnhancedStatusClass: Postfix sends an action's enhanced status
+// code as written after the reply code (access(5), RFC 3463: the class must
+// be the reply's), so "450 5.7.1" or "REJECT 4.7.1" would reach clients as a
+// contradictory "450 5.7.1" / "554 4.7.1". Such an action is a config error,
+// and so is text that starts like a status code but is not one, and a
+// PREPEND that Postfix would ignore because its text is not a header.
+func TestActionEnhancedStatusClass(t *testing.T) {
+	good := []string{
+		"450 4.7.1 Greylisted", "550 5.7.1 no", "421 4.3.2 going down", "554 Service unavailable",
+		"REJECT 5.7.1 no", "REJECT", "DEFER 4.7.1 later", "DEFER_IF_PERMIT 4.3.0 later", "DEFER_IF_REJECT 4.7.1 later",
+		"DEFER_IF_PERMIT Greylisted", "HOLD 5 messages held", "DEFER 4.7.1", "550 5.1.10 user unknown",
+		"WARN 5.7.1 would have rejected", "PREPEND X-Test: 5.7.1", "PREPEND X-Test : yes", "PREPEND X-Test:",
+	}
+	for _, in := range good {
+		if _, err := ParseAction(in); err != nil {
+			t.Errorf("ParseAction(%q): %v", in, err)
+		}
+	}
+	for _, bad := range []string{
+		"450 5.7.1 Greylisted", "550 4.7.1 no", "REJECT 4.7.1 no", "REJECT 2.0.0 fine",
+		"DEFER 5.7.1 later", "DEFER_IF_PERMIT 5.7.1 later", "DEFER_IF_REJECT 5.7.1 later",
+		"450 4.7 Greylisted", "550 5.1.1.1 unknown", "450 4.7.1000 later",
+		// Postfix ignores a PREPEND that is not a header.
+		"PREPEND X Test: yes", "PREPEND : yes", "PREPEND X-Tést: yes",
+	} {
+		if _, err := ParseAction(bad); err == nil {
+			t.Errorf("ParseAction(%q) accepted", bad)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.RateLimit.Limits[0].Action = "REJECT 4.7.1 Message rate limit exceeded"
+	if err := config.Validate("policyd", &cfg); err == nil || !strings.Contains(err.Error(), "4.7.1") {
+		t.Fatalf("rate limit action with a 4.x.x code for REJECT accepted: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dovetail-mail/dovetail/dnsbl"
 	"github.com/dovetail-mail/dovetail/internal/config"
+	"github.com/dovetail-mail/dovetail/store/mem"
 )
 
 // blackholeResolver is a real Go resolver whose DNS server swallows every
@@ -94,6 +95,63 @@ func TestDNSDown(t *testing.T) {
 			}
 			if n := counterValue(ts.m.dnsFailures.WithLabelValues(CheckSPF)); n != wantSPF {
 				t.Errorf("spf temperrors = %v, want %v", n, wantSPF)
+			}
+		})
+	}
+}
+
+// rcodeResolver is a real Go resolver whose DNS server answers every query
+// with rcode (no records), as a resolver that refuses the query (REFUSED:
+// an ACL, a misconfigured forwarder) or cannot handle it does.
+func rcodeResolver(t *testing.T, rcode byte) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if n < 12 {
+				continue
+			}
+			// The query echoed back as the answer: QR and RA set, the
+			// opcode and RD kept, the rcode set; no answer records.
+			resp := append([]byte(nil), buf[:n]...)
+			resp[2] = 0x80 | resp[2]&0x79
+			resp[3] = 0x80 | rcode
+			_, _ = pc.WriteTo(resp, from)
+		}
+	}()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+}
+
+// TestSPFDNSErrorIsTempError: a DNS answer other than success or NXDOMAIN
+// (REFUSED, NOTIMP, FORMERR, SERVFAIL) ends SPF in temperror (RFC 7208
+// section 4.4), whatever Go's resolver calls temporary: with permerror
+// configured to reject, a resolver refusing queries must defer mail, not
+// bounce it.
+func TestSPFDNSErrorIsTempError(t *testing.T) {
+	for _, rc := range []struct {
+		name  string
+		rcode byte
+	}{{"SERVFAIL", 2}, {"NOTIMP", 4}, {"REFUSED", 5}} {
+		t.Run(rc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.SPF.Enabled = true
+			cfg.SPF.PermErrorAction = "550 5.7.24 SPF permanent error"
+			s := newDirect(t, cfg, Deps{Store: mem.New(), Resolver: rcodeResolver(t, rc.rcode)})
+			d := evalDirect(t, s, nil, "sender", "a@spf.example", "client_address", "198.51.100.9")
+			if d.action.Permanent() || !strings.HasPrefix(d.action.String(), "DEFER_IF_PERMIT 4.7.24") {
+				t.Fatalf("got %+v, want the temperror action", d)
 			}
 		})
 	}

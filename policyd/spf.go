@@ -2,6 +2,7 @@ package policyd
 
 import (
 	"context"
+	"errors"
 	"net"
 	"time"
 
@@ -43,7 +44,7 @@ func (s *spfEval) outcome(ctx context.Context, tx *txn) spfOutcome {
 	sctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	res, err := spf.CheckHostWithSender(net.IP(r.ClientAddr.AsSlice()), r.HeloName, sender,
-		spf.WithContext(sctx), spf.WithResolver(s.resolver))
+		spf.WithContext(sctx), spf.WithResolver(spfResolver{s.resolver}))
 	o := spfOutcome{result: res, err: err}
 	if res == spf.TempError {
 		s.tempErrors.Inc()
@@ -60,6 +61,33 @@ func (s *spfEval) outcome(ctx context.Context, tx *txn) spfOutcome {
 // applies reports whether SPF is evaluated for this request at all.
 func (s *spfEval) applies(r *Request) bool {
 	return r.ProtocolState == StateRcpt && !r.Authenticated() && r.ClientAddr.IsValid() && !s.exempt.contains(r.ClientAddr)
+}
+
+// spfResolver is the resolver the SPF library sees. RFC 7208 section 4.4: a
+// record lookup that ends in anything but an answer or "no such name/no
+// record" (SERVFAIL, REFUSED, NOTIMP, an unparsable reply, a timeout) is a
+// temperror. The library calls a TXT lookup error temporary only when Go's
+// resolver did (SERVFAIL and timeouts), and a permerror otherwise: a resolver
+// refusing queries would turn every sender into a permerror, which
+// permerror_action may reject. Its other lookups already treat every error
+// but "not found" as a temperror.
+type spfResolver struct{ spf.DNSResolver }
+
+func (r spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	txts, err := r.DNSResolver.LookupTXT(ctx, name)
+	if err == nil {
+		return txts, nil
+	}
+	var de *net.DNSError
+	if !errors.As(err, &de) {
+		return txts, &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true, UnwrapErr: err}
+	}
+	if de.IsNotFound || de.Temporary() {
+		return txts, de // the library type-asserts: no wrapping around it
+	}
+	tmp := *de
+	tmp.IsTemporary = true
+	return txts, &tmp
 }
 
 // spfCheck answers the configured action for each SPF result.
