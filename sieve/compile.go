@@ -152,13 +152,13 @@ func (c *compiler) block(nodes []*cmdNode) []cmd {
 			orphan = false
 			cond, blk := c.ifParts(n)
 			prevIf = &ifCmd{branches: []ifBranch{{cond: cond, body: blk}}}
-			out = append(out, prevIf)
+			out = append(out, located{prevIf, n.pos})
 			continue
 		}
 		prevIf = nil
 		orphan = false
 		if x := c.command(n); x != nil {
-			out = append(out, x)
+			out = append(out, located{x, n.pos})
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"mime"
 	"strings"
 )
 
@@ -34,6 +35,13 @@ func (r *run) headerProtected(name string, del bool) bool {
 	}
 	return false
 }
+
+// maxAddedHeaderBytes bounds what addheader may add in one execution (all
+// scripts of a run together). Each field is bounded by MaxHeaderSize, their
+// number only by the step limit and the CPU time: enough for hundreds of
+// megabytes of header per delivery. 100 KiB is Postfix's header_size_limit,
+// past which the MTA would not keep the fields as header anyway.
+const maxAddedHeaderBytes = 100 << 10
 
 // editable returns a private copy of the header list for modification.
 func (r *run) editableHeaders() []Header {
@@ -76,6 +84,39 @@ func sanitizeHeaderValue(v string) string {
 	return b.String()
 }
 
+// encodeHeaderValue RFC 2047-encodes the non-ASCII words of a field value, as
+// RFC 5293 section 4 requires of addheader (an 8-bit value is no valid field
+// body) and Pigeonhole does: the run from the first to the last word holding
+// 8-bit text becomes encoded-words, so the ASCII around it (an address in a
+// structured field) stays as it was. Tests decode the value again.
+func encodeHeaderValue(v string) string {
+	first, last := -1, -1
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return v
+	}
+	ws := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+	for first > 0 && !ws(v[first-1]) {
+		first--
+	}
+	end := last + 1
+	for end < len(v) && !ws(v[end]) {
+		end++
+	}
+	// Folding inside the run would otherwise be encoded as text; the
+	// encoded-words are folded between themselves instead.
+	enc := mime.QEncoding.Encode("utf-8", strings.ReplaceAll(v[first:end], "\r\n", ""))
+	enc = strings.ReplaceAll(enc, "?= =?", "?=\r\n =?")
+	return v[:first] + enc + v[end:]
+}
+
 func (c *addheaderCmd) exec(r *run) error {
 	name := r.expand(&c.name)
 	val := r.expand(&c.value)
@@ -91,7 +132,11 @@ func (c *addheaderCmd) exec(r *run) error {
 	if n := r.lim.MaxHeaderSize; n > 0 && len(name)+len(val)+2 > n {
 		return r.runtimeErr("addheader action: header field is too large")
 	}
-	h := Header{Name: name, Value: sanitizeHeaderValue(val)}
+	h := Header{Name: name, Value: encodeHeaderValue(sanitizeHeaderValue(val))}
+	r.st.addedHeaderBytes += len(h.Name) + len(h.Value) + 4
+	if r.st.addedHeaderBytes > maxAddedHeaderBytes {
+		return r.runtimeErr("addheader action: the header fields added exceed %d bytes in total", maxAddedHeaderBytes)
+	}
 	hs := r.editableHeaders()
 	if c.last {
 		hs = append(hs, h)

@@ -23,17 +23,41 @@ type breakErr struct{ name string }
 
 func (b *breakErr) Error() string { return "break" }
 
-// RuntimeError is an error raised while executing a script.
+// RuntimeError is an error raised while executing a script. Line and Col
+// locate the command that failed (0 when not known, e.g. a limit hit
+// between commands at top level).
 type RuntimeError struct {
-	Script string
-	Msg    string
+	Script    string
+	Line, Col int
+	Msg       string
 }
 
 func (e *RuntimeError) Error() string {
-	if e.Script == "" {
-		return e.Msg
+	switch {
+	case e.Script != "" && e.Line > 0:
+		return fmt.Sprintf("%s:%d:%d: %s", e.Script, e.Line, e.Col, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, e.Msg)
+	case e.Script != "":
+		return e.Script + ": " + e.Msg
 	}
-	return e.Script + ": " + e.Msg
+	return e.Msg
+}
+
+// located records where a command stands, so that a runtime error it raises
+// (or one of its tests or block raises and did not place more precisely)
+// names the line and column.
+type located struct {
+	c   cmd
+	pos Pos
+}
+
+func (l located) exec(r *run) error {
+	err := l.c.exec(r)
+	if re, ok := err.(*RuntimeError); ok && re.Line == 0 && re.Script == r.script.name {
+		re.Line, re.Col = l.pos.Line, l.pos.Col
+	}
+	return err
 }
 
 // execState is shared by every script of one multiscript run.
@@ -46,11 +70,13 @@ type execState struct {
 	flagsSet      bool
 	headers       []Header
 	headersEdited bool
-	dupMarks      []DuplicateMark
-	errors        []error
-	warnings      []string
-	origin        []int // script number that produced each action
-	scriptNo      int
+	// addedHeaderBytes is what addheader added so far (maxAddedHeaderBytes)
+	addedHeaderBytes int
+	dupMarks         []DuplicateMark
+	errors           []error
+	warnings         []string
+	origin           []int // script number that produced each action
+	scriptNo         int
 }
 
 type run struct {

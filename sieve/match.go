@@ -489,7 +489,10 @@ func (m *matcher) match(r *run, values []string) (bool, error) {
 		ns := strconv.Itoa(n)
 		for i := range m.keys {
 			k := r.expand(&m.keys[i])
-			if relHolds(m.rel, cmpNumeric.compare(ns, k)) {
+			// The count is compared under the test's comparator (RFC 5231
+			// section 4.2, Pigeonhole's mcht_count_match): numerically only
+			// with i;ascii-numeric.
+			if relHolds(m.rel, m.cmp.compare(ns, k)) {
 				return true, nil
 			}
 		}

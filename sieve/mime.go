@@ -276,7 +276,15 @@ func (t *bodyTest) eval(r *run) (bool, error) {
 			}
 			if p.ctype == "message/rfc822" {
 				if t.transform == btContent && contentTypeMatches(p.ctype, specs) {
-					hb := renderMessage(p.children[0].headers, nil)
+					// Past the nesting or part limit the enclosed message
+					// was not parsed into a child: read its header here.
+					var hs []Header
+					if len(p.children) > 0 {
+						hs = p.children[0].headers
+					} else {
+						hs, _ = parseHeaderBlock(p.body)
+					}
+					hb := renderMessage(hs, nil)
 					vals = append(vals, string(hb[:len(hb)-2]))
 				}
 				continue

@@ -1,6 +1,7 @@
 package sieve
 
 import (
+	"mime"
 	"strings"
 	"time"
 )
@@ -25,7 +26,8 @@ func RejectMessage(env *Env, a *Action) (to string, msg []byte, ok bool) {
 	hdr("Date", now.Format(time.RFC1123Z))
 	hdr("From", "Mail Delivery Subsystem <Postmaster@"+domainOf(env.Envelope.To)+">")
 	hdr("To", "<"+sender+">")
-	hdr("Subject", "Rejected: "+subjectOf(env.Message))
+	// encoded again: the decoded subject may hold a line break (or 8-bit text)
+	hdr("Subject", mime.QEncoding.Encode("utf-8", "Rejected: "+subjectOf(env.Message)))
 	hdr("Auto-Submitted", "auto-replied (rejected)")
 	hdr("Precedence", "bulk")
 	hdr("MIME-Version", "1.0")

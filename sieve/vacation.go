@@ -1,9 +1,11 @@
 package sieve
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"mime"
 	"strings"
 	"time"
@@ -114,21 +116,26 @@ func (c *vacationCmd) exec(r *run) error {
 	minP, _ := r.config("sieve_vacation_min_period")
 	maxP, _ := r.config("sieve_vacation_max_period")
 	defP, _ := r.config("sieve_vacation_default_period")
-	minD := parsePeriod(minP, 24*time.Hour)
-	maxD := parsePeriod(maxP, 60*24*time.Hour)
-	period := parsePeriod(defP, 7*24*time.Hour)
+	// In seconds, not time.Duration: ":days 999999" (answer each sender
+	// once) is past what a Duration holds and would wrap around.
+	minS := int64(parsePeriod(minP, 24*time.Hour) / time.Second)
+	maxS := int64(parsePeriod(maxP, 60*24*time.Hour) / time.Second)
+	period := int64(parsePeriod(defP, 7*24*time.Hour) / time.Second)
 	if c.hasDays {
-		period = time.Duration(c.days) * 24 * time.Hour
+		period = math.MaxInt64
+		if c.days <= math.MaxInt64/86400 {
+			period = c.days * 86400
+		}
 	} else if c.hasSeconds {
-		period = time.Duration(c.seconds) * time.Second
+		period = c.seconds
 	}
-	if period < minD && !(c.hasSeconds && c.seconds == 0) {
-		period = minD
+	if period < minS && !(c.hasSeconds && c.seconds == 0) {
+		period = minS
 	}
-	if maxD > 0 && period > maxD {
-		period = maxD
+	if maxS > 0 && period > maxS {
+		period = maxS
 	}
-	a.Seconds = int64(period / time.Second)
+	a.Seconds = period
 	if c.handle != nil {
 		a.Handle = r.expand(c.handle)
 	} else {
@@ -254,7 +261,12 @@ func VacationReply(env *Env, a *Action) (out OutgoingMessage, ok bool, reason st
 		b.WriteString("\r\n")
 	}
 	hdr("X-Sieve", "dovetail Sieve")
-	hdr("Message-ID", fmt.Sprintf("<dovetail-vacation-%s@%s>", a.Handle, domainOf(env.Envelope.To)))
+	// Unique per reply (RFC 5322 section 3.6.4): not the handle itself, which
+	// the script may build from message text and which every reply with it
+	// shares.
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	hdr("Message-ID", fmt.Sprintf("<dovetail-vacation-%s@%s>", hex.EncodeToString(rnd[:]), domainOf(env.Envelope.To)))
 	now := time.Now()
 	if env.Now != nil {
 		now = env.Now()
@@ -271,7 +283,7 @@ func VacationReply(env *Env, a *Action) (out OutgoingMessage, ok bool, reason st
 		}
 	}
 	if a.From != "" {
-		hdr("From", a.From)
+		hdr("From", encodeAddrHeader(a.From))
 	} else if from != "" {
 		hdr("From", encodeAddrHeader(from))
 	}
@@ -387,17 +399,42 @@ func domainOf(a string) string {
 	return "localhost"
 }
 
+// formatAddr renders an address for a header field of an outgoing message.
+// The display name is decoded (it comes RFC 2047-encoded from the original
+// header) and so is encoded or quoted again here: written out decoded, a name
+// holding a line break added header fields of the sender's choosing to the
+// reply.
 func formatAddr(p parsedAddr) string {
 	addr := p.local + "@" + p.domain
 	raw := strings.TrimSpace(p.raw)
 	if i := strings.LastIndexByte(raw, '<'); i > 0 {
 		name := strings.TrimSpace(raw[:i])
 		if name != "" {
-			name = strings.Trim(name, "\"")
-			return "\"" + decodeHeader(name) + "\" <" + addr + ">"
+			if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
+				name = unquote(name[1 : len(name)-1])
+			}
+			return encodePhrase(decodeHeader(name)) + " <" + addr + ">"
 		}
 	}
 	return "<" + addr + ">"
+}
+
+// encodePhrase makes s a display-name phrase: a quoted string, or base64
+// encoded-words (safe in a phrase whatever s holds) when s is not ASCII.
+// Control characters become spaces.
+func encodePhrase(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return mime.BEncoding.Encode("utf-8", s)
+		}
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 func encodeAddrHeader(s string) string {
@@ -405,5 +442,11 @@ func encodeAddrHeader(s string) string {
 	if len(ps) == 1 && ps[0].ok {
 		return formatAddr(ps[0])
 	}
-	return s
+	// not one mailbox: at least no line break may end the field early
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
 }
