@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"crypto/rand"
 	"crypto/sha256"
+	"strings"
 	"sync"
 	"time"
 )
@@ -13,6 +14,12 @@ import (
 // login NUL password): no password is kept, and the digests are useless outside
 // this process. Entries expire after ttl (positive) or negTTL (negative); the
 // total estimated size is bounded, least recently used first out.
+//
+// Entries are also indexed by account (accountName of the login and, for a
+// success, of the canonical user), so that a new password or a disabled user
+// reaches every cached spelling of that account: the directories match logins
+// regardless of case, and a filter such as (|(uid=%u)(mail=%u)) accepts
+// several names for one entry.
 type cache struct {
 	mu      sync.Mutex
 	key     []byte
@@ -20,19 +27,26 @@ type cache struct {
 	negTTL  time.Duration
 	max     int64
 	size    int64
-	lru     *list.List                 // front = most recent
-	items   map[[32]byte]*list.Element // → *cacheEntry
-	byLogin map[string]map[[32]byte]struct{}
+	lru     *list.List                       // front = most recent
+	items   map[[32]byte]*list.Element       // → *cacheEntry
+	byLogin map[string]map[[32]byte]struct{} // accountName → keys
 	now     func() time.Time
 }
 
 type cacheEntry struct {
-	key     [32]byte
-	login   string // as the client sent it
-	user    string // canonical user for OK
-	ok      bool
-	expires time.Time
-	size    int64
+	key      [32]byte
+	accounts []string // the byLogin names this entry is indexed under
+	user     string   // canonical user for OK
+	ok       bool
+	expires  time.Time
+	size     int64
+}
+
+// accountName folds a login or user name the way the directories match them
+// (case-insensitively, LDAP also ignoring surrounding space), so "Alice" and
+// "alice" are one account for the cache and the failure penalty.
+func accountName(login string) string {
+	return strings.ToLower(strings.TrimSpace(login))
 }
 
 // entryOverhead approximates the memory of one entry besides its strings.
@@ -80,8 +94,9 @@ func (c *cache) get(k [32]byte) (user string, ok, found bool) {
 	return e.user, e.ok, true
 }
 
-// put stores a verdict. A positive verdict for a login drops that login's other
-// positive entries: the password changed, the old one must stop working.
+// put stores a verdict. A positive verdict for an account drops that account's
+// other positive entries, under whatever spelling they were cached: the
+// password changed, the old one must stop working.
 func (c *cache) put(k [32]byte, login, user string, ok bool) {
 	ttl := c.ttl
 	if !ok {
@@ -90,39 +105,50 @@ func (c *cache) put(k [32]byte, login, user string, ok bool) {
 	if ttl <= 0 {
 		return
 	}
+	accounts := []string{accountName(login)}
+	if u := accountName(user); ok && u != "" && u != accounts[0] {
+		accounts = append(accounts, u)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ok {
-		for other := range c.byLogin[login] {
-			if el := c.items[other]; other != k && el != nil && el.Value.(*cacheEntry).ok {
-				c.remove(el)
+		for _, a := range accounts {
+			for other := range c.byLogin[a] {
+				if el := c.items[other]; other != k && el != nil && el.Value.(*cacheEntry).ok {
+					c.remove(el)
+				}
 			}
 		}
 	}
 	if el, hit := c.items[k]; hit {
 		c.remove(el)
 	}
-	e := &cacheEntry{key: k, login: login, user: user, ok: ok, expires: c.now().Add(ttl),
-		size: entryOverhead + int64(len(login)+len(user))}
+	size := entryOverhead + int64(len(user))
+	for _, a := range accounts {
+		size += int64(len(a))
+	}
+	e := &cacheEntry{key: k, accounts: accounts, user: user, ok: ok, expires: c.now().Add(ttl), size: size}
 	if e.size > c.max {
 		return
 	}
 	c.items[k] = c.lru.PushFront(e)
-	if c.byLogin[login] == nil {
-		c.byLogin[login] = map[[32]byte]struct{}{}
+	for _, a := range accounts {
+		if c.byLogin[a] == nil {
+			c.byLogin[a] = map[[32]byte]struct{}{}
+		}
+		c.byLogin[a][k] = struct{}{}
 	}
-	c.byLogin[login][k] = struct{}{}
 	c.size += e.size
 	for c.size > c.max {
 		c.remove(c.lru.Back())
 	}
 }
 
-// forget drops every entry of a login (e.g. it was found disabled).
+// forget drops every entry of a login's account (e.g. it was found disabled).
 func (c *cache) forget(login string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k := range c.byLogin[login] {
+	for k := range c.byLogin[accountName(login)] {
 		if el := c.items[k]; el != nil {
 			c.remove(el)
 		}
@@ -143,10 +169,12 @@ func (c *cache) remove(el *list.Element) {
 	e := el.Value.(*cacheEntry)
 	c.lru.Remove(el)
 	delete(c.items, e.key)
-	if m := c.byLogin[e.login]; m != nil {
-		delete(m, e.key)
-		if len(m) == 0 {
-			delete(c.byLogin, e.login)
+	for _, a := range e.accounts {
+		if m := c.byLogin[a]; m != nil {
+			delete(m, e.key)
+			if len(m) == 0 {
+				delete(c.byLogin, a)
+			}
 		}
 	}
 	c.size -= e.size

@@ -1,7 +1,6 @@
 package authd
 
 import (
-	"strings"
 	"sync"
 	"time"
 )
@@ -36,7 +35,7 @@ func newPenalty(base, max time.Duration) *penalty {
 // match logins that way (LDAP's cn, the users file), so "Alice" and "alice"
 // are one account and must share one penalty.
 func penaltyKey(rip, login string) string {
-	return rip + "\x00" + strings.ToLower(strings.TrimSpace(login))
+	return rip + "\x00" + accountName(login)
 }
 
 // fail records a failure and returns how long to delay its reply.

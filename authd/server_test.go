@@ -861,3 +861,79 @@ func value(c prometheus.Collector) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// TestCacheAccountSpellings: the directories match logins without regard to
+// case (and LDAP filters may accept several names for one entry), so the
+// cache's "a new password drops the old one" and "a disabled user is
+// forgotten" must reach every cached spelling of the account, not only the
+// one just used: otherwise an old password keeps working as "Alice" after it
+// was changed as "alice", for the whole positive TTL.
+func TestCacheAccountSpellings(t *testing.T) {
+	c := newCache(time.Hour, time.Minute, 1<<20)
+	// Password change seen under another case.
+	old := c.keyFor("Alice@Example.com", "old")
+	c.put(old, "Alice@Example.com", "alice@example.com", true)
+	c.put(c.keyFor("alice@example.com", "new"), "alice@example.com", "alice@example.com", true)
+	if _, _, found := c.get(old); found {
+		t.Error("old password still cached under another spelling of the login")
+	}
+	// Password change seen under another name of the same entry (an alias the
+	// filter also matches): the canonical user is the same.
+	alias := c.keyFor("a.smith@example.com", "new")
+	c.put(alias, "a.smith@example.com", "alice@example.com", true)
+	c.put(c.keyFor("alice@example.com", "newer"), "alice@example.com", "alice@example.com", true)
+	if _, _, found := c.get(alias); found {
+		t.Error("old password still cached under an alias of the account")
+	}
+	// A disabled account is forgotten under every spelling.
+	k := c.keyFor("ALICE@example.com", "newer")
+	c.put(k, "ALICE@example.com", "alice@example.com", true)
+	c.forget("alice@example.com")
+	if _, _, found := c.get(k); found {
+		t.Error("disabled account still cached under another spelling")
+	}
+	// Other accounts are untouched, and the index does not leak.
+	bob := c.keyFor("bob", "pw")
+	c.put(bob, "bob", "bob", true)
+	c.forget("alice@example.com")
+	if _, _, found := c.get(bob); !found {
+		t.Error("forgetting alice dropped bob")
+	}
+	c.flush()
+	c.put(bob, "bob", "bob", true)
+	c.remove(c.items[bob])
+	if len(c.byLogin) != 0 || c.size != 0 {
+		t.Errorf("index not emptied: %v, size %d", c.byLogin, c.size)
+	}
+}
+
+// TestCachePasswordChangeOverTheWire: the same through the server with a users
+// file whose password changes.
+func TestCachePasswordChangeOverTheWire(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "users")
+	write := func(pw string, mtime time.Time) {
+		if err := os.WriteFile(p, []byte("alice@example.com:{PLAIN}"+pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, mtime, mtime)
+	}
+	write("oldpw", time.Now())
+	cfg := static.DefaultConfig()
+	cfg.Path, cfg.CheckInterval = p, 0
+	d, err := static.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := start(t, testConfig(), d)
+	c := dial(t, ts.addr)
+	if l := c.plain("Alice@Example.com", "oldpw"); !strings.HasPrefix(l, "OK") {
+		t.Fatal(l)
+	}
+	write("newpw", time.Now().Add(2*time.Second))
+	if l := c.plain("alice@example.com", "newpw"); !strings.HasPrefix(l, "OK") {
+		t.Fatal(l)
+	}
+	if l := c.plain("Alice@Example.com", "oldpw"); !strings.HasPrefix(l, "FAIL") {
+		t.Errorf("old password after the change, other spelling: %q", l)
+	}
+}

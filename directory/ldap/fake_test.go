@@ -315,3 +315,70 @@ func TestSearchBaseMissing(t *testing.T) {
 		d.Close()
 	}
 }
+
+// TestFailoverPastHungServers: a server that hangs (accepts and never answers,
+// or a host that is down) costs a whole timeout per connection attempt, so one
+// request's deadline may run out before it reaches a working URI — with the
+// defaults (timeout 5s, authd's lookup_timeout 5s) already with a single hung
+// primary. The next request must go on where that one gave up, not start at
+// the first URI again, or the directory stays "unavailable" for as long as the
+// hung servers are down although another one answers.
+func TestFailoverPastHungServers(t *testing.T) {
+	hung := func(*ber.Packet) []*ber.Packet { return nil }
+	good := func(op *ber.Packet) []*ber.Packet {
+		switch op.Tag {
+		case tagBindRequest:
+			return []*ber.Packet{ldapResult(tagBindResponse, 0)}
+		case tagSearch:
+			return []*ber.Packet{ldapEntry("cn=alice,ou=people,dc=example,dc=com", map[string]string{"cn": "alice"}),
+				ldapResult(tagSearchDone, 0)}
+		}
+		return []*ber.Packet{ldapResult(tagSearchDone, 53)}
+	}
+	const timeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		hung     int
+		deadline time.Duration // the caller's, like authd's lookup_timeout
+	}{
+		{"one hung primary, deadline = timeout", 1, timeout},
+		{"two hung, deadline = 1.5 timeouts", 2, timeout * 3 / 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var uris []string
+			for range tc.hung {
+				uris = append(uris, "ldap://"+newFakeLDAP(t, hung).addr())
+			}
+			working := newFakeLDAP(t, good)
+			cfg := fakeConfig("ldap://" + working.addr())
+			cfg.URIs = append(uris, cfg.URIs...)
+			cfg.BindDN, cfg.BindPassword = "cn=admin,dc=example,dc=com", "adminsecret"
+			cfg.Timeout = config.Duration(timeout)
+			d, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			var last error
+			for i := 0; i <= tc.hung; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+				_, last = d.Authenticate(ctx, "alice", "alicepw") // bind mode: search, then auth bind
+				cancel()
+				if last == nil {
+					break
+				}
+				if !errors.Is(last, directory.ErrUnavailable) {
+					t.Fatalf("attempt %d: %v, want ErrUnavailable", i, last)
+				}
+			}
+			if last != nil || working.accepted.Load() == 0 {
+				t.Fatalf("the working URI was never reached: %v", last)
+			}
+			// It sticks: the next lookups go straight to the working server.
+			start := time.Now()
+			if _, err := d.Authenticate(context.Background(), "alice", "alicepw"); err != nil || time.Since(start) > timeout/2 {
+				t.Errorf("after failover: %v in %v", err, time.Since(start))
+			}
+		})
+	}
+}

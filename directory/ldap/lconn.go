@@ -32,6 +32,7 @@ type lconn struct {
 	r      *bufio.Reader
 	msgID  int64
 	broken bool
+	uri    int // index of the pool URI it is connected to
 }
 
 // maxResponse bounds one LDAP message we accept (an entry with a few

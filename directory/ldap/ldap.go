@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
@@ -91,9 +92,10 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 		}
 		return c.bind(ctx, cfg.BindDN, string(cfg.BindPassword), timeout)
 	}
-	d.search = newPool("search", cfg.PoolSize, &d.cfg, serviceBind, d.dialFailed)
+	cur := new(atomic.Int32)
+	d.search = newPool("search", cfg.PoolSize, &d.cfg, cur, serviceBind, d.dialFailed)
 	if cfg.AuthMode == ModeBind {
-		d.auth = newPool("auth-bind", cfg.AuthPoolSize, &d.cfg, nil, d.dialFailed)
+		d.auth = newPool("auth-bind", cfg.AuthPoolSize, &d.cfg, cur, nil, d.dialFailed)
 	}
 	return d, nil
 }
@@ -156,6 +158,7 @@ func (d *Directory) find(ctx context.Context, tmpl, value string, attrs []string
 		}
 		entries, err := c.search(ctx, d.cfg.BaseDN, d.scope, compiled, attrs, 2, t)
 		broken := isNetErr(err)
+		d.search.failed(ctx, c, err)
 		// A cancelled request costs only its own connection (roundTrip closed
 		// it); the idle ones are not suspect as after a network error.
 		d.search.put(c, broken && ctx.Err() == nil)
@@ -327,6 +330,7 @@ func (d *Directory) bindAs(ctx context.Context, dn, pw string) error {
 		}
 		err = c.bind(ctx, dn, pw, t)
 		broken := isNetErr(err)
+		d.auth.failed(ctx, c, err)
 		d.auth.put(c, broken && ctx.Err() == nil)
 		switch {
 		case err == nil:

@@ -18,9 +18,13 @@ import (
 // channel. Connections are dialled lazily, so a pool needs no LDAP server to be
 // created and recovers by itself when the server returns.
 type pool struct {
-	name    string
-	uris    []string
-	cur     atomic.Int32 // index of the URI that last worked: failover sticks
+	name string
+	uris []string
+	// cur is the index of the URI to try first: the last that worked
+	// (failover sticks) or the one after the last that failed. The search
+	// and auth-bind pools share it: they talk to the same servers, and the
+	// auth binds must not keep going to a server the searches left.
+	cur     *atomic.Int32
 	bind    func(ctx context.Context, c *lconn, timeout time.Duration) error
 	cfg     *Config
 	sem     chan struct{}
@@ -29,9 +33,9 @@ type pool struct {
 	dialErr func(uri string, err error) // logs dial failures
 }
 
-func newPool(name string, size int, cfg *Config, bind func(context.Context, *lconn, time.Duration) error, dialErr func(string, error)) *pool {
+func newPool(name string, size int, cfg *Config, cur *atomic.Int32, bind func(context.Context, *lconn, time.Duration) error, dialErr func(string, error)) *pool {
 	return &pool{
-		name: name, uris: cfg.URIs, bind: bind, cfg: cfg, dialErr: dialErr,
+		name: name, uris: cfg.URIs, cur: cur, bind: bind, cfg: cfg, dialErr: dialErr,
 		sem:  make(chan struct{}, size),
 		idle: make(chan *lconn, size),
 	}
@@ -99,7 +103,8 @@ func (p *pool) drain() {
 	}
 }
 
-// dial connects to the first URI that answers, starting with the last good one.
+// dial connects to the first URI that answers, starting with the last good one
+// (or the one after the last that failed).
 func (p *pool) dial(ctx context.Context) (*lconn, error) {
 	start := int(p.cur.Load())
 	var errs []error
@@ -141,12 +146,32 @@ func (p *pool) dial(ctx context.Context) (*lconn, error) {
 		if err != nil {
 			p.dialErr(uri, err)
 			errs = append(errs, fmt.Errorf("%s: %w", uri, err))
+			p.skip(idx)
 			continue
 		}
 		p.cur.Store(int32(idx))
+		c.uri = idx
 		return c, nil
 	}
 	return nil, fmt.Errorf("%w: no LDAP server reachable: %w", directory.ErrUnavailable, errors.Join(errs...))
+}
+
+// skip makes the next dial start after URI idx (unless another request has
+// moved on already), because it failed or did not answer. A hung server costs
+// a whole timeout per attempt, so one request's deadline may run out before it
+// reaches a working URI (with the defaults already behind one hung primary);
+// starting every request at the hung one again would never get there.
+func (p *pool) skip(idx int) {
+	p.cur.CompareAndSwap(int32(idx), int32((idx+1)%len(p.uris)))
+}
+
+// failed reports that the server of c did not answer a request: not when the
+// caller cancelled it, but when it broke or timed out, also against the
+// caller's deadline.
+func (p *pool) failed(ctx context.Context, c *lconn, err error) {
+	if isNetErr(err) && !errors.Is(ctx.Err(), context.Canceled) {
+		p.skip(c.uri)
+	}
 }
 
 func (p *pool) close() {
