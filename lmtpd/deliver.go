@@ -89,13 +89,18 @@ type rcptCtx struct {
 	user       *directory.User
 	detail     string
 	hdr        []field
-	mb         maildir.Mailbox
+	// trace is what lmtpd puts in front of every stored copy (Return-Path,
+	// Delivered-To, Received); one slice shared by all recipients.
+	trace []byte
+	mb    maildir.Mailbox
 }
 
 // Deliver delivers d and returns one error per recipient (nil = delivered).
 // Statuses are reported through done as each recipient finishes so the LMTP
 // reply for it can go out at once (RFC 2033 §4.2).
 func (dv *Deliverer) Deliver(ctx context.Context, d *Delivery, done func(i int, err error)) {
+	// No copy for what the LMTP server (readLimited) and the quarantine hand
+	// over: it is LF already, and Normalize returns it as it is.
 	body := maildir.Normalize(d.Data)
 	hdr := parseHeader(headerBlock(body))
 	queueID := postfixQueueID(hdr)
@@ -107,10 +112,13 @@ func (dv *Deliverer) Deliver(ctx context.Context, d *Delivery, done func(i int, 
 	}
 	th := traceHeaders(trace{from: d.From, deliveredTo: deliveredTo, host: dv.host, helo: d.Helo, ip: d.RemoteIP, id: d.SessionID},
 		dv.Config.AddReceivedHeader, dv.now())
-	full := maildir.NewMessage(append(th, body...))
+	// Every copy is written as its own fields in front of a slice of body, the
+	// one buffer read from DATA: a large message is in memory once, however
+	// many recipients, folders, header edits and forwards it has.
+	full := maildir.NewMessage(th, body)
 	for i, rc := range d.Recipients {
 		t0 := time.Now()
-		r := &rcptCtx{rcpt: rc.Addr, from: d.From, user: rc.User, detail: rc.Detail, hdr: hdr}
+		r := &rcptCtx{rcpt: rc.Addr, from: d.From, user: rc.User, detail: rc.Detail, hdr: hdr, trace: th}
 		res, err := dv.deliverOne(ctx, d, r, full, body, spam, msgID, queueID)
 		result := "delivered"
 		if err != nil {
@@ -382,15 +390,17 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 			return full
 		}
 		if e != lastEdit {
-			lastEdit, lastMsg = e, withHeader(full, body, e)
+			lastEdit, lastMsg = e, withHeader(r.trace, body, e)
 		}
 		return lastMsg
 	}
-	bodyFor := func(i int) []byte {
+	// partsFor(i) is the message action i forwards (no trace fields), in parts.
+	partsFor := func(i int) [][]byte {
 		if e := hdrFor(i); e != nil {
-			return editedBody(e.hdr, e.hlen, body)
+			h, rest := editedParts(e, body)
+			return [][]byte{h, rest}
 		}
-		return body
+		return [][]byte{body}
 	}
 	// Reject wins over everything: the sender gets the LMTP error, nothing is stored.
 	for _, a := range acts {
@@ -480,7 +490,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		}
 		switch a.Type {
 		case ActRedirect:
-			note, err := dv.redirect(ctx, r, a, bodyFor(i), body, msgID)
+			note, err := dv.redirect(ctx, r, a, partsFor(i), body, msgID)
 			notes = append(notes, note)
 			switch {
 			case err == nil:
@@ -512,7 +522,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	if keepAfterAll && !stored {
 		final := full
 		if last != nil {
-			final = withHeader(full, body, last)
+			final = withHeader(r.trace, body, last)
 		}
 		name, err := dv.store(r, defaultBox, &Action{}, final)
 		if (errors.Is(err, maildir.ErrNoMailbox) || errors.Is(err, maildir.ErrBadName)) && defaultBox != "INBOX" {
@@ -556,9 +566,11 @@ func (dv *Deliverer) runFilter(ctx context.Context, in *FilterInput) (*Verdict, 
 	return v, nil, err
 }
 
-// withHeader is full (trace fields + body) with body's header replaced by e.
-func withHeader(full *maildir.Message, body []byte, e *headerEdit) *maildir.Message {
-	return maildir.NewMessage(append(append([]byte{}, full.Data[:len(full.Data)-len(body)]...), editedBody(e.hdr, e.hlen, body)...))
+// withHeader is the stored copy (trace fields + body) with body's header
+// replaced by e; the rest of body is shared, not copied.
+func withHeader(trace, body []byte, e *headerEdit) *maildir.Message {
+	h, rest := editedParts(e, body)
+	return maildir.NewMessage(trace, h, rest)
 }
 
 func (dv *Deliverer) store(r *rcptCtx, box string, a *Action, msg *maildir.Message) (string, error) {
@@ -579,16 +591,17 @@ var errRedirectPermanent = errors.New("permanent failure")
 // errRedirectLoop marks a redirect not made because the message came back.
 var errRedirectLoop = fmt.Errorf("mail loop: %w", errRedirectPermanent)
 
-// redirect forwards data (the message with the header the action saw) once. As
-// Pigeonhole's redirect, the forward is tracked in the store under an id built
-// from the Message-ID (one derived from body when the message has none, and
-// added to the copy), the recipient, the target, Resent-Message-ID (or
-// Resent-From) and List-Id, so a retried delivery does not forward twice; and
-// the copy is marked with X-Sieve-Redirected-From, so a message that comes back
-// to this recipient is not forwarded again. The error is nil when the message
-// went out or had gone out before; it wraps errRedirectPermanent when retrying
-// cannot help (a loop too: the implicit keep stands, as in Pigeonhole).
-func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, data, body []byte, msgID string) (string, error) {
+// redirect forwards data (the message with the header the action saw, in
+// parts) once. As Pigeonhole's redirect, the forward is tracked in the store
+// under an id built from the Message-ID (one derived from body when the message
+// has none, and added to the copy), the recipient, the target,
+// Resent-Message-ID (or Resent-From) and List-Id, so a retried delivery does
+// not forward twice; and the copy is marked with X-Sieve-Redirected-From, so a
+// message that comes back to this recipient is not forwarded again. The error
+// is nil when the message went out or had gone out before; it wraps
+// errRedirectPermanent when retrying cannot help (a loop too: the implicit
+// keep stands, as in Pigeonhole).
+func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, data [][]byte, body []byte, msgID string) (string, error) {
 	if dv.Sender == nil {
 		return "redirect to " + a.Address + " impossible: no sender configured",
 			fmt.Errorf("redirect to %s: no sender configured: %w", a.Address, errRedirectPermanent)
@@ -626,9 +639,8 @@ func (dv *Deliverer) redirect(ctx context.Context, r *rcptCtx, a *Action, data, 
 			key = k
 		}
 	}
-	out := make([]byte, 0, add.Len()+len(data))
-	out = append(append(out, add.String()...), data...)
-	if err := dv.Sender.Send(ctx, r.from, []string{a.Address}, out); err != nil {
+	out := append([][]byte{[]byte(add.String())}, data...)
+	if err := sendParts(ctx, dv.Sender, r.from, []string{a.Address}, out); err != nil {
 		if key != "" {
 			// The marker claimed the forward before it was sent (so two deliveries
 			// at once do not both send); a forward that did not happen must not be
@@ -668,13 +680,12 @@ func shortHash(s string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// editedBody replaces the first hlen bytes of body (LF) with hdr. hlen comes from
-// the filter's own parse: lmtpd's headerBlock stops elsewhere (at a blank line
-// past a malformed line, or at maxHeaderScan), and splicing at its end would drop
-// or repeat the lines in between.
-func editedBody(hdr []byte, hlen int, body []byte) []byte {
-	hlen = min(max(hlen, 0), len(body))
-	b := make([]byte, 0, len(hdr)+len(body)-hlen)
-	b = append(b, bytes.ReplaceAll(hdr, []byte("\r\n"), []byte("\n"))...)
-	return append(b, body[hlen:]...)
+// editedParts is body (LF) with its first e.hlen bytes replaced by e.hdr, as
+// two parts: the new header (LF) and the rest of body, which stays shared.
+// hlen comes from the filter's own parse: lmtpd's headerBlock stops elsewhere
+// (at a blank line past a malformed line, or at maxHeaderScan), and splicing at
+// its end would drop or repeat the lines in between.
+func editedParts(e *headerEdit, body []byte) (hdr, rest []byte) {
+	hlen := min(max(e.hlen, 0), len(body))
+	return bytes.ReplaceAll(e.hdr, []byte("\r\n"), []byte("\n")), body[hlen:]
 }

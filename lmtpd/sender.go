@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,22 @@ import (
 type Sender interface {
 	// Send submits msg with envelope sender from ("" = null sender <>) to rcpts.
 	Send(ctx context.Context, from string, rcpts []string, msg []byte) error
+}
+
+// partsSender is a Sender that takes a message in parts, to send them one after
+// the other: a redirect is its own fields, maybe an edited header, and the body
+// shared with the stored copies, and joining them would copy the whole message.
+type partsSender interface {
+	sendParts(ctx context.Context, from string, rcpts []string, parts [][]byte) error
+}
+
+// sendParts submits the message made of parts through s: in parts when s takes
+// them (SendmailSender, SMTPSender), else joined into one slice for Send.
+func sendParts(ctx context.Context, s Sender, from string, rcpts []string, parts [][]byte) error {
+	if ps, ok := s.(partsSender); ok {
+		return ps.sendParts(ctx, from, rcpts, parts)
+	}
+	return s.Send(ctx, from, rcpts, bytes.Join(parts, nil))
 }
 
 // NewSender builds the configured Sender.
@@ -40,6 +58,11 @@ type SendmailSender struct {
 
 // Send implements Sender.
 func (s *SendmailSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	return s.sendParts(ctx, from, rcpts, [][]byte{msg})
+}
+
+// sendParts implements partsSender: sendmail reads the parts one after the other.
+func (s *SendmailSender) sendParts(ctx context.Context, from string, rcpts []string, parts [][]byte) error {
 	if len(rcpts) == 0 {
 		return errors.New("sendmail: no recipients")
 	}
@@ -60,7 +83,8 @@ func (s *SendmailSender) Send(ctx context.Context, from string, rcpts []string, 
 	args := append(append([]string{}, s.Args...), "-i", "-f", f, "--")
 	args = append(args, rcpts...)
 	cmd := exec.CommandContext(ctx, s.Path, args...)
-	cmd.Stdin = bytes.NewReader(msg)
+	stdin := net.Buffers(slices.Clone(parts)) // reading consumes it
+	cmd.Stdin = &stdin
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -77,6 +101,11 @@ type SMTPSender struct {
 
 // Send implements Sender.
 func (s *SMTPSender) Send(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	return s.sendParts(ctx, from, rcpts, [][]byte{msg})
+}
+
+// sendParts implements partsSender.
+func (s *SMTPSender) sendParts(ctx context.Context, from string, rcpts []string, parts [][]byte) error {
 	t := s.Timeout
 	if t <= 0 {
 		t = 30 * time.Second
@@ -92,7 +121,7 @@ func (s *SMTPSender) Send(ctx context.Context, from string, rcpts []string, msg 
 	if err := c.Hello("localhost"); err != nil {
 		return fmt.Errorf("smtp submit: %w", err)
 	}
-	if err := c.SendMail(from, rcpts, bytes.NewReader(toCRLF(msg))); err != nil {
+	if err := c.SendMail(from, rcpts, &crlfReader{parts: slices.Clone(parts)}); err != nil {
 		return fmt.Errorf("smtp submit: %w", err)
 	}
 	return c.Quit()
@@ -121,6 +150,47 @@ func permanentSendError(err error) bool {
 	return errors.Is(err, errRefusedRecipient)
 }
 
-func toCRLF(b []byte) []byte {
-	return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n"))
+// crlfReader reads parts one after the other with every LF turned into CRLF,
+// the wire form, without building a converted copy of the message. Reading
+// consumes parts (the slice, not the bytes).
+type crlfReader struct {
+	parts [][]byte
+	lf    bool // the LF of a CRLF whose CR has been read is still to come
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.lf {
+			p[n] = '\n'
+			n++
+			c.lf = false
+			continue
+		}
+		if len(c.parts) == 0 {
+			break
+		}
+		cur := c.parts[0]
+		if len(cur) == 0 {
+			c.parts = c.parts[1:]
+			continue
+		}
+		line := cur
+		if i := bytes.IndexByte(cur, '\n'); i >= 0 {
+			line = cur[:i]
+		}
+		k := copy(p[n:], line)
+		n += k
+		c.parts[0] = cur[k:]
+		if k == len(line) && k < len(cur) && n < len(p) {
+			p[n] = '\r' // cur[k] is the LF
+			n++
+			c.parts[0] = cur[k+1:]
+			c.lf = true
+		}
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }

@@ -8,6 +8,7 @@
 package lmtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -239,6 +240,7 @@ type session struct {
 	ip    string
 	n     int // transactions, for ids like Dovecot's "<session>:R<n>"
 	from  string
+	size  int64 // MAIL FROM's SIZE= (0: none), to size the DATA buffer
 	rcpts []Recipient
 	dv    *Deliverer // the transaction's pipeline, taken at MAIL (see Reload)
 }
@@ -256,6 +258,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 
 func (ss *session) Reset() {
 	ss.from = ""
+	ss.size = 0
 	ss.rcpts = nil
 	ss.dv = nil
 }
@@ -270,6 +273,10 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}
 	}
 	ss.from = from
+	ss.size = 0
+	if opts != nil {
+		ss.size = opts.Size
+	}
 	ss.rcpts = nil
 	ss.dv = ss.s.live.Load()
 	return nil
@@ -346,7 +353,7 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	if ss.n > 1 {
 		txID = fmt.Sprintf("%s:R%d", ss.id, ss.n)
 	}
-	data, err := readLimited(r, int64(ss.s.cfg.MaxMessageSize))
+	data, err := readLimited(r, int64(ss.s.cfg.MaxMessageSize), ss.size)
 	if err != nil {
 		// Too large (go-smtp's 552 5.3.4), or the client vanished mid-DATA: nothing
 		// has been written anywhere.
@@ -387,23 +394,98 @@ func (s *Server) refused(msg, session, from, rcpt string, err error, rep *smtp.S
 		"error", err.Error())
 }
 
-// readLimited reads all of r, failing with go-smtp's ErrDataTooLarge beyond max.
-func readLimited(r io.Reader, max int64) ([]byte, error) {
-	buf := make([]byte, 0, 16<<10)
+// readLimited reads all of r, failing with go-smtp's ErrDataTooLarge once more
+// than limit bytes came (counted as received, before each read), and returns the
+// message with its line ends already normalised to LF as maildir.Normalize
+// does: delivery works on this one buffer, and normalising afterwards would
+// copy the whole message a second time.
+//
+// The buffer is sized from sizeHint (MAIL FROM's SIZE=, which Postfix takes
+// from its queue file: 1–3% more than the message with LF line ends) once the
+// message has shown to be larger than a first small chunk, so a client that
+// announces more than it sends costs memory only when it does send. Without a
+// (right) hint, the rest is read in chunks that grow with the message and are
+// joined once at the end: growing one slice instead (append) allocates about
+// five times the message.
+func readLimited(r io.Reader, limit, sizeHint int64) ([]byte, error) {
+	const firstChunk = 16 << 10
+	want := firstChunk
+	if sizeHint > 0 {
+		// A margin for a client that counts a little less than it sends; more
+		// than limit+1 bytes are never kept.
+		want = int(min(sizeHint+sizeHint>>6+1<<10, limit+1))
+	}
+	buf := make([]byte, 0, min(want, firstChunk))
+	var full [][]byte // chunks filled before buf
+	var raw, kept int64
+	cr := false // the last byte read was a CR, stored as LF: an LF next is its CRLF's
 	for {
-		if int64(len(buf)) > max {
+		if raw > limit {
 			return nil, smtp.ErrDataTooLarge
 		}
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			if len(full) == 0 && cap(buf) < want {
+				// Larger than the first chunk: make room for the whole message.
+				buf = append(make([]byte, 0, want), buf...)
+			} else {
+				full = append(full, buf)
+				buf = make([]byte, 0, max(firstChunk, kept/4))
+			}
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		start := len(buf)
+		n, err := r.Read(buf[start:cap(buf)])
+		raw += int64(n)
+		buf, cr = normalizeLF(buf[:start+n], start, cr)
+		kept += int64(len(buf) - start)
 		if err == io.EOF {
-			return buf, nil
+			break
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
+	if len(full) == 0 {
+		return buf, nil
+	}
+	if len(buf) == 0 && len(full) == 1 {
+		return full[0], nil // the hint was exact: the last read only found the end
+	}
+	out := make([]byte, 0, kept)
+	for _, c := range full {
+		out = append(out, c...)
+	}
+	return append(out, buf...), nil
+}
+
+// normalizeLF turns the line ends in b[from:] into LF in place (CRLF and a lone
+// CR each become one LF, maildir.Normalize's rule) and returns the shortened b.
+// cr says the byte read before b[from] was a CR (stored as LF): an LF at
+// b[from] is then the rest of that CRLF, split between two reads, and is
+// dropped. The returned cr is that state for the next call.
+func normalizeLF(b []byte, from int, cr bool) ([]byte, bool) {
+	if from == len(b) {
+		return b, cr
+	}
+	r, w := from, from
+	if cr && b[r] == '\n' {
+		r++
+	}
+	for r < len(b) {
+		i := bytes.IndexByte(b[r:], '\r')
+		if i < 0 {
+			w += copy(b[w:], b[r:])
+			return b[:w], false
+		}
+		w += copy(b[w:], b[r:r+i])
+		b[w] = '\n'
+		w++
+		r += i + 1
+		if r == len(b) {
+			return b[:w], true
+		}
+		if b[r] == '\n' {
+			r++
+		}
+	}
+	return b[:w], false
 }

@@ -12,6 +12,7 @@
 package maildir
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -79,27 +80,42 @@ type Target struct {
 // Message is one message to deliver, already in LF form (see Normalize). After the
 // first successful write it remembers the file so further copies can be links.
 type Message struct {
-	Data  []byte
+	// parts are the message's bytes, written one after the other. A caller that
+	// puts fields in front of a large message (lmtpd's trace fields, an edited
+	// header) passes them as parts of their own beside the unchanged rest, so no
+	// copy of the whole message is ever built only to be written out.
+	parts [][]byte
+	size  int64
 	vsize int64
 	first string // path of the first delivered copy
 	base  string // unique base name shared by links
 	owner [2]int // uid/gid of the first copy: links only go to the same owner
 }
 
-// NewMessage wraps LF-normalised data.
-func NewMessage(data []byte) *Message {
-	n := int64(0)
-	for _, c := range data {
-		if c == '\n' {
-			n++
-		}
+// NewMessage wraps LF-normalised data: the message is the parts one after the
+// other (one part, or a header and the body it goes in front of). The parts
+// are not copied and must not change while the Message is in use.
+func NewMessage(parts ...[]byte) *Message {
+	m := &Message{parts: parts}
+	for _, p := range parts {
+		m.size += int64(len(p))
+		m.vsize += int64(len(p) + bytes.Count(p, []byte{'\n'}))
 	}
-	return &Message{Data: data, vsize: int64(len(data)) + n}
+	return m
 }
 
 // Size is the physical size (S=), VSize the size with CRLF line ends (W=).
-func (m *Message) Size() int64  { return int64(len(m.Data)) }
+func (m *Message) Size() int64  { return m.size }
 func (m *Message) VSize() int64 { return m.vsize }
+
+// Bytes returns the whole message in one slice: the one part itself, else a
+// copy of the parts joined.
+func (m *Message) Bytes() []byte {
+	if len(m.parts) == 1 {
+		return m.parts[0]
+	}
+	return bytes.Join(m.parts, nil)
+}
 
 // Writer delivers messages. It is safe for concurrent use.
 type Writer struct {
@@ -185,7 +201,7 @@ func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
 	}
 	base := w.uniqueName() + fmt.Sprintf(",S=%d,W=%d", msg.Size(), msg.VSize())
 	final = filepath.Join(dir, sub, base+flags)
-	if err := w.writeFile(mb, filepath.Join(dir, "tmp", base), final, msg.Data); err != nil {
+	if err := w.writeFile(mb, filepath.Join(dir, "tmp", base), final, msg.parts); err != nil {
 		return "", err
 	}
 	if msg.first == "" {
@@ -195,9 +211,11 @@ func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
 	return final, nil
 }
 
-// writeFile is the durable write: tmp → fsync → rename → fsync dir. On any error the
-// tmp file is removed, so nothing half-written is ever visible in new/ or left in tmp/.
-func (w *Writer) writeFile(mb Mailbox, tmp, final string, data []byte) (err error) {
+// writeFile is the durable write of the parts one after the other (the same
+// bytes as one write of them joined): tmp → fsync → rename → fsync dir. On any
+// error the tmp file is removed, so nothing half-written is ever visible in new/
+// or left in tmp/.
+func (w *Writer) writeFile(mb Mailbox, tmp, final string, parts [][]byte) (err error) {
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return classify(err)
@@ -212,8 +230,10 @@ func (w *Writer) writeFile(mb Mailbox, tmp, final string, data []byte) (err erro
 	if w.opts.WrapWriter != nil {
 		dst = w.opts.WrapWriter(f)
 	}
-	if _, err = dst.Write(data); err != nil {
-		return classify(err)
+	for _, p := range parts {
+		if _, err = dst.Write(p); err != nil {
+			return classify(err)
+		}
 	}
 	if mb.Chown {
 		if err = f.Chown(mb.UID, mb.GID); err != nil {
@@ -286,12 +306,12 @@ func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, erro
 		return mb.Root, nil
 	}
 	dir := filepath.Join(mb.Root, name)
-	if _, err := os.Stat(filepath.Join(dir, "cur")); err == nil {
-		return dir, nil
-	}
-	if !create {
+	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil && !create {
 		return "", fmt.Errorf("%w: %q", ErrNoMailbox, folder)
 	}
+	// Also when cur exists: another delivery may be creating the folder right
+	// now (cur made, tmp not yet). ensureMaildir returns at once once tmp, made
+	// last, is there, and otherwise completes the folder.
 	if err := w.ensureMaildir(mb, dir, true); err != nil {
 		return "", err
 	}

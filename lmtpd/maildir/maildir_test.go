@@ -85,11 +85,11 @@ func TestQuotaRecalc(t *testing.T) {
 	mb := Mailbox{Root: filepath.Join(root, "Maildir"), QuotaBytes: 100}
 	msg := NewMessage([]byte(strings.Repeat("x", 40) + "\n"))
 	for i := 0; i < 2; i++ {
-		if _, err := w.Deliver(mb, Target{}, NewMessage(msg.Data)); err != nil {
+		if _, err := w.Deliver(mb, Target{}, NewMessage(msg.Bytes())); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.Deliver(mb, Target{}, NewMessage(msg.Data)); err == nil {
+	if _, err := w.Deliver(mb, Target{}, NewMessage(msg.Bytes())); err == nil {
 		t.Fatal("third message fits in 100 bytes?")
 	}
 	os.Remove(filepath.Join(mb.Root, "maildirsize")) // recalculated from S= in names
@@ -336,5 +336,48 @@ func TestNoChownWithoutChown(t *testing.T) {
 		if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
 			t.Errorf("%s owned by %d without Chown, want %d", p, uid, os.Geteuid())
 		}
+	}
+}
+
+// TestMessageInParts: a message given as parts (a header in front of a body,
+// an empty part) is stored as the parts joined: the same file, S= and W=, and
+// a further copy of it is a link.
+func TestMessageInParts(t *testing.T) {
+	root := t.TempDir()
+	w := New(Options{Fsync: true, HardLink: true})
+	parts := [][]byte{[]byte("Return-Path: <a@b>\n"), {}, []byte("Subject: x\n"), []byte("\nbody\nline 2\n")}
+	joined := bytes.Join(parts, nil)
+	one, err := w.Deliver(Mailbox{Root: filepath.Join(root, "one")}, Target{}, NewMessage(joined))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMessage(parts...)
+	if m.Size() != int64(len(joined)) || !bytes.Equal(m.Bytes(), joined) {
+		t.Fatalf("size %d, bytes %q", m.Size(), m.Bytes())
+	}
+	mb := Mailbox{Root: filepath.Join(root, "parts")}
+	p1, err := w.Deliver(mb, Target{}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := w.Deliver(mb, Target{Folder: "Copy", Create: true}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := func(p string) string {
+		return p[strings.IndexByte(filepath.Base(p), ',')+len(p)-len(filepath.Base(p)):]
+	}
+	if suffix(p1) != suffix(one) || suffix(p2) != suffix(one) {
+		t.Errorf("names %s %s, want the suffix of %s", p1, p2, one)
+	}
+	for _, p := range []string{p1, p2} {
+		if b, _ := os.ReadFile(p); !bytes.Equal(b, joined) {
+			t.Errorf("%s holds %q, want %q", p, b, joined)
+		}
+	}
+	s1, _ := os.Stat(p1)
+	s2, _ := os.Stat(p2)
+	if !os.SameFile(s1, s2) {
+		t.Error("the second copy is not a link")
 	}
 }
