@@ -39,6 +39,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dovetail-mail/dovetail/internal/daemon"
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
@@ -253,7 +254,10 @@ type trackingListener struct {
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
+	// go-milter's accept loop returns on the first error, which would end the
+	// milter (and the process) on a passing EMFILE or ECONNABORTED: retry
+	// those here with a backoff, like the other daemons.
+	c, err := daemon.Accept(l.Listener, l.srv.log, l.srv.closing.Load)
 	if err != nil {
 		return nil, err
 	}

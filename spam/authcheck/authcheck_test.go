@@ -135,6 +135,13 @@ func TestAuthChecks(t *testing.T) {
 			"DKIM_NONE,DMARC_TEMPERROR,SPF_TEMPERROR"},
 		{"null sender checks helo", goodIP, "", "example.org", rawMsg("mailer-daemon@other.example", "bounce\r\n"),
 			"DKIM_NONE,DMARC_NONE,SPF_PASS"},
+		// RFC 7489 §4.1: DMARC uses SPF's MAIL FROM result, which for the null
+		// path is postmaster@HELO (RFC 7208 §2.4): an unsigned bounce from
+		// the domain's own MX passes.
+		{"null sender: helo spf pass aligns", goodIP, "", "mail.example.org", rawMsg("MAILER-DAEMON@example.org", "bounce\r\n"),
+			"DKIM_NONE,DMARC_PASS,SPF_PASS"},
+		{"null sender: helo spf fail does not align", badIP, "", "mail.example.org", rawMsg("MAILER-DAEMON@example.org", "bounce\r\n"),
+			"DKIM_NONE,DMARC_REJECT,SPF_FAIL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := message.Parse([]byte(tc.raw), message.DefaultLimits())
@@ -193,6 +200,33 @@ func TestDNSTimeoutIsTemperror(t *testing.T) {
 		if s.Score != 0 {
 			t.Errorf("%s scored %v", s.Name, s.Score)
 		}
+	}
+}
+
+// refusingResolver answers every TXT query the way Go's resolver reports a
+// REFUSED, NOTIMP or FORMERR reply: a DNSError that is not temporary.
+type refusingResolver struct{ *net.Resolver }
+
+func (refusingResolver) LookupTXT(_ context.Context, name string) ([]string, error) {
+	return nil, &net.DNSError{Err: "server misbehaving", Name: name, Server: "192.0.2.53:53"}
+}
+
+// A resolver that refuses queries is a DNS failure: temperror everywhere
+// (RFC 7208 §4.4, RFC 6376 §6.1.2), never SPF_PERMERROR or DKIM_INVALID.
+func TestDNSRefusedIsTemperror(t *testing.T) {
+	c, err := New(DefaultConfig(), refusingResolver{&net.Resolver{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	raw := f.sign(t, "example.org", rawMsg("news@example.org", "Hello\r\n"))
+	msg := message.Parse([]byte(raw), message.DefaultLimits())
+	syms, err := c.Check(context.Background(), &spam.Input{ClientIP: goodIP, MailFrom: "a@example.org", Helo: "mx"}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(syms); got != "DKIM_TEMPERROR,DMARC_TEMPERROR,SPF_TEMPERROR" {
+		t.Errorf("symbols %s", got)
 	}
 }
 
@@ -262,3 +296,16 @@ func TestListCheck(t *testing.T) {
 type quiet struct{}
 
 func (quiet) Printf(string, ...any) {}
+
+// A link written with a Unicode host (or an ideographic full stop, which IDNA
+// maps to '.') reaches the same site as its A-label form, which is what the
+// lists carry: writing it so must not take a listed domain past URIBL/DBL.
+func TestURIDomainsIDN(t *testing.T) {
+	raw := rawMsg("a@b.example", "see http://www.späm-site.example/x and http://www.spam-site\u3002example/y and http://under_score.example/\r\n")
+	msg := message.Parse([]byte(raw), message.DefaultLimits())
+	defer msg.Close()
+	got := strings.Join(URIDomains(msg), ",")
+	if want := "xn--spm-site-1za.example,spam-site.example,under_score.example"; got != want {
+		t.Errorf("URIDomains = %s, want %s", got, want)
+	}
+}

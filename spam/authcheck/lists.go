@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/dovetail-mail/dovetail/dnsbl"
@@ -50,8 +51,8 @@ func (l *ListCheck) Check(ctx context.Context, in *spam.Input, msg *spam.Message
 }
 
 // URIDomains returns the registered domains (public suffix + 1) of the
-// message's URI hosts, deduplicated, in order of appearance. IP-literal hosts
-// are skipped.
+// message's URI hosts, as A-labels, deduplicated, in order of appearance.
+// IP-literal hosts are skipped.
 func URIDomains(msg *spam.Message) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -63,6 +64,13 @@ func URIDomains(msg *spam.Message) []string {
 		seen[h] = true
 		if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
 			continue
+		}
+		// Lists carry A-labels, and a browser turns a Unicode host (or one
+		// written with an ideographic full stop) into one: without this a
+		// link written so would never be looked up. Names IDNA refuses
+		// (underscores) stay as they are.
+		if a, err := idna.Lookup.ToASCII(h); err == nil {
+			h = strings.TrimSuffix(a, ".")
 		}
 		d, err := publicsuffix.EffectiveTLDPlusOne(h)
 		if err != nil || seen["="+d] {

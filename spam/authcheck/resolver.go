@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/dnserr"
 )
 
 // Resolver is every lookup the checks make; a *net.Resolver satisfies it.
@@ -13,12 +16,13 @@ type Resolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
 	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
 	LookupAddr(ctx context.Context, addr string) ([]string, error)
-	LookupHost(ctx context.Context, host string) ([]string, error)
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // timeoutResolver bounds each query and makes every failure that is not
-// "no such name" look temporary to the libraries, which classify errors with
-// a type assertion to net.Error.
+// "no such name" temporary to the libraries, which classify errors with a
+// type assertion to net.Error (dnserr: a resolver refusing queries is a
+// temperror, not a permerror).
 type timeoutResolver struct {
 	r Resolver
 	d time.Duration
@@ -28,16 +32,7 @@ func (t timeoutResolver) ctx(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, t.d)
 }
 
-func classify(name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var de *net.DNSError
-	if errors.As(err, &de) {
-		return de
-	}
-	return &net.DNSError{Err: err.Error(), Name: name, IsTimeout: errors.Is(err, context.DeadlineExceeded), IsTemporary: true}
-}
+func classify(name string, err error) error { return dnserr.Classify(name, err) }
 
 func (t timeoutResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	ctx, cancel := t.ctx(ctx)
@@ -67,10 +62,10 @@ func (t timeoutResolver) LookupAddr(ctx context.Context, addr string) ([]string,
 	return v, classify(addr, err)
 }
 
-func (t timeoutResolver) LookupHost(ctx context.Context, host string) ([]string, error) {
+func (t timeoutResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
-	v, err := t.r.LookupHost(ctx, host)
+	v, err := t.r.LookupNetIP(ctx, network, host)
 	return v, classify(host, err)
 }
 
