@@ -20,7 +20,10 @@ import (
 
 // Resolver is the subset of *net.Resolver the lists need.
 type Resolver interface {
-	LookupHost(ctx context.Context, host string) ([]string, error)
+	// LookupNetIP is asked for "ip4" only: lists answer A records, and
+	// LookupHost's parallel AAAA query doubled every lookup and, on lists
+	// that do not answer AAAA, waited for the timeout.
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 }
 
@@ -243,7 +246,7 @@ func (c *Checker) cached(name string) (answer, bool) {
 func (c *Checker) lookup(ctx context.Context, name string) answer {
 	qctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout.D())
 	defer cancel()
-	addrs, err := c.res.LookupHost(qctx, name+".")
+	addrs, err := c.res.LookupNetIP(qctx, "ip4", name+".")
 	if err != nil {
 		var de *net.DNSError
 		if errors.As(err, &de) && de.IsNotFound {
@@ -256,13 +259,13 @@ func (c *Checker) lookup(ctx context.Context, name string) answer {
 		return answer{err: fmt.Errorf("%w: %s: %w", ErrTemporary, name, err)}
 	}
 	var codes []string
-	for _, s := range addrs {
-		a, err := netip.ParseAddr(s)
+	for _, a := range addrs {
+		a = a.Unmap()
 		// Lists answer inside 127.0.0.0/8. Anything else is a wildcarding
 		// resolver or a hijack; 127.255.255.0/24 is how Spamhaus and others
 		// say "your resolver is blocked" — neither is a listing.
-		if err != nil || !a.Is4() || a.As4()[0] != 127 || (a.As4()[1] == 255 && a.As4()[2] == 255) {
-			return answer{err: fmt.Errorf("%w: %s: answer %q is not a listing (blocked or wildcarding resolver?)", ErrTemporary, name, s)}
+		if !a.Is4() || a.As4()[0] != 127 || (a.As4()[1] == 255 && a.As4()[2] == 255) {
+			return answer{err: fmt.Errorf("%w: %s: answer %s is not a listing (blocked or wildcarding resolver?)", ErrTemporary, name, a)}
 		}
 		codes = append(codes, a.String())
 	}

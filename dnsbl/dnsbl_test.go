@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,12 +124,14 @@ func TestCheckDomainsBitmaskDedup(t *testing.T) {
 // countingResolver counts queries and can stall.
 type countingResolver struct {
 	n     atomic.Int32
+	nets  sync.Map // networks asked for
 	delay time.Duration
 	addrs []string
 }
 
-func (c *countingResolver) LookupHost(ctx context.Context, host string) ([]string, error) {
+func (c *countingResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	c.n.Add(1)
+	c.nets.Store(network, true)
 	if c.delay > 0 {
 		select {
 		case <-time.After(c.delay):
@@ -136,7 +139,11 @@ func (c *countingResolver) LookupHost(ctx context.Context, host string) ([]strin
 			return nil, ctx.Err()
 		}
 	}
-	return c.addrs, nil
+	var out []netip.Addr
+	for _, s := range c.addrs {
+		out = append(out, netip.MustParseAddr(s))
+	}
+	return out, nil
 }
 func (c *countingResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	return nil, nil
@@ -156,6 +163,13 @@ func TestCacheAndCap(t *testing.T) {
 	if n := cr.n.Load(); n != 2 {
 		t.Errorf("two zones queried twice: %d queries, want 2 (cache)", n)
 	}
+	// Lists answer A records: an AAAA query beside each doubled the lookups.
+	cr.nets.Range(func(k, _ any) bool {
+		if k != "ip4" {
+			t.Errorf("queried network %q, want only ip4", k)
+		}
+		return true
+	})
 	res := c.CheckDomains(context.Background(), []string{"a.example", "b.example"})
 	if len(res.Errors) != 1 || len(res.Hits) != 3 {
 		t.Errorf("cap: %d hits %d errors, want 3 and 1", len(res.Hits), len(res.Errors))

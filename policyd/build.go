@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"time"
@@ -22,7 +23,7 @@ import (
 // go-mockdns's Resolver implement it.
 type Resolver interface {
 	spf.DNSResolver
-	LookupHost(ctx context.Context, host string) ([]string, error)
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Deps are the Server's collaborators.

@@ -2,12 +2,13 @@ package policyd
 
 import (
 	"context"
-	"errors"
 	"net"
 	"time"
 
 	"blitiri.com.ar/go/spf"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dovetail-mail/dovetail/internal/dnserr"
 )
 
 // spfOutcome is one SPF evaluation.
@@ -63,31 +64,14 @@ func (s *spfEval) applies(r *Request) bool {
 	return r.ProtocolState == StateRcpt && !r.Authenticated() && r.ClientAddr.IsValid() && !s.exempt.contains(r.ClientAddr)
 }
 
-// spfResolver is the resolver the SPF library sees. RFC 7208 section 4.4: a
-// record lookup that ends in anything but an answer or "no such name/no
-// record" (SERVFAIL, REFUSED, NOTIMP, an unparsable reply, a timeout) is a
-// temperror. The library calls a TXT lookup error temporary only when Go's
-// resolver did (SERVFAIL and timeouts), and a permerror otherwise: a resolver
-// refusing queries would turn every sender into a permerror, which
-// permerror_action may reject. Its other lookups already treat every error
-// but "not found" as a temperror.
+// spfResolver is the resolver the SPF library sees: every TXT lookup failure
+// but "not found" is temporary (dnserr; RFC 7208 §4.4). The library's own rule
+// called a refused query a permerror, which permerror_action may reject.
 type spfResolver struct{ spf.DNSResolver }
 
 func (r spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	txts, err := r.DNSResolver.LookupTXT(ctx, name)
-	if err == nil {
-		return txts, nil
-	}
-	var de *net.DNSError
-	if !errors.As(err, &de) {
-		return txts, &net.DNSError{Err: err.Error(), Name: name, IsTemporary: true, UnwrapErr: err}
-	}
-	if de.IsNotFound || de.Temporary() {
-		return txts, de // the library type-asserts: no wrapping around it
-	}
-	tmp := *de
-	tmp.IsTemporary = true
-	return txts, &tmp
+	return txts, dnserr.Classify(name, err)
 }
 
 // spfCheck answers the configured action for each SPF result.
