@@ -86,3 +86,26 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %d %q", code, out)
 	}
 }
+
+// A mistyped subcommand of a command group (`config chek`, `sieve chek`) must
+// fail: exiting 0 with the group's help would let `dovetail config chek FILE
+// && systemctl reload dovetail` go ahead without any check. The group alone
+// still prints its help and exits 0.
+func TestUnknownSubcommandFails(t *testing.T) {
+	t.Setenv("DOVETAIL_CONFIG", "")
+	for _, args := range [][]string{
+		{"config", "chek", "dovetail.yaml"},
+		{"sieve", "chek", "x.sieve"},
+		{"quarantine", "lst"},
+	} {
+		code, _, errOut := run(t, args...)
+		if code == 0 || !strings.Contains(errOut, `unknown command "`+args[1]+`"`) {
+			t.Errorf("%v: exit %d, stderr %q; want a non-zero exit naming the unknown command", args, code, errOut)
+		}
+	}
+	for _, group := range []string{"config", "sieve", "quarantine"} {
+		if code, out, errOut := run(t, group); code != 0 || !strings.Contains(out, "Available Commands") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want its help", group, code, out, errOut)
+		}
+	}
+}

@@ -120,6 +120,9 @@ func TestConfigCheckRefuses(t *testing.T) {
 		{"negative cache_size", "authd:\n  cache_size: -5MB\n", `c.yaml:3: authd.cache_size: invalid size "-5MB": must not be negative`},
 		{"comments only", "# nothing else\n", ""},
 		{"second document", "---\nlog: {level: debug}\n", `c.yaml:2: only one YAML document is allowed`},
+		{"negative lmtpd timeout", "lmtpd:\n  read_timeout: -5m\n", `c.yaml:3: lmtpd.read_timeout: -5m0s must not be negative`},
+		{"overflowing days", "lmtpd:\n  duplicate_period: 1000000d\n", `c.yaml:3: lmtpd.duplicate_period: invalid duration "1000000d": too large`},
+		{"listener port range", "authd:\n  listen:\n    address: 127.0.0.1:99999\n", `c.yaml:4: authd.listen.address: port "99999" is neither a number`},
 		{"merge keys", "x-sock: &sock {mode: \"0660\"}\nauthd:\n  listen: {<<: *sock, address: \"unix:" + filepath.Join(dir, "a.sock") + "\"}\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -96,7 +96,27 @@ func newRootCmd(app *App) *cobra.Command {
 		newLearnCmd(app),
 		newQuarantineCmd(app),
 	)
+	for _, c := range root.Commands() {
+		strictGroups(c)
+	}
 	return root
+}
+
+// strictGroups makes every command group under c (config, sieve) fail on an
+// unknown subcommand. Cobra runs a group without a Run of its own as "print
+// the help, exit 0", which would let `dovetail config chek FILE && systemctl
+// reload dovetail` go ahead unchecked; the group alone still prints its help.
+func strictGroups(c *cobra.Command) {
+	if !c.HasSubCommands() {
+		return
+	}
+	if !c.Runnable() {
+		c.Args = usageArgs(cobra.NoArgs)
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
 }
 
 // asDaemon marks a command that runs daemons: signals are caught before its

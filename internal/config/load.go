@@ -61,13 +61,20 @@ func Load(name string, data []byte, dst any) error {
 		w.check(doc, reflect.TypeOf(dst).Elem(), "")
 		w.decode(doc, reflect.ValueOf(dst).Elem())
 	}
+	reported := map[string]bool{}
 	validate(reflect.ValueOf(dst), "", func(path string, err error) {
 		// A value that failed to decode kept its default, and the section's
 		// checks would judge that default (or a mix of it and the file's
 		// values): the type error already says what to fix.
-		if !w.tainted(path) {
-			probs = append(probs, Problem{File: name, Line: lineFor(lines, path), Msg: err.Error()})
+		if w.tainted(path) {
+			return
 		}
+		// A section that checks the field itself has said it in its words.
+		if errors.Is(err, errNegativeDuration) && reported[path] {
+			return
+		}
+		reported[path] = true
+		probs = append(probs, Problem{File: name, Line: lineFor(lines, path), Msg: err.Error()})
 	})
 	if len(probs) > 0 {
 		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
@@ -376,6 +383,16 @@ func fieldByYAMLName(v reflect.Value, key string) (reflect.Value, bool) {
 	return v.FieldByIndex(f.Index), true
 }
 
+// errNegativeDuration is wrapped by the loader's own check of Duration fields.
+var errNegativeDuration = errors.New("must not be negative")
+
+var durationType = reflect.TypeOf(Duration(0))
+
+// validate reports the problems of v (at path) to report: those of every
+// Validate method reachable from it, each before those of the fields below,
+// and a negative Duration anywhere. No setting takes one (a timeout of -5m
+// fails every read at once), and a section that forgets to check one would
+// pass it silently.
 func validate(v reflect.Value, path string, report func(string, error)) {
 	if !v.IsValid() {
 		return
@@ -385,6 +402,11 @@ func validate(v reflect.Value, path string, report func(string, error)) {
 			return
 		}
 		v = v.Elem()
+	}
+	if v.Type() == durationType && v.Int() < 0 {
+		report(path, fmt.Errorf("%s: %s %w (hint: a positive duration such as 30s, or 0 where the setting allows it)",
+			display(path), Duration(v.Int()), errNegativeDuration))
+		return
 	}
 	if v.CanAddr() {
 		if val, ok := v.Addr().Interface().(Validator); ok {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 type inner struct {
@@ -199,4 +200,118 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want error %q", tc.in, got, err, tc.wantErr)
 		}
 	}
+}
+
+// The day and week forms overflow like any other duration: a value past
+// time.Duration's ~292 years, or NaN/Inf, must be an error, not a wrapped
+// negative (or, for NaN, arbitrary) duration that a later check misreports or
+// a daemon uses.
+func TestParseDurationDaysAndWeeks(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{"30d", 30 * 24 * time.Hour, ""},
+		{"1.5d", 36 * time.Hour, ""},
+		{"2w", 14 * 24 * time.Hour, ""},
+		{"-1d", -24 * time.Hour, ""}, // as time.ParseDuration("-24h"); sections judge the sign
+		{"106751d", 106751 * 24 * time.Hour, ""},
+		{"106752d", 0, `invalid duration "106752d": too large`},
+		{"1000000d", 0, `invalid duration "1000000d": too large`},
+		{"100000w", 0, `invalid duration "100000w": too large`},
+		{"nand", 0, `invalid duration "nand"`},
+		{"infd", 0, `invalid duration "infd"`},
+		{"1e3d", 0, `invalid duration "1e3d"`},
+		{"0x10d", 0, `invalid duration "0x10d"`},
+		{"d", 0, `invalid duration "d"`},
+	} {
+		got, err := ParseDuration(tc.in)
+		switch {
+		case tc.wantErr == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		case tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
+			t.Errorf("ParseDuration(%q) = %v, %v; want error %q", tc.in, got, err, tc.wantErr)
+		}
+	}
+}
+
+// A TCP listener whose port net.Listen cannot use must fail `config check`,
+// not pass it and stop `serve` at the next restart.
+func TestListenerValidateTCP(t *testing.T) {
+	for _, tc := range []struct {
+		addr    string
+		wantErr string
+	}{
+		{"127.0.0.1:10024", ""},
+		{"tcp:127.0.0.1:10024", ""},
+		{"[::1]:24", ""},
+		{":10040", ""},
+		{"127.0.0.1:0", ""},
+		{"unix:/var/spool/postfix/private/dovetail-lmtp", ""},
+		{"", ""},
+		{"127.0.0.1:99999", `address: port "99999" is neither a number from 0 to 65535 nor a service name`},
+		{"127.0.0.1:-1", `address: port "-1" is neither a number from 0 to 65535 nor a service name`},
+		{"127.0.0.1:lmtpx", `address: port "lmtpx" is neither a number from 0 to 65535 nor a service name`},
+		{"::1:24", `address: "::1:24" is neither unix:/path nor host:port`},
+		{"nowhere", `address: "nowhere" is neither unix:/path nor host:port`},
+	} {
+		err := Listener{Address: tc.addr}.Validate()
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%q: %v", tc.addr, err)
+		case tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
+			t.Errorf("%q: error %v, want %q", tc.addr, err, tc.wantErr)
+		}
+	}
+}
+
+// No setting takes a negative duration (a read timeout of -5m would fail
+// every read at once), so the loader refuses one wherever a section's own
+// checks leave it out, once, at its line; a section that reports the field
+// itself keeps its message alone.
+func TestLoadNegativeDuration(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"unchecked field", "a:\n  timeout: -5m\n", []string{`t.yaml:2: a.timeout: -5m0s must not be negative`}},
+		{"in a list and a map", "list:\n  - timeout: -1d\nzones:\n  z1:\n    timeout: -1s\n", []string{
+			`t.yaml:2: list[0].timeout: -24h0m0s must not be negative`,
+			`t.yaml:5: zones.z1.timeout: -1s must not be negative`,
+		}},
+		{"reported by the section itself", "checked:\n  wait: -1s\n", []string{`t.yaml:2: checked.wait: my own message`}},
+		{"zero is fine", "a:\n  timeout: 0s\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c struct {
+				Top     top         `yaml:",inline"`
+				Checked selfChecked `yaml:"checked"`
+			}
+			err := Load("t.yaml", []byte(tc.in), &c)
+			var ps Problems
+			if err != nil && !errors.As(err, &ps) {
+				t.Fatalf("not Problems: %v", err)
+			}
+			if len(ps) != len(tc.want) {
+				t.Fatalf("got %d problems, want %d:\n%v", len(ps), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				if !strings.HasPrefix(ps[i].String(), w) {
+					t.Errorf("problem %d = %q, want it to start with %q", i, ps[i].String(), w)
+				}
+			}
+		})
+	}
+}
+
+type selfChecked struct {
+	Wait Duration `yaml:"wait"`
+}
+
+func (s *selfChecked) Validate() error {
+	if s.Wait < 0 {
+		return Errorf("wait", "my own message", "")
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -24,15 +25,32 @@ func (d Duration) String() string { return time.Duration(d).String() }
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if n := len(s); n > 1 && (s[n-1] == 'd' || s[n-1] == 'w') {
-		v, err := strconv.ParseFloat(s[:n-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q", s)
+		// The number is written as time.ParseDuration's are (an optional sign,
+		// digits, one optional fraction; no exponent, NaN or Inf) and computed
+		// exactly: a float would turn a value past time.Duration's ~292 years,
+		// or NaN, into an arbitrary (negative) duration instead of an error.
+		num := strings.TrimLeft(s[:n-1], "+-")
+		if len(s[:n-1])-len(num) > 1 || num == "" || num == "." || strings.Count(num, ".") > 1 ||
+			strings.Trim(num, "0123456789.") != "" {
+			return 0, fmt.Errorf("invalid duration %q (use e.g. 300ms, 30s, 5m, 2h, 30d)", s)
 		}
-		unit := 24 * time.Hour
+		unit := int64(24 * time.Hour)
 		if s[n-1] == 'w' {
 			unit *= 7
 		}
-		return time.Duration(v * float64(unit)), nil
+		r, ok := new(big.Rat).SetString(num)
+		if !ok {
+			return 0, fmt.Errorf("invalid duration %q (use e.g. 300ms, 30s, 5m, 2h, 30d)", s)
+		}
+		r.Mul(r, new(big.Rat).SetInt64(unit))
+		v := new(big.Int).Quo(r.Num(), r.Denom()) // whole nanoseconds, as time.ParseDuration
+		if !v.IsInt64() {
+			return 0, fmt.Errorf("invalid duration %q: too large (at most %s)", s, time.Duration(math.MaxInt64))
+		}
+		if s[0] == '-' {
+			v.Neg(v)
+		}
+		return time.Duration(v.Int64()), nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
@@ -151,8 +169,13 @@ func (l Listener) Validate() error {
 			errs = append(errs, Errorf("address", "unix socket path is empty", "write unix:/var/spool/postfix/private/dovetail-auth"))
 		}
 	default:
-		if !strings.Contains(l.Address, ":") {
+		// Checked as net.Listen will read it: `config check` must not pass an
+		// address that stops `serve` at the next restart.
+		_, port, err := net.SplitHostPort(strings.TrimPrefix(l.Address, "tcp:"))
+		if err != nil {
 			errs = append(errs, Errorf("address", fmt.Sprintf("%q is neither unix:/path nor host:port", l.Address), "write 127.0.0.1:12345 or unix:/path"))
+		} else if _, err := net.LookupPort("tcp", port); err != nil {
+			errs = append(errs, Errorf("address", fmt.Sprintf("port %q is neither a number from 0 to 65535 nor a service name", port), "e.g. 127.0.0.1:12345"))
 		}
 	}
 	if l.Mode != "" {

@@ -22,10 +22,12 @@ import (
 // Listen opens l: "unix:/path" (stale socket removed, mode/owner/group applied) or
 // "host:port" for TCP.
 func Listen(l config.Listener) (net.Listener, error) {
-	return listen(l, net.Dial)
+	return listen(l, net.Dial, nil)
 }
 
-func listen(l config.Listener, dial func(network, addr string) (net.Conn, error)) (net.Listener, error) {
+// listen is Listen with the dialer that probes a stale socket, and bound (if
+// not nil) called right after the bind (tests).
+func listen(l config.Listener, dial func(network, addr string) (net.Conn, error), bound func(path string)) (net.Listener, error) {
 	if !l.IsUnix() {
 		ln, err := net.Listen("tcp", strings.TrimPrefix(l.Address, "tcp:"))
 		if err != nil {
@@ -52,21 +54,25 @@ func listen(l config.Listener, dial func(network, addr string) (net.Conn, error)
 	if err := removeStale(path, dial); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 	}
-	ln, err := bindUnix(path, l.Mode != "")
+	var ln net.Listener
+	if l.Mode != "" {
+		ln, err = bindUnix(path, mode)
+	} else {
+		ln, err = net.Listen("unix", path) // the process's umask decides
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 	}
-	// The socket was bound unreachable (mode 0): give it its owner first and
-	// its mode last, so that at no moment can more peers connect than the
-	// configuration allows.
-	if uid != -1 || gid != -1 {
-		if err := os.Chown(path, uid, gid); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("listen %s: %w", l.Address, err)
-		}
+	if bound != nil {
+		bound(path)
 	}
-	if l.Mode != "" {
-		if err := os.Chmod(path, mode); err != nil {
+	// The socket already has its mode (no chmod), and Lchown does not follow
+	// a symlink: the directory may belong to someone else (Postfix's private/
+	// is the postfix user's), who could swap the socket for a link to any
+	// file between bind and here, and chmod or chown through it would hand
+	// that file over.
+	if uid != -1 || gid != -1 {
+		if err := os.Lchown(path, uid, gid); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 		}
@@ -103,18 +109,17 @@ func removeStale(path string, dial func(network, addr string) (net.Conn, error))
 // process, and two binds overlapping would restore each other's value.
 var umaskMu sync.Mutex
 
-// bindUnix binds a unix socket. When restrict is set it is bound with umask
-// 0777, so it is created with mode 0 and nobody but root can connect until
-// its mode is applied (bind, then chmod, left it at 0777 &^ umask for a moment,
-// 0777 with umask 0). The umask is process-wide, so this is for startup only;
-// files other goroutines create meanwhile only come out more restricted.
-func bindUnix(path string, restrict bool) (net.Listener, error) {
-	if !restrict {
-		return net.Listen("unix", path)
-	}
+// bindUnix binds a unix socket created with mode perm: bind makes it 0777
+// minus the umask, so the umask is the complement of perm for the bind. From
+// its first moment it is never wider than configured (until its owner is
+// applied, only root, and root's group for group bits, can connect), and no
+// chmod is needed afterwards (see listen). The umask is process-wide, so this
+// is for startup only; files other goroutines create meanwhile only come out
+// more restricted.
+func bindUnix(path string, perm os.FileMode) (net.Listener, error) {
 	umaskMu.Lock()
 	defer umaskMu.Unlock()
-	old := setUmask(0o777)
+	old := setUmask(int(0o777 &^ perm))
 	defer setUmask(old)
 	return net.Listen("unix", path)
 }

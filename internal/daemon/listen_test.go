@@ -68,25 +68,28 @@ func strconvOctal(m os.FileMode) string {
 	return string([]byte{digits[p>>6&7], digits[p>>3&7], digits[p&7]})
 }
 
-// The socket is bound with mode 0, before its mode is applied.
+// The socket is bound with its configured mode, never wider (with mode 0
+// nobody but root can connect), and the umask is restored.
 func TestBindUnixRestricted(t *testing.T) {
 	old := setUmask(0)
 	defer setUmask(old)
-	path := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := bindUnix(path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	fi, err := os.Lstat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := fi.Mode().Perm(); p != 0 {
-		t.Errorf("bound with mode %v, want 0 until the configured mode is applied", p)
-	}
-	if got := setUmask(0); got != 0 {
-		t.Errorf("umask after bind = %#o, want it restored to 0", got)
+	for _, mode := range []os.FileMode{0, 0o600, 0o660, 0o777} {
+		path := filepath.Join(t.TempDir(), "s.sock")
+		ln, err := bindUnix(path, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := fi.Mode().Perm(); p != mode {
+			t.Errorf("bound with mode %v, want %v", p, mode)
+		}
+		ln.Close()
+		if got := setUmask(0); got != 0 {
+			t.Errorf("umask after bind = %#o, want it restored to 0", got)
+		}
 	}
 }
 
@@ -121,7 +124,7 @@ func TestRemoveStale(t *testing.T) {
 				b.Close()
 				return a, nil
 			}
-			_, err = listen(config.Listener{Address: "unix:" + path}, dial)
+			_, err = listen(config.Listener{Address: "unix:" + path}, dial, nil)
 			if (err != nil) != tc.wantErr {
 				t.Errorf("listen error = %v, want error %v", err, tc.wantErr)
 			}
@@ -135,5 +138,43 @@ func TestRemoveStale(t *testing.T) {
 				t.Errorf("socket replaced = %v, want %v", removed, tc.wantRemove)
 			}
 		})
+	}
+}
+
+// The socket directory of Postfix (/var/spool/postfix/private) belongs to the
+// postfix user, who can swap the freshly bound socket for a symlink before
+// dovetail (root) applies owner and mode. Neither may then follow the link:
+// chmod/chown through it would hand any root-owned file (/etc/shadow) to
+// postfix.
+func TestListenUnixDoesNotFollowSwappedSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := config.Listener{Address: "unix:" + filepath.Join(dir, "s.sock"), Mode: "0666"}
+	if os.Geteuid() == 0 {
+		l.Owner, l.Group = "65534", "65534"
+	}
+	swap := func(path string) {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(victim, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ln, err := listen(l, net.Dial, swap); err == nil {
+		ln.Close()
+	}
+	fi, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("victim mode = %v, want it left at 0600", fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid()) {
+		t.Errorf("victim owner = %d:%d, want it left at %d:%d", st.Uid, st.Gid, os.Geteuid(), os.Getegid())
 	}
 }
