@@ -131,6 +131,9 @@ func DefaultConfig() Config {
 // Validate checks lmtpd's direct fields.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Listen.Address == "" {
+		errs = append(errs, config.Errorf("listen.address", "is required", "unix:/var/spool/postfix/private/dovetail-lmtp or 127.0.0.1:10024"))
+	}
 	if c.MaxMessageSize <= 0 {
 		errs = append(errs, config.Errorf("max_message_size", "must be positive", "e.g. 50MB"))
 	}

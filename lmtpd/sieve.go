@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,7 +303,7 @@ func convertResult(res *sieve.Result, msg *sieve.Message) (*Verdict, []*headerEd
 		v.Actions = append(v.Actions, Action{
 			Type: t, Mailbox: a.Mailbox, Flags: a.Flags, Create: a.Create, Copy: a.Copy,
 			Address: a.Address, Reason: a.Reason, Subject: a.Subject, From: a.From,
-			Period: time.Duration(a.Seconds) * time.Second, Handle: a.Handle,
+			Period: secondsDuration(a.Seconds), Handle: a.Handle,
 			Addresses: a.Addresses, Mime: a.Mime, Implicit: a.Implicit,
 		})
 		var e *headerEdit
@@ -359,4 +360,18 @@ func editedHeader(hs []sieve.Header, msg *sieve.Message) ([]byte, int) {
 		return []byte{}, msg.HeaderEnd()
 	}
 	return b.Bytes(), msg.HeaderEnd()
+}
+
+// secondsDuration converts a vacation period in seconds, saturating instead of
+// wrapping past time.Duration's range (":days 999999" without a configured
+// maximum would otherwise come out negative, i.e. the minimum period).
+func secondsDuration(s int64) time.Duration {
+	const max = int64(math.MaxInt64 / int64(time.Second))
+	switch {
+	case s > max:
+		return time.Duration(math.MaxInt64)
+	case s < 0:
+		return 0
+	}
+	return time.Duration(s) * time.Second
 }

@@ -3,6 +3,7 @@ package lmtpd
 import (
 	"context"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,3 +179,30 @@ func TestSieveIgnoredAndEmptyVerdicts(t *testing.T) {
 type emptyFilter struct{}
 
 func (emptyFilter) Filter(context.Context, *FilterInput) (*Verdict, error) { return &Verdict{}, nil }
+
+// A listener is required: an empty address passed `config check` and then
+// stopped `serve` without a file:line.
+func TestConfigListenRequired(t *testing.T) {
+	c := DefaultConfig()
+	c.Listen.Address = ""
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "listen.address") {
+		t.Errorf("empty listen address accepted: %v", err)
+	}
+}
+
+// Vacation periods past time.Duration's range saturate instead of wrapping
+// (negative: the minimum period, a reply a day).
+func TestSecondsDuration(t *testing.T) {
+	for _, tc := range []struct {
+		s    int64
+		want time.Duration
+	}{
+		{0, 0}, {86400, 24 * time.Hour}, {-5, 0},
+		{999999 * 86400, time.Duration(math.MaxInt64)},
+		{math.MaxInt64, time.Duration(math.MaxInt64)},
+	} {
+		if got := secondsDuration(tc.s); got != tc.want {
+			t.Errorf("secondsDuration(%d) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
