@@ -36,7 +36,7 @@ type cache struct {
 type cacheEntry struct {
 	key      [32]byte
 	accounts []string // the byLogin names this entry is indexed under
-	user     string   // canonical user for OK
+	grant    grant    // what an OK carries
 	ok       bool
 	expires  time.Time
 	size     int64
@@ -78,26 +78,26 @@ func (c *cache) keyFor(login, pw string) [32]byte {
 }
 
 // get returns the cached verdict for (login, pw).
-func (c *cache) get(k [32]byte) (user string, ok, found bool) {
+func (c *cache) get(k [32]byte) (g grant, ok, found bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, hit := c.items[k]
 	if !hit {
-		return "", false, false
+		return grant{}, false, false
 	}
 	e := el.Value.(*cacheEntry)
 	if c.now().After(e.expires) {
 		c.remove(el)
-		return "", false, false
+		return grant{}, false, false
 	}
 	c.lru.MoveToFront(el)
-	return e.user, e.ok, true
+	return e.grant, e.ok, true
 }
 
 // put stores a verdict. A positive verdict for an account drops that account's
 // other positive entries, under whatever spelling they were cached: the
 // password changed, the old one must stop working.
-func (c *cache) put(k [32]byte, login, user string, ok bool) {
+func (c *cache) put(k [32]byte, login string, g grant, ok bool) {
 	ttl := c.ttl
 	if !ok {
 		ttl = c.negTTL
@@ -106,7 +106,7 @@ func (c *cache) put(k [32]byte, login, user string, ok bool) {
 		return
 	}
 	accounts := []string{accountName(login)}
-	if u := accountName(user); ok && u != "" && u != accounts[0] {
+	if u := accountName(g.user); ok && u != "" && u != accounts[0] {
 		accounts = append(accounts, u)
 	}
 	c.mu.Lock()
@@ -123,11 +123,11 @@ func (c *cache) put(k [32]byte, login, user string, ok bool) {
 	if el, hit := c.items[k]; hit {
 		c.remove(el)
 	}
-	size := entryOverhead + int64(len(user))
+	size := entryOverhead + int64(len(g.user)+len(g.nets))
 	for _, a := range accounts {
 		size += int64(len(a))
 	}
-	e := &cacheEntry{key: k, accounts: accounts, user: user, ok: ok, expires: c.now().Add(ttl), size: size}
+	e := &cacheEntry{key: k, accounts: accounts, grant: g, ok: ok, expires: c.now().Add(ttl), size: size}
 	if e.size > c.max {
 		return
 	}

@@ -277,6 +277,13 @@ func (c *conn) step(r *request, data []byte, has bool) {
 // finish sends the reply for an outcome.
 func (c *conn) finish(r *request, o outcome) {
 	id := r.a.id
+	if o.kind == kindOK && o.allowNets != "" {
+		// After the password was checked, as Dovecot does: a wrong password
+		// from a refused network is still a plain failure.
+		if err := checkNets(o.allowNets, r.a.rip); err != nil {
+			o = outcome{kind: kindFail, login: o.login, cached: o.cached, err: err}
+		}
+	}
 	switch o.kind {
 	case kindCont:
 		c.mu.Lock()

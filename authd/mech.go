@@ -51,7 +51,8 @@ type outcome struct {
 	code      string // FAIL code= (optional)
 	reason    string // FAIL reason= (optional; must not reveal unknown user vs bad password)
 	cached    bool
-	err       error // why, for the log (never contains the password)
+	allowNets string // OK only from these networks (the account's allow_nets)
+	err       error  // why, for the log (never contains the password)
 }
 
 func cont(ch []byte) outcome { return outcome{kind: kindCont, challenge: ch} }
@@ -159,7 +160,7 @@ func (m *cramMech) step(ctx context.Context, in []byte, has bool) outcome {
 	if password.VerifyCRAMMD5(ctxMD5, m.challenge, strings.ToLower(digest)) != nil {
 		return fail(login, "CRAM-MD5 digest mismatch")
 	}
-	return m.s.accepted(login, o.user)
+	return m.s.accepted(login, o.grant())
 }
 
 // hmacEqual compares MACs in constant time.

@@ -22,7 +22,7 @@ type scramMech struct {
 	state int
 
 	login       string
-	user        string
+	grant       grant // what the OK will carry
 	gs2Header   string
 	clientBare  string
 	serverFirst string
@@ -46,7 +46,7 @@ func (m *scramMech) step(ctx context.Context, in []byte, has bool) outcome {
 		if len(in) != 0 {
 			return fail(m.login, "SCRAM: unexpected data after server-final")
 		}
-		return m.s.accepted(m.login, m.user)
+		return m.s.accepted(m.login, m.grant)
 	}
 	return fail(m.login, "SCRAM: unexpected step")
 }
@@ -98,7 +98,7 @@ func (m *scramMech) clientFirst(ctx context.Context, msg string) outcome {
 	if o.kind != kindOK {
 		return o
 	}
-	m.user = o.user
+	m.grant = o.grant()
 	creds, err := entry.SCRAMSecret(m.name)
 	if err != nil {
 		return fail(m.login, "stored password cannot serve "+m.name)

@@ -251,10 +251,10 @@ func (s *Server) checkPlain(ctx context.Context, login, pw string) outcome {
 	cache := s.cache()
 	if cache.enabled() {
 		key = cache.keyFor(login, pw)
-		if user, ok, found := cache.get(key); found {
+		if g, ok, found := cache.get(key); found {
 			s.m.cacheHits.Inc()
 			if ok {
-				o := s.accepted(login, user)
+				o := s.accepted(login, g)
 				o.cached = true
 				return o
 			}
@@ -272,23 +272,20 @@ func (s *Server) checkPlain(ctx context.Context, login, pw string) outcome {
 	}
 	switch {
 	case err == nil:
-		user := u.Login
-		if user == "" {
-			user = login
-		}
+		g := grantFor(login, u)
 		if cache.enabled() {
-			cache.put(key, login, user, true)
+			cache.put(key, login, g, true)
 		}
-		return s.accepted(login, user)
+		return s.accepted(login, g)
 	case errors.Is(err, directory.ErrDisabled):
 		if cache.enabled() {
 			cache.forget(login)
-			cache.put(key, login, "", false)
+			cache.put(key, login, grant{}, false)
 		}
 		return outcome{kind: kindFail, login: login, err: err}
 	case errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrNotFound):
 		if cache.enabled() {
-			cache.put(key, login, "", false)
+			cache.put(key, login, grant{}, false)
 		}
 		return outcome{kind: kindFail, login: login, err: err}
 	}
@@ -332,14 +329,10 @@ func (s *Server) secret(ctx context.Context, login, mech string) (password.Entry
 	if err != nil || !e.PlaintextEquivalent(mech) {
 		return password.Entry{}, fail(login, "stored password scheme cannot serve "+mech)
 	}
-	user := u.Login
-	if user == "" {
-		user = login
-	}
-	return e, outcome{kind: kindOK, login: login, user: user}
+	return e, s.accepted(login, grantFor(login, u))
 }
 
 // accepted builds the OK outcome.
-func (s *Server) accepted(login, user string) outcome {
-	return outcome{kind: kindOK, login: login, user: user}
+func (s *Server) accepted(login string, g grant) outcome {
+	return outcome{kind: kindOK, login: login, user: g.user, allowNets: g.nets}
 }

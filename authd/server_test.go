@@ -459,21 +459,21 @@ func TestCacheUnit(t *testing.T) {
 	now := time.Unix(1000, 0)
 	c.now = func() time.Time { return now }
 	k1, k2 := c.keyFor("u", "old"), c.keyFor("u", "new")
-	c.put(k1, "u", "U", true)
-	if u, ok, found := c.get(k1); !found || !ok || u != "U" {
+	c.put(k1, "u", grant{user: "U"}, true)
+	if u, ok, found := c.get(k1); !found || !ok || u.user != "U" {
 		t.Fatal("miss")
 	}
-	c.put(k2, "u", "U", true) // password changed: the old one must stop working
+	c.put(k2, "u", grant{user: "U"}, true) // password changed: the old one must stop working
 	if _, _, found := c.get(k1); found {
 		t.Error("old password still cached")
 	}
-	c.put(c.keyFor("u", "bad"), "u", "", false)
+	c.put(c.keyFor("u", "bad"), "u", grant{user: ""}, false)
 	now = now.Add(2 * time.Second)
 	if _, _, found := c.get(c.keyFor("u", "bad")); found {
 		t.Error("negative entry outlived its TTL")
 	}
 	for i := 0; i < 100; i++ {
-		c.put(c.keyFor(fmt.Sprint(i), "p"), fmt.Sprint(i), "x", true)
+		c.put(c.keyFor(fmt.Sprint(i), "p"), fmt.Sprint(i), grant{user: "x"}, true)
 	}
 	if c.size > 1000 || c.len() > 1000/entryOverhead {
 		t.Errorf("cache over its bound: %d bytes, %d entries", c.size, c.len())
@@ -872,35 +872,35 @@ func TestCacheAccountSpellings(t *testing.T) {
 	c := newCache(time.Hour, time.Minute, 1<<20)
 	// Password change seen under another case.
 	old := c.keyFor("Alice@Example.com", "old")
-	c.put(old, "Alice@Example.com", "alice@example.com", true)
-	c.put(c.keyFor("alice@example.com", "new"), "alice@example.com", "alice@example.com", true)
+	c.put(old, "Alice@Example.com", grant{user: "alice@example.com"}, true)
+	c.put(c.keyFor("alice@example.com", "new"), "alice@example.com", grant{user: "alice@example.com"}, true)
 	if _, _, found := c.get(old); found {
 		t.Error("old password still cached under another spelling of the login")
 	}
 	// Password change seen under another name of the same entry (an alias the
 	// filter also matches): the canonical user is the same.
 	alias := c.keyFor("a.smith@example.com", "new")
-	c.put(alias, "a.smith@example.com", "alice@example.com", true)
-	c.put(c.keyFor("alice@example.com", "newer"), "alice@example.com", "alice@example.com", true)
+	c.put(alias, "a.smith@example.com", grant{user: "alice@example.com"}, true)
+	c.put(c.keyFor("alice@example.com", "newer"), "alice@example.com", grant{user: "alice@example.com"}, true)
 	if _, _, found := c.get(alias); found {
 		t.Error("old password still cached under an alias of the account")
 	}
 	// A disabled account is forgotten under every spelling.
 	k := c.keyFor("ALICE@example.com", "newer")
-	c.put(k, "ALICE@example.com", "alice@example.com", true)
+	c.put(k, "ALICE@example.com", grant{user: "alice@example.com"}, true)
 	c.forget("alice@example.com")
 	if _, _, found := c.get(k); found {
 		t.Error("disabled account still cached under another spelling")
 	}
 	// Other accounts are untouched, and the index does not leak.
 	bob := c.keyFor("bob", "pw")
-	c.put(bob, "bob", "bob", true)
+	c.put(bob, "bob", grant{user: "bob"}, true)
 	c.forget("alice@example.com")
 	if _, _, found := c.get(bob); !found {
 		t.Error("forgetting alice dropped bob")
 	}
 	c.flush()
-	c.put(bob, "bob", "bob", true)
+	c.put(bob, "bob", grant{user: "bob"}, true)
 	c.remove(c.items[bob])
 	if len(c.byLogin) != 0 || c.size != 0 {
 		t.Errorf("index not emptied: %v, size %d", c.byLogin, c.size)

@@ -49,6 +49,10 @@ type Attributes struct {
 	Status   string `yaml:"status"`
 	Quota    string `yaml:"quota"`
 	Password string `yaml:"password"`
+	// AllowNets, if set, names an attribute holding the networks the user may
+	// log in from (Dovecot's allow_nets passdb field: addresses, CIDRs,
+	// "local"; authd refuses a login from elsewhere). Empty: not used.
+	AllowNets string `yaml:"allow_nets"`
 }
 
 // Config is the `directory.ldap` section.

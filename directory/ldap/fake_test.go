@@ -382,3 +382,36 @@ func TestFailoverPastHungServers(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowNetsAttribute: attributes.allow_nets is fetched on authentication
+// (both modes) and handed to authd under the passdb field name allow_nets.
+func TestAllowNetsAttribute(t *testing.T) {
+	f := newFakeLDAP(t, func(op *ber.Packet) []*ber.Packet {
+		if op.Tag == tagBindRequest {
+			return []*ber.Packet{ldapResult(tagBindResponse, 0)}
+		}
+		return []*ber.Packet{
+			ldapEntry("cn=alice,ou=people,dc=example,dc=com", map[string]string{
+				"cn": "alice", "mailAllowNets": "192.0.2.0/24", "userPassword": "{PLAIN}alicepw"}),
+			ldapResult(tagSearchDone, 0),
+		}
+	})
+	for _, mode := range []string{ModeBind, ModePassword} {
+		cfg := fakeConfig("ldap://" + f.addr())
+		cfg.AuthMode = mode
+		cfg.Attributes.AllowNets = "mailAllowNets"
+		cfg.BindDN, cfg.BindPassword = "cn=admin,dc=example,dc=com", "adminsecret"
+		d, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := d.Authenticate(context.Background(), "alice", "alicepw")
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		if got := u.Attrs["allow_nets"]; len(got) != 1 || got[0] != "192.0.2.0/24" {
+			t.Errorf("%s: allow_nets = %q", mode, got)
+		}
+		d.Close()
+	}
+}

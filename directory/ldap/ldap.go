@@ -81,10 +81,13 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 	}
 	// Authentication fetches only what it needs (fewer attributes = less work
 	// for the server on every uncached login).
-	for _, n := range []string{a.Login, a.Status} {
+	for _, n := range []string{a.Login, a.Status, a.AllowNets} {
 		if n != "" {
 			d.authAttrs = append(d.authAttrs, n)
 		}
+	}
+	if a.AllowNets != "" {
+		d.attrs = append(d.attrs, a.AllowNets)
 	}
 	serviceBind := func(ctx context.Context, c *lconn, timeout time.Duration) error {
 		if cfg.BindDN == "" {
@@ -195,6 +198,11 @@ func (d *Directory) user(e *goldap.Entry, login string) *directory.User {
 	for _, at := range e.Attributes {
 		if !strings.EqualFold(at.Name, a.Password) {
 			u.Attrs[at.Name] = at.Values
+		}
+	}
+	if a.AllowNets != "" {
+		if v := e.GetEqualFoldAttributeValues(a.AllowNets); len(v) > 0 {
+			u.Attrs["allow_nets"] = v // the passdb field name authd reads
 		}
 	}
 	if v := e.GetEqualFoldAttributeValue(a.Login); a.Login != "" && v != "" {

@@ -24,6 +24,8 @@ import (
 //	mail=a@x,b@y           addresses delivered to this user (besides a login with '@')
 //	quota=10M              quota in bytes; also userdb_quota_rule=*:bytes=N / *:storage=NK
 //	userdb_<key>=value     stored as Attrs[<key>], like Dovecot's userdb extra fields
+//	allow_nets=192.0.2.0/24,local  (and allow_real_nets) authd refuses logins from
+//	                       other client addresses, as Dovecot does
 //
 // Lines starting with '#' and blank lines are ignored.
 
