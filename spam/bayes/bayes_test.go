@@ -7,6 +7,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dovetail-mail/dovetail/internal/testenv"
@@ -36,6 +37,30 @@ func TestTokens(t *testing.T) {
 	for _, tok := range toks {
 		if tok == "Date" || len(tok) > 80 {
 			t.Errorf("unexpected token %q", tok)
+		}
+	}
+}
+
+// TestTokensPaddedBody: random words appended to the body (a "hash buster")
+// used to fill the whole token budget, so the sender, Received, MIME and
+// URI tokens — the evidence padding cannot change — were never looked up.
+// The body text has a share of the budget; the rest is kept for the others.
+func TestTokensPaddedBody(t *testing.T) {
+	var pad strings.Builder
+	for i := range bayes.MaxTokens {
+		fmt.Fprintf(&pad, "pad%05d ", i)
+	}
+	m := parse("From: Shop <deals@shop.example.com>\nSubject: Cheap pills\n" +
+		"Received: from mx.shop.example.com (mx.shop.example.com [198.51.100.7])\n\n" +
+		"Buy cheap pills at http://pills.example.net/buy now\n\n" + pad.String())
+	toks := bayes.Tokens(m)
+	if len(toks) > bayes.MaxTokens {
+		t.Errorf("%d tokens, more than %d", len(toks), bayes.MaxTokens)
+	}
+	for _, want := range []string{"cheap", "SUBJECT:pills", "f:deals@shop.example.com", "fd:shop.example.com",
+		"rcv:mx.shop.example.com", "rip:198.51.100.0", "u:pills.example.net", "ct:text/plain"} {
+		if !slices.Contains(toks, want) {
+			t.Errorf("token %q missing", want)
 		}
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
-// MaxTokens bounds the distinct tokens taken from one message.
+// MaxTokens bounds the distinct tokens taken from one message; the body text
+// gets at most three quarters of them.
 const MaxTokens = 8000
 
 // Tokens returns the distinct tokens of msg. Prefixes keep the sources apart
@@ -40,8 +41,12 @@ type Tokenizer struct {
 // Tokens returns the distinct tokens of msg, as the package function does,
 // leaving out the fields this installation added (Own).
 func (tz Tokenizer) Tokens(msg *message.Message) []string {
-	t := &tokenizer{seen: map[string]struct{}{}, tz: tz}
+	// The body text may take only part of the budget: padding it with
+	// random words must not push out the sender, Received, MIME and URI
+	// tokens that follow, which the padding cannot change.
+	t := &tokenizer{seen: map[string]struct{}{}, tz: tz, limit: MaxTokens - MaxTokens/4}
 	t.text("", msg.Text, true)
+	t.limit = MaxTokens
 	t.text("SUBJECT:", msg.Subject(), true)
 	t.headers(msg)
 	for _, p := range msg.Parts {
@@ -108,13 +113,14 @@ func (t *tokenizer) uriPath(raw string) {
 }
 
 type tokenizer struct {
-	seen map[string]struct{}
-	out  []string
-	tz   Tokenizer
+	seen  map[string]struct{}
+	out   []string
+	tz    Tokenizer
+	limit int // tokens taken so far may not exceed it (≤ MaxTokens)
 }
 
 func (t *tokenizer) add(tok string) {
-	if len(t.out) >= MaxTokens {
+	if len(t.out) >= t.limit {
 		return
 	}
 	if _, ok := t.seen[tok]; ok {
@@ -161,7 +167,7 @@ func (t *tokenizer) text(prefix, s string, bigrams bool) {
 		cjk = cjk[:0]
 	}
 	for _, field := range strings.Fields(s) {
-		if len(t.out) >= MaxTokens {
+		if len(t.out) >= t.limit {
 			return
 		}
 		// Split the field into CJK runs and the rest.

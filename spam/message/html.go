@@ -222,16 +222,6 @@ func isWordByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '/'
 }
 
-// mayHaveURI is a cheap test before the (slow, case-insensitive) URI regex.
-func mayHaveURI(s string) bool {
-	for _, lit := range []string{"://", "www.", "WWW.", "Www.", "mailto:", "MAILTO:"} {
-		if strings.Contains(s, lit) {
-			return true
-		}
-	}
-	return false
-}
-
 // collectTextURIs adds the URIs written in text parts (plain text and shown HTML
 // text), skipping duplicates of HTML links.
 func collectTextURIs(m *Message, maxURIs int) {
@@ -240,7 +230,9 @@ func collectTextURIs(m *Message, maxURIs int) {
 		seen[u.Raw] = true
 	}
 	for _, p := range m.Parts {
-		if p.Text == "" || p.HTML || !mayHaveURI(p.Text) {
+		// No case-sensitive pre-test here: findTextURIs is one pass already,
+		// and a gate that knew only "www." and "WWW." let "wWw." links by.
+		if p.Text == "" || p.HTML {
 			continue
 		}
 		for _, raw := range findTextURIs(p.Text, maxURIs) {

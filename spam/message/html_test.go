@@ -43,3 +43,17 @@ func TestFindTextURIsLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestTextURIsAnyCase: findTextURIs matches openings in any case, and so must
+// the gate in front of it: "wWw." and "Mailto:" links in plain text were
+// never collected, so no uri rule or URI blocklist saw them.
+func TestTextURIsAnyCase(t *testing.T) {
+	m := Parse([]byte("Subject: x\n\nvisit wWw.Evil.example/buy or write Mailto:sales@evil.example\n"), Limits{})
+	var got []string
+	for _, u := range m.URIs {
+		got = append(got, u.Host)
+	}
+	if want := []string{"www.evil.example", "evil.example"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("URI hosts %q, want %q", got, want)
+	}
+}

@@ -115,19 +115,23 @@ func decodeWords(v string) (out string, bad bool) {
 			break
 		}
 		end, ok := encodedWordEnd(v, start)
-		if !ok {
-			break
-		}
-		word := v[start:end]
-		text, err := wordDecoder.Decode(word)
-		if err != nil {
-			if _, err2 := anyCharset.Decode(word); err2 != nil {
-				// Not an encoded-word after all: text, scanning on after "=?".
-				b.WriteString(v[:start+2])
-				v = v[start+2:]
-				betweenWords = false
-				continue
+		var word, text string
+		var err error
+		if ok {
+			word = v[start:end]
+			if text, err = wordDecoder.Decode(word); err != nil {
+				_, err2 := anyCharset.Decode(word)
+				ok = err2 == nil
 			}
+		}
+		if !ok {
+			// Not an encoded-word after all: text, scanning on after "=?".
+			b.WriteString(v[:start+2])
+			v = v[start+2:]
+			betweenWords = false
+			continue
+		}
+		if err != nil {
 			bad = true
 		}
 		// White space between two decoded words is dropped (RFC 2047 §6.2).
@@ -147,7 +151,11 @@ func decodeWords(v string) (out string, bad bool) {
 }
 
 // encodedWordEnd returns the end of the "=?charset?e?text?=" starting at
-// v[start], located the way mime.WordDecoder.DecodeHeader does.
+// v[start]. The encoded text holds no '?' (RFC 2047 §5; mime.WordDecoder
+// rejects a word with more than four), so the word ends at the first '?'
+// after "e?", which must be followed by '='. Searching on to a later "?=",
+// as mime.WordDecoder.DecodeHeader does, finds only words it then rejects,
+// and made a value of many such openings cost quadratic time.
 func encodedWordEnd(v string, start int) (int, bool) {
 	cur := start + 2
 	i := strings.IndexByte(v[cur:], '?')
@@ -159,8 +167,8 @@ func encodedWordEnd(v string, start int) (int, bool) {
 		return 0, false
 	}
 	cur += 2
-	j := strings.Index(v[cur:], "?=")
-	if j < 0 {
+	j := strings.IndexByte(v[cur:], '?')
+	if j < 0 || cur+j+1 >= len(v) || v[cur+j+1] != '=' {
 		return 0, false
 	}
 	return cur + j + 2, true
@@ -174,6 +182,9 @@ func parseHeader(m *Message, head []byte) Header {
 		m.addAnomaly(AnomalyHeaderNUL)
 	}
 	lines := strings.Split(string(head), "\n")
+	// cont[i] holds the continuation lines of h[i], joined once at the end:
+	// appending each to the value copied it every time (quadratic).
+	var cont [][]string
 	for _, line := range lines {
 		if line == "" {
 			continue
@@ -185,7 +196,7 @@ func parseHeader(m *Message, head []byte) Header {
 				}
 				continue
 			}
-			h[len(h)-1].Raw += " " + strings.TrimLeft(line, " \t")
+			cont[len(h)-1] = append(cont[len(h)-1], strings.TrimLeft(line, " \t"))
 			continue
 		}
 		i := strings.IndexByte(line, ':')
@@ -197,8 +208,12 @@ func parseHeader(m *Message, head []byte) Header {
 		}
 		name := strings.TrimRight(line[:i], " \t")
 		h = append(h, Field{Name: name, Raw: strings.TrimLeft(line[i+1:], " \t")})
+		cont = append(cont, nil)
 	}
 	for i := range h {
+		if len(cont[i]) > 0 {
+			h[i].Raw += " " + strings.Join(cont[i], " ")
+		}
 		h[i].Raw = strings.TrimRight(h[i].Raw, " \t")
 		h[i].Decoded = decodeHeaderValue(m, h[i].Raw)
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
@@ -195,5 +197,97 @@ func TestIfDeepNesting(t *testing.T) {
 	}
 	if ok, err := evalIf("((version >= 3.004000))"); !ok || err != nil {
 		t.Errorf("nested version test: %v %v", ok, err)
+	}
+}
+
+// TestPrefilterCaseFolding: the literal prefilter must never skip a text the
+// regex matches. Under /i, RE2 folds case by Unicode's simple folding, in
+// which "ſ" (long s) is an "s" and "µ" a "μ", but strings.ToLower leaves
+// them as they are: "caſino" and "buy ſex" passed /casino/i and /sex/i
+// because the lower-cased text lacked the literal.
+func TestPrefilterCaseFolding(t *testing.T) {
+	set, probs := parseSet(t, `
+body    B_CASINO /online casino/i
+rawbody R_CASINO /online casino/i
+full    F_CASINO /online casino/i
+body    B_MICRO  /μg dose/i
+body    B_KELVIN /kelvin/i
+`)
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	got := hits(t, set, "Subject: s\n\nOnline caſino, 5 µG DOSE, \u212aelvin\n")
+	for _, name := range []string{"B_CASINO", "R_CASINO", "F_CASINO", "B_MICRO", "B_KELVIN"} {
+		r := set.Lookup(name)
+		if got[name] == 0 {
+			t.Errorf("%s (prefilter %q) did not hit", name, r.pre)
+		}
+	}
+}
+
+// TestFoldCaseOrbits: foldCase gives every rune of a folding orbit the same
+// value, and the ASCII fast path agrees with the general one.
+func TestFoldCaseOrbits(t *testing.T) {
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		want := foldRune(r)
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if got := foldRune(f); got != want {
+				t.Fatalf("foldRune(%U) = %U, foldRune(%U) = %U", r, want, f, got)
+			}
+		}
+		if r < utf8.RuneSelf && foldCase(string(r)) != string(want) {
+			t.Fatalf("foldCase(%q) = %q, want %q", r, foldCase(string(r)), want)
+		}
+	}
+}
+
+// TestScoreNotFinite: strconv.ParseFloat reads "nan" and "inf", which no
+// score can be: one NaN made every verdict's sum NaN, and +Inf rounded to
+// a huge negative score — both "no action" for every message.
+func TestScoreNotFinite(t *testing.T) {
+	set, probs := parseSet(t, "body A /x/\nscore A nan\nbody B /x/\nscore B 1 2 +Inf 4\nbody C /x/\nscore C -infinity\n")
+	if len(probs) != 3 {
+		t.Fatalf("problems %v, want one each for A, B, C", probs)
+	}
+	for i, name := range []string{"A", "B", "C"} {
+		if !strings.HasPrefix(probs[i].String(), "t.cf:"+string(rune('2'+2*i))+": score "+name) {
+			t.Errorf("problem %d: %s", i, probs[i])
+		}
+		if r := set.Lookup(name); r.Score != 1 {
+			t.Errorf("%s scores %v, want the default 1", name, r.Score)
+		}
+	}
+}
+
+// TestMetaOnSkippedRule: a meta using a rule that was skipped (a pattern RE2
+// cannot run) read it as "no hit", silently: "A && !__B" then fired on
+// every A — a rule that SpamAssassin runs narrowly ran broadly here. Such a
+// meta is skipped with a file:line problem, and so is a meta using it; a
+// name defined nowhere (an ifplugin rule) still reads 0, as in SpamAssassin.
+func TestMetaOnSkippedRule(t *testing.T) {
+	set, probs := parseSet(t, `header A Subject =~ /a/
+header __B Subject =~ /(?<=x)a/
+meta M1 A && !__B
+meta M2 M1 || A
+meta M3 A && !__NOWHERE
+meta C1 C2
+meta C2 C1
+`)
+	got := hits(t, set, "Subject: a\n\nbody\n")
+	if got["M1"] != 0 || got["M2"] != 0 || got["M3"] != 1 {
+		t.Errorf("hits %v, want M3 alone of the metas", got)
+	}
+	var joined []string
+	for _, p := range probs {
+		joined = append(joined, p.String())
+	}
+	for _, want := range []string{"t.cf:2: header __B", "t.cf:3: meta M1: uses __B, which was skipped",
+		"t.cf:4: meta M2: uses M1, which was skipped", "t.cf:7: meta C2: dependency cycle through C1"} {
+		if !strings.Contains(strings.Join(joined, "\n"), want) {
+			t.Errorf("problem %q missing from %q", want, joined)
+		}
+	}
+	if len(probs) != 5 {
+		t.Errorf("%d problems, want 5: %q", len(probs), joined)
 	}
 }

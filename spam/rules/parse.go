@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -50,6 +51,7 @@ type Parser struct {
 	describe map[string]string
 	tflags   map[string][]string
 	evals    map[string]EvalFunc
+	failed   map[string]bool // rules defined but skipped (for metas using them)
 	Problems []Problem
 	// Limits: at most MaxLines lines per file and MaxRules rules in all.
 	MaxLines, MaxRules int
@@ -58,7 +60,7 @@ type Parser struct {
 // NewParser returns a parser that knows the eval functions evals.
 func NewParser(evals map[string]EvalFunc) *Parser {
 	return &Parser{rules: map[string]*Rule{}, scores: map[string]float64{}, describe: map[string]string{},
-		tflags: map[string][]string{}, evals: evals, MaxLines: 200000, MaxRules: 20000}
+		tflags: map[string][]string{}, evals: evals, failed: map[string]bool{}, MaxLines: 200000, MaxRules: 20000}
 }
 
 func (p *Parser) problem(file string, line int, format string, args ...any) {
@@ -176,11 +178,13 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 		}
 		if len(p.rules) >= p.MaxRules {
 			p.problem(file, line, "more than %d rules; %s ignored", p.MaxRules, name)
+			p.failed[name] = true
 			return
 		}
 		r, err := p.compile(kind, name, def)
 		if err != nil {
 			p.problem(file, line, "%s %s: %v; rule skipped", directive, name, err)
+			p.failed[name] = true
 			return
 		}
 		r.File, r.Line = file, line
@@ -201,7 +205,9 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 			v = f[3]
 		}
 		s, err := strconv.ParseFloat(v, 64)
-		if err != nil {
+		// ParseFloat also reads "nan" and "inf": a NaN or infinite score
+		// would make every message's sum NaN or ±Inf.
+		if err != nil || math.IsNaN(s) || math.IsInf(s, 0) {
 			p.problem(file, line, "score %s: %q is not a number", f[0], v)
 			return
 		}

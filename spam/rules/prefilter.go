@@ -3,12 +3,13 @@ package rules
 import (
 	"regexp/syntax"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
-// prefilter is a set of lower-case literals at least one of which must occur
+// prefilter is a set of case-folded literals at least one of which must occur
 // in any text the regex matches. Most spam patterns are alternations of
-// phrases: checking them with strings.Contains over the lower-cased text once
+// phrases: checking them with strings.Contains over the folded text once
 // skips the regex engine for nearly every message (Go's regexp has no literal
 // acceleration for case-insensitive alternations).
 type prefilter []string
@@ -39,9 +40,9 @@ func literals(re *syntax.Regexp, depth int) []string {
 	}
 	switch re.Op {
 	case syntax.OpLiteral:
-		// Lower-cased even without (?i): the text is lower-cased too, so this
-		// only loses selectivity, never a match.
-		s := strings.ToLower(string(re.Rune))
+		// Folded even without (?i): the text is folded too, so this only
+		// loses selectivity, never a match.
+		s := foldCase(string(re.Rune))
 		if !utf8.ValidString(s) {
 			return nil
 		}
@@ -97,7 +98,32 @@ func shortest(set []string) int {
 	return max(m, 0)
 }
 
-// mayMatch reports whether lowerText (lower-cased) contains one of the literals.
+// foldCase maps every rune of s to one representative of its Unicode
+// simple-folding orbit, the equivalence RE2's (?i) matches by: "ſ" (long s)
+// and "K" (Kelvin sign) become "s" and "k", "µ" and "μ" one rune. Plain
+// strings.ToLower is not enough: it leaves "ſ" and "µ" alone, so a
+// prefilter over lower-cased text skipped "caſino", which /casino/i matches.
+// Folding never adds or removes a line break.
+func foldCase(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return strings.Map(foldRune, s)
+		}
+	}
+	return strings.ToLower(s)
+}
+
+// foldRune returns the lower case of the smallest rune of r's folding orbit:
+// one value for the whole orbit, and plain lower case for ASCII.
+func foldRune(r rune) rune {
+	least := r
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		least = min(least, f)
+	}
+	return unicode.ToLower(least)
+}
+
+// mayMatch reports whether lowerText (folded by foldCase) contains one of the literals.
 func (p prefilter) mayMatch(lowerText string) bool {
 	for _, l := range p {
 		if strings.Contains(lowerText, l) {

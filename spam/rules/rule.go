@@ -170,28 +170,38 @@ func (p *Parser) Build(overrides map[string]float64) *Set {
 			s.rules = append(s.rules, r)
 		}
 	}
-	// Order metas so every meta runs after the metas it uses.
-	state := map[string]int{} // 1 visiting, 2 done
+	// Order metas so every meta runs after the metas it uses. A meta using a
+	// rule that was defined but skipped (a pattern RE2 cannot run) is skipped
+	// too: reading that rule as "no hit" would change what the meta means
+	// ("A && !__B" would fire on every A). A name defined nowhere reads 0,
+	// as in SpamAssassin.
+	state := map[string]int{} // 1 visiting, 2 done, 3 skipped
 	var visit func(r *Rule) bool
 	visit = func(r *Rule) bool {
 		switch state[r.Name] {
-		case 1:
+		case 1, 3:
 			return false
 		case 2:
 			return true
 		}
 		state[r.Name] = 1
 		for _, dep := range r.meta.deps(nil) {
-			if d := s.byName[dep]; d != nil && d.Kind == KindMeta && !visit(d) {
-				if state[r.Name] == 1 {
-					p.problem(r.File, r.Line, "meta %s: dependency cycle through %s; rule skipped", r.Name, dep)
+			d := s.byName[dep]
+			why := ""
+			switch {
+			case d == nil && p.failed[dep]:
+				why = "uses " + dep + ", which was skipped"
+			case d != nil && d.Kind == KindMeta && !visit(d):
+				why = "uses " + dep + ", which was skipped"
+				if state[dep] == 1 {
+					why = "dependency cycle through " + dep
 				}
+			}
+			if why != "" {
+				p.problem(r.File, r.Line, "meta %s: %s; rule skipped", r.Name, why)
 				state[r.Name] = 3
 				return false
 			}
-		}
-		if state[r.Name] == 3 {
-			return false
 		}
 		state[r.Name] = 2
 		s.metas = append(s.metas, r)

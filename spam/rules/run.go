@@ -20,9 +20,9 @@ type Context struct {
 
 	paras    []string
 	rawLines []string
-	lower    [3]string // lower-cased body, rawbody, full for prefilters
+	lower    [3]string // case-folded body, rawbody, full for prefilters
 	lowerOK  [3]bool
-	lowLines [2][]string // lower-cased body paragraphs and rawbody lines
+	lowLines [2][]string // case-folded body paragraphs and rawbody lines
 	full     string
 	fullDone bool
 	uris     []string // uriForms
@@ -74,26 +74,27 @@ func (c *Context) Full() string {
 	return c.full
 }
 
-// lowered returns the lower-cased text of a body-like kind, computed once.
+// lowered returns the case-folded (foldCase) text of a body-like kind,
+// computed once.
 func (c *Context) lowered(k Kind) string {
 	i := map[Kind]int{KindBody: 0, KindRawBody: 1, KindFull: 2}[k]
 	if !c.lowerOK[i] {
 		switch k {
 		case KindBody:
-			c.lower[i] = strings.ToLower(strings.Join(c.Body(), "\n"))
+			c.lower[i] = foldCase(strings.Join(c.Body(), "\n"))
 		case KindRawBody:
-			c.lower[i] = strings.ToLower(strings.Join(c.RawBody(), "\n"))
+			c.lower[i] = foldCase(strings.Join(c.RawBody(), "\n"))
 		default:
-			c.lower[i] = strings.ToLower(c.Full())
+			c.lower[i] = foldCase(c.Full())
 		}
 		c.lowerOK[i] = true
 	}
 	return c.lower[i]
 }
 
-// loweredLines returns the lower-cased paragraphs (body) or lines (rawbody),
-// index-aligned with Body() or RawBody(): lower-casing never adds or removes
-// a line break.
+// loweredLines returns the case-folded paragraphs (body) or lines (rawbody),
+// index-aligned with Body() or RawBody(): folding never adds or removes a
+// line break.
 func (c *Context) loweredLines(k Kind) []string {
 	i := 0
 	if k == KindRawBody {
