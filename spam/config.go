@@ -92,7 +92,19 @@ type BayesConfig struct {
 	Autolearn     bool    `yaml:"autolearn"`
 	AutolearnSpam float64 `yaml:"autolearn_spam"`
 	AutolearnHam  float64 `yaml:"autolearn_ham"`
+	// OnUnavailable is what a scan does when the token store cannot be read
+	// (Redis down): tempfail (default) fails the scan, so the milter answers
+	// its on_error (451 by default) and the sender retries; skip scores
+	// without Bayes (SpamAssassin's and rspamd's way) — more spam gets through
+	// while the store is down, with BAYES_UNAVAILABLE in the symbols.
+	OnUnavailable string `yaml:"on_unavailable"`
 }
+
+// Bayes OnUnavailable values.
+const (
+	BayesTempfail = "tempfail"
+	BayesSkip     = "skip"
+)
 
 // Validate checks the training minimums and autolearn thresholds.
 func (b BayesConfig) Validate() error {
@@ -102,6 +114,11 @@ func (b BayesConfig) Validate() error {
 	}
 	if b.Autolearn && b.AutolearnHam >= b.AutolearnSpam {
 		errs = append(errs, config.Errorf("autolearn_ham", "must be below autolearn_spam", ""))
+	}
+	switch b.OnUnavailable {
+	case BayesTempfail, BayesSkip:
+	default:
+		errs = append(errs, config.Errorf("on_unavailable", fmt.Sprintf("%q is neither tempfail nor skip", b.OnUnavailable), "tempfail"))
 	}
 	return config.Join(errs...)
 }
@@ -146,7 +163,7 @@ func DefaultConfig() Config {
 		SubjectTemplate: "***SPAM*** %s",
 		DefaultRules:    true,
 		Bayes: BayesConfig{Enabled: true, MinSpam: 200, MinHam: 200, PerUser: false,
-			Autolearn: false, AutolearnSpam: 12, AutolearnHam: 0.1},
+			Autolearn: false, AutolearnSpam: 12, AutolearnHam: 0.1, OnUnavailable: BayesTempfail},
 		Timeout:        config.Duration(10e9),
 		MaxSize:        50 << 20,
 		SpillThreshold: 1 << 20,

@@ -163,8 +163,11 @@ func (e *Engine) NewBuilder() *message.Builder { return message.NewBuilder(e.cfg
 // Parse reads a raw message with the engine's limits.
 func (e *Engine) Parse(r io.Reader) (*Message, error) { return message.Read(r, e.cfg.limits()) }
 
-// Score scans one message. Errors are only returned for an unreadable Input
-// (I/O); content problems, check failures and a store outage are symbols.
+// Score scans one message. Errors are returned for an unreadable Input (I/O)
+// and, unless bayes.on_unavailable is skip, for a Bayes store that cannot be
+// read (wrapping store.ErrUnavailable): a temporary failure, not a verdict
+// missing its strongest signal. Content problems and check failures (DNS) are
+// symbols.
 func (e *Engine) Score(ctx context.Context, in *Input) (Verdict, error) {
 	start := time.Now()
 	msg := in.Message
@@ -197,7 +200,11 @@ func (e *Engine) Score(ctx context.Context, in *Input) (Verdict, error) {
 		syms = []Symbol{allowSymbol(allow[0])}
 		v.Reason = "allow list: " + allow[0].name
 	default:
-		syms = e.scan(ctx, in, msg, &v)
+		var err error
+		if syms, err = e.scan(ctx, in, msg, &v); err != nil {
+			e.m.errors.WithLabelValues("bayes").Inc()
+			return Verdict{}, err
+		}
 		// Sender and domain entries name identities anyone can write; they
 		// apply only once the checks authenticated them.
 		if h, ok := authenticatedHit(allow, syms); ok {
@@ -233,8 +240,9 @@ func round1(f float64) float64 {
 	return float64(int64(f*100+0.5)) / 100
 }
 
-// scan runs checks (concurrently), rules and Bayes.
-func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) []Symbol {
+// scan runs checks (concurrently), rules and Bayes; its error is the Bayes
+// store's (see BayesConfig.OnUnavailable).
+func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) ([]Symbol, error) {
 	var mu sync.Mutex
 	var syms []Symbol
 	var wg sync.WaitGroup
@@ -264,9 +272,10 @@ func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) 
 	if msg.Partial {
 		local = append(local, Symbol{Name: "SCAN_PARTIAL", Description: "Only the start of a large message was scanned"})
 	}
-	local = append(local, e.classify(ctx, in, msg, v)...)
+	bayes, err := e.classify(ctx, in, msg, v)
+	local = append(local, bayes...)
 	wg.Wait()
-	return append(syms, local...)
+	return append(syms, local...), err
 }
 
 func (e *Engine) runCheck(ctx context.Context, c Check, in *Input, msg *Message) (out []Symbol) {

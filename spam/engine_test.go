@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dovetail-mail/dovetail/spam"
+	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
 )
 
@@ -162,5 +163,40 @@ func TestLearnForget(t *testing.T) {
 	s, h, _ = e.BayesCounts(ctx)
 	if s != 0 || h != 0 {
 		t.Errorf("after forget: spam=%d ham=%d", s, h)
+	}
+}
+
+// downStore is a store whose backend is gone.
+type downStore struct{ *mem.Store }
+
+func (downStore) HGet(context.Context, string, []string) (map[string]int64, error) {
+	return nil, store.ErrUnavailable
+}
+
+// A Bayes store that cannot be read fails the scan (a temporary failure for
+// the milter) by default; bayes.on_unavailable: skip scores without it.
+func TestBayesStoreDown(t *testing.T) {
+	cfg := spam.DefaultConfig()
+	e := newEngine(t, cfg, spam.WithStore(downStore{mem.New()}))
+	_, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(clean)})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("store down: err %v, want store.ErrUnavailable", err)
+	}
+	cfg.Bayes.OnUnavailable = spam.BayesSkip
+	e = newEngine(t, cfg, spam.WithStore(downStore{mem.New()}))
+	v, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(clean)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range v.Symbols {
+		found = found || s.Name == "BAYES_UNAVAILABLE"
+	}
+	if !found || v.Bayes.Skipped != "store unavailable" {
+		t.Errorf("skip: symbols %v, bayes %+v", v.Symbols, v.Bayes)
+	}
+	cfg.Bayes.OnUnavailable = "ignore"
+	if err := cfg.Bayes.Validate(); err == nil {
+		t.Error("on_unavailable: ignore accepted")
 	}
 }

@@ -46,11 +46,12 @@ func bayesSymbol(p float64) Symbol {
 func userTable(user string) string { return "user:" + user }
 
 // classify runs Bayes on the user's table when it has enough training, else
-// on the global one.
-func (e *Engine) classify(ctx context.Context, in *Input, msg *Message, v *Verdict) []Symbol {
+// on the global one. A store that cannot be read is an error unless
+// bayes.on_unavailable is skip.
+func (e *Engine) classify(ctx context.Context, in *Input, msg *Message, v *Verdict) ([]Symbol, error) {
 	if e.bayes == nil {
 		v.Bayes.Skipped = "disabled"
-		return nil
+		return nil, nil
 	}
 	tokens := e.tokenizer.Tokens(msg)
 	tables := []string{"global"}
@@ -60,18 +61,21 @@ func (e *Engine) classify(ctx context.Context, in *Input, msg *Message, v *Verdi
 	for _, t := range tables {
 		res, err := e.bayes.Classify(ctx, t, tokens)
 		if err != nil {
-			e.log.Warn("bayes unavailable", "err", err)
+			if e.cfg.Bayes.OnUnavailable != BayesSkip {
+				return nil, fmt.Errorf("spam: Bayes store: %w", err)
+			}
+			e.log.Warn("bayes unavailable, scoring without it", "queue_id", in.QueueID, "err", err)
 			v.Bayes.Skipped = "store unavailable"
-			return []Symbol{{Name: "BAYES_UNAVAILABLE", Description: "Bayes store unavailable"}}
+			return []Symbol{{Name: "BAYES_UNAVAILABLE", Description: "Bayes store unavailable"}}, nil
 		}
 		if res.NSpam < e.cfg.Bayes.MinSpam || res.NHam < e.cfg.Bayes.MinHam {
 			v.Bayes.Skipped = fmt.Sprintf("not enough training in %s (%d spam, %d ham)", t, res.NSpam, res.NHam)
 			continue
 		}
 		v.Bayes = BayesResult{Probability: res.Prob, Tokens: len(res.Clues), Table: t}
-		return []Symbol{bayesSymbol(res.Prob)}
+		return []Symbol{bayesSymbol(res.Prob)}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // autolearn trains Bayes from confident verdicts (score without Bayes and
