@@ -234,10 +234,15 @@ func (l slogLogger) Println(v ...any) { l.l.Error("lmtp", "msg", fmt.Sprint(v...
 
 // session is one LMTP connection's transaction state.
 type session struct {
-	s     *Server
-	id    string
-	helo  string
-	ip    string
+	s    *Server
+	id   string
+	helo string
+	ip   string
+
+	// mu guards the transaction state below: for BDAT, go-smtp runs LMTPData in
+	// a goroutine of its own, which is still ending (the pipe closed with
+	// ErrDataReset) while RSET, a new MAIL or the disconnect reset the session.
+	mu    sync.Mutex
 	n     int // transactions, for ids like Dovecot's "<session>:R<n>"
 	from  string
 	size  int64 // MAIL FROM's SIZE= (0: none), to size the DATA buffer
@@ -257,6 +262,8 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 }
 
 func (ss *session) Reset() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.from = ""
 	ss.size = 0
 	ss.rcpts = nil
@@ -272,6 +279,8 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil && opts.Size > 0 && opts.Size > int64(ss.s.cfg.MaxMessageSize) {
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message size exceeds fixed maximum message size"}
 	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
 	ss.from = from
 	ss.size = 0
 	if opts != nil {
@@ -285,7 +294,10 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt resolves the recipient now, so unknown and disabled users get their 550 at
 // RCPT time like Dovecot (Postfix then bounces just that recipient).
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if max := ss.dv.Config.MaxRecipients; max > 0 && len(ss.rcpts) >= max {
+	ss.mu.Lock()
+	dv, from, n := ss.dv, ss.from, len(ss.rcpts)
+	ss.mu.Unlock()
+	if max := dv.Config.MaxRecipients; max > 0 && n >= max {
 		// go-smtp's reply for its own limit, which is off (see New).
 		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Maximum limit of %v recipients reached", max)}
 	}
@@ -293,13 +305,15 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	// well inside Postfix's lmtp_rcpt_timeout (5 min).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rc, err := ss.dv.Resolve(ctx, to)
+	rc, err := dv.Resolve(ctx, to)
 	if err != nil {
-		rep := ss.dv.replyFor(to, err)
-		ss.s.refused("rcpt refused", ss.id, ss.from, to, err, rep)
+		rep := dv.replyFor(to, err)
+		ss.s.refused("rcpt refused", ss.id, from, to, err, rep)
 		return rep
 	}
+	ss.mu.Lock()
 	ss.rcpts = append(ss.rcpts, rc)
+	ss.mu.Unlock()
 	return nil
 }
 
@@ -348,34 +362,44 @@ func (f statusFunc) SetStatus(r string, err error) { f(r, err) }
 // LMTPData reads the message and answers per recipient, in RCPT order, each as soon
 // as its copy is durable.
 func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	// This transaction's state, taken once: a Reset while the message is read
+	// (an abandoned BDAT) must not change what this call answers for.
+	ss.mu.Lock()
 	ss.n++
-	txID := ss.id
-	if ss.n > 1 {
-		txID = fmt.Sprintf("%s:R%d", ss.id, ss.n)
+	n, from, size, rcpts, dv := ss.n, ss.from, ss.size, ss.rcpts, ss.dv
+	ss.mu.Unlock()
+	if dv == nil {
+		// Reset before go-smtp's BDAT goroutine got here: the transaction is gone
+		// and go-smtp answers no one for it.
+		return replyFor("", smtp.ErrDataReset, false)
 	}
-	data, err := readLimited(r, int64(ss.s.cfg.MaxMessageSize), ss.size)
+	txID := ss.id
+	if n > 1 {
+		txID = fmt.Sprintf("%s:R%d", ss.id, n)
+	}
+	data, err := readLimited(r, int64(ss.s.cfg.MaxMessageSize), size)
 	if err != nil {
 		// Too large (go-smtp's 552 5.3.4), or the client vanished mid-DATA: nothing
 		// has been written anywhere.
-		rep := ss.dv.replyFor("", err)
-		for _, rc := range ss.rcpts {
-			ss.s.refused("delivery", txID, ss.from, rc.Addr, err, rep)
+		rep := dv.replyFor("", err)
+		for _, rc := range rcpts {
+			ss.s.refused("delivery", txID, from, rc.Addr, err, rep)
 			status.SetStatus(rc.Addr, rep)
 		}
 		return rep
 	}
-	d := &Delivery{From: ss.from, Recipients: ss.rcpts, Data: data, SessionID: txID, Helo: ss.helo, RemoteIP: ss.ip}
+	d := &Delivery{From: from, Recipients: rcpts, Data: data, SessionID: txID, Helo: ss.helo, RemoteIP: ss.ip}
 	// Bounded well inside Postfix's lmtp_data_done_timeout (600s): a hanging store,
 	// script or submission tempfails its recipient instead of the whole session.
 	ctx, cancel := context.WithTimeout(context.Background(), deliveryTimeout)
 	defer cancel()
-	ss.dv.Deliver(ctx, d, func(i int, err error) {
-		rc := ss.rcpts[i]
+	dv.Deliver(ctx, d, func(i int, err error) {
+		rc := rcpts[i]
 		if err == nil {
 			status.SetStatus(rc.Addr, &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: txID + " Saved"})
 			return
 		}
-		status.SetStatus(rc.Addr, ss.dv.replyFor(rc.Addr, err))
+		status.SetStatus(rc.Addr, dv.replyFor(rc.Addr, err))
 	})
 	return nil
 }

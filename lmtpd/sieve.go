@@ -122,7 +122,7 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sieve script %s: %w", path, err)
+		return nil, scriptErr(fmt.Errorf("sieve script %s: %w", path, err))
 	}
 	key := path
 	cur := stampOf(path, st)
@@ -140,11 +140,16 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 	if st.Size() > max {
 		c.err = fmt.Errorf("sieve script %s: %d bytes exceeds the limit of %d", path, st.Size(), max)
 	} else if src, err := readFileLimited(path, max); err != nil {
-		return nil, fmt.Errorf("sieve script %s: %w", path, err)
+		return nil, scriptErr(fmt.Errorf("sieve script %s: %w", path, err))
 	} else {
 		inc := &includeLoader{personal: personalDir, global: f.globalDir(), max: max}
 		c.script, c.err = sieve.Compile(filepath.Base(path), src, &sieve.Options{Includes: inc})
 		c.deps = inc.deps
+		if inc.tempErr != nil {
+			// The compile saw an include as missing only because reading it
+			// failed for now: neither keep that result nor run without the rules.
+			return nil, &TempError{Err: fmt.Errorf("sieve script %s: %w", path, inc.tempErr)}
+		}
 	}
 	f.mu.Lock()
 	if len(f.cache) >= maxCached {
@@ -155,8 +160,39 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 	return c.script, c.err
 }
 
+// scriptErr marks a script that could not be read for a reason that may pass
+// (EIO, ESTALE on NFS, EMFILE under load) as a TempError: as in Pigeonhole
+// (SIEVE_ERROR_TEMP_FAILURE), the recipient is tempfailed and the MTA retries,
+// instead of the message being kept without the user's or the admin's rules
+// (no redirect, no vacation, spam in INBOX). A missing file, a permission
+// problem or a name that can never resolve stays an error for the implicit
+// keep.
+func scriptErr(err error) error {
+	if transientFSError(err) {
+		return &TempError{Err: err}
+	}
+	return err
+}
+
+func transientFSError(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false // "larger than the limit", a compile error …
+	}
+	for _, perm := range []error{os.ErrNotExist, os.ErrPermission, syscall.ENOTDIR, syscall.ELOOP,
+		syscall.ENAMETOOLONG, syscall.EISDIR} {
+		if errors.Is(err, perm) {
+			return false
+		}
+	}
+	return true
+}
+
+// openScript opens a script file (tests: failing opens).
+var openScript = os.Open
+
 func readFileLimited(path string, max int64) ([]byte, error) {
-	fh, err := os.Open(path)
+	fh, err := openScript(path)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +220,7 @@ type includeLoader struct {
 	personal, global string
 	max              int64
 	deps             []fileStamp
+	tempErr          error // an include that could not be read for now
 }
 
 func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]byte, error) {
@@ -199,6 +236,9 @@ func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]by
 	b, err := readFileLimited(p, l.max)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, sieve.ErrScriptNotFound
+	}
+	if err != nil && transientFSError(err) && l.tempErr == nil {
+		l.tempErr = err
 	}
 	return b, err
 }

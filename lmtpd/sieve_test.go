@@ -2,11 +2,13 @@ package lmtpd
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,6 +205,62 @@ func TestSecondsDuration(t *testing.T) {
 	} {
 		if got := secondsDuration(tc.s); got != tc.want {
 			t.Errorf("secondsDuration(%d) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestSieveScriptReadErrorIsTemporary: a script or an included script that
+// cannot be read for a reason that passes (EIO here; ESTALE, EMFILE under
+// load) is a temporary failure, as Pigeonhole's SIEVE_ERROR_TEMP_FAILURE —
+// not a compile error that is cached until someone edits the file (every
+// message kept in INBOX without the user's rules) nor a run without the rules.
+func TestSieveScriptReadErrorIsTemporary(t *testing.T) {
+	home := t.TempDir()
+	dir := filepath.Join(home, "sieve")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "main.sieve"), []byte(`require "include"; include :personal "rules";`), 0o644)
+	os.WriteFile(filepath.Join(dir, "opt.sieve"), []byte(`require "include"; include :optional :personal "rules";`), 0o644)
+	rules := filepath.Join(dir, "rules.sieve")
+	os.WriteFile(rules, []byte(`require "fileinto"; fileinto "Lists";`), 0o644)
+	active := filepath.Join(home, ".dovecot.sieve")
+	user := &directory.User{Login: "alice", Home: home}
+
+	failing := ""
+	openScript = func(p string) (*os.File, error) {
+		if p == failing {
+			return nil, &os.PathError{Op: "open", Path: p, Err: syscall.EIO}
+		}
+		return os.Open(p)
+	}
+	t.Cleanup(func() { openScript = os.Open })
+
+	for _, script := range []string{"main.sieve", "opt.sieve"} {
+		os.Remove(active)
+		os.Symlink("sieve/"+script, active)
+		var f *SieveFilter
+		run := func() (string, error) {
+			v, err := f.Filter(context.Background(), &FilterInput{User: user, Home: home, Message: []byte("Subject: x\n\nx\n"), Now: time.Now()})
+			if err != nil {
+				return "", err
+			}
+			for _, a := range v.Actions {
+				if a.Type == ActFileinto {
+					return a.Mailbox, nil
+				}
+			}
+			return "", nil
+		}
+		for _, p := range []string{rules, active} {
+			f = NewSieveFilter(DefaultConfig().Sieve, "+", nil, nil) // nothing cached
+			failing = p
+			var te *TempError
+			if box, err := run(); !errors.As(err, &te) {
+				t.Errorf("%s: reading %s fails with EIO: got (%q, %v), want a TempError", script, filepath.Base(p), box, err)
+			}
+			failing = ""
+			if box, err := run(); err != nil || box != "Lists" {
+				t.Errorf("%s: once %s reads again: got (%q, %v), want fileinto Lists", script, filepath.Base(p), box, err)
+			}
 		}
 	}
 }

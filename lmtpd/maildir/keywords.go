@@ -74,12 +74,8 @@ func (w *Writer) keywordLetters(mb Mailbox, dir string, kws []string) ([]byte, e
 		}
 	}
 	tmp := path + ".tmp" + strconv.Itoa(w.pid)
-	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
-		os.Remove(tmp)
+	if err := writeNew(mb, tmp, b.Bytes()); err != nil {
 		return nil, classify(err)
-	}
-	if mb.Chown {
-		os.Chown(tmp, mb.UID, mb.GID)
 	}
 	if now := time.Now(); !mtime.IsZero() && now.Unix() <= mtime.Unix() {
 		next := time.Unix(mtime.Unix()+1, 0)

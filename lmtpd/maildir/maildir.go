@@ -339,15 +339,20 @@ func (w *Writer) ensureMaildir(mb Mailbox, dir string, folder bool) error {
 	}
 	if folder {
 		m := filepath.Join(dir, "maildirfolder")
-		f, err := os.OpenFile(m, os.O_WRONLY|os.O_CREATE, 0o600)
-		if err != nil {
+		f, err := os.OpenFile(m, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		if err != nil && !errors.Is(err, syscall.ELOOP) {
 			return classify(err)
 		}
-		f.Close()
-		if mb.Chown {
-			if err := os.Chown(m, mb.UID, mb.GID); err != nil {
-				return fmt.Errorf("maildir: chown %s: %w", m, err)
+		if err == nil {
+			// fchown, never chown by name: a user's symlink there must not hand
+			// root's lmtpd the file it points to.
+			if mb.Chown {
+				if err := f.Chown(mb.UID, mb.GID); err != nil {
+					f.Close()
+					return fmt.Errorf("maildir: chown %s: %w", m, err)
+				}
 			}
+			f.Close()
 		}
 		made = append(made, m)
 	}
@@ -432,7 +437,7 @@ func mkdirParents(mb Mailbox, dir string) ([]string, error) {
 		}
 		os.Chmod(p, mode) // exactly the parent's mode, whatever the umask
 		if uid >= 0 {
-			if err := os.Chown(p, uid, gid); err != nil {
+			if err := os.Lchown(p, uid, gid); err != nil {
 				return nil, fmt.Errorf("maildir: chown %s: %w", p, err)
 			}
 		}
@@ -455,11 +460,37 @@ func mkdirOwned(mb Mailbox, p string, mode os.FileMode, chown bool) error {
 		return classify(err)
 	}
 	if chown {
-		if err := os.Chown(p, mb.UID, mb.GID); err != nil {
+		// Lchown: the user may have put a symlink in the new directory's place
+		// since the Mkdir; chown would give them its target.
+		if err := os.Lchown(p, mb.UID, mb.GID); err != nil {
 			return fmt.Errorf("maildir: chown %s: %w", p, err)
 		}
 	}
 	return nil
+}
+
+// writeNew writes data to a new file path (a tmp name beside the file it is
+// renamed over), owned by the user when mb.Chown. Whatever is at path (a
+// crashed run's leftover, or a symlink the user put there, which root's
+// os.WriteFile and os.Chown would follow into /etc) is removed first, and the
+// file is created with O_EXCL|O_NOFOLLOW and chowned through its descriptor.
+func writeNew(mb Mailbox, path string, data []byte) error {
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	if mb.Chown {
+		f.Chown(mb.UID, mb.GID)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // FolderPath maps an IMAP mailbox name to its Maildir++ directory name relative to

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Maildir++ quota (the "maildirsize" file, Dovecot's quota backend "maildir"):
@@ -105,12 +106,8 @@ func recalc(mb Mailbox) (int64, int64, error) {
 	content := fmt.Sprintf("%s\n%d %d\n", limitLine(mb), b, c)
 	path := filepath.Join(mb.Root, "maildirsize")
 	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		os.Remove(tmp)
+	if err := writeNew(mb, tmp, []byte(content)); err != nil {
 		return 0, 0, classify(err)
-	}
-	if mb.Chown {
-		os.Chown(tmp, mb.UID, mb.GID)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
@@ -161,7 +158,8 @@ func addQuota(mb Mailbox, size int64) {
 	}
 	quotaMu.Lock()
 	defer quotaMu.Unlock()
-	f, err := os.OpenFile(filepath.Join(mb.Root, "maildirsize"), os.O_WRONLY|os.O_APPEND, 0o600)
+	// O_NOFOLLOW: root's lmtpd must not append to what a user's symlink names.
+	f, err := os.OpenFile(filepath.Join(mb.Root, "maildirsize"), os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		if !os.IsNotExist(err) {
 			return
