@@ -56,7 +56,7 @@ func (c *Config) Validate() error {
 	}
 	if c.Path != "" {
 		if st, err := os.Stat(c.Path); err != nil {
-			errs = append(errs, config.Errorf("path", err.Error(), "create the users file or leave path empty for the embedded demo users"))
+			errs = append(errs, config.Errorf("path", err.Error(), "create the users file, or leave path empty to use <data_dir>/users (the demo users are only served without a config file)"))
 		} else if st.IsDir() {
 			errs = append(errs, config.Errorf("path", "is a directory", "point it at the users file"))
 		}

@@ -123,3 +123,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A users file that is not there: the hint must not send the admin to the
+// demo users, which a config file never gets (leaving path empty means
+// <data_dir>/users, which must then exist).
+func TestValidateMissingPathHint(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "nonexistent")
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("missing users file accepted")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "for the embedded demo users") || !strings.Contains(msg, "<data_dir>/users") {
+		t.Errorf("hint = %q; want it to name <data_dir>/users, not offer the demo users", msg)
+	}
+}

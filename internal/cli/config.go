@@ -121,7 +121,7 @@ func (c *Config) Validate() error {
 		// The runtime would take 10s instead, which is not what the file says.
 		errs = append(errs, config.Errorf("shutdown_grace", fmt.Sprintf("%s is not a grace period", c.ShutdownGrace), "a positive duration such as 10s"))
 	}
-	errs = append(errs, c.checkUsersFile(), c.checkFiles())
+	errs = append(errs, c.checkUsersFile(), c.checkFiles(), c.checkListeners())
 	seen := map[string]bool{}
 	for i, d := range c.Daemons {
 		if !slices.Contains(knownDaemons, d) {

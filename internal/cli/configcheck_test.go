@@ -123,6 +123,15 @@ func TestConfigCheckRefuses(t *testing.T) {
 		{"negative lmtpd timeout", "lmtpd:\n  read_timeout: -5m\n", `c.yaml:3: lmtpd.read_timeout: -5m0s must not be negative`},
 		{"overflowing days", "lmtpd:\n  duplicate_period: 1000000d\n", `c.yaml:3: lmtpd.duplicate_period: invalid duration "1000000d": too large`},
 		{"listener port range", "authd:\n  listen:\n    address: 127.0.0.1:99999\n", `c.yaml:4: authd.listen.address: port "99999" is neither a number`},
+		// Each address passes alone; two on one address stopped serve at start
+		// with "bind: address already in use" although config check said OK.
+		{"two daemons on one port", "authd:\n  listen: {address: 127.0.0.1:21040}\npolicyd:\n  listen:\n    address: 127.0.0.1:21040\n", `c.yaml:6: policyd.listen.address: 127.0.0.1:21040 is already taken by authd.listen.address (127.0.0.1:21040)`},
+		{"daemon on the metrics port", "milter:\n  listen:\n    address: 127.0.0.1:9180\n", `c.yaml:4: milter.listen.address: 127.0.0.1:9180 is already taken by metrics.listen`},
+		{"wildcard covers loopback", "milter:\n  listen:\n    address: 0.0.0.0:10040\n", `c.yaml:4: milter.listen.address: 0.0.0.0:10040 is already taken by policyd.listen.address (127.0.0.1:10040)`},
+		{"one socket twice", "authd:\n  listen: {address: \"unix:" + filepath.Join(dir, "s") + "\"}\nlmtpd:\n  also_listen: {address: \"unix:" + dir + "/./s\"}\n", `c.yaml:5: lmtpd.also_listen.address: unix:` + dir + `/./s is already taken by authd.listen.address`},
+		{"same port, daemon not served", "daemons: [authd]\nmilter:\n  listen:\n    address: 127.0.0.1:12345\n", ""},
+		{"same port, other hosts", "milter:\n  listen:\n    address: 127.0.0.2:10040\n", ""},
+		{"IPv4 wildcard, IPv6 host", "milter:\n  listen:\n    address: 0.0.0.0:10041\npolicyd:\n  listen:\n    address: \"[::1]:10041\"\n", ""},
 		{"merge keys", "x-sock: &sock {mode: \"0660\"}\nauthd:\n  listen: {<<: *sock, address: \"unix:" + filepath.Join(dir, "a.sock") + "\"}\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
