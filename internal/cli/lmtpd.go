@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -98,7 +100,7 @@ func lmtpDeps(ctx context.Context, app *App, c *Config, q *quarantine.Store) (*l
 		return nil, err
 	}
 	if cfg.Sieve.Enabled {
-		dv.Filter = lmtpd.NewSieveFilter(cfg.Sieve, cfg.RecipientDelimiter, nil, log)
+		dv.Filter = lmtpd.NewSieveFilter(cfg.Sieve, cfg.RecipientDelimiter, vacationSettings(cfg), log)
 	}
 	return dv, nil
 }
@@ -117,4 +119,26 @@ func openQuarantine(app *App) (*quarantine.Store, error) {
 	}
 	app.onClose(q.Close)
 	return q, nil
+}
+
+// vacationSettings hands lmtpd.vacation's period bounds to the Sieve
+// interpreter, which applies Pigeonhole's sieve_vacation_* settings (1 to 60
+// days by default) before lmtpd sees the period: without them a max_period of
+// 90d or a min_period below a day had no effect. Explicit entries in
+// lmtpd.sieve.settings still win.
+func vacationSettings(cfg lmtpd.Config) map[string]string {
+	secs := func(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) + "s" }
+	v := cfg.Vacation
+	// 0 means no bound in both places (sieve checks max only when > 0).
+	s := map[string]string{
+		"sieve_vacation_min_period": secs(v.MinPeriod.D()),
+		"sieve_vacation_max_period": secs(v.MaxPeriod.D()),
+	}
+	if v.DefaultPeriod > 0 {
+		s["sieve_vacation_default_period"] = secs(v.DefaultPeriod.D())
+	}
+	for k, val := range cfg.Sieve.Settings {
+		s[k] = val
+	}
+	return s
 }
