@@ -200,3 +200,28 @@ func TestBayesStoreDown(t *testing.T) {
 		t.Error("on_unavailable: ignore accepted")
 	}
 }
+
+// A message without Message-Id is MISSING_MID only: the missing header reads
+// as "" and used to match MID_NO_DOMAIN's pattern too (1.5 points for one fault).
+func TestMissingMessageIDScoredOnce(t *testing.T) {
+	e := newEngine(t, spam.DefaultConfig())
+	has := func(raw, name string) bool {
+		v, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(raw)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range v.Symbols {
+			if s.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	noMID := "From: a@example.com\r\nTo: b@example.org\r\nSubject: x\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nhi\r\n"
+	if !has(noMID, "MISSING_MID") || has(noMID, "MID_NO_DOMAIN") {
+		t.Error("no Message-Id: want MISSING_MID and not MID_NO_DOMAIN")
+	}
+	if !has(strings.Replace(noMID, "Subject", "Message-Id: <12345>\r\nSubject", 1), "MID_NO_DOMAIN") {
+		t.Error("Message-Id without a domain: MID_NO_DOMAIN missing")
+	}
+}
