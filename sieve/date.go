@@ -3,6 +3,7 @@ package sieve
 import (
 	"fmt"
 	"net/mail"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -80,11 +81,37 @@ func datePart(t time.Time, part string) (string, bool) {
 	return "", false
 }
 
+// obsZones are the obsolete zone names of RFC 5322 section 4.3.
+var obsZones = map[string]string{"UT": "+0000", "GMT": "+0000", "EST": "-0500", "EDT": "-0400",
+	"CST": "-0600", "CDT": "-0500", "MST": "-0700", "MDT": "-0600", "PST": "-0800", "PDT": "-0700"}
+
+// alphaZone finds an alphabetic zone after the time of day.
+var alphaZone = regexp.MustCompile(`:\d\d[ \t]+([A-Za-z]{1,5})\b`)
+
+// numericZone writes an alphabetic zone as its offset before the date is
+// parsed: time.Parse would give an abbreviation the offset the server's
+// local zone uses for it (CST: -0600 in Chicago, +0800 in Shanghai) and zero
+// elsewhere. The RFC 5322 names get theirs; any other (military letters,
+// local abbreviations) says nothing about the offset and reads as "-0000",
+// as in Dovecot's message-date parser.
+func numericZone(v string) string {
+	m := alphaZone.FindStringSubmatchIndex(v)
+	if m == nil {
+		return v
+	}
+	off, ok := obsZones[strings.ToUpper(v[m[2]:m[3]])]
+	if !ok {
+		off = "-0000"
+	}
+	return v[:m[2]] + off + v[m[3]:]
+}
+
 func parseMailDate(v string) (time.Time, bool) {
 	v = strings.TrimSpace(v)
 	if i := strings.LastIndexByte(v, ';'); i >= 0 { // e.g. Received
 		v = strings.TrimSpace(v[i+1:])
 	}
+	v = numericZone(v)
 	t, err := mail.ParseDate(v)
 	if err != nil {
 		return time.Time{}, false

@@ -99,3 +99,39 @@ func TestAddheaderTotalBounded(t *testing.T) {
 		t.Errorf("actions %q", got)
 	}
 }
+
+// TestSizeAfterEditheaderDoesNotCopy: after an editheader change the size
+// test rendered the whole message (header and body, twice over) to measure
+// it, so every size test of a script cost a copy of a message of tens of
+// megabytes: a loop of them allocated gigabytes within the CPU limit. The
+// size is now added up from the fields and the body.
+func TestSizeAfterEditheaderDoesNotCopy(t *testing.T) {
+	raw := []byte(testMsg + strings.Repeat("x", 4<<20))
+	src := `require ["editheader"]; addheader "X-Tag" "yes";` + strings.Repeat(`if size :over 100M { discard; }`, 50) +
+		`if size :over 4M { if size :under 5M { keep; } }`
+	s := mustCompile(t, src)
+	var res *Result
+	var err error
+	n := allocated(func() {
+		res, err = s.Execute(context.Background(), &Env{Message: NewMessage(raw)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actSummary(res); len(got) != 1 || got[0] != "keep:INBOX" {
+		t.Fatalf("actions %q", got)
+	}
+	if n > 2<<20 {
+		t.Errorf("52 size tests allocated %d MiB", n>>20)
+	}
+	// the size is the edited message's: header fields, CRLFs and body
+	s = mustCompile(t, `require ["editheader"]; addheader "X-Tag" "yes";`+
+		`if size :over `+itoa(len(raw)+len("X-Tag: yes\r\n")-1)+` { if size :under `+itoa(len(raw)+len("X-Tag: yes\r\n")+1)+` { discard; } }`)
+	res, err = s.Execute(context.Background(), &Env{Message: NewMessage(raw)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actSummary(res); len(got) != 1 || got[0] != "discard" {
+		t.Errorf("edited size: actions %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"math"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -267,6 +268,15 @@ func compileQuarantine(c *compiler, n *cmdNode, a *argp) cmd {
 
 // ---- environment (RFC 5183)
 
+// hostName is the "host" item unless Env.Environment sets it: the name of the
+// machine running the script (RFC 5183 section 4.4, Pigeonhole's hostname).
+var hostName = func() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}()
+
 func (r *run) environment(name string) (string, bool) {
 	name = strings.ToLower(name)
 	if v, ok := r.env.Environment[name]; ok {
@@ -287,7 +297,7 @@ func (r *run) environment(name string) (string, bool) {
 		}
 		return "", false
 	case "host":
-		return "localhost", true
+		return hostName, true
 	case "vnd.dovecot.default-mailbox":
 		return "INBOX", true
 	case "vnd.dovecot.username":

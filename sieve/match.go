@@ -649,6 +649,10 @@ func compileRegex(k string, c comparator, lim Limits) (*compiledRegex, error) {
 	if err != nil {
 		return nil, err
 	}
+	// POSIX (and so Pigeonhole's regcomp) picks the leftmost-longest match,
+	// not the first alternative that matches: "(foo|foobar)" against
+	// "foobar" sets ${0} and ${1} to "foobar", not "foo".
+	re.Longest()
 	return &compiledRegex{Regexp: re, insts: n}, nil
 }
 

@@ -642,23 +642,16 @@ func (c *extracttextCmd) exec(r *run) error {
 
 func compileExtracttext(c *compiler, n *cmdNode, a *argp) cmd {
 	ec := &extracttextCmd{first: -1}
-	type pm struct {
-		m    modifier
-		prec int
-	}
-	var mods []pm
+	var mods []modPrec
 	for t, ok := a.tag(); ok; t, ok = a.tag() {
 		if t.tag == "first" {
 			v, _ := a.num("first")
 			ec.first = int(v)
 			continue
 		}
-		mp, known := modifierPrec[t.tag]
-		if !known || (mp.ext != "" && !c.has(mp.ext)) {
+		if !c.modifierTag(a, t, &mods) {
 			a.unknownTag(t)
-			continue
 		}
-		mods = append(mods, pm{mp.m, mp.prec})
 	}
 	if a.failed {
 		return nil
@@ -677,15 +670,8 @@ func compileExtracttext(c *compiler, n *cmdNode, a *argp) cmd {
 		return nil
 	}
 	ec.name = nm
-	for i := 0; i < len(mods); i++ {
-		for j := i + 1; j < len(mods); j++ {
-			if mods[j].prec > mods[i].prec {
-				mods[i], mods[j] = mods[j], mods[i]
-			}
-		}
-	}
-	for _, m := range mods {
-		ec.mods = append(ec.mods, m.m)
+	if len(mods) > 0 {
+		ec.mods = byPrecedence(mods)
 	}
 	return ec
 }

@@ -3,6 +3,7 @@ package sieve
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"mime"
 	"net/url"
 	"strings"
@@ -25,6 +26,18 @@ type mailtoURI struct {
 func pctDecode(s string) (string, bool) {
 	v, err := url.PathUnescape(s)
 	if err != nil {
+		return "", false
+	}
+	return v, true
+}
+
+// pctDecodeField decodes what becomes (part of) a header field of the
+// notification: addresses, subject and other header fields must be one line
+// (RFC 6068 allows an encoded line break in "body" only). A CR or LF would
+// inject header fields, a NUL cut the field short.
+func pctDecodeField(s string) (string, bool) {
+	v, ok := pctDecode(s)
+	if !ok || strings.ContainsAny(v, "\r\n\x00") {
 		return "", false
 	}
 	return v, true
@@ -80,7 +93,7 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 	}
 	m := &mailtoURI{}
 	addAddrs := func(list string, dst *[]string, raw *[]string) bool {
-		dec, ok := pctDecode(list)
+		dec, ok := pctDecodeField(list)
 		if !ok {
 			return false
 		}
@@ -122,7 +135,7 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 					return nil, false
 				}
 			case "subject":
-				d, ok := pctDecode(v)
+				d, ok := pctDecodeField(v)
 				if !ok {
 					return nil, false
 				}
@@ -134,7 +147,7 @@ func parseMailto(uri string) (*mailtoURI, bool) {
 				}
 				m.body = d
 			default:
-				d, ok := pctDecode(v)
+				d, ok := pctDecodeField(v)
 				if !ok || !validHeaderName(k) {
 					return nil, false
 				}
@@ -470,12 +483,24 @@ func (t *duplicateTest) eval(r *run) (bool, error) {
 		h = r.expand(t.handle)
 	}
 	id := "dup:" + shortHash(h+"\x00"+val)
-	period := time.Duration(t.seconds) * time.Second
-	if period <= 0 {
-		period = 7 * 24 * time.Hour
-		if v, ok := r.config("sieve_duplicate_default_period"); ok {
-			period = parsePeriod(v, period)
+	period := 7 * 24 * time.Hour
+	if t.seconds > 0 {
+		// :seconds is capped at sieve_duplicate_max_period (0: no cap), as
+		// Pigeonhole does: every delivery stores an id for this long, and a
+		// script must not make that years (or wrap past a Duration's range).
+		maxP := 7 * 24 * time.Hour
+		if v, ok := r.config("sieve_duplicate_max_period"); ok {
+			maxP = parsePeriod(v, maxP)
 		}
+		period = time.Duration(math.MaxInt64)
+		if t.seconds <= int64(period/time.Second) {
+			period = time.Duration(t.seconds) * time.Second
+		}
+		if maxP > 0 && period > maxP {
+			period = maxP
+		}
+	} else if v, ok := r.config("sieve_duplicate_default_period"); ok {
+		period = parsePeriod(v, period)
 	}
 	seen := false
 	if r.env.Duplicates != nil {

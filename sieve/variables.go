@@ -1,7 +1,9 @@
 package sieve
 
 import (
+	"errors"
 	"net/url"
+	"sort"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -184,28 +186,49 @@ func (c *compiler) varName(a *argp, p Pos, s strv, raw string) (string, bool) {
 	return name, true
 }
 
+// modPrec is a modifier with its precedence (RFC 5229 section 4).
+type modPrec struct {
+	m    modifier
+	prec int
+}
+
+// modifierTag takes t into mods if it is a modifier of set or extracttext
+// (RFC 5703 section 7 gives extracttext the same modifiers and rules); two
+// modifiers of the same precedence are an error.
+func (c *compiler) modifierTag(a *argp, t arg, mods *[]modPrec) bool {
+	mp, known := modifierPrec[t.tag]
+	if !known || (mp.ext != "" && !c.has(mp.ext)) {
+		return false
+	}
+	for _, o := range *mods {
+		if o.prec == mp.prec {
+			if o.m == mp.m {
+				break
+			}
+			a.fail(t.pos, "modifiers :%s and the other modifier of the same precedence cannot be used together", t.tag)
+		}
+	}
+	*mods = append(*mods, modPrec{mp.m, mp.prec})
+	return true
+}
+
+// byPrecedence orders modifiers as they are applied: highest precedence first.
+func byPrecedence(mods []modPrec) []modifier {
+	sort.SliceStable(mods, func(i, j int) bool { return mods[i].prec > mods[j].prec })
+	out := make([]modifier, len(mods))
+	for i, m := range mods {
+		out[i] = m.m
+	}
+	return out
+}
+
 func compileSet(c *compiler, n *cmdNode, a *argp) cmd {
 	sc := &setCmd{}
-	type pm struct {
-		m    modifier
-		prec int
-	}
-	var mods []pm
+	var mods []modPrec
 	for t, ok := a.tag(); ok; t, ok = a.tag() {
-		mp, known := modifierPrec[t.tag]
-		if !known || (mp.ext != "" && !c.has(mp.ext)) {
+		if !c.modifierTag(a, t, &mods) {
 			a.unknownTag(t)
-			continue
 		}
-		for _, o := range mods {
-			if o.prec == mp.prec {
-				if o.m == mp.m {
-					break
-				}
-				a.fail(t.pos, "modifiers :%s and the other modifier of the same precedence cannot be used together", t.tag)
-			}
-		}
-		mods = append(mods, pm{mp.m, mp.prec})
 	}
 	if a.failed {
 		return nil
@@ -226,16 +249,8 @@ func compileSet(c *compiler, n *cmdNode, a *argp) cmd {
 		return nil
 	}
 	sc.name = name
-	// sort by precedence, highest first
-	for i := 0; i < len(mods); i++ {
-		for j := i + 1; j < len(mods); j++ {
-			if mods[j].prec > mods[i].prec {
-				mods[i], mods[j] = mods[j], mods[i]
-			}
-		}
-	}
-	for _, m := range mods {
-		sc.mods = append(sc.mods, m.m)
+	if len(mods) > 0 {
+		sc.mods = byPrecedence(mods)
 	}
 	return sc
 }
@@ -400,6 +415,13 @@ func compileInclude(c *compiler, n *cmdNode, a *argp) cmd {
 		return nil
 	}
 	src, err := c.opts.Includes.LoadScript(ref.loc, ref.name)
+	if err != nil && !errors.Is(err, ErrScriptNotFound) {
+		// Only a missing script is what :optional skips (as Pigeonhole's
+		// SIEVE_ERROR_NOT_FOUND): a script that is there but cannot be read
+		// (permissions, I/O, size) must not silently drop out of the filter.
+		a.fail(n.pos, "failed to read included %s script '%s': %v", locName(ref.loc), ref.name, err)
+		return nil
+	}
 	if err != nil {
 		if ref.optional {
 			return &includeCmd{ref: ref}
