@@ -87,6 +87,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 	if hostname == "" {
 		hostname, _ = os.Hostname()
 	}
+	var checks []check
 	for _, name := range cfg.Checks {
 		if !enabled(name) {
 			continue
@@ -116,10 +117,22 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policyd: %s: %w", name, err)
 		}
-		e.checks = append(e.checks, c)
+		checks = append(checks, c)
 	}
-	e.cm = newCheckMetrics(m, e.checks)
+	e.setChecks(checks)
 	return e, nil
+}
+
+// setChecks installs the checks to run in order, with what goes with them.
+func (e *engine) setChecks(checks []check) {
+	e.checks = checks
+	e.next = make([]reader, len(checks))
+	for i := 1; i < len(checks); i++ {
+		if r, ok := checks[i].(reader); ok {
+			e.next[i-1] = r
+		}
+	}
+	e.cm = newCheckMetrics(e.m, checks)
 }
 
 func newGreylistCheck(c GreylistConfig, st store.Store, hostname string, ev *spfEval) (*greylistCheck, error) {

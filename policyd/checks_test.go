@@ -192,8 +192,7 @@ func (panicCheck) eval(context.Context, *txn) (verdict, error) {
 func TestPanicIsTemporary(t *testing.T) {
 	s := newDirect(t, testConfig(), Deps{Store: mem.New()})
 	e := s.eng.Load()
-	e.checks = []check{panicCheck{}}
-	e.cm = newCheckMetrics(e.m, e.checks)
+	e.setChecks([]check{panicCheck{}})
 	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || d.err == nil {
 		t.Fatalf("panic: %+v", d)
 	}
@@ -331,8 +330,7 @@ func TestRequestDeadlineIsNotAStoreFailure(t *testing.T) {
 	cfg.StoreFailure = FailOpen
 	s := newDirect(t, cfg, Deps{Store: mem.New()})
 	e := s.eng.Load()
-	e.checks = append([]check{slowCheck{}}, e.checks...)
-	e.cm = newCheckMetrics(e.m, e.checks)
+	e.setChecks(append([]check{slowCheck{}}, e.checks...))
 	rd := NewReader(strings.NewReader(encodeRequest()), 0, 0)
 	var r Request
 	if err := rd.Read(&r); err != nil {

@@ -51,11 +51,60 @@ type connState struct {
 	spfResult spfOutcome
 }
 
+// reader is a check whose first store access reads keys it can name before it
+// runs (greylisting: the client's AWL entry and the triplet).
+type reader interface {
+	check
+	// readKeys returns the keys eval will read first for tx, or nil when it
+	// will not go straight to the store (an exempt client, SPF asked first).
+	readKeys(tx *txn) []string
+}
+
 // txn is one request being evaluated.
 type txn struct {
 	req  *Request
 	conn *connState
 	now  time.Time
+	// next is the check after the running one when that one is a reader: the
+	// running check's last store call may carry next's reads (one round trip
+	// instead of two where the store is a store.ReadAheader), kept in ahead
+	// for next. Reading ahead is only ever a read, so it changes nothing when
+	// next does not run or does not use it.
+	next  reader
+	ahead readAhead
+	// grey is greylisting's view of the request, worked out once (readKeys
+	// and eval share it). next, ahead and grey are per request: decide
+	// clears them (the server reuses one txn per connection).
+	grey greyPlan
+}
+
+// readAhead holds values read for a reader.
+type readAhead struct {
+	by   reader
+	vals [][]byte
+}
+
+// aheadKeys are the keys the next check will read, for the running check's
+// last store call; nil when there is nothing to read ahead.
+func (tx *txn) aheadKeys() []string {
+	if tx.next == nil {
+		return nil
+	}
+	return tx.next.readKeys(tx)
+}
+
+// keepAhead keeps the values of aheadKeys() for the next check.
+func (tx *txn) keepAhead(vals [][]byte) { tx.ahead = readAhead{by: tx.next, vals: vals} }
+
+// takeAhead returns the values read ahead for r (in the order of its
+// readKeys), or nil when nothing was.
+func (tx *txn) takeAhead(r reader) [][]byte {
+	if tx.ahead.by != r || tx.ahead.vals == nil {
+		return nil
+	}
+	v := tx.ahead.vals
+	tx.ahead = readAhead{}
+	return v
 }
 
 // engine is one immutable build of the configuration: Reload builds a new one and
@@ -63,6 +112,7 @@ type txn struct {
 type engine struct {
 	cfg        Config
 	checks     []check
+	next       []reader // next[i]: checks[i+1] when it is a reader, else nil
 	failClosed bool
 	log        *slog.Logger
 	m          *metrics
@@ -90,9 +140,16 @@ func (e *engine) decide(ctx context.Context, tx *txn) decision {
 	var warns []string // checks' notes, logged whatever decides
 	var why []string   // reasons of the checks that had no objection, for the log
 	cm := e.cm
+	// The txn is the connection's, reused: what it holds for one request
+	// starts over.
+	tx.next, tx.ahead, tx.grey = nil, readAhead{}, greyPlan{}
 	start := time.Now()
 	for i, c := range e.checks {
+		// Only the check right before a reader reads ahead for it: nothing
+		// runs between the read and its use.
+		tx.next = e.next[i]
 		v, err := e.run(ctx, c, tx)
+		tx.next = nil
 		// One clock reading ends this check's time and starts the next one's.
 		end := time.Now()
 		cm.latency[i].Observe(end.Sub(start).Seconds())

@@ -44,44 +44,115 @@ type greylistCheck struct {
 
 func (g *greylistCheck) name() string { return CheckGreylist }
 
+// greyPlan is greylisting's view of one request before any store access,
+// worked out once: by readKeys when the check before reads ahead for
+// greylisting, else by eval.
+type greyPlan struct {
+	done bool
+	// skip: greylisting does not apply (why is the log reason, "" for none).
+	skip bool
+	why  string
+	// spf: the SPF exemption must be asked before the store is read.
+	spf bool
+	// keys are the client's AWL key (when the auto-whitelist is on) and the
+	// triplet's, in the order they are read; set by readKeys.
+	keys [2]string
+	n    int
+}
+
+func (g *greylistCheck) plan(tx *txn) *greyPlan {
+	p := &tx.grey
+	if p.done {
+		return p
+	}
+	p.done = true
+	r := tx.req
+	switch {
+	case r.ProtocolState != StateRcpt || !r.ClientAddr.IsValid():
+		p.skip = true
+	case r.Authenticated():
+		p.skip, p.why = true, "greylist: authenticated"
+	default:
+		if why := g.exempt.match(r); why != "" {
+			p.skip, p.why = true, "greylist: exempt "+why
+		} else {
+			p.spf = g.spf != nil && g.spf.applies(r)
+		}
+	}
+	return p
+}
+
+// readKeys names the keys eval reads first (see reader): the client's AWL
+// entry and the triplet, read together, as eval reads them from a
+// store.MultiGetter. None when the request is exempt or SPF must be asked
+// first (a read ahead of a DNS lookup would be older than eval's own).
+func (g *greylistCheck) readKeys(tx *txn) []string {
+	p := g.plan(tx)
+	if p.skip || p.spf {
+		return nil
+	}
+	if p.n == 0 {
+		r := tx.req
+		if g.awlAfter > 0 {
+			p.keys[p.n] = g.awlKey(r)
+			p.n++
+		}
+		p.keys[p.n] = requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
+		p.n++
+	}
+	return p.keys[:p.n]
+}
+
+func (g *greylistCheck) awlKey(r *Request) string {
+	var kb [64]byte
+	return string(r.ClientAddr.AppendTo(append(kb[:0], awlPrefix...)))
+}
+
 func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	r := tx.req
-	if r.ProtocolState != StateRcpt || !r.ClientAddr.IsValid() {
-		return pass, nil
+	p := g.plan(tx)
+	if p.skip {
+		if p.why == "" {
+			return pass, nil
+		}
+		return verdict{action: Dunno, reason: p.why}, nil
 	}
-	if r.Authenticated() {
-		return verdict{action: Dunno, reason: "greylist: authenticated"}, nil
-	}
-	if why := g.exempt.match(r); why != "" {
-		return verdict{action: Dunno, reason: "greylist: exempt " + why}, nil
-	}
-	if g.spf != nil && g.spf.applies(r) && g.spf.outcome(ctx, tx).result == spf.Pass {
+	if p.spf && g.spf.outcome(ctx, tx).result == spf.Pass {
 		return verdict{action: Dunno, reason: "greylist: exempt, spf pass"}, nil
 	}
 	// The auto-whitelist is per client address, as postgrey's: one good
 	// server must not whitelist every host of its /24 (a cloud provider's
 	// neighbours). The triplet is per network (postgrey's --lookup-by-subnet).
-	var kb [64]byte
-	awlKey := string(r.ClientAddr.AppendTo(append(kb[:0], awlPrefix...)))
-	net := clientNet(r, g.v4bits, g.v6bits)
 	now := tx.now.Unix()
-	key := "" // the triplet's, built when it is read
+	var awlKey, key string // the triplet's, built when it is read
 	// The client's AWL entry is read once: a pass below credits it from this
 	// reading instead of reading it again. Where a read is a round trip
-	// (Redis), the triplet is read ahead with it; on a local store it is read
+	// (Redis), the triplet is read ahead with it, or both with the previous
+	// check's last store call (tx.ahead); on a local store the triplet is read
 	// only when the client is not auto-whitelisted (reading ahead would fill
 	// the cache with the triplets of whitelisted clients).
 	var awl clientCredit
-	var ahead [][]byte // [AWL entry, triplet] when read ahead
-	if g.awlAfter > 0 {
+	var triplet []byte // the triplet's value when read ahead
+	read := false      // whether it was
+	if vs := tx.takeAhead(g); vs != nil {
+		keys := p.keys[:p.n]
+		key, triplet, read = keys[len(keys)-1], vs[len(vs)-1], true
+		if g.awlAfter > 0 {
+			awlKey = keys[0]
+			if vs[0] != nil {
+				awl.count, awl.last, _ = parsePair(vs[0]) // a damaged entry counts as none
+			}
+		}
+	} else if g.awlAfter > 0 {
+		awlKey = g.awlKey(r)
 		var entry []byte
 		if _, batched := g.st.(store.MultiGetter); batched {
-			key = requestTripletKey(net, r.Sender, r.Recipient, g.delim)
+			key = requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
 			vs, err := store.GetMulti(ctx, g.st, awlKey, key)
 			if err != nil {
 				return verdict{}, err
 			}
-			entry, ahead = vs[0], vs
+			entry, triplet, read = vs[0], vs[1], true
 		} else {
 			v, err := g.st.Get(ctx, awlKey)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -92,29 +163,29 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		if entry != nil {
 			awl.count, awl.last, _ = parsePair(entry) // a damaged entry counts as none
 		}
-		if awl.count >= int64(g.awlAfter) {
-			// Renewed at most once per interval (postgrey: an hour), so a
-			// client that keeps sending stays whitelisted past max_age.
-			if now-awl.last >= int64(g.awlInterval/time.Second) || awl.last > now {
-				if err := g.st.Set(ctx, awlKey, pair(awl.count+1, now), g.maxAge); err != nil {
-					return verdict{}, err
-				}
+	}
+	if g.awlAfter > 0 && awl.count >= int64(g.awlAfter) {
+		// Renewed at most once per interval (postgrey: an hour), so a
+		// client that keeps sending stays whitelisted past max_age.
+		if now-awl.last >= int64(g.awlInterval/time.Second) || awl.last > now {
+			if err := g.st.Set(ctx, awlKey, pair(awl.count+1, now), g.maxAge); err != nil {
+				return verdict{}, err
 			}
-			return verdict{action: Dunno, reason: "greylist: client " + r.ClientAddr.String() + " auto-whitelisted"}, nil
 		}
+		return verdict{action: Dunno, reason: "greylist: client " + r.ClientAddr.String() + " auto-whitelisted"}, nil
 	}
 	if key == "" {
-		key = requestTripletKey(net, r.Sender, r.Recipient, g.delim)
+		key = requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
 	}
 	var first, passed int64
 	var err error
 	switch {
-	case ahead == nil:
+	case !read:
 		first, passed, err = g.getPair(ctx, key)
-	case ahead[1] == nil:
+	case triplet == nil:
 		err = store.ErrNotFound
 	default:
-		first, passed, err = parsePair(ahead[1])
+		first, passed, err = parsePair(triplet)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -28,7 +28,9 @@ import (
 // Attempts count, including refused ones: a client hammering a limit stays
 // limited while a well-behaved one recovers as the window slides. Each counter
 // costs one store round trip (add and read in one WindowAdd), so two policyd
-// instances sharing Redis see each other's counts at once.
+// instances sharing Redis see each other's counts at once; on Redis the last
+// one also carries the next check's reads (greylisting's), saving that check
+// its own round trip.
 type rateCheck struct {
 	st     store.Store
 	delim  string
@@ -69,11 +71,13 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	}
 	// Every limit counts the attempt, even after an earlier one refused it:
 	// otherwise a daily limit would not see the hammering an hourly one
-	// refuses. The first limit exceeded decides.
+	// refuses. The first limit exceeded decides. The counters are listed
+	// first, so that the last one can carry the next check's reads.
 	var kb [256]byte
-	var refused *verdict
-	msgRefusal := false
-	for _, l := range rc.limits {
+	var cb [4]rateCounter
+	counters := cb[:0]
+	for i := range rc.limits {
+		l := &rc.limits[i]
 		// "rate:<limit>:<who>" built once; ":m" and ":r" complete it per counter.
 		k := append(kb[:0], "rate:"...)
 		k = append(k, l.name...)
@@ -84,24 +88,29 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 			continue
 		}
 		if l.msgs > 0 && newMsg {
-			n, err := rc.st.WindowAdd(ctx, string(append(k, ":m"...)), tx.now, l.window, 1)
-			if err != nil {
-				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
-			}
-			if n > l.msgs && refused == nil {
-				v := rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs))
-				refused, msgRefusal = &v, true
-			}
+			counters = append(counters, rateCounter{l, string(append(k, ":m"...)), whoAt, true})
 		}
 		if l.rcpts > 0 {
-			n, err := rc.st.WindowAdd(ctx, string(append(k, ":r"...)), tx.now, l.window, 1)
-			if err != nil {
-				return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
-			}
-			if n > l.rcpts && refused == nil {
-				v := rc.exceeded(l, string(k[whoAt:]), fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts))
-				refused = &v
-			}
+			counters = append(counters, rateCounter{l, string(append(k, ":r"...)), whoAt, false})
+		}
+	}
+	var refused *verdict
+	msgRefusal := false
+	for i, c := range counters {
+		l := c.limit
+		n, err := rc.add(ctx, tx, c.key, l.window, i == len(counters)-1)
+		if err != nil {
+			return verdict{}, fmt.Errorf("rate limit %s: %w", l.name, err)
+		}
+		who := c.key[c.whoAt : len(c.key)-2]
+		switch {
+		case refused != nil:
+		case c.msgs && n > l.msgs:
+			v := rc.exceeded(*l, who, fmt.Sprintf("%d messages in %s > %d", n, l.window, l.msgs))
+			refused, msgRefusal = &v, true
+		case !c.msgs && n > l.rcpts:
+			v := rc.exceeded(*l, who, fmt.Sprintf("%d recipients in %s > %d", n, l.window, l.rcpts))
+			refused = &v
 		}
 	}
 	if refused == nil {
@@ -112,6 +121,35 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		tx.conn.refused = refused
 	}
 	return *refused, nil
+}
+
+// rateCounter is one window a request counts in: a limit's messages or its
+// recipients.
+type rateCounter struct {
+	limit *rateLimit
+	key   string // "rate:<limit>:<who>:m" or ":r"
+	whoAt int    // where <who> starts in key
+	msgs  bool
+}
+
+// add counts one event in the window at key. The check's last add carries the
+// next check's reads where the store sends them in the same round trip
+// (store.ReadAheader): that check would read them right after this call
+// anyway, and reading changes nothing if it does not run. The add's result and
+// error are WindowAdd's either way.
+func (rc *rateCheck) add(ctx context.Context, tx *txn, key string, window time.Duration, last bool) (int64, error) {
+	if last {
+		if ra, ok := rc.st.(store.ReadAheader); ok {
+			if keys := tx.aheadKeys(); len(keys) > 0 {
+				n, vals, err := ra.WindowAddGetMulti(ctx, key, tx.now, window, 1, keys...)
+				if vals != nil {
+					tx.keepAhead(vals)
+				}
+				return n, err
+			}
+		}
+	}
+	return rc.st.WindowAdd(ctx, key, tx.now, window, 1)
 }
 
 func (rc *rateCheck) exceeded(l rateLimit, who, what string) verdict {

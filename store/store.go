@@ -90,3 +90,34 @@ func GetMulti(ctx context.Context, s Store, keys ...string) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// ReadAheader is implemented by stores where a WindowAdd can carry reads in its
+// round trip (Redis: the window script and GETs in one pipeline). A caller that
+// reads keys right after counting (policyd: rate limits, then greylisting)
+// reads them ahead with WindowAddGetMulti. Like MultiGetter, callers test for
+// it to decide whether a read they may not need is worth it.
+type ReadAheader interface {
+	MultiGetter
+	WindowAddGetMulti(ctx context.Context, key string, now time.Time, window time.Duration, n int64, keys ...string) (int64, [][]byte, error)
+}
+
+// WindowAddGetMulti is WindowAdd(key, now, window, n) followed by GetMulti(keys),
+// in one round trip on a ReadAheader. The total and the error are the
+// WindowAdd's, exactly as WindowAdd answers them; when it fails, nothing is read.
+// The reads are a look-ahead: their values are as GetMulti's, read after the add,
+// or nil when the reads failed (the caller reads again and sees the error
+// itself), so a failed read never hides a counted event.
+func WindowAddGetMulti(ctx context.Context, s Store, key string, now time.Time, window time.Duration, n int64, keys ...string) (int64, [][]byte, error) {
+	if r, ok := s.(ReadAheader); ok {
+		return r.WindowAddGetMulti(ctx, key, now, window, n, keys...)
+	}
+	total, err := s.WindowAdd(ctx, key, now, window, n)
+	if err != nil {
+		return 0, nil, err
+	}
+	vals, err := GetMulti(ctx, s, keys...)
+	if err != nil {
+		vals = nil
+	}
+	return total, vals, nil
+}

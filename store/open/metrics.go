@@ -39,16 +39,22 @@ func instrument(s store.Store, backend string, reg prometheus.Registerer) (store
 			return nil, err
 		}
 	}
+	if _, ok := s.(store.ReadAheader); ok {
+		return &instrumentedAhead{instrumentedMulti{m}}, nil
+	}
 	if _, ok := s.(store.MultiGetter); ok {
 		return &instrumentedMulti{m}, nil
 	}
 	return m, nil
 }
 
-// instrumentedMulti is instrumented for a store.MultiGetter: the wrapper keeps
-// the capability when, and only when, the backend has it (callers ask for it
-// to decide whether reading ahead saves a round trip).
+// instrumentedMulti is instrumented for a store.MultiGetter, and
+// instrumentedAhead for a store.ReadAheader: the wrapper keeps a capability
+// when, and only when, the backend has it (callers ask for it to decide
+// whether reading ahead saves a round trip).
 type instrumentedMulti struct{ *instrumented }
+
+type instrumentedAhead struct{ instrumentedMulti }
 
 func (m *instrumented) done(op string, start time.Time, err error) {
 	m.seconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
@@ -104,6 +110,15 @@ func (m *instrumented) WindowAdd(ctx context.Context, key string, now time.Time,
 	total, err := m.Store.WindowAdd(ctx, key, now, window, n)
 	m.done("windowadd", start, err)
 	return total, err
+}
+
+// WindowAddGetMulti is measured as one operation, "windowadd_getmulti"; its
+// error is the WindowAdd's (reads that failed are the caller's to redo).
+func (m *instrumentedAhead) WindowAddGetMulti(ctx context.Context, key string, now time.Time, window time.Duration, n int64, keys ...string) (int64, [][]byte, error) {
+	start := time.Now()
+	total, vals, err := m.Store.(store.ReadAheader).WindowAddGetMulti(ctx, key, now, window, n, keys...)
+	m.done("windowadd_getmulti", start, err)
+	return total, vals, err
 }
 
 func (m *instrumented) HIncr(ctx context.Context, key string, deltas map[string]int64) error {

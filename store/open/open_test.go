@@ -102,8 +102,8 @@ func TestOpenRedis(t *testing.T) {
 	}
 }
 
-// TestMetricsKeepMultiGetter: the metrics wrapper offers store.MultiGetter
-// exactly when the backend does (callers read ahead only where it saves a
+// TestMetricsKeepMultiGetter: the metrics wrapper offers store.MultiGetter and
+// store.ReadAheader exactly when the backend does (callers read ahead only where it saves a
 // round trip), and counts the call.
 func TestMetricsKeepMultiGetter(t *testing.T) {
 	srv := testenv.Redis(t)
@@ -125,6 +125,9 @@ func TestMetricsKeepMultiGetter(t *testing.T) {
 			if _, ok := s.(store.MultiGetter); ok != tc.batched {
 				t.Fatalf("MultiGetter = %v, want %v", ok, tc.batched)
 			}
+			if _, ok := s.(store.ReadAheader); ok != tc.batched {
+				t.Fatalf("ReadAheader = %v, want %v", ok, tc.batched)
+			}
 			if err := s.Set(t.Context(), "a", []byte("1"), time.Minute); err != nil {
 				t.Fatal(err)
 			}
@@ -132,26 +135,32 @@ func TestMetricsKeepMultiGetter(t *testing.T) {
 			if err != nil || string(vs[0]) != "1" || vs[1] != nil {
 				t.Fatalf("GetMulti = %q, %v", vs, err)
 			}
-			want := "get"
+			n, vs, err := store.WindowAddGetMulti(t.Context(), s, "w", time.Now(), time.Minute, 1, "a")
+			if err != nil || n != 1 || len(vs) != 1 || string(vs[0]) != "1" {
+				t.Fatalf("WindowAddGetMulti = %d, %q, %v", n, vs, err)
+			}
+			want := []string{"get", "windowadd"}
 			if tc.batched {
-				want = "getmulti"
+				want = []string{"getmulti", "windowadd_getmulti"}
 			}
 			mfs, err := reg.Gather()
 			if err != nil {
 				t.Fatal(err)
 			}
-			found := false
+			found := map[string]bool{}
 			for _, mf := range mfs {
 				for _, m := range mf.GetMetric() {
 					for _, l := range m.GetLabel() {
-						if l.GetName() == "op" && l.GetValue() == want {
-							found = true
+						if l.GetName() == "op" {
+							found[l.GetValue()] = true
 						}
 					}
 				}
 			}
-			if !found {
-				t.Errorf("no %q operation counted", want)
+			for _, op := range want {
+				if !found[op] {
+					t.Errorf("no %q operation counted", op)
+				}
 			}
 		})
 	}

@@ -2,7 +2,8 @@
 // Redis Cluster) through github.com/redis/go-redis/v9.
 //
 // Every operation is one round trip: Incr and WindowAdd are Lua scripts (atomic,
-// EVALSHA with an EVAL fallback), HIncr/HGet/Delete are pipelines. Timeouts are
+// EVALSHA with an EVAL fallback), HIncr/HGet/Delete/GetMulti are pipelines, and
+// WindowAddGetMulti pipelines the window script with GETs. Timeouts are
 // short and nothing is retried, so a dead or frozen Redis fails a call within
 // about one read timeout with store.ErrUnavailable and callers answer "try later"
 // (or fail open) instead of piling up; the client reconnects on its own once Redis
@@ -58,6 +59,7 @@ type Store struct {
 var (
 	_ store.Store       = (*Store)(nil)
 	_ store.MultiGetter = (*Store)(nil)
+	_ store.ReadAheader = (*Store)(nil)
 )
 
 // New returns a Store; it does not connect (the first call does), so a Redis that
@@ -179,13 +181,22 @@ func (s *Store) GetMulti(ctx context.Context, keys ...string) ([][]byte, error) 
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, s.fail(ctx, "getmulti", err)
 	}
-	out := make([][]byte, len(keys))
+	out, err := values(cmds)
+	if err != nil {
+		return nil, s.fail(ctx, "getmulti", err)
+	}
+	return out, nil
+}
+
+// values are the replies of pipelined GETs as store.GetMulti answers them.
+func values(cmds []*goredis.StringCmd) ([][]byte, error) {
+	out := make([][]byte, len(cmds))
 	for i, c := range cmds {
 		v, err := c.Bytes()
 		switch {
 		case errors.Is(err, goredis.Nil):
 		case err != nil:
-			return nil, s.fail(ctx, "getmulti", err)
+			return nil, err
 		default:
 			if v == nil {
 				v = []byte{}

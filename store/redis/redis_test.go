@@ -81,9 +81,13 @@ func allFail(t *testing.T, s store.Store, what string) {
 		"Set":       func() error { return s.Set(ctx, "k", []byte("v"), time.Minute) },
 		"Incr":      func() error { _, err := s.Incr(ctx, "c", 1, time.Minute); return err },
 		"WindowAdd": func() error { _, err := s.WindowAdd(ctx, "w", time.Now(), time.Minute, 1); return err },
-		"HIncr":     func() error { return s.HIncr(ctx, "h", map[string]int64{"f": 1}) },
-		"HGet":      func() error { _, err := s.HGet(ctx, "h", []string{"f"}); return err },
-		"SAdd":      func() error { return s.SAdd(ctx, "s", time.Minute, "m") },
+		"WindowAddGetMulti": func() error {
+			_, _, err := store.WindowAddGetMulti(ctx, s, "w", time.Now(), time.Minute, 1, "k")
+			return err
+		},
+		"HIncr": func() error { return s.HIncr(ctx, "h", map[string]int64{"f": 1}) },
+		"HGet":  func() error { _, err := s.HGet(ctx, "h", []string{"f"}); return err },
+		"SAdd":  func() error { return s.SAdd(ctx, "s", time.Minute, "m") },
 	}
 	for name, call := range calls {
 		start := time.Now()
@@ -184,5 +188,46 @@ func TestWindowSurvivesForeignField(t *testing.T) {
 	}
 	if n, err := s.WindowAdd(t.Context(), "w", now, time.Minute, 1); err != nil || n != 3 {
 		t.Fatalf("WindowAdd after a foreign field = %d, %v; want 3", n, err)
+	}
+}
+
+// TestWindowAddGetMultiScriptFlushed: after SCRIPT FLUSH (or a Redis restart)
+// the pipelined EVALSHA answers NOSCRIPT without running; the script is then
+// sent whole, and the event is counted exactly once.
+func TestWindowAddGetMultiScriptFlushed(t *testing.T) {
+	srv := testenv.Redis(t)
+	s := newStore(t, redis.Options{Prefix: "flushed:"})
+	ctx := t.Context()
+	now := time.Now()
+	if err := s.Set(ctx, "v", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	for i := range 2 {
+		if err := raw.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		n, vals, err := s.WindowAddGetMulti(ctx, "w", now, time.Minute, 1, "v")
+		if err != nil || n != int64(i+1) || len(vals) != 1 || string(vals[0]) != "x" {
+			t.Fatalf("WindowAddGetMulti after SCRIPT FLUSH = %d, %q, %v; want %d, [x]", n, vals, err, i+1)
+		}
+	}
+	if n, err := s.WindowAdd(ctx, "w", now, time.Minute, 0); err != nil || n != 2 {
+		t.Fatalf("window after two adds = %d, %v", n, err)
+	}
+}
+
+// TestWindowAddGetMultiReadFails: a read that fails (here WRONGTYPE: the key is
+// a hash) leaves the values nil but the add counted and answered.
+func TestWindowAddGetMultiReadFails(t *testing.T) {
+	s := newStore(t, redis.Options{})
+	ctx := t.Context()
+	if err := s.HIncr(ctx, "h", map[string]int64{"f": 1}); err != nil {
+		t.Fatal(err)
+	}
+	n, vals, err := s.WindowAddGetMulti(ctx, "w", time.Now(), time.Minute, 1, "h")
+	if err != nil || n != 1 || vals != nil {
+		t.Fatalf("WindowAddGetMulti with a failing read = %d, %q, %v; want 1, nil, nil", n, vals, err)
 	}
 }

@@ -69,3 +69,42 @@ func (s *Store) WindowAdd(ctx context.Context, key string, now time.Time, window
 	}
 	return total, nil
 }
+
+// WindowAddGetMulti is WindowAdd and GetMulti(keys) in one pipeline: the script,
+// then one GET per key (see store.WindowAddGetMulti). The total and the error
+// are the script's alone; the GETs' values are nil when they failed. A script
+// cache that lost the script (NOSCRIPT: Redis restarted, SCRIPT FLUSH) means
+// the script did not run, and it is sent whole in a second round trip, as
+// WindowAdd does.
+func (s *Store) WindowAddGetMulti(ctx context.Context, key string, now time.Time, window time.Duration, n int64, keys ...string) (int64, [][]byte, error) {
+	if window <= 0 {
+		return 0, nil, fmt.Errorf("redis windowadd: window %v must be positive", window)
+	}
+	if err := s.start(ctx, "windowadd"); err != nil {
+		return 0, nil, err
+	}
+	wkeys := []string{s.key(key)}
+	args := []any{now.UnixMilli(), ms(window), n}
+	var add *goredis.Cmd
+	gets := make([]*goredis.StringCmd, len(keys))
+	_, _ = s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		add = windowScript.EvalSha(ctx, p, wkeys, args...)
+		for i, k := range keys {
+			gets[i] = p.Get(ctx, s.key(k))
+		}
+		return nil
+	})
+	total, aerr := add.Int64()
+	if aerr != nil && goredis.HasErrorPrefix(aerr, "NOSCRIPT") {
+		total, aerr = windowScript.Eval(ctx, s.c, wkeys, args...).Int64()
+	}
+	if aerr != nil {
+		return 0, nil, s.fail(ctx, "windowadd", aerr)
+	}
+	// Each GET carries its own error (the pipeline's is the first of any).
+	vals, err := values(gets)
+	if err != nil {
+		return total, nil, nil
+	}
+	return total, vals, nil
+}

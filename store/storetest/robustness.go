@@ -19,8 +19,9 @@ var robustnessCases = []testCase{
 	{"CloseUnderLoad", testCloseUnderLoad},
 }
 
-// testConcurrent hammers one counter, one window and one hash field from many
-// goroutines: every increment must be counted exactly once.
+// testConcurrent hammers one counter, one window (WindowAdd and
+// WindowAddGetMulti in turn) and one hash field from many goroutines: every
+// increment must be counted exactly once.
 func testConcurrent(t *testing.T, s store.Store, _ clock) {
 	const workers, each = 16, 25
 	ctx := ctxT(t)
@@ -34,7 +35,13 @@ func testConcurrent(t *testing.T, s store.Store, _ clock) {
 					return
 				}
 				now := base.Add(time.Duration(w*each+i) * time.Millisecond)
-				if _, err := s.WindowAdd(ctx, "conc:win", now, time.Hour, 2); err != nil {
+				var err error
+				if i%2 == 0 {
+					_, err = s.WindowAdd(ctx, "conc:win", now, time.Hour, 2)
+				} else {
+					_, _, err = store.WindowAddGetMulti(ctx, s, "conc:win", now, time.Hour, 2, "conc:missing")
+				}
+				if err != nil {
 					errs <- err
 					return
 				}
@@ -81,6 +88,10 @@ func calls(s store.Store) map[string]func(ctx context.Context) error {
 		"Incr":   func(ctx context.Context) error { _, err := s.Incr(ctx, "x:c", 1, 0); return err },
 		"WindowAdd": func(ctx context.Context) error {
 			_, err := s.WindowAdd(ctx, "x:w", base, time.Minute, 1)
+			return err
+		},
+		"WindowAddGetMulti": func(ctx context.Context) error {
+			_, _, err := store.WindowAddGetMulti(ctx, s, "x:w", base, time.Minute, 1, "x:k")
 			return err
 		},
 		"HIncr": func(ctx context.Context) error { return s.HIncr(ctx, "x:h", map[string]int64{"f": 1}) },

@@ -20,6 +20,7 @@ var windowCases = []testCase{
 	{"Window/Basic", testWindowBasic},
 	{"Window/SeveralLimits", testWindowSeveral},
 	{"Window/ManyEvents", testWindowMany},
+	{"Window/AddGetMulti", testWindowAddGetMulti},
 }
 
 // base is aligned to a day so that bucket boundaries of usual windows fall on it.
@@ -127,4 +128,52 @@ func testWindowMany(t *testing.T, s store.Store, _ clock) {
 	}
 	windowAdd(t, s, k, base.Add(w/2), w, 0, 1000)
 	windowAdd(t, s, k, base.Add(w+time.Second+w/60), w, 0, 0)
+}
+
+// testWindowAddGetMulti: store.WindowAddGetMulti (one round trip where the
+// backend is a store.ReadAheader) counts exactly as WindowAdd and reads as
+// GetMulti, after the add: nil for a missing or expired key, empty for an empty
+// value, in order.
+func testWindowAddGetMulti(t *testing.T, s store.Store, c clock) {
+	ctx := ctxT(t)
+	const k = "win:ahead"
+	w := time.Minute
+	must(t, s.Set(ctx, "wg:a", []byte("1 2"), 0), "Set")
+	must(t, s.Set(ctx, "wg:empty", []byte{}, 0), "Set empty")
+	must(t, s.Set(ctx, "wg:short", []byte("x"), 50*time.Millisecond), "Set with ttl")
+	sleepUntil(c, c.Now().Add(50*time.Millisecond+margin))
+	add := func(now time.Time, n, want int64, keys ...string) [][]byte {
+		t.Helper()
+		got, vals, err := store.WindowAddGetMulti(ctx, s, k, now, w, n, keys...)
+		if err != nil {
+			t.Fatalf("WindowAddGetMulti(+%v, %d, %q): %v", now.Sub(base), n, keys, err)
+		}
+		if got != want {
+			t.Fatalf("WindowAddGetMulti(+%v, %d, %q) = %d, want %d", now.Sub(base), n, keys, got, want)
+		}
+		if vals == nil || len(vals) != len(keys) {
+			t.Fatalf("WindowAddGetMulti(%q) read %q, want %d values", keys, vals, len(keys))
+		}
+		return vals
+	}
+	vals := add(base, 1, 1, "wg:a", "wg:missing", "wg:empty", "wg:short", "wg:a")
+	want := []string{"1 2", "<nil>", "", "<nil>", "1 2"}
+	for i, v := range vals {
+		str := string(v)
+		if v == nil {
+			str = "<nil>"
+		}
+		if str != want[i] {
+			t.Errorf("value %d = %q, want %q", i, str, want[i])
+		}
+	}
+	add(base.Add(10*time.Second), 2, 3)                   // no keys: the add alone
+	add(base.Add(20*time.Second), 0, 3, "wg:a")           // n=0 only reads the window
+	windowAdd(t, s, k, base.Add(59*time.Second), w, 1, 4) // the same window as WindowAdd's
+	add(base.Add(60*time.Second), 0, 3, "wg:empty")       // and the same sliding
+	// The reads see writes made before the call.
+	must(t, s.Set(ctx, "wg:a", []byte("3 4"), 0), "Set")
+	if v := add(base.Add(61*time.Second), 1, 4, "wg:a"); string(v[0]) != "3 4" {
+		t.Errorf("read after Set = %q, want %q", v[0], "3 4")
+	}
 }
