@@ -122,6 +122,15 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quarantine: %w", err)
 	}
+	// The index names every message's recipient, sender and subject: created
+	// 0600 like the messages (SQLite gives -wal and -shm its mode), not by
+	// SQLite under the umask, which in a directory made beforehand with 0755
+	// let every local user read it.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
+	f.Close()
 	dsn := url.URL{Scheme: "file", Path: filepath.ToSlash(path),
 		RawQuery: "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"}
 	db, err := sql.Open("sqlite", dsn.String())

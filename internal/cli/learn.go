@@ -24,7 +24,9 @@ func newLearnCmd(app *App) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "learn --spam|--ham|--forget FILE|DIR...",
 		Short: "Train the Bayes classifier from files, Maildirs (cur/new) and mbox files",
-		Args:  cobra.MinimumNArgs(1),
+		// Usage errors exit 2, like the missing mode below: exit 1 says a
+		// file could not be read.
+		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n := 0
 			for _, b := range []bool{asSpam, asHam, forget} {
@@ -36,7 +38,7 @@ func newLearnCmd(app *App) *cobra.Command {
 				return &ExitError{Code: 2, Err: errors.New("give exactly one of --spam, --ham, --forget")}
 			}
 			ctx := cmd.Context()
-			e, err := spamEngine(ctx, app, true, spam.WithAuthservIDs(ownAuthservIDs(app)...))
+			e, err := learningEngine(ctx, app)
 			if err != nil {
 				return err
 			}
@@ -49,11 +51,19 @@ func newLearnCmd(app *App) *cobra.Command {
 			return runLearn(ctx, e, args, mode, user, app.Stdout, app.Stderr)
 		},
 	}
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
 	c.Flags().BoolVar(&asSpam, "spam", false, "learn the messages as spam")
 	c.Flags().BoolVar(&asHam, "ham", false, "learn the messages as ham")
 	c.Flags().BoolVar(&forget, "forget", false, "remove the messages from Bayes")
 	c.Flags().StringVar(&user, "user", "", "also train this user's table (with bayes.per_user)")
 	return c
+}
+
+// learningEngine is the engine every way of training Bayes uses (learn,
+// quarantine learn, release --learn-ham): with our authserv-ids, so the
+// Authentication-Results our milter wrote is not learned as evidence.
+func learningEngine(ctx context.Context, app *App) (*spam.Engine, error) {
+	return spamEngine(ctx, app, true, spam.WithAuthservIDs(ownAuthservIDs(app)...))
 }
 
 // ownAuthservIDs are the authserv-ids our milter writes in

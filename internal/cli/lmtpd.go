@@ -108,17 +108,23 @@ func lmtpDeps(ctx context.Context, app *App, c *Config, q *quarantine.Store) (*l
 // openQuarantine opens the quarantine (default dir: <data_dir>/quarantine) once per
 // process; App.Close closes it.
 func openQuarantine(app *App) (*quarantine.Store, error) {
-	c := app.Config()
-	qc := c.Quarantine
-	if qc.Dir == "" {
-		qc.Dir = filepath.Join(c.DataDir, "quarantine")
-	}
+	qc := app.Config().Quarantine
+	qc.Dir = quarantineDir(app)
 	q, err := quarantine.Open(qc)
 	if err != nil {
 		return nil, err
 	}
 	app.onClose(q.Close)
 	return q, nil
+}
+
+// quarantineDir is quarantine.dir, by default <data_dir>/quarantine.
+func quarantineDir(app *App) string {
+	c := app.Config()
+	if c.Quarantine.Dir != "" {
+		return c.Quarantine.Dir
+	}
+	return filepath.Join(c.DataDir, "quarantine")
 }
 
 // vacationSettings hands lmtpd.vacation's period bounds to the Sieve

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,7 +100,7 @@ func qListCmd(app *App, asJSON *bool) *cobra.Command {
 			if cmd.Flags().Changed("min-score") {
 				f.MinScore, f.HasMin = minScore, true
 			}
-			q, err := openQuarantine(app)
+			q, err := openAdminQuarantine(app)
 			if err != nil {
 				return err
 			}
@@ -132,6 +135,19 @@ func qListCmd(app *App, asJSON *bool) *cobra.Command {
 	c.Flags().Float64Var(&minScore, "min-score", 0, "only messages with at least this spam score")
 	c.Flags().IntVar(&limit, "limit", 0, "at most this many (0 = all)")
 	return c
+}
+
+// openAdminQuarantine opens the quarantine lmtpd keeps, and only that: Open
+// would create an empty one where none is. Run without the right -c (the
+// embedded default's data dir), or as root before lmtpd first started, that
+// listed nothing and exited 0 — or left a root-owned directory lmtpd could
+// not open. lmtpd creates index.db when it starts.
+func openAdminQuarantine(app *App) (*quarantine.Store, error) {
+	dir := quarantineDir(app)
+	if _, err := os.Stat(filepath.Join(dir, "index.db")); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no quarantine in %s (lmtpd creates it when it starts): is this lmtpd's configuration? Give it with -c or DOVETAIL_CONFIG", dir)
+	}
+	return openQuarantine(app)
 }
 
 func age(d time.Duration) string {
@@ -183,6 +199,17 @@ func terminalSafe(b []byte) []byte {
 	return out
 }
 
+// isTerminal reports whether w is a terminal (a character device: /dev/null
+// too, which loses nothing by being made safe).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
 func orNull(s string) string {
 	if s == "" {
 		return "<>"
@@ -200,7 +227,7 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 			if headers && raw {
 				return usageErr("--headers and --raw exclude each other")
 			}
-			q, err := openQuarantine(app)
+			q, err := openAdminQuarantine(app)
 			if err != nil {
 				return err
 			}
@@ -231,6 +258,11 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 				return writeJSON(out, v)
 			}
 			switch {
+			case raw && isTerminal(out):
+				// The body is the spammer's too: on a terminal it must not
+				// drive it (OSC 52 writes the clipboard, others answer back).
+				_, err = out.Write(terminalSafe(msg))
+				return err
 			case raw:
 				_, err = out.Write(msg) // byte-exact, e.g. for a file or a pipe
 				return err
@@ -296,7 +328,7 @@ func qReleaseCmd(app *App, asJSON *bool) *cobra.Command {
 		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			q, err := openQuarantine(app)
+			q, err := openAdminQuarantine(app)
 			if err != nil {
 				return err
 			}
@@ -390,7 +422,7 @@ func qDeleteCmd(app *App, asJSON *bool) *cobra.Command {
 		Short: "Delete quarantined messages",
 		Args:  usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q, err := openQuarantine(app)
+			q, err := openAdminQuarantine(app)
 			if err != nil {
 				return err
 			}
@@ -430,7 +462,7 @@ func qPurgeCmd(app *App, asJSON *bool) *cobra.Command {
 			if err != nil || d < 0 {
 				return usageErr("--older-than: invalid duration %q", older)
 			}
-			q, err := openQuarantine(app)
+			q, err := openAdminQuarantine(app)
 			if err != nil {
 				return err
 			}
@@ -471,7 +503,7 @@ func qLearnCmd(app *App, asJSON *bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			q, err := openQuarantine(app)
+			q, err := openAdminQuarantine(app)
 			if err != nil {
 				return err
 			}
@@ -514,7 +546,7 @@ func spamLearner(ctx context.Context, app *App) (func(context.Context, []byte, b
 	if !spamConfig(app).Bayes.Enabled {
 		return nil, &ExitError{Code: qExitNoLearn, Err: errors.New("learning not configured: spam.bayes.enabled is false")}
 	}
-	e, err := spamEngine(ctx, app, true)
+	e, err := learningEngine(ctx, app)
 	if err != nil {
 		return nil, &ExitError{Code: qExitNoLearn, Err: fmt.Errorf("learning not configured: %w", err)}
 	}

@@ -68,33 +68,30 @@ Prints score, action and symbols; with --json one object per message per line:
 			if err != nil {
 				return err
 			}
-			return runScore(ctx, e, args, app.Stdin, app.Stdout, asJSON)
+			return runScore(ctx, e, args, app.Stdin, app.Stdout, app.Stderr, asJSON)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object per message per line")
 	return c
 }
 
-// runScore scores files (or stdin as "-") and writes the report to out.
-func runScore(ctx context.Context, e *spam.Engine, files []string, stdin io.Reader, out io.Writer, asJSON bool) error {
+// runScore scores files (or stdin as "-") and writes the report to out; a
+// file that cannot be read is reported on errOut and the others are scored.
+func runScore(ctx context.Context, e *spam.Engine, files []string, stdin io.Reader, out, errOut io.Writer, asJSON bool) error {
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
 	enc := json.NewEncoder(out)
 	failed := 0
 	for _, f := range files {
-		var r io.Reader = stdin
-		if f != "-" {
-			fh, err := os.Open(f)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "score: %v\n", err)
-				failed++
-				continue
-			}
-			r = fh
-			defer fh.Close()
+		r, closeFile, err := openScoreInput(f, stdin)
+		if err != nil {
+			fmt.Fprintf(errOut, "score: %v\n", err)
+			failed++
+			continue
 		}
 		v, err := e.Score(ctx, &spam.Input{Raw: r})
+		closeFile() // now, not at the end: `score /spool/*.eml` opens thousands
 		if err != nil {
 			return fmt.Errorf("score %s: %w", f, err)
 		}
@@ -117,4 +114,16 @@ func runScore(ctx context.Context, e *spam.Engine, files []string, stdin io.Read
 		return &ExitError{Code: 1, Err: fmt.Errorf("%d file(s) could not be read", failed)}
 	}
 	return nil
+}
+
+// openScoreInput opens a file to score, or returns stdin for "-".
+func openScoreInput(name string, stdin io.Reader) (io.Reader, func(), error) {
+	if name == "-" {
+		return stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +27,7 @@ func TestRunScoreJSON(t *testing.T) {
 	f := filepath.Join(dir, "gtube.eml")
 	os.WriteFile(f, []byte(cliGTUBE), 0o644)
 	var out bytes.Buffer
-	if err := runScore(context.Background(), e, []string{f, "-"}, strings.NewReader("Subject: hi\n\nhello\n"), &out, true); err != nil {
+	if err := runScore(context.Background(), e, []string{f, "-"}, strings.NewReader("Subject: hi\n\nhello\n"), &out, &out, true); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -72,5 +75,60 @@ func TestRunLearnMaildirAndMbox(t *testing.T) {
 	}
 	if s, _, _ := e.BayesCounts(ctx); s != 2 {
 		t.Errorf("after forget: %d spam: %s", s, out.String())
+	}
+}
+
+// fdCounter is a stdin that, when read, counts this process's open files
+// under dir.
+type fdCounter struct {
+	dir  string
+	open int
+	r    io.Reader
+}
+
+func (c *fdCounter) Read(p []byte) (int, error) {
+	if c.r == nil {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			if l, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(l, c.dir) {
+				c.open++
+			}
+		}
+		c.r = strings.NewReader("Subject: hi\n\nhello\n")
+	}
+	return c.r.Read(p)
+}
+
+// TestRunScoreClosesEachFile: `dovetail score /spool/*.eml` over thousands of
+// files must not keep every one open to the end (too many open files), and a
+// file that cannot be read is reported on the command's stderr.
+func TestRunScoreClosesEachFile(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	e, err := spam.New(spam.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var files []string
+	for i := range 3 {
+		f := filepath.Join(dir, fmt.Sprintf("%d.eml", i))
+		os.WriteFile(f, []byte(cliGTUBE), 0o644)
+		files = append(files, f)
+	}
+	missing := filepath.Join(dir, "missing.eml")
+	stdin := &fdCounter{dir: dir}
+	var out, errOut bytes.Buffer
+	err = runScore(context.Background(), e, append(files, missing, "-"), stdin, &out, &errOut, false)
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 1 {
+		t.Errorf("err = %v, want exit status 1", err)
+	}
+	if stdin.open != 0 {
+		t.Errorf("%d scored files still open while scoring the next", stdin.open)
+	}
+	if !strings.Contains(errOut.String(), missing) {
+		t.Errorf("stderr %q does not name %s", errOut.String(), missing)
 	}
 }

@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dovetail-mail/dovetail/quarantine"
+	"github.com/dovetail-mail/dovetail/spam/bayes"
+)
+
+// TestQuarantineLearnLeavesOutOwnAuthenticationResults: a quarantined message
+// carries the Authentication-Results our milter wrote; `quarantine learn` and
+// `release --learn-ham` must leave it out of Bayes as `dovetail learn` does,
+// or the filter learns its own verdicts from the quarantine.
+func TestQuarantineLearnLeavesOutOwnAuthenticationResults(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeUsers(t, dir)
+	cfg := filepath.Join(dir, "dovetail.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nstore:\n  backend: memory\nmilter:\n  authserv_id: mx.test\n"), 0o600)
+	var out bytes.Buffer
+	app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
+	defer app.Close()
+	if err := app.load(); err != nil {
+		t.Fatal(err)
+	}
+	learn, err := spamLearner(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: a@example.net\nMessage-ID: <1@example.net>\nAuthentication-Results: mx.test; spf=fail smtp.mailfrom=example.net\nSubject: hi\n\nbody\n"
+	if err := learn(ctx, []byte(msg), true, ""); err != nil {
+		t.Fatal(err)
+	}
+	st, err := app.Store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := bayes.New(st, bayes.DefaultParams())
+	if err := c.Learn(ctx, "global", "other", []string{"w:other"}, false); err != nil { // Classify needs ham too
+		t.Fatal(err)
+	}
+	if s, _, _ := c.Counts(ctx, "global"); s != 1 {
+		t.Fatalf("%d spam learned, want 1", s)
+	}
+	res, err := c.Classify(ctx, "global", []string{"hn:authentication-results"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Clues) > 0 {
+		t.Errorf("our own Authentication-Results was learned: %+v", res.Clues)
+	}
+}
+
+// TestQuarantineAdminNeedsExistingQuarantine: without the right -c the admin
+// commands read the embedded default's data dir; they must say that no
+// quarantine is there, naming the directory, instead of creating an empty one
+// (as root: a root-owned directory lmtpd then cannot open) and listing nothing.
+func TestQuarantineAdminNeedsExistingQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	writeUsers(t, dir)
+	cfg := filepath.Join(dir, "dovetail.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"), 0o600)
+	qdir := filepath.Join(dir, "quarantine")
+	for _, args := range [][]string{{"list"}, {"list", "--json"}, {"purge", "--older-than", "30d"}, {"delete", "260101-aaaaaaaaaa"}} {
+		var out, errb bytes.Buffer
+		code := Main(append([]string{"-c", cfg, "quarantine"}, args...), strings.NewReader(""), &out, &errb)
+		if code != qExitError || !strings.Contains(errb.String(), qdir) {
+			t.Errorf("%v: exit %d, want %d with the directory named\nstdout: %q\nstderr: %q", args, code, qExitError, out.String(), errb.String())
+		}
+		if _, err := os.Stat(qdir); err == nil {
+			t.Fatalf("%v created %s", args, qdir)
+		}
+	}
+	// Once lmtpd has opened it, the same commands work on the empty quarantine.
+	q, err := quarantine.Open(quarantine.Config{Dir: qdir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	var out, errb bytes.Buffer
+	if code := Main([]string{"-c", cfg, "quarantine", "list", "--json"}, strings.NewReader(""), &out, &errb); code != 0 || strings.TrimSpace(out.String()) != "[]" {
+		t.Errorf("list of an empty quarantine: exit %d %q %q", code, out.String(), errb.String())
+	}
+}
+
+// TestLearnUsageExitCode: `dovetail learn` refuses bad usage with exit 2, as
+// it does for a missing --spam/--ham/--forget, not 1 (the exit of a run that
+// could not read a file).
+func TestLearnUsageExitCode(t *testing.T) {
+	for _, args := range [][]string{{"learn", "--spam"}, {"learn", "--nope", "x"}} {
+		if code, out, errOut := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s%s", args, code, out, errOut)
+		}
+	}
+}
