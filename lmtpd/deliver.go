@@ -329,14 +329,7 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 	if dv.Filter != nil && dv.Config.Sieve.Enabled {
 		v, edits, err := dv.runFilter(ctx, &FilterInput{
 			User: r.user, Home: r.user.Home, From: r.from, To: r.rcpt, Message: body,
-			Mailboxes: func(name string) bool {
-				p, err := maildir.FolderPath(name)
-				if err != nil {
-					return false
-				}
-				_, err = os.Stat(filepath.Join(r.mb.Root, p, "cur"))
-				return err == nil
-			},
+			Mailboxes: func(name string) bool { return maildir.FolderExists(r.mb, name) },
 			Seen: func(ctx context.Context, id string) bool {
 				if dv.Store == nil {
 					return false

@@ -25,7 +25,7 @@ const maxKeywords = 26
 // and making its mtime second grow (Dovecot re-reads the file only when st_mtime
 // changes). Keywords that no longer fit (more than 26 in the folder) are dropped:
 // losing a keyword is better than losing the message.
-func (w *Writer) keywordLetters(mb Mailbox, dir string, kws []string) ([]byte, error) {
+func (w *Writer) keywordLetters(fs *fsys, mb Mailbox, dir string, kws []string) ([]byte, error) {
 	var valid []string
 	for _, kw := range kws {
 		if validKeyword(kw) {
@@ -38,19 +38,19 @@ func (w *Writer) keywordLetters(mb Mailbox, dir string, kws []string) ([]byte, e
 	// No process-wide mutex: the dotlock below also serialises this process's own
 	// deliveries, and one folder's stuck lock must not hold up the others.
 	path := filepath.Join(dir, "dovecot-keywords")
-	names, _, err := readKeywords(path)
+	names, _, err := readKeywords(fs, path)
 	if err != nil {
 		return nil, err
 	}
 	if letters, ok := lookupKeywords(names, valid); ok {
 		return letters, nil
 	}
-	unlock, err := w.lockUidlist(dir)
+	unlock, err := w.lockUidlist(fs, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	names, mtime, err := readKeywords(path)
+	names, mtime, err := readKeywords(fs, path)
 	if err != nil {
 		return nil, err
 	}
@@ -74,24 +74,23 @@ func (w *Writer) keywordLetters(mb Mailbox, dir string, kws []string) ([]byte, e
 		}
 	}
 	tmp := path + ".tmp" + strconv.Itoa(w.pid)
-	if err := writeNew(mb, tmp, b.Bytes()); err != nil {
+	if err := writeNew(fs, mb, tmp, b.Bytes()); err != nil {
 		return nil, classify(err)
 	}
 	if now := time.Now(); !mtime.IsZero() && now.Unix() <= mtime.Unix() {
-		next := time.Unix(mtime.Unix()+1, 0)
-		os.Chtimes(tmp, next, next)
+		fs.chtimes(tmp, time.Unix(mtime.Unix()+1, 0))
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := fs.rename(tmp, path); err != nil {
+		fs.remove(tmp)
 		return nil, classify(err)
 	}
 	return letters, nil
 }
 
 // readKeywords parses dovecot-keywords; a missing file is an empty table.
-func readKeywords(path string) ([]string, time.Time, error) {
+func readKeywords(fs *fsys, path string) ([]string, time.Time, error) {
 	names := make([]string, maxKeywords)
-	f, err := os.Open(path)
+	f, err := fs.open(path, os.O_RDONLY, 0)
 	if os.IsNotExist(err) {
 		return names, time.Time{}, nil
 	}
@@ -158,21 +157,21 @@ const defaultUidlistLockTimeout = 10 * time.Second
 // lockUidlist takes dir/dovecot-uidlist.lock (O_EXCL, like Dovecot's dotlock) and
 // returns the function that releases it. Not getting it in time is a temporary
 // failure.
-func (w *Writer) lockUidlist(dir string) (func(), error) {
+func (w *Writer) lockUidlist(fs *fsys, dir string) (func(), error) {
 	path := filepath.Join(dir, "dovecot-uidlist.lock")
 	deadline := time.Now().Add(w.lockTimeout)
 	for wait := 5 * time.Millisecond; ; {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := fs.open(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
 			fmt.Fprintf(f, "%d:%s", w.pid, w.sysHost) // Dovecot's "<pid>:<host>"
 			f.Close()
-			return func() { os.Remove(path) }, nil
+			return func() { fs.remove(path) }, nil
 		}
 		if !os.IsExist(err) {
 			return nil, classify(err)
 		}
-		if w.staleLock(path) {
-			os.Remove(path)
+		if w.staleLock(fs, path) {
+			fs.remove(path)
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -185,15 +184,15 @@ func (w *Writer) lockUidlist(dir string) (func(), error) {
 	}
 }
 
-func (w *Writer) staleLock(path string) bool {
-	st, err := os.Stat(path)
+func (w *Writer) staleLock(fs *fsys, path string) bool {
+	st, err := fs.stat(path, true)
 	if err != nil {
 		return false // gone already: just retry
 	}
-	if time.Since(st.ModTime()) > uidlistLockStale {
+	if time.Since(mtime(st)) > uidlistLockStale {
 		return true
 	}
-	b, err := os.ReadFile(path)
+	b, err := fs.readFile(path, 0)
 	if err != nil {
 		return false
 	}

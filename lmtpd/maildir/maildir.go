@@ -18,12 +18,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Errors callers classify with errors.Is.
@@ -170,15 +173,114 @@ func (w *Writer) uniqueName() string {
 
 // Deliver stores one copy of msg in mb at t and returns the final path.
 func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
-	dir, err := w.folderDir(mb, t.Folder, t.Create)
+	var final string
+	err := w.inMailbox(mb, func(fs *fsys) (err error) {
+		final, err = w.deliver(fs, mb, t, msg)
+		return err
+	})
+	return final, err
+}
+
+// asUser says whether mb's file operations run with the user's credentials:
+// when lmtpd is root and gives the user what it creates. Unprivileged, the
+// process's own credentials are the only ones, as before.
+func asUser(mb Mailbox) bool {
+	return mb.Chown && mb.UID > 0 && os.Geteuid() == 0
+}
+
+// boundary returns the directory where root's part of a delivery into mb ends
+// and the user's begins. Walking the Maildir's path from the top, it is the
+// first directory that belongs to the user (the home, usually); the levels
+// above it are root's (or another owner's), so a symlink found there is not the
+// user's, and root may follow it. When a level is missing, the boundary is the
+// first level to create that will be the user's (one inside the home, or the
+// Maildir root): root makes it and the levels above it, as it always did —
+// mkdir and Lchown never follow a symlink in the last element, and the levels
+// above are not the user's to swap. Without the user's credentials (asUser
+// false) the boundary is the Maildir root: everything is done as before.
+//
+// Everything inside the boundary — the Maildir root itself when the user made
+// or owns a level above it, cur/new/tmp, folders, every file — is then done
+// with the user's credentials, never root's (inMailbox).
+func boundary(fs *fsys, mb Mailbox) (string, error) {
+	root := filepath.Clean(mb.Root)
+	if !asUser(mb) {
+		return root, nil
+	}
+	home := mb.Home
+	if home == "" {
+		home = filepath.Dir(root)
+	}
+	var levels []string // top first, without "/"
+	for p := root; p != filepath.Dir(p); p = filepath.Dir(p) {
+		levels = append(levels, p)
+	}
+	slices.Reverse(levels)
+	for i, p := range levels {
+		st, err := fs.stat(p, true)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			for _, q := range levels[i:] {
+				if within(q, home) || within(q, root) {
+					return q, nil
+				}
+			}
+		case err != nil:
+			return "", classify(err)
+		case !isDir(st):
+			return "", fmt.Errorf("maildir: %s is not a directory", p)
+		case int(st.Uid) == mb.UID:
+			return p, nil
+		}
+	}
+	return root, nil
+}
+
+// inMailbox creates the directories up to mb's boundary (with the caller's,
+// root's, credentials) and runs fn on the boundary's fsys with the user's
+// (runAs) when asUser. An error there — EACCES or ELOOP from a symlink the user
+// put in the Maildir, a failed switch — is a temporary failure (451).
+func (w *Writer) inMailbox(mb Mailbox, fn func(*fsys) error) error {
+	base, err := boundary(plainFS, mb)
+	if err != nil {
+		return err
+	}
+	made, err := mkdirParents(plainFS, mb, base)
+	if err != nil {
+		return err
+	}
+	if err := w.syncParents(plainFS, made); err != nil {
+		return err
+	}
+	return withMailbox(mb, base, fn)
+}
+
+// withMailbox runs fn on the fsys of mb's (existing) boundary base, as the user
+// when asUser.
+func withMailbox(mb Mailbox, base string, fn func(*fsys) error) error {
+	fs, err := openFsys(base)
+	if err != nil {
+		return classify(err)
+	}
+	defer fs.close()
+	if !asUser(mb) {
+		return fn(fs)
+	}
+	return runAs(mb.UID, mb.GID, func() error { return fn(fs) })
+}
+
+// deliver is Deliver inside the mailbox: fs is rooted at the boundary, and
+// with asUser this runs with the user's credentials.
+func (w *Writer) deliver(fs *fsys, mb Mailbox, t Target, msg *Message) (string, error) {
+	dir, err := w.folderDir(fs, mb, t.Folder, t.Create)
 	if err != nil {
 		return "", err
 	}
-	w.sweepTmp(dir)
-	if err := checkQuota(mb, msg.Size()); err != nil {
+	w.sweepTmp(fs, dir)
+	if err := checkQuota(fs, mb, msg.Size()); err != nil {
 		return "", err
 	}
-	flags, err := w.flagSuffix(mb, dir, t.Flags)
+	flags, err := w.flagSuffix(fs, mb, dir, t.Flags)
 	if err != nil {
 		return "", err
 	}
@@ -189,25 +291,27 @@ func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
 	var final string
 	if msg.first != "" && w.opts.HardLink && msg.owner == [2]int{mb.UID, mb.GID} {
 		final = filepath.Join(dir, sub, msg.base+flags)
-		if err := os.Link(msg.first, final); err == nil {
-			if err := w.syncDir(filepath.Join(dir, sub)); err != nil {
-				os.Remove(final)
+		// As the user: the first copy must be theirs to link to (the owner check
+		// of fs.protected_hardlinks), and is, the uid and gid being the same.
+		if err := fs.link(msg.first, final); err == nil {
+			if err := w.syncDir(fs, filepath.Join(dir, sub)); err != nil {
+				fs.remove(final)
 				return "", classify(err)
 			}
-			addQuota(mb, msg.Size())
+			addQuota(fs, mb, msg.Size())
 			return final, nil
 		}
 		// EXDEV, EEXIST (same user twice), EMLINK …: fall back to a fresh copy.
 	}
 	base := w.uniqueName() + fmt.Sprintf(",S=%d,W=%d", msg.Size(), msg.VSize())
 	final = filepath.Join(dir, sub, base+flags)
-	if err := w.writeFile(mb, filepath.Join(dir, "tmp", base), final, msg.parts); err != nil {
+	if err := w.writeFile(fs, mb, filepath.Join(dir, "tmp", base), final, msg.parts); err != nil {
 		return "", err
 	}
 	if msg.first == "" {
 		msg.first, msg.base, msg.owner = final, base, [2]int{mb.UID, mb.GID}
 	}
-	addQuota(mb, msg.Size())
+	addQuota(fs, mb, msg.Size())
 	return final, nil
 }
 
@@ -215,15 +319,15 @@ func (w *Writer) Deliver(mb Mailbox, t Target, msg *Message) (string, error) {
 // bytes as one write of them joined): tmp → fsync → rename → fsync dir. On any
 // error the tmp file is removed, so nothing half-written is ever visible in new/
 // or left in tmp/.
-func (w *Writer) writeFile(mb Mailbox, tmp, final string, parts [][]byte) (err error) {
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func (w *Writer) writeFile(fs *fsys, mb Mailbox, tmp, final string, parts [][]byte) (err error) {
+	f, err := fs.open(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return classify(err)
 	}
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			fs.remove(tmp)
 		}
 	}()
 	var dst io.Writer = f
@@ -235,6 +339,9 @@ func (w *Writer) writeFile(mb Mailbox, tmp, final string, parts [][]byte) (err e
 			return classify(err)
 		}
 	}
+	// As the user the file is theirs already: the fchown (permitted, to their
+	// own uid and gid) only matters under a set-group-ID directory, whose group
+	// new files inherit — as root's lmtpd always gave them mb.GID, so does this.
 	if mb.Chown {
 		if err = f.Chown(mb.UID, mb.GID); err != nil {
 			return fmt.Errorf("maildir: chown %s: %w", tmp, err)
@@ -248,26 +355,26 @@ func (w *Writer) writeFile(mb Mailbox, tmp, final string, parts [][]byte) (err e
 	if err = f.Close(); err != nil {
 		return classify(err)
 	}
-	if err = os.Rename(tmp, final); err != nil {
+	if err = fs.rename(tmp, final); err != nil {
 		return classify(err)
 	}
-	if err = w.syncDir(filepath.Dir(final)); err != nil {
+	if err = w.syncDir(fs, filepath.Dir(final)); err != nil {
 		// The rename happened but is not durable: take it back so the client retries
 		// and we never answer 250 for a message a crash could lose.
-		os.Remove(final)
+		fs.remove(final)
 		return classify(err)
 	}
 	return nil
 }
 
-func (w *Writer) syncDir(dir string) error {
+func (w *Writer) syncDir(fs *fsys, dir string) error {
 	if !w.opts.Fsync {
 		return nil
 	}
 	if w.syncHook != nil {
 		w.syncHook(dir)
 	}
-	d, err := os.Open(dir)
+	d, err := fs.open(dir, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -294,8 +401,8 @@ func classify(err error) error {
 
 // folderDir returns the directory of folder in mb, creating the Maildir root (always)
 // and the folder (when create) as needed.
-func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, error) {
-	if err := w.ensureMaildir(mb, mb.Root, false); err != nil {
+func (w *Writer) folderDir(fs *fsys, mb Mailbox, folder string, create bool) (string, error) {
+	if err := w.ensureMaildir(fs, mb, mb.Root, false); err != nil {
 		return "", err
 	}
 	name, err := FolderPath(folder)
@@ -306,13 +413,18 @@ func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, erro
 		return mb.Root, nil
 	}
 	dir := filepath.Join(mb.Root, name)
-	if _, err := os.Stat(filepath.Join(dir, "cur")); err != nil && !create {
-		return "", fmt.Errorf("%w: %q", ErrNoMailbox, folder)
+	if _, err := fs.stat(filepath.Join(dir, "cur"), true); err != nil && !create {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return "", fmt.Errorf("%w: %q", ErrNoMailbox, folder)
+		}
+		// EACCES, ELOOP: a folder the user made unreachable is no missing
+		// folder to fall back to INBOX for, but a failure to report.
+		return "", classify(err)
 	}
 	// Also when cur exists: another delivery may be creating the folder right
 	// now (cur made, tmp not yet). ensureMaildir returns at once once tmp, made
 	// last, is there, and otherwise completes the folder.
-	if err := w.ensureMaildir(mb, dir, true); err != nil {
+	if err := w.ensureMaildir(fs, mb, dir, true); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -320,11 +432,11 @@ func (w *Writer) folderDir(mb Mailbox, folder string, create bool) (string, erro
 
 // ensureMaildir creates dir/{cur,new,tmp} (and the maildirfolder marker for folders;
 // never in the root — the marker there breaks Maildir++ quota).
-func (w *Writer) ensureMaildir(mb Mailbox, dir string, folder bool) error {
-	if _, err := os.Stat(filepath.Join(dir, "tmp")); err == nil {
+func (w *Writer) ensureMaildir(fs *fsys, mb Mailbox, dir string, folder bool) error {
+	if _, err := fs.stat(filepath.Join(dir, "tmp"), true); err == nil {
 		return nil
 	}
-	made, err := mkdirParents(mb, dir)
+	made, err := mkdirParents(fs, mb, dir)
 	if err != nil {
 		return err
 	}
@@ -332,14 +444,14 @@ func (w *Writer) ensureMaildir(mb Mailbox, dir string, folder bool) error {
 		p := filepath.Join(dir, sub)
 		// The user owns them only when lmtpd may give files away (root): an
 		// unprivileged lmtpd cannot chown, and owns them already.
-		if err := mkdirOwned(mb, p, 0o700, mb.Chown); err != nil {
+		if err := mkdirOwned(fs, mb, p, 0o700, mb.Chown); err != nil {
 			return err
 		}
 		made = append(made, p)
 	}
 	if folder {
 		m := filepath.Join(dir, "maildirfolder")
-		f, err := os.OpenFile(m, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+		f, err := fs.open(m, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 		if err != nil && !errors.Is(err, syscall.ELOOP) {
 			return classify(err)
 		}
@@ -356,7 +468,7 @@ func (w *Writer) ensureMaildir(mb Mailbox, dir string, folder bool) error {
 		}
 		made = append(made, m)
 	}
-	return w.syncParents(made)
+	return w.syncParents(fs, made)
 }
 
 // syncParents makes the names of new directories (and files) durable: fsyncing
@@ -364,7 +476,7 @@ func (w *Writer) ensureMaildir(mb Mailbox, dir string, folder bool) error {
 // message in a new/ whose own entry in the Maildir (or the Maildir's in the home)
 // was lost is gone although it was answered 250. Every parent is synced, also
 // when a concurrent delivery won the mkdir: this delivery answers on its own.
-func (w *Writer) syncParents(made []string) error {
+func (w *Writer) syncParents(fs *fsys, made []string) error {
 	var dirs []string
 	seen := map[string]bool{}
 	for _, p := range made {
@@ -378,7 +490,7 @@ func (w *Writer) syncParents(made []string) error {
 		return strings.Count(dirs[i], string(filepath.Separator)) > strings.Count(dirs[j], string(filepath.Separator))
 	})
 	for _, d := range dirs {
-		if err := w.syncDir(d); err != nil {
+		if err := w.syncDir(fs, d); err != nil {
 			return classify(err)
 		}
 	}
@@ -390,23 +502,25 @@ func (w *Writer) syncParents(made []string) error {
 // user; a missing level above the home (a per-domain directory, say) gets the mode
 // and owner of its nearest existing ancestor, so it never locks other users out.
 // It returns the directories it made (or found made by a concurrent delivery).
-func mkdirParents(mb Mailbox, dir string) ([]string, error) {
+// Inside a mailbox (fs rooted at the boundary) it never looks above fs.base: the
+// levels up to the boundary are root's to make, before (inMailbox).
+func mkdirParents(fs *fsys, mb Mailbox, dir string) ([]string, error) {
 	home := mb.Home
 	if home == "" {
 		home = filepath.Dir(mb.Root)
 	}
 	var missing []string
-	var parent os.FileInfo
+	var parent *unix.Stat_t
 	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
+		st, err := fs.stat(p, true)
 		if err == nil {
-			if !st.IsDir() {
+			if !isDir(st) {
 				return nil, fmt.Errorf("maildir: %s is not a directory", p)
 			}
-			parent = st
+			parent = &st
 			break
 		}
-		if !errors.Is(err, os.ErrNotExist) {
+		if !errors.Is(err, os.ErrNotExist) || p == fs.base {
 			return nil, classify(err)
 		}
 		if p == filepath.Dir(p) {
@@ -417,27 +531,35 @@ func mkdirParents(mb Mailbox, dir string) ([]string, error) {
 	for i := len(missing) - 1; i >= 0; i-- {
 		p := missing[i]
 		if within(p, home) || within(p, mb.Root) {
-			if err := mkdirOwned(mb, p, 0o700, mb.Chown); err != nil {
+			if err := mkdirOwned(fs, mb, p, 0o700, mb.Chown); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		mode, uid, gid := os.FileMode(0o755), -1, -1
 		if parent != nil {
-			mode = parent.Mode().Perm()
-			if st, ok := parent.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-				uid, gid = int(st.Uid), int(st.Gid)
+			mode = os.FileMode(parent.Mode).Perm()
+			if os.Geteuid() == 0 {
+				uid, gid = int(parent.Uid), int(parent.Gid)
 			}
 		}
-		if err := os.Mkdir(p, mode); err != nil {
+		if err := fs.mkdir(p, mode); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				continue // a concurrent delivery made it
 			}
 			return nil, classify(err)
 		}
-		os.Chmod(p, mode) // exactly the parent's mode, whatever the umask
+		fs.chmod(p, mode) // exactly the parent's mode, whatever the umask
 		if uid >= 0 {
-			if err := os.Lchown(p, uid, gid); err != nil {
+			err := fs.lchown(p, uid, gid)
+			if err != nil && fs.base != "" && asUser(mb) && errors.Is(err, syscall.EPERM) {
+				// Inside the boundary, as the user (a parent of the home that is
+				// the user's, say a vmail-owned /var/vmail): the parent's owner is
+				// the user, but its group may be one the user is not in. The new
+				// level then keeps the user's group.
+				err = nil
+			}
+			if err != nil {
 				return nil, fmt.Errorf("maildir: chown %s: %w", p, err)
 			}
 		}
@@ -452,8 +574,8 @@ func within(p, dir string) bool {
 
 // mkdirOwned creates one directory with mode, owned by the user when chown is set.
 // An existing directory is left as it is.
-func mkdirOwned(mb Mailbox, p string, mode os.FileMode, chown bool) error {
-	if err := os.Mkdir(p, mode); err != nil {
+func mkdirOwned(fs *fsys, mb Mailbox, p string, mode os.FileMode, chown bool) error {
+	if err := fs.mkdir(p, mode); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil
 		}
@@ -461,8 +583,9 @@ func mkdirOwned(mb Mailbox, p string, mode os.FileMode, chown bool) error {
 	}
 	if chown {
 		// Lchown: the user may have put a symlink in the new directory's place
-		// since the Mkdir; chown would give them its target.
-		if err := os.Lchown(p, mb.UID, mb.GID); err != nil {
+		// since the Mkdir; chown would give them its target. (As the user, a
+		// no-op but under a set-group-ID parent: see writeFile.)
+		if err := fs.lchown(p, mb.UID, mb.GID); err != nil {
 			return fmt.Errorf("maildir: chown %s: %w", p, err)
 		}
 	}
@@ -474,9 +597,9 @@ func mkdirOwned(mb Mailbox, p string, mode os.FileMode, chown bool) error {
 // crashed run's leftover, or a symlink the user put there, which root's
 // os.WriteFile and os.Chown would follow into /etc) is removed first, and the
 // file is created with O_EXCL|O_NOFOLLOW and chowned through its descriptor.
-func writeNew(mb Mailbox, path string, data []byte) error {
-	os.Remove(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+func writeNew(fs *fsys, mb Mailbox, path string, data []byte) error {
+	fs.remove(path)
+	f, err := fs.open(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
@@ -488,7 +611,7 @@ func writeNew(mb Mailbox, path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(path)
+		fs.remove(path)
 	}
 	return err
 }
@@ -520,9 +643,29 @@ func FolderPath(name string) (string, error) {
 	return "." + EncodeMUTF7(name), nil
 }
 
+// FolderExists reports whether the IMAP mailbox name exists in mb (Sieve's
+// mailboxexists). Like a delivery, it looks with the user's credentials: root
+// following the user's symlinks would tell the user what exists where they
+// cannot look.
+func FolderExists(mb Mailbox, name string) bool {
+	p, err := FolderPath(name)
+	if err != nil {
+		return false
+	}
+	base, err := boundary(plainFS, mb)
+	if err != nil {
+		return false
+	}
+	err = withMailbox(mb, base, func(fs *fsys) error {
+		_, err := fs.stat(filepath.Join(mb.Root, p, "cur"), true)
+		return err
+	})
+	return err == nil
+}
+
 // flagSuffix returns ":2,<flags>" (empty without flags), mapping keywords to letters
 // through dovecot-keywords in dir.
-func (w *Writer) flagSuffix(mb Mailbox, dir string, flags []string) (string, error) {
+func (w *Writer) flagSuffix(fs *fsys, mb Mailbox, dir string, flags []string) (string, error) {
 	if len(flags) == 0 {
 		return "", nil
 	}
@@ -548,7 +691,7 @@ func (w *Writer) flagSuffix(mb Mailbox, dir string, flags []string) (string, err
 		}
 	}
 	if len(kws) > 0 {
-		letters, err := w.keywordLetters(mb, dir, kws)
+		letters, err := w.keywordLetters(fs, mb, dir, kws)
 		if err != nil {
 			return "", err
 		}
@@ -571,24 +714,27 @@ func (w *Writer) flagSuffix(mb Mailbox, dir string, flags []string) (string, err
 // directory: anything older than 36 hours (as Dovecot) and files this host wrote
 // before this process started (a killed predecessor's half-written deliveries).
 func (w *Writer) Clean(folderDir string) int {
+	return w.clean(plainFS, folderDir)
+}
+
+func (w *Writer) clean(fs *fsys, folderDir string) int {
 	dir := filepath.Join(folderDir, "tmp")
-	ents, err := os.ReadDir(dir)
+	names, err := fs.readDirNames(dir)
 	if err != nil {
 		return 0
 	}
 	n := 0
 	ours := "P" + strconv.Itoa(w.pid) + "." + w.host
-	for _, e := range ents {
-		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() {
+	for _, name := range names {
+		st, err := fs.stat(filepath.Join(dir, name), false)
+		if err != nil || !isRegular(st) {
 			continue
 		}
-		name := e.Name()
-		old := time.Since(info.ModTime()) > 36*time.Hour
+		old := time.Since(mtime(st)) > 36*time.Hour
 		mine := strings.Contains(name, "."+w.host) && !strings.Contains(name, ours) &&
-			info.ModTime().Before(w.started) && !writerAlive(name)
+			mtime(st).Before(w.started) && !writerAlive(name)
 		if old || mine {
-			if os.Remove(filepath.Join(dir, name)) == nil {
+			if fs.remove(filepath.Join(dir, name)) == nil {
 				n++
 			}
 		}
@@ -617,7 +763,7 @@ func writerAlive(name string) bool {
 
 // sweepTmp cleans dir's tmp/ on the first delivery into dir in this process, so a
 // restart after a crash leaves no stale files behind in any folder it writes to.
-func (w *Writer) sweepTmp(dir string) {
+func (w *Writer) sweepTmp(fs *fsys, dir string) {
 	w.mu.Lock()
 	done := w.cleaned[dir]
 	if !done {
@@ -628,7 +774,7 @@ func (w *Writer) sweepTmp(dir string) {
 	}
 	w.mu.Unlock()
 	if !done {
-		w.Clean(dir)
+		w.clean(fs, dir)
 	}
 }
 

@@ -3,6 +3,7 @@ package maildir
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,23 +31,35 @@ func limitLine(mb Mailbox) string {
 }
 
 // Usage returns the bytes and messages counted against mb's quota.
+// It may rewrite maildirsize, so as Deliver it runs with the user's credentials
+// when root gives the user their files.
 func Usage(mb Mailbox) (bytes, count int64, err error) {
 	quotaMu.Lock()
 	defer quotaMu.Unlock()
-	return usage(mb)
+	base, err := boundary(plainFS, mb)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = withMailbox(mb, base, func(fs *fsys) (err error) {
+		bytes, count, err = usage(fs, mb)
+		return err
+	})
+	return bytes, count, err
 }
 
-func usage(mb Mailbox) (int64, int64, error) {
+func usage(fs *fsys, mb Mailbox) (int64, int64, error) {
 	path := filepath.Join(mb.Root, "maildirsize")
-	data, err := os.ReadFile(path)
+	// O_NOFOLLOW: a symlink is no maildirsize of ours (and as the user, the
+	// file it names may well be unreadable): recalculate, replacing it.
+	data, err := fs.readFile(path, syscall.O_NOFOLLOW)
 	if err == nil && len(data) <= maildirsizeMax {
 		if limits, b, c, ok := parseMaildirsize(data); ok && limits == limitLine(mb) {
 			return b, c, nil
 		}
-	} else if err != nil && !os.IsNotExist(err) {
+	} else if err != nil && !os.IsNotExist(err) && !errors.Is(err, syscall.ELOOP) {
 		return 0, 0, classify(err)
 	}
-	return recalc(mb)
+	return recalc(fs, mb)
 }
 
 // parseMaildirsize returns the limit line and the summed "<bytes> <count>" lines;
@@ -77,27 +90,30 @@ func parseMaildirsize(data []byte) (limits string, b, c int64, ok bool) {
 
 // recalc scans every folder's cur/ and new/ (S= from the name when present) and
 // rewrites maildirsize atomically.
-func recalc(mb Mailbox) (int64, int64, error) {
+func recalc(fs *fsys, mb Mailbox) (int64, int64, error) {
 	var b, c int64
-	ents, err := os.ReadDir(mb.Root)
+	names, err := fs.readDirNames(mb.Root)
 	if err != nil && !os.IsNotExist(err) {
 		return 0, 0, classify(err)
 	}
 	dirs := []string{mb.Root}
-	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), ".") && e.Name() != "." && e.Name() != ".." &&
-			e.Name() != ".Trash" {
-			dirs = append(dirs, filepath.Join(mb.Root, e.Name()))
+	for _, name := range names {
+		if !strings.HasPrefix(name, ".") || name == "." || name == ".." || name == ".Trash" {
+			continue
+		}
+		if st, err := fs.stat(filepath.Join(mb.Root, name), false); err == nil && isDir(st) {
+			dirs = append(dirs, filepath.Join(mb.Root, name))
 		}
 	}
 	for _, d := range dirs {
 		for _, sub := range []string{"cur", "new"} {
-			fes, _ := os.ReadDir(filepath.Join(d, sub))
-			for _, fe := range fes {
-				if n, ok := sizeFromName(fe.Name()); ok {
+			dir := filepath.Join(d, sub)
+			files, _ := fs.readDirNames(dir)
+			for _, name := range files {
+				if n, ok := sizeFromName(name); ok {
 					b += n
-				} else if info, err := fe.Info(); err == nil && info.Mode().IsRegular() {
-					b += info.Size()
+				} else if st, err := fs.stat(filepath.Join(dir, name), false); err == nil && isRegular(st) {
+					b += st.Size
 				}
 				c++
 			}
@@ -106,11 +122,11 @@ func recalc(mb Mailbox) (int64, int64, error) {
 	content := fmt.Sprintf("%s\n%d %d\n", limitLine(mb), b, c)
 	path := filepath.Join(mb.Root, "maildirsize")
 	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := writeNew(mb, tmp, []byte(content)); err != nil {
+	if err := writeNew(fs, mb, tmp, []byte(content)); err != nil {
 		return 0, 0, classify(err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := fs.rename(tmp, path); err != nil {
+		fs.remove(tmp)
 		return 0, 0, classify(err)
 	}
 	return b, c, nil
@@ -131,13 +147,13 @@ func sizeFromName(name string) (int64, bool) {
 
 // checkQuota fails with ErrQuota when size more bytes (one more message) would
 // exceed mb's limits. Without limits it does nothing (no maildirsize is kept).
-func checkQuota(mb Mailbox, size int64) error {
+func checkQuota(fs *fsys, mb Mailbox, size int64) error {
 	if mb.QuotaBytes <= 0 && mb.QuotaCount <= 0 {
 		return nil
 	}
 	quotaMu.Lock()
 	defer quotaMu.Unlock()
-	b, c, err := usage(mb)
+	b, c, err := usage(fs, mb)
 	if err != nil {
 		return err
 	}
@@ -152,19 +168,19 @@ func checkQuota(mb Mailbox, size int64) error {
 
 // addQuota appends the delta line for one delivered message (O_APPEND keeps
 // concurrent writers' lines whole).
-func addQuota(mb Mailbox, size int64) {
+func addQuota(fs *fsys, mb Mailbox, size int64) {
 	if mb.QuotaBytes <= 0 && mb.QuotaCount <= 0 {
 		return
 	}
 	quotaMu.Lock()
 	defer quotaMu.Unlock()
 	// O_NOFOLLOW: root's lmtpd must not append to what a user's symlink names.
-	f, err := os.OpenFile(filepath.Join(mb.Root, "maildirsize"), os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	f, err := fs.open(filepath.Join(mb.Root, "maildirsize"), os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		if !os.IsNotExist(err) {
 			return
 		}
-		recalc(mb) // the new file already counts the message
+		recalc(fs, mb) // the new file already counts the message
 		return
 	}
 	fmt.Fprintf(f, "%d 1\n", size)

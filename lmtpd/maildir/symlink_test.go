@@ -49,6 +49,11 @@ func TestUserSymlinksDoNotReachRootFiles(t *testing.T) {
 	}
 	evil := filepath.Join(mb.Root, ".Evil")
 	os.MkdirAll(filepath.Join(evil, "cur"), 0o700)
+	// The user's, as a folder the user made would be: root's lmtpd now writes
+	// in the Maildir with the user's credentials, which a root-only folder
+	// would refuse.
+	os.Chown(evil, uid, gid)
+	os.Chown(filepath.Join(evil, "cur"), uid, gid)
 	os.Symlink(victim, filepath.Join(evil, "maildirfolder"))
 	if _, err := w.Deliver(mb, Target{Folder: "Evil"}, msg()); err != nil {
 		t.Fatalf("deliver into the folder: %v", err)
