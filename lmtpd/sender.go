@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -39,12 +40,12 @@ func sendParts(ctx context.Context, s Sender, from string, rcpts []string, parts
 }
 
 // NewSender builds the configured Sender.
-func NewSender(c SubmitConfig) (Sender, error) {
+func NewSender(c SubmitConfig, hostname string) (Sender, error) {
 	switch c.Method {
 	case "sendmail", "":
 		return &SendmailSender{Path: c.Sendmail, Timeout: c.Timeout.D()}, nil
 	case "smtp":
-		return &SMTPSender{Addr: c.Address, Timeout: c.Timeout.D()}, nil
+		return &SMTPSender{Addr: c.Address, Timeout: c.Timeout.D(), Hostname: hostname}, nil
 	}
 	return nil, fmt.Errorf("lmtpd: unknown submission method %q", c.Method)
 }
@@ -97,6 +98,8 @@ func (s *SendmailSender) sendParts(ctx context.Context, from string, rcpts []str
 type SMTPSender struct {
 	Addr    string
 	Timeout time.Duration
+	// Hostname is the EHLO name (lmtpd.hostname); empty: the machine's.
+	Hostname string
 }
 
 // Send implements Sender.
@@ -118,7 +121,16 @@ func (s *SMTPSender) sendParts(ctx context.Context, from string, rcpts []string,
 	conn.SetDeadline(time.Now().Add(t))
 	c := smtp.NewClient(conn)
 	defer c.Close()
-	if err := c.Hello("localhost"); err != nil {
+	// The name we greet with: "localhost" is what a greylisting or
+	// reject_non_fqdn_helo_hostname smtpd refuses first.
+	helo := s.Hostname
+	if helo == "" {
+		helo, _ = os.Hostname()
+	}
+	if helo == "" {
+		helo = "localhost"
+	}
+	if err := c.Hello(helo); err != nil {
 		return fmt.Errorf("smtp submit: %w", err)
 	}
 	if err := c.SendMail(from, rcpts, &crlfReader{parts: slices.Clone(parts)}); err != nil {

@@ -2,10 +2,13 @@ package lmtpd
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-smtp"
 )
 
 func TestSendmailSender(t *testing.T) {
@@ -23,5 +26,33 @@ func TestSendmailSender(t *testing.T) {
 	}
 	if err := s.Send(context.Background(), "a@b", []string{"-oQ/tmp"}, nil); err == nil {
 		t.Error("option-looking recipient accepted")
+	}
+}
+
+// The SMTP submission greets with lmtpd's hostname: "EHLO localhost" is what
+// greylisting and reject_non_fqdn_helo_hostname refuse first, and a refused
+// vacation reply is dropped.
+func TestSMTPSenderHelo(t *testing.T) {
+	helo := make(chan string, 1)
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		helo <- c.Hostname()
+		return capture(make(chan []byte, 1)), nil
+	}))
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	s, err := NewSender(SubmitConfig{Method: "smtp", Address: ln.Addr().String()}, "mx.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(t.Context(), "a@b", []string{"c@d"}, []byte("Subject: x\n\nhi\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-helo; got != "mx.example.com" {
+		t.Errorf("EHLO %q, want mx.example.com", got)
 	}
 }

@@ -96,7 +96,7 @@ func lmtpDeps(ctx context.Context, app *App, c *Config, q *quarantine.Store) (*l
 	} else {
 		log.Warn("no state store: vacation and duplicate suppression are off", "error", err)
 	}
-	if dv.Sender, err = lmtpd.NewSender(cfg.Submission); err != nil {
+	if dv.Sender, err = lmtpd.NewSender(cfg.Submission, cfg.Hostname); err != nil {
 		return nil, err
 	}
 	if cfg.Sieve.Enabled {
