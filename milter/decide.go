@@ -63,9 +63,16 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 			}
 		}
 	}
+	// skipped marks an unscanned message; outbound mail from our own users
+	// carries no spam headers to the world, this one included.
+	skipped := func(why string) {
+		if !outbound {
+			s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: why}})
+		}
+	}
 	if ss.oversize {
 		rep.Action = "oversize"
-		s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: fmt.Sprintf("size %d exceeds scan limit %d", ss.size, int64(cfg.MaxSize))}})
+		skipped(fmt.Sprintf("size %d exceeds scan limit %d", ss.size, int64(cfg.MaxSize)))
 		return gomilter.RespAccept
 	}
 
@@ -79,7 +86,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 		s.metrics.errors.WithLabelValues(kind).Inc()
 		rep.Action = "error"
 		if cfg.OnError == OnErrorAccept {
-			s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: "scan failed"}})
+			skipped("scan failed")
 			return gomilter.RespAccept
 		}
 		rep.Reply = "451 4.7.1 " + cfg.TempfailText

@@ -200,3 +200,22 @@ func TestReload(t *testing.T) {
 		t.Errorf("invalid config accepted: %v", err)
 	}
 }
+
+// Outbound mail from our own users carries no spam headers to the world, also
+// when it was not scanned (too big, or the scan failed under on_error: accept).
+func TestOutboundSkippedCarriesNoHeaders(t *testing.T) {
+	for name, body := range map[string]string{"oversize": "GTUBE " + strings.Repeat("x", 2000) + "\r\n", "scan failed": "FAIL\r\n"} {
+		t.Run(name, func(t *testing.T) {
+			h := start(t, func(c *Config) {
+				c.Authenticated, c.OnError, c.MaxSize = AuthOutbound, OnErrorAccept, 1000
+			})
+			m := baseMsg(body)
+			m.auth = "alice"
+			m.header = append(m.header, [2]string{"X-Spam-Flag", " NO"})
+			mods, act := send(t, h.session(t), m)
+			if act.Code != gomilter.ActAccept || len(mods) != 0 {
+				t.Errorf("act %c, edits %v", act.Code, mods)
+			}
+		})
+	}
+}

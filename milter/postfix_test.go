@@ -308,6 +308,22 @@ func TestPostfix(t *testing.T) {
 		}
 	})
 
+	// The envelope sender reaches Authentication-Results: a quoted local
+	// part must not be able to add a result (a dkim=pass for another domain).
+	t.Run("quoted MAIL FROM adds no result", func(t *testing.T) {
+		marker := "marker-ar-quoted"
+		out, code := testenv.Swaks(t, addr, "--from", `"x\"; dkim=pass header.d=bank.example"@auth.example`, "--to", "alice@example.com",
+			"--header", "From: news@auth.example", "--header", "Subject: "+marker, "--body", "news\n")
+		if code != 0 {
+			t.Fatalf("swaks exit %d:\n%s", code, out)
+		}
+		msg := rig.sink.wait(t, marker)
+		want := "mail.example.test; spf=pass smtp.mailfrom=auth.example; dkim=none; dmarc=pass header.from=auth.example"
+		if got := headerValue(msg, "Authentication-Results"); got != want {
+			t.Errorf("Authentication-Results %q, want %q", got, want)
+		}
+	})
+
 	t.Run("three messages on one connection", func(t *testing.T) {
 		c, err := smtp.Dial(addr)
 		if err != nil {

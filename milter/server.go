@@ -280,6 +280,10 @@ type trackedConn struct {
 	inMsg  atomic.Bool
 	shut   atomic.Bool // closed by Shutdown: reads end with io.EOF
 	closed sync.Once
+	// release drops the message in progress (its spill file): go-milter
+	// calls no backend method when a connection ends without ABORT. Set
+	// before the connection is served.
+	release func()
 }
 
 func (c *trackedConn) touch() { c.last.Store(time.Now().UnixNano()) }
@@ -299,10 +303,12 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// shutdown closes the connection on purpose.
+// shutdown closes the connection on purpose. It closes the socket only: the
+// session's goroutine then fails its read and calls Close itself, so release
+// never runs concurrently with a callback of the session.
 func (c *trackedConn) shutdown() {
 	c.shut.Store(true)
-	c.Close()
+	c.Conn.Close()
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
@@ -311,12 +317,17 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Close is called by go-milter, from the connection's goroutine, when it
+// stops serving the connection (QUIT, EOF, a read or protocol error).
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.closed.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
 		c.srv.metrics.connections.Dec()
-		// Shutdown holds srv.mu while closing; removal happens asynchronously
-		// to avoid taking it twice.
+		// Removal happens asynchronously: Close must never wait for srv.mu,
+		// which Shutdown holds while it closes sockets.
 		go func() {
 			c.srv.mu.Lock()
 			delete(c.srv.conns, c)

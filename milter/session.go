@@ -112,7 +112,11 @@ func (t *fieldTally) add(name, value, id string) {
 }
 
 func (s *Server) newSession(c *trackedConn) *session {
-	return &session{srv: s, conn: c, macros: map[string]string{}, noHeaderReply: s.cfg.SkipHeaderReplies}
+	ss := &session{srv: s, conn: c, macros: map[string]string{}, noHeaderReply: s.cfg.SkipHeaderReplies}
+	if c != nil {
+		c.release = ss.endMessage
+	}
+	return ss
 }
 
 // merge adds the macros of the current packet to the accumulated map.

@@ -107,12 +107,16 @@ func (c *Checker) Run(ctx context.Context, in *spam.Input, msg *spam.Message) Re
 func (c *Checker) checkSPF(ctx context.Context, in *spam.Input, r *Results) {
 	sender := in.MailFrom
 	_, domain, _ := strings.Cut(sender, "@")
+	r.SPFSender = sender
 	if domain == "" {
 		// RFC 7208 §2.4: the null sender is checked as postmaster@HELO.
+		// That is also the <sender> the macros expand (%{s}, %{l}, %{o}):
+		// left empty, a record such as "exists:%{l}.%{o}._spf.example"
+		// failed the domain's own bounces.
 		domain, r.SPFHelo = strings.TrimSuffix(in.Helo, "."), true
-		sender = ""
+		sender, r.SPFSender = "postmaster@"+domain, ""
 	}
-	r.SPFDomain, r.SPFSender = strings.ToLower(domain), sender
+	r.SPFDomain = strings.ToLower(domain)
 	if domain == "" {
 		r.SPF = spf.None
 		return

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/foxcpp/go-mockdns"
 
@@ -53,6 +54,11 @@ func newFixture(t *testing.T) *fixture {
 		"_dmarc.strict.example.":      {TXT: []string{"v=DMARC1; p=quarantine; aspf=s; adkim=s"}},
 		"_dmarc.soft.example.":        {TXT: []string{"v=DMARC1; p=none"}},
 		"_dmarc.dnsfail.example.":     {Err: errors.New("servfail")},
+		// A record using the sender macros (RFC 7208 §7.3), as ESPs do.
+		"mx.macro.example.": {TXT: []string{"v=spf1 exists:%{l}.%{o}._spf.macro.example -all"}},
+		"postmaster.mx.macro.example._spf.macro.example.": {A: []string{"127.0.0.2"}},
+		"bounce.macro.example._spf.macro.example.":        {A: []string{"127.0.0.2"}},
+		"macro.example.": {TXT: []string{"v=spf1 exists:%{l}.%{o}._spf.macro.example -all"}},
 	}
 	srv, err := mockdns.NewServerWithLogger(f.zone, quiet{}, false)
 	if err != nil {
@@ -142,6 +148,12 @@ func TestAuthChecks(t *testing.T) {
 			"DKIM_NONE,DMARC_PASS,SPF_PASS"},
 		{"null sender: helo spf fail does not align", badIP, "", "mail.example.org", rawMsg("MAILER-DAEMON@example.org", "bounce\r\n"),
 			"DKIM_NONE,DMARC_REJECT,SPF_FAIL"},
+		// RFC 7208 §2.4/§4.3: for the null path <sender> is postmaster@HELO,
+		// so %{l} and %{o} expand to postmaster and the HELO name.
+		{"sender macros", goodIP, "bounce@macro.example", "mx", rawMsg("x@nodmarc.example", "hi\r\n"),
+			"DKIM_NONE,DMARC_NONE,SPF_PASS"},
+		{"null sender: sender macros expand to postmaster@helo", goodIP, "", "mx.macro.example", rawMsg("x@nodmarc.example", "bounce\r\n"),
+			"DKIM_NONE,DMARC_NONE,SPF_PASS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := message.Parse([]byte(tc.raw), message.DefaultLimits())
@@ -307,5 +319,45 @@ func TestURIDomainsIDN(t *testing.T) {
 	got := strings.Join(URIDomains(msg), ",")
 	if want := "xn--spm-site-1za.example,spam-site.example,under_score.example"; got != want {
 		t.Errorf("URIDomains = %s, want %s", got, want)
+	}
+}
+
+// Envelope values reach Authentication-Results verbatim: a MAIL FROM with a
+// quoted local part, or a HELO argument, must not be able to add results.
+// go-msgauth escapes '"' but not '\' when quoting, so `\"` in the value
+// closed the quoted string and the rest parsed as a result of our own.
+func TestAuthResultsEnvelopeInjection(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		syms []spam.Symbol
+		want string // the one property value rendered, "" for none
+	}{
+		{"quoted local part", []spam.Symbol{{Name: "SPF_PASS", Options: []string{`smtp.mailfrom="a\"; dkim=pass header.d=paypal.com"@evil.example`}}}, "evil.example"},
+		{"quoted local part, unescaped", []spam.Symbol{{Name: "SPF_PASS", Options: []string{`smtp.mailfrom=a"; dkim=pass header.d=paypal.com@evil.example`}}}, "evil.example"},
+		{"helo", []spam.Symbol{{Name: "SPF_NONE", Options: []string{`smtp.helo=x\"; dkim=pass header.d=paypal.com`}}}, ""},
+		{"dkim domain", []spam.Symbol{{Name: "DKIM_INVALID", Options: []string{`header.d=x\"dkim=pass`}}}, ""},
+		// Ordinary values that go-msgauth quotes are left alone.
+		{"SRS sender", []spam.Symbol{{Name: "SPF_PASS", Options: []string{"smtp.mailfrom=SRS0=ab12=XY=example.com=user@fwd.example"}}}, "SRS0=ab12=XY=example.com=user@fwd.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := AuthResults("mx.test", tc.syms)
+			if strings.Contains(v, "paypal") || strings.Contains(v, `\`) {
+				t.Errorf("rendered %q", v)
+			}
+			_, results, err := authres.Parse(v)
+			if err != nil || len(results) != 1 {
+				t.Fatalf("%q parsed as %d results (%v), want 1", v, len(results), err)
+			}
+			var got string
+			switch r := results[0].(type) {
+			case *authres.SPFResult:
+				got = r.From + r.Helo
+			case *authres.DKIMResult:
+				got = r.Domain
+			}
+			if strings.Trim(got, `"`) != tc.want {
+				t.Errorf("%q: property %q, want %q", v, got, tc.want)
+			}
+		})
 	}
 }

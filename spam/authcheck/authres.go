@@ -24,7 +24,7 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 		opt := func(key string) string {
 			for _, o := range s.Options {
 				if k, val, ok := strings.Cut(o, "="); ok && k == key {
-					return clean(val)
+					return pvalue(key, val)
 				}
 			}
 			return ""
@@ -82,19 +82,36 @@ func domains(opts []string) []string {
 	var out []string
 	for _, o := range opts {
 		if d, ok := strings.CutPrefix(o, "header.d="); ok {
-			out = append(out, clean(d))
+			out = append(out, pvalue("header.d", d))
 		}
 	}
 	return out
 }
 
-// clean drops control characters: option values come from the envelope and
-// the message, and must not break the header line.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
+// pvalue makes a property value safe to render. Values come from the
+// envelope (MAIL FROM, HELO) and the message (d=), so the client chooses
+// them: control characters would break the header line, and quoting cannot
+// be trusted to contain the rest, since go-msgauth escapes '"' but not '\'
+// (`a\"; dkim=pass header.d=bank.example` closed its quoted string early and
+// the remainder parsed as a result of ours), and naive readers split on ';'
+// anyway. A value with a quote, backslash, ';', parenthesis or white space
+// is therefore reduced to its domain, which is what SPF checked and what the
+// pvalue ABNF allows alone (RFC 8601 §2.2: [[local-part] "@"] domain-name),
+// or left out when that is no host name either.
+func pvalue(key, v string) string {
+	v = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return -1
 		}
 		return r
-	}, s)
+	}, v)
+	if !strings.ContainsAny(v, "\"\\;() ") {
+		return v
+	}
+	if key == "smtp.mailfrom" {
+		if d := strings.ToLower(v[strings.LastIndexByte(v, '@')+1:]); hostLike(d) {
+			return d
+		}
+	}
+	return ""
 }
