@@ -53,7 +53,10 @@ func checkNets(nets, rip string) error {
 		if err != nil {
 			return fmt.Errorf("allow_nets check failed: remote address %q unparsable", rip)
 		}
-		ip = a.Unmap()
+		// A link-local client may come with its zone (fe80::1%eth0); the
+		// zone names an interface, not part of the address, and netip never
+		// finds a zoned address inside a prefix (Dovecot compares the bits).
+		ip = a.Unmap().WithZone("")
 	}
 	for _, group := range strings.Split(nets, ";") {
 		if !inGroup(group, ip) {
@@ -79,7 +82,7 @@ func inGroup(group string, ip netip.Addr) bool {
 				return true
 			}
 		default:
-			if a, err := netip.ParseAddr(e); err == nil && a.Unmap() == ip {
+			if a, err := netip.ParseAddr(e); err == nil && a.Unmap().WithZone("") == ip {
 				return true
 			}
 		}

@@ -27,6 +27,10 @@ func TestCheckNets(t *testing.T) {
 		{"192.0.2.0/24;198.51.100.0/24", "192.0.2.7", false}, // allow_nets and allow_real_nets both apply
 		{";", "192.0.2.7", false},                            // present but empty
 		{"192.0.2.0/24", "not-an-ip", false},
+		{"fe80::/10", "fe80::1%eth0", true}, // the zone is not part of the address
+		{"fe80::1", "fe80::1%eth0", true},
+		{"fe80::1%eth1", "fe80::1", true},
+		{"2001:db8::/32", "fe80::1%eth0", false},
 	} {
 		if err := checkNets(tc.nets, tc.rip); (err == nil) != tc.ok {
 			t.Errorf("checkNets(%q, %q) = %v, want ok %v", tc.nets, tc.rip, err, tc.ok)

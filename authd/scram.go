@@ -69,7 +69,10 @@ func (m *scramMech) clientFirst(ctx context.Context, msg string) outcome {
 		if !strings.HasPrefix(parts[1], "a=") {
 			return fail("", "SCRAM: bad authzid")
 		}
-		authz = saslName(parts[1][2:])
+		var ok bool
+		if authz, ok = saslName(parts[1][2:]); !ok {
+			return fail("", "SCRAM: invalid authzid escaping")
+		}
 	}
 	m.gs2Header = parts[0] + "," + parts[1] + ","
 	m.clientBare = parts[2]
@@ -79,7 +82,10 @@ func (m *scramMech) clientFirst(ctx context.Context, msg string) outcome {
 		case i == 0 && strings.HasPrefix(attr, "m="):
 			return fail("", "SCRAM: mandatory extension not supported")
 		case i == 0 && strings.HasPrefix(attr, "n="):
-			m.login = saslName(attr[2:])
+			var ok bool
+			if m.login, ok = saslName(attr[2:]); !ok {
+				return fail("", "SCRAM: invalid user name escaping")
+			}
 		case i == 1 && strings.HasPrefix(attr, "r="):
 			cnonce = attr[2:]
 		case i < 2:
@@ -151,7 +157,27 @@ func mac(h func() hash.Hash, key []byte, msg string) []byte {
 	return m.Sum(nil)
 }
 
-// saslName decodes "=2C" and "=3D" (RFC 5802 §5.1).
-func saslName(s string) string {
-	return strings.NewReplacer("=2C", ",", "=3D", "=").Replace(s)
+// saslName decodes "=2C" and "=3D" (RFC 5802 §5.1). Any other "=" is
+// invalid and the server MUST fail the exchange (as Dovecot does): ok=false.
+func saslName(s string) (name string, ok bool) {
+	if !strings.Contains(s, "=") {
+		return s, true
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s[i:], "=2C"):
+			b.WriteByte(',')
+		case strings.HasPrefix(s[i:], "=3D"):
+			b.WriteByte('=')
+		default:
+			return "", false
+		}
+		i += 2
+	}
+	return b.String(), true
 }

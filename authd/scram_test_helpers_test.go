@@ -23,3 +23,25 @@ func TestEscapeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5802 §5.1: a user name with "=" other than "=2C" or "=3D" MUST fail the
+// exchange; it used to be looked up with the stray "=" kept.
+func TestSASLName(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"alice", "alice", true},
+		{"a=2Cb=3Dc", "a,b=c", true},
+		{"=3D2C", "=2C", true},
+		{"a=b", "", false},
+		{"a=2", "", false},
+		{"a=", "", false},
+		{"a=2c", "", false}, // the hex digits are upper-case
+	} {
+		got, ok := saslName(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("saslName(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

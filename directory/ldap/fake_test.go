@@ -121,14 +121,25 @@ func ldapResult(tag ber.Tag, code int64) *ber.Packet {
 }
 
 func ldapEntry(dn string, attrs map[string]string) *ber.Packet {
+	multi := make(map[string][]string, len(attrs))
+	for k, v := range attrs {
+		multi[k] = []string{v}
+	}
+	return ldapEntryMulti(dn, multi)
+}
+
+// ldapEntryMulti is ldapEntry with several values per attribute.
+func ldapEntryMulti(dn string, attrs map[string][]string) *ber.Packet {
 	e := ber.Encode(ber.ClassApplication, ber.TypeConstructed, tagEntry, nil, "Entry")
 	e.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, dn, "DN"))
 	as := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Attributes")
-	for k, v := range attrs {
+	for k, vals := range attrs {
 		a := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Attribute")
 		a.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, k, "Type"))
 		vs := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "Values")
-		vs.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, v, "Value"))
+		for _, v := range vals {
+			vs.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, v, "Value"))
+		}
 		a.AppendChild(vs)
 		as.AppendChild(a)
 	}
@@ -413,5 +424,38 @@ func TestAllowNetsAttribute(t *testing.T) {
 			t.Errorf("%s: allow_nets = %q", mode, got)
 		}
 		d.Close()
+	}
+}
+
+// TestAllowNetsMultiValued: an allow_nets attribute with one network per
+// value (the usual LDAP modelling) lists the networks the user may log in
+// from. authd treats every allow_nets value as a separate restriction that
+// must admit the client (as for allow_nets plus allow_real_nets), so the
+// values must reach it as one list: handed over one by one, a user with an
+// office and a VPN network could log in from neither.
+func TestAllowNetsMultiValued(t *testing.T) {
+	f := newFakeLDAP(t, func(op *ber.Packet) []*ber.Packet {
+		if op.Tag == tagBindRequest {
+			return []*ber.Packet{ldapResult(tagBindResponse, 0)}
+		}
+		return []*ber.Packet{
+			ldapEntryMulti("cn=alice,ou=people,dc=example,dc=com", map[string][]string{
+				"cn": {"alice"}, "mailAllowNets": {"192.0.2.0/24", "2001:db8::/32"}}),
+			ldapResult(tagSearchDone, 0),
+		}
+	})
+	cfg := fakeConfig("ldap://" + f.addr())
+	cfg.Attributes.AllowNets = "mailAllowNets"
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	u, err := d.Authenticate(context.Background(), "alice", "alicepw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Attrs["allow_nets"]; len(got) != 1 || got[0] != "192.0.2.0/24,2001:db8::/32" {
+		t.Errorf("allow_nets = %q, want one list of both networks", got)
 	}
 }

@@ -202,7 +202,11 @@ func (d *Directory) user(e *goldap.Entry, login string) *directory.User {
 	}
 	if a.AllowNets != "" {
 		if v := e.GetEqualFoldAttributeValues(a.AllowNets); len(v) > 0 {
-			u.Attrs["allow_nets"] = v // the passdb field name authd reads
+			// The passdb field name authd reads, as one comma-separated list:
+			// authd takes each value of the field as a restriction of its own
+			// (all must admit the client), but several values of one
+			// attribute are alternatives (one network per value).
+			u.Attrs["allow_nets"] = []string{strings.Join(v, ",")}
 		}
 	}
 	if v := e.GetEqualFoldAttributeValue(a.Login); a.Login != "" && v != "" {

@@ -104,18 +104,25 @@ func New(cfg Config, log *slog.Logger) (*Directory, error) {
 	return d, nil
 }
 
+// readFile is os.ReadFile; tests replace it to make a read fail (they run as
+// root, which file modes do not stop).
+var readFile = os.ReadFile
+
+// errUnparsable marks a load that read the file but could not parse it.
+var errUnparsable = errors.New("static: users file not loaded")
+
 func (d *Directory) load() error {
 	st, err := os.Stat(d.cfg.Path)
 	if err != nil {
 		return fmt.Errorf("static: %w", err)
 	}
-	data, err := os.ReadFile(d.cfg.Path)
+	data, err := readFile(d.cfg.Path)
 	if err != nil {
 		return fmt.Errorf("static: %w", err)
 	}
 	t, err := parse(d.cfg.Path, data)
 	if err != nil {
-		return fmt.Errorf("static: %w", err)
+		return fmt.Errorf("%w: %w", errUnparsable, err)
 	}
 	d.tab.Store(t)
 	d.size, d.mtime = st.Size(), st.ModTime()
@@ -141,7 +148,14 @@ func (d *Directory) current() *table {
 	if st.Size() != d.size || !st.ModTime().Equal(d.mtime) {
 		if err := d.load(); err != nil {
 			d.log.Error("users file reload failed; keeping the previous users", "err", err)
-			d.size, d.mtime = st.Size(), st.ModTime() // don't re-parse a broken file on every lookup
+			if errors.Is(err, errUnparsable) {
+				// Don't re-parse a broken file on every check: it only
+				// changes with a new size or mtime. A file that could not be
+				// read (permissions, a replace in progress) is retried: fixing
+				// its owner or mode changes neither, and the edit would
+				// otherwise never be loaded.
+				d.size, d.mtime = st.Size(), st.ModTime()
+			}
 		} else {
 			d.log.Info("users file reloaded", "path", d.cfg.Path, "users", len(d.tab.Load().byLogin))
 		}

@@ -139,3 +139,34 @@ func TestValidateMissingPathHint(t *testing.T) {
 		t.Errorf("hint = %q; want it to name <data_dir>/users, not offer the demo users", msg)
 	}
 }
+
+// A users file that cannot be read at a reload (written with the wrong owner
+// or mode, then fixed with chown/chmod) keeps the loaded users, and is read
+// again at the next check: fixing its permissions changes neither its size
+// nor its mtime, so the edit was never picked up (a removed user kept
+// logging in) until the file changed once more or the daemon restarted.
+func TestReloadRetriesUnreadableFile(t *testing.T) {
+	p := write(t, t.TempDir(), "alice:{PLAIN}oldpw\n")
+	cfg := DefaultConfig()
+	cfg.Path, cfg.CheckInterval = p, 0
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	write(t, filepath.Dir(p), "alice:{PLAIN}newpw\n")
+	future := time.Now().Add(2 * time.Second)
+	os.Chtimes(p, future, future)
+	readFile = func(string) ([]byte, error) { return nil, os.ErrPermission }
+	defer func() { readFile = os.ReadFile }()
+	if _, err := d.Authenticate(ctx, "alice", "oldpw"); err != nil {
+		t.Fatalf("an unreadable file must keep the loaded users: %v", err)
+	}
+	readFile = os.ReadFile // permissions fixed; size and mtime unchanged
+	if _, err := d.Authenticate(ctx, "alice", "newpw"); err != nil {
+		t.Fatalf("the file readable again was not reloaded: %v", err)
+	}
+	if _, err := d.Authenticate(ctx, "alice", "oldpw"); !errors.Is(err, directory.ErrInvalidCredentials) {
+		t.Errorf("old password after the reload: %v", err)
+	}
+}
