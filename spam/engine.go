@@ -222,9 +222,13 @@ func (e *Engine) Score(ctx context.Context, in *Input) (Verdict, error) {
 	v.IsSpam = v.Required > 0 && v.Score >= v.Required
 	v.Action = decide(v.Score, th)
 	if v.Action == RewriteSubject {
-		v.Subject = strings.ReplaceAll(strings.ReplaceAll(e.cfg.SubjectTemplate, "%s", msg.Subject()), "%d", fmt.Sprintf("%.1f", v.Score))
+		// One pass over the template: a "%d" in the message's own Subject
+		// is its text, not a placeholder.
+		v.Subject = strings.NewReplacer("%s", msg.Subject(), "%d", fmt.Sprintf("%.1f", v.Score)).Replace(e.cfg.SubjectTemplate)
 	}
-	if v.Reason == "" {
+	// A scan that ran out of budget has a partial score: nothing to learn
+	// from (and no budget left to learn with).
+	if v.Reason == "" && ctx.Err() == nil {
 		e.autolearn(ctx, in, msg, &v)
 	}
 	e.m.scans.WithLabelValues(string(v.Action)).Inc()
@@ -256,6 +260,17 @@ func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) 
 			mu.Unlock()
 		}(c)
 	}
+	// Bayes runs beside the rules, not after them: rules that use up the
+	// budget must leave a partial verdict (SCAN_TIMEOUT) with Bayes in it,
+	// not a store call on a spent context that fails the whole scan as
+	// "Bayes store unavailable".
+	var bayesSyms []Symbol
+	var bayesErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bayesSyms, bayesErr = e.classify(ctx, in, msg, v)
+	}()
 	rc := &rules.Context{Msg: msg, Now: e.now(), Data: &scanData{in: in}}
 	var local []Symbol
 	for _, h := range e.rules.Run(ctx, rc) {
@@ -272,10 +287,9 @@ func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) 
 	if msg.Partial {
 		local = append(local, Symbol{Name: "SCAN_PARTIAL", Description: "Only the start of a large message was scanned"})
 	}
-	bayes, err := e.classify(ctx, in, msg, v)
-	local = append(local, bayes...)
 	wg.Wait()
-	return append(syms, local...), err
+	local = append(local, bayesSyms...)
+	return append(syms, local...), bayesErr
 }
 
 func (e *Engine) runCheck(ctx context.Context, c Check, in *Input, msg *Message) (out []Symbol) {

@@ -3,10 +3,13 @@ package spam_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/store"
 	"github.com/dovetail-mail/dovetail/store/mem"
@@ -223,5 +226,66 @@ func TestMissingMessageIDScoredOnce(t *testing.T) {
 	}
 	if !has(strings.Replace(noMID, "Subject", "Message-Id: <12345>\r\nSubject", 1), "MID_NO_DOMAIN") {
 		t.Error("Message-Id without a domain: MID_NO_DOMAIN missing")
+	}
+}
+
+// TestRulesTimeoutKeepsBayes: rules that use up the scan budget give a
+// partial verdict (SCAN_TIMEOUT) that still has Bayes. Bayes used to run
+// after the rules with the spent budget, so the scan failed as "Bayes store:
+// context deadline exceeded" — a 451 on every retry of the message and a
+// store error counted while the store was fine — and an autolearn could
+// never learn from the partial result either way.
+func TestRulesTimeoutKeepsBayes(t *testing.T) {
+	var rules strings.Builder
+	for i := range 15000 {
+		fmt.Fprintf(&rules, "rawbody T_SLOW_%d /[a-z]{3}\\d{%d}q/\n", i, i%7+1)
+	}
+	cfg := spam.DefaultConfig()
+	cfg.Timeout = config.Duration(300 * time.Millisecond)
+	cfg.Bayes.MinSpam, cfg.Bayes.MinHam = 1, 1
+	cfg.Bayes.Autolearn = true
+	st := mem.New()
+	e := newEngine(t, cfg, spam.WithStore(st), spam.WithRuleText("slow.cf", rules.String()))
+	ctx := context.Background()
+	for i, raw := range []string{gtube, clean} {
+		m, _ := e.Parse(strings.NewReader(strings.Replace(raw, "Message-ID: <", fmt.Sprintf("Message-ID: <t%d.", i), 1)))
+		if err := e.Learn(ctx, m, i == 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := strings.Repeat("lunch at noon, see you there ", 64<<10/29)
+	v, err := e.Score(ctx, &spam.Input{Raw: strings.NewReader(strings.Replace(clean, "See you at noon.", body, 1))})
+	if err != nil {
+		t.Fatalf("rules out of budget: %v, want a partial verdict", err)
+	}
+	names := map[string]bool{}
+	for _, s := range v.Symbols {
+		names[s.Name] = true
+	}
+	if !names["SCAN_TIMEOUT"] || v.Bayes.Probability < 0 {
+		t.Errorf("symbols %v, bayes %+v: want SCAN_TIMEOUT and a Bayes result", v.Symbols, v.Bayes)
+	}
+	if v.Autolearn != "no" {
+		t.Errorf("autolearn %q from a partial scan, want no", v.Autolearn)
+	}
+}
+
+// TestSubjectTemplateOnePass: the template's %s and %d are filled in once;
+// a "%d" or "%s" in the message's own Subject is text, not a placeholder
+// ("50%discount" became "507.0iscount").
+func TestSubjectTemplateOnePass(t *testing.T) {
+	cfg := spam.DefaultConfig()
+	rs := 5.0
+	cfg.Actions.RewriteSubject = &rs
+	cfg.SubjectTemplate = "[SPAM %d] %s"
+	e := newEngine(t, cfg, spam.WithRuleText("t.cf", "body T_OFFER /offer/\nscore T_OFFER 7\n"))
+	raw := "From: a@example.com\r\nTo: b@example.org\r\nSubject: 50%discount %s offer\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n" +
+		"Message-ID: <3@example.com>\r\n\r\noffer\r\n"
+	v, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(raw)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("[SPAM %.1f] 50%%discount %%s offer", v.Score); v.Action != spam.RewriteSubject || v.Subject != want {
+		t.Errorf("action %q subject %q, want %q", v.Action, v.Subject, want)
 	}
 }

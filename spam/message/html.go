@@ -1,8 +1,10 @@
 package message
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -142,9 +144,63 @@ func hostOf(raw string) string {
 			rest = rest[i+1:]
 		}
 		rest, _, _ = strings.Cut(rest, ":")
-		return strings.ToLower(rest)
+		return canonicalHost(strings.ToLower(rest))
 	}
-	return strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	return canonicalHost(strings.ToLower(strings.TrimSuffix(u.Hostname(), ".")))
+}
+
+// canonicalHost returns an IPv4 address written the ways browsers accept
+// (http://1249763353/, http://0x4a.0x7d.0xe0.0x19/, http://074.125.224.25/)
+// as the dotted quad they connect to, as SpamAssassin's URI canonicalisation
+// does; other hosts are returned unchanged. Spam writes its numeric links
+// so to slip past numeric-host rules and IP lists.
+func canonicalHost(h string) string {
+	if ip, ok := CanonicalIPv4(h); ok {
+		return ip
+	}
+	return h
+}
+
+// CanonicalIPv4 parses host as the WHATWG URL standard's IPv4 parser does:
+// one to four dot-separated numbers, each decimal, 0x-hexadecimal or
+// 0-octal, the last filling the remaining bytes. It returns the dotted quad
+// and true only when host is such an address.
+func CanonicalIPv4(host string) (string, bool) {
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) > 4 || host == "" {
+		return "", false
+	}
+	var nums []uint64
+	for _, p := range parts {
+		base := uint64(10)
+		switch {
+		case len(p) >= 2 && (p[:2] == "0x" || p[:2] == "0X"):
+			p, base = p[2:], 16
+		case len(p) >= 2 && p[0] == '0':
+			p, base = p[1:], 8
+		}
+		if p == "" && base == 16 {
+			p = "0"
+		}
+		n, err := strconv.ParseUint(p, int(base), 32)
+		if err != nil || p == "" {
+			return "", false
+		}
+		nums = append(nums, n)
+	}
+	var v uint64
+	for i, n := range nums[:len(nums)-1] {
+		if n > 255 {
+			return "", false
+		}
+		v |= n << (8 * (3 - i))
+	}
+	last := nums[len(nums)-1]
+	if last >= 1<<(8*(5-len(nums))) {
+		return "", false
+	}
+	v |= last
+	return fmt.Sprintf("%d.%d.%d.%d", v>>24, v>>16&255, v>>8&255, v&255), true
 }
 
 // uriStarts are the case-insensitive openings of URIs written in text.
@@ -232,7 +288,10 @@ func collectTextURIs(m *Message, maxURIs int) {
 	for _, p := range m.Parts {
 		// No case-sensitive pre-test here: findTextURIs is one pass already,
 		// and a gate that knew only "www." and "WWW." let "wWw." links by.
-		if p.Text == "" || p.HTML {
+		// HTML parts count with their visible text, as in SpamAssassin: an
+		// address written there unlinked ("copy www.x.example into your
+		// browser") is still where the spam sends its reader.
+		if p.Text == "" {
 			continue
 		}
 		for _, raw := range findTextURIs(p.Text, maxURIs) {

@@ -57,3 +57,47 @@ func TestTextURIsAnyCase(t *testing.T) {
 		t.Errorf("URI hosts %q, want %q", got, want)
 	}
 }
+
+// TestHTMLTextURIs: an address written as text in an HTML part ("copy
+// www.x.example into your browser", a shown link text naming another host)
+// is a URI as in plain text, as SpamAssassin finds URIs in the rendered text
+// of every part: HTML-only spam that wrote its domain unlinked escaped every
+// uri rule and URI blocklist.
+func TestHTMLTextURIs(t *testing.T) {
+	m := Parse([]byte("Subject: x\nContent-Type: text/html\n\n"+
+		`<p>Copy this into your browser: www.evil.example/buy</p>`+
+		`<a href="http://link.example/">http://link.example/</a> <a href="http://track.example/c">http://shown.example/</a>`), Limits{})
+	var got []string
+	for _, u := range m.URIs {
+		got = append(got, u.Raw)
+	}
+	want := []string{"http://link.example/", "http://track.example/c", "www.evil.example/buy", "http://shown.example/"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("URIs %q, want %q", got, want)
+	}
+}
+
+// TestObfuscatedIPv4Hosts: a numeric host written in decimal, hexadecimal or
+// octal (which browsers accept) is the dotted quad it means, as in
+// SpamAssassin's canonical URIs: written so, a link to a bare IP escaped
+// URI_NUMERIC_IP and was looked up in domain lists as a name.
+func TestObfuscatedIPv4Hosts(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://1249763353/x":          "74.125.224.25",
+		"http://0x4a.0x7d.0xe0.0x19/":  "74.125.224.25",
+		"http://0112.0175.0340.031/":   "74.125.224.25",
+		"http://74.125.57369/":         "74.125.224.25",
+		"http://0x4A7DE019/":           "74.125.224.25",
+		"http://user@1249763353:8080/": "74.125.224.25",
+		"http://74.125.224.25./":       "74.125.224.25",
+		"http://256.1.1.1/":            "256.1.1.1",
+		"http://4294967296/":           "4294967296",
+		"http://08.1.1.1/":             "08.1.1.1",
+		"http://123.example/":          "123.example",
+		"http://0x.example/":           "0x.example",
+	} {
+		if got := hostOf(in); got != want {
+			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

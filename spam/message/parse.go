@@ -278,8 +278,8 @@ func decodeCharset(name string, b []byte) (string, bool) {
 }
 
 // sniffDecode turns bytes of unknown charset into UTF-8: ISO-2022-JP by its
-// escape sequences, UTF-8 if valid, otherwise Windows-1252 (a superset of
-// Latin-1 that never fails).
+// escape sequences, UTF-8 if valid or mostly valid (damaged bytes become
+// U+FFFD), otherwise Windows-1252 (a superset of Latin-1 that never fails).
 func sniffDecode(b []byte) string {
 	if bytes.Contains(b, []byte("\x1b$B")) || bytes.Contains(b, []byte("\x1b$@")) {
 		if s, ok := decodeCharset("iso-2022-jp", b); ok {
@@ -289,8 +289,34 @@ func sniffDecode(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
+	if mostlyUTF8(b) {
+		// One stray byte must not turn the whole text into 1252 mojibake
+		// (and so out of reach of rules and Bayes).
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
 	s, _ := decodeCharset("windows-1252", b)
 	return s
+}
+
+// mostlyUTF8 reports whether b holds more well-formed multi-byte UTF-8
+// sequences than invalid bytes. 8-bit text in a legacy charset almost never
+// forms a valid sequence, so it reads as Windows-1252 as before.
+func mostlyUTF8(b []byte) bool {
+	valid, invalid := 0, 0
+	for len(b) > 0 {
+		if b[0] < utf8.RuneSelf {
+			b = b[1:]
+			continue
+		}
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			invalid++
+		} else {
+			valid++
+		}
+		b = b[n:]
+	}
+	return valid > invalid
 }
 
 type walker struct {

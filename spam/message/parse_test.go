@@ -79,3 +79,31 @@ func TestFoldedHeaderLinear(t *testing.T) {
 		t.Errorf("Subject of %d bytes, want %d; To %q", len(m.Subject()), len(want), m.Header.Get("To"))
 	}
 }
+
+// TestDamagedUTF8 : UTF-8 text with a stray invalid byte is UTF-8 with one
+// damaged character, not Windows-1252 — reading all of it as 1252 turned
+// every Cyrillic or CJK word into mojibake, so one byte appended by a
+// spammer hid the text from body rules and Bayes. Text whose 8-bit bytes are
+// never UTF-8 (a Latin-1 part labelled utf-8 or not at all) is still read
+// as Windows-1252.
+func TestDamagedUTF8(t *testing.T) {
+	for _, tc := range []struct{ charset, body, want string }{
+		{"utf-8", "Привет, дешевые таблетки \xff", "Привет, дешевые таблетки \uFFFD"},
+		{"", "Привет \xe9 мир", "Привет \uFFFD мир"},
+		{"utf-8", "caf\xe9 cr\xe8me", "café crème"},
+		{"", "caf\xe9", "café"},
+	} {
+		ct := "text/plain"
+		if tc.charset != "" {
+			ct += "; charset=" + tc.charset
+		}
+		m := Parse([]byte("Subject: x\nContent-Type: "+ct+"\n\n"+tc.body+"\n"), Limits{})
+		if got := strings.TrimSpace(m.Text); got != tc.want {
+			t.Errorf("%s %q: text %q, want %q", tc.charset, tc.body, got, tc.want)
+		}
+	}
+	m := Parse([]byte("Subject: \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xff\n\nx\n"), Limits{})
+	if got := m.Subject(); got != "Привет \uFFFD" {
+		t.Errorf("raw 8-bit Subject %q", got)
+	}
+}

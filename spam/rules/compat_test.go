@@ -42,6 +42,17 @@ func TestTranslatePerlEscapes(t *testing.T) {
 		{`/a\Hb/`, "a\tb", false},      //
 		{`/a\Hb/`, "axb", true},        //
 		{`/a\Rb/`, "a\r\nb", true},     // \R: a line break, CRLF as one
+		// Byte escapes spelling UTF-8 match that character, as they do in
+		// SpamAssassin's byte strings; other \xHH stay Latin-1 code points.
+		{`/x\xe2\x80\x8by/`, "x\u200by", true},
+		{`/^\xe2\x80\x8b+$/`, "\u200b\u200b", true},
+		{`/caf\xc3\xa9/i`, "CAFÉ", true},
+		{`/\xf0\x9f\x92\xb0/`, "💰", true},
+		{`/\xef\xbf\xbd/`, "\ufffd", true},
+		{`/caf\xe9/`, "café", true},
+		{`/\x41\xc3\xa9/`, "Aé", true},
+		{`/\xe2\x80/`, "\u200b", false},
+		{`/[\xe9]/`, "é", true},
 	}
 	for _, c := range cases {
 		body, flags, err := splitPattern(c.pat)
@@ -160,7 +171,8 @@ meta M R > 2
 
 // TestURICanonicalForms: uri rules also see SpamAssassin's canonical forms:
 // scheme added to www. and ftp. names, %-escapes decoded, user info and a
-// redirect target split off.
+// redirect target split off, a hexadecimal/octal/decimal IPv4 host as its
+// dotted quad.
 func TestURICanonicalForms(t *testing.T) {
 	set, probs := parseSet(t, `
 uri WWW      m{^http://www\.example\.com/}
@@ -168,13 +180,15 @@ uri ENCODED  m{^http://evil\.example/}
 uri USERINFO m{^http://host\.example/}
 uri REDIRECT m{^http://target\.example}
 uri MAILTO   m{^http://.*bob}
+uri IP       m{^https?://74\.125\.224\.25/}
 `)
 	if len(probs) > 0 {
 		t.Fatal(probs)
 	}
 	got := hits(t, set, "Subject: s\n\nsee www.example.com/page and http://%65vil.example/x and "+
-		"http://user@host.example/ and http://r.example/go?u=http://target.example/ mailto:bob@example.com\n")
-	for _, name := range []string{"WWW", "ENCODED", "USERINFO", "REDIRECT"} {
+		"http://user@host.example/ and http://r.example/go?u=http://target.example/ mailto:bob@example.com "+
+		"http://0x4a.0x7d.0xe0.0x19/buy\n")
+	for _, name := range []string{"WWW", "ENCODED", "USERINFO", "REDIRECT", "IP"} {
 		if got[name] == 0 {
 			t.Errorf("%s did not hit: %v", name, got)
 		}
@@ -289,5 +303,31 @@ meta C2 C1
 	}
 	if len(probs) != 5 {
 		t.Errorf("%d problems, want 5: %q", len(probs), joined)
+	}
+}
+
+// TestMetaOnIgnoredRuleDirective: mimeheader and askdns define rules that
+// are accepted but not run here. A meta using one read it as "no hit" with
+// no word — "A && !__MIME_B" fired on every A, the hole TestMetaOnSkippedRule
+// closed for skipped patterns — so such a meta is skipped with a problem.
+func TestMetaOnIgnoredRuleDirective(t *testing.T) {
+	set, probs := parseSet(t, `header A Subject =~ /a/
+mimeheader __MIME_B Content-Type =~ /text\/html/i
+askdns __DNS_C _SENDERDOMAIN_ TXT /^v=spf1/
+meta M1 A && !__MIME_B
+meta M2 A && !__DNS_C
+`)
+	got := hits(t, set, "Subject: a\n\nbody\n")
+	if got["M1"] != 0 || got["M2"] != 0 {
+		t.Errorf("hits %v, want no meta", got)
+	}
+	joined := ""
+	for _, p := range probs {
+		joined += p.String() + "\n"
+	}
+	for _, want := range []string{"t.cf:4: meta M1: uses __MIME_B", "t.cf:5: meta M2: uses __DNS_C"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("problem %q missing from %q", want, joined)
+		}
 	}
 }

@@ -3,7 +3,8 @@
 // them against a message.
 //
 // Patterns are Perl regexes; those RE2 can express are translated (flags i, m, s,
-// x; \Q…\E; possessive quantifiers and atomic groups; \Z and Perl's \h \H \v \V \R), the rest
+// x; \Q…\E; possessive quantifiers and atomic groups; \Z and Perl's \h \H \v \V \R;
+// \xHH runs spelling a UTF-8 character match that character), the rest
 // (look-around, back-references, …) are reported with file:line and the rule is
 // skipped. Problems never stop loading: a bad rule is dropped, the others load.
 package rules
@@ -222,6 +223,13 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 			// file can take flags away from a default rule.
 			p.tflags[f[0]] = f[1:]
 		}
+	case ignoredRuleDirectives[directive]:
+		// A rule we accept but do not run: a meta using it must be skipped
+		// (see Build), not read it as "no hit" — "A && !__MIME_B" would
+		// fire on every A.
+		if name, _, _ := strings.Cut(rest, " "); validName(name) {
+			p.failed[name] = true
+		}
 	case knownIgnored[directive]:
 		// Accepted for compatibility, no effect here.
 	default:
@@ -385,6 +393,10 @@ var knownIgnored = map[string]bool{"lang": true, "priority": true, "reuse": true
 	"rewrite_header": true, "report_safe": true, "use_bayes": true, "bayes_auto_learn": true,
 	"test": true, "require_version": true, "version_tag": true, "use_auto_whitelist": true,
 	"util_rb_tld": true, "util_rb_2tld": true, "util_rb_3tld": true, "redirector_pattern": true,
-	"mimeheader": true, "uri_detail": true, "urirhsbl": true, "urirhssub": true, "askdns": true,
+	"uri_detail": true, "urirhsbl": true, "urirhssub": true,
 	"whitelist_from": true, "welcomelist_from": true, "blacklist_from": true, "blocklist_from": true,
 	"trusted_networks": true, "internal_networks": true, "dns_available": true, "skip_rbl_checks": true}
+
+// ignoredRuleDirectives define a rule (named by their first argument) that
+// SpamAssassin runs with a plugin dovetail does not have.
+var ignoredRuleDirectives = map[string]bool{"mimeheader": true, "askdns": true}

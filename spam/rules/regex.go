@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrPerlOnly marks a pattern that uses a Perl feature RE2 cannot express
@@ -123,6 +124,16 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 				out.WriteString(`(?:\r\n|[` + perlVert + `])`)
 			case n == 'e':
 				out.WriteString(`\x1b`)
+			case n == 'x' && !inClass && utf8Escapes(body[i:]) > 0:
+				// \xe2\x80\x8b: Perl matches these bytes, which in
+				// SpamAssassin's text are the UTF-8 of U+200B. Our text is
+				// decoded to runes, where RE2's \xe2 is U+00E2: the rule
+				// would never match. Written as the rune it spells, it does.
+				k := utf8Escapes(body[i:])
+				r, _ := utf8.DecodeRune(escapedBytes(body[i : i+k]))
+				fmt.Fprintf(&out, `\x{%x}`, r)
+				i += k - 1
+				continue
 			case (n == 'x' || n == 'p' || n == 'P' || n == 'N' || n == 'o') && i+2 < len(body) && body[i+2] == '{':
 				// \x{41}, \p{Lu}: one atom, whose '}' is not a quantifier's.
 				end := strings.IndexByte(body[i+2:], '}')
@@ -219,4 +230,30 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 		return nil, fmt.Errorf("regex: %w", err)
 	}
 	return re, nil
+}
+
+// utf8Escapes returns the length of the run of \xHH escapes at the start of
+// s that spells one multi-byte UTF-8 character, or 0.
+func utf8Escapes(s string) int {
+	var b []byte
+	for len(b) < utf8.UTFMax && len(s) >= 4*(len(b)+1) {
+		e := s[4*len(b) : 4*len(b)+4]
+		if e[0] != '\\' || e[1] != 'x' || !isHex(e[2]) || !isHex(e[3]) {
+			break
+		}
+		b = append(b, unhex(e[2])<<4|unhex(e[3]))
+		if _, n := utf8.DecodeRune(b); n == len(b) && n > 1 {
+			return 4 * n
+		}
+	}
+	return 0
+}
+
+// escapedBytes decodes a run of \xHH escapes.
+func escapedBytes(s string) []byte {
+	b := make([]byte, 0, len(s)/4)
+	for ; len(s) >= 4; s = s[4:] {
+		b = append(b, unhex(s[2])<<4|unhex(s[3]))
+	}
+	return b
 }

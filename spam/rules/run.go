@@ -336,6 +336,11 @@ func canonical(raw string, redirects bool) []string {
 		if t := strings.TrimRightFunc(host, func(r rune) bool { return !isAlnum(r) }); t != host {
 			out = append(out, proto+t+rest)
 		}
+		// http://1249763353/ and http://0x4a.0x7d.0xe0.0x19/ are the
+		// dotted quad a browser connects to.
+		if ip, ok := message.CanonicalIPv4(host); ok && ip != host {
+			out = append(out, proto+ip+rest)
+		}
 		// One level only: a chain of redirects must not cost quadratic time.
 		if rd := redirectTo.FindStringSubmatch(rest); rd != nil && redirects {
 			out = append(out, rd[1])
