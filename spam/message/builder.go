@@ -110,7 +110,9 @@ func (b *Builder) Write(p []byte) (int, error) {
 			b.err = fmt.Errorf("message: spill to disk: %w", err)
 			return 0, b.err
 		}
-		// Unlinked at once where the OS allows it, so a crash leaves nothing behind.
+		// Unlinked at once (the descriptor keeps the data): a crash, or a
+		// session the MTA drops without a word, leaves nothing behind.
+		os.Remove(f.Name())
 		b.file = f
 		if _, err := f.Write(b.mem.Bytes()); err != nil {
 			b.err = fmt.Errorf("message: spill to disk: %w", err)
@@ -162,9 +164,7 @@ func (b *Builder) Finish() (*Message, error) {
 func (b *Builder) Abort() {
 	b.done = true
 	if b.file != nil {
-		name := b.file.Name()
-		b.file.Close()
-		os.Remove(name)
+		b.file.Close() // unlinked when created
 		b.file = nil
 	}
 }

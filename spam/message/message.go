@@ -167,11 +167,7 @@ func (m *Message) Close() error {
 	if m.file == nil {
 		return nil
 	}
-	name := m.file.Name()
-	err := m.file.Close()
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
-	}
+	err := m.file.Close() // unlinked when created (Builder.Write)
 	m.file = nil
 	return err
 }

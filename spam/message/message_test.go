@@ -2,6 +2,8 @@ package message
 
 import (
 	"bytes"
+	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -100,4 +102,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%d parts", len(m.Parts))
 		}
 	})
+}
+
+// A spill file is unlinked as soon as it is made: a crash or a session the MTA
+// drops without a word leaves nothing in TempDir.
+func TestSpillFileUnlinkedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	b := NewBuilder(Limits{SpillThreshold: 1 << 10, ScanSize: 1 << 16, MaxSize: 1 << 20, TempDir: dir})
+	b.WriteString("Subject: big\n\n")
+	if _, err := b.Write(bytes.Repeat([]byte("A\n"), 4<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("spill file visible while building: %v", ents)
+	}
+	m, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(r)
+	r.Close()
+	if len(raw) != 14+8<<10 {
+		t.Errorf("read back %d bytes, want %d", len(raw), 14+8<<10)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }
