@@ -100,6 +100,21 @@ func TestRateLimitSenderDetailAndAllWindows(t *testing.T) {
 	}
 }
 
+// TestRateLimitSenderTrailingDot: "alice@example.com." is the sender
+// alice@example.com to Postfix (trivial-rewrite drops the dot), so it counts
+// against the same per-sender limit.
+func TestRateLimitSenderTrailingDot(t *testing.T) {
+	s := newDirect(t, rateConfig(
+		RateLimit{Name: "hour", Key: KeySender, Messages: 2, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 hourly"},
+	), Deps{Store: mem.New()})
+	for i, sender := range []string{"alice@example.com", "alice@example.com.", "Alice@Example.COM."} {
+		d := evalDirect(t, s, nil, "sender", sender, "instance", fmt.Sprint("m", i))
+		if want := i < 2; d.action.IsDunno() != want {
+			t.Fatalf("message %d from %s: %+v", i+1, sender, d)
+		}
+	}
+}
+
 func TestRateLimitRecipientsHold(t *testing.T) {
 	s := newDirect(t, rateConfig(
 		RateLimit{Name: "ip", Key: KeyClientAddress, Recipients: 2, Window: config.Duration(time.Minute), Action: "HOLD held for review"},
@@ -129,6 +144,9 @@ func TestSenderLoginAndRecipients(t *testing.T) {
 		{"alias", []string{"sasl_username", "alice", "sender", "postmaster@example.com"}, "DUNNO"},
 		{"someone else's address", []string{"sasl_username", "alice", "sender", "bob@example.com"}, "553 5.7.1"},
 		{"unknown login", []string{"sasl_username", "mallory", "sender", "alice@example.com"}, "553 5.7.1"},
+		// A directory returns a disabled user with Enabled=false: an account
+		// disabled while its SMTP session is still open owns nothing.
+		{"disabled login", []string{"sasl_username", "bob", "sender", "bob@example.com"}, "553 5.7.1"},
 		// Postfix looks the full sender up first; owned addresses are not stripped.
 		{"owning a +detail address is not owning its base", []string{"sasl_username", "carol", "sender", "team@example.com"}, "553 5.7.1"},
 		{"an owned +detail address", []string{"sasl_username", "carol", "sender", "Team+Support@example.com"}, "DUNNO"},
@@ -142,6 +160,14 @@ func TestSenderLoginAndRecipients(t *testing.T) {
 		{"known recipient with detail", []string{"recipient", "alice+x@EXAMPLE.com"}, "DUNNO"},
 		{"recipient that contains the delimiter", []string{"recipient", "sales+eu@example.com"}, "DUNNO"},
 		{"remote recipient", []string{"recipient", "nobody@elsewhere.example"}, "DUNNO"},
+		// Postfix resolves "user@example.com." as user@example.com (a local
+		// domain: accepted, then delivered or bounced as such), so the
+		// trailing dot must not take a recipient past the check.
+		{"unknown recipient with a trailing dot", []string{"recipient", "nobody@example.com."}, "550 5.1.1"},
+		{"known recipient with a trailing dot", []string{"recipient", "Alice@Example.com."}, "DUNNO"},
+		{"own address with a trailing dot", []string{"sasl_username", "alice", "sender", "alice@example.com."}, "DUNNO"},
+		{"someone else's address with a trailing dot", []string{"sasl_username", "alice", "sender", "bob@example.com."}, "553 5.7.1"},
+		{"a bogus domain stays remote", []string{"recipient", "nobody@example.com.."}, "DUNNO"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -100,7 +100,7 @@ func (x *exemptions) match(r *Request) string {
 			return "client name pattern"
 		}
 	}
-	if rcpt := strings.ToLower(r.Recipient); rcpt != "" {
+	if rcpt := canonicalAddr(r.Recipient); rcpt != "" {
 		at := strings.LastIndexByte(rcpt, '@')
 		switch {
 		case x.rcptFull[rcpt]:

@@ -204,6 +204,8 @@ func TestGreylistExemptions(t *testing.T) {
 		{"recipient local part", []string{"recipient", "Postmaster@anything.example"}},
 		{"recipient address", []string{"recipient", "vip@example.com"}},
 		{"recipient domain", []string{"recipient", "x@lists.example.net"}},
+		{"recipient address with a trailing dot", []string{"recipient", "vip@example.com."}},
+		{"recipient domain with a trailing dot", []string{"recipient", "x@Lists.Example.net."}},
 		{"not at RCPT", []string{"protocol_state", "MAIL"}},
 	}
 	for _, tc := range tests {

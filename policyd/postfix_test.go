@@ -95,6 +95,10 @@ func TestPostfixEndToEnd(t *testing.T) {
 	// Unknown and disabled local recipients: 550 at RCPT.
 	out, code = send("203.0.113.7", "mail.sender.example", "news@sender.example", "nobody@example.com")
 	expect("unknown recipient", out, code, 24, "550 5.1.1 <nobody@example.com>: Recipient address rejected")
+	// Postfix takes the domain with a trailing dot for example.com (and
+	// queues the message for it): the dot must not get past the check.
+	out, code = send("203.0.113.7", "mail.sender.example", "news@sender.example", "nobody@example.com.")
+	expect("unknown recipient, trailing dot", out, code, 24, "550 5.1.1 <nobody@example.com.>: Recipient address rejected")
 	out, code = send("203.0.113.7", "mail.sender.example", "news@sender.example", "bob@example.com")
 	expect("disabled recipient", out, code, 24, "550 5.2.1")
 

@@ -165,7 +165,7 @@ func appendRateKeyValue(dst []byte, r *Request, key, delim string) []byte {
 	case KeySASLUsername:
 		v = r.SASLUsername
 	case KeySender:
-		v = stripDetail(r.Sender, delim)
+		v = stripDetail(canonicalAddr(r.Sender), delim)
 	case KeyClientAddress:
 		if r.ClientAddr.IsValid() {
 			return r.ClientAddr.AppendTo(dst) // netip's String form, far below the hashing length

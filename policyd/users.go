@@ -36,13 +36,13 @@ func (r *recipientCheck) name() string { return CheckRecipients }
 
 func (r *recipientCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	req := tx.req
-	if req.ProtocolState != StateRcpt || req.Recipient == "" || !r.domains[domainOf(req.Recipient)] {
+	addr := canonicalAddr(req.Recipient)
+	if req.ProtocolState != StateRcpt || addr == "" || !r.domains[domainOf(addr)] {
 		return pass, nil
 	}
 	// The address as written first, then without its +detail, as Postfix's
 	// table lookups: an alias that really contains the delimiter ("sales+eu@")
 	// exists as written.
-	addr := strings.ToLower(req.Recipient)
 	u, err := r.dir.LookupAddress(ctx, addr)
 	if base := stripDetail(addr, r.delim); base != addr && errors.Is(err, directory.ErrNotFound) {
 		addr = base
@@ -87,12 +87,16 @@ func (s *senderLoginCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	if req.ProtocolState != StateMail && req.ProtocolState != StateRcpt {
 		return pass, nil
 	}
-	sender := strings.ToLower(req.Sender)
+	sender := canonicalAddr(req.Sender)
 	u, err := s.dir.LookupLogin(ctx, req.SASLUsername)
 	switch {
-	case errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrDisabled):
+	case errors.Is(err, directory.ErrNotFound):
 		// Authenticated by some other means but unknown here: owns nothing.
 		return s.reject(req, "login "+req.SASLUsername+" not in the directory"), nil
+	case errors.Is(err, directory.ErrDisabled), err == nil && !u.Enabled:
+		// Lookups return a disabled user with Enabled=false: an account
+		// disabled while its SMTP session stays open owns nothing either.
+		return s.reject(req, "login "+req.SASLUsername+" disabled"), nil
 	case err != nil:
 		return verdict{}, fmt.Errorf("login lookup %s: %w", req.SASLUsername, err)
 	}
@@ -123,6 +127,20 @@ func (s *senderLoginCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 
 func (s *senderLoginCheck) reject(req *Request, reason string) verdict {
 	return verdict{action: expand(s.mismatch, "{login}", req.SASLUsername, "{sender}", req.Sender), reason: reason}
+}
+
+// canonicalAddr is addr as Postfix resolves it before its table lookups
+// (trivial-rewrite's resolve, which smtpd's recipient and sender/login
+// checks use): lower case, and without the dot that may end the domain.
+// Postfix accepts "user@example.com." as user@example.com of a local domain
+// and delivers (or bounces) it as such, so the checks must see the same
+// address. A dot after a dot or the '@' stays: those addresses are bogus.
+func canonicalAddr(addr string) string {
+	addr = strings.ToLower(addr)
+	if n := len(addr); n >= 2 && addr[n-1] == '.' && addr[n-2] != '.' && addr[n-2] != '@' && strings.IndexByte(addr, '@') >= 0 {
+		addr = addr[:n-1]
+	}
+	return addr
 }
 
 // stripDetail turns "user+tag@domain" into "user@domain" for any of the
