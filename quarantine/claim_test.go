@@ -92,10 +92,9 @@ func TestRemoveSyncsDir(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	orig := syncDir
-	t.Cleanup(func() { syncDir = orig })
+	orig := s.syncDir
 	var synced []bool // per call: was the row still there, the file gone?
-	syncDir = func(d string) error {
+	s.syncDir = func(d string) error {
 		if d != filepath.Join(dir, "msg") {
 			t.Errorf("synced %s", d)
 		}

@@ -82,6 +82,8 @@ type Store struct {
 	cfg Config
 	db  *sql.DB
 	now func() time.Time
+	// syncDir makes a directory's entries durable (tests record the calls).
+	syncDir func(dir string) error
 }
 
 const schema = `
@@ -145,7 +147,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("quarantine: upgrade index: %w", err)
 	}
-	return &Store{cfg: cfg, db: db, now: time.Now}, nil
+	return &Store{cfg: cfg, db: db, now: time.Now, syncDir: syncDir}, nil
 }
 
 // addClaimedColumn upgrades an index made before releases claimed their message.
@@ -204,8 +206,8 @@ func sweepTmp(dir string, before time.Time) {
 	}
 }
 
-// syncDir makes dir's entries durable (a var: tests record the calls).
-var syncDir = func(dir string) error {
+// syncDir makes dir's entries durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -243,7 +245,7 @@ func (s *Store) Add(ctx context.Context, e *Entry, msg []byte) (string, error) {
 		err = os.Rename(tmp, p)
 	}
 	if err == nil {
-		if err = syncDir(filepath.Dir(p)); err != nil {
+		if err = s.syncDir(filepath.Dir(p)); err != nil {
 			os.Remove(p)
 		}
 	}
@@ -425,7 +427,7 @@ func (s *Store) remove(ctx context.Context, id string, claim int64) (bool, error
 	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
-	if err := syncDir(filepath.Dir(s.path(id))); err != nil {
+	if err := s.syncDir(filepath.Dir(s.path(id))); err != nil {
 		return false, err
 	}
 	return true, tx.Commit()

@@ -357,12 +357,9 @@ type sizeTest struct {
 func (t sizeTest) eval(r *run) (bool, error) {
 	sz := int64(r.env.Message.Size())
 	if r.st.headersEdited {
-		// what renderMessage would produce, added up instead of built: a
-		// copy of the whole message per size test adds up to gigabytes
-		sz = int64(2 + len(r.env.Message.body))
-		for _, h := range r.st.headers {
-			sz += int64(len(h.Name) + 2 + len(h.Value) + 2)
-		}
+		// counted, not rendered: a copy of the whole message per size test
+		// adds up to gigabytes
+		sz = int64(renderedSize(r.st.headers, r.env.Message.body))
 	}
 	if t.over {
 		return sz > t.n, nil

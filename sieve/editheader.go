@@ -133,7 +133,7 @@ func (c *addheaderCmd) exec(r *run) error {
 		return r.runtimeErr("addheader action: header field is too large")
 	}
 	h := Header{Name: name, Value: encodeHeaderValue(sanitizeHeaderValue(val))}
-	r.st.addedHeaderBytes += len(h.Name) + len(h.Value) + 4
+	r.st.addedHeaderBytes += fieldSize(h)
 	if r.st.addedHeaderBytes > maxAddedHeaderBytes {
 		return r.runtimeErr("addheader action: the header fields added exceed %d bytes in total", maxAddedHeaderBytes)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 func registerExtensions() {
@@ -269,13 +270,14 @@ func compileQuarantine(c *compiler, n *cmdNode, a *argp) cmd {
 // ---- environment (RFC 5183)
 
 // hostName is the "host" item unless Env.Environment sets it: the name of the
-// machine running the script (RFC 5183 section 4.4, Pigeonhole's hostname).
-var hostName = func() string {
+// machine running the script (RFC 5183 section 4.4, Pigeonhole's hostname),
+// asked for once, when a script first wants it.
+var hostName = sync.OnceValue(func() string {
 	if h, err := os.Hostname(); err == nil && h != "" {
 		return h
 	}
 	return "localhost"
-}()
+})
 
 func (r *run) environment(name string) (string, bool) {
 	name = strings.ToLower(name)
@@ -297,7 +299,7 @@ func (r *run) environment(name string) (string, bool) {
 		}
 		return "", false
 	case "host":
-		return hostName, true
+		return hostName(), true
 	case "vnd.dovecot.default-mailbox":
 		return "INBOX", true
 	case "vnd.dovecot.username":

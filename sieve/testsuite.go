@@ -588,6 +588,18 @@ func validMailboxName(b string) bool {
 	return true
 }
 
+// fieldSize is the length of h as renderMessage writes it ("Name: Value\r\n").
+func fieldSize(h Header) int { return len(h.Name) + 2 + len(h.Value) + 2 }
+
+// renderedSize is len(renderMessage(hs, body)), counted without building it.
+func renderedSize(hs []Header, body []byte) int {
+	n := 2 + len(body)
+	for _, h := range hs {
+		n += fieldSize(h)
+	}
+	return n
+}
+
 // renderMessage serialises headers + body.
 func renderMessage(hs []Header, body []byte) []byte {
 	var b strings.Builder

@@ -20,14 +20,12 @@
 // attributes Dovecot's pass_attrs asks for; -passdb bind then does a simple
 // bind as the found DN on a second connection of its own (as dovetail's
 // auth-bind pool), -passdb attr also fetches userPassword and checks the {SSHA}
-// hash itself. A login that does not succeed is an error, as a FAIL reply is.
+// hash itself (with directory/password). A login that does not succeed is an error, as a FAIL reply is.
 package main
 
 import (
 	"bufio"
 	"context"
-	"crypto/sha1"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -47,6 +45,7 @@ import (
 
 	"github.com/dovetail-mail/dovetail/directory"
 	dirldap "github.com/dovetail-mail/dovetail/directory/ldap"
+	"github.com/dovetail-mail/dovetail/directory/password"
 )
 
 // client is one connection of the load generator: to an auth socket (conn) or,
@@ -228,27 +227,11 @@ func (c *ldapClient) login(user, pw string) error {
 		return nil
 	}
 	for _, v := range e.GetEqualFoldAttributeValues(c.t.pass) {
-		if checkSSHA(v, pw) {
+		if password.Verify(v, pw, "") == nil {
 			return nil
 		}
 	}
 	return fmt.Errorf("auth %s %w: password mismatch", user, errFail)
-}
-
-// checkSSHA verifies pw against {SSHA}base64(sha1(pw+salt)+salt), in constant time.
-func checkSSHA(stored, pw string) bool {
-	const scheme = "{SSHA}"
-	if len(stored) < len(scheme) || !strings.EqualFold(stored[:len(scheme)], scheme) {
-		return false
-	}
-	raw, err := base64.StdEncoding.DecodeString(stored[len(scheme):])
-	if err != nil || len(raw) <= sha1.Size {
-		return false
-	}
-	h := sha1.New()
-	h.Write([]byte(pw))
-	h.Write(raw[sha1.Size:])
-	return subtle.ConstantTimeCompare(h.Sum(nil), raw[:sha1.Size]) == 1
 }
 
 func user(i int) (string, string) { return fmt.Sprintf("u%04d", i), fmt.Sprintf("secret-%04d", i) }
