@@ -82,14 +82,6 @@ func goldenBody(n int) string {
 	return b.String()
 }
 
-// goldenWire is msg as the LMTP client sends it after DATA: CRLF (a lone CR
-// stays), dot-stuffed, with the final dot.
-func goldenWire(msg string) string {
-	w := strings.ReplaceAll(strings.ReplaceAll(msg, "\r\n", "\n"), "\n", "\r\n")
-	w = strings.ReplaceAll("\r\n"+w, "\r\n.", "\r\n..")[2:]
-	return w + ".\r\n"
-}
-
 // goldenSend does one transaction with MAIL FROM's SIZE= (none when size < 0).
 func goldenSend(t *testing.T, v *conv, from string, size int, rcpts []string, msg string) []string {
 	t.Helper()
@@ -108,7 +100,7 @@ func goldenSend(t *testing.T, v *conv, from string, size int, rcpts []string, ms
 		}
 	}
 	out = append(out, "DATA", v.cmd("DATA"))
-	fmt.Fprint(v.c, goldenWire(msg))
+	fmt.Fprint(v.c, dataWire(msg))
 	for i := 0; i < ok; i++ {
 		out = append(out, v.reply())
 	}

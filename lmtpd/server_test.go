@@ -200,13 +200,19 @@ func (v *conv) send(from string, rcpts []string, msg string) (rcptReplies, dataR
 	if r := v.cmd("DATA"); !strings.HasPrefix(r, "354") {
 		v.t.Fatalf("DATA: %s", r)
 	}
-	msg = strings.ReplaceAll(strings.ReplaceAll(msg, "\r\n", "\n"), "\n", "\r\n")
-	io.WriteString(v.c, strings.ReplaceAll("\r\n"+msg, "\r\n.", "\r\n..")[2:])
-	io.WriteString(v.c, ".\r\n")
+	io.WriteString(v.c, dataWire(msg))
 	for i := 0; i < ok; i++ {
 		dataReplies = append(dataReplies, v.reply())
 	}
 	return rcptReplies, dataReplies
+}
+
+// dataWire is msg as the LMTP client sends it after DATA: CRLF (a lone CR
+// stays), dot-stuffed, with the final dot.
+func dataWire(msg string) string {
+	w := strings.ReplaceAll(strings.ReplaceAll(msg, "\r\n", "\n"), "\n", "\r\n")
+	w = strings.ReplaceAll("\r\n"+w, "\r\n.", "\r\n..")[2:]
+	return w + ".\r\n"
 }
 
 const testMsg = "Received: from mail.example.net (mail.example.net [192.0.2.1])\n" +

@@ -26,6 +26,8 @@ type SieveFilter struct {
 	cfg      SieveConfig
 	settings map[string]string
 	log      *slog.Logger
+	// open opens a script file: os.Open (tests: failing opens).
+	open func(string) (*os.File, error)
 
 	mu    sync.Mutex
 	cache map[string]*cached // by resolved path
@@ -112,7 +114,7 @@ func NewSieveFilter(cfg SieveConfig, delimiter string, settings map[string]strin
 	for k, v := range settings {
 		s[k] = v
 	}
-	return &SieveFilter{cfg: cfg, settings: s, log: log, cache: map[string]*cached{}}
+	return &SieveFilter{cfg: cfg, settings: s, log: log, open: os.Open, cache: map[string]*cached{}}
 }
 
 // load returns the compiled script at path, nil if it does not exist.
@@ -139,10 +141,10 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 	}
 	if st.Size() > max {
 		c.err = fmt.Errorf("sieve script %s: %d bytes exceeds the limit of %d", path, st.Size(), max)
-	} else if src, err := readFileLimited(path, max); err != nil {
+	} else if src, err := readFileLimited(f.open, path, max); err != nil {
 		return nil, scriptErr(fmt.Errorf("sieve script %s: %w", path, err))
 	} else {
-		inc := &includeLoader{personal: personalDir, global: f.globalDir(), max: max}
+		inc := &includeLoader{personal: personalDir, global: f.globalDir(), max: max, open: f.open}
 		c.script, c.err = sieve.Compile(filepath.Base(path), src, &sieve.Options{Includes: inc})
 		c.deps = inc.deps
 		if inc.tempErr != nil {
@@ -188,11 +190,8 @@ func transientFSError(err error) bool {
 	return true
 }
 
-// openScript opens a script file (tests: failing opens).
-var openScript = os.Open
-
-func readFileLimited(path string, max int64) ([]byte, error) {
-	fh, err := openScript(path)
+func readFileLimited(open func(string) (*os.File, error), path string, max int64) ([]byte, error) {
+	fh, err := open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +218,7 @@ func (f *SieveFilter) globalDir() string {
 type includeLoader struct {
 	personal, global string
 	max              int64
+	open             func(string) (*os.File, error)
 	deps             []fileStamp
 	tempErr          error // an include that could not be read for now
 }
@@ -233,7 +233,7 @@ func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]by
 	}
 	p := filepath.Join(dir, name+".sieve")
 	l.deps = append(l.deps, stamp(p)) // before reading: a later change shows
-	b, err := readFileLimited(p, l.max)
+	b, err := readFileLimited(l.open, p, l.max)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, sieve.ErrScriptNotFound
 	}

@@ -226,13 +226,12 @@ func TestSieveScriptReadErrorIsTemporary(t *testing.T) {
 	user := &directory.User{Login: "alice", Home: home}
 
 	failing := ""
-	openScript = func(p string) (*os.File, error) {
+	open := func(p string) (*os.File, error) {
 		if p == failing {
 			return nil, &os.PathError{Op: "open", Path: p, Err: syscall.EIO}
 		}
 		return os.Open(p)
 	}
-	t.Cleanup(func() { openScript = os.Open })
 
 	for _, script := range []string{"main.sieve", "opt.sieve"} {
 		os.Remove(active)
@@ -252,6 +251,7 @@ func TestSieveScriptReadErrorIsTemporary(t *testing.T) {
 		}
 		for _, p := range []string{rules, active} {
 			f = NewSieveFilter(DefaultConfig().Sieve, "+", nil, nil) // nothing cached
+			f.open = open
 			failing = p
 			var te *TempError
 			if box, err := run(); !errors.As(err, &te) {

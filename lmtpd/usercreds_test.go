@@ -16,9 +16,7 @@ import (
 // — never a 250, and nothing lands in the directory — while the other
 // recipient of the same transaction is delivered.
 func TestSymlinkedMaildirIsTempfail(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: only root's lmtpd switches to the user's credentials")
-	}
+	testenv.Need(t) // root: only root's lmtpd switches to the user's credentials
 	const uid = 65534
 	var logb testenv.LogBuffer
 	e := newEnv(t, func(o *Options) {

@@ -9,6 +9,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
@@ -68,6 +69,9 @@ func TestDroppedConnectionRemovesSpill(t *testing.T) {
 	spilled := func() []string {
 		fds, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
+			if testenv.CI() {
+				t.Fatal("no /proc/self/fd (CI=true: not skipping):", err)
+			}
 			t.Skip("no /proc/self/fd:", err)
 		}
 		var open []string

@@ -12,17 +12,12 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
 // nobody is the unprivileged user the tests deliver for.
 const nobody = 65534
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: delivering with a user's credentials is what root's lmtpd does")
-	}
-}
 
 // userDirs makes each directory 0700 and the user's, as the user would have.
 func userDirs(t *testing.T, dirs ...string) {
@@ -55,7 +50,7 @@ func userSymlink(t *testing.T, target, link string) {
 // a temporary failure — and nothing is created there, let alone given to the
 // user.
 func TestUserSymlinkedDirsFail(t *testing.T) {
-	needRoot(t)
+	testenv.Need(t) // root: delivering with a user's credentials is what root's lmtpd does
 	for _, tc := range []struct {
 		name   string
 		folder string
@@ -123,7 +118,7 @@ func TestUserSymlinkedDirsFail(t *testing.T) {
 // would inherit it; the kept fchown/Lchown give them the user's group, as root's
 // lmtpd did).
 func TestUserCredsKeepOwnershipAndModes(t *testing.T) {
-	needRoot(t)
+	testenv.Need(t) // root: delivering with a user's credentials is what root's lmtpd does
 	for _, setgid := range []bool{false, true} {
 		t.Run(fmt.Sprintf("setgid=%v", setgid), func(t *testing.T) {
 			home := filepath.Join(t.TempDir(), "home")
@@ -179,7 +174,7 @@ func TestUserCredsKeepOwnershipAndModes(t *testing.T) {
 // same time — and after — still run as root: they create files in a 0700
 // root-only directory, and those files are root's.
 func TestOtherGoroutinesStayRoot(t *testing.T) {
-	needRoot(t)
+	testenv.Need(t) // root: delivering with a user's credentials is what root's lmtpd does
 	private := filepath.Join(t.TempDir(), "private")
 	if err := os.Mkdir(private, 0o700); err != nil {
 		t.Fatal(err)
@@ -253,7 +248,7 @@ func TestOtherGoroutinesStayRoot(t *testing.T) {
 // panic in it reaches the caller (where lmtpd's recovery is) after the switch
 // back.
 func TestRunAs(t *testing.T) {
-	needRoot(t)
+	testenv.Need(t) // root: delivering with a user's credentials is what root's lmtpd does
 	err := runAs(nobody, nobody-1, func() error {
 		status, err := threadStatus()
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
 // TestUserSymlinksDoNotReachRootFiles: lmtpd runs as root and gives the files
@@ -15,9 +17,7 @@ import (
 // never make root truncate, append to or chown the file it points to — say
 // /etc/shadow, which then belongs to the user.
 func TestUserSymlinksDoNotReachRootFiles(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (chown)")
-	}
+	testenv.Need(t) // root (chown)
 	const uid, gid = 4242, 4243
 	victim := filepath.Join(t.TempDir(), "shadow")
 	const secret = "root:$6$secret:19000:0:99999:7:::\n"

@@ -60,14 +60,22 @@ func newFixture(t *testing.T) *fixture {
 		"bounce.macro.example._spf.macro.example.":        {A: []string{"127.0.0.2"}},
 		"macro.example.": {TXT: []string{"v=spf1 exists:%{l}.%{o}._spf.macro.example -all"}},
 	}
-	srv, err := mockdns.NewServerWithLogger(f.zone, quiet{}, false)
+	f.res = mockResolver(t, f.zone)
+	return f
+}
+
+// mockResolver returns a resolver that asks a mock DNS server serving zones
+// for the rest of the test.
+func mockResolver(t *testing.T, zones map[string]mockdns.Zone) *net.Resolver {
+	t.Helper()
+	srv, err := mockdns.NewServerWithLogger(zones, quiet{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	f.res = &net.Resolver{PreferGo: true}
-	srv.PatchNet(f.res)
-	return f
+	r := &net.Resolver{PreferGo: true}
+	srv.PatchNet(r)
+	return r
 }
 
 func (f *fixture) checker(t *testing.T) *Checker {
@@ -264,16 +272,10 @@ func TestAuthResultsHeader(t *testing.T) {
 }
 
 func TestListCheck(t *testing.T) {
-	srv, err := mockdns.NewServerWithLogger(map[string]mockdns.Zone{
+	r := mockResolver(t, map[string]mockdns.Zone{
 		"7.100.51.198.zen.test.":      {A: []string{"127.0.0.4"}},
 		"spam-site.example.dbl.test.": {A: []string{"127.0.1.2"}},
-	}, quiet{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	r := &net.Resolver{PreferGo: true}
-	srv.PatchNet(r)
+	})
 	cfg := dnsbl.DefaultConfig()
 	cfg.Zones = []dnsbl.Zone{
 		{Zone: "zen.test", Kind: dnsbl.KindIP, Returns: []dnsbl.Return{{Code: "127.0.0.2", Symbol: "RBL_SBL", Score: 4}, {Code: "127.0.0.4", Symbol: "RBL_XBL", Score: 5}}},

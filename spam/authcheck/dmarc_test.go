@@ -2,14 +2,11 @@ package authcheck
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/foxcpp/go-mockdns"
 
-	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
@@ -18,7 +15,7 @@ import (
 // are case-insensitive (RFC 5234 §2.3), a broken optional tag does not void
 // the policy, and several DMARC records mean no DMARC at all.
 func TestDMARCRecordParsing(t *testing.T) {
-	srv, err := mockdns.NewServerWithLogger(map[string]mockdns.Zone{
+	f := &fixture{res: mockResolver(t, map[string]mockdns.Zone{
 		"_dmarc.upper.example.":   {TXT: []string{"v=DMARC1; P=Reject; ADKIM=S"}},
 		"_dmarc.badtag.example.":  {TXT: []string{"v=DMARC1; p=reject; rf=iodef; ri=1d; fo=2; pct=100%; rua=mailto:d@badtag.example"}},
 		"_dmarc.badsp.example.":   {TXT: []string{"v=DMARC1; p=quarantine; sp=block"}},
@@ -28,19 +25,8 @@ func TestDMARCRecordParsing(t *testing.T) {
 		"_dmarc.wsp.example.":     {TXT: []string{"v = DMARC1; p = reject"}},
 		"_dmarc.nop.example.":     {TXT: []string{"v=DMARC1; p=maybe"}},
 		"_dmarc.version.example.": {TXT: []string{"v=DMARC2; p=reject"}},
-	}, quiet{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	r := &net.Resolver{PreferGo: true}
-	srv.PatchNet(r)
-	cfg := DefaultConfig()
-	cfg.Timeout = config.Duration(2 * time.Second)
-	c, err := New(cfg, r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})}
+	c := f.checker(t)
 	for _, tc := range []struct{ domain, want string }{
 		{"upper.example", "DMARC_REJECT"},
 		{"badtag.example", "DMARC_REJECT"},

@@ -32,41 +32,39 @@ func (t timeoutResolver) ctx(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, t.d)
 }
 
-func classify(name string, err error) error { return dnserr.Classify(name, err) }
-
 func (t timeoutResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
 	v, err := t.r.LookupTXT(ctx, name)
-	return v, classify(name, err)
+	return v, dnserr.Classify(name, err)
 }
 
 func (t timeoutResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
 	v, err := t.r.LookupMX(ctx, name)
-	return v, classify(name, err)
+	return v, dnserr.Classify(name, err)
 }
 
 func (t timeoutResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
 	v, err := t.r.LookupIPAddr(ctx, host)
-	return v, classify(host, err)
+	return v, dnserr.Classify(host, err)
 }
 
 func (t timeoutResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
 	v, err := t.r.LookupAddr(ctx, addr)
-	return v, classify(addr, err)
+	return v, dnserr.Classify(addr, err)
 }
 
 func (t timeoutResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
 	v, err := t.r.LookupNetIP(ctx, network, host)
-	return v, classify(host, err)
+	return v, dnserr.Classify(host, err)
 }
 
 // isNotFound reports an authoritative "no such name/record".

@@ -90,6 +90,7 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 		switch {
 		case c == '\\' && i+1 < len(body):
 			n := body[i+1]
+			xr, xlen := utf8Escape(body[i:]) // xlen 0 unless \xHH… spells a UTF-8 character
 			switch {
 			case n == 'Q':
 				end := strings.Index(body[i+2:], `\E`)
@@ -124,15 +125,13 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 				out.WriteString(`(?:\r\n|[` + perlVert + `])`)
 			case n == 'e':
 				out.WriteString(`\x1b`)
-			case n == 'x' && !inClass && utf8Escapes(body[i:]) > 0:
+			case xlen > 0 && !inClass:
 				// \xe2\x80\x8b: Perl matches these bytes, which in
 				// SpamAssassin's text are the UTF-8 of U+200B. Our text is
 				// decoded to runes, where RE2's \xe2 is U+00E2: the rule
 				// would never match. Written as the rune it spells, it does.
-				k := utf8Escapes(body[i:])
-				r, _ := utf8.DecodeRune(escapedBytes(body[i : i+k]))
-				fmt.Fprintf(&out, `\x{%x}`, r)
-				i += k - 1
+				fmt.Fprintf(&out, `\x{%x}`, xr)
+				i += xlen - 1
 				continue
 			case (n == 'x' || n == 'p' || n == 'P' || n == 'N' || n == 'o') && i+2 < len(body) && body[i+2] == '{':
 				// \x{41}, \p{Lu}: one atom, whose '}' is not a quantifier's.
@@ -232,9 +231,10 @@ func translate(body, flags string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-// utf8Escapes returns the length of the run of \xHH escapes at the start of
-// s that spells one multi-byte UTF-8 character, or 0.
-func utf8Escapes(s string) int {
+// utf8Escape reads the run of \xHH escapes at the start of s that spells
+// one multi-byte UTF-8 character: that character and the run's length, or
+// length 0.
+func utf8Escape(s string) (rune, int) {
 	var b []byte
 	for len(b) < utf8.UTFMax && len(s) >= 4*(len(b)+1) {
 		e := s[4*len(b) : 4*len(b)+4]
@@ -242,18 +242,9 @@ func utf8Escapes(s string) int {
 			break
 		}
 		b = append(b, unhex(e[2])<<4|unhex(e[3]))
-		if _, n := utf8.DecodeRune(b); n == len(b) && n > 1 {
-			return 4 * n
+		if r, n := utf8.DecodeRune(b); n == len(b) && n > 1 {
+			return r, 4 * n
 		}
 	}
-	return 0
-}
-
-// escapedBytes decodes a run of \xHH escapes.
-func escapedBytes(s string) []byte {
-	b := make([]byte, 0, len(s)/4)
-	for ; len(s) >= 4; s = s[4:] {
-		b = append(b, unhex(s[2])<<4|unhex(s[3]))
-	}
-	return b
+	return 0, 0
 }

@@ -187,17 +187,11 @@ func (p *Parser) Build(overrides map[string]float64) *Set {
 		state[r.Name] = 1
 		for _, dep := range r.meta.deps(nil) {
 			d := s.byName[dep]
-			why := ""
-			switch {
-			case d == nil && p.failed[dep]:
-				why = "uses " + dep + ", which was skipped"
-			case d != nil && d.Kind == KindMeta && !visit(d):
-				why = "uses " + dep + ", which was skipped"
+			if d == nil && p.failed[dep] || d != nil && d.Kind == KindMeta && !visit(d) {
+				why := "uses " + dep + ", which was skipped"
 				if state[dep] == 1 {
 					why = "dependency cycle through " + dep
 				}
-			}
-			if why != "" {
 				p.problem(r.File, r.Line, "meta %s: %s; rule skipped", r.Name, why)
 				state[r.Name] = 3
 				return false
