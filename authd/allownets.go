@@ -15,8 +15,6 @@ type grant struct {
 	nets string // allow_nets; "" = anywhere
 }
 
-func (o outcome) grant() grant { return grant{user: o.user, nets: o.allowNets} }
-
 // grantFor builds the grant of a user the directory authenticated. The
 // passdb extra fields allow_nets and allow_real_nets (Dovecot's, in a users
 // file or mapped from LDAP) restrict where the account may log in from; a

@@ -2,12 +2,8 @@ package authd
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/dovetail-mail/dovetail/directory/static"
 )
 
 func TestCheckNets(t *testing.T) {
@@ -42,21 +38,11 @@ func TestCheckNets(t *testing.T) {
 // after a migration: a login from elsewhere fails, also when the password
 // is in the cache from an allowed network.
 func TestAllowNetsOverTheWire(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "users")
-	users := "alice:{PLAIN}pw::::::allow_nets=192.0.2.0/24,2001:db8::/32\n" +
-		"bob:{PLAIN}pw::::::allow_nets=198.51.100.0/24\n" +
-		"carol:{PLAIN}pw::::::allow_nets=local\n" +
-		"dave:{PLAIN}pw::::::allow_nets=192.0.2.300\n" +
-		"erin:{PLAIN}pw\n"
-	if err := os.WriteFile(p, []byte(users), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := static.DefaultConfig()
-	cfg.Path, cfg.CheckInterval = p, 0
-	d, err := static.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _ := usersFileDir(t, "alice:{PLAIN}pw::::::allow_nets=192.0.2.0/24,2001:db8::/32\n"+
+		"bob:{PLAIN}pw::::::allow_nets=198.51.100.0/24\n"+
+		"carol:{PLAIN}pw::::::allow_nets=local\n"+
+		"dave:{PLAIN}pw::::::allow_nets=192.0.2.300\n"+
+		"erin:{PLAIN}pw\n")
 	ts := start(t, testConfig(), d)
 	c := dial(t, ts.addr)
 	login := func(user, rip string) string {

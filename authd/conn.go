@@ -277,10 +277,10 @@ func (c *conn) step(r *request, data []byte, has bool) {
 // finish sends the reply for an outcome.
 func (c *conn) finish(r *request, o outcome) {
 	id := r.a.id
-	if o.kind == kindOK && o.allowNets != "" {
+	if o.kind == kindOK && o.grant.nets != "" {
 		// After the password was checked, as Dovecot does: a wrong password
 		// from a refused network is still a plain failure.
-		if err := checkNets(o.allowNets, r.a.rip); err != nil {
+		if err := checkNets(o.grant.nets, r.a.rip); err != nil {
 			o = outcome{kind: kindFail, login: o.login, cached: o.cached, err: err}
 		}
 	}
@@ -303,7 +303,7 @@ func (c *conn) finish(r *request, o outcome) {
 		if !c.done(r, o, "ok") {
 			return
 		}
-		c.write("OK\t" + strconv.FormatUint(uint64(id), 10) + "\tuser=" + escape(o.user) + "\n")
+		c.write("OK\t" + strconv.FormatUint(uint64(id), 10) + "\tuser=" + escape(o.grant.user) + "\n")
 		return
 	case kindFail:
 		if !r.a.noPenalty {

@@ -47,12 +47,11 @@ type outcome struct {
 	kind      kind
 	challenge []byte
 	login     string // what the client asked to log in as
-	user      string // canonical user name for OK
 	code      string // FAIL code= (optional)
 	reason    string // FAIL reason= (optional; must not reveal unknown user vs bad password)
 	cached    bool
-	allowNets string // OK only from these networks (the account's allow_nets)
-	err       error  // why, for the log (never contains the password)
+	grant     grant // OK: the canonical user and where it may log in from
+	err       error // why, for the log (never contains the password)
 }
 
 func cont(ch []byte) outcome { return outcome{kind: kindCont, challenge: ch} }
@@ -160,7 +159,7 @@ func (m *cramMech) step(ctx context.Context, in []byte, has bool) outcome {
 	if password.VerifyCRAMMD5(ctxMD5, m.challenge, strings.ToLower(digest)) != nil {
 		return fail(login, "CRAM-MD5 digest mismatch")
 	}
-	return m.s.accepted(login, o.grant())
+	return m.s.accepted(login, o.grant)
 }
 
 // hmacEqual compares MACs in constant time.

@@ -104,7 +104,7 @@ func (m *scramMech) clientFirst(ctx context.Context, msg string) outcome {
 	if o.kind != kindOK {
 		return o
 	}
-	m.grant = o.grant()
+	m.grant = o.grant
 	creds, err := entry.SCRAMSecret(m.name)
 	if err != nil {
 		return fail(m.login, "stored password cannot serve "+m.name)

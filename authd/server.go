@@ -294,7 +294,7 @@ func (s *Server) checkPlain(ctx context.Context, login, pw string) outcome {
 }
 
 // secret fetches the stored password entry for challenge-response mechanisms.
-// On success the outcome is kindOK with user set (nothing is sent yet).
+// On success the outcome is kindOK with its grant set (nothing is sent yet).
 func (s *Server) secret(ctx context.Context, login, mech string) (password.Entry, outcome) {
 	if s.secrets == nil {
 		return password.Entry{}, fail(login, "directory cannot serve "+mech)
@@ -334,5 +334,5 @@ func (s *Server) secret(ctx context.Context, login, mech string) (password.Entry
 
 // accepted builds the OK outcome.
 func (s *Server) accepted(login string, g grant) outcome {
-	return outcome{kind: kindOK, login: login, user: g.user, allowNets: g.nets}
+	return outcome{kind: kindOK, login: login, grant: g}
 }

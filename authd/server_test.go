@@ -78,6 +78,23 @@ func newFakeDirTB(t testing.TB) *fakeDir {
 	return &fakeDir{Directory: d}
 }
 
+// usersFileDir serves users from a users file, read again whenever it changes
+// (check_interval 0); path is the file's.
+func usersFileDir(t *testing.T, users string) (d *static.Directory, path string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(path, []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := static.DefaultConfig()
+	cfg.Path, cfg.CheckInterval = path, 0
+	d, err := static.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, path
+}
+
 func testConfig() Config {
 	c := DefaultConfig()
 	c.Mechanisms = []string{"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"}
@@ -910,19 +927,12 @@ func TestCacheAccountSpellings(t *testing.T) {
 // TestCachePasswordChangeOverTheWire: the same through the server with a users
 // file whose password changes.
 func TestCachePasswordChangeOverTheWire(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "users")
+	d, p := usersFileDir(t, "alice@example.com:{PLAIN}oldpw\n")
 	write := func(pw string, mtime time.Time) {
 		if err := os.WriteFile(p, []byte("alice@example.com:{PLAIN}"+pw+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		os.Chtimes(p, mtime, mtime)
-	}
-	write("oldpw", time.Now())
-	cfg := static.DefaultConfig()
-	cfg.Path, cfg.CheckInterval = p, 0
-	d, err := static.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
 	}
 	ts := start(t, testConfig(), d)
 	c := dial(t, ts.addr)

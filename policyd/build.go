@@ -81,7 +81,7 @@ func build(cfg Config, d Deps, log *slog.Logger, m *metrics) (*engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.spf = &spfEval{resolver: res, exempt: ex, timeout: cfg.SPF.Timeout.D(), tempErrors: m.dnsFailures.WithLabelValues(CheckSPF)}
+		e.spf = &spfEval{resolver: spfResolver{res}, exempt: ex, timeout: cfg.SPF.Timeout.D(), tempErrors: m.dnsFailures.WithLabelValues(CheckSPF)}
 	}
 	hostname := cfg.Hostname
 	if hostname == "" {

@@ -17,6 +17,13 @@ import (
 // down or unreachable.
 func blackholeResolver(t *testing.T) *net.Resolver {
 	t.Helper()
+	return fakeDNSResolver(t, func([]byte) []byte { return nil })
+}
+
+// fakeDNSResolver is a real Go resolver whose DNS server sends answer(query)
+// for each query, or nothing when that is nil.
+func fakeDNSResolver(t *testing.T, answer func(query []byte) []byte) *net.Resolver {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -25,8 +32,12 @@ func blackholeResolver(t *testing.T) *net.Resolver {
 	go func() {
 		buf := make([]byte, 1500)
 		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
 				return
+			}
+			if resp := answer(buf[:n]); resp != nil {
+				_, _ = pc.WriteTo(resp, from)
 			}
 		}
 	}()
@@ -105,33 +116,17 @@ func TestDNSDown(t *testing.T) {
 // an ACL, a misconfigured forwarder) or cannot handle it does.
 func rcodeResolver(t *testing.T, rcode byte) *net.Resolver {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 12 {
-				continue
-			}
-			// The query echoed back as the answer: QR and RA set, the
-			// opcode and RD kept, the rcode set; no answer records.
-			resp := append([]byte(nil), buf[:n]...)
-			resp[2] = 0x80 | resp[2]&0x79
-			resp[3] = 0x80 | rcode
-			_, _ = pc.WriteTo(resp, from)
+	return fakeDNSResolver(t, func(q []byte) []byte {
+		if len(q) < 12 {
+			return nil
 		}
-	}()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
-	}}
+		// The query echoed back as the answer: QR and RA set, the opcode
+		// and RD kept, the rcode set; no answer records.
+		resp := append([]byte(nil), q...)
+		resp[2] = 0x80 | resp[2]&0x79
+		resp[3] = 0x80 | rcode
+		return resp
+	})
 }
 
 // TestSPFDNSErrorIsTempError: a DNS answer other than success or NXDOMAIN

@@ -97,10 +97,15 @@ func (g *greylistCheck) readKeys(tx *txn) []string {
 			p.keys[p.n] = g.awlKey(r)
 			p.n++
 		}
-		p.keys[p.n] = requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
+		p.keys[p.n] = g.tripletKeyOf(r)
 		p.n++
 	}
 	return p.keys[:p.n]
+}
+
+// tripletKeyOf is the store key of the request's triplet.
+func (g *greylistCheck) tripletKeyOf(r *Request) string {
+	return requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
 }
 
 func (g *greylistCheck) awlKey(r *Request) string {
@@ -147,7 +152,7 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		awlKey = g.awlKey(r)
 		var entry []byte
 		if _, batched := g.st.(store.MultiGetter); batched {
-			key = requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
+			key = g.tripletKeyOf(r)
 			vs, err := store.GetMulti(ctx, g.st, awlKey, key)
 			if err != nil {
 				return verdict{}, err
@@ -175,7 +180,7 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		return verdict{action: Dunno, reason: "greylist: client " + r.ClientAddr.String() + " auto-whitelisted"}, nil
 	}
 	if key == "" {
-		key = requestTripletKey(clientNet(r, g.v4bits, g.v6bits), r.Sender, r.Recipient, g.delim)
+		key = g.tripletKeyOf(r)
 	}
 	var first, passed int64
 	var err error

@@ -20,7 +20,7 @@ type spfOutcome struct {
 // spfEval runs SPF checks with an injected resolver, once per transaction: the
 // SPF check and the greylist's SPF exemption share the answer through connState.
 type spfEval struct {
-	resolver spf.DNSResolver
+	resolver spf.DNSResolver // an spfResolver
 	exempt   netList
 	timeout  time.Duration // bounds one evaluation; the result is then temperror
 	// tempErrors counts evaluations ending in temperror (DNS down or slow).
@@ -45,7 +45,7 @@ func (s *spfEval) outcome(ctx context.Context, tx *txn) spfOutcome {
 	sctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	res, err := spf.CheckHostWithSender(net.IP(r.ClientAddr.AsSlice()), r.HeloName, sender,
-		spf.WithContext(sctx), spf.WithResolver(spfResolver{s.resolver}))
+		spf.WithContext(sctx), spf.WithResolver(s.resolver))
 	o := spfOutcome{result: res, err: err}
 	if res == spf.TempError {
 		s.tempErrors.Inc()

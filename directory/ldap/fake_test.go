@@ -205,6 +205,19 @@ func TestStartTLSSchemeCase(t *testing.T) {
 	}
 }
 
+// answerAlice is a server that accepts every bind and finds alice for every
+// search.
+func answerAlice(op *ber.Packet) []*ber.Packet {
+	switch op.Tag {
+	case tagBindRequest:
+		return []*ber.Packet{ldapResult(tagBindResponse, 0)}
+	case tagSearch:
+		return []*ber.Packet{ldapEntry("cn=alice,ou=people,dc=example,dc=com", map[string]string{"cn": "alice"}),
+			ldapResult(tagSearchDone, 0)}
+	}
+	return []*ber.Packet{ldapResult(tagSearchDone, 53)}
+}
+
 // TestCancelInterruptsRequest: a cancelled caller gets its answer at once, not
 // after the request timeout (3 s here), from a server that never answers; the
 // connection is discarded and not retried.
@@ -214,14 +227,7 @@ func TestCancelInterruptsRequest(t *testing.T) {
 		if hang.Load() {
 			return nil
 		}
-		switch op.Tag {
-		case tagBindRequest:
-			return []*ber.Packet{ldapResult(tagBindResponse, 0)}
-		case tagSearch:
-			return []*ber.Packet{ldapEntry("cn=alice,ou=people,dc=example,dc=com", map[string]string{"cn": "alice"}),
-				ldapResult(tagSearchDone, 0)}
-		}
-		return []*ber.Packet{ldapResult(tagSearchDone, 53)}
+		return answerAlice(op)
 	})
 	d, err := New(fakeConfig("ldap://"+f.addr()), nil) // bind mode, anonymous searches
 	if err != nil {
@@ -336,16 +342,6 @@ func TestSearchBaseMissing(t *testing.T) {
 // hung servers are down although another one answers.
 func TestFailoverPastHungServers(t *testing.T) {
 	hung := func(*ber.Packet) []*ber.Packet { return nil }
-	good := func(op *ber.Packet) []*ber.Packet {
-		switch op.Tag {
-		case tagBindRequest:
-			return []*ber.Packet{ldapResult(tagBindResponse, 0)}
-		case tagSearch:
-			return []*ber.Packet{ldapEntry("cn=alice,ou=people,dc=example,dc=com", map[string]string{"cn": "alice"}),
-				ldapResult(tagSearchDone, 0)}
-		}
-		return []*ber.Packet{ldapResult(tagSearchDone, 53)}
-	}
 	const timeout = 300 * time.Millisecond
 	for _, tc := range []struct {
 		name     string
@@ -360,7 +356,7 @@ func TestFailoverPastHungServers(t *testing.T) {
 			for range tc.hung {
 				uris = append(uris, "ldap://"+newFakeLDAP(t, hung).addr())
 			}
-			working := newFakeLDAP(t, good)
+			working := newFakeLDAP(t, answerAlice)
 			cfg := fakeConfig("ldap://" + working.addr())
 			cfg.URIs = append(uris, cfg.URIs...)
 			cfg.BindDN, cfg.BindPassword = "cn=admin,dc=example,dc=com", "adminsecret"

@@ -75,6 +75,9 @@ type Directory struct {
 	lastCheck atomic.Int64
 	size      int64
 	mtime     time.Time
+	// readFile is os.ReadFile; tests replace it to make a read fail (they
+	// run as root, which file modes do not stop).
+	readFile func(name string) ([]byte, error)
 }
 
 var (
@@ -88,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Directory, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Directory{cfg: cfg, log: log}
+	d := &Directory{cfg: cfg, log: log, readFile: os.ReadFile}
 	if cfg.Path == "" {
 		t, err := parse("(embedded default users)", defaultUsers)
 		if err != nil {
@@ -104,10 +107,6 @@ func New(cfg Config, log *slog.Logger) (*Directory, error) {
 	return d, nil
 }
 
-// readFile is os.ReadFile; tests replace it to make a read fail (they run as
-// root, which file modes do not stop).
-var readFile = os.ReadFile
-
 // errUnparsable marks a load that read the file but could not parse it.
 var errUnparsable = errors.New("static: users file not loaded")
 
@@ -116,7 +115,7 @@ func (d *Directory) load() error {
 	if err != nil {
 		return fmt.Errorf("static: %w", err)
 	}
-	data, err := readFile(d.cfg.Path)
+	data, err := d.readFile(d.cfg.Path)
 	if err != nil {
 		return fmt.Errorf("static: %w", err)
 	}

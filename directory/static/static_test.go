@@ -157,12 +157,11 @@ func TestReloadRetriesUnreadableFile(t *testing.T) {
 	write(t, filepath.Dir(p), "alice:{PLAIN}newpw\n")
 	future := time.Now().Add(2 * time.Second)
 	os.Chtimes(p, future, future)
-	readFile = func(string) ([]byte, error) { return nil, os.ErrPermission }
-	defer func() { readFile = os.ReadFile }()
+	d.readFile = func(string) ([]byte, error) { return nil, os.ErrPermission }
 	if _, err := d.Authenticate(ctx, "alice", "oldpw"); err != nil {
 		t.Fatalf("an unreadable file must keep the loaded users: %v", err)
 	}
-	readFile = os.ReadFile // permissions fixed; size and mtime unchanged
+	d.readFile = os.ReadFile // permissions fixed; size and mtime unchanged
 	if _, err := d.Authenticate(ctx, "alice", "newpw"); err != nil {
 		t.Fatalf("the file readable again was not reloaded: %v", err)
 	}
