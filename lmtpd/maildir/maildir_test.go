@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
 func TestFolderPath(t *testing.T) {
@@ -139,9 +141,8 @@ func TestFolderTmpSweptAfterRestart(t *testing.T) {
 // the user's home belongs to the user; a missing level above the home takes the
 // mode and owner of its parent instead of a root-only 0700.
 func TestOwnershipAndParents(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to chown")
-	}
+	testenv.Need(t) // root: chown
+
 	base := t.TempDir()
 	os.Chmod(base, 0o751)
 	home := filepath.Join(base, "example.com", "alice")
