@@ -10,16 +10,19 @@ import (
 // encodes N=2^41. Found by fuzzing mutated vectors.
 const hostileYescrypt = "{CRYPT}$y$jcT$eYR63LhnSF9HGFdFSYTJA/$/T1Zg6bUsn58Mh2Sygu123L85Bqi6gQowTemgN53H7C"
 
+// Valid hash tails (salt and digest) that the cost tests put behind their
+// own parameters.
+const (
+	bcryptTail = "2rOIy/war1iTNs6u3IVWFORgYtz10WYnoENjw2Q/jYzww7TDdrSl."
+	sha512Tail = "uDBlrw.Mx0ioJ44V$zlNBnx6U76xMVCNm5LWuZ/f/Z1QYvdYnOfb/cMKl7z7gn.DHwUVdGWQ1CQ1aA6Wh9JvvJSRDQSIMHdfdFsI160"
+	sha256Tail = "V1GyyeAT3vbU2VJu$qOZoSVasnQxJk5gUuPTUzytrDVLqT8mDfpSn8L/Gmm9"
+	argonTail  = "$BUVlwh/vZSjSScbaLsBNrQ$EDUHqEViCEiCINrAuHT0d04zvYcsgyDFj6gvDOAm7HQ"
+	yesTail    = "$eYR63LhnSF9HGFdFSYTJA/$/T1Zg6bUsn58Mh2Sygu123L85Bqi6gQowTemgN53H7C"
+)
+
 // TestCryptHostileCosts: a stored hash with an absurd cost is malformed at once,
 // never a panic, a huge allocation or a long hash.
 func TestCryptHostileCosts(t *testing.T) {
-	const (
-		bcryptTail = "2rOIy/war1iTNs6u3IVWFORgYtz10WYnoENjw2Q/jYzww7TDdrSl."
-		sha512Tail = "uDBlrw.Mx0ioJ44V$zlNBnx6U76xMVCNm5LWuZ/f/Z1QYvdYnOfb/cMKl7z7gn.DHwUVdGWQ1CQ1aA6Wh9JvvJSRDQSIMHdfdFsI160"
-		sha256Tail = "V1GyyeAT3vbU2VJu$qOZoSVasnQxJk5gUuPTUzytrDVLqT8mDfpSn8L/Gmm9"
-		argonTail  = "$BUVlwh/vZSjSScbaLsBNrQ$EDUHqEViCEiCINrAuHT0d04zvYcsgyDFj6gvDOAm7HQ"
-		yesTail    = "$eYR63LhnSF9HGFdFSYTJA/$/T1Zg6bUsn58Mh2Sygu123L85Bqi6gQowTemgN53H7C"
-	)
 	before := recoveredPanics.Load()
 	for _, stored := range []string{
 		hostileYescrypt,
@@ -65,34 +68,28 @@ func TestCryptHostileCosts(t *testing.T) {
 // TestCryptCapsAdmitRealCosts: the caps sit well above what real setups write,
 // and exactly where their comments say.
 func TestCryptCapsAdmitRealCosts(t *testing.T) {
-	const (
-		bc  = "2rOIy/war1iTNs6u3IVWFORgYtz10WYnoENjw2Q/jYzww7TDdrSl."
-		s5  = "V1GyyeAT3vbU2VJu$qOZoSVasnQxJk5gUuPTUzytrDVLqT8mDfpSn8L/Gmm9"
-		ar  = "$BUVlwh/vZSjSScbaLsBNrQ$EDUHqEViCEiCINrAuHT0d04zvYcsgyDFj6gvDOAm7HQ"
-		yes = "$eYR63LhnSF9HGFdFSYTJA/$/T1Zg6bUsn58Mh2Sygu123L85Bqi6gQowTemgN53H7C"
-	)
 	for _, tc := range []struct {
 		s  string
 		ok bool
 	}{
-		{"$2y$04$" + bc, true},
-		{"$2b$12$" + bc, true},
-		{"$2y$16$" + bc, true},
-		{"$2y$17$" + bc, false},
-		{"$5$rounds=5000000$" + s5, true},
-		{"$5$rounds=5000001$" + s5, false},
-		{"$argon2id$v=19$m=262144,t=3,p=1" + ar, true}, // doveadm pw -s ARGON2ID -r 3 (libsodium MODERATE)
-		{"$argon2i$v=19$m=131072,t=6,p=1" + ar, true},  // doveadm pw -s ARGON2I -r 6
-		{"$argon2id$v=19$m=262144,t=4,p=4" + ar, true},
-		{"$argon2id$v=19$m=262144,t=5,p=1" + ar, false},
-		{"$argon2id$v=19$m=1048576,t=4,p=1" + ar, false}, // doveadm -r 4 (SENSITIVE, 1 GiB)
-		{"$argon2id$v=19$m=65536,t=3,p=64" + ar, true},
-		{"$argon2id$v=19$m=65536,t=3,p=65" + ar, false},
-		{"$y$j9T" + yes, true}, // libxcrypt default (cost 5): 16 MiB
-		{"$y$jDT" + yes, true}, // cost 9: N=2^16, 256 MiB
-		{"$y$jET" + yes, false},
-		{"$y$jF5" + yes, true}, // N=2^18, r=8: 256 MiB
-		{"$y$jG5" + yes, false},
+		{"$2y$04$" + bcryptTail, true},
+		{"$2b$12$" + bcryptTail, true},
+		{"$2y$16$" + bcryptTail, true},
+		{"$2y$17$" + bcryptTail, false},
+		{"$5$rounds=5000000$" + sha256Tail, true},
+		{"$5$rounds=5000001$" + sha256Tail, false},
+		{"$argon2id$v=19$m=262144,t=3,p=1" + argonTail, true}, // doveadm pw -s ARGON2ID -r 3 (libsodium MODERATE)
+		{"$argon2i$v=19$m=131072,t=6,p=1" + argonTail, true},  // doveadm pw -s ARGON2I -r 6
+		{"$argon2id$v=19$m=262144,t=4,p=4" + argonTail, true},
+		{"$argon2id$v=19$m=262144,t=5,p=1" + argonTail, false},
+		{"$argon2id$v=19$m=1048576,t=4,p=1" + argonTail, false}, // doveadm -r 4 (SENSITIVE, 1 GiB)
+		{"$argon2id$v=19$m=65536,t=3,p=64" + argonTail, true},
+		{"$argon2id$v=19$m=65536,t=3,p=65" + argonTail, false},
+		{"$y$j9T" + yesTail, true}, // libxcrypt default (cost 5): 16 MiB
+		{"$y$jDT" + yesTail, true}, // cost 9: N=2^16, 256 MiB
+		{"$y$jET" + yesTail, false},
+		{"$y$jF5" + yesTail, true}, // N=2^18, r=8: 256 MiB
+		{"$y$jG5" + yesTail, false},
 	} {
 		if err := checkCrypt(tc.s); (err == nil) != tc.ok {
 			t.Errorf("checkCrypt(%q) = %v, want ok=%v", tc.s, err, tc.ok)

@@ -8,13 +8,15 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 	gomilter "github.com/emersion/go-milter"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
 // TestMilterCommand runs `dovetail milter` (engine without Bayes, auth checks
 // on but no DNS reachable for a loopback client) and has a GTUBE message
 // rejected over the milter protocol.
 func TestMilterCommand(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`data_dir: %s
 metrics:
   listen: ""

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"testing"
+
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
 // TestPolicydCommand runs `dovetail policyd` on a config without stateful checks
 // (no store needed), asks one policy question over the socket and stops it.
 func TestPolicydCommand(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cfg := fmt.Sprintf(`data_dir: %s
 metrics:
   listen: ""

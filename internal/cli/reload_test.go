@@ -99,17 +99,7 @@ func (s *served) hup(t *testing.T) (ok bool) {
 
 func (s *served) gauge(t *testing.T, name string) float64 {
 	t.Helper()
-	mfs, err := s.app.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("%s not registered", name)
-	return 0
+	return testenv.Gauge(t, s.app.Registry, name)
 }
 
 // rcpts opens an LMTP session and returns the reply to each RCPT.
@@ -173,7 +163,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 	t.Cleanup(func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit) })
 
 	data := usersDataDir(t)
-	metrics, lmtp, policy, auth := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	metrics, lmtp, policy, auth := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	badGeo := filepath.Join(t.TempDir(), "country.mmdb")
 	os.WriteFile(badGeo, []byte("not an mmdb"), 0o600)
 
@@ -222,7 +212,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 	}
 
 	// Taken, with a listener change that needs a restart.
-	newMetrics := freeAddr(t)
+	newMetrics := testenv.FreeAddr(t)
 	s.write(t, reloadConfig(data, newMetrics, lmtp, policy, auth, 1, 200, "0", "debug", ""))
 	if !s.hup(t) {
 		t.Fatalf("good reload refused:\n%s", s.logs.String())
@@ -325,7 +315,7 @@ func (s *idleService) Shutdown(context.Context) error {
 // A SIGHUP while the daemons are still being built (systemctl reload right
 // after start) must not kill the process; it is applied once they listen.
 func TestSIGHUPDuringStartup(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	slow := func(context.Context, *App) (*unit, error) {
 		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 			return nil, err
@@ -345,8 +335,8 @@ func TestSIGHUPDuringStartup(t *testing.T) {
 // /metrics has the spam engine's and the store's metrics once the daemons
 // run; /healthz is liveness, /readyz names the dependency that is down.
 func TestServeMetricsAndReadiness(t *testing.T) {
-	metrics := freeAddr(t)
-	redis := freeAddr(t) // nothing listens there
+	metrics := testenv.FreeAddr(t)
+	redis := testenv.FreeAddr(t) // nothing listens there
 	cfg := fmt.Sprintf(`data_dir: %s
 metrics: {listen: %s}
 store:
@@ -358,7 +348,7 @@ milter: {listen: {address: %s}}
 policyd:
   listen: {address: %s}
   checks: [greylist]
-`, usersDataDir(t), metrics, redis, freeAddr(t), freeAddr(t))
+`, usersDataDir(t), metrics, redis, testenv.FreeAddr(t), testenv.FreeAddr(t))
 	serveInProcess(t, cfg, "milter", "policyd")
 	base := "http://" + metrics
 	code, body := httpGet(t, base+"/healthz")

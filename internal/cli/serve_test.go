@@ -16,16 +16,6 @@ import (
 	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func waitFor(t *testing.T, what string, logs *testenv.LogBuffer, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -50,8 +40,8 @@ func TestServeLifecycle(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	metrics := freeAddr(t)
-	addrs := map[string]string{"authd": freeAddr(t), "policyd": freeAddr(t), "milter": freeAddr(t), "lmtpd": freeAddr(t)}
+	metrics := testenv.FreeAddr(t)
+	addrs := map[string]string{"authd": testenv.FreeAddr(t), "policyd": testenv.FreeAddr(t), "milter": testenv.FreeAddr(t), "lmtpd": testenv.FreeAddr(t)}
 	cfgText := fmt.Sprintf(`data_dir: %s
 metrics:
   listen: %s

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -21,16 +20,6 @@ import (
 	"github.com/dovetail-mail/dovetail/internal/testenv"
 )
 
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // testRuntime is a Runtime with one echo unit, fed signals through a channel.
 type testRuntime struct {
 	rt      *Runtime
@@ -45,13 +34,13 @@ type testRuntime struct {
 func newTestRuntime(t *testing.T, reload func(context.Context) error, checks ...ReadyCheck) *testRuntime {
 	t.Helper()
 	tr := &testRuntime{sigs: make(chan os.Signal, 8), logs: &testenv.LogBuffer{}, reg: prometheus.NewRegistry(),
-		metrics: freeTCP(t), done: make(chan error, 1)}
+		metrics: testenv.FreeAddr(t), done: make(chan error, 1)}
 	var s *Signals
 	s, tr.ctx = watchSignals(context.Background(), tr.sigs)
 	t.Cleanup(s.Stop)
 	tr.rt = &Runtime{
 		Log:         slog.New(slog.NewTextHandler(tr.logs, nil)),
-		Units:       []Unit{{Name: "echo", Listener: config.Listener{Address: freeTCP(t)}, Service: &echoService{}}},
+		Units:       []Unit{{Name: "echo", Listener: config.Listener{Address: testenv.FreeAddr(t)}, Service: &echoService{}}},
 		MetricsAddr: tr.metrics, Gatherer: tr.reg, Registerer: tr.reg,
 		Grace: time.Second, Reload: reload, Signals: s, Checks: checks, Ready: make(chan struct{}),
 	}
@@ -146,19 +135,7 @@ func TestReloadOutcome(t *testing.T) {
 	})
 	tr.start(t)
 	defer tr.stop(t)
-	gauge := func(name string) float64 {
-		mfs, err := tr.reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == name {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		t.Fatalf("%s not registered", name)
-		return 0
-	}
+	gauge := func(name string) float64 { return testenv.Gauge(t, tr.reg, name) }
 	ok := func() float64 { return gauge("dovetail_config_last_reload_successful") }
 	stamp := func() float64 { return gauge("dovetail_config_last_reload_success_timestamp_seconds") }
 	start := stamp()

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MailUID and MailGID are Debian's "mail" user and group. Dovecot refuses to run mail
@@ -319,6 +321,12 @@ func FreePort(t testing.TB) int {
 		t.Fatalf("testenv: %v", err)
 	}
 	return p
+}
+
+// FreeAddr is FreePort as a "127.0.0.1:port" listen address.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 }
 
 // forcePorts, when non-empty, is handed out first by freePort without any check
@@ -659,4 +667,21 @@ func (p *proc) listenReady(ports ...int) func() error {
 		}
 		return nil
 	}
+}
+
+// Gauge returns the value of the gauge name (its first series) in g, failing
+// the test when it is not registered.
+func Gauge(t testing.TB, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("%s not registered", name)
+	return 0
 }
