@@ -28,24 +28,13 @@ func NewTextHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if opts.ReplaceAttr != nil || opts.AddSource {
 		return slog.NewTextHandler(w, opts)
 	}
-	lw := &lockedWriter{w: w} // one lock for both paths, so lines never interleave
-	return &textHandler{level: opts.Level, w: lw, slow: slog.NewTextHandler(lw, opts)}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	gw := newGroupWriter(w) // one writer for both paths, so lines never interleave
+	return &textHandler{level: opts.Level, w: gw, slow: slog.NewTextHandler(gw, opts)}
 }
 
 type textHandler struct {
 	level slog.Leveler
-	w     *lockedWriter
+	w     *groupWriter
 	pre   []byte       // WithAttrs attributes, formatted, each preceded by a space
 	slow  slog.Handler // slog.TextHandler with the same attributes
 }

@@ -1,0 +1,158 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gateWriter records each write; while gate is set, the first write blocks
+// until the gate is closed.
+type gateWriter struct {
+	mu      sync.Mutex
+	writes  []string
+	gate    chan struct{}
+	passed  bool
+	entered chan struct{}
+	err     error
+}
+
+func (w *gateWriter) Write(p []byte) (int, error) {
+	if w.gate != nil && !w.passed {
+		w.passed = true // only the first write waits: it is the only one at a time
+		close(w.entered)
+		<-w.gate
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(p))
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+func (w *gateWriter) all() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.writes, "")
+}
+
+func TestGroupWriterAloneWritesEachLine(t *testing.T) {
+	w := &gateWriter{}
+	g := newGroupWriter(w)
+	for i := range 3 {
+		if n, err := fmt.Fprintf(g, "line %d\n", i); err != nil || n != 7 {
+			t.Fatalf("write %d: %d, %v", i, n, err)
+		}
+	}
+	if len(w.writes) != 3 {
+		t.Fatalf("uncontended lines must each be one write (nothing held back), got %q", w.writes)
+	}
+}
+
+// Lines arriving during a write are written by that writer, together, before
+// it returns; their Writes return at once, and nothing is left queued.
+func TestGroupWriterBatchesLinesQueuedDuringAWrite(t *testing.T) {
+	w := &gateWriter{gate: make(chan struct{}), entered: make(chan struct{})}
+	g := newGroupWriter(w)
+	first := make(chan struct{})
+	go func() {
+		g.Write([]byte("first\n"))
+		close(first)
+	}()
+	<-w.entered
+	for i := range 50 {
+		fmt.Fprintf(g, "queued %02d\n", i) // must not block behind the stalled write
+	}
+	select {
+	case <-first:
+		t.Fatal("the writing goroutine returned while its write was stalled")
+	default:
+	}
+	close(w.gate)
+	<-first
+	var want strings.Builder
+	want.WriteString("first\n")
+	for i := range 50 {
+		fmt.Fprintf(&want, "queued %02d\n", i)
+	}
+	if got := w.all(); got != want.String() {
+		t.Fatalf("lines lost, reordered or interleaved:\n%s", got)
+	}
+	if len(w.writes) != 2 {
+		t.Fatalf("the 50 queued lines should go out in one write, got %d writes", len(w.writes))
+	}
+}
+
+// A stalled destination (a full stderr pipe) makes loggers wait once the
+// queue is full instead of growing memory without bound.
+func TestGroupWriterQueueIsBounded(t *testing.T) {
+	w := &gateWriter{gate: make(chan struct{}), entered: make(chan struct{})}
+	g := newGroupWriter(w)
+	go g.Write([]byte("first\n"))
+	<-w.entered
+	line := bytes.Repeat([]byte("x"), 1023)
+	line = append(line, '\n')
+	for range maxPendingLog / len(line) {
+		g.Write(line)
+	}
+	blocked := make(chan struct{})
+	go func() {
+		g.Write(line)
+		close(blocked)
+	}()
+	select {
+	case <-blocked:
+		t.Fatal("a line past the queue's bound was accepted while the write was stalled")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(w.gate)
+	select {
+	case <-blocked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting logger was not released when the queue drained")
+	}
+	if got, want := len(w.all()), len("first\n")+(maxPendingLog/len(line)+1)*len(line); got != want {
+		t.Fatalf("wrote %d bytes, want %d", got, want)
+	}
+}
+
+func TestGroupWriterConcurrentLinesIntact(t *testing.T) {
+	w := &gateWriter{}
+	g := newGroupWriter(w)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 200 {
+				fmt.Fprintf(g, "g%d line %03d\n", i, j)
+			}
+		})
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(w.all(), "\n"), "\n")
+	if len(lines) != 1600 {
+		t.Fatalf("got %d lines, want 1600", len(lines))
+	}
+	next := map[string]int{}
+	for _, l := range lines {
+		var gid string
+		var j int
+		if _, err := fmt.Sscanf(l, "%s line %d", &gid, &j); err != nil || j != next[gid] {
+			t.Fatalf("line %q out of order or damaged (want line %d of %s)", l, next[gid], gid)
+		}
+		next[gid]++
+	}
+}
+
+func TestGroupWriterReportsItsWriteError(t *testing.T) {
+	boom := errors.New("disk full")
+	g := newGroupWriter(&gateWriter{err: boom})
+	if _, err := g.Write([]byte("x\n")); !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want %v", err, boom)
+	}
+}
