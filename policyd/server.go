@@ -231,9 +231,11 @@ func (s *Server) serveConn(c *conn) {
 	bw := bufio.NewWriterSize(c.nc, 512)
 	rd := NewReader(br, 0, 0)
 	tx := &txn{req: new(Request), conn: &connState{}} // reused: one allocation per connection, not per request
+	dl := deadlines{nc: c.nc}
+	last := time.Now() // the end of the previous reply: the idle wait starts there
 	for {
 		e := s.eng.Load()
-		_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.IdleTimeout.D()))
+		dl.read(last, e.cfg.IdleTimeout.D())
 		if _, err := br.Peek(1); err != nil {
 			if !errors.Is(err, io.EOF) && !c.isClosing() {
 				s.log.Debug("policyd connection closed", "remote", remote, "reason", err.Error())
@@ -248,7 +250,7 @@ func (s *Server) serveConn(c *conn) {
 		if !rd.requestBuffered() {
 			// Reading will wait for the peer: bound it. (A request already
 			// buffered whole, the common case, is read without the socket.)
-			_ = c.nc.SetReadDeadline(time.Now().Add(e.cfg.ReadTimeout.D()))
+			dl.read(time.Now(), e.cfg.ReadTimeout.D())
 		}
 		err := rd.Read(tx.req)
 		start := time.Now()
@@ -272,7 +274,7 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		act := d.action.String()
-		_ = c.nc.SetWriteDeadline(time.Now().Add(e.cfg.WriteTimeout.D()))
+		dl.write(start, e.cfg.WriteTimeout.D())
 		bw.WriteString("action=")
 		bw.WriteString(act)
 		bw.WriteString("\n\n")
@@ -281,6 +283,7 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		end := time.Now()
+		last = end
 		took := end.Sub(start)
 		s.m.latency.Observe(took.Seconds())
 		if err == nil {
@@ -293,6 +296,40 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 	}
+}
+
+// deadlines sets a connection's read and write deadlines, skipping a change
+// that would only move one later by less than a sixteenth of its timeout (at
+// most a second): each setting is a runtime timer change under the socket's
+// lock, and policyd made three per request. A timeout may so end up to that
+// much shorter, never longer; a deadline that must come sooner (idle to read
+// timeout) is always set.
+type deadlines struct {
+	nc       net.Conn
+	rd, wr   time.Time // as last set; zero: never
+	rdT, wrT time.Duration
+}
+
+func (d *deadlines) read(now time.Time, timeout time.Duration) {
+	if t := now.Add(timeout); rearm(d.rd, t, timeout, d.rdT) {
+		d.rd, d.rdT = t, timeout
+		_ = d.nc.SetReadDeadline(t)
+	}
+}
+
+func (d *deadlines) write(now time.Time, timeout time.Duration) {
+	if t := now.Add(timeout); rearm(d.wr, t, timeout, d.wrT) {
+		d.wr, d.wrT = t, timeout
+		_ = d.nc.SetWriteDeadline(t)
+	}
+}
+
+// rearm says whether a deadline set at cur (for a timeout of curT) must move to t.
+func rearm(cur, t time.Time, timeout, curT time.Duration) bool {
+	if cur.IsZero() || t.Before(cur) || timeout != curT {
+		return true
+	}
+	return t.Sub(cur) >= min(timeout/16, time.Second)
 }
 
 func (c *conn) isClosing() bool {

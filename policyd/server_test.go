@@ -132,6 +132,64 @@ func TestServerReadTimeout(t *testing.T) {
 	}
 }
 
+// The deadlines are re-armed lazily (deadlines.read): after answered requests,
+// whose idle deadline is minutes away, a stalled request must still be cut at
+// the read timeout, and a silent connection at the idle timeout.
+func TestServerTimeoutsAfterAnsweredRequests(t *testing.T) {
+	cfg := testConfig()
+	cfg.ReadTimeout = configDuration(200 * time.Millisecond)
+	cfg.IdleTimeout = configDuration(10 * time.Minute)
+	ts := startServer(t, cfg, Deps{})
+	c := ts.dial(t)
+	for range 3 {
+		if got := c.ask(); got != "DUNNO" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	c.send("request=smtpd_access_policy\n") // and then nothing
+	start := time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("stalled request after answered ones held the connection for %s (read timeout 200ms)", d)
+	}
+
+	cfg.IdleTimeout = configDuration(300 * time.Millisecond)
+	ts = startServer(t, cfg, Deps{})
+	c = ts.dial(t)
+	for range 3 {
+		c.ask()
+	}
+	start = time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d < 200*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("idle connection closed after %s, want about the idle timeout (300ms)", d)
+	}
+}
+
+func TestDeadlineRearm(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	for _, tc := range []struct {
+		name    string
+		cur     time.Time
+		curT    time.Duration
+		next    time.Time
+		timeout time.Duration
+		want    bool
+	}{
+		{"never set", time.Time{}, 0, t0, time.Minute, true},
+		{"later by less than the slack (a second at most)", t0, time.Minute, t0.Add(999 * time.Millisecond), time.Minute, false},
+		{"later by the slack", t0, 10 * time.Minute, t0.Add(time.Second), 10 * time.Minute, true},
+		{"slack is a sixteenth of short timeouts", t0, 160 * time.Millisecond, t0.Add(9 * time.Millisecond), 160 * time.Millisecond, false},
+		{"slack is a sixteenth of short timeouts, reached", t0, 160 * time.Millisecond, t0.Add(10 * time.Millisecond), 160 * time.Millisecond, true},
+		{"sooner is always set", t0, 10 * time.Minute, t0.Add(-time.Millisecond), 10 * time.Minute, true},
+		{"another timeout is always set", t0, 10 * time.Minute, t0.Add(time.Millisecond), 30 * time.Second, true},
+	} {
+		if got := rearm(tc.cur, tc.next, tc.timeout, tc.curT); got != tc.want {
+			t.Errorf("%s: rearm = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestServerShutdownWaitsForInFlight(t *testing.T) {
 	st := &slowStore{Store: mem.New(), delay: 300 * time.Millisecond}
 	cfg := greyConfig()
