@@ -29,6 +29,10 @@ type loadResult struct {
 	P99Ms        float64 `json:"p99_ms"`
 	P999Ms       float64 `json:"p999_ms"`
 	MaxMs        float64 `json:"max_ms"`
+	MeanMs       float64 `json:"mean_ms"`
+	// Share of all the requests' waiting spent in the slowest 1 %: how much a
+	// tail of stalls, rather than the typical round trip, sets the throughput.
+	SlowestPctShare float64 `json:"slowest_1pct_share"`
 	// With -rate: latency from the moment the request was actually written
 	// (the figures above count from its scheduled time, so they include a late
 	// send, whether the server or this client's own scheduling made it late).
@@ -61,6 +65,7 @@ func runLoad(args []string, stdout io.Writer) error {
 	n := fs.Int("n", 0, "requests to send (0 = the whole stream)")
 	rate := fs.Float64("rate", 0, "total requests/s (0 = as fast as possible)")
 	target := fs.String("target", "", "label for the JSON output")
+	dist := fs.Bool("dist", false, "also print latency deciles to stderr (where between the median and p99 the time goes)")
 	_ = fs.Parse(args)
 	reqs, err := readStream(*streamFile)
 	if err != nil {
@@ -175,6 +180,21 @@ func runLoad(args []string, stdout io.Writer) error {
 	res.P99Ms = ms(pct(lat, 99))
 	res.P999Ms = ms(pct(lat, 99.9))
 	res.MaxMs = ms(lat[len(lat)-1])
+	var total, tail time.Duration
+	for i, l := range lat {
+		total += l
+		if i >= len(lat)*99/100 {
+			tail += l
+		}
+	}
+	res.MeanMs = ms(total / time.Duration(len(lat)))
+	if *dist {
+		for _, q := range []float64{10, 25, 50, 60, 70, 75, 80, 90, 95, 99} {
+			fmt.Fprintf(os.Stderr, "p%g=%.0fµs ", q, pct(lat, q).Seconds()*1e6)
+		}
+		fmt.Fprintln(os.Stderr)
+	}
+	res.SlowestPctShare = round(float64(tail)/float64(total), 3)
 	if *rate > 0 {
 		slices.Sort(sent)
 		res.SentP50Ms, res.SentP99Ms = ms(pct(sent, 50)), ms(pct(sent, 99))
