@@ -127,6 +127,51 @@ func TestRateLimitRecipientsHold(t *testing.T) {
 	}
 }
 
+// TestRateLimitClientNetworks: an IPv6 client rotating its source address
+// within its /64 is one client to a client_address limit; IPv4 counts by host
+// unless ipv4_prefix says otherwise. The reply names the network counted.
+func TestRateLimitClientNetworks(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		v4, v6 int
+		addrs  []string // the third is refused when all share one count
+		shared bool
+	}{
+		{"IPv6 rotation within a /64", 32, 64, []string{"2001:db8:1:2::1", "2001:db8:1:2::abcd", "2001:db8:1:2:ffff::9"}, true},
+		{"IPv6 neighbours in other /64s", 32, 64, []string{"2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:4::1"}, false},
+		{"IPv6 by host", 32, 128, []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"}, false},
+		{"IPv4 by host", 32, 64, []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}, false},
+		{"IPv4 by /24", 24, 64, []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := rateConfig(RateLimit{Name: "ip", Key: KeyClientAddress, Recipients: 2, Window: config.Duration(time.Minute), Action: "DEFER 4.7.1 too fast from {key}"})
+			cfg.RateLimit.IPv4Prefix, cfg.RateLimit.IPv6Prefix = tc.v4, tc.v6
+			s := newDirect(t, cfg, Deps{Store: mem.New()})
+			var d decision
+			for _, a := range tc.addrs {
+				d = evalDirect(t, s, &connState{}, "client_address", a)
+			}
+			if refused := !d.action.IsDunno(); refused != tc.shared {
+				t.Fatalf("third request from %s: %+v (want refused: %v)", tc.addrs[2], d, tc.shared)
+			}
+			if tc.shared && tc.name == "IPv6 rotation within a /64" && d.action.Text != "4.7.1 too fast from 2001:db8:1:2::/64" {
+				t.Fatalf("reply %q should name the network counted", d.action.Text)
+			}
+		})
+	}
+	cfg := DefaultConfig().RateLimit
+	for _, bad := range []struct{ v4, v6 int }{{7, 64}, {33, 64}, {32, 15}, {32, 129}} {
+		c := cfg
+		c.IPv4Prefix, c.IPv6Prefix = bad.v4, bad.v6
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "prefix") {
+			t.Errorf("ipv4_prefix %d / ipv6_prefix %d accepted: %v", bad.v4, bad.v6, err)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("defaults refused: %v", err)
+	}
+}
+
 func TestSenderLoginAndRecipients(t *testing.T) {
 	cfg := testConfig()
 	cfg.SenderLogin.Enabled = true

@@ -176,8 +176,13 @@ type RateLimitConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// RecipientDelimiter: a sender "user+tag@" is counted as "user@", so a
 	// compromised account cannot escape a per-sender limit by varying tags.
-	RecipientDelimiter string      `yaml:"recipient_delimiter"`
-	Limits             []RateLimit `yaml:"limits"`
+	RecipientDelimiter string `yaml:"recipient_delimiter"`
+	// IPv4Prefix/IPv6Prefix: client_address limits count per network of this
+	// size. An IPv6 host usually has a whole /64 to rotate its source address
+	// in, so counting single IPv6 addresses limits nothing; IPv4 counts by host.
+	IPv4Prefix int         `yaml:"ipv4_prefix"`
+	IPv6Prefix int         `yaml:"ipv6_prefix"`
+	Limits     []RateLimit `yaml:"limits"`
 }
 
 // RateLimit is one limit. Messages are counted once per transaction (at its
@@ -260,6 +265,8 @@ func DefaultConfig() Config {
 		RateLimit: RateLimitConfig{
 			Enabled:            true,
 			RecipientDelimiter: "+",
+			IPv4Prefix:         32,
+			IPv6Prefix:         64,
 			Limits: []RateLimit{
 				{Name: "user-hour", Key: KeySASLUsername, Messages: 100, Window: config.Duration(time.Hour), Action: "DEFER 4.7.1 Message rate limit exceeded, try again later"},
 				{Name: "user-day", Key: KeySASLUsername, Messages: 1000, Window: config.Duration(24 * time.Hour), Action: "DEFER 4.7.1 Daily message limit exceeded, try again later"},

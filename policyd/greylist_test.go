@@ -308,7 +308,7 @@ func TestKeysMatchReference(t *testing.T) {
 			_ = r.set("client_address", addr)
 			r.Sender, r.SASLUsername = s, s
 			for _, key := range []string{KeySASLUsername, KeySender, KeyClientAddress} {
-				if got, want := string(appendRateKeyValue([]byte("rate:x:"), &r, key, "+")), "rate:x:"+refRateKey(&r, key); got != want {
+				if got, want := string(appendRateKeyValue([]byte("rate:x:"), &r, key, "+", 32, 128)), "rate:x:"+refRateKey(&r, key); got != want {
 					t.Errorf("rate key %s for %q/%q = %q, want %q", key, s, addr, got, want)
 				}
 			}

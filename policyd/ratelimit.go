@@ -32,9 +32,10 @@ import (
 // one also carries the next check's reads (greylisting's), saving that check
 // its own round trip.
 type rateCheck struct {
-	st     store.Store
-	delim  string
-	limits []rateLimit
+	st             store.Store
+	delim          string
+	v4bits, v6bits int // client_address limits count per network of this size
+	limits         []rateLimit
 }
 
 type rateLimit struct {
@@ -45,7 +46,7 @@ type rateLimit struct {
 }
 
 func newRateCheck(c RateLimitConfig, st store.Store) *rateCheck {
-	rc := &rateCheck{st: st, delim: c.RecipientDelimiter}
+	rc := &rateCheck{st: st, delim: c.RecipientDelimiter, v4bits: c.IPv4Prefix, v6bits: c.IPv6Prefix}
 	for _, l := range c.Limits {
 		rc.limits = append(rc.limits, rateLimit{name: l.Name, key: l.Key, msgs: l.Messages, rcpts: l.Recipients,
 			window: l.Window.D(), action: mustAction(l.Action)})
@@ -83,7 +84,7 @@ func (rc *rateCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 		k = append(k, l.name...)
 		k = append(k, ':')
 		whoAt := len(k)
-		k = appendRateKeyValue(k, r, l.key, rc.delim)
+		k = appendRateKeyValue(k, r, l.key, rc.delim, rc.v4bits, rc.v6bits)
 		if len(k) == whoAt {
 			continue
 		}
@@ -158,8 +159,10 @@ func (rc *rateCheck) exceeded(l rateLimit, who, what string) verdict {
 
 // appendRateKeyValue appends the counted identity, normalised, to dst; long
 // values (which no real login or address reaches) are hashed to bound key
-// sizes. Nothing is appended when the request has no such identity.
-func appendRateKeyValue(dst []byte, r *Request, key, delim string) []byte {
+// sizes. Nothing is appended when the request has no such identity. A client
+// address counts as its network of v4/v6 bits, written as a prefix unless the
+// network is the host alone (so keys of a per-host limit stay the address).
+func appendRateKeyValue(dst []byte, r *Request, key, delim string, v4, v6 int) []byte {
 	var v string
 	switch key {
 	case KeySASLUsername:
@@ -167,10 +170,20 @@ func appendRateKeyValue(dst []byte, r *Request, key, delim string) []byte {
 	case KeySender:
 		v = stripDetail(canonicalAddr(r.Sender), delim)
 	case KeyClientAddress:
-		if r.ClientAddr.IsValid() {
-			return r.ClientAddr.AppendTo(dst) // netip's String form, far below the hashing length
+		a := r.ClientAddr
+		if !a.IsValid() {
+			return dst
 		}
-		return dst
+		bits := v6
+		if a.Is4() {
+			bits = v4
+		}
+		if bits > 0 && bits < a.BitLen() {
+			if p, err := a.Prefix(bits); err == nil {
+				return p.AppendTo(dst)
+			}
+		}
+		return a.AppendTo(dst) // netip's String form, far below the hashing length
 	}
 	start := len(dst)
 	dst = appendLower(dst, v)

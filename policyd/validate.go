@@ -150,6 +150,12 @@ func (c RateLimitConfig) Validate() error {
 	if c.Enabled && len(c.Limits) == 0 {
 		errs = append(errs, config.Errorf("limits", "no limits configured", "add one or disable the check"))
 	}
+	if c.IPv4Prefix < 8 || c.IPv4Prefix > 32 {
+		errs = append(errs, config.Errorf("ipv4_prefix", "must be between 8 and 32", "32 counts each IPv4 client alone"))
+	}
+	if c.IPv6Prefix < 16 || c.IPv6Prefix > 128 {
+		errs = append(errs, config.Errorf("ipv6_prefix", "must be between 16 and 128", "64: a host's IPv6 network"))
+	}
 	return config.Join(errs...)
 }
 
