@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sort"
 	"strings"
@@ -29,6 +30,9 @@ type Checker struct {
 	cfg    Config
 	res    timeoutResolver
 	scores map[string]float64
+	// sample draws the pct= sample of a failing DMARC message: an integer
+	// in [0, 100). Tests replace it to be deterministic.
+	sample func() int
 }
 
 var _ spam.Check = (*Checker)(nil)
@@ -41,7 +45,10 @@ func New(cfg Config, r Resolver) (*Checker, error) {
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	return &Checker{cfg: cfg, res: timeoutResolver{r: r, d: cfg.Timeout.D()}, scores: mergeScores(cfg.Scores)}, nil
+	return &Checker{
+		cfg: cfg, res: timeoutResolver{r: r, d: cfg.Timeout.D()}, scores: mergeScores(cfg.Scores),
+		sample: func() int { return rand.IntN(100) },
+	}, nil
 }
 
 func mergeScores(over map[string]float64) map[string]float64 {
@@ -146,6 +153,7 @@ var descriptions = map[string]string{
 	"DKIM_TEMPERROR":    "DKIM: key lookup failed temporarily",
 	"DKIM_PERMERROR":    "DKIM: malformed signature or key",
 	"DKIM_BODY_LENGTH":  "DKIM: signature covers only part of the body (l=), not verified",
+	"DKIM_TESTING":      "DKIM: signature does not verify, but the key is in testing mode (t=y)",
 	"DMARC_PASS":        "DMARC: aligned SPF or DKIM pass",
 	"DMARC_REJECT":      "DMARC: fails, domain policy reject",
 	"DMARC_QUARANTINE":  "DMARC: fails, domain policy quarantine",
@@ -187,6 +195,9 @@ func (c *Checker) symbols(r Results) []spam.Symbol {
 		opts := []string{"header.from=" + r.DMARC.From}
 		if r.DMARC.Policy != "" {
 			opts = append(opts, "p="+r.DMARC.Policy)
+		}
+		if r.DMARC.Disposition != "" {
+			opts = append(opts, "dis="+r.DMARC.Disposition)
 		}
 		out = append(out, c.sym(r.DMARC.Symbol, opts...))
 	}

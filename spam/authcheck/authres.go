@@ -9,12 +9,44 @@ import (
 	"github.com/dovetail-mail/dovetail/spam"
 )
 
+// dmarcComment is the policy comment of a failing DMARC result whose pct=
+// sampling applied a less strict policy than the one published, written as
+// OpenDMARC and Google do: "dmarc=fail (p=reject dis=quarantine)". When the
+// published policy applied, the result stays as it was (the symbol's
+// options still carry p= and dis=).
+func dmarcComment(opts []string) string {
+	var p, dis string
+	for _, o := range opts {
+		k, v, _ := strings.Cut(o, "=")
+		// Both come from a closed set (none, quarantine, reject): nothing
+		// the sender wrote reaches the header.
+		if !dmarcPolicyWord(v) {
+			continue
+		}
+		switch k {
+		case "p":
+			p = v
+		case "dis":
+			dis = v
+		}
+	}
+	if p == "" || dis == "" || p == dis {
+		return ""
+	}
+	return "(p=" + p + " dis=" + dis + ")"
+}
+
+func dmarcPolicyWord(v string) bool {
+	return v == "none" || v == "quarantine" || v == "reject"
+}
+
 // AuthResults renders the SPF/DKIM/DMARC symbols of a verdict as an
 // Authentication-Results value (RFC 8601) for authservID (the MTA's host
 // name). It returns "" when the verdict has no authentication symbols, so
 // the header is only added when checks ran.
 func AuthResults(authservID string, syms []spam.Symbol) string {
 	var results []authres.Result
+	var dmarcFail string // the failing DMARC result's comment
 	for _, s := range syms {
 		method, value, ok := strings.Cut(s.Name, "_")
 		if !ok {
@@ -41,6 +73,9 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 			case "BODY_LENGTH":
 				// RFC 8601 §2.7.1: signed, but the signature is not acceptable.
 				v = authres.ResultPolicy
+			case "TESTING":
+				// A failure the signer asked not to be held against it.
+				v = authres.ResultNeutral
 			}
 			ds := domains(s.Options)
 			if len(ds) == 0 {
@@ -54,6 +89,7 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 			case "PASS", "NONE", "TEMPERROR", "PERMERROR":
 			default: // REJECT, QUARANTINE, POLICY_NONE
 				v = authres.ResultFail
+				dmarcFail = dmarcComment(s.Options)
 			}
 			results = append(results, &authres.DMARCResult{Value: v, From: opt("header.from")})
 		}
@@ -75,7 +111,17 @@ func AuthResults(authservID string, syms []spam.Symbol) string {
 	sort.SliceStable(results, func(i, j int) bool { return rank(results[i]) < rank(results[j]) })
 	// go-msgauth leaves a space before ';' after a result without properties.
 	v := authres.Format(authservID, results)
-	return strings.TrimSpace(strings.ReplaceAll(v, " ;", ";"))
+	v = strings.TrimSpace(strings.ReplaceAll(v, " ;", ";"))
+	if dmarcFail != "" {
+		// go-msgauth writes no comments. DMARC sorts last and property
+		// values cannot hold ';' or spaces (pvalue), so the last
+		// "; dmarc=fail" is the result to annotate.
+		if i := strings.LastIndex(v, "; dmarc=fail"); i >= 0 {
+			i += len("; dmarc=fail")
+			v = v[:i] + " " + dmarcFail + v[i:]
+		}
+	}
+	return v
 }
 
 func domains(opts []string) []string {

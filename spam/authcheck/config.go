@@ -65,6 +65,7 @@ var DefaultScores = map[string]float64{
 	"DKIM_TEMPERROR":    0,
 	"DKIM_PERMERROR":    0.1,
 	"DKIM_BODY_LENGTH":  0,
+	"DKIM_TESTING":      0, // RFC 6376 §3.6.1: scored as unsigned mail
 	"DMARC_PASS":        -0.2,
 	"DMARC_REJECT":      3.5,
 	"DMARC_QUARANTINE":  2.0,

@@ -3,8 +3,10 @@ package authcheck
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -15,13 +17,33 @@ import (
 type DKIMResult struct {
 	Domain string
 	Err    error // nil: valid
+	// Testing: the key record has t=y (RFC 6376 §3.6.1), the signer is
+	// trying DKIM out.
+	Testing bool
 }
+
+// errKeySubdomain: the key record has t=s but the signature's i= names a
+// subdomain of d=. RFC 6376 §3.6.1 makes that a MUST NOT; like the other
+// key-record constraints of §6.1.2 (service, hash, key type) the signature
+// is then unusable, a permanent failure (OpenDKIM: "unauthorized subdomain").
+var errKeySubdomain = errors.New("dkim: key t=s forbids an i= subdomain of d=")
 
 // Symbol names the outcome.
 func (d DKIMResult) Symbol() string {
 	switch {
 	case d.Err == nil:
+		// A pass under a t=y key is still a pass: OpenDKIM reports it as
+		// plain dkim=pass and Mail::DKIM (SpamAssassin) as pass too; the RFC
+		// asks only that testing not make mail worse off than unsigned.
 		return "DKIM_VALID"
+	case d.Testing && !dkim.IsTempFail(d.Err):
+		// RFC 6376 §3.6.1: verifiers MUST NOT treat messages from signers
+		// in testing mode differently from unsigned email, so a broken
+		// signature under a t=y key is no failure (zdkimfilter and the
+		// Courier filters report it as dkim=neutral).
+		return "DKIM_TESTING"
+	case errors.Is(d.Err, errKeySubdomain):
+		return "DKIM_PERMERROR"
 	case dkim.IsTempFail(d.Err):
 		return "DKIM_TEMPERROR"
 	case dkim.IsPermFail(d.Err):
@@ -49,10 +71,21 @@ func (c *Checker) checkDKIM(ctx context.Context, msg *spam.Message) []DKIMResult
 		return []DKIMResult{{Err: err}}
 	}
 	defer rc.Close()
+	// go-msgauth parses the key record's t= flags but does not return them:
+	// keep the records it fetches (signatures verify concurrently) and read
+	// the flags here.
+	var mu sync.Mutex
+	keys := map[string][]string{}
 	opts := &dkim.VerifyOptions{
 		MaxVerifications: c.cfg.MaxSignatures,
 		LookupTXT: func(name string) ([]string, error) {
-			return c.res.LookupTXT(ctx, name)
+			txts, err := c.res.LookupTXT(ctx, name)
+			if err == nil {
+				mu.Lock()
+				keys[strings.ToLower(name)] = txts
+				mu.Unlock()
+			}
+			return txts, err
 		},
 	}
 	verifs, err := dkim.VerifyWithOptions(crlfReader(rc), opts)
@@ -60,11 +93,74 @@ func (c *Checker) checkDKIM(ctx context.Context, msg *spam.Message) []DKIMResult
 		// The message itself could not be read as a signed message.
 		return []DKIMResult{{Err: err}}
 	}
+	// Verifications come in the order of the DKIM-Signature fields.
+	sigs := msg.Header.RawValues("DKIM-Signature")
 	out := make([]DKIMResult, 0, len(verifs))
-	for _, v := range verifs {
-		out = append(out, DKIMResult{Domain: strings.ToLower(v.Domain), Err: v.Err})
+	for i, v := range verifs {
+		r := DKIMResult{Domain: strings.ToLower(v.Domain), Err: v.Err}
+		if i < len(sigs) {
+			r = applyKeyFlags(r, v, sigs[i], keys)
+		}
+		out = append(out, r)
 	}
 	return out
+}
+
+// applyKeyFlags applies the t= flags of the key the signature sig was
+// verified with (RFC 6376 §3.6.1). Unknown flags are ignored, as the RFC
+// asks.
+func applyKeyFlags(r DKIMResult, v *dkim.Verification, sig string, keys map[string][]string) DKIMResult {
+	tags := tagList(sig)
+	d := strings.ToLower(tags["d"])
+	if d == "" || d != r.Domain {
+		// Not the field go-msgauth verified (the header parsers disagree);
+		// leave the result as it is rather than apply another key's flags.
+		return r
+	}
+	txts := keys[strings.ToLower(tags["s"]+"._domainkey."+d)]
+	if len(txts) != 1 {
+		// No key, or several: go-msgauth failed the signature already.
+		return r
+	}
+	for _, f := range strings.Split(tagList(txts[0])["t"], ":") {
+		switch stripWSP(f) {
+		case "y":
+			r.Testing = true
+		case "s":
+			auid := strings.ToLower(v.Identifier)
+			if r.Err == nil && auid[strings.LastIndexByte(auid, '@')+1:] != d {
+				r.Err = fmt.Errorf("%w (i=%s, d=%s)", errKeySubdomain, v.Identifier, d)
+			}
+		}
+	}
+	return r
+}
+
+// tagList reads a DKIM tag=value list (RFC 6376 §3.2), white space removed
+// from the values. A malformed list yields what could be read: go-msgauth
+// has judged the same text already.
+func tagList(s string) map[string]string {
+	m := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := m[k]; !dup {
+			m[k] = stripWSP(v)
+		}
+	}
+	return m
+}
+
+func stripWSP(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // crlfReader makes bare-LF line ends CRLF, which DKIM canonicalization

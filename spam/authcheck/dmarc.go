@@ -16,9 +16,23 @@ import (
 type DMARCResult struct {
 	Symbol string // "" when not evaluated
 	From   string // RFC5322.From domain
-	Policy string // policy that applies (p= or sp=)
-	SPF    bool   // aligned SPF pass
-	DKIM   bool   // aligned DKIM pass
+	Policy string // policy that applies: p=, sp=, or np= (RFC 9091)
+	// Disposition is the policy applied to a failing message: Policy, or
+	// for the messages pct= leaves out the next less strict one (RFC 7489
+	// §6.6.4). OpenDMARC and Google report it as "dis=".
+	Disposition string
+	// NonExistent: the From domain does not exist (RFC 9091 §2.1), so np=
+	// applied. Looked up only when np= could change the verdict.
+	NonExistent bool
+	SPF         bool // aligned SPF pass
+	DKIM        bool // aligned DKIM pass
+}
+
+// policyRecord is a DMARC record with the tags go-msgauth does not read.
+type policyRecord struct {
+	*dmarc.Record
+	// NonexistentPolicy is np= (RFC 9091 §4.1), "" when absent.
+	NonexistentPolicy dmarc.Policy
 }
 
 // orgDomain is the organizational domain (public suffix + 1 label).
@@ -82,11 +96,23 @@ func (c *Checker) checkDMARC(ctx context.Context, msg *spam.Message, r *Results)
 		res.Symbol = "DMARC_TEMPERROR"
 		return res
 	}
-	// pct=0 asks receivers not to apply the policy (testing roll-out).
-	if rec.Percent != nil && *rec.Percent == 0 {
-		policy = dmarc.PolicyNone
+	// RFC 9091 §4.1: for a From domain that does not exist, under the
+	// organizational domain's record, np= applies instead of sp= or p=.
+	// The lookups are made only when np= would change the outcome.
+	if sub && rec.NonexistentPolicy != "" && rec.NonexistentPolicy != policy {
+		exists, err := c.domainExists(ctx, from)
+		if err != nil {
+			// Not knowing which policy applies must not pick the stricter.
+			res.Symbol = "DMARC_TEMPERROR"
+			return res
+		}
+		if !exists {
+			policy, res.NonExistent = rec.NonexistentPolicy, true
+			res.Policy = string(policy)
+		}
 	}
-	switch policy {
+	res.Disposition = string(c.disposition(policy, rec.Percent))
+	switch dmarc.Policy(res.Disposition) {
 	case dmarc.PolicyReject:
 		res.Symbol = "DMARC_REJECT"
 	case dmarc.PolicyQuarantine:
@@ -95,6 +121,51 @@ func (c *Checker) checkDMARC(ctx context.Context, msg *spam.Message, r *Results)
 		res.Symbol = "DMARC_POLICY_NONE"
 	}
 	return res
+}
+
+// disposition samples pct= (RFC 7489 §6.6.4): the policy applies to pct
+// percent of failing messages, the rest get the next less strict policy
+// (reject → quarantine, quarantine → none). No pct= (or one ignored as
+// invalid) is 100; pct=0 applies the less strict policy to all, which is
+// also what DMARCbis's t=y asks.
+func (c *Checker) disposition(p dmarc.Policy, pct *int) dmarc.Policy {
+	if pct == nil || *pct >= 100 || c.sample() < *pct {
+		return p
+	}
+	switch p {
+	case dmarc.PolicyReject:
+		return dmarc.PolicyQuarantine
+	case dmarc.PolicyQuarantine:
+		return dmarc.PolicyNone
+	}
+	return p
+}
+
+// domainExists reports whether domain exists for DMARC (RFC 9091 §2.1): a
+// non-existent domain has NXDOMAIN or NODATA for A, AAAA and MX alike. Any
+// answer settles that it exists; otherwise a lookup that failed for another
+// reason than "no such name/record" is errTemp.
+func (c *Checker) domainExists(ctx context.Context, domain string) (bool, error) {
+	var temp bool
+	ips, err := c.res.LookupIPAddr(ctx, domain)
+	switch {
+	case err == nil && len(ips) > 0:
+		return true, nil
+	case err != nil && !isNotFound(err):
+		temp = true
+	}
+	// A null MX (RFC 7505) is an answer: the domain exists.
+	mxs, err := c.res.LookupMX(ctx, domain)
+	switch {
+	case err == nil && len(mxs) > 0:
+		return true, nil
+	case err != nil && !isNotFound(err):
+		temp = true
+	}
+	if temp {
+		return false, errTemp
+	}
+	return false, nil
 }
 
 func hasTemp(ds []DKIMResult) bool {
@@ -110,7 +181,7 @@ var errTemp = errors.New("temporary DNS failure")
 
 // lookupDMARC finds the record for the From domain, else for its
 // organizational domain (RFC 7489 §6.6.3); sub reports the latter.
-func (c *Checker) lookupDMARC(ctx context.Context, from string) (rec *dmarc.Record, sub bool, err error) {
+func (c *Checker) lookupDMARC(ctx context.Context, from string) (rec *policyRecord, sub bool, err error) {
 	rec, err = c.lookupRecord(ctx, from)
 	if errors.Is(err, dmarc.ErrNoPolicy) {
 		if org := orgDomain(from); org != from {
@@ -131,7 +202,7 @@ var errMultipleRecords = errors.New("several DMARC records")
 // lookupRecord fetches the DMARC record of one domain (RFC 7489 §6.6.3 steps
 // 1-5): TXT records that are not DMARC are discarded, and several DMARC
 // records mean none (go-msgauth's lookup takes the first DNS returns).
-func (c *Checker) lookupRecord(ctx context.Context, domain string) (*dmarc.Record, error) {
+func (c *Checker) lookupRecord(ctx context.Context, domain string) (*policyRecord, error) {
 	txts, err := c.res.LookupTXT(ctx, "_dmarc."+domain)
 	switch {
 	case isNotFound(err):
@@ -167,9 +238,12 @@ func isDMARCRecord(txt string) bool {
 // §2.3: "p=Reject" is valid), and a tag other than p and sp with a bad value
 // is ignored, keeping its default, instead of voiding the domain's policy
 // (a typo in rf= or pct= must not let its From be spoofed unscored). A bad p
-// or sp still fails the record.
-func parseRecord(txt string) (*dmarc.Record, error) {
+// or sp still fails the record. np= (RFC 9091), which go-msgauth does not
+// know, is read here; a bad one is ignored like the other optional tags, so
+// sp= or p= applies.
+func parseRecord(txt string) (*policyRecord, error) {
 	tags := []string{"v=DMARC1"}
+	var np dmarc.Policy
 	for _, part := range strings.Split(txt, ";")[1:] {
 		k, v, ok := strings.Cut(part, "=")
 		if !ok {
@@ -177,8 +251,15 @@ func parseRecord(txt string) (*dmarc.Record, error) {
 		}
 		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
 		switch k {
-		case "p", "sp", "adkim", "aspf", "fo", "rf":
+		case "p", "sp", "np", "adkim", "aspf", "fo", "rf":
 			v = strings.ToLower(v)
+		}
+		if k == "np" {
+			switch p := dmarc.Policy(v); p {
+			case dmarc.PolicyNone, dmarc.PolicyQuarantine, dmarc.PolicyReject:
+				np = p
+			}
+			continue
 		}
 		tag := k + "=" + v
 		if k != "p" && k != "sp" {
@@ -188,5 +269,9 @@ func parseRecord(txt string) (*dmarc.Record, error) {
 		}
 		tags = append(tags, tag)
 	}
-	return dmarc.Parse(strings.Join(tags, "; "))
+	rec, err := dmarc.Parse(strings.Join(tags, "; "))
+	if err != nil {
+		return nil, err
+	}
+	return &policyRecord{Record: rec, NonexistentPolicy: np}, nil
 }
