@@ -62,6 +62,10 @@ type Config struct {
 	URIs []string `yaml:"uris"`
 	// StartTLS upgrades ldap:// connections.
 	StartTLS bool `yaml:"starttls"`
+	// TLS sets the CA, client certificate and server name of ldaps:// and
+	// StartTLS connections; it has no Validate of its own because whether it
+	// applies depends on URIs and StartTLS, checked here.
+	TLS TLSConfig `yaml:"tls"`
 	// BindDN / BindPassword is the service account used for searches.
 	BindDN       string `yaml:"bind_dn"`
 	BindPassword Secret `yaml:"bind_password"`
@@ -133,6 +137,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Errorf(fmt.Sprintf("uris[%d]", i), err.Error(), "ldap://host:389, ldaps://host:636 or ldapi://%2Frun%2Fslapd%2Fldapi"))
 		}
 	}
+	errs = append(errs, c.validateTLS()...)
 	if c.BaseDN == "" {
 		errs = append(errs, config.Errorf("base_dn", "is required", "e.g. ou=people,dc=example,dc=com"))
 	} else if _, err := goldap.ParseDN(c.BaseDN); err != nil {
@@ -182,6 +187,36 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Errorf("timeout", "dial_timeout and timeout must be positive", "e.g. 3s"))
 	}
 	return config.Join(errs...)
+}
+
+// validateTLS checks that the tls settings load and that every URI uses TLS
+// when they are given: on a plain ldap:// URI they would do nothing, silently,
+// and an admin who configured a CA expects the binds to be encrypted.
+func (c *Config) validateTLS() []error {
+	if !c.TLS.set() {
+		return nil
+	}
+	var errs []error
+	tlsURIs := 0
+	for i, u := range c.URIs {
+		scheme, _, err := splitURI(u)
+		switch {
+		case err != nil: // reported with the URIs
+		case scheme == "ldaps" || scheme == "ldap" && c.StartTLS:
+			tlsURIs++
+		case scheme == "ldap":
+			errs = append(errs, config.Errorf(fmt.Sprintf("uris[%d]", i),
+				fmt.Sprintf("%s is plain LDAP: the tls settings do not apply to it and binds would go unencrypted", u),
+				"use ldaps://, or set starttls: true"))
+		}
+	}
+	if tlsURIs == 0 && len(errs) == 0 && len(c.URIs) > 0 {
+		errs = append(errs, config.Errorf("tls", "is set but no URI uses TLS (ldapi:// is a local socket)", "use ldaps:// or ldap:// with starttls: true, or remove the tls settings"))
+	}
+	if _, err := c.TLS.clientConfig(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 var scopes = map[string]int{"sub": goldap.ScopeWholeSubtree, "one": goldap.ScopeSingleLevel, "base": goldap.ScopeBaseObject}

@@ -33,7 +33,16 @@ type lconn struct {
 	msgID  int64
 	broken bool
 	uri    int // index of the pool URI it is connected to
+	// noCert: in the TLS handshake the server asked for a client certificate,
+	// there was none to send, and nothing has been read since. A server that
+	// demands one may then just hang up after the handshake (slapd with
+	// GnuTLS does), which alone would read as a plain EOF.
+	noCert bool
 }
+
+// errNoClientCert marks a failure that followed a request for a client
+// certificate dovetail did not have (see certProblem).
+var errNoClientCert = errors.New("the server asked for a TLS client certificate and none is configured")
 
 // maxResponse bounds one LDAP message we accept (an entry with a few
 // attributes is far smaller).
@@ -72,9 +81,11 @@ func splitURI(uri string) (scheme, host string, err error) {
 }
 
 // dialURI connects to ldap://host[:port], ldaps://host[:port] or
-// ldapi://<url-encoded socket path>; scheme and host come from splitURI.
-func dialURI(ctx context.Context, scheme, host string, timeout time.Duration) (*lconn, error) {
+// ldapi://<url-encoded socket path>; scheme and host come from splitURI, and
+// base is the TLS configuration of ldaps:// (see tlsFor).
+func dialURI(ctx context.Context, scheme, host string, base *tls.Config, timeout time.Duration) (*lconn, error) {
 	var err error
+	var noCert bool
 	d := &net.Dialer{Timeout: timeout}
 	var nc net.Conn
 	switch scheme {
@@ -82,15 +93,44 @@ func dialURI(ctx context.Context, scheme, host string, timeout time.Duration) (*
 		nc, err = d.DialContext(ctx, "tcp", hostPort(host, "389"))
 	case "ldaps":
 		name, _, _ := net.SplitHostPort(hostPort(host, "636"))
-		td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12}}
+		td := &tls.Dialer{NetDialer: d, Config: tlsFor(base, name, &noCert)}
 		nc, err = td.DialContext(ctx, "tcp", hostPort(host, "636"))
 	case "ldapi":
 		nc, err = d.DialContext(ctx, "unix", host)
 	}
 	if err != nil {
-		return nil, netErr(err)
+		return nil, netErr(noCertErr(noCert, err))
 	}
-	return &lconn{nc: nc, r: bufio.NewReaderSize(nc, 8192)}, nil
+	return &lconn{nc: nc, r: bufio.NewReaderSize(nc, 8192), noCert: noCert}, nil
+}
+
+// tlsFor returns base (nil: the defaults) for a connection to host: the
+// certificate is checked against host unless tls.server_name overrides it.
+// Without a client certificate, *noCert records whether the server asked for one.
+func tlsFor(base *tls.Config, host string, noCert *bool) *tls.Config {
+	if base == nil {
+		base = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	c := base.Clone()
+	if c.ServerName == "" {
+		c.ServerName = host
+	}
+	if len(c.Certificates) == 0 {
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			*noCert = true
+			return &tls.Certificate{}, nil // none: the server decides whether that is enough
+		}
+	}
+	return c
+}
+
+// noCertErr marks err with errNoClientCert when the server had asked for a
+// client certificate.
+func noCertErr(noCert bool, err error) error {
+	if noCert {
+		return fmt.Errorf("%w: %w", errNoClientCert, err)
+	}
+	return err
 }
 
 func hostPort(h, port string) string {
@@ -140,7 +180,7 @@ func (c *lconn) roundTrip(ctx context.Context, op *ber.Packet, timeout time.Dura
 	}()
 	if _, err := c.nc.Write(env.Bytes()); err != nil {
 		c.close()
-		return netErr(err)
+		return netErr(noCertErr(c.noCert, err))
 	}
 	for {
 		p, err := ber.ReadPacket(io.LimitReader(c.r, maxResponse))
@@ -149,8 +189,9 @@ func (c *lconn) roundTrip(ctx context.Context, op *ber.Packet, timeout time.Dura
 			if isTimeout(err) && ctx.Err() == nil {
 				return netErr(fmt.Errorf("ldap: request timed out after %s: %w", timeout, err))
 			}
-			return netErr(err)
+			return netErr(noCertErr(c.noCert, err))
 		}
+		c.noCert = false
 		if len(p.Children) < 2 {
 			c.close()
 			return netErr(errors.New("ldap: malformed response"))
@@ -207,8 +248,8 @@ func (c *lconn) bind(ctx context.Context, dn, pw string, timeout time.Duration) 
 	})
 }
 
-// startTLS upgrades the connection (RFC 4511 §4.14).
-func (c *lconn) startTLS(ctx context.Context, host string, timeout time.Duration) error {
+// startTLS upgrades the connection (RFC 4511 §4.14); base as for dialURI.
+func (c *lconn) startTLS(ctx context.Context, host string, base *tls.Config, timeout time.Duration) error {
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 23, nil, "Start TLS")
 	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, "1.3.6.1.4.1.1466.20037", "TLS Extended Command"))
 	err := c.roundTrip(ctx, op, timeout, func(r *ber.Packet) (bool, error) {
@@ -221,13 +262,15 @@ func (c *lconn) startTLS(ctx context.Context, host string, timeout time.Duration
 	if err != nil {
 		return err
 	}
-	tc := tls.Client(c.nc, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
+	var noCert bool
+	tc := tls.Client(c.nc, tlsFor(base, host, &noCert))
 	tc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.close()
-		return netErr(err)
+		return netErr(noCertErr(noCert, err))
 	}
 	c.nc, c.r = tc, bufio.NewReaderSize(tc, 8192)
+	c.noCert = noCert
 	return nil
 }
 

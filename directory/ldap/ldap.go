@@ -3,13 +3,16 @@
 // small pool for auth binds, several URIs with failover, filter templates whose
 // values are always escaped, and two auth modes (see ModeBind, ModePassword).
 //
-// Errors: a network problem or timeout wraps directory.ErrUnavailable; no entry
+// Errors: a network problem or timeout wraps directory.ErrUnavailable, and so
+// does a TLS certificate that fails verification (the dependency is unusable,
+// as if down; the log says it was the certificate); no entry
 // is directory.ErrNotFound; a status outside ValidStatus is directory.ErrDisabled
 // for Authenticate and Enabled=false for lookups.
 package ldap
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,10 +98,17 @@ func newDirectory(cfg Config, log *slog.Logger) (*Directory, error) {
 		}
 		return c.bind(ctx, cfg.BindDN, string(cfg.BindPassword), timeout)
 	}
+	var tlsCfg *tls.Config
+	if cfg.TLS.set() {
+		var err error
+		if tlsCfg, err = cfg.TLS.clientConfig(); err != nil {
+			return nil, config.Prefix("directory.ldap", err)
+		}
+	}
 	cur := new(atomic.Int32)
-	d.search = newPool("search", cfg.PoolSize, &d.cfg, cur, serviceBind, d.dialFailed)
+	d.search = newPool("search", cfg.PoolSize, &d.cfg, tlsCfg, cur, serviceBind, d.dialFailed)
 	if cfg.AuthMode == ModeBind {
-		d.auth = newPool("auth-bind", cfg.AuthPoolSize, &d.cfg, cur, nil, d.dialFailed)
+		d.auth = newPool("auth-bind", cfg.AuthPoolSize, &d.cfg, tlsCfg, cur, nil, d.dialFailed)
 	}
 	return d, nil
 }
@@ -113,9 +123,14 @@ func (d *Directory) dialFailed(uri string, err error) {
 		d.lastLog[uri] = now
 	}
 	d.logMu.Unlock()
-	if due {
-		d.log.Warn("LDAP connection failed", "uri", uri, "err", err)
+	if !due {
+		return
 	}
+	if why := certProblem(err); why != "" {
+		d.log.Warn(why, "uri", uri, "err", err)
+		return
+	}
+	d.log.Warn("LDAP connection failed", "uri", uri, "err", err)
 }
 
 // Close closes idle connections; in-flight requests finish on theirs.

@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,15 +28,16 @@ type pool struct {
 	cur     *atomic.Int32
 	bind    func(ctx context.Context, c *lconn, timeout time.Duration) error
 	cfg     *Config
+	tls     *tls.Config // for ldaps:// and StartTLS; nil: Go's defaults
 	sem     chan struct{}
 	idle    chan *lconn
 	closed  atomic.Bool
 	dialErr func(uri string, err error) // logs dial failures
 }
 
-func newPool(name string, size int, cfg *Config, cur *atomic.Int32, bind func(context.Context, *lconn, time.Duration) error, dialErr func(string, error)) *pool {
+func newPool(name string, size int, cfg *Config, tlsCfg *tls.Config, cur *atomic.Int32, bind func(context.Context, *lconn, time.Duration) error, dialErr func(string, error)) *pool {
 	return &pool{
-		name: name, uris: cfg.URIs, cur: cur, bind: bind, cfg: cfg, dialErr: dialErr,
+		name: name, uris: cfg.URIs, cur: cur, bind: bind, cfg: cfg, tls: tlsCfg, dialErr: dialErr,
 		sem:  make(chan struct{}, size),
 		idle: make(chan *lconn, size),
 	}
@@ -129,12 +131,12 @@ func (p *pool) dial(ctx context.Context) (*lconn, error) {
 		if err != nil {
 			err = netErr(err)
 		} else {
-			c, err = dialURI(ctx, scheme, h, dialTimeout)
+			c, err = dialURI(ctx, scheme, h, p.tls, dialTimeout)
 		}
 		if err == nil {
 			if p.cfg.StartTLS && scheme == "ldap" {
 				host, _, _ := net.SplitHostPort(hostPort(h, "389"))
-				err = c.startTLS(ctx, host, reqTimeout)
+				err = c.startTLS(ctx, host, p.tls, reqTimeout)
 			}
 			if err == nil && p.bind != nil {
 				err = p.bind(ctx, c, reqTimeout)
@@ -171,6 +173,12 @@ func (p *pool) skip(idx int) {
 func (p *pool) failed(ctx context.Context, c *lconn, err error) {
 	if isNetErr(err) && !errors.Is(ctx.Err(), context.Canceled) {
 		p.skip(c.uri)
+	}
+	// In TLS 1.3 the server judges the client certificate after the client
+	// has finished its handshake: its refusal arrives with the first answer,
+	// which for the auth-bind pool is a request, not part of the dial.
+	if certProblem(err) != "" {
+		p.dialErr(p.uris[c.uri], err)
 	}
 }
 
