@@ -257,9 +257,9 @@ func (s *Server) serveConn(c *conn) {
 		tx.now = s.checkTime(start)
 		var d decision
 		if err == nil {
-			ctx, cancel := context.WithTimeout(s.baseCtx, e.cfg.RequestTimeout.D())
+			ctx := newRequestContext(s.baseCtx, start.Add(e.cfg.RequestTimeout.D()))
 			d = e.decide(ctx, tx)
-			cancel()
+			ctx.release()
 		} else if pe := (*ProtocolError)(nil); errors.As(err, &pe) && !pe.Fatal {
 			s.m.protoErrors.WithLabelValues("answered").Inc()
 			d = decision{action: Action{Verb: VerbDeferIfPermit, Text: "4.5.2 Malformed policy request"}, check: "protocol", reason: pe.Error()}
