@@ -337,7 +337,8 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 				_, err := dv.Store.Get(ctx, "sieve-dup:"+r.user.Login+":"+shortHash(id))
 				return err == nil
 			},
-			Now: dv.now(),
+			AsUser: r.mb.AsUser,
+			Now:    dv.now(),
 		})
 		var te *TempError
 		switch {

@@ -23,7 +23,12 @@ type FilterInput struct {
 	Mailboxes func(name string) bool
 	// Seen reports whether a duplicate id was recorded for this user.
 	Seen func(ctx context.Context, id string) bool
-	Now  time.Time
+	// AsUser runs fn with the user's filesystem credentials (those the
+	// delivery uses), for reading what the user controls — their Sieve
+	// scripts — as the user could; nil: with the process's own. An error of
+	// its own means fn did not run.
+	AsUser func(fn func() error) error
+	Now    time.Time
 }
 
 // Action kinds a Verdict may carry.

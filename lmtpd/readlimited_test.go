@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -261,4 +262,59 @@ func (c capture) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	c <- b
 	return err
+}
+
+// allocated returns the bytes fn allocated (runtime.MemStats.TotalAlloc).
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestReadLimitedTrustsSIZEAsItComes: SIZE= is believed only as far as the
+// client backs it up. One that announces max_message_size and sends 20 KiB
+// costs about what it sent, not the announced size; an honest 10 MB message
+// still gets its buffer once, not grown by copying (about 1+1/hintTrust times
+// the message in all).
+func TestReadLimitedTrustsSIZEAsItComes(t *testing.T) {
+	const maxSize = 64 << 20
+	small := bytes.Repeat([]byte("lie\r\n"), 4<<10) // 20 KiB
+	if n := allocated(func() {
+		if _, err := readLimited(bytes.NewReader(small), maxSize, maxSize); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 1<<20 {
+		t.Errorf("SIZE=%d with %d bytes sent allocated %d bytes", maxSize, len(small), n)
+	}
+	msg := largeMessage(10<<20, "0")
+	var got []byte
+	n := allocated(func() {
+		var err error
+		if got, err = readLimited(bytes.NewReader(msg), maxSize, int64(len(msg))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !bytes.Equal(got, maildir.Normalize(msg)) {
+		t.Fatal("the message read is not the message sent")
+	}
+	// The same bytes as before through the doubling chunks, whether SIZE=
+	// was right, too small or too large, however the reads fall.
+	rng := rand.New(rand.NewSource(11))
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = "ab\r\n"[rng.Intn(4)]
+	}
+	for _, hint := range []int64{int64(len(data)), int64(len(data)) / 3, 3 * int64(len(data))} {
+		for seed := int64(0); seed < 2; seed++ {
+			checkReadLimited(t, data, maxSize, hint, seed, false, seed == 1)
+		}
+	}
+	x := float64(n) / float64(len(msg))
+	t.Logf("an honest SIZE= for %d bytes: %.3f times the message allocated", len(msg), x)
+	if x > 1.3 {
+		t.Errorf("an honest SIZE= for %d bytes allocated %.2f times the message", len(msg), x)
+	}
 }

@@ -425,21 +425,31 @@ func (s *Server) refused(msg, session, from, rcpt string, err error, rep *smtp.S
 // copy the whole message a second time.
 //
 // The buffer is sized from sizeHint (MAIL FROM's SIZE=, which Postfix takes
-// from its queue file: 1–3% more than the message with LF line ends) once the
-// message has shown to be larger than a first small chunk, so a client that
-// announces more than it sends costs memory only when it does send. Without a
-// (right) hint, the rest is read in chunks that grow with the message and are
-// joined once at the end: growing one slice instead (append) allocates about
-// five times the message.
+// from its queue file: 1–3% more than the message with LF line ends), but only
+// as far as the client backs it up: SIZE= is the client's word, and believing
+// it at once would let one that announces max_message_size and sends a few
+// kilobytes hold that much memory per transaction. So the message is read in
+// chunks that double what came so far until 1/hintTrust of the announced size
+// is in; then one buffer for the whole of it is made and the little read so
+// far copied in. An honest message costs about 1+1/hintTrust times its size
+// and one copy of its first part; a client that lies gets at most hintTrust
+// times what it actually sent. Without a (right) hint, the rest is read in
+// chunks that grow with the message and are joined once at the end: growing
+// one slice instead (append) allocates about five times the message.
 func readLimited(r io.Reader, limit, sizeHint int64) ([]byte, error) {
 	const firstChunk = 16 << 10
-	want := firstChunk
+	want := 0 // the announced size (with a margin) not yet allocated; 0: none
 	if sizeHint > 0 {
 		// A margin for a client that counts a little less than it sends; more
 		// than limit+1 bytes are never kept.
 		want = int(min(sizeHint+sizeHint>>6+1<<10, limit+1))
 	}
-	buf := make([]byte, 0, min(want, firstChunk))
+	// need is how much must have come before want is believed.
+	need := (want + hintTrust - 1) / hintTrust
+	buf := make([]byte, 0, firstChunk)
+	if want > 0 {
+		buf = make([]byte, 0, min(want, firstChunk))
+	}
 	var full [][]byte // chunks filled before buf
 	var raw, kept int64
 	cr := false // the last byte read was a CR, stored as LF: an LF next is its CRLF's
@@ -448,12 +458,19 @@ func readLimited(r io.Reader, limit, sizeHint int64) ([]byte, error) {
 			return nil, smtp.ErrDataTooLarge
 		}
 		if len(buf) == cap(buf) {
-			if len(full) == 0 && cap(buf) < want {
-				// Larger than the first chunk: make room for the whole message.
-				buf = append(make([]byte, 0, want), buf...)
-			} else {
+			switch k := int(kept); {
+			case k < want && k >= need:
+				// Enough came to believe SIZE=: room for the whole message.
+				buf = joinChunks(full, buf, want)
+				full, want = nil, 0
+			case k < want:
+				// Not yet: double what came, up to need.
 				full = append(full, buf)
-				buf = make([]byte, 0, max(firstChunk, kept/4))
+				buf = make([]byte, 0, max(firstChunk, min(k, need-k)))
+			default:
+				// No hint, or one that proved too small.
+				full = append(full, buf)
+				buf = make([]byte, 0, max(firstChunk, k/4))
 			}
 		}
 		start := len(buf)
@@ -472,13 +489,27 @@ func readLimited(r io.Reader, limit, sizeHint int64) ([]byte, error) {
 		return buf, nil
 	}
 	if len(buf) == 0 && len(full) == 1 {
-		return full[0], nil // the hint was exact: the last read only found the end
+		return full[0], nil // the last read only found the end
 	}
-	out := make([]byte, 0, kept)
-	for _, c := range full {
+	return joinChunks(full, buf, int(kept)), nil
+}
+
+// hintTrust bounds how far readLimited believes SIZE=: the whole announced
+// size is allocated once 1/hintTrust of it has come.
+const hintTrust = 8
+
+// joinChunks returns the chunks and then last in one new buffer of capacity
+// size (at least their length).
+func joinChunks(chunks [][]byte, last []byte, size int) []byte {
+	n := len(last)
+	for _, c := range chunks {
+		n += len(c)
+	}
+	out := make([]byte, 0, max(size, n))
+	for _, c := range chunks {
 		out = append(out, c...)
 	}
-	return append(out, buf...), nil
+	return append(out, last...)
 }
 
 // normalizeLF turns the line ends in b[from:] into LF in place (CRLF and a lone

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
 	"github.com/dovetail-mail/dovetail/sieve"
 )
 
@@ -35,9 +36,40 @@ type SieveFilter struct {
 
 type cached struct {
 	stamp  fileStamp
-	deps   []fileStamp // scripts pulled in by include (and ones it looked for)
+	deps   []dep // scripts pulled in by include (and ones it looked for)
 	script *sieve.Script
 	err    error
+}
+
+// dep is a file a compile consulted, with whose credentials it was looked at:
+// a :personal include is the user's file, a :global one the admin's.
+type dep struct {
+	fileStamp
+	global bool
+}
+
+// asFunc runs fn with the filesystem credentials a script's files are read
+// with (FilterInput.AsUser for the user's scripts); nil runs it with the
+// daemon's own (the global scripts, which are the admin's). An error of its
+// own means fn did not run.
+type asFunc func(fn func() error) error
+
+func (as asFunc) do(fn func() error) error {
+	if as == nil {
+		return fn()
+	}
+	return as(fn)
+}
+
+// statAs is os.Stat with as's credentials; an error that is not the stat's
+// (the switch failed) is a temporary one.
+func statAs(as asFunc, path string) (os.FileInfo, error) {
+	var st os.FileInfo
+	var err error
+	if serr := as.do(func() error { st, err = os.Stat(path); return nil }); serr != nil {
+		return nil, &TempError{Err: fmt.Errorf("sieve script %s: %w", path, serr)}
+	}
+	return st, err
 }
 
 // fileStamp identifies one version of a file: a ManageSieve SETACTIVE (the link
@@ -69,17 +101,35 @@ func stamp(path string) fileStamp {
 	return stampOf(path, st)
 }
 
-// fresh reports whether the cached compile still matches the files on disk.
-func (c *cached) fresh(st fileStamp) bool {
+// fresh reports whether the cached compile still matches the files on disk,
+// looking at the personal ones with as's credentials (all in one switch).
+func (c *cached) fresh(st fileStamp, as asFunc) bool {
 	if c.stamp != st {
 		return false
 	}
-	for _, d := range c.deps {
-		if stamp(d.path) != d {
-			return false
+	same := func(global bool) bool {
+		for _, d := range c.deps {
+			if d.global == global && stamp(d.path) != d.fileStamp {
+				return false
+			}
 		}
+		return true
 	}
-	return true
+	if !same(true) {
+		return false
+	}
+	personal := false
+	for _, d := range c.deps {
+		personal = personal || !d.global
+	}
+	if !personal {
+		return true
+	}
+	ok := false
+	if err := as.do(func() error { ok = same(false); return nil }); err != nil {
+		return false // could not look: compile again, which reports the failure
+	}
+	return ok
 }
 
 // maxCached bounds the compile cache (one entry per user script plus globals).
@@ -117,9 +167,17 @@ func NewSieveFilter(cfg SieveConfig, delimiter string, settings map[string]strin
 	return &SieveFilter{cfg: cfg, settings: s, log: log, open: os.Open, cache: map[string]*cached{}}
 }
 
-// load returns the compiled script at path, nil if it does not exist.
-func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, error) {
-	st, err := os.Stat(path) // follows the active-script symlink
+// load returns the compiled script at path, nil if it does not exist. The
+// script and its :personal includes are looked at and read with as's
+// credentials (the user's, for the user's script: a symlink to a file the user
+// cannot read fails as it would for the user, and root never reads it), its
+// :global includes with the daemon's.
+func (f *SieveFilter) load(path string, personalDir string, as asFunc) (*sieve.Script, error) {
+	st, err := statAs(as, path) // follows the active-script symlink
+	var te *TempError
+	if errors.As(err, &te) {
+		return nil, err
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -131,7 +189,7 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 	f.mu.Lock()
 	c := f.cache[key]
 	f.mu.Unlock()
-	if c != nil && c.fresh(cur) {
+	if c != nil && c.fresh(cur, as) {
 		return c.script, c.err
 	}
 	c = &cached{stamp: cur}
@@ -141,10 +199,10 @@ func (f *SieveFilter) load(path string, personalDir string) (*sieve.Script, erro
 	}
 	if st.Size() > max {
 		c.err = fmt.Errorf("sieve script %s: %d bytes exceeds the limit of %d", path, st.Size(), max)
-	} else if src, err := readFileLimited(f.open, path, max); err != nil {
+	} else if src, err := readFileAs(as, f.open, path, max); err != nil {
 		return nil, scriptErr(fmt.Errorf("sieve script %s: %w", path, err))
 	} else {
-		inc := &includeLoader{personal: personalDir, global: f.globalDir(), max: max, open: f.open}
+		inc := &includeLoader{personal: personalDir, global: f.globalDir(), max: max, open: f.open, as: as}
 		c.script, c.err = sieve.Compile(filepath.Base(path), src, &sieve.Options{Includes: inc})
 		c.deps = inc.deps
 		if inc.tempErr != nil {
@@ -177,6 +235,9 @@ func scriptErr(err error) error {
 }
 
 func transientFSError(err error) bool {
+	if errors.Is(err, maildir.ErrCredentials) {
+		return true // the user's credentials could not be taken on: nothing was read
+	}
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
 		return false // "larger than the limit", a compile error …
@@ -188,6 +249,17 @@ func transientFSError(err error) bool {
 		}
 	}
 	return true
+}
+
+// readFileAs is readFileLimited with as's credentials: the open is checked
+// against them (reading the descriptor needs no more).
+func readFileAs(as asFunc, open func(string) (*os.File, error), path string, max int64) ([]byte, error) {
+	var b []byte
+	var err error
+	if serr := as.do(func() error { b, err = readFileLimited(open, path, max); return nil }); serr != nil {
+		return nil, serr
+	}
+	return b, err
 }
 
 func readFileLimited(open func(string) (*os.File, error), path string, max int64) ([]byte, error) {
@@ -219,7 +291,8 @@ type includeLoader struct {
 	personal, global string
 	max              int64
 	open             func(string) (*os.File, error)
-	deps             []fileStamp
+	as               asFunc // for the personal scripts; the global ones are the daemon's
+	deps             []dep
 	tempErr          error // an include that could not be read for now
 }
 
@@ -232,8 +305,20 @@ func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]by
 		return nil, sieve.ErrScriptNotFound
 	}
 	p := filepath.Join(dir, name+".sieve")
-	l.deps = append(l.deps, stamp(p)) // before reading: a later change shows
-	b, err := readFileLimited(l.open, p, l.max)
+	global := loc == sieve.Global
+	as := l.as
+	if global {
+		as = nil
+	}
+	var b []byte
+	var err error
+	if serr := as.do(func() error {
+		l.deps = append(l.deps, dep{stamp(p), global}) // before reading: a later change shows
+		b, err = readFileLimited(l.open, p, l.max)
+		return nil
+	}); serr != nil {
+		b, err = nil, serr
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, sieve.ErrScriptNotFound
 	}
@@ -255,7 +340,7 @@ func (f *SieveFilter) Filter(ctx context.Context, in *FilterInput) (*Verdict, er
 func (f *SieveFilter) filterWithHeaders(ctx context.Context, in *FilterInput) (*Verdict, []*headerEdit, error) {
 	var before, after []*sieve.Script
 	for _, p := range f.cfg.Before {
-		s, err := f.load(p, "")
+		s, err := f.load(p, "", nil)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -265,14 +350,14 @@ func (f *SieveFilter) filterWithHeaders(ctx context.Context, in *FilterInput) (*
 	}
 	var user *sieve.Script
 	if f.cfg.UserScript != "" && in.Home != "" {
-		s, err := f.load(expandHome(f.cfg.UserScript, in.Home), expandHome(f.cfg.UserDir, in.Home))
+		s, err := f.load(expandHome(f.cfg.UserScript, in.Home), expandHome(f.cfg.UserDir, in.Home), in.AsUser)
 		if err != nil {
 			return nil, nil, err
 		}
 		user = s
 	}
 	for _, p := range f.cfg.After {
-		s, err := f.load(p, "")
+		s, err := f.load(p, "", nil)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -3,6 +3,7 @@ package lmtpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dovetail-mail/dovetail/directory"
 	"github.com/dovetail-mail/dovetail/internal/testenv"
+	"github.com/dovetail-mail/dovetail/lmtpd/maildir"
 )
 
 func TestSieveFilterCacheAndErrors(t *testing.T) {
@@ -262,5 +264,71 @@ func TestSieveScriptReadErrorIsTemporary(t *testing.T) {
 				t.Errorf("%s: once %s reads again: got (%q, %v), want fileinto Lists", script, filepath.Base(p), box, err)
 			}
 		}
+	}
+}
+
+// TestSieveUserScriptsThroughAsUser: the user's script and its :personal
+// includes are looked at and opened inside FilterInput.AsUser (the user's
+// credentials), on every delivery — the cache's freshness check too — while
+// the global scripts and :global includes are read outside it (the daemon's).
+// When AsUser cannot switch, the recipient is tempfailed: nothing is known
+// about the user's script.
+func TestSieveUserScriptsThroughAsUser(t *testing.T) {
+	home, globals := t.TempDir(), t.TempDir()
+	before := filepath.Join(globals, "before.sieve")
+	os.WriteFile(before, []byte(`require "editheader"; addheader "X-Before" "1";`), 0o644)
+	os.WriteFile(filepath.Join(globals, "common.sieve"), []byte(`require "editheader"; addheader "X-Common" "1";`), 0o644)
+	os.MkdirAll(filepath.Join(home, "sieve"), 0o755)
+	os.WriteFile(filepath.Join(home, "sieve", "rules.sieve"), []byte(`require "fileinto"; fileinto "Lists";`), 0o644)
+	os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(`require "include"; include :global "common"; include :personal "rules";`), 0o644)
+	cfg := DefaultConfig().Sieve
+	cfg.Before = []string{before}
+	f := NewSieveFilter(cfg, "+", nil, nil)
+
+	var inUser bool
+	opened := map[string]bool{} // path: opened as the user
+	f.open = func(p string) (*os.File, error) {
+		opened[filepath.Base(p)] = inUser
+		return os.Open(p)
+	}
+	calls := 0
+	var switchErr error
+	asUser := func(fn func() error) error {
+		calls++
+		if switchErr != nil {
+			return switchErr
+		}
+		inUser = true
+		defer func() { inUser = false }()
+		return fn()
+	}
+	run := func() (*Verdict, error) {
+		return f.Filter(context.Background(), &FilterInput{User: &directory.User{Login: "alice", Home: home}, Home: home,
+			Message: []byte("Subject: x\n\nx\n"), AsUser: asUser, Now: time.Now()})
+	}
+	v, err := run()
+	if err != nil || len(v.Actions) != 1 || v.Actions[0].Mailbox != "Lists" {
+		t.Fatalf("first run: %+v %v", v, err)
+	}
+	want := map[string]bool{"before.sieve": false, "common.sieve": false, ".dovecot.sieve": true, "rules.sieve": true}
+	if len(opened) != len(want) {
+		t.Errorf("opened %v, want %v", opened, want)
+	}
+	for name, user := range want {
+		if got, ok := opened[name]; !ok || got != user {
+			t.Errorf("%s opened as the user: %v (opened: %v), want %v", name, got, ok, user)
+		}
+	}
+	calls = 0
+	if v, err := run(); err != nil || len(v.Actions) != 1 || v.Actions[0].Mailbox != "Lists" {
+		t.Fatalf("cached run: %+v %v", v, err)
+	}
+	if calls == 0 {
+		t.Error("the cached user script was checked for changes as the daemon")
+	}
+	switchErr = fmt.Errorf("%w: setgroups: operation not permitted", maildir.ErrCredentials)
+	var te *TempError
+	if _, err := run(); !errors.As(err, &te) {
+		t.Errorf("AsUser cannot switch: %v, want a TempError", err)
 	}
 }

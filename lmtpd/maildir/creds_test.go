@@ -308,3 +308,35 @@ func threadFsuid() (string, error) {
 	}
 	return "", errors.New("no Uid: line in /proc/thread-self/status")
 }
+
+// TestMailboxAsUser: AsUser runs its function with the user's credentials when
+// deliveries would (a root-only file cannot be opened), with the process's own
+// when they would not, and a switch that fails is reported as ErrCredentials
+// without running the function.
+func TestMailboxAsUser(t *testing.T) {
+	testenv.Need(t) // root: only root switches to the user's credentials
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := func() error {
+		_, err := os.ReadFile(secret)
+		return err
+	}
+	mb := Mailbox{Root: "/nonexistent/Maildir", UID: nobody, GID: nobody, Chown: true}
+	if err := mb.AsUser(read); !errors.Is(err, os.ErrPermission) || errors.Is(err, ErrCredentials) {
+		t.Errorf("as the user: %v, want the open's permission error", err)
+	}
+	if fsuid, err := threadFsuid(); err != nil || fsuid != "0" {
+		t.Errorf("fsuid %s after AsUser (%v)", fsuid, err)
+	}
+	mb.Chown = false
+	if err := mb.AsUser(read); err != nil {
+		t.Errorf("without Chown (the process's credentials): %v", err)
+	}
+	bad := Mailbox{UID: nobody, GID: -1, Chown: true}
+	ran := false
+	if err := bad.AsUser(func() error { ran = true; return nil }); !errors.Is(err, ErrCredentials) || ran {
+		t.Errorf("failing switch: %v (function ran: %v), want ErrCredentials without running it", err, ran)
+	}
+}

@@ -40,6 +40,10 @@ var (
 	ErrNoMailbox = errors.New("maildir: mailbox does not exist")
 	// ErrBadName: the folder name is not acceptable.
 	ErrBadName = errors.New("maildir: invalid mailbox name")
+	// ErrCredentials: Mailbox.AsUser could not switch to the user's
+	// credentials, so the function did not run — nothing is known about the
+	// files it would have touched (temporary).
+	ErrCredentials = errors.New("maildir: cannot take on the user's credentials")
 )
 
 // Options configure a Writer.
@@ -253,6 +257,33 @@ func (w *Writer) inMailbox(mb Mailbox, fn func(*fsys) error) error {
 		return err
 	}
 	return withMailbox(mb, base, fn)
+}
+
+// AsUser runs fn with the filesystem credentials mb's deliveries run with:
+// the user's when lmtpd is root and gives the user what it creates (asUser),
+// the process's own otherwise. It is for reading, outside a delivery, what the
+// user controls as the user could (Dovecot reads a user's Sieve scripts with
+// the user's privileges): a symlink the user made to a root-only file then
+// fails with EACCES instead of root reading it. Paths are resolved from "/" as
+// the user, so the user needs search permission on every level.
+//
+// fn's error is returned as it is; one wrapping ErrCredentials means the
+// switch failed and fn did not run. As with runAs, fn runs on a thread of its
+// own and must not start goroutines that touch the file system. A descriptor
+// fn opens stays usable after it returns: the kernel checks access at open.
+func (mb Mailbox) AsUser(fn func() error) error {
+	if !asUser(mb) {
+		return fn()
+	}
+	ran := false
+	err := runAs(mb.UID, mb.GID, func() error {
+		ran = true
+		return fn()
+	})
+	if err != nil && !ran {
+		return fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	return err
 }
 
 // withMailbox runs fn on the fsys of mb's (existing) boundary base, as the user
