@@ -245,15 +245,25 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 				hdr = msg[:i+1]
 			}
 			if *asJSON {
+				// JSON strings are UTF-8: a message with other bytes (8-bit
+				// bodies, spammers' headers) would come out with U+FFFD in
+				// their place, so it is given base64-encoded instead.
 				v := struct {
 					*quarantine.Entry
-					Headers string `json:"headers,omitempty"`
-					Raw     string `json:"raw,omitempty"`
+					Headers       string `json:"headers,omitempty"`
+					HeadersBase64 []byte `json:"headers_base64,omitempty"`
+					Raw           string `json:"raw,omitempty"`
+					RawBase64     []byte `json:"raw_base64,omitempty"`
 				}{Entry: e}
-				if raw {
+				switch {
+				case raw && utf8.Valid(msg):
 					v.Raw = string(msg)
-				} else {
+				case raw:
+					v.RawBase64 = msg
+				case utf8.Valid(hdr):
 					v.Headers = string(hdr)
+				default:
+					v.HeadersBase64 = hdr
 				}
 				return writeJSON(out, v)
 			}
@@ -278,7 +288,7 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&headers, "headers", false, "print only the message header")
-	c.Flags().BoolVar(&raw, "raw", false, "print the whole message as stored")
+	c.Flags().BoolVar(&raw, "raw", false, "print the whole message as stored (with --json: \"raw\", or \"raw_base64\" when it is not UTF-8)")
 	return c
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -56,6 +57,21 @@ func TestQuarantineCLI(t *testing.T) {
 	}
 	if out, code = run("show", id, "--raw"); code != 0 || !strings.HasSuffix(out, "\nbody\n") || !strings.Contains(out, "\x1b]0;pwned") {
 		t.Errorf("show --raw: %d %q", code, out)
+	}
+	// --json is byte-exact too: the message's \xff and C1 bytes are not UTF-8,
+	// so it comes base64-encoded rather than with U+FFFD in their place.
+	hdr := "Subject: win big\nX-Spam-Flag: YES\nX-Evil: \x1b]0;pwned\x07\xc2\x9b\xff\n"
+	for _, c := range []struct{ flag, field, want string }{{"--raw", "raw", hdr + "\nbody\n"}, {"--headers", "headers", hdr}} {
+		out, code = run("show", id, "--json", c.flag)
+		var shown map[string]any
+		if code != 0 || json.Unmarshal([]byte(out), &shown) != nil {
+			t.Fatalf("show --json %s: %d %q", c.flag, code, out)
+		}
+		b64, _ := shown[c.field+"_base64"].(string)
+		got, err := base64.StdEncoding.DecodeString(b64)
+		if _, lossy := shown[c.field]; lossy || err != nil || string(got) != c.want {
+			t.Errorf("show --json %s not byte-exact: %q", c.flag, out)
+		}
 	}
 	for _, c := range []struct {
 		args []string
