@@ -17,7 +17,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(slapd ldap-utils postfix swaks dovecot-core dovecot-imapd dovecot-lmtpd
-          dovecot-sieve dovecot-ldap redis-server python3 "$@")
+          dovecot-sieve dovecot-ldap redis-server python3 systemd "$@")
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 

@@ -68,6 +68,7 @@ type Runtime struct {
 	Ready chan struct{}
 
 	healthy    atomic.Bool
+	serving    string // "serving milter, lmtpd, …", for the service manager's status line
 	grace      atomic.Int64
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -137,6 +138,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if r.Ready != nil {
 		close(r.Ready)
 	}
+	names := make([]string, len(r.Units))
+	for i, u := range r.Units {
+		names[i] = u.Name
+	}
+	r.serving = "serving " + strings.Join(names, ", ")
+	notify(log, "READY=1", status("%s", r.serving))
 
 	held, sigc := sigs.takeOver()
 	var runErr error
@@ -172,6 +179,7 @@ loop:
 		}
 	}
 	r.healthy.Store(false)
+	notify(log, "STOPPING=1", status("shutting down"))
 	r.shutdown(log)
 	// A service whose Serve had not started yet when Shutdown ran would
 	// otherwise start accepting on a listener nobody closes.
@@ -219,16 +227,19 @@ func registerGauge(reg prometheus.Registerer, opts prometheus.GaugeOpts) prometh
 
 func (r *Runtime) reload(ctx context.Context, log *slog.Logger) {
 	log.Info("reloading")
+	notify(log, reloadingState(), status("reloading"))
 	if r.Reload != nil {
 		if err := r.Reload(ctx); err != nil {
 			r.reloadOK.Set(0)
 			log.Error("reload failed, keeping the running configuration", "err", err)
+			notify(log, "READY=1", status("%s; reload failed, running the previous configuration: %v", r.serving, err))
 			return
 		}
 	}
 	r.reloadOK.Set(1)
 	r.reloadTime.SetToCurrentTime()
 	log.Info("reloaded")
+	notify(log, "READY=1", status("%s; reloaded %s", r.serving, time.Now().Format(time.DateTime)))
 }
 
 // shutdown is phase one (stop accepting, drain within Grace) and, when Grace
