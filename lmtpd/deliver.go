@@ -330,12 +330,15 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		v, edits, err := dv.runFilter(ctx, &FilterInput{
 			User: r.user, Home: r.user.Home, From: r.from, To: r.rcpt, Message: body,
 			Mailboxes: func(name string) bool { return maildir.FolderExists(r.mb, name) },
-			Seen: func(ctx context.Context, id string) bool {
+			Seen: func(ctx context.Context, id string) (bool, error) {
 				if dv.Store == nil {
-					return false
+					return false, nil // no store configured: duplicate tracking is off
 				}
 				_, err := dv.Store.Get(ctx, "sieve-dup:"+r.user.Login+":"+shortHash(id))
-				return err == nil
+				if errors.Is(err, store.ErrNotFound) {
+					return false, nil
+				}
+				return err == nil, err
 			},
 			AsUser: r.mb.AsUser,
 			Now:    dv.now(),

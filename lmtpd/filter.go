@@ -21,8 +21,10 @@ type FilterInput struct {
 	To        string // envelope recipient as given in RCPT (with +detail)
 	Message   []byte // the message as received (LF line ends)
 	Mailboxes func(name string) bool
-	// Seen reports whether a duplicate id was recorded for this user.
-	Seen func(ctx context.Context, id string) bool
+	// Seen reports whether a duplicate id was recorded for this user; an
+	// error (the store did not answer) tempfails the recipient, since "not
+	// seen" would change what the script does.
+	Seen func(ctx context.Context, id string) (bool, error)
 	// AsUser runs fn with the user's filesystem credentials (those the
 	// delivery uses), for reading what the user controls — their Sieve
 	// scripts — as the user could; nil: with the process's own. An error of

@@ -388,8 +388,15 @@ func (f *SieveFilter) filterWithHeaders(ctx context.Context, in *FilterInput) (*
 	// A runtime error comes with Pigeonhole's failure result, which is what
 	// gets delivered: the actions of the scripts that finished before the
 	// failing one (Pigeonhole has executed them by then) and the implicit keep.
-	// The error is in res.Errors, for the caller to log.
-	res, _ := sieve.RunMulti(ctx, env, before, user, after)
+	// The error is in res.Errors, for the caller to log. A temporary one (the
+	// duplicate store did not answer) is no script error: delivering the
+	// failure result would do what the script does not (`if duplicate
+	// { discard; }` keeps a second copy), so the recipient is tempfailed and
+	// the whole sequence runs again on the retry.
+	res, err := sieve.RunMulti(ctx, env, before, user, after)
+	if errors.Is(err, sieve.ErrTemporary) {
+		return nil, nil, &TempError{Err: err}
+	}
 	v, edits := convertResult(res, msg)
 	return v, edits, nil
 }
@@ -398,9 +405,9 @@ type mailboxFunc func(string) bool
 
 func (m mailboxFunc) MailboxExists(name string) bool { return m(name) }
 
-type seenFunc func(context.Context, string) bool
+type seenFunc func(context.Context, string) (bool, error)
 
-func (s seenFunc) Check(ctx context.Context, id string) bool { return s(ctx, id) }
+func (s seenFunc) Check(ctx context.Context, id string) (bool, error) { return s(ctx, id) }
 
 func convertResult(res *sieve.Result, msg *sieve.Message) (*Verdict, []*headerEdit) {
 	v := &Verdict{Errors: res.Errors}

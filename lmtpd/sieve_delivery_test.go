@@ -1,10 +1,15 @@
 package lmtpd
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dovetail-mail/dovetail/store"
+	"github.com/dovetail-mail/dovetail/store/mem"
 )
 
 // stored returns the messages in a Maildir folder (new and cur).
@@ -148,5 +153,69 @@ func TestRedirectLoopWithoutMessageID(t *testing.T) {
 	v.send("s@example.net", []string{"alice@example.com"}, "Resent-Message-ID: <r1@example.net>\n"+msg)
 	if len(e.sender.sent) != 3 {
 		t.Errorf("sent %d, want 3", len(e.sender.sent))
+	}
+}
+
+// getFailStore is a store whose Get fails as an unreachable backend's does
+// while down is set; everything else goes to the wrapped store.
+type getFailStore struct {
+	store.Store
+	down bool
+}
+
+func (s *getFailStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if s.down {
+		return nil, fmt.Errorf("%w: dial tcp 127.0.0.1:6379: connection refused", store.ErrUnavailable)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestSieveDuplicateStoreDown: when the store cannot say whether a duplicate
+// id was seen, the recipient whose script asks gets 451 4.3.0 and nothing is
+// stored for them; the other recipient of the same message is delivered.
+// Every store error used to read as "not seen": `if duplicate { discard; }`
+// kept the copy the user wanted dropped, silently and for good. Once the
+// store answers (not found), the message is delivered, and a second copy is
+// discarded by the script.
+func TestSieveDuplicateStoreDown(t *testing.T) {
+	st := &getFailStore{Store: mem.New()}
+	e := newEnv(t, func(o *Options) {
+		o.Store = st
+		o.Config.DuplicatePeriod = 0 // lmtpd's own Message-ID check would hide the script's
+		o.Filter = NewSieveFilter(o.Config.Sieve, "+", nil, nil)
+	})
+	home := filepath.Join(e.dir, "alice")
+	os.MkdirAll(home, 0o755)
+	if err := os.WriteFile(filepath.Join(home, ".dovecot.sieve"),
+		[]byte(`require "duplicate"; if duplicate { discard; stop; }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice, carol := filepath.Join(e.dir, "alice/Maildir"), filepath.Join(e.dir, "carol/Maildir")
+	v := e.dial()
+
+	st.down = true
+	_, d := v.send("s@example.net", []string{"alice@example.com", "carol@example.com"}, testMsg)
+	if len(d) != 2 || !strings.HasPrefix(d[0], "451 4.3.0") || !strings.HasPrefix(d[1], "250") {
+		t.Fatalf("store down: replies %q, want 451 4.3.0 for alice, 250 for carol", d)
+	}
+	if n := len(stored(t, alice)); n != 0 {
+		t.Errorf("store down: alice's INBOX has %d", n)
+	}
+	if n := len(stored(t, carol)); n != 1 {
+		t.Errorf("store down: carol's INBOX has %d", n)
+	}
+
+	st.down = false // the retry: the store answers ErrNotFound
+	if _, d := v.send("s@example.net", []string{"alice@example.com"}, testMsg); len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("store up: replies %q", d)
+	}
+	if n := len(stored(t, alice)); n != 1 {
+		t.Errorf("store up: alice's INBOX has %d, want 1", n)
+	}
+	if _, d := v.send("s@example.net", []string{"alice@example.com"}, testMsg); len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+		t.Fatalf("second copy: replies %q", d)
+	}
+	if n := len(stored(t, alice)); n != 1 {
+		t.Errorf("second copy: alice's INBOX has %d, want it discarded", n)
 	}
 }

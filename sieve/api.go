@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -179,12 +180,24 @@ type SpecialUseChecker interface {
 }
 
 // DuplicateTracker backs the duplicate extension (RFC 7352).
-// Check reports whether id was seen within its period. Track records id
-// (called by the delivery agent only after successful delivery, via
-// Result.DuplicateMarks, or immediately when it prefers).
+// Check reports whether id was seen within its period: (false, nil) when it
+// was not (the backing store has no such id), an error when it could not
+// tell. An error aborts the run with ErrTemporary, because "not seen" would
+// change what the script does (`if duplicate { discard; }` would deliver a
+// second copy). The delivery agent records ids itself, only after a
+// successful delivery (Result.DuplicateMarks).
 type DuplicateTracker interface {
-	Check(ctx context.Context, id string) bool
+	Check(ctx context.Context, id string) (bool, error)
 }
+
+// ErrTemporary marks a run that failed because a service backing it (the
+// DuplicateTracker) failed, not because of the script: test for it with
+// errors.Is. The Result must then not be carried out; the delivery agent
+// answers with a temporary failure so that the message is retried, as
+// Pigeonhole does for SIEVE_EXEC_TEMP_FAILURE. A script's own runtime error
+// (*RuntimeError) is not temporary: its Result (the implicit keep) is what
+// Pigeonhole delivers.
+var ErrTemporary = errors.New("sieve: temporary failure")
 
 // DuplicateMark is an id the delivery agent should record after delivery.
 type DuplicateMark struct {
@@ -285,6 +298,10 @@ func (s *Script) Execute(ctx context.Context, env *Env) (*Result, error) {
 // sharing one result; the chain stops after a script that cancels the
 // implicit keep (the next script only runs while the message would still be
 // kept); the implicit keep is evaluated once at the end.
+//
+// A runtime error stops the chain and is returned with the failure result
+// (also in Result.Errors). When it wraps ErrTemporary the result is only
+// informative: the caller must tempfail rather than deliver it.
 func RunMulti(ctx context.Context, env *Env, before []*Script, user *Script, after []*Script) (*Result, error) {
 	return runMulti(ctx, env, before, user, after)
 }

@@ -20,6 +20,9 @@
 // IMAP METADATA entries (MetadataStore) and include scripts (IncludeLoader). Runtime errors are returned together
 // with a Result holding what Pigeonhole would do on failure (the actions of
 // the scripts that finished before the failing one, plus an implicit keep).
+// An error wrapping ErrTemporary is not the script's: a service the agent
+// supplies (the DuplicateTracker) failed, and the agent tempfails the
+// message instead of carrying out that result.
 //
 // editheader changes are visible to the delivery agent through
 // Result.HeadersEdited / Result.Headers (the full, edited header list in

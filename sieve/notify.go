@@ -3,6 +3,7 @@ package sieve
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"mime"
 	"net/url"
@@ -504,7 +505,12 @@ func (t *duplicateTest) eval(r *run) (bool, error) {
 	}
 	seen := false
 	if r.env.Duplicates != nil {
-		seen = r.env.Duplicates.Check(r.ctx, id)
+		var err error
+		if seen, err = r.env.Duplicates.Check(r.ctx, id); err != nil {
+			// Not a script error (that would be the implicit keep): taking
+			// it as "not seen" would run the other branch of the script.
+			return false, fmt.Errorf("%w: %s: duplicate test: %w", ErrTemporary, r.script.name, err)
+		}
 	}
 	for _, m := range r.st.dupMarks {
 		if m.ID == id {
