@@ -144,23 +144,38 @@ func (c *Checker) disposition(p dmarc.Policy, pct *int) dmarc.Policy {
 // domainExists reports whether domain exists for DMARC (RFC 9091 §2.1): a
 // non-existent domain has NXDOMAIN or NODATA for A, AAAA and MX alike. Any
 // answer settles that it exists; otherwise a lookup that failed for another
-// reason than "no such name/record" is errTemp.
+// reason than "no such name/record" is errTemp. A and AAAA are asked
+// separately: Go's LookupIPAddr reports only one of the two errors (the
+// answer that came last), so a SERVFAIL for A followed by NODATA for AAAA
+// read as "does not exist" and picked the stricter np=. The three lookups
+// run at once, so they cost one timeout, not three.
 func (c *Checker) domainExists(ctx context.Context, domain string) (bool, error) {
-	var temp bool
-	ips, err := c.res.LookupIPAddr(ctx, domain)
-	switch {
-	case err == nil && len(ips) > 0:
-		return true, nil
-	case err != nil && !isNotFound(err):
-		temp = true
+	lookups := []func() (int, error){
+		func() (int, error) { ips, err := c.res.LookupNetIP(ctx, "ip4", domain); return len(ips), err },
+		func() (int, error) { ips, err := c.res.LookupNetIP(ctx, "ip6", domain); return len(ips), err },
+		// A null MX (RFC 7505) is an answer: the domain exists.
+		func() (int, error) { mxs, err := c.res.LookupMX(ctx, domain); return len(mxs), err },
 	}
-	// A null MX (RFC 7505) is an answer: the domain exists.
-	mxs, err := c.res.LookupMX(ctx, domain)
-	switch {
-	case err == nil && len(mxs) > 0:
-		return true, nil
-	case err != nil && !isNotFound(err):
-		temp = true
+	type answer struct {
+		n   int
+		err error
+	}
+	answers := make(chan answer, len(lookups))
+	for _, lookup := range lookups {
+		go func() {
+			n, err := lookup()
+			answers <- answer{n, err}
+		}()
+	}
+	var temp bool
+	for range lookups {
+		a := <-answers
+		switch {
+		case a.n > 0: // Go returns the valid MX records beside an error about the others
+			return true, nil // the other lookups finish on their own, bounded by the timeout
+		case a.err != nil && !isNotFound(a.err):
+			temp = true
+		}
 	}
 	if temp {
 		return false, errTemp

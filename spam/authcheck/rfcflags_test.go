@@ -10,9 +10,11 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/foxcpp/go-mockdns"
+	"github.com/miekg/dns"
 
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/spam/message"
@@ -241,6 +243,70 @@ func TestDMARCNonExistentPolicy(t *testing.T) {
 			syms, res := checkFrom(t, c, tc.domain)
 			if got := dmarcSymbol(syms).Name; got != tc.want || res.DMARC.NonExistent != tc.nonExistent {
 				t.Errorf("%s, nonexistent %v; want %s, %v (%+v)", got, res.DMARC.NonExistent, tc.want, tc.nonExistent, res.DMARC)
+			}
+		})
+	}
+}
+
+// typeDNS is a DNS server that answers per query type, which mockdns cannot:
+// answers[name][qtype] is the rcode, with rr (if any) as the answer, and a
+// name or type it does not list is NODATA. Errors are answered at once and
+// the rest after a few milliseconds, as by a resolver that caches failures
+// (RFC 9520): Go's resolver asks for A and AAAA in parallel and the order of
+// their answers matters to it.
+func typeDNS(t *testing.T, answers map[string]map[uint16]int, rr map[string]dns.RR) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.RecursionAvailable = true
+		q := req.Question[0]
+		name := strings.ToLower(q.Name)
+		m.Rcode = answers[name][q.Qtype]
+		if m.Rcode == dns.RcodeSuccess {
+			if a, ok := rr[name+dns.TypeToString[q.Qtype]]; ok {
+				m.Answer = append(m.Answer, a)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp4", pc.LocalAddr().String())
+	}}
+}
+
+// RFC 9091 §2.1 needs NXDOMAIN or NODATA for A, AAAA and MX each: a SERVFAIL
+// on one of them leaves existence unknown, which must be a temperror and not
+// the stricter np=, even when the other answers say "no data". Go's resolver
+// merges A and AAAA into one lookup whose error is the last answer's.
+func TestDMARCNonExistentPolicyPartialServfail(t *testing.T) {
+	txt := func(name, v string) dns.RR {
+		return &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{v}}
+	}
+	rr := map[string]dns.RR{"_dmarc.np.example.TXT": txt("_dmarc.np.example.", "v=DMARC1; p=none; np=reject")}
+	for _, tc := range []struct {
+		name   string
+		failed uint16
+	}{{"a", dns.TypeA}, {"aaaa", dns.TypeAAAA}, {"mx", dns.TypeMX}} {
+		t.Run(tc.name, func(t *testing.T) {
+			domain := "flaky-" + tc.name + ".np.example"
+			answers := map[string]map[uint16]int{
+				"elsewhere.example.": {dns.TypeTXT: dns.RcodeNameError},
+				domain + ".":         {tc.failed: dns.RcodeServerFailure},
+			}
+			c := (&fixture{res: typeDNS(t, answers, rr)}).checker(t)
+			c.sample = func() int { return 99 }
+			syms, res := checkFrom(t, c, domain)
+			if got := dmarcSymbol(syms).Name; got != "DMARC_TEMPERROR" || res.DMARC.NonExistent {
+				t.Errorf("%s SERVFAIL: %s, nonexistent %v; want DMARC_TEMPERROR (%+v)", dns.TypeToString[tc.failed], got, res.DMARC.NonExistent, res.DMARC)
 			}
 		})
 	}
