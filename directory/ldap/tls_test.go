@@ -1,7 +1,6 @@
 package ldap
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -221,24 +220,6 @@ func tlsProxy(t *testing.T, p *testPKI, target string) string {
 	return "ldaps://" + ln.Addr().String()
 }
 
-// syncBuffer is a log sink the test reads while connections may still log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestTLSAgainstSlapd: StartTLS and ldaps:// with a private CA against the
 // real slapd. Without the CA (system store), with the wrong CA or against the
 // wrong name the server is not trusted: a temporary failure, as a server that
@@ -257,7 +238,7 @@ func TestTLSAgainstSlapd(t *testing.T) {
 		cfg.URIs = []string{uri}
 		cfg.StartTLS = strings.HasPrefix(uri, "ldap://")
 		cfg.TLS = tc
-		var buf syncBuffer
+		var buf testenv.LogBuffer
 		d, err := New(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
 		if err != nil {
 			t.Fatal(err)
@@ -322,7 +303,7 @@ func TestTLSAgainstSlapd(t *testing.T) {
 		cfg := testConfig(s, ModePassword)
 		cfg.BindDN, cfg.BindPassword, cfg.AuthMode = "", "", ModeBind
 		cfg.StartTLS, cfg.TLS = true, TLSConfig{CAFile: p.ca}
-		var buf syncBuffer
+		var buf testenv.LogBuffer
 		d, err := New(cfg, slog.New(slog.NewTextHandler(&buf, nil)))
 		if err != nil {
 			t.Fatal(err)
