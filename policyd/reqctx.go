@@ -16,9 +16,10 @@ type requestContext struct {
 	parent   context.Context
 	deadline time.Time
 
-	mu     sync.Mutex
-	inner  context.Context // nil until first needed
-	cancel context.CancelFunc
+	mu       sync.Mutex
+	inner    context.Context // nil until first needed
+	cancel   context.CancelFunc
+	released bool
 }
 
 func newRequestContext(parent context.Context, deadline time.Time) *requestContext {
@@ -31,6 +32,11 @@ func (c *requestContext) materialize() context.Context {
 	defer c.mu.Unlock()
 	if c.inner == nil {
 		c.inner, c.cancel = context.WithDeadline(c.parent, c.deadline)
+		if c.released {
+			// Asked for after the request ended (by a goroutine a check
+			// left behind): it is over, not running on to the deadline.
+			c.cancel()
+		}
 	}
 	return c.inner
 }
@@ -46,10 +52,13 @@ func (c *requestContext) Done() <-chan struct{} { return c.materialize().Done() 
 
 func (c *requestContext) Err() error {
 	c.mu.Lock()
-	inner := c.inner
+	inner, released := c.inner, c.released
 	c.mu.Unlock()
 	if inner != nil {
 		return inner.Err()
+	}
+	if released {
+		return context.Canceled
 	}
 	if err := c.parent.Err(); err != nil {
 		return err
@@ -75,10 +84,12 @@ func (c *requestContext) Value(key any) any {
 }
 
 // release ends the request: the deadline context, if one was made, is
-// cancelled and let go.
+// cancelled and let go; if none was, the context answers as a cancelled one
+// from now on (Err, and Done, which then makes one already cancelled).
 func (c *requestContext) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.released = true
 	if c.cancel != nil {
 		c.cancel()
 	}

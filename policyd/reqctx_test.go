@@ -80,6 +80,26 @@ func TestRequestContext(t *testing.T) {
 		}
 		ctx.release()
 	})
+	t.Run("released before anything waited", func(t *testing.T) {
+		// A goroutine a check left behind sees the request over: Err says
+		// so, Done is closed (not a new timer running to the deadline), and
+		// Cause agrees with Err.
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ctx := newRequestContext(parent, time.Now().Add(time.Hour))
+		ctx.release()
+		if err := ctx.Err(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Err after release = %v, want Canceled", err)
+		}
+		if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Cause after release = %v, want Canceled", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			t.Fatal("Done after release is not closed")
+		}
+	})
 	t.Run("release cancels what was made", func(t *testing.T) {
 		ctx := newRequestContext(context.Background(), time.Now().Add(time.Hour))
 		done := ctx.Done()

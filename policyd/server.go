@@ -274,7 +274,9 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		act := d.action.String()
-		dl.write(start, e.cfg.WriteTimeout.D())
+		// From now, not start: the checks may have taken longer than
+		// write_timeout, which bounds writing the reply alone.
+		dl.write(time.Now(), e.cfg.WriteTimeout.D())
 		bw.WriteString("action=")
 		bw.WriteString(act)
 		bw.WriteString("\n\n")

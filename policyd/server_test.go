@@ -166,6 +166,24 @@ func TestServerTimeoutsAfterAnsweredRequests(t *testing.T) {
 	}
 }
 
+// The write deadline bounds writing the reply, so it starts when the reply is
+// ready: checks that take longer than write_timeout (a slow store, DNS within
+// request_timeout) still get their answer to Postfix, on the first request of
+// a connection and on later ones.
+func TestServerWriteTimeoutAfterSlowChecks(t *testing.T) {
+	cfg := greyConfig()
+	cfg.Greylist.ExemptNetworks = nil
+	cfg.WriteTimeout = configDuration(100 * time.Millisecond)
+	cfg.RequestTimeout = configDuration(5 * time.Second)
+	ts := startServer(t, cfg, Deps{Store: &slowStore{Store: mem.New(), delay: 300 * time.Millisecond}})
+	c := ts.dial(t)
+	for i := range 2 {
+		if got := c.ask("recipient", fmt.Sprintf("u%d@example.com", i)); !strings.HasPrefix(got, "DEFER_IF_PERMIT 4.7.1 Greylisted") {
+			t.Fatalf("request %d with checks slower than write_timeout: %q", i, got)
+		}
+	}
+}
+
 func TestDeadlineRearm(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	for _, tc := range []struct {

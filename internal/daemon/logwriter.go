@@ -38,6 +38,7 @@ func newGroupWriter(w io.Writer) *groupWriter {
 // reported to the goroutine that wrote it, as a log line's error is of no use
 // to anyone but the handler anyway).
 func (g *groupWriter) Write(p []byte) (int, error) {
+	n := len(p)
 	g.mu.Lock()
 	for g.writing && len(g.pending) > 0 && len(g.pending)+len(p) > maxPendingLog {
 		g.drained.Wait()
@@ -48,8 +49,28 @@ func (g *groupWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	g.writing = true
+	if len(g.pending) > 0 {
+		// Left by a writer that panicked (see below): they go first.
+		g.pending = append(g.pending, p...)
+		p = p[:0]
+	}
 	g.mu.Unlock()
-	_, err := g.w.Write(p)
+	// If w.Write panics, the next Write takes over (and writes what queued
+	// meanwhile); else every later line would queue behind a write that never
+	// ends, and loggers block once the queue is full.
+	finished := false
+	defer func() {
+		if !finished {
+			g.mu.Lock()
+			g.writing = false
+			g.drained.Broadcast()
+			g.mu.Unlock()
+		}
+	}()
+	var err error
+	if len(p) > 0 {
+		_, err = g.w.Write(p)
+	}
 	g.mu.Lock()
 	for len(g.pending) > 0 {
 		batch := g.pending
@@ -69,8 +90,9 @@ func (g *groupWriter) Write(p []byte) (int, error) {
 	g.writing = false
 	g.drained.Broadcast()
 	g.mu.Unlock()
+	finished = true
 	if err != nil {
 		return 0, err
 	}
-	return len(p), nil
+	return n, nil
 }

@@ -156,3 +156,45 @@ func TestGroupWriterReportsItsWriteError(t *testing.T) {
 		t.Fatalf("err = %v, want %v", err, boom)
 	}
 }
+
+// panicOnceWriter's first write waits for gate and then panics; later writes
+// are recorded.
+type panicOnceWriter struct {
+	gateWriter    // records the later writes (its own gate unused)
+	gate, entered chan struct{}
+	panicked      bool
+}
+
+func (w *panicOnceWriter) Write(p []byte) (int, error) {
+	if !w.panicked {
+		w.panicked = true
+		close(w.entered)
+		<-w.gate
+		panic("writer broke")
+	}
+	return w.gateWriter.Write(p)
+}
+
+// A write that panics (and is recovered by its caller, as a handler may) must
+// not leave the writer taken for good: the lines queued behind it and every
+// later one still go out, in order — with a plain mutex, a deferred unlock
+// gave that.
+func TestGroupWriterSurvivesAPanickingWrite(t *testing.T) {
+	w := &panicOnceWriter{gate: make(chan struct{}), entered: make(chan struct{})}
+	g := newGroupWriter(w)
+	done := make(chan any)
+	go func() {
+		defer func() { done <- recover() }()
+		g.Write([]byte("lost\n"))
+	}()
+	<-w.entered
+	g.Write([]byte("queued\n"))
+	close(w.gate)
+	if v := <-done; v == nil {
+		t.Fatal("the writer's panic did not reach its caller")
+	}
+	g.Write([]byte("after\n"))
+	if got := w.all(); got != "queued\nafter\n" {
+		t.Fatalf("after a panicking write, wrote %q, want the queued line and the later one", got)
+	}
+}
