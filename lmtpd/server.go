@@ -86,7 +86,12 @@ func New(o Options) (*Server, error) {
 	// Rcpt enforces max_recipients from the live config, so a reload can
 	// change it; go-smtp's own limit would be fixed for the process lifetime.
 	srv.MaxRecipients = 0
-	srv.MaxMessageBytes = int64(o.Config.MaxMessageSize)
+	// One byte more than the limit: go-smtp's DATA reader (v0.25) fails once
+	// the limit is used up, before it reads the end-of-data line, so a message
+	// of exactly max_message_size (RFC 1870: the largest accepted) got 552.
+	// readLimited enforces the limit itself; LHLO advertises SIZE one higher,
+	// and a message of that size is refused by readLimited with the same 552.
+	srv.MaxMessageBytes = int64(o.Config.MaxMessageSize) + 1
 	srv.ReadTimeout = o.Config.ReadTimeout.D()
 	srv.WriteTimeout = o.Config.WriteTimeout.D()
 	srv.EnableSMTPUTF8 = true

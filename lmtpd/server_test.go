@@ -385,6 +385,44 @@ func TestFilesystemQuota(t *testing.T) {
 	}
 }
 
+// TestMessageOfExactlyMaxSize: max_message_size is the largest message
+// accepted (RFC 1870 SIZE), counted as sent (CRLF line ends, before the final
+// dot): that size is delivered, one byte more gets 552 5.3.4 — at DATA, or at
+// MAIL when SIZE= announces it.
+func TestMessageOfExactlyMaxSize(t *testing.T) {
+	const limit = 4096
+	e := newEnv(t, func(o *Options) { o.Config.MaxMessageSize = limit })
+	for _, tc := range []struct {
+		size int
+		want string
+	}{{limit - 1, "250 "}, {limit, "250 "}, {limit + 1, "552 5.3.4"}} {
+		msg := "From: s@example.net\nSubject: size\n\n" + strings.Repeat("x", 200) + "\n"
+		for len(dataWire(msg))-3 < tc.size {
+			msg = strings.Replace(msg, "\n\n", "\n\nx", 1)
+		}
+		if n := len(dataWire(msg)) - 3; n != tc.size {
+			t.Fatalf("built %d bytes, want %d", n, tc.size)
+		}
+		if _, d := e.dial().send("s@example.net", []string{"alice@example.com"}, msg); !strings.HasPrefix(d[0], tc.want) {
+			t.Errorf("%d bytes: %q, want %s", tc.size, d, tc.want)
+		}
+		v := e.dial()
+		r := v.cmd(fmt.Sprintf("MAIL FROM:<s@example.net> SIZE=%d", tc.size))
+		if tc.size > limit {
+			if !strings.HasPrefix(r, "552 5.3.4") {
+				t.Errorf("SIZE=%d: %q, want 552 5.3.4", tc.size, r)
+			}
+			continue
+		}
+		v.cmd("RCPT TO:<alice@example.com>")
+		v.cmd("DATA")
+		io.WriteString(v.c, dataWire(msg))
+		if d := v.reply(); !strings.HasPrefix(d, tc.want) {
+			t.Errorf("%d bytes with SIZE=: %q, want %s", tc.size, d, tc.want)
+		}
+	}
+}
+
 func TestTooLargeAndVanishingClient(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Config.MaxMessageSize = 4096 })
 	v := e.dial()
