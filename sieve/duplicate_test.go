@@ -104,10 +104,8 @@ func TestDuplicateTrackerFailure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, a := range res.Actions {
-				if a.Type == "discard" {
-					t.Errorf("not seen, yet discarded: %v", res.Actions)
-				}
+			if hasAction(res, "discard") {
+				t.Errorf("not seen, yet discarded: %v", res.Actions)
 			}
 			if len(res.DuplicateMarks) != 1 {
 				t.Errorf("marks %v", res.DuplicateMarks)

@@ -126,11 +126,11 @@ func (d *Directory) dialFailed(uri string, err error) {
 	if !due {
 		return
 	}
+	msg := "LDAP connection failed"
 	if why := certProblem(err); why != "" {
-		d.log.Warn(why, "uri", uri, "err", err)
-		return
+		msg = why
 	}
-	d.log.Warn("LDAP connection failed", "uri", uri, "err", err)
+	d.log.Warn(msg, "uri", uri, "err", err)
 }
 
 // Close closes idle connections; in-flight requests finish on theirs.

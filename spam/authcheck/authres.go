@@ -36,6 +36,7 @@ func dmarcComment(opts []string) string {
 	return "(p=" + p + " dis=" + dis + ")"
 }
 
+// dmarcPolicyWord reports whether v is a DMARC policy (of p=, sp= or np=).
 func dmarcPolicyWord(v string) bool {
 	return v == "none" || v == "quarantine" || v == "reject"
 }

@@ -111,8 +111,9 @@ func (c *Checker) checkDMARC(ctx context.Context, msg *spam.Message, r *Results)
 			res.Policy = string(policy)
 		}
 	}
-	res.Disposition = string(c.disposition(policy, rec.Percent))
-	switch dmarc.Policy(res.Disposition) {
+	dis := c.disposition(policy, rec.Percent)
+	res.Disposition = string(dis)
+	switch dis {
 	case dmarc.PolicyReject:
 		res.Symbol = "DMARC_REJECT"
 	case dmarc.PolicyQuarantine:
@@ -270,9 +271,8 @@ func parseRecord(txt string) (*policyRecord, error) {
 			v = strings.ToLower(v)
 		}
 		if k == "np" {
-			switch p := dmarc.Policy(v); p {
-			case dmarc.PolicyNone, dmarc.PolicyQuarantine, dmarc.PolicyReject:
-				np = p
+			if dmarcPolicyWord(v) {
+				np = dmarc.Policy(v)
 			}
 			continue
 		}
