@@ -27,8 +27,9 @@ type FilterInput struct {
 	Seen func(ctx context.Context, id string) (bool, error)
 	// AsUser runs fn with the user's filesystem credentials (those the
 	// delivery uses), for reading what the user controls — their Sieve
-	// scripts — as the user could; nil: with the process's own. An error of
-	// its own means fn did not run.
+	// scripts — as the user could; nil: with the process's own. fn's error
+	// is returned as it is; one of its own wraps maildir.ErrCredentials (fn
+	// did not run: a temporary failure), as Mailbox.AsUser's does.
 	AsUser func(fn func() error) error
 	Now    time.Time
 }

@@ -451,10 +451,11 @@ func readLimited(r io.Reader, limit, sizeHint int64) ([]byte, error) {
 	}
 	// need is how much must have come before want is believed.
 	need := (want + hintTrust - 1) / hintTrust
-	buf := make([]byte, 0, firstChunk)
+	first := firstChunk
 	if want > 0 {
-		buf = make([]byte, 0, min(want, firstChunk))
+		first = min(want, firstChunk)
 	}
+	buf := make([]byte, 0, first)
 	var full [][]byte // chunks filled before buf
 	var raw, kept int64
 	cr := false // the last byte read was a CR, stored as LF: an LF next is its CRLF's

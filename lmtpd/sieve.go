@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,8 +51,9 @@ type dep struct {
 
 // asFunc runs fn with the filesystem credentials a script's files are read
 // with (FilterInput.AsUser for the user's scripts); nil runs it with the
-// daemon's own (the global scripts, which are the admin's). An error of its
-// own means fn did not run.
+// daemon's own (the global scripts, which are the admin's). fn's error is
+// returned as it is; one of its own wraps maildir.ErrCredentials (fn did not
+// run), which transientFSError takes for a temporary failure.
 type asFunc func(fn func() error) error
 
 func (as asFunc) do(fn func() error) error {
@@ -61,14 +63,9 @@ func (as asFunc) do(fn func() error) error {
 	return as(fn)
 }
 
-// statAs is os.Stat with as's credentials; an error that is not the stat's
-// (the switch failed) is a temporary one.
-func statAs(as asFunc, path string) (os.FileInfo, error) {
-	var st os.FileInfo
-	var err error
-	if serr := as.do(func() error { st, err = os.Stat(path); return nil }); serr != nil {
-		return nil, &TempError{Err: fmt.Errorf("sieve script %s: %w", path, serr)}
-	}
+// statAs is os.Stat with as's credentials.
+func statAs(as asFunc, path string) (st os.FileInfo, err error) {
+	err = as.do(func() (err error) { st, err = os.Stat(path); return err })
 	return st, err
 }
 
@@ -118,12 +115,8 @@ func (c *cached) fresh(st fileStamp, as asFunc) bool {
 	if !same(true) {
 		return false
 	}
-	personal := false
-	for _, d := range c.deps {
-		personal = personal || !d.global
-	}
-	if !personal {
-		return true
+	if !slices.ContainsFunc(c.deps, func(d dep) bool { return !d.global }) {
+		return true // no personal file: no switch
 	}
 	ok := false
 	if err := as.do(func() error { ok = same(false); return nil }); err != nil {
@@ -174,10 +167,6 @@ func NewSieveFilter(cfg SieveConfig, delimiter string, settings map[string]strin
 // :global includes with the daemon's.
 func (f *SieveFilter) load(path string, personalDir string, as asFunc) (*sieve.Script, error) {
 	st, err := statAs(as, path) // follows the active-script symlink
-	var te *TempError
-	if errors.As(err, &te) {
-		return nil, err
-	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -253,12 +242,8 @@ func transientFSError(err error) bool {
 
 // readFileAs is readFileLimited with as's credentials: the open is checked
 // against them (reading the descriptor needs no more).
-func readFileAs(as asFunc, open func(string) (*os.File, error), path string, max int64) ([]byte, error) {
-	var b []byte
-	var err error
-	if serr := as.do(func() error { b, err = readFileLimited(open, path, max); return nil }); serr != nil {
-		return nil, serr
-	}
+func readFileAs(as asFunc, open func(string) (*os.File, error), path string, max int64) (b []byte, err error) {
+	err = as.do(func() (err error) { b, err = readFileLimited(open, path, max); return err })
 	return b, err
 }
 
@@ -311,14 +296,11 @@ func (l *includeLoader) LoadScript(loc sieve.IncludeLocation, name string) ([]by
 		as = nil
 	}
 	var b []byte
-	var err error
-	if serr := as.do(func() error {
+	err := as.do(func() (err error) {
 		l.deps = append(l.deps, dep{stamp(p), global}) // before reading: a later change shows
 		b, err = readFileLimited(l.open, p, l.max)
-		return nil
-	}); serr != nil {
-		b, err = nil, serr
-	}
+		return err
+	})
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, sieve.ErrScriptNotFound
 	}
