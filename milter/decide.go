@@ -55,6 +55,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 		switch cfg.Authenticated {
 		case AuthSkip:
 			rep.Action = "skipped"
+			s.stripForged(ss, m, false)
 			return gomilter.RespAccept
 		case AuthOutbound:
 			outbound = true
@@ -66,7 +67,9 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	// skipped marks an unscanned message; outbound mail from our own users
 	// carries no spam headers to the world, this one included.
 	skipped := func(why string) {
-		if !outbound {
+		if outbound {
+			s.stripForged(ss, m, false)
+		} else {
 			s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: why}})
 		}
 	}
@@ -118,6 +121,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	// Outbound mail from our own users carries no spam headers to the world.
 	if outbound {
 		rep.Action = "accept"
+		s.stripForged(ss, m, false)
 		return gomilter.RespAccept
 	}
 	rep.Action = "accept"
@@ -204,27 +208,11 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 	}
 }
 
-// editHeaders removes every inbound X-Spam-* field (spoof protection: Sieve
-// scripts trust these) and every inbound Authentication-Results claiming our
-// authserv-id (RFC 8601 §5), then adds ours. CHGHEADER's index counts per
-// name from 1; we delete from the highest index down so no deletion shifts
-// the next.
+// editHeaders removes the forged fields (stripForged, X-Spam-* included)
+// and adds ours.
 func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Header) {
-	t := &ss.edits
-	for _, key := range t.spamOrder {
-		c := t.spam[key]
-		for i := c.n; i >= 1; i-- {
-			if err := m.ChangeHeader(i, c.name, ""); err != nil {
-				s.metrics.errors.WithLabelValues("reply").Inc()
-				return
-			}
-		}
-	}
-	for i := len(t.arOurs) - 1; i >= 0; i-- {
-		if err := m.ChangeHeader(t.arOurs[i], "Authentication-Results", ""); err != nil {
-			s.metrics.errors.WithLabelValues("reply").Inc()
-			return
-		}
+	if !s.stripForged(ss, m, true) {
+		return
 	}
 	for _, h := range add {
 		if err := m.AddHeader(h.Name, leadSpace(sanitizeHeaderValue(h.Value))); err != nil {
@@ -232,6 +220,35 @@ func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Heade
 			return
 		}
 	}
+}
+
+// stripForged removes every inbound Authentication-Results claiming our
+// authserv-id: RFC 8601 §5 requires it whoever sent the message, so also for
+// authenticated mail we pass without headers of our own (local recipients'
+// MUAs trust those fields). With spamFields it also removes every inbound
+// X-Spam-* field (spoof protection: Sieve scripts trust these). CHGHEADER's
+// index counts per name from 1; we delete from the highest index down so no
+// deletion shifts the next. It reports whether every edit was sent.
+func (s *Server) stripForged(ss *session, m *gomilter.Modifier, spamFields bool) bool {
+	t := &ss.edits
+	if spamFields {
+		for _, key := range t.spamOrder {
+			c := t.spam[key]
+			for i := c.n; i >= 1; i-- {
+				if err := m.ChangeHeader(i, c.name, ""); err != nil {
+					s.metrics.errors.WithLabelValues("reply").Inc()
+					return false
+				}
+			}
+		}
+	}
+	for i := len(t.arOurs) - 1; i >= 0; i-- {
+		if err := m.ChangeHeader(t.arOurs[i], "Authentication-Results", ""); err != nil {
+			s.metrics.errors.WithLabelValues("reply").Inc()
+			return false
+		}
+	}
+	return true
 }
 
 // leadSpace puts the space after the colon in front of a value we add or

@@ -8,6 +8,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/dovetail-mail/dovetail/internal/config"
 	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
@@ -132,6 +133,49 @@ func TestAuthservIDMatch(t *testing.T) {
 			dels := sendFields(t, h.session(t), [][2]string{{"Authentication-Results", tc.value}})
 			if got := len(dels) == 1; got != tc.ours {
 				t.Errorf("deleted %v, want %v", dels, tc.ours)
+			}
+		})
+	}
+}
+
+// Mail from SASL-authenticated clients that is passed without our headers
+// (authenticated: skip, outbound) still loses Authentication-Results fields
+// claiming our authserv-id (RFC 8601 §5: an MTA MUST delete those it did not
+// add): a compromised or hostile account could otherwise send colleagues
+// "mx.test; dkim=pass header.d=bank.example" that their MUA trusts. Its
+// X-Spam-* fields stay (outbound mail is not edited for them).
+func TestAuthenticatedLosesForgedAuthResults(t *testing.T) {
+	for _, tc := range []struct {
+		policy, body string
+		maxSize      int64
+	}{
+		{AuthSkip, "hello\r\n", 0},
+		{AuthOutbound, "hello\r\n", 0},
+		{AuthOutbound, "FAIL\r\n", 0},
+		{AuthOutbound, strings.Repeat("x", 2000) + "\r\n", 1000},
+	} {
+		t.Run(tc.policy+"/"+tc.body[:4], func(t *testing.T) {
+			h := start(t, func(c *Config) {
+				c.Authenticated, c.OnError = tc.policy, OnErrorAccept
+				if tc.maxSize > 0 {
+					c.MaxSize = config.Size(tc.maxSize)
+				}
+			})
+			m := baseMsg(tc.body)
+			m.auth = "mallory"
+			m.header = append(m.header, [2]string{"Authentication-Results", " mx.test; dkim=pass header.d=bank.example"},
+				[2]string{"Authentication-Results", " other.example; spf=pass"}, [2]string{"X-Spam-Flag", " NO"})
+			mods, act := send(t, h.session(t), m)
+			if act.Code != gomilter.ActAccept {
+				t.Fatalf("action %c", act.Code)
+			}
+			var got []string
+			for _, a := range mods {
+				got = append(got, fmt.Sprintf("%c %s %d %q", a.Code, a.HeaderName, a.HeaderIndex, a.HeaderValue))
+			}
+			want := []string{fmt.Sprintf("%c Authentication-Results 1 %q", gomilter.ActChangeHeader, "")}
+			if !slices.Equal(got, want) {
+				t.Errorf("edits %q, want %q", got, want)
 			}
 		})
 	}

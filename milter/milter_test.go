@@ -503,6 +503,31 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
+// A connection whose message just ended is not idle yet: its verdict is
+// written after the session drops the message state. Shutdown used to see
+// the end of a scan longer than the idle window as an idle connection, close
+// it before the reply went out, and Postfix applied milter_default_action
+// to a message that had been scanned.
+func TestMessageEndIsNotIdle(t *testing.T) {
+	srv, err := New(DefaultConfig(), &fakeScorer{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &trackedConn{Conn: a, srv: srv}
+	ss := srv.newSession(c)
+	if _, err := ss.MailFrom("sender@remote.test", &gomilter.Modifier{}); err != nil {
+		t.Fatal(err)
+	}
+	c.last.Store(time.Now().Add(-time.Second).UnixNano()) // a one-second scan
+	ss.endMessage()
+	if c.idle(50 * time.Millisecond) {
+		t.Error("connection idle right after its message ended, before the reply was written")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	c := DefaultConfig()
 	c.OnError, c.Authenticated, c.ScanTimeout, c.RejectText = "bounce", "maybe", config.Duration(10*time.Minute), "a\nb"

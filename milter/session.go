@@ -252,6 +252,9 @@ func (ss *session) endMessage() {
 		}
 	}
 	if ss.conn != nil {
+		// The verdict is written after this: restart the idle clock so
+		// Shutdown does not close the connection before it goes out.
+		ss.conn.touch()
 		ss.conn.inMsg.Store(false)
 	}
 }

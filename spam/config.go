@@ -181,8 +181,15 @@ func (c Config) Validate() error {
 		}
 	}
 	check("actions.", c.Actions)
+	seen := map[string]string{}
 	for d, t := range c.Domains {
 		check("domains."+d+".", t.merge(c.Actions))
+		// Keys are matched case-insensitively; two spellings of one domain
+		// would apply one of them at random.
+		if other, ok := seen[strings.ToLower(d)]; ok {
+			errs = append(errs, config.Errorf("domains."+d, fmt.Sprintf("is the same domain as %s", other), "keep one entry"))
+		}
+		seen[strings.ToLower(d)] = d
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, config.Errorf("timeout", "must be positive", "e.g. 10s"))

@@ -61,6 +61,14 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("spam: invalid config: %w", err)
 	}
+	// Domain names are case-insensitive: thresholds looks up the recipient's
+	// domain in lower case, so the keys are lower-cased once here.
+	if len(cfg.Domains) > 0 {
+		e.cfg.Domains = make(map[string]Thresholds, len(cfg.Domains))
+		for d, t := range cfg.Domains {
+			e.cfg.Domains[strings.ToLower(d)] = t
+		}
+	}
 	p := rules.NewParser(evalFuncs)
 	if cfg.DefaultRules {
 		names, _ := fs.Glob(ruleset.FS, "*.cf")
@@ -269,6 +277,14 @@ func (e *Engine) scan(ctx context.Context, in *Input, msg *Message, v *Verdict) 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// A panic here (tokenizer, store client) is beyond the caller's
+		// recover and would end the process: it fails the scan instead.
+		defer func() {
+			if p := recover(); p != nil {
+				e.log.Error("bayes panicked", "queue_id", in.QueueID, "panic", p)
+				bayesSyms, bayesErr = nil, fmt.Errorf("spam: Bayes panicked: %v", p)
+			}
+		}()
 		bayesSyms, bayesErr = e.classify(ctx, in, msg, v)
 	}()
 	rc := &rules.Context{Msg: msg, Now: e.now(), Data: &scanData{in: in}}

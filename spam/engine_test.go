@@ -176,6 +176,27 @@ func (downStore) HGet(context.Context, string, []string) (map[string]int64, erro
 	return nil, store.ErrUnavailable
 }
 
+// TestDomainThresholdsCaseInsensitive: domain names are case-insensitive, so
+// domains: {Strict.Test: ...} applies to u@strict.test; the key was looked
+// up with the recipient's lower-cased domain only and silently ignored.
+func TestDomainThresholdsCaseInsensitive(t *testing.T) {
+	cfg := spam.DefaultConfig()
+	low := 2.0
+	cfg.Domains = map[string]spam.Thresholds{"Strict.Test": {AddHeader: &low}}
+	e := newEngine(t, cfg, spam.WithRuleText("t.cf", "body LUNCH /lunch/i\nscore LUNCH 3\n"))
+	v, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(clean), Rcpts: []string{"u@STRICT.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Action != spam.AddHeader {
+		t.Errorf("action %q, want %q from the Strict.Test thresholds", v.Action, spam.AddHeader)
+	}
+	cfg.Domains["strict.test"] = spam.Thresholds{}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "domains") {
+		t.Errorf("Strict.Test and strict.test both configured: %v, want an error", err)
+	}
+}
+
 // A Bayes store that cannot be read fails the scan (a temporary failure for
 // the milter) by default; bayes.on_unavailable: skip scores without it.
 func TestBayesStoreDown(t *testing.T) {
@@ -201,6 +222,24 @@ func TestBayesStoreDown(t *testing.T) {
 	cfg.Bayes.OnUnavailable = "ignore"
 	if err := cfg.Bayes.Validate(); err == nil {
 		t.Error("on_unavailable: ignore accepted")
+	}
+}
+
+type panicStore struct{ *mem.Store }
+
+func (panicStore) HGet(context.Context, string, []string) (map[string]int64, error) {
+	panic("store client bug")
+}
+
+// TestBayesPanicFailsScan: a panic in the Bayes goroutine (tokenizer or
+// store client) is a failed scan, as a rule panic is for the milter. Bayes
+// runs in a goroutine of its own, where neither the milter's recover nor any
+// other reaches: the panic ended the whole process (milter, lmtpd, policyd).
+func TestBayesPanicFailsScan(t *testing.T) {
+	e := newEngine(t, spam.DefaultConfig(), spam.WithStore(panicStore{mem.New()}))
+	_, err := e.Score(context.Background(), &spam.Input{Raw: strings.NewReader(clean)})
+	if err == nil || !strings.Contains(err.Error(), "store client bug") {
+		t.Fatalf("Bayes panic: err %v, want a failed scan naming the panic", err)
 	}
 }
 
