@@ -1,6 +1,7 @@
 package authd
 
 import (
+	"crypto/sha256"
 	"sync"
 	"time"
 )
@@ -33,9 +34,13 @@ func newPenalty(base, max time.Duration) *penalty {
 
 // penaltyKey folds the login's case and surrounding space: the directories
 // match logins that way (LDAP's cn, the users file), so "Alice" and "alice"
-// are one account and must share one penalty.
+// are one account and must share one penalty. The key is a digest, so every
+// entry has the same small size: a failed login may be as long as the SASL
+// response (an invalid over-long name is penalised too), and the table holds
+// up to penaltyTableLimit of them.
 func penaltyKey(rip, login string) string {
-	return rip + "\x00" + accountName(login)
+	sum := sha256.Sum256([]byte(rip + "\x00" + accountName(login)))
+	return string(sum[:16])
 }
 
 // fail records a failure and returns how long to delay its reply.

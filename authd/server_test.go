@@ -947,3 +947,21 @@ func TestCachePasswordChangeOverTheWire(t *testing.T) {
 		t.Errorf("old password after the change, other spelling: %q", l)
 	}
 }
+
+// The penalty table holds up to 100,000 keys, and its key held the whole
+// login: one of up to 9 KB fits in the 12 KB SASL response Postfix passes
+// on, and a failure with an over-long (invalid) name still records one, so
+// a flood of fresh long names through Postfix's smtpd processes grew the
+// table towards a gigabyte. A key has a fixed size, whatever the login.
+func TestPenaltyKeyBounded(t *testing.T) {
+	long := strings.Repeat("x", 9000)
+	if n := len(penaltyKey("192.0.2.1", long)); n > 64 {
+		t.Errorf("penalty key for a %d-byte login is %d bytes", len(long), n)
+	}
+	// Still one key per account and address.
+	if penaltyKey("192.0.2.1", "Alice ") != penaltyKey("192.0.2.1", "alice") ||
+		penaltyKey("192.0.2.1", "alice") == penaltyKey("192.0.2.2", "alice") ||
+		penaltyKey("192.0.2.1", "alice") == penaltyKey("192.0.2.1", "bob") {
+		t.Error("penalty keys do not separate accounts and addresses as before")
+	}
+}

@@ -20,7 +20,9 @@ import (
 // Trailing fields may be omitted. extra_fields are space-separated key=value
 // pairs. Keys understood here (the rest are kept in User.Attrs):
 //
-//	status=valid|invalid   invalid (or the bare flag nologin) disables the user
+//	status=valid|invalid   invalid disables the user; so do Dovecot's nologin
+//	                       and fail, with or without a value (Dovecot's
+//	                       boolean fields are true whenever they exist)
 //	mail=a@x,b@y           addresses delivered to this user (besides a login with '@')
 //	quota=10M              quota in bytes; also userdb_quota_rule=*:bytes=N / *:storage=NK
 //	userdb_<key>=value     stored as Attrs[<key>], like Dovecot's userdb extra fields
@@ -117,7 +119,7 @@ func parseLine(line string) (*entry, error) {
 		u.Addresses = append(u.Addresses, login)
 	}
 	for _, kv := range strings.Fields(f[7]) {
-		k, v, hasValue := strings.Cut(kv, "=")
+		k, v, _ := strings.Cut(kv, "=")
 		k = strings.ToLower(k)
 		switch {
 		case k == "status":
@@ -128,7 +130,9 @@ func parseLine(line string) (*entry, error) {
 			default:
 				return nil, fmt.Errorf("status=%q: want valid or invalid", v)
 			}
-		case k == "nologin" && !hasValue:
+		case k == "nologin" || k == "fail":
+			// Dovecot: a boolean field is true whenever it exists, so
+			// "nologin=", "nologin=y" and even "nologin=no" block the user.
 			u.Enabled = false
 		case k == "mail" || k == "aliases":
 			for _, a := range strings.Split(v, ",") {

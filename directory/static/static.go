@@ -133,8 +133,11 @@ func (d *Directory) current() *table {
 	if d.cfg.Path == "" {
 		return d.tab.Load()
 	}
+	// Wall-clock time (UnixNano has no monotonic reading): a negative
+	// difference means the clock was stepped back since the last check,
+	// which then counts as due instead of waiting for the clock to catch up.
 	now := time.Now().UnixNano()
-	if now-d.lastCheck.Load() < int64(d.cfg.CheckInterval) || !d.mu.TryLock() {
+	if since := now - d.lastCheck.Load(); (since >= 0 && since < int64(d.cfg.CheckInterval)) || !d.mu.TryLock() {
 		return d.tab.Load() // someone else is checking; serve the current table
 	}
 	defer d.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
+	"github.com/dovetail-mail/dovetail/internal/config"
 )
 
 const sample = `# test users
@@ -167,5 +168,48 @@ func TestReloadRetriesUnreadableFile(t *testing.T) {
 	}
 	if _, err := d.Authenticate(ctx, "alice", "oldpw"); !errors.Is(err, directory.ErrInvalidCredentials) {
 		t.Errorf("old password after the reload: %v", err)
+	}
+}
+
+// Dovecot's boolean passdb fields are true whenever they exist, whatever
+// their value ("nodelay", "nodelay=yes", "nodelay=no" all mean true; its
+// docs suggest "nologin= reason=…" to block a user). A users file migrated
+// from Dovecot with "nologin=" or "nologin=y" kept the account enabled, and
+// the user blocked there logged in here; "fail" likewise fails the passdb.
+func TestDovecotBooleanFieldsDisable(t *testing.T) {
+	for _, extra := range []string{"nologin", "nologin=", "nologin=y", "nologin=no", "reason=upgrade nologin=yes", "fail", "fail=y"} {
+		p := write(t, t.TempDir(), "u:{PLAIN}pw::::::"+extra+"\n")
+		cfg := DefaultConfig()
+		cfg.Path = p
+		d, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Authenticate(context.Background(), "u", "pw"); !errors.Is(err, directory.ErrDisabled) {
+			t.Errorf("%q: Authenticate = %v, want ErrDisabled", extra, err)
+		}
+	}
+}
+
+// The reload check measured the time since the last one on the wall clock:
+// after the clock was stepped back (NTP, a VM restored from a snapshot) the
+// difference was negative, below check_interval, until the clock caught up
+// again, so edits to the users file (a removed user) were ignored for as
+// long as the step.
+func TestReloadAfterClockStepBack(t *testing.T) {
+	p := write(t, t.TempDir(), "alice:{PLAIN}oldpw\n")
+	cfg := DefaultConfig()
+	cfg.Path, cfg.CheckInterval = p, config.Duration(time.Second)
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last check happened at what is now an hour in the future.
+	d.lastCheck.Store(time.Now().Add(time.Hour).UnixNano())
+	write(t, filepath.Dir(p), "alice:{PLAIN}newpw\n")
+	future := time.Now().Add(2 * time.Second)
+	os.Chtimes(p, future, future)
+	if _, err := d.Authenticate(context.Background(), "alice", "newpw"); err != nil {
+		t.Fatalf("users file not reloaded after the clock went back: %v", err)
 	}
 }
