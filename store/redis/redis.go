@@ -2,7 +2,8 @@
 // Redis Cluster) through github.com/redis/go-redis/v9.
 //
 // Every operation is one round trip: Incr and WindowAdd are Lua scripts (atomic,
-// EVALSHA with an EVAL fallback), HIncr/HGet/Delete/GetMulti are pipelines, and
+// EVALSHA with an EVAL fallback), HIncr and SAdd are MULTI/EXEC,
+// HGet/Delete/GetMulti are pipelines, and
 // WindowAddGetMulti pipelines the window script with GETs. Timeouts are
 // short and nothing is retried, so a dead or frozen Redis fails a call within
 // about one read timeout with store.ErrUnavailable and callers answer "try later"
@@ -284,7 +285,11 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 	return n, nil
 }
 
-// HIncr adds deltas to the fields of the hash at key (one pipeline of HINCRBY).
+// HIncr adds deltas to the fields of the hash at key: HINCRBYs in one
+// MULTI/EXEC, all or nothing. A plain pipeline cut off half-way (a write
+// timeout, a dropped link) left the fields Redis had read counted and the call
+// failed: Bayes then gave its claim back and a retry counted them twice, with
+// no record to forget them by.
 func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) error {
 	if err := s.start(ctx, "hincr"); err != nil {
 		return err
@@ -293,7 +298,7 @@ func (s *Store) HIncr(ctx context.Context, key string, deltas map[string]int64) 
 		return nil
 	}
 	k := s.key(key)
-	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err := s.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for f, d := range deltas {
 			p.HIncrBy(ctx, k, f, d)
 		}
