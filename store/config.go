@@ -117,7 +117,7 @@ func (c *RedisConfig) Validate() error {
 	if c.DB < 0 || c.DB > 15 {
 		errs = append(errs, config.Errorf("db", "must be 0..15", "Redis has 16 databases by default"))
 	}
-	if c.DB != 0 && len(c.Addrs) > 1 {
+	if c.DB != 0 && len(c.Addrs) > 0 {
 		errs = append(errs, config.Errorf("db", "Redis Cluster has only database 0", ""))
 	}
 	for _, d := range []struct {

@@ -84,6 +84,7 @@ func open(ctx context.Context, cfg store.Config, dataDir string, o options) (sto
 		r := cfg.Redis
 		s, err := redis.New(redis.Options{
 			Addrs:        r.AddrList(),
+			Cluster:      len(r.Addrs) > 0, // addrs: cluster seeds, also a single one
 			Username:     r.Username,
 			Password:     r.Password.Reveal(),
 			DB:           r.DB,

@@ -1,6 +1,7 @@
 package storeopen_test
 
 import (
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -99,6 +100,31 @@ func TestOpenRedis(t *testing.T) {
 	defer s.Close()
 	if n, err := s.Incr(t.Context(), "k", 2, 0); err != nil || n != 2 {
 		t.Fatalf("Incr = %d, %v", n, err)
+	}
+}
+
+// TestOpenRedisClusterSeed: addrs are Redis Cluster seeds even when there is
+// one (a cluster's configuration endpoint): the client speaks cluster, which
+// a plain server refuses (its calls fail), where addr talks to it directly.
+// A plain client on a cluster endpoint would get MOVED for most keys.
+func TestOpenRedisClusterSeed(t *testing.T) {
+	srv := testenv.Redis(t)
+	cfg := store.DefaultConfig()
+	cfg.Backend = store.BackendRedis
+	cfg.Redis.Addrs = []string{srv.Addr}
+	cfg.Redis.Prefix = "clusterseed:"
+	s, err := storeopen.Open(t.Context(), cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Incr(t.Context(), "k", 1, 0); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a single addrs seed on a non-cluster server: Incr err = %v, want it unavailable (cluster mode)", err)
+	}
+	if err := config.Load("t.yaml", []byte("store:\n  redis:\n    addrs: [10.0.0.1:6379]\n    db: 1\n"), &struct {
+		Store store.Config `yaml:"store"`
+	}{store.DefaultConfig()}); err == nil || !strings.Contains(err.Error(), "only database 0") {
+		t.Errorf("db 1 with one cluster seed: %v", err)
 	}
 }
 

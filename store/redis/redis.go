@@ -28,7 +28,11 @@ import (
 type Options struct {
 	// Addrs are host:port seeds: one address is a single server, several a
 	// Redis Cluster.
-	Addrs    []string
+	Addrs []string
+	// Cluster: Addrs are Redis Cluster seeds even when there is one (a
+	// cluster's configuration endpoint); a plain client would get MOVED for
+	// most keys.
+	Cluster  bool
 	Username string
 	Password string
 	DB       int
@@ -79,15 +83,16 @@ func New(opts Options) (*Store, error) {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	c := goredis.NewUniversalClient(&goredis.UniversalOptions{
-		Addrs:        opts.Addrs,
-		Username:     opts.Username,
-		Password:     opts.Password,
-		DB:           opts.DB,
-		DialTimeout:  opts.DialTimeout,
-		ReadTimeout:  opts.ReadTimeout,
-		WriteTimeout: opts.WriteTimeout,
-		PoolSize:     opts.PoolSize,
-		PoolTimeout:  opts.DialTimeout + opts.ReadTimeout,
+		Addrs:         opts.Addrs,
+		IsClusterMode: opts.Cluster,
+		Username:      opts.Username,
+		Password:      opts.Password,
+		DB:            opts.DB,
+		DialTimeout:   opts.DialTimeout,
+		ReadTimeout:   opts.ReadTimeout,
+		WriteTimeout:  opts.WriteTimeout,
+		PoolSize:      opts.PoolSize,
+		PoolTimeout:   opts.DialTimeout + opts.ReadTimeout,
 		// No retries: a command that timed out may have run (Incr twice), and a
 		// caller waiting for retries is a caller not answering Postfix.
 		MaxRetries:    -1,
