@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/dovetail-mail/dovetail/spam/bayes"
 )
@@ -43,7 +44,10 @@ func bayesSymbol(p float64) Symbol {
 	return Symbol{}
 }
 
-func userTable(user string) string { return "user:" + user }
+// userTable names a user's token table. The milter files a message under its
+// envelope recipient's address, lower-cased (Input.User); Learn and Forget
+// take the same key from every caller, whatever its case.
+func userTable(user string) string { return "user:" + strings.ToLower(user) }
 
 // classify runs Bayes on the user's table when it has enough training, else
 // on the global one. A store that cannot be read is an error unless

@@ -55,7 +55,7 @@ func newLearnCmd(app *App) *cobra.Command {
 	c.Flags().BoolVar(&asSpam, "spam", false, "learn the messages as spam")
 	c.Flags().BoolVar(&asHam, "ham", false, "learn the messages as ham")
 	c.Flags().BoolVar(&forget, "forget", false, "remove the messages from Bayes")
-	c.Flags().StringVar(&user, "user", "", "also train this user's table (with bayes.per_user)")
+	c.Flags().StringVar(&user, "user", "", "also train this recipient's table (with bayes.per_user): the address the milter classifies the user's mail under")
 	return c
 }
 

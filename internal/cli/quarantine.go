@@ -292,6 +292,12 @@ func qShowCmd(app *App, asJSON *bool) *cobra.Command {
 	return c
 }
 
+// bayesUser is whose per-user Bayes table a quarantined message trains: the
+// recipient's address, the key the milter classifies it with (not the lmtpd
+// login, which the milter never sees: with logins that are not addresses the
+// trained table was never consulted).
+func bayesUser(e *quarantine.Entry) string { return e.Recipient }
+
 func notFound(err error) error {
 	if errors.Is(err, quarantine.ErrNotFound) {
 		return &ExitError{Code: qExitNotFound, Err: err}
@@ -404,7 +410,7 @@ func releaseOne(ctx context.Context, d *lmtpd.Deliverer, q *quarantine.Store, id
 	}
 	note, code := "released to "+e.Recipient, qExitOK
 	if learn != nil {
-		if err := learn(ctx, msg, false, e.User); err != nil && !errors.Is(err, bayes.ErrAlreadyLearned) {
+		if err := learn(ctx, msg, false, bayesUser(e)); err != nil && !errors.Is(err, bayes.ErrAlreadyLearned) {
 			// Released all the same; the exit code tells the script the learning failed.
 			note, code = note+"; learning as ham failed: "+err.Error(), qExitError
 		} else {
@@ -527,7 +533,7 @@ func qLearnCmd(app *App, asJSON *bool) *cobra.Command {
 					msg, err = q.Message(ctx, id)
 				}
 				if err == nil {
-					err = learn(ctx, msg, asSpam, e.User)
+					err = learn(ctx, msg, asSpam, bayesUser(e))
 				}
 				switch {
 				case err == nil:

@@ -56,6 +56,47 @@ func TestQuarantineLearnLeavesOutOwnAuthenticationResults(t *testing.T) {
 	}
 }
 
+// TestQuarantineLearnTrainsTheRecipientsTable: with per-user Bayes the
+// milter classifies a message with its recipient's table, keyed by the
+// address; `quarantine learn` must train that one, not one named by the
+// lmtpd login, which nothing ever reads.
+func TestQuarantineLearnTrainsTheRecipientsTable(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeUsers(t, dir)
+	cfg := filepath.Join(dir, "dovetail.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nspam:\n  bayes:\n    per_user: true\n"), 0o600)
+	q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(dir, "quarantine")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := q.Add(ctx, &quarantine.Entry{Recipient: "Alice@Example.COM", User: "alice", Sender: "s@example.net", Score: 9},
+		[]byte("From: s@example.net\nMessage-ID: <q1@example.net>\nSubject: cheap pills\n\nbuy now\n"))
+	q.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := Main([]string{"-c", cfg, "quarantine", "learn", "--spam", id}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("learn: exit %d %q %q", code, out.String(), errb.String())
+	}
+	app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
+	defer app.Close()
+	if err := app.load(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := app.Store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := bayes.New(st, bayes.DefaultParams())
+	for table, want := range map[string]int64{"global": 1, "user:alice@example.com": 1, "user:alice": 0} {
+		if s, _, err := c.Counts(ctx, table); err != nil || s != want {
+			t.Errorf("table %s: %d spam learned (%v), want %d", table, s, err, want)
+		}
+	}
+}
+
 // TestQuarantineAdminNeedsExistingQuarantine: without the right -c the admin
 // commands read the embedded default's data dir; they must say that no
 // quarantine is there, naming the directory, instead of creating an empty one
