@@ -564,24 +564,15 @@ func (r *run) spamValue(virus, percent bool) string {
 					mv = m[0]
 				}
 			}
-			f, err := strconv.ParseFloat(strings.TrimSpace(mv), 64)
-			if err != nil {
-				return 0, false
-			}
-			return f, true
+			return parseSpamDecimal(strings.TrimSpace(mv))
 		}
-		mv := cfg("max_value")
-		f, err := strconv.ParseFloat(mv, 64)
-		if err != nil {
-			return 0, false
-		}
-		return f, true
+		return parseSpamDecimal(cfg("max_value"))
 	}
 	var frac float64 // 0..1 of the scale
 	switch stype {
 	case "", "score":
-		score, err := strconv.ParseFloat(hv, 64)
-		if err != nil {
+		score, ok := parseSpamDecimal(hv)
+		if !ok {
 			return "0"
 		}
 		max, ok := maxScale()
@@ -651,6 +642,54 @@ func (r *run) spamValue(virus, percent bool) string {
 	}
 	v := 1 + int(frac*9)
 	return strconv.Itoa(v)
+}
+
+// parseSpamDecimal reads a spamtest score or maximum as Pigeonhole's
+// ext_spamvirustest_parse_decimal_value does: an optional sign, at most five
+// digits, optionally a '.' or ',' radix point and at most five more digits,
+// and nothing else. strconv.ParseFloat also takes "NaN" (whose conversion to
+// a spam level is platform-dependent garbage, on amd64 a negative number that
+// i;ascii-numeric orders above every level), "Inf", "1e3" and "0x1p3", all
+// of which the header's author could write, and refuses "6,5".
+func parseSpamDecimal(s string) (float64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	sign := 1.0
+	if s[0] == '+' || s[0] == '-' {
+		if s[0] == '-' {
+			sign = -1
+		}
+		s = s[1:]
+	}
+	intPart, frac := s, ""
+	if i := strings.IndexAny(s, ".,"); i >= 0 {
+		intPart, frac = s[:i], s[i+1:]
+	}
+	digits := func(d string) bool {
+		if len(d) > 5 {
+			return false
+		}
+		for i := 0; i < len(d); i++ {
+			if d[i] < '0' || d[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if !digits(intPart) || !digits(frac) {
+		return 0, false
+	}
+	v := 0.0
+	for i := 0; i < len(intPart); i++ {
+		v = v*10 + float64(intPart[i]-'0')
+	}
+	radix := 0.1
+	for i := 0; i < len(frac); i++ {
+		v += float64(frac[i]-'0') * radix
+		radix /= 10
+	}
+	return v * sign, true
 }
 
 func (r *run) firstHeader(name string) (string, bool) {
