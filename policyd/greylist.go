@@ -210,6 +210,11 @@ func (g *greylistCheck) eval(ctx context.Context, tx *txn) (verdict, error) {
 	switch {
 	case age > int64(g.retry/time.Second):
 		return g.greylist(ctx, r, key, now, 0, "greylist: retry window expired, starting over")
+	case age < 0:
+		// First seen "in the future": the clock was stepped back. Waiting
+		// for it to reach that time would defer the triplet for as long as
+		// the clock was off; the AWL entry's renewal treats it the same way.
+		return g.greylist(ctx, r, key, now, 0, "greylist: first seen after now (clock stepped back), starting over")
 	case age < int64(g.delay/time.Second):
 		return g.greylist(ctx, r, key, first, age, "greylist: retried too early")
 	}

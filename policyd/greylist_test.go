@@ -315,3 +315,27 @@ func TestKeysMatchReference(t *testing.T) {
 		}
 	}
 }
+
+// A clock stepped back (a host that ran ahead until NTP corrected it) leaves
+// triplets first seen "in the future". Their retries must start over with the
+// usual delay, not wait until the clock catches up with the bad time (up to
+// the retry window, with a reply asking for a wait of a day).
+func TestGreylistClockSteppedBack(t *testing.T) {
+	clk := newClock()
+	st := mem.New()
+	st.Now = clk.Now
+	cfg := greyConfig()
+	s := newDirect(t, cfg, Deps{Store: st, Now: clk.Now})
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "300 seconds") {
+		t.Fatalf("new triplet: %+v", d)
+	}
+	clk.Add(-24 * time.Hour) // the clock is corrected a day back
+	clk.Add(10 * time.Minute)
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbDeferIfPermit || !strings.Contains(d.action.Text, "300 seconds") {
+		t.Fatalf("retry after the clock went back must start over: %+v", d)
+	}
+	clk.Add(301 * time.Second)
+	if d := evalDirect(t, s, nil); d.action.Verb != VerbPrepend {
+		t.Fatalf("retry after the delay must pass: %+v", d)
+	}
+}
