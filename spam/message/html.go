@@ -52,9 +52,11 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 			}
 			switch tag {
 			case "script", "style", "title":
-				if tt == html.StartTagToken {
-					skip++
-				}
+				// Self-closing too: "<style/>" opens the element in HTML
+				// (the slash is ignored on non-void elements), and the
+				// tokenizer reads what follows as its raw text, as a
+				// browser hides it, up to the end tag.
+				skip++
 			case "br", "p", "div", "tr", "li", "table", "h1", "h2", "h3", "h4", "td":
 				out.WriteByte('\n')
 			case "a":
@@ -119,9 +121,18 @@ func finishHTMLText(b *strings.Builder) string {
 	return strings.TrimSpace(s)
 }
 
-// hostOf returns the lower-case host of a URI or a bare "www." name.
+// hostOf returns the lower-case host of a URI or a bare "www." name: the
+// host a browser would connect to. Browsers parse links by the WHATWG URL
+// standard, which accepts what RFC 3986 (and net/url) refuse, and spam uses
+// the difference to show filters a decoy: tabs and newlines in the URL are
+// dropped, in http(s)/ftp URLs '\' is '/' and any run of slashes may follow
+// the scheme ("http:\\evil.example", "http://evil.example\@decoy.example/"),
+// and the host may be percent-encoded.
 func hostOf(raw string) string {
-	s := strings.TrimSpace(raw)
+	s := strings.TrimFunc(raw, func(r rune) bool { return r <= ' ' })
+	if strings.ContainsAny(s, "\t\r\n") {
+		s = strings.NewReplacer("\t", "", "\r", "", "\n", "").Replace(s)
+	}
 	low := strings.ToLower(s)
 	switch {
 	case strings.HasPrefix(low, "mailto:"):
@@ -132,7 +143,11 @@ func hostOf(raw string) string {
 		return ""
 	case strings.HasPrefix(low, "www."):
 		s = "http://" + s
-	case !strings.Contains(low, "://"):
+	}
+	if scheme, rest, ok := strings.Cut(s, ":"); ok && specialScheme(strings.ToLower(scheme)) {
+		return specialHost(rest)
+	}
+	if !strings.Contains(low, "://") {
 		return ""
 	}
 	u, err := url.Parse(s)
@@ -147,6 +162,43 @@ func hostOf(raw string) string {
 		return canonicalHost(strings.ToLower(rest))
 	}
 	return canonicalHost(strings.ToLower(strings.TrimSuffix(u.Hostname(), ".")))
+}
+
+// specialScheme reports the schemes WHATWG parses with the lenient
+// authority rules (its "special" schemes that have a host).
+func specialScheme(scheme string) bool {
+	switch scheme {
+	case "http", "https", "ftp", "ws", "wss":
+		return true
+	}
+	return false
+}
+
+// specialHost returns the host of a special-scheme URL, rest being what
+// follows "scheme:": slashes and backslashes are skipped, the authority ends
+// at the next '/', '\', '?' or '#', the host follows its last '@'.
+func specialHost(rest string) string {
+	rest = strings.TrimLeft(rest, "/\\")
+	if i := strings.IndexAny(rest, "/\\?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	host := rest
+	if strings.HasPrefix(host, "[") {
+		if i := strings.IndexByte(host, ']'); i >= 0 {
+			host = host[1:i]
+		}
+	} else if i := strings.IndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	if strings.Contains(host, "%") {
+		if d, err := url.PathUnescape(host); err == nil {
+			host = d
+		}
+	}
+	return canonicalHost(strings.ToLower(strings.TrimSuffix(host, ".")))
 }
 
 // canonicalHost returns an IPv4 address written the ways browsers accept

@@ -101,3 +101,49 @@ func TestObfuscatedIPv4Hosts(t *testing.T) {
 		}
 	}
 }
+
+// TestHTMLSelfClosingRawTextHidden: "<style/>" starts a style element in
+// HTML (the slash means nothing on a non-void element), so a browser hides
+// what follows up to "</style>", and the tokenizer reads it as the element's
+// raw text too. It used to count as visible text: words the reader never
+// sees (Bayes poison) reached the rules and Bayes as the message's text.
+func TestHTMLSelfClosingRawTextHidden(t *testing.T) {
+	m := Parse([]byte("Subject: x\nContent-Type: text/html\n\n"+
+		`<p>hello</p><style/>hidden words</style><script src="x.js"/>more hidden</script><p>bye</p>`), Limits{})
+	if m.Text != "hello\n\nbye" {
+		t.Errorf("text %q, want only the visible hello and bye", m.Text)
+	}
+}
+
+// TestHostOfAsBrowsers: the host of a link is the one a browser connects to
+// (WHATWG URL parsing): tabs and newlines inside the URL are dropped, '\'
+// is '/' in http(s) and ftp URLs, slashes after the scheme are optional, and
+// a percent-encoded host is decoded. net/url refused these, and the salvage
+// took the part after the last '@' or kept the junk, so a URI blocklist was
+// asked about a decoy ("good.example") or a name that cannot be listed.
+func TestHostOfAsBrowsers(t *testing.T) {
+	for in, want := range map[string]string{
+		`http://evil.example\@good.example/`: "evil.example",
+		`https://evil.example\path`:          "evil.example",
+		`http:\\evil.example\x`:              "evil.example",
+		`http:/evil.example/`:                "evil.example",
+		`http:evil.example`:                  "evil.example",
+		"http://ev\nil.exa\tmple/":           "evil.example",
+		"\x01 http://evil.example/":          "evil.example",
+		`http://%65vil.example/`:             "evil.example",
+		`http://user:pw@a@evil.example:81/`:  "evil.example",
+		`http://[2001:db8::1]:8080/`:         "2001:db8::1",
+		`HTTP://Evil.Example./`:              "evil.example",
+		`http://evil.example?q`:              "evil.example",
+		`http://evil.example#f`:              "evil.example",
+		`mailto:x@evil.example?subject=a`:    "evil.example",
+		`www.evil.example\x`:                 "www.evil.example",
+		`javascript:alert(1)`:                "",
+		`cid:part1@example`:                  "",
+		`custom://host.example/`:             "host.example",
+	} {
+		if got := hostOf(in); got != want {
+			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
