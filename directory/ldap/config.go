@@ -226,6 +226,18 @@ func checkFilter(tmpl string) error {
 	if tmpl == "" {
 		return errors.New("is required")
 	}
+	// Anything else after % would reach the server as literal text (Dovecot's
+	// %Lu or %{domain} are not expanded here): the filter would then match
+	// nobody and every user be "not found", a permanent bounce for all mail.
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] != '%' {
+			continue
+		}
+		if i+1 == len(tmpl) || !strings.ContainsRune("und%", rune(tmpl[i+1])) {
+			return fmt.Errorf("unknown variable %q: only %%u, %%n, %%d (escaped values) and %%%% (a literal %%) are expanded", tmpl[i:min(i+2, len(tmpl))])
+		}
+		i++
+	}
 	if !strings.Contains(tmpl, "%u") && !strings.Contains(tmpl, "%n") {
 		return errors.New("must contain %u or %n")
 	}

@@ -223,6 +223,31 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestFilterTemplateUnknownVariable: a variable expandFilter does not fill
+// (Dovecot's %Ld, %{domain}, a stray %) would stay in the filter as literal
+// text, so the filter matches nobody and every user is "not found": mail to
+// all of them bounces with 5.1.1. The config check refuses it instead.
+func TestFilterTemplateUnknownVariable(t *testing.T) {
+	for _, tmpl := range []string{
+		"(&(uid=%n)(mailDomain=%Ld))",
+		"(&(uid=%u)(o=%{domain}))",
+		"(&(uid=%n)(o=%D))",
+		"(&(cn=%u)(description=100%))",
+	} {
+		c := DefaultConfig()
+		c.URIs, c.BaseDN = []string{"ldap://127.0.0.1"}, "dc=example,dc=com"
+		c.UserFilter = tmpl
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "user_filter") {
+			t.Errorf("user_filter %q: Validate = %v, want an error naming user_filter", tmpl, err)
+		}
+	}
+	for _, tmpl := range []string{"(&(uid=%n)(dc=%d))", "(cn=%u%%)", "(|(mail=%u)(mail=%n@%d))"} {
+		if err := checkFilter(tmpl); err != nil {
+			t.Errorf("checkFilter(%q) = %v, want nil", tmpl, err)
+		}
+	}
+}
+
 func TestExpandFilter(t *testing.T) {
 	for _, tc := range []struct{ tmpl, login, want string }{
 		{"(&(cn=%u)(status=valid))", "alice", "(&(cn=alice)(status=valid))"},
