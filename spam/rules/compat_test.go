@@ -331,3 +331,26 @@ meta M2 A && !__DNS_C
 		}
 	}
 }
+
+// TestTabSeparatedFields: SpamAssassin splits a line's fields on any white
+// space (split /\s+/), and rule files aligned with tabs are common. A tab
+// between the rule name and its definition dropped the rule as an "invalid
+// rule name", and one after describe's name filed the text under a name
+// that does not exist.
+func TestTabSeparatedFields(t *testing.T) {
+	set, probs := parseSet(t, "body\tTAB_BODY\t/free/\ndescribe\tTAB_BODY\tSays free\nscore\tTAB_BODY\t2.5\n"+
+		"header TAB_HDR\tSubject =~ /free/\nmeta TAB_META\t \tTAB_BODY && TAB_HDR\n")
+	if len(probs) != 0 {
+		t.Errorf("problems %v", probs)
+	}
+	r := set.Lookup("TAB_BODY")
+	if r == nil || r.Score != 2.5 || r.Description != "Says free" {
+		t.Fatalf("TAB_BODY = %+v", r)
+	}
+	got := hits(t, set, "Subject: free\n\nfree\n")
+	for _, name := range []string{"TAB_BODY", "TAB_HDR", "TAB_META"} {
+		if got[name] != 1 {
+			t.Errorf("%s did not hit: %v", name, got)
+		}
+	}
+}

@@ -99,11 +99,7 @@ func (p *Parser) Parse(name string, r io.Reader) error {
 		if line == "" {
 			continue
 		}
-		directive, rest, _ := strings.Cut(line, " ")
-		if j := strings.IndexByte(directive, '\t'); j >= 0 {
-			directive, rest = line[:j], line[j+1:]
-		}
-		rest = strings.TrimSpace(rest)
+		directive, rest := cutField(line)
 		directive = strings.ToLower(directive)
 		switch directive {
 		case "ifplugin":
@@ -155,6 +151,18 @@ func commentStart(s string) int {
 	return -1
 }
 
+// cutField splits s at its first run of white space into the first field
+// and the rest, trimmed. SpamAssassin splits its lines with /\s+/: fields
+// aligned with tabs are as valid as with spaces.
+func cutField(s string) (field, rest string) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexAny(s, " \t")
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], strings.TrimSpace(s[i:])
+}
+
 func validName(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
@@ -171,8 +179,7 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 	kind, isRule := kindNames[directive]
 	switch {
 	case isRule:
-		name, def, _ := strings.Cut(rest, " ")
-		def = strings.TrimSpace(def)
+		name, def := cutField(rest)
 		if !validName(name) {
 			p.problem(file, line, "%s: invalid rule name %q", directive, name)
 			return
@@ -214,8 +221,8 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 		}
 		p.scores[f[0]] = s
 	case directive == "describe":
-		name, text, _ := strings.Cut(rest, " ")
-		p.describe[name] = strings.TrimSpace(text)
+		name, text := cutField(rest)
+		p.describe[name] = text
 	case directive == "tflags":
 		f := strings.Fields(rest)
 		if len(f) > 0 {
@@ -227,7 +234,7 @@ func (p *Parser) directive(file string, line int, directive, rest string) {
 		// A rule we accept but do not run: a meta using it must be skipped
 		// (see Build), not read it as "no hit" — "A && !__MIME_B" would
 		// fire on every A.
-		if name, _, _ := strings.Cut(rest, " "); validName(name) {
+		if name, _ := cutField(rest); validName(name) {
 			p.failed[name] = true
 		}
 	case knownIgnored[directive]:
