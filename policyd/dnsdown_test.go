@@ -151,3 +151,42 @@ func TestSPFDNSErrorIsTempError(t *testing.T) {
 		})
 	}
 }
+
+// namesResolver records the names the SPF library asks for.
+type namesResolver struct{ names []string }
+
+func (r *namesResolver) LookupTXT(_ context.Context, name string) ([]string, error) {
+	r.names = append(r.names, name)
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+func (r *namesResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error) {
+	r.names = append(r.names, name)
+	return nil, nil
+}
+
+func (r *namesResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	r.names = append(r.names, host)
+	return nil, nil
+}
+
+func (r *namesResolver) LookupAddr(_ context.Context, addr string) ([]string, error) {
+	r.names = append(r.names, addr)
+	return nil, nil
+}
+
+// TestSPFNamesFullyQualified: every name SPF looks up is asked with its
+// trailing dot, so a resolv.conf search domain cannot answer for a sender's
+// domain (its SPF wildcard would fail every sender without a record).
+func TestSPFNamesFullyQualified(t *testing.T) {
+	rec := &namesResolver{}
+	r := spfResolver{rec}
+	r.LookupTXT(t.Context(), "spf.example")
+	r.LookupMX(t.Context(), "mx.spf.example")
+	r.LookupIPAddr(t.Context(), "a.spf.example")
+	r.LookupIPAddr(t.Context(), "192.0.2.1")
+	want := []string{"spf.example.", "mx.spf.example.", "a.spf.example.", "192.0.2.1"}
+	if strings.Join(rec.names, " ") != strings.Join(want, " ") {
+		t.Fatalf("asked %q, want %q", rec.names, want)
+	}
+}

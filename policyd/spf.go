@@ -65,13 +65,23 @@ func (s *spfEval) applies(r *Request) bool {
 }
 
 // spfResolver is the resolver the SPF library sees: every TXT lookup failure
-// but "not found" is temporary (dnserr; RFC 7208 §4.4). The library's own rule
-// called a refused query a permerror, which permerror_action may reject.
+// but "not found" is temporary (dnserr; RFC 7208 §4.4) — the library's own
+// rule called a refused query a permerror, which permerror_action may reject —
+// and every name is asked fully qualified (dnserr.FQDN: a resolv.conf search
+// domain must not answer for a sender's domain).
 type spfResolver struct{ spf.DNSResolver }
 
 func (r spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	txts, err := r.DNSResolver.LookupTXT(ctx, name)
+	txts, err := r.DNSResolver.LookupTXT(ctx, dnserr.FQDN(name))
 	return txts, dnserr.Classify(name, err)
+}
+
+func (r spfResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	return r.DNSResolver.LookupMX(ctx, dnserr.FQDN(name))
+}
+
+func (r spfResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	return r.DNSResolver.LookupIPAddr(ctx, dnserr.FQDN(host))
 }
 
 // spfCheck answers the configured action for each SPF result.

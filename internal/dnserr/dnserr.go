@@ -14,6 +14,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
+	"strings"
 )
 
 // Classify returns err as a *net.DNSError (the libraries type-assert it, so
@@ -34,4 +36,23 @@ func Classify(name string, err error) error {
 	t := *de
 	t.IsTemporary = true
 	return &t
+}
+
+// FQDN roots a domain name with a trailing dot. The names SPF, DKIM, DMARC
+// and DNS lists look up are absolute, but Go's resolver (like libc's) tries an
+// unrooted name that fails again under each resolv.conf "search" domain and
+// reports the last answer: with "search corp.example", a SERVFAIL for
+// _dmarc.bank.example became the NXDOMAIN of _dmarc.bank.example.corp.example
+// (no policy instead of a temporary failure: the bank's p=reject lost while its
+// DNS was down), and a sender domain without SPF took the record of
+// <domain>.corp.example (a wildcard "v=spf1 -all" failed every such sender).
+// IP literals are left alone: rooted, they would be looked up as names.
+func FQDN(name string) string {
+	if name == "" || strings.HasSuffix(name, ".") {
+		return name
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return name
+	}
+	return name + "."
 }

@@ -45,3 +45,18 @@ func TestClassify(t *testing.T) {
 		t.Error("Classify changed the caller's error")
 	}
 }
+
+func TestFQDN(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.org":    "example.org.",
+		"example.org.":   "example.org.",
+		"192.0.2.1":      "192.0.2.1",
+		"2001:db8::1":    "2001:db8::1",
+		"_dmarc.example": "_dmarc.example.",
+		"":               "",
+	} {
+		if got := FQDN(in); got != want {
+			t.Errorf("FQDN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/dnserr"
@@ -24,7 +23,7 @@ type Resolver interface {
 // "no such name" temporary to the libraries, which classify errors with a
 // type assertion to net.Error (dnserr: a resolver refusing queries is a
 // temperror, not a permerror). It also asks for every name as written, fully
-// qualified (see fqdn).
+// qualified (see dnserr.FQDN).
 type timeoutResolver struct {
 	r Resolver
 	d time.Duration
@@ -37,21 +36,21 @@ func (t timeoutResolver) ctx(ctx context.Context) (context.Context, context.Canc
 func (t timeoutResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
-	v, err := t.r.LookupTXT(ctx, fqdn(name))
+	v, err := t.r.LookupTXT(ctx, dnserr.FQDN(name))
 	return v, dnserr.Classify(name, err)
 }
 
 func (t timeoutResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
-	v, err := t.r.LookupMX(ctx, fqdn(name))
+	v, err := t.r.LookupMX(ctx, dnserr.FQDN(name))
 	return v, dnserr.Classify(name, err)
 }
 
 func (t timeoutResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
-	v, err := t.r.LookupIPAddr(ctx, fqdn(host))
+	v, err := t.r.LookupIPAddr(ctx, dnserr.FQDN(host))
 	return v, dnserr.Classify(host, err)
 }
 
@@ -65,28 +64,8 @@ func (t timeoutResolver) LookupAddr(ctx context.Context, addr string) ([]string,
 func (t timeoutResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	ctx, cancel := t.ctx(ctx)
 	defer cancel()
-	v, err := t.r.LookupNetIP(ctx, network, fqdn(host))
+	v, err := t.r.LookupNetIP(ctx, network, dnserr.FQDN(host))
 	return v, dnserr.Classify(host, err)
-}
-
-// fqdn roots a domain name with a trailing dot. The names SPF, DKIM and
-// DMARC look up are absolute, but Go's resolver (like libc's) tries an
-// unrooted name that fails again under each resolv.conf "search" domain and
-// reports the last answer: with "search corp.example", a SERVFAIL for
-// _dmarc.bank.example became the NXDOMAIN of
-// _dmarc.bank.example.corp.example (DMARC_NONE instead of a temperror: the
-// bank's p=reject lost while its DNS was down), and a sender domain without
-// SPF took the record of <domain>.corp.example (a wildcard "v=spf1 -all"
-// failed every such sender). The dnsbl package roots its names the same way.
-// IP literals are left alone: rooted, they would be looked up as names.
-func fqdn(name string) string {
-	if name == "" || strings.HasSuffix(name, ".") {
-		return name
-	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return name
-	}
-	return name + "."
 }
 
 // isNotFound reports an authoritative "no such name/record".

@@ -59,18 +59,3 @@ func TestLookupsIgnoreSearchDomain(t *testing.T) {
 		t.Errorf("DMARC lookup SERVFAIL: %s, want DMARC_TEMPERROR", got)
 	}
 }
-
-func TestFQDN(t *testing.T) {
-	for in, want := range map[string]string{
-		"example.org":    "example.org.",
-		"example.org.":   "example.org.",
-		"192.0.2.1":      "192.0.2.1",
-		"2001:db8::1":    "2001:db8::1",
-		"_dmarc.example": "_dmarc.example.",
-		"":               "",
-	} {
-		if got := fqdn(in); got != want {
-			t.Errorf("fqdn(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
