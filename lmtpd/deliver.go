@@ -345,6 +345,12 @@ func (dv *Deliverer) filterAndStore(ctx context.Context, r *rcptCtx, full *maild
 		})
 		var te *TempError
 		switch {
+		case (err != nil || v != nil && len(v.Errors) > 0) && ctx.Err() != nil:
+			// The run was cut short by the message's deadline (deliveryTimeout,
+			// used up by earlier recipients), not by the script: no script
+			// error to answer with the implicit keep, which would store the
+			// message past the admin's and the user's rules for good.
+			return out, wrapTemp("filter aborted: %v", ctx.Err())
 		case errors.As(err, &te):
 			return out, wrapTemp("%v", err)
 		case err != nil:

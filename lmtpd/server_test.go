@@ -837,3 +837,24 @@ func TestInternalErrorsNeverLeak(t *testing.T) {
 		t.Fatalf("reply %q", d)
 	}
 }
+
+// TestFileintoOverlongFolderKeepsInInbox: a fileinto whose Maildir++ directory
+// name would pass the file system's 255-byte name limit — a 255-byte name gets
+// its leading dot, a name of 100 umlauts triples in modified UTF-7, and a
+// script filing by a List-Id the sender chose can ask for either — is a failed
+// fileinto, kept in INBOX as Pigeonhole does ("Mailbox name too long"). The
+// mkdir's ENAMETOOLONG used to be a 451 on every retry, until Postfix bounced
+// the message days later.
+func TestFileintoOverlongFolderKeepsInInbox(t *testing.T) {
+	for i, name := range []string{strings.Repeat("x", 255), "Lists." + strings.Repeat("ä", 100)} {
+		ff := &fakeFilter{acts: map[string][]Action{"alice": {{Type: ActFileinto, Mailbox: name, Create: true}}}}
+		e := newEnv(t, func(o *Options) { o.Filter = ff })
+		_, d := e.dial().send("s@example.net", []string{"alice@example.com"}, testMsg)
+		if len(d) != 1 || !strings.HasPrefix(d[0], "250") {
+			t.Fatalf("%d: replies %q, want 250 (kept in INBOX)", i, d)
+		}
+		if n := len(files(t, filepath.Join(e.dir, "alice/Maildir/new"))); n != 1 {
+			t.Errorf("%d: INBOX has %d", i, n)
+		}
+	}
+}

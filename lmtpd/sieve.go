@@ -28,7 +28,7 @@ type SieveFilter struct {
 	cfg      SieveConfig
 	settings map[string]string
 	log      *slog.Logger
-	// open opens a script file: os.Open (tests: failing opens).
+	// open opens a script file: openScript (tests: failing opens).
 	open func(string) (*os.File, error)
 
 	mu    sync.Mutex
@@ -157,7 +157,27 @@ func NewSieveFilter(cfg SieveConfig, delimiter string, settings map[string]strin
 	for k, v := range settings {
 		s[k] = v
 	}
-	return &SieveFilter{cfg: cfg, settings: s, log: log, open: os.Open, cache: map[string]*cached{}}
+	return &SieveFilter{cfg: cfg, settings: s, log: log, open: openScript, cache: map[string]*cached{}}
+}
+
+// openScript opens a script file for reading. The open does not block: a
+// FIFO the user made their script (or an include) would wait for a writer
+// for ever, holding the delivery and its thread; it, and anything else that
+// is not a regular file, is refused — a script error, so the implicit keep.
+func openScript(path string) (*os.File, error) {
+	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := fh.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	return fh, nil
 }
 
 // load returns the compiled script at path, nil if it does not exist. The

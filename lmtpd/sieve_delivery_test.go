@@ -1,6 +1,7 @@
 package lmtpd
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,5 +201,48 @@ func TestSieveDuplicateStoreDown(t *testing.T) {
 	}
 	if n := len(stored(t, alice)); n != 1 {
 		t.Errorf("second copy: alice's INBOX has %d, want it discarded", n)
+	}
+}
+
+// TestSieveCutShortByDeadlineIsTemporary: when the delivery's deadline (one
+// for all recipients of a message, deliveryTimeout) has run out by the time a
+// recipient's scripts run — the earlier recipients' submissions and stores
+// took it — the Sieve run is aborted by our clock, not by the script. That
+// recipient is tempfailed and nothing is stored, so Postfix retries with the
+// rules applied. It used to count as a script runtime error: the message went
+// into INBOX by the implicit keep, past the admin's spam rule and the user's
+// discard or forward, silently and for good.
+func TestSieveCutShortByDeadlineIsTemporary(t *testing.T) {
+	// Enough commands that the interpreter looks at the context (every 16
+	// steps), as any real spam rule set does.
+	before := `require ["fileinto","mailbox"];` + strings.Repeat(`if header :is "X-Nope" "1" { stop; }`, 20) +
+		`fileinto :create "Junk";`
+	e := sieveEnv(t, before, "")
+	dv := e.srv.Deliverer()
+	rc, err := dv.Resolve(context.Background(), "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the message's deadline is over
+	var got error
+	dv.Deliver(ctx, &Delivery{From: "s@example.net", Recipients: []Recipient{rc}, Data: []byte(testMsg), SessionID: "t1"},
+		func(_ int, err error) { got = err })
+	if rep := dv.replyFor("alice@example.com", got); rep == nil || rep.Code != 451 {
+		t.Fatalf("reply %v (error %v), want 451", rep, got)
+	}
+	box := filepath.Join(e.dir, "alice/Maildir")
+	if n := len(stored(t, box)) + len(stored(t, filepath.Join(box, ".Junk"))); n != 0 {
+		t.Errorf("%d copies stored without the rules", n)
+	}
+
+	// With time left, the same message goes where the rule says.
+	dv.Deliver(context.Background(), &Delivery{From: "s@example.net", Recipients: []Recipient{rc}, Data: []byte(testMsg), SessionID: "t2"},
+		func(_ int, err error) { got = err })
+	if got != nil {
+		t.Fatal(got)
+	}
+	if n := len(stored(t, filepath.Join(box, ".Junk"))); n != 1 {
+		t.Errorf("Junk has %d", n)
 	}
 }

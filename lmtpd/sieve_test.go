@@ -332,3 +332,38 @@ func TestSieveUserScriptsThroughAsUser(t *testing.T) {
 		t.Errorf("AsUser cannot switch: %v, want a TempError", err)
 	}
 }
+
+// TestSieveScriptFIFODoesNotHang: a user's active script or :personal include
+// that is a FIFO (mkfifo ~/.dovecot.sieve) is no script: the filter fails at
+// once (implicit keep, as for any script that cannot be read) instead of
+// waiting in open for a writer that never comes — which held every delivery
+// to that user, and its thread, for ever, and Postfix's retries piled up
+// threads until lmtpd died for all users.
+func TestSieveScriptFIFODoesNotHang(t *testing.T) {
+	for _, name := range []string{".dovecot.sieve", "sieve/rules.sieve"} {
+		home := t.TempDir()
+		os.MkdirAll(filepath.Join(home, "sieve"), 0o755)
+		if name != ".dovecot.sieve" {
+			os.WriteFile(filepath.Join(home, ".dovecot.sieve"), []byte(`require "include"; include :personal "rules";`), 0o644)
+		}
+		if err := syscall.Mkfifo(filepath.Join(home, name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f := NewSieveFilter(DefaultConfig().Sieve, "+", nil, nil)
+		c := make(chan error, 1)
+		go func() {
+			_, err := f.Filter(context.Background(), &FilterInput{User: &directory.User{Login: "alice", Home: home},
+				Home: home, Message: []byte("Subject: x\n\nx\n"), Now: time.Now()})
+			c <- err
+		}()
+		select {
+		case err := <-c:
+			var te *TempError
+			if err == nil || errors.As(err, &te) {
+				t.Errorf("%s: %v, want a script error (implicit keep)", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the filter hangs on a FIFO", name)
+		}
+	}
+}

@@ -90,18 +90,41 @@ func linkErr(op, a, b string, err error) error {
 	return &os.LinkError{Op: op, Old: a, New: b, Err: err}
 }
 
-// open is os.OpenFile. The descriptor is a blocking one, so every read, write
-// and sync on the *os.File is a plain system call on the calling thread.
+// open is os.OpenFile for a regular file or a directory, which is all this
+// package opens. The descriptor is a blocking one, so every read, write and
+// sync on the *os.File is a plain system call on the calling thread.
+//
+// The open itself never blocks: a FIFO the user put where a control file
+// belongs (maildirsize, dovecot-keywords, maildirfolder) would wait for a
+// writer or reader for ever, holding the delivery and its thread. So it is
+// opened O_NONBLOCK, anything but a regular file or a directory is refused
+// with errNotRegular, and O_NONBLOCK is cleared again.
 func (f *fsys) open(p string, flag int, perm os.FileMode) (*os.File, error) {
 	d, rel := f.at(p)
 	fd, err := ignoringEINTR(func() (int, error) {
-		return unix.Openat(d, rel, flag|unix.O_CLOEXEC, uint32(perm.Perm()))
+		return unix.Openat(d, rel, flag|unix.O_CLOEXEC|unix.O_NONBLOCK, uint32(perm.Perm()))
 	})
 	if err != nil {
 		return nil, pathErr("open", p, err)
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, pathErr("open", p, err)
+	}
+	if !isRegular(st) && !isDir(st) {
+		unix.Close(fd)
+		return nil, pathErr("open", p, errNotRegular)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, pathErr("open", p, err)
+	}
 	return os.NewFile(uintptr(fd), p), nil
 }
+
+// errNotRegular: what open found is neither a regular file nor a directory.
+var errNotRegular = errors.New("not a regular file or directory")
 
 // stat is os.Stat (os.Lstat without follow).
 func (f *fsys) stat(p string, follow bool) (unix.Stat_t, error) {

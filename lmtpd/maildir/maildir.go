@@ -671,8 +671,19 @@ func FolderPath(name string) (string, error) {
 			return "", fmt.Errorf("%w: control character in %q", ErrBadName, name)
 		}
 	}
-	return "." + EncodeMUTF7(name), nil
+	dir := "." + EncodeMUTF7(name)
+	if len(dir) > nameMax {
+		// One directory for the whole hierarchy: its name, with the dot and
+		// modified UTF-7 (up to 8/3 of the UTF-8 bytes), must fit the file
+		// system's name limit, or the mkdir fails with ENAMETOOLONG on every
+		// retry instead of the fileinto failing (keep in INBOX).
+		return "", fmt.Errorf("%w: %q is longer than %d bytes in the Maildir", ErrBadName, name, nameMax)
+	}
+	return dir, nil
 }
+
+// nameMax is NAME_MAX of Linux file systems: the longest directory entry.
+const nameMax = 255
 
 // FolderExists reports whether the IMAP mailbox name exists in mb (Sieve's
 // mailboxexists). Like a delivery, it looks with the user's credentials: root

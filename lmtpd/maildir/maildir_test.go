@@ -26,7 +26,12 @@ func TestFolderPath(t *testing.T) {
 			t.Errorf("FolderPath(%q) = %q, %v; want %q", c.in, got, err, c.out)
 		}
 	}
-	for _, bad := range []string{"a..b", ".hidden", "x/", "a\nb", strings.Repeat("x", 300)} {
+	// The directory name (".", modified UTF-7) must fit NAME_MAX, 255 bytes.
+	if got, err := FolderPath(strings.Repeat("x", 254)); err != nil || len(got) != 255 {
+		t.Errorf("254-byte name: %d bytes, %v", len(got), err)
+	}
+	for _, bad := range []string{"a..b", ".hidden", "x/", "a\nb", strings.Repeat("x", 300),
+		strings.Repeat("x", 255), strings.Repeat("ä", 100)} {
 		if _, err := FolderPath(bad); err == nil {
 			t.Errorf("FolderPath(%q) accepted", bad)
 		}

@@ -50,13 +50,14 @@ func Usage(mb Mailbox) (bytes, count int64, err error) {
 func usage(fs *fsys, mb Mailbox) (int64, int64, error) {
 	path := filepath.Join(mb.Root, "maildirsize")
 	// O_NOFOLLOW: a symlink is no maildirsize of ours (and as the user, the
-	// file it names may well be unreadable): recalculate, replacing it.
+	// file it names may well be unreadable): recalculate, replacing it. So
+	// for a FIFO or the like.
 	data, err := fs.readFile(path, syscall.O_NOFOLLOW)
 	if err == nil && len(data) <= maildirsizeMax {
 		if limits, b, c, ok := parseMaildirsize(data); ok && limits == limitLine(mb) {
 			return b, c, nil
 		}
-	} else if err != nil && !os.IsNotExist(err) && !errors.Is(err, syscall.ELOOP) {
+	} else if err != nil && !os.IsNotExist(err) && !errors.Is(err, syscall.ELOOP) && !errors.Is(err, errNotRegular) {
 		return 0, 0, classify(err)
 	}
 	return recalc(fs, mb)
