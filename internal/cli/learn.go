@@ -9,8 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,16 +70,54 @@ func learningEngine(ctx context.Context, app *App) (*spam.Engine, error) {
 }
 
 // ownAuthservIDs are the authserv-ids our milter writes in
-// Authentication-Results: the configured one, else Postfix's $myhostname,
-// which is the host name unless configured otherwise.
+// Authentication-Results: the configured one, else Postfix's $myhostname
+// (the milter's j macro), asked from postconf where Postfix is installed —
+// often a fully qualified name where the host name is short — and the host
+// name, which is $myhostname's default.
 func ownAuthservIDs(app *App) []string {
 	if cfg := app.Config(); cfg != nil && cfg.Milter.AuthservID != "" {
 		return []string{cfg.Milter.AuthservID}
 	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return []string{h}
+	var ids []string
+	if h := postfixMyhostname(); h != "" {
+		ids = append(ids, h)
 	}
-	return nil
+	if h, err := os.Hostname(); err == nil && h != "" && !slices.Contains(ids, h) {
+		ids = append(ids, h)
+	}
+	return ids
+}
+
+// postfixMyhostname is `postconf -h myhostname` (honouring MAIL_CONFIG), or
+// "" without Postfix or its main.cf (postconf is not even started then: it
+// may spend seconds resolving the host's name for defaults no one set).
+func postfixMyhostname() string {
+	dir := os.Getenv("MAIL_CONFIG")
+	if dir == "" {
+		dir = "/etc/postfix"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "main.cf")); err != nil {
+		return ""
+	}
+	bin, err := exec.LookPath("postconf")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/postconf", "/usr/local/sbin/postconf"} {
+			if _, serr := os.Stat(p); serr == nil {
+				bin, err = p, nil
+				break
+			}
+		}
+		if err != nil {
+			return ""
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-h", "myhostname").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // runLearn trains on every message found under paths. mode is spam, ham or

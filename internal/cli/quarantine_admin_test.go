@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/quarantine"
 	"github.com/dovetail-mail/dovetail/spam/bayes"
 )
@@ -136,6 +139,43 @@ func TestLearnUsageExitCode(t *testing.T) {
 	for _, args := range [][]string{{"learn", "--spam"}, {"learn", "--nope", "x"}} {
 		if code, out, errOut := run(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2\n%s%s", args, code, out, errOut)
+		}
+	}
+}
+
+// TestOwnAuthservIDsFollowPostfix: without milter.authserv_id the milter
+// writes Authentication-Results under Postfix's $myhostname (its j macro),
+// often a full name where the host name is short; learning must leave those
+// out too, so the authserv-ids learning skips include postconf's answer.
+func TestOwnAuthservIDsFollowPostfix(t *testing.T) {
+	testenv.Need(t, "postconf")
+	pf := t.TempDir()
+	os.WriteFile(filepath.Join(pf, "main.cf"), []byte("myhostname = mx.learn.example\n"), 0o644)
+	t.Setenv("MAIL_CONFIG", pf)
+	dir := t.TempDir()
+	writeUsers(t, dir)
+	for _, tc := range []struct {
+		cfg  string
+		want []string
+	}{
+		{"", []string{"mx.learn.example"}},
+		{"milter:\n  authserv_id: mx.configured.example\n", []string{"mx.configured.example"}},
+	} {
+		cfg := filepath.Join(dir, "dovetail.yaml")
+		os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"+tc.cfg), 0o600)
+		app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}
+		if err := app.load(); err != nil {
+			t.Fatal(err)
+		}
+		got := ownAuthservIDs(app)
+		app.Close()
+		for _, w := range tc.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("config %q: authserv-ids %q lack %q", tc.cfg, got, w)
+			}
+		}
+		if tc.cfg != "" && len(got) != 1 {
+			t.Errorf("configured authserv_id: %q, want only it", got)
 		}
 	}
 }
