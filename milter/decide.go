@@ -55,7 +55,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 		switch cfg.Authenticated {
 		case AuthSkip:
 			rep.Action = "skipped"
-			s.stripForged(ss, m, false)
+			s.stripForged(ss, m)
 			return gomilter.RespAccept
 		case AuthOutbound:
 			outbound = true
@@ -68,7 +68,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	// carries no spam headers to the world, this one included.
 	skipped := func(why string) {
 		if outbound {
-			s.stripForged(ss, m, false)
+			s.stripForged(ss, m)
 		} else {
 			s.editHeaders(ss, m, []spam.Header{{Name: "X-Spam-Skipped", Value: why}})
 		}
@@ -121,7 +121,7 @@ func (s *Server) decide(ss *session, m *gomilter.Modifier, rep *Report) gomilter
 	// Outbound mail from our own users carries no spam headers to the world.
 	if outbound {
 		rep.Action = "accept"
-		s.stripForged(ss, m, false)
+		s.stripForged(ss, m)
 		return gomilter.RespAccept
 	}
 	rep.Action = "accept"
@@ -208,10 +208,10 @@ func (s *Server) scan(ss *session, scorer Scorer, rep *Report) (spam.Verdict, er
 	}
 }
 
-// editHeaders removes the forged fields (stripForged, X-Spam-* included)
-// and adds ours.
+// editHeaders removes the forged fields (stripSpamFields, stripForged) and
+// adds ours.
 func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Header) {
-	if !s.stripForged(ss, m, true) {
+	if !s.stripSpamFields(ss, m) || !s.stripForged(ss, m) {
 		return
 	}
 	for _, h := range add {
@@ -222,26 +222,31 @@ func (s *Server) editHeaders(ss *session, m *gomilter.Modifier, add []spam.Heade
 	}
 }
 
-// stripForged removes every inbound Authentication-Results claiming our
-// authserv-id: RFC 8601 §5 requires it whoever sent the message, so also for
-// authenticated mail we pass without headers of our own (local recipients'
-// MUAs trust those fields). With spamFields it also removes every inbound
-// X-Spam-* field (spoof protection: Sieve scripts trust these). CHGHEADER's
-// index counts per name from 1; we delete from the highest index down so no
-// deletion shifts the next. It reports whether every edit was sent.
-func (s *Server) stripForged(ss *session, m *gomilter.Modifier, spamFields bool) bool {
+// stripSpamFields removes every inbound X-Spam-* field (spoof protection:
+// Sieve scripts trust these). CHGHEADER's index counts per name from 1; we
+// delete from the highest index down so no deletion shifts the next. It
+// reports whether every edit was sent.
+func (s *Server) stripSpamFields(ss *session, m *gomilter.Modifier) bool {
 	t := &ss.edits
-	if spamFields {
-		for _, key := range t.spamOrder {
-			c := t.spam[key]
-			for i := c.n; i >= 1; i-- {
-				if err := m.ChangeHeader(i, c.name, ""); err != nil {
-					s.metrics.errors.WithLabelValues("reply").Inc()
-					return false
-				}
+	for _, key := range t.spamOrder {
+		c := t.spam[key]
+		for i := c.n; i >= 1; i-- {
+			if err := m.ChangeHeader(i, c.name, ""); err != nil {
+				s.metrics.errors.WithLabelValues("reply").Inc()
+				return false
 			}
 		}
 	}
+	return true
+}
+
+// stripForged removes every inbound Authentication-Results claiming our
+// authserv-id: RFC 8601 §5 requires it whoever sent the message, so also for
+// authenticated mail we pass without headers of our own (local recipients'
+// MUAs trust those fields). Highest index first, as in stripSpamFields; it
+// reports whether every edit was sent.
+func (s *Server) stripForged(ss *session, m *gomilter.Modifier) bool {
+	t := &ss.edits
 	for i := len(t.arOurs) - 1; i >= 0; i-- {
 		if err := m.ChangeHeader(t.arOurs[i], "Authentication-Results", ""); err != nil {
 			s.metrics.errors.WithLabelValues("reply").Inc()

@@ -186,10 +186,11 @@ func (c Config) Validate() error {
 		check("domains."+d+".", t.merge(c.Actions))
 		// Keys are matched case-insensitively; two spellings of one domain
 		// would apply one of them at random.
-		if other, ok := seen[strings.ToLower(d)]; ok {
+		low := strings.ToLower(d)
+		if other, ok := seen[low]; ok {
 			errs = append(errs, config.Errorf("domains."+d, fmt.Sprintf("is the same domain as %s", other), "keep one entry"))
 		}
-		seen[strings.ToLower(d)] = d
+		seen[low] = d
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, config.Errorf("timeout", "must be positive", "e.g. 10s"))
