@@ -66,7 +66,7 @@ func newLearnCmd(app *App) *cobra.Command {
 // quarantine learn, release --learn-ham): with our authserv-ids, so the
 // Authentication-Results our milter wrote is not learned as evidence.
 func learningEngine(ctx context.Context, app *App) (*spam.Engine, error) {
-	return spamEngine(ctx, app, true, spam.WithAuthservIDs(ownAuthservIDs(app)...))
+	return spamEngine(ctx, app, true, spam.WithAuthservIDs(ownAuthservIDs(ctx, app)...))
 }
 
 // ownAuthservIDs are the authserv-ids our milter writes in
@@ -74,12 +74,12 @@ func learningEngine(ctx context.Context, app *App) (*spam.Engine, error) {
 // (the milter's j macro), asked from postconf where Postfix is installed —
 // often a fully qualified name where the host name is short — and the host
 // name, which is $myhostname's default.
-func ownAuthservIDs(app *App) []string {
+func ownAuthservIDs(ctx context.Context, app *App) []string {
 	if cfg := app.Config(); cfg != nil && cfg.Milter.AuthservID != "" {
 		return []string{cfg.Milter.AuthservID}
 	}
 	var ids []string
-	if h := postfixMyhostname(); h != "" {
+	if h := postfixMyhostname(ctx); h != "" {
 		ids = append(ids, h)
 	}
 	if h, err := os.Hostname(); err == nil && h != "" && !slices.Contains(ids, h) {
@@ -91,7 +91,7 @@ func ownAuthservIDs(app *App) []string {
 // postfixMyhostname is `postconf -h myhostname` (honouring MAIL_CONFIG), or
 // "" without Postfix or its main.cf (postconf is not even started then: it
 // may spend seconds resolving the host's name for defaults no one set).
-func postfixMyhostname() string {
+func postfixMyhostname(ctx context.Context) string {
 	dir := os.Getenv("MAIL_CONFIG")
 	if dir == "" {
 		dir = "/etc/postfix"
@@ -99,19 +99,18 @@ func postfixMyhostname() string {
 	if _, err := os.Stat(filepath.Join(dir, "main.cf")); err != nil {
 		return ""
 	}
-	bin, err := exec.LookPath("postconf")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/postconf", "/usr/local/sbin/postconf"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-		if err != nil {
-			return ""
+	bin := ""
+	// $PATH, else the usual places (root's PATH may lack sbin).
+	for _, name := range []string{"postconf", "/usr/sbin/postconf", "/usr/local/sbin/postconf"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if bin == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "-h", "myhostname").Output()
 	if err != nil {

@@ -52,7 +52,7 @@ func milterEngine(ctx context.Context, app *App, cfg *Config, reg prometheus.Reg
 		}
 		checks = append(checks, lc)
 	}
-	return newSpamEngine(ctx, app, cfg.Spam, false, spam.WithChecks(checks...), spam.WithRegistry(reg), spam.WithAuthservIDs(ownAuthservIDs(app)...))
+	return newSpamEngine(ctx, app, cfg.Spam, false, spam.WithChecks(checks...), spam.WithRegistry(reg), spam.WithAuthservIDs(ownAuthservIDs(ctx, app)...))
 }
 
 // buildMilter builds the milter from the config; `serve` and `milter` both use it.

@@ -167,7 +167,7 @@ func TestOwnAuthservIDsFollowPostfix(t *testing.T) {
 		if err := app.load(); err != nil {
 			t.Fatal(err)
 		}
-		got := ownAuthservIDs(app)
+		got := ownAuthservIDs(t.Context(), app)
 		app.Close()
 		for _, w := range tc.want {
 			if !slices.Contains(got, w) {

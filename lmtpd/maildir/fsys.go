@@ -108,15 +108,14 @@ func (f *fsys) open(p string, flag int, perm os.FileMode) (*os.File, error) {
 		return nil, pathErr("open", p, err)
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, pathErr("open", p, err)
+	err = unix.Fstat(fd, &st)
+	if err == nil && !isRegular(st) && !isDir(st) {
+		err = errNotRegular
 	}
-	if !isRegular(st) && !isDir(st) {
-		unix.Close(fd)
-		return nil, pathErr("open", p, errNotRegular)
+	if err == nil {
+		err = unix.SetNonblock(fd, false)
 	}
-	if err := unix.SetNonblock(fd, false); err != nil {
+	if err != nil {
 		unix.Close(fd)
 		return nil, pathErr("open", p, err)
 	}
