@@ -21,9 +21,13 @@ type Config struct {
 	// MaxMessageSize bounds DATA (552 5.3.4 above it). Messages are held in memory.
 	MaxMessageSize config.Size `yaml:"max_message_size"`
 	// MaxRecipients per transaction (Postfix sends at most lmtp_destination_recipient_limit).
-	MaxRecipients int             `yaml:"max_recipients"`
-	ReadTimeout   config.Duration `yaml:"read_timeout"`
-	WriteTimeout  config.Duration `yaml:"write_timeout"`
+	MaxRecipients int `yaml:"max_recipients"`
+	// MaxConnections bounds concurrent LMTP sessions, each of which may hold a
+	// message in memory (Dovecot's lmtp process_limit); past it a connection
+	// is answered 421 and Postfix retries.
+	MaxConnections int             `yaml:"max_connections"`
+	ReadTimeout    config.Duration `yaml:"read_timeout"`
+	WriteTimeout   config.Duration `yaml:"write_timeout"`
 	// RecipientDelimiter: each character separates the user from a detail
 	// ("alice+lists@" → alice). Empty disables subaddressing.
 	RecipientDelimiter string `yaml:"recipient_delimiter"`
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 		Listen:             config.Listener{Address: "127.0.0.1:10024"},
 		MaxMessageSize:     50 << 20,
 		MaxRecipients:      1000,
+		MaxConnections:     100,
 		ReadTimeout:        config.Duration(10 * time.Minute),
 		WriteTimeout:       config.Duration(5 * time.Minute),
 		RecipientDelimiter: "+",
@@ -139,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRecipients <= 0 {
 		errs = append(errs, config.Errorf("max_recipients", "must be positive", "Postfix sends at most 50 by default"))
+	}
+	if c.MaxConnections <= 0 {
+		errs = append(errs, config.Errorf("max_connections", "must be positive", "e.g. 100 (Dovecot's lmtp process_limit); Postfix opens up to lmtp_destination_concurrency_limit"))
 	}
 	switch loc := c.MailLocation; {
 	case !strings.HasPrefix(loc, "~/") && !strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "%h/"):

@@ -14,6 +14,7 @@ type Metrics struct {
 	Quarantined prometheus.Counter
 	SieveErrors prometheus.Counter
 	Sessions    prometheus.Gauge
+	Refused     prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg (nil = unregistered).
@@ -40,9 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dovetail_lmtpd_sessions", Help: "Open LMTP sessions.",
 		}),
+		Refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dovetail_lmtpd_connections_refused_total", Help: "Connections answered 421 because max_connections sessions were open.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Deliveries, m.Latency, m.Bytes, m.Quarantined, m.SieveErrors, m.Sessions)
+		reg.MustRegister(m.Deliveries, m.Latency, m.Bytes, m.Quarantined, m.SieveErrors, m.Sessions, m.Refused)
 	}
 	return m
 }

@@ -60,6 +60,9 @@ type Server struct {
 	stopOnce       sync.Once
 	stop           chan struct{} // ends housekeeping
 	housekeepEvery time.Duration
+
+	sessions    atomic.Int64 // open sessions on every listener (max_connections)
+	lastRefusal atomic.Int64 // Unix seconds of the last refusal logged
 }
 
 // deliveryTimeout bounds the work after DATA for all recipients of one message.
@@ -209,11 +212,24 @@ func (s *Server) housekeep(q *quarantine.Store) {
 }
 
 func (s *Server) serve(ln net.Listener) error {
-	err := s.smtp.Serve(ln)
+	err := s.smtp.Serve(&limitListener{Listener: ln, hostname: s.live.Load().host, open: &s.sessions,
+		max: func() int { return s.live.Load().Config.MaxConnections }, refused: s.refused421})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// refused421 counts a connection refused for max_connections, and logs it at
+// most every ten seconds (a flood of them must not flood the log too).
+func (s *Server) refused421() {
+	dv := s.live.Load()
+	dv.Metrics.Refused.Inc()
+	now := time.Now().Unix()
+	if last := s.lastRefusal.Load(); now-last >= 10 && s.lastRefusal.CompareAndSwap(last, now) {
+		s.log.Warn("lmtpd connections refused with 421: max_connections sessions open (dovetail_lmtpd_connections_refused_total counts them)",
+			"max_connections", dv.Config.MaxConnections)
+	}
 }
 
 // Shutdown stops accepting and waits for sessions in progress (a delivery that is

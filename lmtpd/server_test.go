@@ -423,6 +423,44 @@ func TestMessageOfExactlyMaxSize(t *testing.T) {
 	}
 }
 
+// TestMaxConnections: past lmtpd.max_connections open sessions a new
+// connection is answered 421 4.3.2 and closed (Postfix retries later); when a
+// session ends its slot is free again. Each session may hold a message of up
+// to max_message_size, so their number is what bounds lmtpd's memory.
+func TestMaxConnections(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Config.MaxConnections = 2 })
+	a, b := e.dial(), e.dial()
+	greeting := func() string {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		return l
+	}
+	if g := greeting(); !strings.HasPrefix(g, "421 4.3.2 ") {
+		t.Fatalf("third connection greeted %q, want 421 4.3.2", g)
+	}
+	if r := a.cmd("NOOP"); !strings.HasPrefix(r, "250") {
+		t.Fatalf("an open session after the refusal: %q", r)
+	}
+	b.cmd("QUIT")
+	b.c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for g := greeting(); !strings.HasPrefix(g, "220 "); g = greeting() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a slot freed by QUIT is not given out again: %q", g)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var m dto.Metric
+	if err := e.srv.live.Load().Metrics.Refused.Write(&m); err != nil || m.GetCounter().GetValue() < 1 {
+		t.Errorf("dovetail_lmtpd_connections_refused_total = %v (%v)", m.GetCounter().GetValue(), err)
+	}
+}
+
 func TestTooLargeAndVanishingClient(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Config.MaxMessageSize = 4096 })
 	v := e.dial()
