@@ -181,12 +181,20 @@ type entry struct{ k, v *yaml.Node }
 
 // entries returns the mapping's keys in effect and the repeated ones.
 func (w walker) entries(n *yaml.Node, path string) (out []entry, dups []entry) {
+	return w.mergedEntries(n, path, map[*yaml.Node]bool{})
+}
+
+// mergedEntries is entries with the mappings merged so far: a mapping merged
+// a second time (through another alias of its anchor) cannot add a key, as
+// the earlier merge wins, and expanding it again would make nested merges
+// exponential (ten aliases per level over nine levels is 10^9 expansions).
+func (w walker) mergedEntries(n *yaml.Node, path string, done map[*yaml.Node]bool) (out []entry, dups []entry) {
 	var merged []entry
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if isMerge(k) {
-			merged = append(merged, w.mergeSources(k, v, path)...)
+			merged = append(merged, w.mergeSources(k, v, path, done)...)
 			continue
 		}
 		if ignoredTopLevel(path, k.Value) {
@@ -214,7 +222,7 @@ func isMerge(k *yaml.Node) bool {
 
 // mergeSources expands the value of a merge key: a mapping, or a list of
 // mappings of which the earlier win (YAML's merge key type).
-func (w walker) mergeSources(k, v *yaml.Node, path string) []entry {
+func (w walker) mergeSources(k, v *yaml.Node, path string, done map[*yaml.Node]bool) []entry {
 	v = resolve(v)
 	var srcs []*yaml.Node
 	switch v.Kind {
@@ -233,7 +241,11 @@ func (w walker) mergeSources(k, v *yaml.Node, path string) []entry {
 			w.addBad(path, k.Line, "%s: <<: merges a mapping or a list of mappings, got %s", display(path), kindName(src))
 			continue
 		}
-		es, _ := w.entries(src, path)
+		if done[src] {
+			continue
+		}
+		done[src] = true
+		es, _ := w.mergedEntries(src, path, done)
 		out = append(out, es...)
 	}
 	return out

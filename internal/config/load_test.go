@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -314,4 +315,38 @@ func (s *selfChecked) Validate() error {
 		return Errorf("wait", "my own message", "")
 	}
 	return nil
+}
+
+// Merge keys that refer to the same anchors again and again (the "billion
+// laughs" shape: ten references per level, nine levels, in 600 bytes) are
+// expanded once per anchor, not once per path to it: the walk took minutes
+// and gigabytes for a file `config check` should answer at once.
+func TestLoadRepeatedMergesAreLinear(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x-l0: &l0 {extra: v}\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "x-l%d: &l%d\n  <<: [", i, i)
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("<<: *l9\nname: n\n")
+	done := make(chan error, 1)
+	var got top
+	go func() { done <- Load("t.yaml", []byte(b.String()), &got) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Load of 10^9 merge paths to one anchor did not finish in 5s")
+	}
+	if got.Extra != "v" || got.Name != "n" {
+		t.Errorf("got extra=%q name=%q, want v and n", got.Extra, got.Name)
+	}
 }

@@ -94,7 +94,11 @@ func TestGroupWriterBatchesLinesQueuedDuringAWrite(t *testing.T) {
 func TestGroupWriterQueueIsBounded(t *testing.T) {
 	w := &gateWriter{gate: make(chan struct{}), entered: make(chan struct{})}
 	g := newGroupWriter(w)
-	go g.Write([]byte("first\n"))
+	firstDone := make(chan struct{})
+	go func() {
+		g.Write([]byte("first\n"))
+		close(firstDone) // it writes what queued meanwhile before it returns
+	}()
 	<-w.entered
 	line := bytes.Repeat([]byte("x"), 1023)
 	line = append(line, '\n')
@@ -117,6 +121,7 @@ func TestGroupWriterQueueIsBounded(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting logger was not released when the queue drained")
 	}
+	<-firstDone
 	if got, want := len(w.all()), len("first\n")+(maxPendingLog/len(line)+1)*len(line); got != want {
 		t.Fatalf("wrote %d bytes, want %d", got, want)
 	}

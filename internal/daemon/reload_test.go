@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -227,5 +229,122 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	if code, body := getCode(t, base+"/healthz"); code != 200 {
 		t.Errorf("/healthz with dependencies down: %d %q, want 200 (liveness)", code, body)
+	}
+}
+
+// deliver sends sig as the signal package does: without blocking, so a
+// signal is dropped when the channel is full.
+func (tr *testRuntime) deliver(sig os.Signal) {
+	select {
+	case tr.sigs <- sig:
+	default:
+	}
+}
+
+// A SIGHUP storm during a slow reload (a config management run, a logrotate
+// postrotate per log file) ends in one more reload, not one per SIGHUP, and a
+// SIGTERM arriving in it is not lost: it cancels the reload in progress and
+// the daemon drains and stops.
+func TestSIGTERMDuringSIGHUPStorm(t *testing.T) {
+	var reloads atomic.Int32
+	started := make(chan struct{}, 100)
+	tr := newTestRuntime(t, func(ctx context.Context) error {
+		reloads.Add(1)
+		started <- struct{}{}
+		select {
+		case <-ctx.Done(): // a reload that waits for a dependency
+			return ctx.Err()
+		case <-time.After(3 * time.Second):
+			return nil
+		}
+	})
+	tr.start(t)
+	tr.deliver(syscall.SIGHUP)
+	<-started
+	for range 50 {
+		tr.deliver(syscall.SIGHUP)
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	tr.deliver(syscall.SIGTERM)
+	select {
+	case err := <-tr.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("SIGTERM during a SIGHUP storm did not stop the daemon (%d reloads so far):\n%s", reloads.Load(), tr.logs.String())
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("stopping took %v: the reload in progress was not cancelled", d)
+	}
+	if n := reloads.Load(); n > 2 {
+		t.Errorf("%d reloads for one SIGHUP storm, want at most 2", n)
+	}
+}
+
+// A check that does not return when its context ends (a backend call stuck
+// in a lock or a write to a full disk) still gets /readyz its 503 within the
+// timeout, and probes repeated meanwhile do not start another copy each.
+func TestReadinessCheckThatIgnoresItsContext(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var calls atomic.Int32
+	tr := newTestRuntime(t, nil, ReadyCheck{Name: "store", Check: func(context.Context) error {
+		calls.Add(1)
+		<-release
+		return nil
+	}})
+	tr.rt.readyWithin = 100 * time.Millisecond
+	tr.start(t)
+	defer tr.stop(t)
+	client := &http.Client{Timeout: readyTimeout + 3*time.Second}
+	for range 3 {
+		start := time.Now()
+		resp, err := client.Get("http://" + tr.metrics + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz while a check does not return: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body := resp.StatusCode, string(b)
+		if code != 503 || !strings.Contains(body, "store: down:") {
+			t.Errorf("/readyz with a hung check: %d %q", code, body)
+		}
+		if d := time.Since(start); d > tr.rt.readyWithin+time.Second {
+			t.Errorf("/readyz took %v", d)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the hung check was started %d times, want once until it returns", n)
+	}
+}
+
+// A client that keeps its connection to /metrics open after a request (or
+// thousands of them, one request each) does not hold a file descriptor of
+// the mail daemons' process forever: an idle connection is closed.
+func TestMetricsIdleConnectionClosed(t *testing.T) {
+	tr := newTestRuntime(t, nil)
+	tr.rt.httpIdle = 200 * time.Millisecond
+	tr.start(t)
+	defer tr.stop(t)
+	c, err := net.Dial("tcp", tr.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The response is complete; now idle. The server must close its end.
+	var buf [1]byte
+	if _, err := c.Read(buf[:]); err != io.EOF {
+		t.Errorf("idle keep-alive connection: read = %v, want EOF (closed by the server)", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +44,16 @@ type ReadyCheck struct {
 // that is down, and the prober must get its answer before its own timeout.
 const readyTimeout = 2 * time.Second
 
+// httpIdleTimeout closes a connection to the metrics endpoint that idles
+// between requests; without it net/http keeps one open for as long as the
+// client does, each holding a file descriptor of the process the mail
+// daemons run in. httpWriteTimeout likewise ends a response its client does
+// not read (longer than /readyz takes).
+const (
+	httpIdleTimeout  = 2 * time.Minute
+	httpWriteTimeout = 30 * time.Second
+)
+
 // Runtime runs units until a signal or ctx ends them.
 type Runtime struct {
 	Log         *slog.Logger
@@ -67,8 +76,14 @@ type Runtime struct {
 	// Ready, if set, is closed once every listener is open.
 	Ready chan struct{}
 
+	// readyWithin and httpIdle are readyTimeout and httpIdleTimeout unless a
+	// test shortens them.
+	readyWithin, httpIdle time.Duration
+
 	healthy    atomic.Bool
-	serving    string // "serving milter, lmtpd, …", for the service manager's status line
+	checkMu    sync.Mutex
+	checking   []*checkFlight // the run of Checks[i] in progress (readyz)
+	serving    string         // "serving milter, lmtpd, …", for the service manager's status line
 	grace      atomic.Int64
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -96,6 +111,13 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.grace.Store(int64(r.Grace))
 	}
 	r.initMetrics()
+	r.checking = make([]*checkFlight, len(r.Checks))
+	if r.readyWithin == 0 {
+		r.readyWithin = readyTimeout
+	}
+	if r.httpIdle == 0 {
+		r.httpIdle = httpIdleTimeout
+	}
 	lns := make([]net.Listener, 0, len(r.Units))
 	closeAll := func() {
 		for _, ln := range lns {
@@ -117,7 +139,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("metrics: listen %s: %w", r.MetricsAddr, err)
 		}
-		httpSrv = &http.Server{Handler: r.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: r.httpHandler(), ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout: r.httpIdle, WriteTimeout: httpWriteTimeout}
 		go httpSrv.Serve(ln)
 		log.Info("metrics listening", "addr", ln.Addr().String())
 	}
@@ -145,23 +168,22 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.serving = "serving " + strings.Join(names, ", ")
 	notify(log, "READY=1", status("%s", r.serving))
 
-	held, sigc := sigs.takeOver()
+	held, hup, stop := sigs.takeOver()
 	var runErr error
-	stopped := false
-	hup := false
-	for _, s := range held {
-		if s != syscall.SIGHUP {
-			log.Info("shutting down", "signal", s.String(), "during", "startup")
-			stopped = true
-			break
-		}
-		hup = true
+	if held != nil {
+		log.Info("shutting down", "signal", held.String(), "during", "startup")
 	}
-	if !stopped && hup {
-		r.reload(ctx, log) // several SIGHUPs during startup ask for the same thing
-	}
+	stopping := func() { log.Info("shutting down", "signal", sigs.stopSignal().String()) }
 loop:
-	for !stopped {
+	for held == nil {
+		// A stop wins over a pending reload (held during startup, or asked
+		// for while the last one ran).
+		select {
+		case <-stop:
+			stopping()
+			break loop
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			break loop
@@ -169,13 +191,11 @@ loop:
 			log.Error("daemon failed", "err", err)
 			runErr = err
 			break loop
-		case s := <-sigc:
-			if s == syscall.SIGHUP {
-				r.reload(ctx, log)
-				continue
-			}
-			log.Info("shutting down", "signal", s.String())
+		case <-stop:
+			stopping()
 			break loop
+		case <-hup:
+			r.reload(ctx, stop, log)
 		}
 	}
 	r.healthy.Store(false)
@@ -225,10 +245,21 @@ func registerGauge(reg prometheus.Registerer, opts prometheus.GaugeOpts) prometh
 	return g
 }
 
-func (r *Runtime) reload(ctx context.Context, log *slog.Logger) {
+// reload runs r.Reload with a context that a stop signal cancels: a reload
+// waiting for a dependency must not hold up a shutdown.
+func (r *Runtime) reload(ctx context.Context, stop <-chan struct{}, log *slog.Logger) {
 	log.Info("reloading")
 	notify(log, reloadingState(), status("reloading"))
 	if r.Reload != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		if err := r.Reload(ctx); err != nil {
 			r.reloadOK.Set(0)
 			log.Error("reload failed, keeping the running configuration", "err", err)
@@ -291,18 +322,26 @@ func (r *Runtime) readyz(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not serving", http.StatusServiceUnavailable)
 		return
 	}
-	errs := make([]error, len(r.Checks))
-	var wg sync.WaitGroup
-	for i, c := range r.Checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
-			defer cancel()
-			errs[i] = c.Check(ctx)
-		}()
+	// The wait is bounded here, not only by the checks' contexts: a check
+	// that does not return when its context ends (a call stuck on a lock or
+	// a full disk) must still get the prober its 503. Probes that overlap
+	// share a check in progress rather than each starting one, so a stuck
+	// check is one goroutine, not one more per probe.
+	wait, cancel := context.WithTimeout(req.Context(), r.readyWithin+r.readyWithin/4)
+	defer cancel()
+	flights := make([]*checkFlight, len(r.Checks))
+	for i := range r.Checks {
+		flights[i] = r.startCheck(i)
 	}
-	wg.Wait()
+	errs := make([]error, len(r.Checks))
+	for i, f := range flights {
+		select {
+		case <-f.done:
+			errs[i] = f.err
+		case <-wait.Done():
+			errs[i] = fmt.Errorf("no answer within %v", r.readyWithin)
+		}
+	}
 	var b strings.Builder
 	code := http.StatusOK
 	for i, c := range r.Checks {
@@ -320,6 +359,34 @@ func (r *Runtime) readyz(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write([]byte(b.String()))
+}
+
+// checkFlight is one run of a ReadyCheck; err is set when done is closed.
+type checkFlight struct {
+	done chan struct{}
+	err  error
+}
+
+// startCheck returns the run of Checks[i] in progress, or starts one. It runs
+// within readyTimeout of its start, whichever probe started it.
+func (r *Runtime) startCheck(i int) *checkFlight {
+	r.checkMu.Lock()
+	defer r.checkMu.Unlock()
+	if f := r.checking[i]; f != nil {
+		return f
+	}
+	f := &checkFlight{done: make(chan struct{})}
+	r.checking[i] = f
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.readyWithin)
+		defer cancel()
+		f.err = r.Checks[i].Check(ctx)
+		r.checkMu.Lock()
+		r.checking[i] = nil
+		r.checkMu.Unlock()
+		close(f.done)
+	}()
+	return f
 }
 
 func isClosed(err error) bool {

@@ -17,15 +17,27 @@ import (
 // CatchSignals returned (startup gives up) and SIGHUP is held back; Run then
 // stops at once for a held stop signal, or reloads once for held SIGHUPs, as
 // soon as everything is listening.
+//
+// The channel is drained all the time, SIGHUPs coalesced into one pending
+// reload: the signal package drops a signal when the channel is full, so a
+// channel left to fill up with SIGHUPs during a slow reload (a burst from
+// config management or logrotate) would lose the SIGTERM after them, and the
+// daemon would run on until the service manager's SIGKILL cut off its
+// in-flight transactions.
 type Signals struct {
 	c      chan os.Signal
 	cancel context.CancelFunc
 	notify bool // c is registered with signal.Notify
 
-	once      sync.Once
+	hup       chan struct{} // holds one pending reload
+	stop      chan struct{} // closed at the first SIGTERM/SIGINT
 	stopWatch chan struct{}
 	watchDone chan struct{}
-	held      []os.Signal // written by watch until watchDone is closed
+
+	mu      sync.Mutex
+	stopSig os.Signal // the first stop signal
+	taken   bool      // Run has taken over: a stop signal no longer cancels the context
+	stopped bool      // Stop was called
 }
 
 // CatchSignals starts catching the daemon signals. The context it returns ends
@@ -41,7 +53,8 @@ func CatchSignals(ctx context.Context) (*Signals, context.Context) {
 // watchSignals is CatchSignals on a channel the caller feeds (tests).
 func watchSignals(ctx context.Context, c chan os.Signal) (*Signals, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Signals{c: c, cancel: cancel, stopWatch: make(chan struct{}), watchDone: make(chan struct{})}
+	s := &Signals{c: c, cancel: cancel, hup: make(chan struct{}, 1), stop: make(chan struct{}),
+		stopWatch: make(chan struct{}), watchDone: make(chan struct{})}
 	go s.watch()
 	return s, ctx
 }
@@ -51,36 +64,60 @@ func (s *Signals) watch() {
 	for {
 		select {
 		case sig := <-s.c:
-			s.held = append(s.held, sig)
-			if sig != syscall.SIGHUP {
+			if sig == syscall.SIGHUP {
+				select {
+				case s.hup <- struct{}{}:
+				default: // a reload is pending already
+				}
+				continue
+			}
+			s.mu.Lock()
+			if s.stopSig == nil {
+				s.stopSig = sig
+				close(s.stop)
+			}
+			// After the takeover the context is the backends' and must live
+			// through the drain; Run stops on s.stop.
+			if !s.taken {
 				s.cancel()
 			}
+			s.mu.Unlock()
 		case <-s.stopWatch:
 			return
 		}
 	}
 }
 
-// takeOver ends the startup watch and returns the signals it held back, in
-// order of arrival, and the channel later ones arrive on. Only the first call
-// gets the held signals.
-func (s *Signals) takeOver() ([]os.Signal, <-chan os.Signal) {
-	var held []os.Signal
-	s.once.Do(func() {
-		close(s.stopWatch)
-		<-s.watchDone
-		held = s.held
-		s.held = nil
-	})
-	return held, s.c
+// takeOver ends the startup phase: it returns the stop signal received so far
+// (nil if none), and the channels on which a pending reload (a SIGHUP held
+// during startup, or any since, however many) and a stop are signalled.
+func (s *Signals) takeOver() (held os.Signal, hup <-chan struct{}, stop <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.taken = true
+	return s.stopSig, s.hup, s.stop
+}
+
+// stopSignal is the first stop signal received, nil if none.
+func (s *Signals) stopSignal() os.Signal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopSig
 }
 
 // Stop stops catching signals (Go's default actions apply again) and ends the
 // context.
 func (s *Signals) Stop() {
-	s.takeOver()
-	if s.notify {
-		signal.Stop(s.c)
+	s.mu.Lock()
+	first := !s.stopped
+	s.stopped = true
+	s.mu.Unlock()
+	if first {
+		if s.notify {
+			signal.Stop(s.c)
+		}
+		close(s.stopWatch)
+		<-s.watchDone
 	}
 	s.cancel()
 }
