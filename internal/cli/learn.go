@@ -88,7 +88,7 @@ func ownAuthservIDs(ctx context.Context, app *App) []string {
 	return ids
 }
 
-// postfixMyhostname is `postconf -h myhostname` (honouring MAIL_CONFIG), or
+// postfixMyhostname is `postconf -xh myhostname` (honouring MAIL_CONFIG), or
 // "" without Postfix or its main.cf (postconf is not even started then: it
 // may spend seconds resolving the host's name for defaults no one set).
 func postfixMyhostname(ctx context.Context) string {
@@ -112,7 +112,9 @@ func postfixMyhostname(ctx context.Context) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "-h", "myhostname").Output()
+	// -x expands $mydomain and the like, as Postfix does for the j macro
+	// (-h alone prints main.cf's text: "mx.$mydomain").
+	out, err := exec.CommandContext(ctx, bin, "-xh", "myhostname").Output()
 	if err != nil {
 		return ""
 	}

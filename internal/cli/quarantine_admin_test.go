@@ -179,3 +179,17 @@ func TestOwnAuthservIDsFollowPostfix(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnAuthservIDsExpandPostfixParameters: main.cf commonly names the host
+// after $mydomain; the milter's j macro is the expanded value, so the id
+// learning leaves out must be too ("mx.$mydomain" matches no header, and the
+// milter's own verdicts were learned as evidence).
+func TestOwnAuthservIDsExpandPostfixParameters(t *testing.T) {
+	testenv.Need(t, "postconf")
+	pf := t.TempDir()
+	os.WriteFile(filepath.Join(pf, "main.cf"), []byte("mydomain = learn.example\nmyhostname = mx.$mydomain\n"), 0o644)
+	t.Setenv("MAIL_CONFIG", pf)
+	if got := postfixMyhostname(t.Context()); got != "mx.learn.example" {
+		t.Errorf("postfixMyhostname = %q, want mx.learn.example ($mydomain expanded, as in the milter's j macro)", got)
+	}
+}

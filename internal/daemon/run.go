@@ -195,6 +195,12 @@ loop:
 			stopping()
 			break loop
 		case <-hup:
+			select {
+			case <-stop: // both ready at once: the stop wins
+				stopping()
+				break loop
+			default:
+			}
 			r.reload(ctx, stop, log)
 		}
 	}
