@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,32 +24,7 @@ func cutProxy(t *testing.T, addr string, limit int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(c, s); c.Close() }()
-			go func() {
-				defer wg.Done()
-				io.Copy(s, io.LimitReader(c, limit))
-				s.Close()
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.Forward(t, ln, addr, func(dst io.Writer, src io.Reader) { io.Copy(dst, io.LimitReader(src, limit)) })
 }
 
 // TestHIncrAllOrNothing: HIncr is the Bayes counts of one learned message; a
