@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,65 +100,40 @@ func countTrips(t *testing.T, to string) *tripCounter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &tripCounter{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	tc := &tripCounter{}
+	tc.addr = testenv.Forward(t, ln, to, func(c, s net.Conn) {
+		var replied atomic.Bool
+		replied.Store(true)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 {
+					replied.Store(true)
+					_, _ = c.Write(buf[:n])
+				}
+				if err != nil {
+					c.Close()
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 64<<10)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			if n > 0 {
+				if replied.Swap(false) && !connSetup(buf[:n]) {
+					tc.trips.Add(1)
+				}
+				_, _ = s.Write(buf[:n])
+			}
 			if err != nil {
+				s.Close()
+				<-done
 				return
 			}
-			s, err := net.Dial("tcp", to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			var replied atomic.Bool
-			replied.Store(true)
-			wg.Go(func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 {
-						replied.Store(true)
-						_, _ = c.Write(buf[:n])
-					}
-					if err != nil {
-						c.Close()
-						return
-					}
-				}
-			})
-			wg.Go(func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if replied.Swap(false) && !connSetup(buf[:n]) {
-							tc.trips.Add(1)
-						}
-						_, _ = s.Write(buf[:n])
-					}
-					if err != nil {
-						s.Close()
-						return
-					}
-				}
-			})
 		}
 	})
 	return tc

@@ -9,24 +9,19 @@ import (
 
 // Forward relays every connection accepted on ln to target until the test
 // ends, and returns ln's address: a TLS listener in front of a plain server,
-// or a link that misbehaves. upstream copies the client's bytes to the server
-// (nil: all of them), so a test can cut that direction; when it returns, both
-// ends are closed. Cleanup closes the listener and every relayed connection.
-func Forward(t testing.TB, ln net.Listener, target string, upstream func(dst io.Writer, src io.Reader)) string {
+// a link that misbehaves, one that watches the traffic. relay moves the bytes
+// of one connection both ways and returns when it is done (nil: a plain
+// copy); both ends are closed then, and at cleanup with the listener.
+func Forward(t testing.TB, ln net.Listener, target string, relay func(client, server net.Conn)) string {
 	t.Helper()
-	if upstream == nil {
-		upstream = func(dst io.Writer, src io.Reader) { io.Copy(dst, src) }
+	if relay == nil {
+		relay = Relay(nil)
 	}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		conns []net.Conn
 	)
-	track := func(cs ...net.Conn) {
-		mu.Lock()
-		conns = append(conns, cs...)
-		mu.Unlock()
-	}
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
@@ -36,9 +31,7 @@ func Forward(t testing.TB, ln net.Listener, target string, upstream func(dst io.
 		mu.Unlock()
 		wg.Wait()
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -49,11 +42,34 @@ func Forward(t testing.TB, ln net.Listener, target string, upstream func(dst io.
 				c.Close()
 				continue
 			}
-			track(c, s)
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(c, s); c.Close() }()
-			go func() { defer wg.Done(); upstream(s, c); s.Close(); c.Close() }()
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			wg.Go(func() {
+				relay(c, s)
+				c.Close()
+				s.Close()
+			})
 		}
-	}()
+	})
 	return ln.Addr().String()
+}
+
+// Relay copies server to client as it is, and client to server through
+// upstream (nil: as it is), until either side is done.
+func Relay(upstream func(dst io.Writer, src io.Reader)) func(client, server net.Conn) {
+	if upstream == nil {
+		upstream = func(dst io.Writer, src io.Reader) { io.Copy(dst, src) }
+	}
+	return func(c, s net.Conn) {
+		done := make(chan struct{})
+		go func() {
+			io.Copy(c, s)
+			c.Close() // ends upstream's read of c
+			close(done)
+		}()
+		upstream(s, c)
+		s.Close() // ends the copy above
+		<-done
+	}
 }

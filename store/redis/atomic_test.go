@@ -24,7 +24,7 @@ func cutProxy(t *testing.T, addr string, limit int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testenv.Forward(t, ln, addr, func(dst io.Writer, src io.Reader) { io.Copy(dst, io.LimitReader(src, limit)) })
+	return testenv.Forward(t, ln, addr, testenv.Relay(func(dst io.Writer, src io.Reader) { io.Copy(dst, io.LimitReader(src, limit)) }))
 }
 
 // TestHIncrAllOrNothing: HIncr is the Bayes counts of one learned message; a
