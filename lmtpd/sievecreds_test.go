@@ -2,7 +2,6 @@ package lmtpd
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,17 +17,14 @@ import (
 // without anything the file says. The admin's global script, root-only 0600
 // as well, is still read (as the daemon), and the user's own scripts work.
 func TestUserSieveReadAsUser(t *testing.T) {
-	testenv.Need(t) // root: only root's lmtpd switches to the user's credentials
-	const uid = 65534
-	var logb testenv.LogBuffer
+	testenv.Need(t) // before writeRootOnly: root-only files need root
+	const uid = nobodyUID
 	globals := t.TempDir()
 	before := filepath.Join(globals, "before.sieve")
 	writeRootOnly(t, before, `require "editheader"; addheader "X-Global" "read";`)
-	e := newEnv(t, func(o *Options) {
-		o.Config.MailUID, o.Config.MailGID = uid, uid
+	e, logb := credsEnv(t, func(o *Options) {
 		o.Config.Sieve.Before = []string{before}
 		o.Filter = NewSieveFilter(o.Config.Sieve, "+", nil, nil)
-		o.Logger = slog.New(slog.NewTextHandler(&logb, nil))
 	})
 	// The user reads their scripts by path, as in Dovecot: the levels above
 	// the home must be searchable (t.TempDir's are 0700).

@@ -15,14 +15,29 @@ import (
 // root-owned directory gets a 451 for that recipient (logged with the reason)
 // — never a 250, and nothing lands in the directory — while the other
 // recipient of the same transaction is delivered.
-func TestSymlinkedMaildirIsTempfail(t *testing.T) {
+// nobodyUID owns the mail in the tests of root's lmtpd working as the user.
+const nobodyUID = 65534
+
+// credsEnv is an lmtpd running as root (the test fails under CI=true when not)
+// whose users' mail belongs to nobodyUID, logging into the returned buffer;
+// more adjusts the options further.
+func credsEnv(t *testing.T, more func(*Options)) (*env, *testenv.LogBuffer) {
+	t.Helper()
 	testenv.Need(t) // root: only root's lmtpd switches to the user's credentials
-	const uid = 65534
 	var logb testenv.LogBuffer
 	e := newEnv(t, func(o *Options) {
-		o.Config.MailUID, o.Config.MailGID = uid, uid
+		o.Config.MailUID, o.Config.MailGID = nobodyUID, nobodyUID
 		o.Logger = slog.New(slog.NewTextHandler(&logb, nil))
+		if more != nil {
+			more(o)
+		}
 	})
+	return e, &logb
+}
+
+func TestSymlinkedMaildirIsTempfail(t *testing.T) {
+	const uid = nobodyUID
+	e, logb := credsEnv(t, nil)
 	target := filepath.Join(e.dir, "logrotate.d")
 	if err := os.Mkdir(target, 0o755); err != nil {
 		t.Fatal(err)
