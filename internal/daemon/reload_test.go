@@ -348,3 +348,20 @@ func TestMetricsIdleConnectionClosed(t *testing.T) {
 		t.Errorf("idle keep-alive connection: read = %v, want EOF (closed by the server)", err)
 	}
 }
+
+// A readiness check that panics reports its dependency down; the process,
+// which serves every mail daemon, goes on.
+func TestReadinessCheckThatPanics(t *testing.T) {
+	tr := newTestRuntime(t, nil, ReadyCheck{Name: "store", Check: func(context.Context) error {
+		panic("nil map in the store's ping")
+	}})
+	tr.start(t)
+	defer tr.stop(t)
+	code, body := getCode(t, "http://"+tr.metrics+"/readyz")
+	if code != 503 || !strings.Contains(body, "store: down: check panicked") {
+		t.Fatalf("/readyz with a panicking check: %d %q", code, body)
+	}
+	if code, _ := getCode(t, "http://"+tr.metrics+"/healthz"); code != 200 {
+		t.Fatalf("/healthz after the panic: %d", code)
+	}
+}

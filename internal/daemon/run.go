@@ -384,15 +384,27 @@ func (r *Runtime) startCheck(i int) *checkFlight {
 	f := &checkFlight{done: make(chan struct{})}
 	r.checking[i] = f
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), r.readyWithin)
-		defer cancel()
-		f.err = r.Checks[i].Check(ctx)
+		f.err = r.runCheck(i)
 		r.checkMu.Lock()
 		r.checking[i] = nil
 		r.checkMu.Unlock()
 		close(f.done)
 	}()
 	return f
+}
+
+// runCheck runs Checks[i] within readyWithin. A check that panics (its own
+// goroutine: nothing else would recover it, and the process serves all the
+// mail daemons) reports the dependency down instead.
+func (r *Runtime) runCheck(i int) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("check panicked: %v", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), r.readyWithin)
+	defer cancel()
+	return r.Checks[i].Check(ctx)
 }
 
 func isClosed(err error) bool {
