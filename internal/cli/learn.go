@@ -54,7 +54,7 @@ func newLearnCmd(app *App) *cobra.Command {
 			return runLearn(ctx, e, args, mode, user, app.Stdout, app.Stderr)
 		},
 	}
-	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
+	c.SetFlagErrorFunc(usageFlagErr)
 	c.Flags().BoolVar(&asSpam, "spam", false, "learn the messages as spam")
 	c.Flags().BoolVar(&asHam, "ham", false, "learn the messages as ham")
 	c.Flags().BoolVar(&forget, "forget", false, "remove the messages from Bayes")

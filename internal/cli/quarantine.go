@@ -46,14 +46,11 @@ func newQuarantineCmd(app *App) *cobra.Command {
 		Use:   "quarantine",
 		Short: "List, show, release, delete, purge and learn from quarantined messages",
 		Long:  quarantineHelp,
-		// A mistyped subcommand is a usage error (exit 2), not help with exit 0.
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		// A mistyped subcommand is a usage error (exit 2) as in every
+		// command group: see strictGroups.
 	}
 	// Bad flags and values (--min-score abc, --nope) are usage errors too.
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &ExitError{Code: qExitUsage, Err: err}
-	})
+	cmd.SetFlagErrorFunc(usageFlagErr)
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "machine-readable JSON output")
 	cmd.AddCommand(qListCmd(app, &asJSON), qShowCmd(app, &asJSON), qReleaseCmd(app, &asJSON),
 		qDeleteCmd(app, &asJSON), qPurgeCmd(app, &asJSON), qLearnCmd(app, &asJSON))
@@ -68,6 +65,11 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// usageFlagErr is the flag error func of commands whose bad flags exit 2.
+func usageFlagErr(_ *cobra.Command, err error) error {
+	return &ExitError{Code: qExitUsage, Err: err}
 }
 
 func usageErr(format string, a ...any) error {

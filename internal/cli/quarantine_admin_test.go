@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,16 +20,9 @@ import (
 // or the filter learns its own verdicts from the quarantine.
 func TestQuarantineLearnLeavesOutOwnAuthenticationResults(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	writeUsers(t, dir)
-	cfg := filepath.Join(dir, "dovetail.yaml")
-	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nstore:\n  backend: memory\nmilter:\n  authserv_id: mx.test\n"), 0o600)
-	var out bytes.Buffer
-	app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
+	_, cfg := configInDataDir(t, "store:\n  backend: memory\nmilter:\n  authserv_id: mx.test\n")
+	app := loadApp(t, cfg)
 	defer app.Close()
-	if err := app.load(); err != nil {
-		t.Fatal(err)
-	}
 	learn, err := spamLearner(ctx, app)
 	if err != nil {
 		t.Fatal(err)
@@ -65,29 +57,15 @@ func TestQuarantineLearnLeavesOutOwnAuthenticationResults(t *testing.T) {
 // lmtpd login, which nothing ever reads.
 func TestQuarantineLearnTrainsTheRecipientsTable(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	writeUsers(t, dir)
-	cfg := filepath.Join(dir, "dovetail.yaml")
-	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nspam:\n  bayes:\n    per_user: true\n"), 0o600)
-	q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(dir, "quarantine")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := q.Add(ctx, &quarantine.Entry{Recipient: "Alice@Example.COM", User: "alice", Sender: "s@example.net", Score: 9},
-		[]byte("From: s@example.net\nMessage-ID: <q1@example.net>\nSubject: cheap pills\n\nbuy now\n"))
-	q.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg := configInDataDir(t, "spam:\n  bayes:\n    per_user: true\n")
+	id := quarantineOne(t, dir, &quarantine.Entry{Recipient: "Alice@Example.COM", User: "alice", Sender: "s@example.net", Score: 9},
+		"From: s@example.net\nMessage-ID: <q1@example.net>\nSubject: cheap pills\n\nbuy now\n")
 	var out, errb bytes.Buffer
 	if code := Main([]string{"-c", cfg, "quarantine", "learn", "--spam", id}, strings.NewReader(""), &out, &errb); code != 0 {
 		t.Fatalf("learn: exit %d %q %q", code, out.String(), errb.String())
 	}
-	app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out}
+	app := loadApp(t, cfg)
 	defer app.Close()
-	if err := app.load(); err != nil {
-		t.Fatal(err)
-	}
 	st, err := app.Store(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +83,7 @@ func TestQuarantineLearnTrainsTheRecipientsTable(t *testing.T) {
 // quarantine is there, naming the directory, instead of creating an empty one
 // (as root: a root-owned directory lmtpd then cannot open) and listing nothing.
 func TestQuarantineAdminNeedsExistingQuarantine(t *testing.T) {
-	dir := t.TempDir()
-	writeUsers(t, dir)
-	cfg := filepath.Join(dir, "dovetail.yaml")
-	os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"), 0o600)
+	dir, cfg := configInDataDir(t, "")
 	qdir := filepath.Join(dir, "quarantine")
 	for _, args := range [][]string{{"list"}, {"list", "--json"}, {"purge", "--older-than", "30d"}, {"delete", "260101-aaaaaaaaaa"}} {
 		var out, errb bytes.Buffer
@@ -152,8 +127,6 @@ func TestOwnAuthservIDsFollowPostfix(t *testing.T) {
 	pf := t.TempDir()
 	os.WriteFile(filepath.Join(pf, "main.cf"), []byte("myhostname = mx.learn.example\n"), 0o644)
 	t.Setenv("MAIL_CONFIG", pf)
-	dir := t.TempDir()
-	writeUsers(t, dir)
 	for _, tc := range []struct {
 		cfg  string
 		want []string
@@ -161,12 +134,8 @@ func TestOwnAuthservIDsFollowPostfix(t *testing.T) {
 		{"", []string{"mx.learn.example"}},
 		{"milter:\n  authserv_id: mx.configured.example\n", []string{"mx.configured.example"}},
 	} {
-		cfg := filepath.Join(dir, "dovetail.yaml")
-		os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"+tc.cfg), 0o600)
-		app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}
-		if err := app.load(); err != nil {
-			t.Fatal(err)
-		}
+		_, cfg := configInDataDir(t, tc.cfg)
+		app := loadApp(t, cfg)
 		got := ownAuthservIDs(t.Context(), app)
 		app.Close()
 		for _, w := range tc.want {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,21 +17,49 @@ import (
 	"github.com/dovetail-mail/dovetail/quarantine"
 )
 
-func TestQuarantineCLI(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "dovetail.yaml")
-	os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"), 0o600)
-	writeUsers(t, dir)
+// configInDataDir writes a config file with data_dir: the new data dir (which
+// holds testUsers) followed by extra, and returns the dir and the file.
+func configInDataDir(t *testing.T, extra string) (dir, cfg string) {
+	t.Helper()
+	dir = usersDataDir(t)
+	cfg = filepath.Join(dir, "dovetail.yaml")
+	if err := os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, cfg
+}
+
+// loadApp is the App of the config file cfg, loaded; the caller closes it.
+func loadApp(t *testing.T, cfg string) *App {
+	t.Helper()
+	app := &App{ConfigPath: cfg, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}
+	if err := app.load(); err != nil {
+		app.Close()
+		t.Fatal(err)
+	}
+	return app
+}
+
+// quarantineOne adds msg to the quarantine in <dir>/quarantine, as lmtpd
+// would, and returns its id.
+func quarantineOne(t *testing.T, dir string, e *quarantine.Entry, msg string) string {
+	t.Helper()
 	q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(dir, "quarantine")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := q.Add(context.Background(), &quarantine.Entry{Recipient: "alice@example.com", User: "alice",
-		Sender: "spammer@example.net", Subject: "win \x1b[31mbig", Score: 11.5}, []byte("Subject: win big\nX-Spam-Flag: YES\nX-Evil: \x1b]0;pwned\x07\xc2\x9b\xff\n\nbody\n"))
+	id, err := q.Add(context.Background(), e, []byte(msg))
 	q.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return id
+}
+
+func TestQuarantineCLI(t *testing.T) {
+	dir, cfg := configInDataDir(t, "")
+	id := quarantineOne(t, dir, &quarantine.Entry{Recipient: "alice@example.com", User: "alice",
+		Sender: "spammer@example.net", Subject: "win \x1b[31mbig", Score: 11.5}, "Subject: win big\nX-Spam-Flag: YES\nX-Evil: \x1b]0;pwned\x07\xc2\x9b\xff\n\nbody\n")
 	run := func(args ...string) (string, int) {
 		var out, errb bytes.Buffer
 		code := Main(append([]string{"-c", cfg, "quarantine"}, args...), strings.NewReader(""), &out, &errb)

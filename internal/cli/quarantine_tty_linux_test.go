@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,20 +51,9 @@ func openPTY(t *testing.T) (ctl, tty *os.File) {
 // pipes, but on the admin's terminal the body a spammer wrote must not drive
 // it (OSC 52 writes the clipboard, others set the title or answer back).
 func TestShowRawToTerminalIsSafe(t *testing.T) {
-	dir := t.TempDir()
-	writeUsers(t, dir)
-	cfg := filepath.Join(dir, "dovetail.yaml")
-	os.WriteFile(cfg, []byte("data_dir: "+dir+"\n"), 0o600)
-	q, err := quarantine.Open(quarantine.Config{Dir: filepath.Join(dir, "quarantine")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := q.Add(context.Background(), &quarantine.Entry{Recipient: "alice@example.com", User: "alice"},
-		[]byte("Subject: hi\n\nbody \x1b]52;c;cm0gLXJmIH4K\x07 end\n"))
-	q.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg := configInDataDir(t, "")
+	id := quarantineOne(t, dir, &quarantine.Entry{Recipient: "alice@example.com", User: "alice"},
+		"Subject: hi\n\nbody \x1b]52;c;cm0gLXJmIH4K\x07 end\n")
 	ctl, tty := openPTY(t)
 	var errb strings.Builder
 	if code := Main([]string{"-c", cfg, "quarantine", "show", "--raw", id}, strings.NewReader(""), tty, &errb); code != 0 {
