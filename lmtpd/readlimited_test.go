@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -229,16 +228,8 @@ func TestSendPartsAsBefore(t *testing.T) {
 		t.Error("sendParts consumed the caller's parts")
 	}
 	got := make(chan []byte, 1)
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return capture(got), nil }))
-	srv.Domain = "localhost"
-	srv.AllowInsecureAuth = true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-	if err := sendParts(t.Context(), &SMTPSender{Addr: ln.Addr().String()}, "a@b", []string{"c@d"}, parts); err != nil {
+	addr := serveSMTP(t, func(*smtp.Conn) (smtp.Session, error) { return capture(got), nil })
+	if err := sendParts(t.Context(), &SMTPSender{Addr: addr}, "a@b", []string{"c@d"}, parts); err != nil {
 		t.Fatal(err)
 	}
 	if b, want := <-got, toCRLFBefore(bytes.Join(parts, nil)); !bytes.Equal(b, want) {

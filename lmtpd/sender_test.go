@@ -34,18 +34,11 @@ func TestSendmailSender(t *testing.T) {
 // vacation reply is dropped.
 func TestSMTPSenderHelo(t *testing.T) {
 	helo := make(chan string, 1)
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+	addr := serveSMTP(t, func(c *smtp.Conn) (smtp.Session, error) {
 		helo <- c.Hostname()
 		return capture(make(chan []byte, 1)), nil
-	}))
-	srv.Domain = "localhost"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-	s, err := NewSender(SubmitConfig{Method: "smtp", Address: ln.Addr().String()}, "mx.example.com")
+	})
+	s, err := NewSender(SubmitConfig{Method: "smtp", Address: addr}, "mx.example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,4 +48,19 @@ func TestSMTPSenderHelo(t *testing.T) {
 	if got := <-helo; got != "mx.example.com" {
 		t.Errorf("EHLO %q, want mx.example.com", got)
 	}
+}
+
+// serveSMTP runs a go-smtp server with the sessions newSession makes on a
+// local port until the test ends, and returns its address.
+func serveSMTP(t *testing.T, newSession func(*smtp.Conn) (smtp.Session, error)) string {
+	t.Helper()
+	srv := smtp.NewServer(smtp.BackendFunc(newSession))
+	srv.Domain = "localhost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -301,15 +302,20 @@ const awlPrefix = "grey:awl:"
 // in netip's String form.
 func clientNet(r *Request, v4, v6 int) string {
 	a := r.ClientAddr
-	bits := v6
-	if a.Is4() {
-		bits = v4
-	}
-	p, err := a.Prefix(bits)
+	p, err := a.Prefix(netBits(a, v4, v6))
 	if err != nil {
 		return a.String()
 	}
 	return p.String()
+}
+
+// netBits is the prefix length a client is counted by: v4 for an IPv4
+// address, v6 for an IPv6 one.
+func netBits(a netip.Addr, v4, v6 int) int {
+	if a.Is4() {
+		return v4
+	}
+	return v6
 }
 
 // tripletKey builds the store key from the normalised sender and recipient;

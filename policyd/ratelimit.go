@@ -174,11 +174,7 @@ func appendRateKeyValue(dst []byte, r *Request, key, delim string, v4, v6 int) [
 		if !a.IsValid() {
 			return dst
 		}
-		bits := v6
-		if a.Is4() {
-			bits = v4
-		}
-		if bits > 0 && bits < a.BitLen() {
+		if bits := netBits(a, v4, v6); bits > 0 && bits < a.BitLen() {
 			if p, err := a.Prefix(bits); err == nil {
 				return p.AppendTo(dst)
 			}

@@ -17,17 +17,20 @@ import (
 // client, on one REAL redis-server: each sees the other's counts.
 func TestSharedRateLimitRedis(t *testing.T) {
 	srv := testenv.Redis(t)
-	prefix := fmt.Sprintf("policyd-test-%d:", time.Now().UnixNano())
-	open := func() *redis.Store {
-		st, err := redis.New(redis.Options{Addrs: []string{srv.Addr}, Prefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
+	opts := redis.Options{Addrs: []string{srv.Addr}, Prefix: fmt.Sprintf("policyd-test-%d:", time.Now().UnixNano())}
+	testSharedRateLimitStores(t, openRedis(t, opts), openRedis(t, opts))
+}
+
+// openRedis returns a Redis store (a client of its own) with opts, closed
+// when the test ends.
+func openRedis(t *testing.T, opts redis.Options) *redis.Store {
+	t.Helper()
+	st, err := redis.New(opts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	a, b := open(), open()
-	testSharedRateLimitStores(t, a, b)
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // TestRedisDown: with Redis stopped, fail-closed answers DEFER_IF_PERMIT and
@@ -35,11 +38,7 @@ func TestSharedRateLimitRedis(t *testing.T) {
 // is back.
 func TestRedisDown(t *testing.T) {
 	srv := testenv.Redis(t)
-	st, err := redis.New(redis.Options{Addrs: []string{srv.Addr}, Prefix: fmt.Sprintf("policyd-down-%d:", time.Now().UnixNano())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openRedis(t, redis.Options{Addrs: []string{srv.Addr}, Prefix: fmt.Sprintf("policyd-down-%d:", time.Now().UnixNano())})
 	closed := greyConfig()
 	closed.Greylist.ExemptNetworks = nil
 	closed.StoreFailure = FailClosed
@@ -169,12 +168,8 @@ func TestRedisRoundTrips(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.order, ","), func(t *testing.T) {
 			proxy := countTrips(t, srv.Addr)
-			st, err := redis.New(redis.Options{Addrs: []string{proxy.addr}, Prefix: fmt.Sprintf("policyd-trips-%d:", time.Now().UnixNano()),
+			st := openRedis(t, redis.Options{Addrs: []string{proxy.addr}, Prefix: fmt.Sprintf("policyd-trips-%d:", time.Now().UnixNano()),
 				ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
 			clk := newClock()
 			cfg := aheadConfig()
 			cfg.Checks = tc.order
