@@ -4,6 +4,7 @@
 #   bench/policyd/run.sh                      1, 8, 64 connections; postgrey, policyd+SQLite, policyd+Redis
 #   REQS=5000 CONNS="1 8" RUNS=1 bench/policyd/run.sh   quick run
 #   TARGETS="sqlite redis" RATE=5000       subset of targets; RATE = the fixed-rate latency run
+#                                          (targets: postgrey sqlite redis null null-spin)
 #   CONNS="" TARGETS=sqlite QUIET_MAX=120  only the fixed-rate run, waiting up to 2 min for a quiet box
 #   RAW_OUT=file.jsonl                     also keep the raw per-run lines
 #
@@ -22,6 +23,14 @@
 # postgrey runs exactly as in the peer's run script (Debian 1.37, --delay=300, the
 # Debian whitelists). policyd runs greylisting with the same settings plus two rate
 # limits checked on every request. Needs root (postgrey drops to its user).
+#
+# null and null-spin are the box's ceiling, not contenders: a server that does
+# no work at all (policyd-bench null: reads to the blank line, answers DUNNO,
+# one OS thread per connection), sleeping in read(2) like any server, or
+# polling the socket with a CPU per connection (-spin). At one connection a
+# request's time is mostly the wake-ups of the server and of the client, and
+# these rows show how much of the × postgrey figure this box allows there.
+# null-spin runs at one connection only: two CPUs cannot spin for eight.
 set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +39,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 PEER=$SHARED/peers/policy
 REQS=${REQS:-20000}; CONNS=${CONNS-"1 8 64"}; RATE=${RATE:-5000}; RUNS=${RUNS:-3}
-TARGETS=${TARGETS:-"postgrey sqlite redis"}
+TARGETS=${TARGETS:-"postgrey sqlite redis null null-spin"}
 log() { printf '[policyd-bench %(%T)T] %s\n' -1 "$*" >&2; }
 
 [[ -f $PEER/policy_bench.py ]] || { log "peer material not found at $PEER (set DOVETAIL_SHARED)"; exit 1; }
@@ -83,12 +92,19 @@ start_policyd() {  # $1 = sqlite|redis, $2 = tag
   PIDS+=($!); wait_port "$PORT"
 }
 
+start_null() {  # $1 = null|null-spin
+  local spin=(); [[ $1 = null-spin ]] && spin=(-spin)
+  "$TMP/policyd-bench" null -listen 127.0.0.1:"$PORT" "${spin[@]}" &
+  PIDS+=($!); wait_port "$PORT"
+}
+
 RAW=$TMP/results.jsonl
 measure() {  # $1 target, $2 conns, [$3 rate]
   local target=$1 c=$2 rate=${3:-0} n=$REQS busy res
   PORT=$(free_port)
   case $target in
     postgrey) start_postgrey "$target.$c.$rate.$RUN" ;;
+    null|null-spin) start_null "$target" ;;
     *) start_policyd "$target" "$target.$c.$rate.$RUN" ;;
   esac
   sync; busy=$(quiet_wait)
@@ -114,11 +130,12 @@ log "nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed '
 for RUN in $(seq "$RUNS"); do
   for c in $CONNS; do
     for target in $TARGETS; do
+      [[ $target = null-spin && $c != 1 ]] && continue  # a spinning CPU per connection: only 1 fits the box
       measure "$target" "$c"
     done
   done
   for target in $TARGETS; do
-    [[ $target = postgrey ]] && continue
+    [[ $target = postgrey || $target = null* ]] && continue
     measure "$target" 8 "$RATE"
   done
 done
@@ -135,7 +152,7 @@ med = lambda rs, k: median(r[k] for r in rs)
 pg = {c: (med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")) for (t, c, rate), rs in groups.items() if t == "postgrey" and not rate}
 print("| target | conns | rate | runs | requests/s (median) | min–max | × postgrey | requests per daemon CPU-s | × postgrey | p50 ms | p99 ms | p99.9 ms | paced: p50 / p99 / p99.9 ms without client timer lateness | replies (run 1) | per run: load / busy before / other CPU during |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-order = {"postgrey": 0, "sqlite": 1, "redis": 2}
+order = {"postgrey": 0, "sqlite": 1, "redis": 2, "null": 3, "null-spin": 4}
 warn = []
 for (t, c, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][2] > 0, kv[0][1], order.get(kv[0][0], 9))):
     rps, cpu = med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")
