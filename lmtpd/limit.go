@@ -46,7 +46,13 @@ func refuse(c net.Conn, hostname string) {
 	c.Close()
 }
 
-// limitedConn gives its slot back once, on the first Close.
+// limitedConn gives its slot back once, on the first Close. That is late
+// enough: go-smtp's connection goroutine waits for LMTPData of a DATA or a
+// last BDAT chunk before it reads again, so a client that disconnects while
+// its message is delivered keeps the slot until the delivery ends
+// (TestSlotHeldUntilDeliveryEnds); only Shutdown's Close comes earlier. An
+// abandoned BDAT (RSET, or a disconnect before the last chunk) ends its
+// LMTPData with ErrDataReset at the next read, holding no more than was read.
 type limitedConn struct {
 	net.Conn
 	once    sync.Once

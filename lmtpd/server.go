@@ -92,8 +92,9 @@ func New(o Options) (*Server, error) {
 	// One byte more than the limit: go-smtp's DATA reader (v0.25) fails once
 	// the limit is used up, before it reads the end-of-data line, so a message
 	// of exactly max_message_size (RFC 1870: the largest accepted) got 552.
-	// readLimited enforces the limit itself; LHLO advertises SIZE one higher,
-	// and a message of that size is refused by readLimited with the same 552.
+	// readLimited enforces the limit itself and refuses a message of one byte
+	// more with the same 552; Mail refuses SIZE= above the limit, and wireConn
+	// corrects the SIZE keyword of LHLO to the limit.
 	srv.MaxMessageBytes = int64(o.Config.MaxMessageSize) + 1
 	srv.ReadTimeout = o.Config.ReadTimeout.D()
 	srv.WriteTimeout = o.Config.WriteTimeout.D()
@@ -212,8 +213,9 @@ func (s *Server) housekeep(q *quarantine.Store) {
 }
 
 func (s *Server) serve(ln net.Listener) error {
-	err := s.smtp.Serve(&limitListener{Listener: ln, hostname: s.live.Load().host, open: &s.sessions,
-		max: func() int { return s.live.Load().Config.MaxConnections }, refused: s.refused421})
+	limited := &limitListener{Listener: ln, hostname: s.live.Load().host, open: &s.sessions,
+		max: func() int { return s.live.Load().Config.MaxConnections }, refused: s.refused421}
+	err := s.smtp.Serve(&wireListener{Listener: limited, maxSize: int64(s.cfg.MaxMessageSize)})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -259,6 +261,9 @@ type session struct {
 	id   string
 	helo string
 	ip   string
+	// conn is the client's connection (nil if it is not a wireConn: tests that
+	// serve sessions on a listener of their own).
+	conn *wireConn
 
 	// mu guards the transaction state below: for BDAT, go-smtp runs LMTPData in
 	// a goroutine of its own, which is still ending (the pipe closed with
@@ -276,6 +281,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	rand.Read(b[:])
 	s.live.Load().Metrics.Sessions.Inc()
 	ss := &session{s: s, id: base64.RawStdEncoding.EncodeToString(b[:]), helo: c.Hostname()}
+	ss.conn, _ = c.Conn().(*wireConn)
 	if ta, ok := c.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		ss.ip = ta.IP.String()
 	}
@@ -399,6 +405,11 @@ func (ss *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		txID = fmt.Sprintf("%s:R%d", ss.id, n)
 	}
 	data, err := readLimited(r, int64(ss.s.cfg.MaxMessageSize), size)
+	if err == nil && ss.conn != nil && ss.conn.readEnded() {
+		// A last BDAT chunk cut short by the disconnect (see wireConn): the
+		// client saw no reply and sends the whole message again.
+		data, err = nil, errCutShort
+	}
 	if err != nil {
 		// Too large (go-smtp's 552 5.3.4), or the client vanished mid-DATA: nothing
 		// has been written anywhere.

@@ -423,6 +423,64 @@ func TestMessageOfExactlyMaxSize(t *testing.T) {
 	}
 }
 
+// TestLHLOAdvertisesMaxMessageSize: LHLO's SIZE keyword is max_message_size
+// itself (RFC 1870: the largest message accepted), which Postfix takes as the
+// limit, and BDAT holds to it as DATA does: a message of exactly that many
+// bytes is delivered, one byte more gets 552 5.3.4.
+func TestLHLOAdvertisesMaxMessageSize(t *testing.T) {
+	const limit = 4096
+	e := newEnv(t, func(o *Options) { o.Config.MaxMessageSize = limit })
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v := &conv{t: t, c: c, r: bufio.NewReader(c)}
+	v.reply()
+	fmt.Fprintf(c, "LHLO client.test\r\n")
+	var caps []string
+	for {
+		l, err := v.r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		caps = append(caps, strings.TrimRight(l[4:], "\r\n"))
+		if l[3] != '-' {
+			break
+		}
+	}
+	want := fmt.Sprintf("SIZE %d", limit)
+	found := false
+	for _, cp := range caps {
+		if strings.HasPrefix(cp, "SIZE") {
+			found = cp == want
+			if !found {
+				t.Errorf("LHLO advertises %q, want %q", cp, want)
+			}
+		}
+	}
+	if !found && !t.Failed() {
+		t.Errorf("LHLO without SIZE: %q", caps)
+	}
+
+	for _, tc := range []struct {
+		size int
+		want string
+	}{{limit, "250 "}, {limit + 1, "552 5.3.4"}} {
+		v := e.dial()
+		v.cmd("MAIL FROM:<s@example.net>")
+		v.cmd("RCPT TO:<alice@example.com>")
+		msg := "Subject: bdat\r\n\r\n" + strings.Repeat("x", tc.size-len("Subject: bdat\r\n\r\n")-2) + "\r\n"
+		if len(msg) != tc.size {
+			t.Fatalf("built %d bytes, want %d", len(msg), tc.size)
+		}
+		fmt.Fprintf(v.c, "BDAT %d LAST\r\n%s", len(msg), msg)
+		if r := v.reply(); !strings.HasPrefix(r, tc.want) {
+			t.Errorf("BDAT of %d bytes: %q, want %s", tc.size, r, tc.want)
+		}
+	}
+}
+
 // TestMaxConnections: past lmtpd.max_connections open sessions a new
 // connection is answered 421 4.3.2 and closed (Postfix retries later); when a
 // session ends its slot is free again. Each session may hold a message of up
