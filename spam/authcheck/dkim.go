@@ -1,12 +1,16 @@
 package authcheck
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/emersion/go-msgauth/dkim"
 
@@ -88,13 +92,20 @@ func (c *Checker) checkDKIM(ctx context.Context, msg *spam.Message) []DKIMResult
 			return txts, err
 		},
 	}
-	verifs, err := dkim.VerifyWithOptions(crlfReader(rc), opts)
+	// Nor does it return the selector a verification used: read the
+	// DKIM-Signature fields from the very bytes it verifies, as it reads
+	// them, so verification i is the i-th field here. msg.Header cannot
+	// stand in: its lenient parser drops lines go-msgauth counts as
+	// signatures (a colon-less "DKIM-Signature"), and one such line would
+	// give every signature after it its neighbour's key flags.
+	var head bytes.Buffer
+	src := crlfReader(rc)
+	sigs := signatureFields(io.TeeReader(src, &head))
+	verifs, err := dkim.VerifyWithOptions(io.MultiReader(&head, src), opts)
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
 		// The message itself could not be read as a signed message.
 		return []DKIMResult{{Err: err}}
 	}
-	// Verifications come in the order of the DKIM-Signature fields.
-	sigs := msg.Header.RawValues("DKIM-Signature")
 	out := make([]DKIMResult, 0, len(verifs))
 	for i, v := range verifs {
 		r := DKIMResult{Domain: strings.ToLower(v.Domain), Err: v.Err}
@@ -106,22 +117,54 @@ func (c *Checker) checkDKIM(ctx context.Context, msg *spam.Message) []DKIMResult
 	return out
 }
 
+// signatureFields returns the DKIM-Signature field values of the header
+// read from r, found exactly as go-msgauth's VerifyWithOptions finds them
+// (textproto lines, SP/HTAB continuations, name trimmed and compared without
+// case, no colon needed), so that they pair with its verifications by index.
+// A header go-msgauth cannot read yields what was read: it fails the message.
+func signatureFields(r io.Reader) []string {
+	tr := textproto.NewReader(bufio.NewReader(r))
+	var fields []string
+	for {
+		l, err := tr.ReadLine()
+		if err != nil || l == "" {
+			break
+		}
+		if len(fields) > 0 && (l[0] == ' ' || l[0] == '\t') {
+			fields[len(fields)-1] += l + "\r\n"
+		} else {
+			fields = append(fields, l+"\r\n")
+		}
+	}
+	var sigs []string
+	for _, f := range fields {
+		k, v, _ := strings.Cut(f, ":")
+		if strings.EqualFold(strings.TrimSpace(k), "DKIM-Signature") {
+			sigs = append(sigs, strings.TrimSpace(v))
+		}
+	}
+	return sigs
+}
+
 // applyKeyFlags applies the t= flags of the key the signature sig was
-// verified with (RFC 6376 §3.6.1). Unknown flags are ignored, as the RFC
-// asks.
+// verified with (RFC 6376 §3.6.1): the record fetched for its s= and d=.
+// Unknown flags are ignored, as the RFC asks.
 func applyKeyFlags(r DKIMResult, v *dkim.Verification, sig string, keys map[string][]string) DKIMResult {
 	tags := tagList(sig)
-	d := strings.ToLower(tags["d"])
-	if d == "" || d != r.Domain {
-		// Not the field go-msgauth verified (the header parsers disagree);
-		// leave the result as it is rather than apply another key's flags.
+	// go-msgauth strips all Unicode white space from d= and s= before the
+	// lookup; do the same so the name is the one it asked for.
+	d, s := stripSpace(tags["d"]), stripSpace(tags["s"])
+	if d == "" || d != v.Domain {
+		// Not the field go-msgauth verified; leave the result as it is
+		// rather than apply another key's flags.
 		return r
 	}
-	txts := keys[strings.ToLower(tags["s"]+"._domainkey."+d)]
+	txts := keys[strings.ToLower(s+"._domainkey."+d)]
 	if len(txts) != 1 {
 		// No key, or several: go-msgauth failed the signature already.
 		return r
 	}
+	d = strings.ToLower(d)
 	for _, f := range strings.Split(tagList(txts[0])["t"], ":") {
 		switch stripWSP(f) {
 		case "y":
@@ -152,6 +195,16 @@ func tagList(s string) map[string]string {
 		}
 	}
 	return m
+}
+
+// stripSpace removes all Unicode white space, as go-msgauth does to tags.
+func stripSpace(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func stripWSP(s string) string {

@@ -311,3 +311,70 @@ func TestDMARCNonExistentPolicyPartialServfail(t *testing.T) {
 		})
 	}
 }
+
+// Each signature gets the t= flags of its own key, whatever else the header
+// holds. go-msgauth does not return the flags or the selector, so the checker
+// ties its results to the signatures itself: a field only go-msgauth counts as
+// a signature (a "DKIM-Signature" line without a colon, which the lenient
+// header parser drops) must not shift one signature onto another's key.
+func TestDKIMKeyFlagsPerSignature(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
+	zone := map[string]mockdns.Zone{
+		"example.org.":                   {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"_dmarc.example.org.":            {TXT: []string{"v=DMARC1; p=reject"}},
+		"test._domainkey.example.org.":   {TXT: []string{key + "; t=y"}},
+		"strict._domainkey.example.org.": {TXT: []string{key + "; t=s"}},
+	}
+	c := (&fixture{res: mockResolver(t, zone)}).checker(t)
+	sign := func(raw, selector, identifier string) string {
+		var out bytes.Buffer
+		err := dkim.Sign(&out, strings.NewReader(raw), &dkim.SignOptions{Domain: "example.org", Selector: selector, Identifier: identifier, Signer: priv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	// Signed under the testing key, then (on top) under the strict key with
+	// an i= subdomain that t=s forbids.
+	signed := sign(sign(rawMsg("news@example.org", "Hello\r\n"), "test", ""), "strict", "@mail.example.org")
+	type want struct {
+		testing, subdomain bool
+	}
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		want   []want
+	}{
+		{"two signatures", "", []want{{false, true}, {true, false}}},
+		{"colon-less field first", "DKIM-Signature\r\n", []want{{false, false}, {false, true}, {true, false}}},
+		{"empty field first", "DKIM-Signature:\r\n", []want{{false, false}, {false, true}, {true, false}}},
+		// go-msgauth strips any Unicode space from s= before the lookup (the
+		// edit breaks both signatures, the strict one signs the other; the
+		// key is still the testing one).
+		{"no-break space in s=", "", []want{{false, false}, {true, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := signed
+			if strings.Contains(tc.name, "no-break") {
+				raw = strings.Replace(raw, "s=test", "s=te\u00a0st", 1)
+			}
+			msg := message.Parse([]byte(tc.prefix+raw), message.DefaultLimits())
+			defer msg.Close()
+			in := &spam.Input{ClientIP: badIP, MailFrom: "bounce@example.org", Helo: "mx"}
+			res := c.Run(context.Background(), in, msg)
+			if len(res.DKIM) != len(tc.want) {
+				t.Fatalf("DKIM results %+v, want %d", res.DKIM, len(tc.want))
+			}
+			for i, w := range tc.want {
+				r := res.DKIM[i]
+				if r.Testing != w.testing || errors.Is(r.Err, errKeySubdomain) != w.subdomain {
+					t.Errorf("signature %d: testing %v, err %v; want testing %v, t=s violation %v", i, r.Testing, r.Err, w.testing, w.subdomain)
+				}
+			}
+		})
+	}
+}

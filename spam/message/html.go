@@ -19,7 +19,9 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 	z := html.NewTokenizer(strings.NewReader(src))
 	z.SetMaxBuf(4 << 20)
 	var out strings.Builder
-	skip := 0  // inside <script>/<style>
+	var hide hider
+	skip := 0 // inside <script>/<style>
+	inStyle := 0
 	link := -1 // index of the open <a> in m.URIs
 	var shown strings.Builder
 	if m.HTMLTags == nil {
@@ -29,9 +31,12 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 		tt := z.Next()
 		switch tt {
 		case html.ErrorToken:
-			return finishHTMLText(&out)
+			return finishHTMLText(hide.visible(out.String()))
 		case html.TextToken:
 			if skip > 0 {
+				if inStyle > 0 {
+					hide.styleSheet(string(z.Text()))
+				}
 				continue
 			}
 			t := string(z.Text())
@@ -47,11 +52,19 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 			for hasAttr {
 				var k, v []byte
 				k, v, hasAttr = z.TagAttr()
-				attrs[string(k)] = string(v)
 				recordAttr(m, tag, string(k), string(v))
+				if _, dup := attrs["style"]; dup && string(k) == "style" {
+					// A browser takes the first; a later one must not hide.
+					continue
+				}
+				attrs[string(k)] = string(v)
 			}
+			hide.start(tag, attrs, tt == html.SelfClosingTagToken, out.Len())
 			switch tag {
 			case "script", "style", "title":
+				if tag == "style" {
+					inStyle++
+				}
 				// Self-closing too: "<style/>" opens the element in HTML
 				// (the slash is ignored on non-void elements), and the
 				// tokenizer reads what follows as its raw text, as a
@@ -77,10 +90,14 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
+			hide.end(string(name), out.Len())
 			switch string(name) {
 			case "script", "style", "title":
 				if skip > 0 {
 					skip--
+				}
+				if string(name) == "style" && inStyle > 0 {
+					inStyle--
 				}
 			case "a":
 				if link >= 0 {
@@ -92,7 +109,7 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 			}
 		}
 	}
-	return finishHTMLText(&out)
+	return finishHTMLText(hide.visible(out.String()))
 }
 
 // styleAttrs are the presentational attributes whose values are kept as
@@ -116,8 +133,8 @@ func recordAttr(m *Message, tag, k, v string) {
 
 var multiBlank = regexp.MustCompile(`[ \t\x{a0}]+`)
 
-func finishHTMLText(b *strings.Builder) string {
-	s := multiBlank.ReplaceAllString(b.String(), " ")
+func finishHTMLText(text string) string {
+	s := multiBlank.ReplaceAllString(text, " ")
 	return strings.TrimSpace(s)
 }
 

@@ -147,3 +147,95 @@ func TestHostOfAsBrowsers(t *testing.T) {
 		}
 	}
 }
+
+// TestHTMLInlineHiddenText: text an inline style hides (display:none,
+// visibility:hidden, opacity:0, a font size of 0 or 1px) is not part of the
+// visible text, as SpamAssassin renders it: spam stuffs such text with
+// words for Bayes (poison) that its reader never sees. Only unambiguous
+// hiding counts: what a browser could still show stays visible — an
+// element never closed, structure that moves the text out of the hidden
+// element in a browser, a descendant that restores visibility or size, a
+// style sheet that could override the inline style, CSS a simple reading
+// could get wrong.
+func TestHTMLInlineHiddenText(t *testing.T) {
+	for _, tc := range []struct {
+		name, html string
+		hidden     bool // "POISON" is not in the visible text
+	}{
+		{"display none", `<div style="display:none">POISON</div>`, true},
+		{"display none spaced, upper case, important", `<div style="color:red; DISPLAY : None !important">POISON</div>`, true},
+		{"visibility hidden", `<span style="visibility:hidden">POISON</span>`, true},
+		{"visibility collapse", `<span style="visibility: collapse">POISON</span>`, true},
+		{"opacity 0", `<span style="opacity:0.0">POISON</span>`, true},
+		{"font-size 0", `<span style="font-size:0">POISON</span>`, true},
+		{"font-size 0px", `<span style="font-size:0px">POISON</span>`, true},
+		{"font-size 1px", `<span style="font-size:1px">POISON</span>`, true},
+		{"font-size 0pt", `<font style="font-size:0pt">POISON</font>`, true},
+		{"nested elements inherit", `<div style="display:none"><p>a <b>POISON</b><br>b</p><table><tr><td>POISON</td></tr></table></div>`, true},
+		{"hidden table", `<table style="display:none"><tr><td>POISON</td></tr></table>`, true},
+		{"hidden list", `<ul style="display:none"><li>POISON<li>POISON</ul>`, true},
+		{"inline style sheet without important", `<style>p{color:red}</style><div style="display:none">POISON</div>`, true},
+		{"important inline against an important sheet", `<style>div{display:block!important}</style><div style="display:none !important">POISON</div>`, true},
+		{"visible", `<div style="display:block">POISON</div>`, false},
+		{"font-size 2px", `<span style="font-size:2px">POISON</span>`, false},
+		{"opacity 0.5", `<span style="opacity:.5">POISON</span>`, false},
+		{"later declaration wins", `<div style="display:none; display:block">POISON</div>`, false},
+		{"important declaration wins", `<div style="display:block!important; display:none">POISON</div>`, false},
+		{"in a comment", `<div style="/* display:none */ color:red">POISON</div>`, false},
+		{"in a string", `<div style="font-family:'a;display:none'">POISON</div>`, false},
+		{"escaped", `<div style="display:no\ne">POISON</div>`, false},
+		{"never closed", `<p>a</p><div style="display:none">b<p>POISON`, false},
+		{"closed by its parent only", `<table><tr><td><span style="display:none">POISON</td></tr></table>`, false},
+		{"self-closing", `<span style="display:none"/>POISON`, false},
+		// A browser closes the open <p> (and the hidden span in it) at <div>.
+		{"block closes the outer p", `<p>a <span style="display:none">b<div>POISON</div></span></p>`, false},
+		{"block closes the hidden p", `<p style="display:none">b<div>POISON</div></p>`, false},
+		{"li closes the hidden li", `<ul><li style="display:none">b<li>POISON</li></li></ul>`, false},
+		{"td closes the hidden td", `<table><tr><td style="display:none">b<td>POISON</td></td></tr></table>`, false},
+		{"a closes the outer a", `<a href="http://x.example/"><span style="display:none">b<a href="http://y.example/">POISON</a></span></a>`, false},
+		{"visibility restored", `<div style="visibility:hidden">b <span style="visibility:visible">POISON</span></div>`, false},
+		{"font size restored", `<div style="font-size:0">b <span style="font-size:14px">POISON</span></div>`, false},
+		{"font size attribute", `<div style="font-size:0">b <font size="3">POISON</font></div>`, false},
+		{"style sheet may restore size", `<style>span{font-size:16px}</style><div style="font-size:0"><span>POISON</span></div>`, false},
+		{"important sheet overrides", `<style>div{display:block !important}</style><div style="display:none">POISON</div>`, false},
+		{"linked style sheet", `<link rel="stylesheet" href="x.css"><div style="display:none">POISON</div>`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := Parse([]byte("Subject: x\nContent-Type: text/html\n\n<p>hello</p>"+tc.html+"<p>bye</p>"), Limits{})
+			if !strings.Contains(m.Text, "hello") || !strings.Contains(m.Text, "bye") {
+				t.Errorf("visible text lost: %q", m.Text)
+			}
+			if hidden := !strings.Contains(m.Text, "POISON"); hidden != tc.hidden {
+				t.Errorf("text %q: POISON hidden %v, want %v", m.Text, hidden, tc.hidden)
+			}
+		})
+	}
+	// Links in hidden text are still links (SpamAssassin keeps them too).
+	m := Parse([]byte("Subject: x\nContent-Type: text/html\n\n"+
+		`<div style="display:none"><a href="http://hidden.example/">POISON</a></div>ok`), Limits{})
+	if len(m.URIs) != 1 || m.URIs[0].Host != "hidden.example" || m.Text != "ok" {
+		t.Errorf("text %q, URIs %+v", m.Text, m.URIs)
+	}
+}
+
+// TestHTMLHiddenTextHostile: hiding costs little on hostile HTML and gives
+// up (nothing cut) rather than guess past a nesting depth it cannot follow.
+func TestHTMLHiddenTextHostile(t *testing.T) {
+	for name, tc := range map[string]struct {
+		html    string
+		visible bool // "POISON" stays visible
+	}{
+		"deep nesting":             {strings.Repeat("<span>", 300) + `<b style="display:none">POISON</b>` + strings.Repeat("</span>", 300), true},
+		"unclosed hidden elements": {strings.Repeat(`<span style="display:none"><td>`, 50000) + "POISON", true},
+		"many hidden elements":     {strings.Repeat(`<span style="display:none">POISON</span>`, 50000), false},
+	} {
+		start := time.Now()
+		m := Parse([]byte("Subject: x\nContent-Type: text/html\n\n"+tc.html), Limits{ScanSize: 4 << 20})
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: parse took %v", name, d)
+		}
+		if visible := strings.Contains(m.Text, "POISON"); visible != tc.visible {
+			t.Errorf("%s: POISON visible %v, want %v", name, visible, tc.visible)
+		}
+	}
+}
