@@ -98,9 +98,11 @@ func runServe(ctx context.Context, args []string) error {
 			return err
 		}
 		defer f.Close()
-		// Unbuffered: one write per decision line, as postgrey does to stderr.
-		// The handler dovetail's daemons log with (slog's text format).
-		log = slog.New(daemon.NewTextHandler(f, nil))
+		// As dovetail's daemons log (internal/cli): slog's text format, lines
+		// lingering up to daemon.LogLinger, warnings written at once.
+		lw := daemon.NewLogWriter(f, daemon.LogLinger)
+		defer lw.Flush()
+		log = slog.New(daemon.FlushOnWarn(daemon.NewTextHandler(lw, nil), lw))
 	}
 	cfg := benchConfig(*wlClients, *wlRcpts)
 	srv, err := policyd.New(cfg, policyd.Deps{Store: st, Log: log})

@@ -103,4 +103,12 @@ func (a *App) Close() {
 			a.Log.Warn("close", "err", err)
 		}
 	}
+	a.flushLog()
+}
+
+// flushLog writes the log lines still lingering (logSwitch).
+func (a *App) flushLog() {
+	if a.logs != nil {
+		a.logs.flush()
+	}
 }

@@ -14,6 +14,7 @@ import (
 // daemonCmd is one `dovetail -c FILE <daemon>` running in the test's process.
 type daemonCmd struct {
 	name   string
+	app    *App
 	logs   *testenv.LogBuffer
 	done   chan error
 	cancel context.CancelFunc
@@ -28,8 +29,9 @@ func startDaemonCmd(t *testing.T, name, cfg string, ready func() error) *daemonC
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemonCmd{name: name, logs: &testenv.LogBuffer{}, done: make(chan error, 1)}
-	app := &App{Stdin: strings.NewReader(""), Stdout: d.logs, Stderr: d.logs}
+	logs := &testenv.LogBuffer{}
+	app := &App{Stdin: strings.NewReader(""), Stdout: logs, Stderr: logs}
+	d := &daemonCmd{name: name, app: app, logs: logs, done: make(chan error, 1)}
 	t.Cleanup(app.Close)
 	root := newRootCmd(app)
 	root.SetArgs([]string{"-c", cfgPath, name})
@@ -62,6 +64,7 @@ func (d *daemonCmd) stop(t *testing.T) {
 	d.cancel()
 	select {
 	case err := <-d.done:
+		d.app.flushLog() // as Main's App.Close does on the way out
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", d.name, err, d.logs.String())
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/daemon"
 )
@@ -13,7 +14,7 @@ import (
 // logSwitch lets a reload change the log level and format of the loggers
 // already handed out: every daemon keeps the logger it was built with.
 type logSwitch struct {
-	w     io.Writer
+	w     *daemon.LogWriter // lingers: Flush before exit (App.Close)
 	level slog.LevelVar
 	cur   atomic.Pointer[logGen]
 }
@@ -26,7 +27,11 @@ type logGen struct {
 }
 
 func newLogSwitch(w io.Writer, c LogConfig) *logSwitch {
-	s := &logSwitch{w: w}
+	return newLogSwitchLinger(w, c, daemon.LogLinger)
+}
+
+func newLogSwitchLinger(w io.Writer, c LogConfig, linger time.Duration) *logSwitch {
+	s := &logSwitch{w: daemon.NewLogWriter(w, linger)}
 	s.set(c)
 	return s
 }
@@ -43,12 +48,16 @@ func (s *logSwitch) set(c LogConfig) {
 	} else {
 		h = daemon.NewTextHandler(s.w, opts) // slog's text format, cheaper per line
 	}
+	h = daemon.FlushOnWarn(h, s.w)
 	var gen uint64 = 1
 	if old := s.cur.Load(); old != nil {
 		gen = old.gen + 1
 	}
 	s.cur.Store(&logGen{gen: gen, h: h})
 }
+
+// flush writes the lines still lingering.
+func (s *logSwitch) flush() { _ = s.w.Flush() }
 
 func (s *logSwitch) logger() *slog.Logger { return slog.New(&switchHandler{sw: s}) }
 

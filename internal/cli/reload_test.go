@@ -246,13 +246,14 @@ func TestReloadAllOrNothing(t *testing.T) {
 
 // Log level and format apply to the loggers the daemons already hold.
 func TestReloadLogFormat(t *testing.T) {
-	var b strings.Builder
-	sw := newLogSwitch(&syncWriter{w: &b}, LogConfig{Level: "info", Format: "text"})
+	b := &testenv.LogBuffer{}
+	sw := newLogSwitch(b, LogConfig{Level: "info", Format: "text"})
 	l := sw.logger().With("daemon", "authd")
 	l.Debug("hidden")
 	l.Info("as text")
 	sw.set(LogConfig{Level: "debug", Format: "json"})
 	l.Debug("shown", "k", 1)
+	sw.flush() // info and debug lines linger
 	out := b.String()
 	if strings.Contains(out, "hidden") || !strings.Contains(out, "msg=\"as text\" daemon=authd") && !strings.Contains(out, "msg=as") {
 		t.Errorf("before: %q", out)
@@ -261,10 +262,6 @@ func TestReloadLogFormat(t *testing.T) {
 		t.Errorf("after switching to json/debug: %q", out)
 	}
 }
-
-type syncWriter struct{ w io.Writer }
-
-func (s *syncWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
 
 func TestChangedSettings(t *testing.T) {
 	a, b := DefaultConfig(), DefaultConfig()

@@ -43,6 +43,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	app.flushLog() // the lines that led to the error come before it
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if ee.Err != nil {

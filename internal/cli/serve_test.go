@@ -88,9 +88,10 @@ lmtpd:
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	if !strings.Contains(logs.String(), "gc_percent=400 memory_limit=0") {
-		t.Errorf("the start line does not show the collector settings of the config:\n%s", logs.String())
-	}
+	// Info lines linger up to daemon.LogLinger before they are written.
+	waitFor(t, "the start line with the collector settings of the config", logs, func() bool {
+		return strings.Contains(logs.String(), "gc_percent=400 memory_limit=0")
+	})
 	for name, a := range addrs {
 		c, err := net.Dial("tcp", a)
 		if err != nil {

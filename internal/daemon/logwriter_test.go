@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -42,9 +43,9 @@ func (w *gateWriter) all() string {
 	return strings.Join(w.writes, "")
 }
 
-func TestGroupWriterAloneWritesEachLine(t *testing.T) {
+func TestLogWriterAloneWritesEachLine(t *testing.T) {
 	w := &gateWriter{}
-	g := newGroupWriter(w)
+	g := NewLogWriter(w, 0)
 	for i := range 3 {
 		if n, err := fmt.Fprintf(g, "line %d\n", i); err != nil || n != 7 {
 			t.Fatalf("write %d: %d, %v", i, n, err)
@@ -57,9 +58,9 @@ func TestGroupWriterAloneWritesEachLine(t *testing.T) {
 
 // Lines arriving during a write are written by that writer, together, before
 // it returns; their Writes return at once, and nothing is left queued.
-func TestGroupWriterBatchesLinesQueuedDuringAWrite(t *testing.T) {
+func TestLogWriterBatchesLinesQueuedDuringAWrite(t *testing.T) {
 	w := &gateWriter{gate: make(chan struct{}), entered: make(chan struct{})}
-	g := newGroupWriter(w)
+	g := NewLogWriter(w, 0)
 	first := make(chan struct{})
 	go func() {
 		g.Write([]byte("first\n"))
@@ -91,9 +92,9 @@ func TestGroupWriterBatchesLinesQueuedDuringAWrite(t *testing.T) {
 
 // A stalled destination (a full stderr pipe) makes loggers wait once the
 // queue is full instead of growing memory without bound.
-func TestGroupWriterQueueIsBounded(t *testing.T) {
+func TestLogWriterQueueIsBounded(t *testing.T) {
 	w := &gateWriter{gate: make(chan struct{}), entered: make(chan struct{})}
-	g := newGroupWriter(w)
+	g := NewLogWriter(w, 0)
 	firstDone := make(chan struct{})
 	go func() {
 		g.Write([]byte("first\n"))
@@ -127,9 +128,9 @@ func TestGroupWriterQueueIsBounded(t *testing.T) {
 	}
 }
 
-func TestGroupWriterConcurrentLinesIntact(t *testing.T) {
+func TestLogWriterConcurrentLinesIntact(t *testing.T) {
 	w := &gateWriter{}
-	g := newGroupWriter(w)
+	g := NewLogWriter(w, 0)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -154,9 +155,9 @@ func TestGroupWriterConcurrentLinesIntact(t *testing.T) {
 	}
 }
 
-func TestGroupWriterReportsItsWriteError(t *testing.T) {
+func TestLogWriterReportsItsWriteError(t *testing.T) {
 	boom := errors.New("disk full")
-	g := newGroupWriter(&gateWriter{err: boom})
+	g := NewLogWriter(&gateWriter{err: boom}, 0)
 	if _, err := g.Write([]byte("x\n")); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want %v", err, boom)
 	}
@@ -184,9 +185,9 @@ func (w *panicOnceWriter) Write(p []byte) (int, error) {
 // not leave the writer taken for good: the lines queued behind it and every
 // later one still go out, in order — with a plain mutex, a deferred unlock
 // gave that.
-func TestGroupWriterSurvivesAPanickingWrite(t *testing.T) {
+func TestLogWriterSurvivesAPanickingWrite(t *testing.T) {
 	w := &panicOnceWriter{gate: make(chan struct{}), entered: make(chan struct{})}
-	g := newGroupWriter(w)
+	g := NewLogWriter(w, 0)
 	done := make(chan any)
 	go func() {
 		defer func() { done <- recover() }()
@@ -201,5 +202,73 @@ func TestGroupWriterSurvivesAPanickingWrite(t *testing.T) {
 	g.Write([]byte("after\n"))
 	if got := w.all(); got != "queued\nafter\n" {
 		t.Fatalf("after a panicking write, wrote %q, want the queued line and the later one", got)
+	}
+}
+
+// A lingering writer holds lines until its linger passes, then writes them
+// in one write; Flush writes them at once.
+func TestLogWriterLingers(t *testing.T) {
+	w := &gateWriter{}
+	g := NewLogWriter(w, time.Hour)
+	for i := range 3 {
+		fmt.Fprintf(g, "line %d\n", i)
+	}
+	if got := w.all(); got != "" {
+		t.Fatalf("lingering lines written before their time: %q", got)
+	}
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.writes) != 1 || w.writes[0] != "line 0\nline 1\nline 2\n" {
+		t.Fatalf("Flush wrote %q, want the three lines in one write", w.writes)
+	}
+
+	w = &gateWriter{}
+	g = NewLogWriter(w, 5*time.Millisecond)
+	fmt.Fprintf(g, "a\n")
+	fmt.Fprintf(g, "b\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for w.all() == "" && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.writes) != 1 || w.writes[0] != "a\nb\n" {
+		t.Fatalf("after the linger: %q, want both lines in one write", w.writes)
+	}
+}
+
+// The line that takes what lingers past lingerBytes is written at once,
+// after the lines before it.
+func TestLogWriterLingerIsBounded(t *testing.T) {
+	w := &gateWriter{}
+	g := NewLogWriter(w, time.Hour)
+	line := strings.Repeat("x", 1023) + "\n"
+	n := 0
+	for w.all() == "" {
+		if n++; n > lingerBytes/len(line)+1 {
+			t.Fatalf("%d lines (%d bytes) still lingering", n-1, (n-1)*len(line))
+		}
+		g.Write([]byte(line))
+	}
+	if got := w.all(); got != strings.Repeat(line, n) {
+		t.Fatalf("wrote %d bytes, want all %d lines", len(got), n)
+	}
+}
+
+// FlushOnWarn: an Info line lingers, a warning is written at once with
+// everything before it, in order, through handlers derived with attributes.
+func TestFlushOnWarn(t *testing.T) {
+	w := &gateWriter{}
+	lw := NewLogWriter(w, time.Hour)
+	log := slog.New(FlushOnWarn(NewTextHandler(lw, nil), lw)).With("daemon", "policyd")
+	log.Info("decision")
+	if got := w.all(); got != "" {
+		t.Fatalf("info line written at once: %q", got)
+	}
+	log.Warn("store down")
+	got := w.all()
+	if i, j := strings.Index(got, "msg=decision"), strings.Index(got, `msg="store down"`); i < 0 || j < i || !strings.Contains(got, "daemon=policyd") {
+		t.Fatalf("after the warning: %q", got)
 	}
 }

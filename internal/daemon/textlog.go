@@ -28,13 +28,44 @@ func NewTextHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if opts.ReplaceAttr != nil || opts.AddSource {
 		return slog.NewTextHandler(w, opts)
 	}
-	gw := newGroupWriter(w) // one writer for both paths, so lines never interleave
+	// One writer for both paths, so lines never interleave: w's own if it
+	// is a LogWriter (which may linger), else one that writes at once.
+	gw, ok := w.(*LogWriter)
+	if !ok {
+		gw = NewLogWriter(w, 0)
+	}
 	return &textHandler{level: opts.Level, w: gw, slow: slog.NewTextHandler(gw, opts)}
+}
+
+// FlushOnWarn wraps h, which writes to w, so that a record at Warn or above
+// is on w when it has been handled, with every line before it: what goes
+// wrong right before a crash is what its log must not lose.
+func FlushOnWarn(h slog.Handler, w *LogWriter) slog.Handler { return &flushOnWarn{Handler: h, w: w} }
+
+type flushOnWarn struct {
+	slog.Handler
+	w *LogWriter
+}
+
+func (h *flushOnWarn) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		_ = h.w.Flush() // a failed write is the handler's error already
+	}
+	return err
+}
+
+func (h *flushOnWarn) WithAttrs(as []slog.Attr) slog.Handler {
+	return &flushOnWarn{Handler: h.Handler.WithAttrs(as), w: h.w}
+}
+
+func (h *flushOnWarn) WithGroup(name string) slog.Handler {
+	return &flushOnWarn{Handler: h.Handler.WithGroup(name), w: h.w}
 }
 
 type textHandler struct {
 	level slog.Leveler
-	w     *groupWriter
+	w     *LogWriter
 	pre   []byte       // WithAttrs attributes, formatted, each preceded by a space
 	slow  slog.Handler // slog.TextHandler with the same attributes
 }
