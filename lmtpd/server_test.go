@@ -488,17 +488,7 @@ func TestLHLOAdvertisesMaxMessageSize(t *testing.T) {
 func TestMaxConnections(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Config.MaxConnections = 2 })
 	a, b := e.dial(), e.dial()
-	greeting := func() string {
-		c, err := net.Dial("tcp", e.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		l, _ := bufio.NewReader(c).ReadString('\n')
-		return l
-	}
-	if g := greeting(); !strings.HasPrefix(g, "421 4.3.2 ") {
+	if g := greeting(t, e.addr); !strings.HasPrefix(g, "421 4.3.2 ") {
 		t.Fatalf("third connection greeted %q, want 421 4.3.2", g)
 	}
 	if r := a.cmd("NOOP"); !strings.HasPrefix(r, "250") {
@@ -507,7 +497,7 @@ func TestMaxConnections(t *testing.T) {
 	b.cmd("QUIT")
 	b.c.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for g := greeting(); !strings.HasPrefix(g, "220 "); g = greeting() {
+	for g := greeting(t, e.addr); !strings.HasPrefix(g, "220 "); g = greeting(t, e.addr) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a slot freed by QUIT is not given out again: %q", g)
 		}

@@ -69,14 +69,7 @@ func (g *LogWriter) Write(p []byte) (int, error) {
 	}
 	if g.linger > 0 && len(g.pending)+len(p) < lingerBytes {
 		g.pending = append(g.pending, p...)
-		if !g.armed {
-			g.armed = true
-			if g.timer == nil {
-				g.timer = time.AfterFunc(g.linger, g.lingered)
-			} else {
-				g.timer.Reset(g.linger)
-			}
-		}
+		g.arm()
 		g.mu.Unlock()
 		return n, nil
 	}
@@ -114,7 +107,32 @@ func (g *LogWriter) lingered() {
 	g.mu.Lock()
 	g.armed = false
 	g.mu.Unlock()
+	defer func() {
+		// The timer's goroutine has no caller to hand a panicking write to
+		// (a logger's own goroutine may recover it): here it would take the
+		// daemon down. The batch is lost, as it is there; lines queued
+		// behind it linger again.
+		if recover() != nil {
+			g.mu.Lock()
+			g.arm()
+			g.mu.Unlock()
+		}
+	}()
 	_ = g.Flush()
+}
+
+// arm starts the linger's timer for the lines pending, unless it runs. The
+// caller holds mu.
+func (g *LogWriter) arm() {
+	if g.armed || len(g.pending) == 0 {
+		return
+	}
+	g.armed = true
+	if g.timer == nil {
+		g.timer = time.AfterFunc(g.linger, g.lingered)
+	} else {
+		g.timer.Reset(g.linger)
+	}
 }
 
 // drain writes p, then the queue until it is empty, and ends the write. The

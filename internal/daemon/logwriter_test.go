@@ -272,3 +272,28 @@ func TestFlushOnWarn(t *testing.T) {
 		t.Fatalf("after the warning: %q", got)
 	}
 }
+
+// The linger's timer writes on a goroutine of its own, where no handler can
+// recover a panicking write: it must not take the daemon down, and later
+// lines still go out.
+func TestLogWriterTimerSurvivesAPanickingWrite(t *testing.T) {
+	w := &panicOnceWriter{gate: make(chan struct{}), entered: make(chan struct{})}
+	close(w.gate)
+	g := NewLogWriter(w, time.Millisecond)
+	g.Write([]byte("lost\n"))
+	<-w.entered
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.Write([]byte("after\n"))
+		if strings.Contains(w.all(), "after\n") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.all(); !strings.HasPrefix(got, "after\n") {
+		t.Fatalf("after a panicking timed write, wrote %q, want the later lines", got)
+	}
+}

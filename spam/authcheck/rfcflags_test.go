@@ -45,24 +45,30 @@ func checkFrom(t *testing.T, c *Checker, fromDomain string) ([]spam.Symbol, Resu
 	return syms, c.Run(context.Background(), in, msg)
 }
 
-// RFC 6376 §3.6.1 key flags: t=y (testing) makes a broken signature count as
-// no signature, t=s forbids an i= subdomain of d=.
-func TestDKIMKeyFlags(t *testing.T) {
+// keyFlagsChecker returns a signing key and a checker whose DNS holds its
+// public key under each selector of example.org, the selector's tags
+// appended, with SPF and DMARC records for example.org.
+func keyFlagsChecker(t *testing.T, selectors map[string]string) (ed25519.PrivateKey, *Checker) {
+	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
 	zone := map[string]mockdns.Zone{
-		"example.org.":                   {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
-		"_dmarc.example.org.":            {TXT: []string{"v=DMARC1; p=reject"}},
-		"plain._domainkey.example.org.":  {TXT: []string{key}},
-		"test._domainkey.example.org.":   {TXT: []string{key + "; t=y"}},
-		"strict._domainkey.example.org.": {TXT: []string{key + "; t=s"}},
-		"both._domainkey.example.org.":   {TXT: []string{key + "; t = s : y"}},
-		"other._domainkey.example.org.":  {TXT: []string{key + "; t=x:z"}},
+		"example.org.":        {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
+		"_dmarc.example.org.": {TXT: []string{"v=DMARC1; p=reject"}},
 	}
-	c := (&fixture{res: mockResolver(t, zone)}).checker(t)
+	for sel, tags := range selectors {
+		zone[sel+"._domainkey.example.org."] = mockdns.Zone{TXT: []string{key + tags}}
+	}
+	return priv, (&fixture{res: mockResolver(t, zone)}).checker(t)
+}
+
+// RFC 6376 §3.6.1 key flags: t=y (testing) makes a broken signature count as
+// no signature, t=s forbids an i= subdomain of d=.
+func TestDKIMKeyFlags(t *testing.T) {
+	priv, c := keyFlagsChecker(t, map[string]string{"plain": "", "test": "; t=y", "strict": "; t=s", "both": "; t = s : y", "other": "; t=x:z"})
 	sign := func(selector, identifier string, tamper bool) string {
 		var out bytes.Buffer
 		raw := rawMsg("news@example.org", "Hello\r\n")
@@ -318,18 +324,7 @@ func TestDMARCNonExistentPolicyPartialServfail(t *testing.T) {
 // a signature (a "DKIM-Signature" line without a colon, which the lenient
 // header parser drops) must not shift one signature onto another's key.
 func TestDKIMKeyFlagsPerSignature(t *testing.T) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
-	zone := map[string]mockdns.Zone{
-		"example.org.":                   {TXT: []string{"v=spf1 ip4:192.0.2.1 -all"}},
-		"_dmarc.example.org.":            {TXT: []string{"v=DMARC1; p=reject"}},
-		"test._domainkey.example.org.":   {TXT: []string{key + "; t=y"}},
-		"strict._domainkey.example.org.": {TXT: []string{key + "; t=s"}},
-	}
-	c := (&fixture{res: mockResolver(t, zone)}).checker(t)
+	priv, c := keyFlagsChecker(t, map[string]string{"test": "; t=y", "strict": "; t=s"})
 	sign := func(raw, selector, identifier string) string {
 		var out bytes.Buffer
 		err := dkim.Sign(&out, strings.NewReader(raw), &dkim.SignOptions{Domain: "example.org", Selector: selector, Identifier: identifier, Signer: priv})

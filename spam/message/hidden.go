@@ -28,7 +28,10 @@ import (
 //     by a style sheet's !important rule, unless the inline one is
 //     !important too;
 //   - a style attribute with escapes, braces, unclosed strings or
-//     parentheses is not read.
+//     parentheses is not read;
+//   - what this reading of the tokens cuts, HTML's tree construction must
+//     place inside a hidden element too (hiddenInTree): it moves text out
+//     of elements in more ways than a token stream shows.
 
 // maxHideDepth bounds the open-element stack on hostile nesting.
 const maxHideDepth = 256
@@ -59,14 +62,19 @@ type cut struct {
 	kind       hideKind
 }
 
+// textTok is a text token: its offset in the HTML source and its span in
+// the text.
+type textTok struct{ src, start, end int }
+
 // hider follows the open elements of an HTML document as its tokens go by
 // and records the spans of text that inline styles hide.
 type hider struct {
 	stack          []openElem
 	cuts           []cut
-	sheet          bool // a style sheet: it may restore inherited styles
-	sheetImportant bool // one with !important rules (or unknown content)
-	deep           bool // nested past maxHideDepth: nothing is cut
+	texts          []textTok // those not white space
+	sheet          bool      // a style sheet: it may restore inherited styles
+	sheetImportant bool      // one with !important rules (or unknown content)
+	deep           bool      // nested past maxHideDepth: nothing is cut
 }
 
 // voidElems have no content and no end tag.
@@ -143,13 +151,27 @@ func (h *hider) end(tag string, textLen int) {
 	h.stack = h.stack[:i]
 }
 
-// styleSheet notes the text of a <style> element.
+// text notes a text token at src in the HTML source, written to the text
+// at start.
+func (h *hider) text(src, start int, t string) {
+	if strings.Trim(t, htmlSpace) != "" && !h.deep {
+		h.texts = append(h.texts, textTok{src, start, start + len(t)})
+	}
+}
+
+// htmlSpace is HTML's white space.
+const htmlSpace = "\t\n\f\r "
+
+// styleSheet notes the text of a <style> element. Besides an !important
+// rule, an imported sheet (unknown), an animation (its keyframes override
+// inline styles) and an escape (which spells "important" unseen) may
+// override display:none and opacity:0.
 func (h *hider) styleSheet(css string) {
 	if strings.TrimSpace(css) != "" {
 		h.sheet = true
 	}
-	if strings.Contains(strings.ToLower(css), "important") {
-		h.sheetImportant = true
+	if css = strings.ToLower(css); strings.Contains(css, "import") || strings.Contains(css, "keyframes") || strings.Contains(css, "\\") {
+		h.sheetImportant = true // "import" covers !important and @import
 	}
 }
 
@@ -206,15 +228,15 @@ func (h *hider) cancel(max hideKind) {
 	}
 }
 
-// visible returns text without the spans hidden beyond doubt.
-func (h *hider) visible(text string) string {
+// visible returns text without the spans hidden beyond doubt; src is the
+// HTML source it was read from.
+func (h *hider) visible(src, text string) string {
 	if h.deep {
 		return text
 	}
 	var keep []cut
 	for _, c := range h.cuts {
-		switch {
-		case c.kind == hideInherited && h.sheet, c.kind == hideDisplay && h.sheetImportant:
+		if h.overridden(c.kind) {
 			continue
 		}
 		keep = append(keep, c)
@@ -223,18 +245,29 @@ func (h *hider) visible(text string) string {
 		return text
 	}
 	sort.Slice(keep, func(i, j int) bool { return keep[i].start < keep[j].start })
+	// A text token is cut only where the tree puts it out of sight too.
+	inTree := h.hiddenInTree(src, text)
 	var b strings.Builder
-	at := 0
+	at, tok := 0, 0
 	for _, c := range keep {
 		if c.start > at {
 			b.WriteString(text[at:c.start])
+			at = c.start
 		}
-		if c.end > at {
-			at = c.end
+		for ; tok < len(h.texts) && h.texts[tok].start < c.end; tok++ {
+			if t := h.texts[tok]; t.start >= at && !inTree[tok] {
+				b.WriteString(text[t.start:t.end])
+			}
 		}
+		at = max(at, c.end)
 	}
 	b.WriteString(text[at:])
 	return b.String()
+}
+
+// overridden reports whether a style sheet may undo hiding of kind.
+func (h *hider) overridden(kind hideKind) bool {
+	return kind == hideInherited && h.sheet || kind == hideDisplay && h.sheetImportant
 }
 
 type decl struct {

@@ -23,15 +23,18 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 	skip := 0 // inside <script>/<style>
 	inStyle := 0
 	link := -1 // index of the open <a> in m.URIs
+	pos := 0   // offset in src of the token read
 	var shown strings.Builder
 	if m.HTMLTags == nil {
 		m.HTMLTags = map[string]int{}
 	}
 	for n := 0; n < maxHTMLTokens; n++ {
 		tt := z.Next()
+		at := pos
+		pos += len(z.Raw())
 		switch tt {
 		case html.ErrorToken:
-			return finishHTMLText(hide.visible(out.String()))
+			return finishHTMLText(hide.visible(src[:at], out.String()))
 		case html.TextToken:
 			if skip > 0 {
 				if inStyle > 0 {
@@ -40,6 +43,7 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 				continue
 			}
 			t := string(z.Text())
+			hide.text(at, out.Len(), t)
 			out.WriteString(t)
 			if link >= 0 {
 				shown.WriteString(t)
@@ -109,7 +113,7 @@ func htmlToText(m *Message, src string, maxURIs int) string {
 			}
 		}
 	}
-	return finishHTMLText(hide.visible(out.String()))
+	return finishHTMLText(hide.visible(src[:pos], out.String()))
 }
 
 // styleAttrs are the presentational attributes whose values are kept as

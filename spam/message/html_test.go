@@ -239,3 +239,49 @@ func TestHTMLHiddenTextHostile(t *testing.T) {
 		}
 	}
 }
+
+// TestHTMLHiddenTextAsBrowsersPlaceIt: text is only left out when a browser
+// puts it inside the hidden element and keeps it hidden there. HTML's tree
+// construction moves text out of an element the markup seems to put it in
+// (foster parenting out of a table, a heading or button closing its like, a
+// start tag a browser ignores, an HTML tag breaking out of SVG, formatting
+// elements rebuilt); a style sheet may override an inline style through
+// escapes, imports or animations; a descendant may restore a font size or
+// visibility in ways beyond a plain declaration; and magnification makes a
+// 1px font readable. Each of these showed spam text to the reader that the
+// rules did not see.
+func TestHTMLHiddenTextAsBrowsersPlaceIt(t *testing.T) {
+	for _, tc := range []struct{ name, html string }{
+		{"foster parented out of a hidden table", `<table style="display:none">POISON<tr><td>x</td></tr></table>`},
+		{"foster parented out of a hidden row", `<table><tr style="display:none"><td>x</td><b>POISON</b></tr></table>`},
+		{"heading closes a hidden heading", `<h1 style="display:none">x<h2>POISON</h2></h1>`},
+		{"any heading's end tag closes a hidden heading", `<h1 style="display:none">x</h2>POISON</h1>`},
+		{"button closes a hidden button", `<button style="display:none">x<button>POISON</button></button>`},
+		{"HTML breaks out of SVG", `<svg><g style="display:none">x<p>POISON</p></g></svg>`},
+		{"cell outside a table is ignored", `<p><td style="display:none">POISON</td></p>`},
+		{"image is a void img", `<image style="display:none">POISON</image>`},
+		{"nested form is ignored", `<form>a<form style="display:none">POISON</form></form>`},
+		{"second body's style is ignored", `<body style="margin:0">a<body style="display:none">POISON</body>`},
+		{"rebuilt formatting element closes a hidden span", `<p><b>x</p><span style="display:none">y</b>POISON</span>`},
+		{"span in a select is ignored", `<select><option><span style="display:none">POISON</span></option></select>`},
+		{"escaped important in a sheet", `<style>div{display:block!\69mportant}</style><div style="display:none">POISON</div>`},
+		{"imported sheet", `<style>@import url(http://x.example/a.css);</style><div style="display:none">POISON</div>`},
+		{"animation overrides opacity", `<style>@keyframes a{to{opacity:1}} span{animation:a 1s forwards}</style><span style="opacity:0">POISON</span>`},
+		{"font shorthand restores size", `<div style="font-size:0">b <span style="font:16px serif">POISON</span></div>`},
+		{"all:initial restores visibility", `<div style="visibility:hidden">b <span style="all:initial">POISON</span></div>`},
+		{"SVG attribute restores visibility", `<div style="visibility:hidden"><svg><text visibility="visible">POISON</text></svg></div>`},
+		{"textarea has its own font size", `<div style="font-size:0">b <textarea>POISON</textarea></div>`},
+		{"button has its own font size", `<div style="font-size:0">b <button>POISON</button></div>`},
+		{"a quirks-mode table has its own font size", `<div style="font-size:0"><table><tr><td>POISON</td></tr></table></div>`},
+		{"1px magnified by an ancestor", `<div style="transform:scale(20)"><span style="font-size:1px">POISON</span></div>`},
+		{"1px magnified by a descendant", `<span style="font-size:1px"><b style="display:inline-block;zoom:20">POISON</b></span>`},
+		{"1px magnified by itself", `<div style="font-size:1px;zoom:20">POISON</div>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := Parse([]byte("Subject: x\nContent-Type: text/html\n\n<p>hello</p>"+tc.html+"<p>bye</p>"), Limits{})
+			if !strings.Contains(m.Text, "POISON") {
+				t.Errorf("text %q: POISON hidden, a browser shows it", m.Text)
+			}
+		})
+	}
+}
