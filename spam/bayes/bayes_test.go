@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/spam/bayes"
@@ -78,7 +79,9 @@ func backends(t *testing.T) map[string]store.Store {
 	out["sqlite"] = sq
 	if !testing.Short() {
 		r := testenv.Redis(t)
-		rs, err := redis.New(redis.Options{Addrs: []string{r.Addr}, Prefix: fmt.Sprintf("bayes-test-%s:", t.Name())})
+		// One Redis serves the package's tests, and -count=N runs a test N
+		// times against it: each run gets keys of its own.
+		rs, err := redis.New(redis.Options{Addrs: []string{r.Addr}, Prefix: fmt.Sprintf("bayes-test-%s-%d:", t.Name(), time.Now().UnixNano())})
 		if err != nil {
 			t.Fatal(err)
 		}
