@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +30,8 @@ type App struct {
 
 	// logs makes Log follow log.level and log.format across reloads.
 	logs *logSwitch
+	// lingerLogs: Info lines may wait daemon.LogLinger (daemons only).
+	lingerLogs bool
 	// signals are caught before a daemon command loads its config (root.go).
 	signals *daemon.Signals
 	// serving is set while daemons run: the shared backends and engines then
@@ -55,7 +58,11 @@ func (a *App) load() error {
 	a.cfg = cfg
 	a.mu.Unlock()
 	if a.logs == nil {
-		a.logs = newLogSwitch(a.Stderr, cfg.Log)
+		var linger time.Duration
+		if a.lingerLogs {
+			linger = daemon.LogLinger
+		}
+		a.logs = newLogSwitch(a.Stderr, cfg.Log, linger)
 	} else {
 		a.logs.set(cfg.Log)
 	}

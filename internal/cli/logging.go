@@ -14,7 +14,7 @@ import (
 // logSwitch lets a reload change the log level and format of the loggers
 // already handed out: every daemon keeps the logger it was built with.
 type logSwitch struct {
-	w     *daemon.LogWriter // lingers: Flush before exit (App.Close)
+	w     *daemon.LogWriter // may linger: Flush before exit (App.Close)
 	level slog.LevelVar
 	cur   atomic.Pointer[logGen]
 }
@@ -26,11 +26,9 @@ type logGen struct {
 	h   slog.Handler
 }
 
-func newLogSwitch(w io.Writer, c LogConfig) *logSwitch {
-	return newLogSwitchLinger(w, c, daemon.LogLinger)
-}
-
-func newLogSwitchLinger(w io.Writer, c LogConfig, linger time.Duration) *logSwitch {
+// newLogSwitch logs to w; linger > 0 lets Info lines wait that long to go
+// out with others (daemon.LogWriter).
+func newLogSwitch(w io.Writer, c LogConfig, linger time.Duration) *logSwitch {
 	s := &logSwitch{w: daemon.NewLogWriter(w, linger)}
 	s.set(c)
 	return s

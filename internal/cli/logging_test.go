@@ -16,7 +16,7 @@ func TestLogLinesWrittenByWarningAndClose(t *testing.T) {
 	if err := app.load(); err != nil {
 		t.Fatal(err)
 	}
-	app.logs = newLogSwitchLinger(logs, app.Config().Log, 1<<62) // a linger no test outwaits
+	app.logs = newLogSwitch(logs, app.Config().Log, 1<<62) // a linger no test outwaits
 	app.Log = app.logs.logger()
 	app.Log.Info("first")
 	if got := logs.String(); got != "" {
@@ -30,5 +30,25 @@ func TestLogLinesWrittenByWarningAndClose(t *testing.T) {
 	app.Close()
 	if got := logs.String(); !strings.Contains(got, "msg=third") {
 		t.Fatalf("after Close: %q", got)
+	}
+}
+
+// A one-shot command's log lines are written at once: its own output on
+// stderr must not overtake them.
+func TestOneShotCommandLogsAtOnce(t *testing.T) {
+	_, cfg := configInDataDir(t, "")
+	logs := &testenv.LogBuffer{}
+	app := &App{Stdin: strings.NewReader(""), Stdout: logs, Stderr: logs}
+	defer app.Close()
+	root := newRootCmd(app)
+	root.SetArgs([]string{"-c", cfg, "config", "show"})
+	root.SetOut(logs)
+	root.SetErr(logs)
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	app.Log.Info("one-shot line")
+	if !strings.Contains(logs.String(), "one-shot line") {
+		t.Fatalf("a one-shot command's info line lingered: %q", logs.String())
 	}
 }

@@ -247,7 +247,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 // Log level and format apply to the loggers the daemons already hold.
 func TestReloadLogFormat(t *testing.T) {
 	b := &testenv.LogBuffer{}
-	sw := newLogSwitch(b, LogConfig{Level: "info", Format: "text"})
+	sw := newLogSwitch(b, LogConfig{Level: "info", Format: "text"}, daemon.LogLinger)
 	l := sw.logger().With("daemon", "authd")
 	l.Debug("hidden")
 	l.Info("as text")

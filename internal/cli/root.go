@@ -80,6 +80,10 @@ func newRootCmd(app *App) *cobra.Command {
 				app.onClose(func() error { sigs.Stop(); return nil })
 				cmd.SetContext(ctx)
 			}
+			// Log lines linger only in daemons, where a line per request
+			// costs a write each: a one-shot command's lines and its own
+			// output on stderr must come out in the order they were made.
+			app.lingerLogs = cmd.Annotations["daemon"] == "true"
 			return app.load()
 		},
 	}
