@@ -18,25 +18,21 @@ import (
 // Linux box without one skips, but fails with CI=true.
 func openPTY(t *testing.T) (ctl, tty *os.File) {
 	t.Helper()
-	skip := t.Skipf
-	if testenv.CI() {
-		skip = t.Fatalf
-	}
 	ctl, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
-		skip("no pseudo-terminal: %v", err)
+		testenv.SkipOrFail(t, "no pseudo-terminal: %v", err)
 	}
 	t.Cleanup(func() { ctl.Close() })
 	if err := unix.IoctlSetPointerInt(int(ctl.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		skip("unlockpt: %v", err)
+		testenv.SkipOrFail(t, "unlockpt: %v", err)
 	}
 	n, err := unix.IoctlGetInt(int(ctl.Fd()), unix.TIOCGPTN)
 	if err != nil {
-		skip("ptsname: %v", err)
+		testenv.SkipOrFail(t, "ptsname: %v", err)
 	}
 	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		skip("open the terminal side: %v", err)
+		testenv.SkipOrFail(t, "open the terminal side: %v", err)
 	}
 	t.Cleanup(func() { tty.Close() })
 	// Raw output: the line discipline must not turn \n into \r\n.

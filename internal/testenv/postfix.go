@@ -66,7 +66,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *PostfixServer {
 	Need(t, PostfixMaster, "postqueue", "postconf")
 	for _, name := range []string{"postfix", "postdrop"} {
 		if _, err := user.LookupGroup(name); err != nil {
-			skipOrFail(t, "group %s missing (postfix package not installed?)", name)
+			SkipOrFail(t, "group %s missing (postfix package not installed?)", name)
 		}
 	}
 	o.SASLPath, o.Milter = inetTarget(o.SASLPath), inetTarget(o.Milter)

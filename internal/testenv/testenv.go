@@ -190,8 +190,9 @@ func CI() bool {
 
 func keep() bool { return os.Getenv(envKeep) == "1" }
 
-// skipOrFail skips the test, or fails it when CI=true.
-func skipOrFail(t testing.TB, format string, args ...any) {
+// SkipOrFail skips the test, or fails it when CI=true (a prerequisite the
+// box lacks; CI always has it).
+func SkipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if CI() {
@@ -241,10 +242,10 @@ func bin(t testing.TB, name string) string {
 func Need(t testing.TB, binaries ...string) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		skipOrFail(t, "real-server tests need Linux (GOOS=%s)", runtime.GOOS)
+		SkipOrFail(t, "real-server tests need Linux (GOOS=%s)", runtime.GOOS)
 	}
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "real-server tests need root (euid %d)", os.Geteuid())
+		SkipOrFail(t, "real-server tests need root (euid %d)", os.Geteuid())
 	}
 	var missing []string
 	for _, b := range binaries {
@@ -253,7 +254,7 @@ func Need(t testing.TB, binaries ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		skipOrFail(t, "missing binaries: %s (run scripts/install-deps.sh)", strings.Join(missing, " "))
+		SkipOrFail(t, "missing binaries: %s (run scripts/install-deps.sh)", strings.Join(missing, " "))
 	}
 }
 
@@ -266,15 +267,15 @@ func SharedDir(t testing.TB) string {
 		if st, err := os.Stat(d); err == nil && st.IsDir() {
 			return d
 		}
-		skipOrFail(t, "$%s=%s is not a directory", envShared, d)
+		SkipOrFail(t, "$%s=%s is not a directory", envShared, d)
 	}
 	root, err := repoRoot()
 	if err != nil {
-		skipOrFail(t, "cannot locate the repository root: %v", err)
+		SkipOrFail(t, "cannot locate the repository root: %v", err)
 	}
 	d := filepath.Join(filepath.Dir(root), "shared")
 	if st, err := os.Stat(d); err != nil || !st.IsDir() {
-		skipOrFail(t, "shared material not found at %s (set $%s)", d, envShared)
+		SkipOrFail(t, "shared material not found at %s (set $%s)", d, envShared)
 	}
 	return d
 }

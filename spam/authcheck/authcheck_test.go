@@ -105,6 +105,15 @@ func rawMsg(from, body string) string {
 	return "From: Sender <" + from + ">\r\nTo: alice@example.com\r\nSubject: test\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\n" + body
 }
 
+// check parses raw and returns c's symbols for it (the error is the tests'
+// concern only where they check it themselves).
+func check(c *Checker, in *spam.Input, raw string) []spam.Symbol {
+	msg := message.Parse([]byte(raw), message.DefaultLimits())
+	defer msg.Close()
+	syms, _ := c.Check(context.Background(), in, msg)
+	return syms
+}
+
 func names(syms []spam.Symbol) string {
 	var n []string
 	for _, s := range syms {

@@ -92,10 +92,7 @@ func TestDKIMBodyLength(t *testing.T) {
 		{"spf fail", "203.0.113.5", "DKIM_BODY_LENGTH,DMARC_REJECT,SPF_FAIL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := message.Parse([]byte(withL), message.DefaultLimits())
-			defer msg.Close()
-			in := &spam.Input{ClientIP: parseIP(tc.ip), MailFrom: "bounce@example.org", Helo: "mx"}
-			syms, _ := c.Check(context.Background(), in, msg)
+			syms := check(c, &spam.Input{ClientIP: parseIP(tc.ip), MailFrom: "bounce@example.org", Helo: "mx"}, withL)
 			if got := names(syms); got != tc.want {
 				t.Fatalf("symbols %s, want %s", got, tc.want)
 			}

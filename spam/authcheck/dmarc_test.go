@@ -1,14 +1,12 @@
 package authcheck
 
 import (
-	"context"
 	"strings"
 	"testing"
 
 	"github.com/foxcpp/go-mockdns"
 
 	"github.com/dovetail-mail/dovetail/spam"
-	"github.com/dovetail-mail/dovetail/spam/message"
 )
 
 // Policy discovery as RFC 7489 §6.3 and §6.6.3 describe it: literal tag values
@@ -41,9 +39,7 @@ func TestDMARCRecordParsing(t *testing.T) {
 	} {
 		t.Run(tc.domain, func(t *testing.T) {
 			raw := "From: <ceo@" + tc.domain + ">\r\nSubject: x\r\n\r\nbody\r\n"
-			msg := message.Parse([]byte(raw), message.DefaultLimits())
-			defer msg.Close()
-			syms, _ := c.Check(context.Background(), &spam.Input{ClientIP: badIP, MailFrom: "x@elsewhere.example", Helo: "mx"}, msg)
+			syms := check(c, &spam.Input{ClientIP: badIP, MailFrom: "x@elsewhere.example", Helo: "mx"}, raw)
 			got := ""
 			for _, s := range syms {
 				if strings.HasPrefix(s.Name, "DMARC_") {

@@ -40,10 +40,7 @@ func TestDMARCFromParsing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raw := "From: " + strings.ReplaceAll(tc.from, "\n", "\r\n") + "\r\nSubject: x\r\n\r\nbody\r\n"
-			msg := message.Parse([]byte(raw), message.DefaultLimits())
-			defer msg.Close()
-			in := &spam.Input{ClientIP: goodIP, MailFrom: "x@soft.example", Helo: "mx"}
-			syms, _ := c.Check(context.Background(), in, msg)
+			syms := check(c, &spam.Input{ClientIP: goodIP, MailFrom: "x@soft.example", Helo: "mx"}, raw)
 			var got spam.Symbol
 			for _, s := range syms {
 				if strings.HasPrefix(s.Name, "DMARC_") {
