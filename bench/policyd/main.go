@@ -3,7 +3,7 @@
 //
 //	policyd-bench serve -listen 127.0.0.1:PORT -store sqlite -sqlite /tmp/x.db ...
 //	policyd-bench load  -addr 127.0.0.1:PORT -stream requests.txt -conns 8 [-rate 5000]
-//	policyd-bench null  -listen 127.0.0.1:PORT [-spin]
+//	policyd-bench null  -listen 127.0.0.1:PORT [-spin | -netpoll]
 //
 // serve runs policyd alone in its own process (so the load generator does not
 // share its scheduler) with greylisting and rate limits on, on the chosen store;

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"syscall"
@@ -18,6 +20,11 @@ import (
 // server: at one connection a request's time is mostly two wake-ups (the
 // server's and the client's), not the server's work.
 //
+// With -netpoll it serves as policyd does instead: a goroutine per connection
+// reading through bufio from a net.Conn, sleeping in Go's netpoller, whose
+// idle threads spin a few µs for work before they sleep. It bounds what any
+// Go server written the usual way could reach here.
+//
 // With -spin the thread never sleeps: it polls the socket with non-blocking
 // reads, burning a CPU per connection, so the server's wake-up is gone and
 // only the client's remains. No production daemon should do that; it bounds
@@ -27,15 +34,33 @@ func runNull(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("null", flag.ExitOnError)
 	listen := fs.String("listen", "127.0.0.1:10040", "address to listen on")
 	spin := fs.Bool("spin", false, "poll with non-blocking reads instead of sleeping in read(2)")
+	netpoll := fs.Bool("netpoll", false, "a goroutine per connection sleeping in Go's netpoller, as policyd serves")
 	_ = fs.Parse(args)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
-	return serveNull(ctx, ln, *spin)
+	mode := nullBlock
+	switch {
+	case *spin && *netpoll:
+		return errors.New("-spin and -netpoll exclude each other")
+	case *spin:
+		mode = nullSpin
+	case *netpoll:
+		mode = nullNetpoll
+	}
+	return serveNull(ctx, ln, mode)
 }
 
-func serveNull(ctx context.Context, ln net.Listener, spin bool) error {
+type nullMode int
+
+const (
+	nullBlock   nullMode = iota // a locked thread sleeping in read(2)
+	nullSpin                    // a locked thread polling with non-blocking reads
+	nullNetpoll                 // a goroutine on Go's netpoller
+)
+
+func serveNull(ctx context.Context, ln net.Listener, mode nullMode) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	for {
 		c, err := ln.Accept()
@@ -45,6 +70,16 @@ func serveNull(ctx context.Context, ln net.Listener, spin bool) error {
 			}
 			return err
 		}
+		if mode == nullNetpoll {
+			go func() {
+				defer c.Close()
+				if err := nullNetpollConn(c); err != nil {
+					fmt.Println("policyd-bench null:", err)
+				}
+			}()
+			continue
+		}
+		spin := mode == nullSpin
 		f, err := c.(*net.TCPConn).File() // a dup the netpoller does not own
 		c.Close()
 		if err != nil {
@@ -95,6 +130,26 @@ func nullConn(fd int, spin bool) error {
 		}
 		if n == len(buf) {
 			return errors.New("request longer than 64 KiB")
+		}
+	}
+}
+
+// nullNetpollConn answers each request as policyd's connection loop does: one
+// buffered read per request when it arrives whole, the reply in one write.
+func nullNetpollConn(c net.Conn) error {
+	br := bufio.NewReaderSize(c, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, io.EOF) && len(line) == 0:
+			return nil
+		case err != nil:
+			return err
+		case len(line) > 1:
+			continue
+		}
+		if _, err := c.Write(dunno); err != nil {
+			return err
 		}
 	}
 }

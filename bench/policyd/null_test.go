@@ -11,9 +11,9 @@ import (
 
 // TestNull: the do-nothing server answers every request DUNNO, however the
 // requests are cut into reads (two in one write, one across two writes),
-// sleeping in read(2) or spinning.
+// sleeping in read(2), spinning or on the netpoller.
 func TestNull(t *testing.T) {
-	for _, spin := range []bool{false, true} {
+	for _, spin := range []nullMode{nullBlock, nullSpin, nullNetpoll} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -37,18 +37,18 @@ func TestNull(t *testing.T) {
 			for range 2 {
 				line, err := br.ReadString('\n')
 				if err != nil {
-					t.Fatalf("spin=%v: reply %d: %v", spin, i, err)
+					t.Fatalf("mode=%v: reply %d: %v", spin, i, err)
 				}
 				got += line
 			}
 			if got != "action=DUNNO\n\n" {
-				t.Fatalf("spin=%v: reply %d = %q", spin, i, got)
+				t.Fatalf("mode=%v: reply %d = %q", spin, i, got)
 			}
 		}
 		c.Close()
 		cancel()
 		if err := <-done; err != nil {
-			t.Fatalf("spin=%v: serveNull: %v", spin, err)
+			t.Fatalf("mode=%v: serveNull: %v", spin, err)
 		}
 	}
 }

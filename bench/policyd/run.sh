@@ -4,7 +4,7 @@
 #   bench/policyd/run.sh                      1, 8, 64 connections; postgrey, policyd+SQLite, policyd+Redis
 #   REQS=5000 CONNS="1 8" RUNS=1 bench/policyd/run.sh   quick run
 #   TARGETS="sqlite redis" RATE=5000       subset of targets; RATE = the fixed-rate latency run
-#                                          (targets: postgrey sqlite redis null null-spin)
+#                                          (targets: postgrey sqlite redis null null-netpoll null-spin)
 #   CONNS="" TARGETS=sqlite QUIET_MAX=120  only the fixed-rate run, waiting up to 2 min for a quiet box
 #   RAW_OUT=file.jsonl                     also keep the raw per-run lines
 #
@@ -24,13 +24,15 @@
 # Debian whitelists). policyd runs greylisting with the same settings plus two rate
 # limits checked on every request. Needs root (postgrey drops to its user).
 #
-# null and null-spin are the box's ceiling, not contenders: a server that does
+# null, null-netpoll and null-spin are the box's ceiling, not contenders: a server that does
 # no work at all (policyd-bench null: reads to the blank line, answers DUNNO,
 # one OS thread per connection), sleeping in read(2) like any server, or
 # polling the socket with a CPU per connection (-spin). At one connection a
 # request's time is mostly the wake-ups of the server and of the client, and
 # these rows show how much of the × postgrey figure this box allows there.
-# null-spin runs at one connection only: two CPUs cannot spin for eight.
+# null-netpoll is the same do-nothing server written as policyd is (a goroutine
+# per connection on Go's netpoller). null-spin runs at one connection only: two
+# CPUs cannot spin for eight.
 set -euo pipefail
 export LC_ALL=C
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,7 +41,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SHARED=${DOVETAIL_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
 PEER=$SHARED/peers/policy
 REQS=${REQS:-20000}; CONNS=${CONNS-"1 8 64"}; RATE=${RATE:-5000}; RUNS=${RUNS:-3}
-TARGETS=${TARGETS:-"postgrey sqlite redis null null-spin"}
+TARGETS=${TARGETS:-"postgrey sqlite redis null null-netpoll null-spin"}
 log() { printf '[policyd-bench %(%T)T] %s\n' -1 "$*" >&2; }
 
 [[ -f $PEER/policy_bench.py ]] || { log "peer material not found at $PEER (set DOVETAIL_SHARED)"; exit 1; }
@@ -92,9 +94,10 @@ start_policyd() {  # $1 = sqlite|redis, $2 = tag
   PIDS+=($!); wait_port "$PORT"
 }
 
-start_null() {  # $1 = null|null-spin
-  local spin=(); [[ $1 = null-spin ]] && spin=(-spin)
-  "$TMP/policyd-bench" null -listen 127.0.0.1:"$PORT" "${spin[@]}" &
+start_null() {  # $1 = null|null-netpoll|null-spin
+  local mode=()
+  case $1 in null-spin) mode=(-spin) ;; null-netpoll) mode=(-netpoll) ;; esac
+  "$TMP/policyd-bench" null -listen 127.0.0.1:"$PORT" "${mode[@]}" &
   PIDS+=($!); wait_port "$PORT"
 }
 
@@ -104,7 +107,7 @@ measure() {  # $1 target, $2 conns, [$3 rate]
   PORT=$(free_port)
   case $target in
     postgrey) start_postgrey "$target.$c.$rate.$RUN" ;;
-    null|null-spin) start_null "$target" ;;
+    null*) start_null "$target" ;;
     *) start_policyd "$target" "$target.$c.$rate.$RUN" ;;
   esac
   sync; busy=$(quiet_wait)
@@ -152,7 +155,7 @@ med = lambda rs, k: median(r[k] for r in rs)
 pg = {c: (med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")) for (t, c, rate), rs in groups.items() if t == "postgrey" and not rate}
 print("| target | conns | rate | runs | requests/s (median) | min–max | × postgrey | requests per daemon CPU-s | × postgrey | p50 ms | p99 ms | p99.9 ms | paced: p50 / p99 / p99.9 ms without client timer lateness | replies (run 1) | per run: load / busy before / other CPU during |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-order = {"postgrey": 0, "sqlite": 1, "redis": 2, "null": 3, "null-spin": 4}
+order = {"postgrey": 0, "sqlite": 1, "redis": 2, "null": 3, "null-netpoll": 4, "null-spin": 5}
 warn = []
 for (t, c, rate), rs in sorted(groups.items(), key=lambda kv: (kv[0][2] > 0, kv[0][1], order.get(kv[0][0], 9))):
     rps, cpu = med(rs, "requests_per_s"), med(rs, "requests_per_cpu_s")
