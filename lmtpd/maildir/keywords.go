@@ -74,7 +74,11 @@ func (w *Writer) keywordLetters(fs *fsys, mb Mailbox, dir string, kws []string) 
 		}
 	}
 	tmp := path + ".tmp" + strconv.Itoa(w.pid)
-	if err := writeNew(fs, mb, tmp, b.Bytes()); err != nil {
+	// Durable before the message naming its letter is (as Dovecot fdatasyncs
+	// it): after a crash, a message answered 250 with a letter the file no
+	// longer names loses its keyword, or gets whichever one takes the letter
+	// next.
+	if err := writeNew(fs, mb, tmp, b.Bytes(), w.opts.Fsync); err != nil {
 		return nil, classify(err)
 	}
 	if now := time.Now(); !mtime.IsZero() && now.Unix() <= mtime.Unix() {
@@ -82,6 +86,9 @@ func (w *Writer) keywordLetters(fs *fsys, mb Mailbox, dir string, kws []string) 
 	}
 	if err := fs.rename(tmp, path); err != nil {
 		fs.remove(tmp)
+		return nil, classify(err)
+	}
+	if err := w.syncDir(fs, dir); err != nil {
 		return nil, classify(err)
 	}
 	return letters, nil

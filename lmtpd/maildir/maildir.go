@@ -97,6 +97,9 @@ type Message struct {
 	first string // path of the first delivered copy
 	base  string // unique base name shared by links
 	owner [2]int // uid/gid of the first copy: links only go to the same owner
+	// dirs are the folder directories holding a file named base (the first
+	// copy and the links to it): a folder gets base once at most.
+	dirs []string
 }
 
 // NewMessage wraps LF-normalised data: the message is the parts one after the
@@ -320,7 +323,13 @@ func (w *Writer) deliver(fs *fsys, mb Mailbox, t Target, msg *Message) (string, 
 		sub = "cur"
 	}
 	var final string
-	if msg.first != "" && w.opts.HardLink && msg.owner == [2]int{mb.UID, mb.GID} {
+	// Never a second link into a folder that has one (fileinto "a.b" and
+	// "a/b", a keep into the +detail mailbox beside a fileinto :flags there):
+	// with other flags it would go to cur/ beside the new/ one under the same
+	// base name, which Dovecot keys dovecot-uidlist by — it skips the second
+	// file as a duplicate and, once they are hard links of some age, unlinks
+	// it. A copy of its own gets a name of its own.
+	if msg.first != "" && w.opts.HardLink && msg.owner == [2]int{mb.UID, mb.GID} && !slices.Contains(msg.dirs, dir) {
 		final = filepath.Join(dir, sub, msg.base+flags)
 		// As the user: the first copy must be theirs to link to (the owner check
 		// of fs.protected_hardlinks), and is, the uid and gid being the same.
@@ -329,6 +338,7 @@ func (w *Writer) deliver(fs *fsys, mb Mailbox, t Target, msg *Message) (string, 
 				fs.remove(final)
 				return "", classify(err)
 			}
+			msg.dirs = append(msg.dirs, dir)
 			addQuota(fs, mb, msg.Size())
 			return final, nil
 		}
@@ -340,7 +350,7 @@ func (w *Writer) deliver(fs *fsys, mb Mailbox, t Target, msg *Message) (string, 
 		return "", err
 	}
 	if msg.first == "" {
-		msg.first, msg.base, msg.owner = final, base, [2]int{mb.UID, mb.GID}
+		msg.first, msg.base, msg.owner, msg.dirs = final, base, [2]int{mb.UID, mb.GID}, []string{dir}
 	}
 	addQuota(fs, mb, msg.Size())
 	return final, nil
@@ -628,7 +638,8 @@ func mkdirOwned(fs *fsys, mb Mailbox, p string, mode os.FileMode, chown bool) er
 // crashed run's leftover, or a symlink the user put there, which root's
 // os.WriteFile and os.Chown would follow into /etc) is removed first, and the
 // file is created with O_EXCL|O_NOFOLLOW and chowned through its descriptor.
-func writeNew(fs *fsys, mb Mailbox, path string, data []byte) error {
+// With sync the file is fsynced before it is closed.
+func writeNew(fs *fsys, mb Mailbox, path string, data []byte, sync bool) error {
 	fs.remove(path)
 	f, err := fs.open(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -638,6 +649,9 @@ func writeNew(fs *fsys, mb Mailbox, path string, data []byte) error {
 		f.Chown(mb.UID, mb.GID)
 	}
 	_, err = f.Write(data)
+	if err == nil && sync {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

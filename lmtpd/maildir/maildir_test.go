@@ -268,6 +268,28 @@ func TestKeywordsConcurrent(t *testing.T) {
 	}
 }
 
+// TestNewKeywordDurable: a keyword added to dovecot-keywords is durable (the
+// folder directory fsynced after the rename, the file before it) before the
+// message whose name carries its letter is stored: otherwise a crash can leave
+// a message answered 250 with a letter the file no longer names.
+func TestNewKeywordDurable(t *testing.T) {
+	mb := Mailbox{Root: filepath.Join(t.TempDir(), "Maildir")}
+	w := New(Options{Fsync: true, Hostname: "mx"})
+	if _, err := w.Deliver(mb, Target{Folder: "Work", Create: true}, NewMessage([]byte("a\n"))); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(mb.Root, ".Work")
+	var synced []string
+	w.syncHook = func(d string) { synced = append(synced, d) }
+	if _, err := w.Deliver(mb, Target{Folder: "Work", Flags: []string{"$Label1"}}, NewMessage([]byte("b\n"))); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{dir, filepath.Join(dir, "cur")}
+	if !slices.Equal(synced, want) {
+		t.Errorf("synced %q, want %q (dovecot-keywords' directory before the message's)", synced, want)
+	}
+}
+
 // FuzzControlFiles: maildirsize and dovecot-keywords are written by other programs
 // (Dovecot, a user's tools); parsing them must never panic, and keyword slots stay
 // inside a..z.

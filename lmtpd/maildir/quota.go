@@ -123,7 +123,7 @@ func recalc(fs *fsys, mb Mailbox) (int64, int64, error) {
 	content := fmt.Sprintf("%s\n%d %d\n", limitLine(mb), b, c)
 	path := filepath.Join(mb.Root, "maildirsize")
 	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := writeNew(fs, mb, tmp, []byte(content)); err != nil {
+	if err := writeNew(fs, mb, tmp, []byte(content), false); err != nil {
 		return 0, 0, classify(err)
 	}
 	if err := fs.rename(tmp, path); err != nil {
