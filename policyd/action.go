@@ -172,6 +172,17 @@ func (a Action) Final() bool {
 	return true
 }
 
+// Refuses reports an action that refuses the request, now or later: REJECT,
+// the DEFER verbs or a 4xx/5xx code. (OK, DISCARD, HOLD, FILTER, REDIRECT and
+// BCC are final too, but let the mail in.)
+func (a Action) Refuses() bool {
+	switch a.Verb {
+	case VerbReject, VerbDefer, VerbDeferIfPermit, VerbDeferIfReject:
+		return true
+	}
+	return isCode(a.Verb)
+}
+
 // Permanent reports a rejection (REJECT or 5xx).
 func (a Action) Permanent() bool { return a.Verb == VerbReject || (isCode(a.Verb) && a.Verb[0] == '5') }
 

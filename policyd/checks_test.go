@@ -539,6 +539,63 @@ func TestConfigValidate(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// TestRefusalActionsRefuse: greylisting must defer (or reject) and a rate
+// limit defer, reject or hold, as the validation says. OK, DISCARD, BCC,
+// FILTER or REDIRECT end the checks too but let the mail through: a
+// greylist action OK permitted every new triplet and skipped the Postfix
+// restrictions after the policy service (reject on a submission port).
+func TestRefusalActionsRefuse(t *testing.T) {
+	for _, a := range []string{"OK", "DISCARD", "BCC audit@example.org", "FILTER smtp:[127.0.0.1]:10025", "REDIRECT x@example.org", "HOLD"} {
+		c := DefaultConfig()
+		c.Greylist.Action = a
+		if err := config.Validate("policyd", &c); err == nil || !strings.Contains(err.Error(), "greylist.action") {
+			t.Errorf("greylist action %q accepted: %v", a, err)
+		}
+	}
+	for _, a := range []string{"OK", "DISCARD", "REDIRECT x@example.org"} {
+		c := DefaultConfig()
+		c.RateLimit.Limits[0].Action = a
+		if err := config.Validate("policyd", &c); err == nil || !strings.Contains(err.Error(), "action") {
+			t.Errorf("rate limit action %q accepted: %v", a, err)
+		}
+	}
+	for _, a := range []string{"HOLD", "HOLD over the limit", "DEFER", "REJECT 5.7.1 no", "451 4.7.1 later", "DEFER_IF_PERMIT later"} {
+		c := DefaultConfig()
+		c.RateLimit.Limits[0].Action = a
+		if err := config.Validate("policyd", &c); err != nil {
+			t.Errorf("rate limit action %q refused: %v", a, err)
+		}
+	}
+	for _, a := range []string{"DEFER_IF_PERMIT later", "450 4.2.0 greylisted", "DEFER", "DEFER_IF_REJECT x", "REJECT"} {
+		c := DefaultConfig()
+		c.Greylist.Action = a
+		if err := config.Validate("policyd", &c); err != nil {
+			t.Errorf("greylist action %q refused: %v", a, err)
+		}
+	}
+}
+
+// TestSPFTempErrorNeverRejects: a temperror is a DNS failure, not the
+// sender's verdict; RFC 7208 §8.6 allows accepting or a temporary
+// rejection only. A permanent temperror_action bounced every sender while
+// DNS was down, so it is a config error naming the field.
+func TestSPFTempErrorNeverRejects(t *testing.T) {
+	for _, a := range []string{"REJECT", "550 5.7.24 SPF temporary error", "REJECT 5.7.1 no"} {
+		c := DefaultConfig()
+		c.SPF.TempErrorAction = a
+		if err := config.Validate("policyd", &c); err == nil || !strings.Contains(err.Error(), "spf.temperror_action") {
+			t.Errorf("temperror_action %q accepted: %v", a, err)
+		}
+	}
+	for _, a := range []string{"DUNNO", "DEFER_IF_PERMIT 4.7.24 try later", "451 4.4.3 SPF temporary error", "WARN spf temperror"} {
+		c := DefaultConfig()
+		c.SPF.TempErrorAction = a
+		if err := config.Validate("policyd", &c); err != nil {
+			t.Errorf("temperror_action %q refused: %v", a, err)
+		}
+	}
+}
+
 func TestExpand(t *testing.T) {
 	a := expand(Action{Verb: "REJECT", Text: "{client} says {what} {unknown} {"}, "{client}", "1.2.3.4", "{what}", "hi")
 	if a.Text != "1.2.3.4 says hi {unknown} {" {

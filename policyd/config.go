@@ -155,7 +155,9 @@ type GreylistConfig struct {
 	// ExemptClients are client host names or domains (a domain matches its
 	// subdomains), as in postgrey's whitelist_clients.
 	ExemptClients []string `yaml:"exempt_clients"`
-	// ExemptRecipients are "user@domain", "user@" or "domain" entries.
+	// ExemptRecipients are "user@domain", "user@" or "domain" entries, read
+	// as postgrey's whitelist_recipients (access(5) syntax): the first two
+	// also match user+extension, a domain also its subdomains.
 	ExemptRecipients []string `yaml:"exempt_recipients"`
 	// Files in postgrey's whitelist format (one entry per line, # comments,
 	// /regex/ entries); read at start and on every reload.
@@ -163,7 +165,8 @@ type GreylistConfig struct {
 	ExemptRecipientsFile string `yaml:"exempt_recipients_file"`
 	// ExemptSPFPass skips greylisting when the sender's SPF record passes.
 	ExemptSPFPass bool `yaml:"exempt_spf_pass"`
-	// RecipientDelimiter: sender "user+tag@" is keyed as "user@" (as postgrey).
+	// RecipientDelimiter: sender "user+tag@" is keyed as "user@", and a
+	// recipient "user+tag@" is exempt where "user@" is (as postgrey).
 	RecipientDelimiter string `yaml:"recipient_delimiter"`
 	Action             string `yaml:"action"`
 	// AddHeader prepends "X-Greylist: delayed N seconds ..." on the first pass

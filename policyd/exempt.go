@@ -15,14 +15,16 @@ type exemptions struct {
 	nets        netList
 	clientNames map[string]bool // a host name or a domain (matches its subdomains)
 	clientRE    *patternSet     // the /regex/ entries; nil if none
-	rcptFull    map[string]bool // user@domain
-	rcptLocal   map[string]bool // "user@": any domain
-	rcptDomain  map[string]bool // domain
+	rcptFull    map[string]bool // user@domain, also user+ext@domain
+	rcptLocal   map[string]bool // "user@": any domain, also user+ext@
+	rcptDomain  map[string]bool // domain and its subdomains
 	rcptRE      *patternSet
+	delim       string // recipient_delimiter: where a +extension starts
 }
 
 func newExemptions(c GreylistConfig) (*exemptions, error) {
-	x := &exemptions{clientNames: map[string]bool{}, rcptFull: map[string]bool{}, rcptLocal: map[string]bool{}, rcptDomain: map[string]bool{}}
+	x := &exemptions{clientNames: map[string]bool{}, rcptFull: map[string]bool{}, rcptLocal: map[string]bool{}, rcptDomain: map[string]bool{},
+		delim: c.RecipientDelimiter}
 	var err error
 	if x.nets, err = newNetList(c.ExemptNetworks); err != nil {
 		return nil, err
@@ -101,17 +103,44 @@ func (x *exemptions) match(r *Request) string {
 		}
 	}
 	if rcpt := canonicalAddr(r.Recipient); rcpt != "" {
-		at := strings.LastIndexByte(rcpt, '@')
+		return x.matchRecipient(rcpt)
+	}
+	return ""
+}
+
+// matchRecipient matches a canonical recipient as postgrey reads its
+// whitelist_recipients, in access(5) syntax: "user@domain" and "user@" also
+// match user+extension, and "domain" matches its subdomains too.
+func (x *exemptions) matchRecipient(rcpt string) string {
+	for addr := rcpt; ; {
+		at := strings.LastIndexByte(addr, '@')
 		switch {
-		case x.rcptFull[rcpt]:
-			return "recipient " + rcpt
-		case at >= 0 && x.rcptLocal[rcpt[:at+1]]:
-			return "recipient " + rcpt[:at+1]
-		case at >= 0 && x.rcptDomain[rcpt[at+1:]]:
-			return "recipient domain " + rcpt[at+1:]
-		case x.rcptRE.match(rcpt):
-			return "recipient pattern"
+		case x.rcptFull[addr]:
+			return "recipient " + addr
+		case at >= 0 && x.rcptLocal[addr[:at+1]]:
+			return "recipient " + addr[:at+1]
 		}
+		// Only a recipient with an extension costs a second round.
+		base := stripDetail(addr, x.delim)
+		if base == addr {
+			break
+		}
+		addr = base
+	}
+	if at := strings.LastIndexByte(rcpt, '@'); at >= 0 {
+		for d := rcpt[at+1:]; d != ""; {
+			if x.rcptDomain[d] {
+				return "recipient domain " + d
+			}
+			i := strings.IndexByte(d, '.')
+			if i < 0 {
+				break
+			}
+			d = d[i+1:]
+		}
+	}
+	if x.rcptRE.match(rcpt) {
+		return "recipient pattern"
 	}
 	return ""
 }

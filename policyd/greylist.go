@@ -389,10 +389,16 @@ func appendNormalizedSender(dst []byte, s, delims string) []byte {
 	local, domain := s[:at], s[at+1:]
 	switch {
 	case strings.HasPrefix(local, "prvs="):
-		// prvs=KDDDSSSSSS=user (RFC draft) or the older prvs=user/KDDDSSSSSS.
+		// prvs=KDDDSSSSSS=user (RFC draft), prvs=user=KDDDSSSSSS as some
+		// senders write it (postgrey reads both: the tag changes with every
+		// message, so keeping it made each one a new triplet), or the older
+		// prvs=user/KDDDSSSSSS.
 		rest := local[5:]
-		if _, u, ok := strings.Cut(rest, "="); ok {
-			local = u
+		if a, b, ok := strings.Cut(rest, "="); ok {
+			local = b
+			if isBATVTag(b) && !isBATVTag(a) {
+				local = a
+			}
 		} else if u, _, ok := strings.Cut(rest, "/"); ok {
 			local = u
 		}
@@ -414,6 +420,21 @@ func appendNormalizedSender(dst []byte, s, delims string) []byte {
 	dst = appendHashNumbers(dst, local)
 	dst = append(dst, '@')
 	return append(dst, domain...)
+}
+
+// isBATVTag reports a BATV prvs tag-val (lower case): a key digit, three
+// digits of day and six hex digits of hash.
+func isBATVTag(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || i >= 4 && 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // appendHashNumbers appends s with runs of digits delimited by non-word

@@ -220,6 +220,42 @@ func TestGreylistExemptions(t *testing.T) {
 	}
 }
 
+// TestGreylistRecipientExemptionsAsPostgrey: postgrey's whitelist_recipients
+// (the files policyd is told to read when migrating) follow access(5): a
+// "user@domain" or "user@" entry also matches user+extension, and a domain
+// entry also matches its subdomains. Before, only the exact address or
+// domain was exempt, so mail for them was greylisted after the switch.
+func TestGreylistRecipientExemptionsAsPostgrey(t *testing.T) {
+	rcpts := filepath.Join(t.TempDir(), "rcpts")
+	os.WriteFile(rcpts, []byte("postmaster@\nvip@example.com\nlists.example.net\n"), 0o644)
+	cfg := greyConfig()
+	cfg.Greylist.ExemptRecipientsFile = rcpts
+	cfg.Greylist.ExemptRecipients = []string{"Partner.Example"}
+	s := newDirect(t, cfg, Deps{Store: mem.New()})
+	for _, rcpt := range []string{
+		"postmaster+dmarc@anything.example",
+		"VIP+orders@example.com",
+		"x@sub.lists.example.net",
+		"x@a.b.lists.example.net.",
+		"x@mx.partner.example",
+	} {
+		if d := evalDirect(t, s, nil, "recipient", rcpt); !d.action.IsDunno() {
+			t.Errorf("%s: %+v", rcpt, d)
+		}
+	}
+	for _, rcpt := range []string{
+		"vipx@example.com",       // another user
+		"vip@sub.example.com",    // an address entry is not a domain
+		"x@notlists.example.net", // suffix, not a subdomain
+		"postmasterx@anything.example",
+		"+vip@example.com", // no user before the delimiter
+	} {
+		if d := evalDirect(t, s, nil, "recipient", rcpt); d.action.Verb != VerbDeferIfPermit {
+			t.Errorf("%s must be greylisted: %+v", rcpt, d)
+		}
+	}
+}
+
 func TestNormalizeSender(t *testing.T) {
 	tests := map[string]string{
 		"":                                 "",
@@ -228,6 +264,10 @@ func TestNormalizeSender(t *testing.T) {
 		"bounce-12345@lists.example":       "bounce-#@lists.example",
 		"news123@example.com":              "news123@example.com",
 		"prvs=1234567890=user@example.com": "user@example.com",
+		// The tag after the user, as some senders write it (postgrey reads both).
+		"prvs=user=1234567890@example.com":                    "user@example.com",
+		"prvs=user=0123abcdef@example.com":                    "user@example.com",
+		"prvs=0123abcdef=user@example.com":                    "user@example.com",
 		"SRS0=HHH=TT=orig.example=joe@fwd.example":            "joe@orig.example",
 		"SRS1=HHH=fwd1.example==HHH=TT=orig.example=joe@fwd2": "joe@orig.example",
 		"a.1.b@x": "a.#.b@x",

@@ -104,6 +104,12 @@ func (c SPFConfig) Validate() error {
 	errs := []error{validNets("exempt_networks", c.ExemptNetworks), validAction("fail_action", c.FailAction),
 		validAction("softfail_action", c.SoftFailAction), validAction("temperror_action", c.TempErrorAction),
 		validAction("permerror_action", c.PermErrorAction)}
+	if a, err := ParseAction(c.TempErrorAction); err == nil && a.Permanent() {
+		// A temperror is DNS failing, not the sender's verdict: RFC 7208
+		// §8.6 allows accepting or a temporary rejection only.
+		errs = append(errs, config.Errorf("temperror_action", "must not reject permanently: a temperror is a DNS failure (RFC 7208 §8.6)",
+			"DEFER_IF_PERMIT 4.7.24 text, 451 4.4.3 text, or DUNNO"))
+	}
 	if c.Timeout <= 0 {
 		errs = append(errs, config.Errorf("timeout", "must be positive", "10s; below request_timeout"))
 	}
@@ -131,7 +137,7 @@ func (c GreylistConfig) Validate() error {
 	if c.AutoWhitelistAfter < 0 || c.AutoWhitelistInterval < 0 {
 		errs = append(errs, config.Errorf("auto_whitelist_after", "must not be negative", "0 disables the auto-whitelist"))
 	}
-	if a, err := ParseAction(c.Action); err == nil && !a.Final() {
+	if a, err := ParseAction(c.Action); err == nil && !a.Refuses() {
 		errs = append(errs, config.Errorf("action", "must defer or reject", "e.g. DEFER_IF_PERMIT text"))
 	}
 	return config.Join(errs...)
@@ -181,7 +187,7 @@ func (l RateLimit) Validate() error {
 	}
 	if err := validAction("action", l.Action); err != nil {
 		errs = append(errs, err)
-	} else if a, _ := ParseAction(l.Action); !a.Final() {
+	} else if a, _ := ParseAction(l.Action); !a.Refuses() && a.Verb != VerbHold {
 		errs = append(errs, config.Errorf("action", "must defer, reject or hold", "DEFER, REJECT, HOLD or a 4xx/5xx reply"))
 	}
 	return config.Join(errs...)
