@@ -326,25 +326,97 @@ type walker struct {
 }
 
 func contentType(m *Message, h Header) (mt string, params map[string]string) {
-	ct := h.Get("Content-Type")
+	ct := rawValue(h, "Content-Type")
 	if ct == "" {
 		return "", nil
 	}
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil {
-		// Salvage type/subtype and a boundary from a malformed value.
+	mt, params, ok := parseMediaType(ct)
+	if !ok {
 		m.addAnomaly(AnomalyBadContentType)
-		f := strings.TrimSpace(strings.SplitN(ct, ";", 2)[0])
-		mt = strings.ToLower(f)
-		params = map[string]string{}
-		for _, p := range strings.Split(ct, ";")[1:] {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok {
-				params[strings.ToLower(strings.TrimSpace(k))] = strings.Trim(strings.TrimSpace(v), `"`)
+	}
+	return mt, params
+}
+
+// rawValue returns the first field named name as written. MIME parameters
+// are read from it, not from the RFC 2047-decoded value: encoded-words are
+// not allowed there (RFC 2047 §5), "=?" and "?=" are valid boundary
+// characters (RFC 2046 §5.1.1), and a boundary decoded before the body was
+// split matched no delimiter line, which left the message unscanned. File
+// names, where Outlook writes encoded-words anyway, are decoded on their own.
+func rawValue(h Header, name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			return f.Raw
+		}
+	}
+	return ""
+}
+
+// parseMediaType is mime.ParseMediaType made lenient, for Content-Type and
+// Content-Disposition: ok is false when the value is malformed. A value it
+// refuses as a whole (one duplicate parameter, one unquoted value with a
+// space) keeps type/subtype, and its other parameters are read by it one by
+// one, so RFC 2231 forms (name*=utf-8'en'…, continuations *0 *1) decode as a
+// mail client decodes them: a salvage that only knew plain name=value hid
+// the file name of an attachment from the rules. Parameters it refuses even
+// alone are kept as written (quotes trimmed), e.g. an unquoted boundary
+// with special characters; of duplicates the last counts.
+func parseMediaType(v string) (mt string, params map[string]string, ok bool) {
+	mt, params, err := mime.ParseMediaType(v)
+	if err == nil {
+		return mt, params, true
+	}
+	segs := splitParams(v)
+	mt = strings.ToLower(strings.TrimSpace(segs[0]))
+	params = map[string]string{}
+	var valid []string
+	at := map[string]int{} // key → index in valid
+	for _, seg := range segs[1:] {
+		k, val, found := strings.Cut(strings.TrimSpace(seg), "=")
+		if !found {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		if _, _, err := mime.ParseMediaType("x/x;" + seg); err != nil {
+			params[k] = strings.Trim(strings.TrimSpace(val), `"`)
+			continue
+		}
+		if i, dup := at[k]; dup {
+			valid[i] = seg
+			continue
+		}
+		at[k] = len(valid)
+		valid = append(valid, seg)
+	}
+	if len(valid) > 0 {
+		if _, decoded, err := mime.ParseMediaType("x/x;" + strings.Join(valid, ";")); err == nil {
+			for k, v := range decoded {
+				params[k] = v
 			}
 		}
 	}
-	return mt, params
+	return mt, params, false
+}
+
+// splitParams splits a header value at the semicolons outside quoted
+// strings.
+func splitParams(v string) []string {
+	var segs []string
+	quoted, escaped, start := false, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			segs = append(segs, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(segs, v[start:])
 }
 
 // entity handles one MIME entity with header h and body b.
@@ -537,14 +609,8 @@ func (w *walker) leaf(h Header, mt string, params map[string]string, b []byte) {
 	m := w.m
 	p := &Part{ContentType: mt, Header: h, Charset: strings.ToLower(params["charset"])}
 	p.Encoding = strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
-	if d := h.Get("Content-Disposition"); d != "" {
-		disp, dp, err := mime.ParseMediaType(d)
-		if err != nil {
-			disp = strings.ToLower(strings.TrimSpace(strings.SplitN(d, ";", 2)[0]))
-			if _, fn, ok := strings.Cut(d, "filename="); ok {
-				dp = map[string]string{"filename": strings.Trim(strings.SplitN(fn, ";", 2)[0], `" `)}
-			}
-		}
+	if d := rawValue(h, "Content-Disposition"); d != "" {
+		disp, dp, _ := parseMediaType(d)
 		p.Disposition = disp
 		p.Filename = dp["filename"]
 	}
