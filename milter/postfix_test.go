@@ -208,9 +208,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// headerValue returns the first name field of msg, unfolded (the fields we
+// add are folded).
 func headerValue(msg, name string) string {
-	for _, line := range strings.Split(strings.SplitN(msg, "\r\n\r\n", 2)[0], "\r\n") {
+	lines := strings.Split(strings.SplitN(msg, "\r\n\r\n", 2)[0], "\r\n")
+	for i, line := range lines {
 		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
+			for _, cont := range lines[i+1:] {
+				if cont == "" || cont[0] != ' ' && cont[0] != '\t' {
+					break
+				}
+				v += cont
+			}
 			return strings.TrimSpace(v)
 		}
 	}

@@ -73,8 +73,7 @@ func (p *Parser) problem(file string, line int, format string, args ...any) {
 // Parse reads one rule file. Only I/O errors are returned; content problems go
 // to p.Problems.
 func (p *Parser) Parse(name string, r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	lineNo := 0
 	// skip counts nested conditional blocks being skipped; depth all open ones.
 	var stack []bool
@@ -86,13 +85,26 @@ func (p *Parser) Parse(name string, r io.Reader) error {
 		}
 		return false
 	}
-	for sc.Scan() {
+	for {
+		text, tooLong, err := readLine(br, maxLineLen)
+		if err == io.EOF {
+			break
+		}
 		lineNo++
+		if err != nil {
+			return fmt.Errorf("rules: %s:%d: %w", name, lineNo, err)
+		}
 		if lineNo > p.MaxLines {
 			p.problem(name, lineNo, "file longer than %d lines; rest ignored", p.MaxLines)
 			break
 		}
-		line := strings.TrimSpace(sc.Text())
+		if tooLong {
+			// A content problem like any other: this line is dropped, the
+			// rest of the file loads.
+			p.problem(name, lineNo, "line longer than %d bytes ignored", maxLineLen)
+			continue
+		}
+		line := strings.TrimSpace(text)
 		if i := commentStart(line); i >= 0 {
 			line = strings.TrimSpace(line[:i])
 		}
@@ -131,13 +143,39 @@ func (p *Parser) Parse(name string, r io.Reader) error {
 		}
 		p.directive(name, lineNo, directive, rest)
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("rules: %s:%d: %w", name, lineNo, err)
-	}
 	if len(stack) > 0 {
 		p.problem(name, lineNo, "%d if/ifplugin block(s) not closed with endif", len(stack))
 	}
 	return nil
+}
+
+// maxLineLen bounds one rule-file line.
+const maxLineLen = 1 << 20
+
+// readLine returns the next line of br without its line ending; a line
+// longer than max is read to its end and reported tooLong (text empty). err
+// is io.EOF only when nothing is left.
+func readLine(br *bufio.Reader, max int) (text string, tooLong bool, err error) {
+	var b []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(b)+len(frag) > max+2 { // +2: the line ending
+				tooLong, b = true, nil
+			} else {
+				b = append(b, frag...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && (len(b) > 0 || tooLong):
+			err = nil
+		case err != nil:
+			return "", false, err
+		}
+		return strings.TrimRight(string(b), "\r\n"), tooLong, nil
+	}
 }
 
 // commentStart finds an unescaped '#' that starts a comment (SpamAssassin

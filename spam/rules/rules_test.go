@@ -118,3 +118,26 @@ func FuzzParseRules(f *testing.F) {
 		set.Run(context.Background(), c)
 	})
 }
+
+// A line too long to read is a problem at its own line, like any bad rule:
+// the rest of the file still loads. It used to end the file with an error
+// naming the line before it, and the engine refused to start.
+func TestTooLongLineIsAProblem(t *testing.T) {
+	text := "body A /a/\r\nbody B /" + strings.Repeat("b", 1<<20) + "/\r\nbody C /c/\nbody D /d/"
+	p := NewParser(nil)
+	if err := p.Parse("long.cf", strings.NewReader(text)); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	set := p.Build(nil)
+	if len(p.Problems) != 1 || !strings.HasPrefix(p.Problems[0].String(), "long.cf:2: line longer than") {
+		t.Errorf("problems %v, want one at long.cf:2", p.Problems)
+	}
+	for _, name := range []string{"A", "C", "D"} {
+		if set.Lookup(name) == nil {
+			t.Errorf("rule %s not loaded", name)
+		}
+	}
+	if set.Lookup("B") != nil {
+		t.Error("the too-long rule was loaded")
+	}
+}
