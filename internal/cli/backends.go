@@ -69,6 +69,7 @@ func openDirectory(ctx context.Context, a *App) (directory.Directory, error) {
 			// admin makes <data_dir>/users, with a warning.
 			a.Log.Warn("serving the embedded demo users (demo@example.com / demo); create a users file to replace them",
 				"users_file", p)
+			return newDemoUntilUsersFile(dc.Static, p, a.Log.With("directory", "static"))
 		default:
 			// Never with a config file: a production host whose users file went
 			// missing would accept demo/demo for SMTP AUTH, an open relay.

@@ -56,3 +56,66 @@ func TestDefaultUsersFile(t *testing.T) {
 		})
 	}
 }
+
+// The README promises the demo user only until <data_dir>/users exists: a
+// quickstart that is already running switches to the file as soon as it
+// appears. It used to keep accepting demo/demo (SMTP AUTH through Postfix)
+// until a restart: a SIGHUP does not reopen the directory, and nothing in the
+// configuration had changed to say one was needed.
+func TestQuickstartUsersFileAppearsWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.Directory.Static.CheckInterval = 0 // look on every lookup
+	var logs bytes.Buffer
+	a := &App{cfg: cfg, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	defer a.Close()
+	ctx := context.Background()
+	d, err := a.Directory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "demo@example.com", "demo"); err != nil {
+		t.Fatalf("demo user before the users file exists: %v", err)
+	}
+
+	// A file that does not parse is not taken: the demo users stay.
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("broken line without fields\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "demo@example.com", "demo"); err != nil {
+		t.Fatalf("demo user with an unparsable users file: %v", err)
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("still serving the embedded demo users")) {
+		t.Errorf("the unparsable users file was not reported:\n%s", logs.String())
+	}
+
+	if err := os.WriteFile(users, []byte("alice@example.com:{PLAIN}secret:8:8::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "demo@example.com", "demo"); err == nil {
+		t.Fatal("demo/demo still accepted after <data_dir>/users was created")
+	}
+	if _, err := d.Authenticate(ctx, "alice@example.com", "secret"); err != nil {
+		t.Fatalf("user of the new users file: %v", err)
+	}
+	if _, err := d.LookupAddress(ctx, "alice@example.com"); err != nil {
+		t.Fatalf("LookupAddress of the new users file: %v", err)
+	}
+	if sr, ok := d.(directory.SecretReader); !ok {
+		t.Error("the directory lost StoredPassword (CRAM-MD5/SCRAM)")
+	} else if _, data, _, err := sr.StoredPassword(ctx, "alice@example.com"); err != nil || data != "secret" {
+		t.Errorf("StoredPassword = %q, %v", data, err)
+	}
+	// From now on it is an ordinary users file, reloaded when it changes.
+	if err := os.WriteFile(users, []byte("bob@example.com:{PLAIN}pw:8:8::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Authenticate(ctx, "bob@example.com", "pw"); err != nil {
+		t.Fatalf("edited users file: %v", err)
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("demo users are no longer served")) {
+		t.Errorf("no log line says the demo users are gone:\n%s", logs.String())
+	}
+}

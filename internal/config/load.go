@@ -56,7 +56,7 @@ func Load(name string, data []byte, dst any) error {
 	}
 	lines := map[string]int{}
 	var probs Problems
-	w := walker{name: name, lines: lines, probs: &probs, bad: map[string]bool{}}
+	w := walker{name: name, lines: lines, probs: &probs, bad: map[string]bool{}, checked: map[checkedNode]bool{}}
 	if doc != nil {
 		w.check(doc, reflect.TypeOf(dst).Elem(), "")
 		w.decode(doc, reflect.ValueOf(dst).Elem())
@@ -140,6 +140,19 @@ type walker struct {
 	lines map[string]int
 	probs *Problems
 	bad   map[string]bool // paths whose value is not what the file says
+	// checked are the nodes already compared with a type. An alias refers to
+	// its anchor's node, and checking it again at every path an alias puts it
+	// at is exponential in the nesting (forty aliases per level over four
+	// levels of lists are 2.5 million paths from a few hundred bytes; yaml's
+	// decoder refuses that as excessive aliasing, but only after this walk).
+	// Its problems are the same at every path: they are reported once, at
+	// its line.
+	checked map[checkedNode]bool
+}
+
+type checkedNode struct {
+	n *yaml.Node
+	t reflect.Type
 }
 
 func (w walker) add(line int, format string, args ...any) {
@@ -266,6 +279,11 @@ func (w walker) check(n *yaml.Node, t reflect.Type, path string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	k := checkedNode{n, t}
+	if w.checked[k] {
+		return
+	}
+	w.checked[k] = true
 	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			for _, m := range yamlMessages(err) {

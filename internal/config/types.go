@@ -155,6 +155,10 @@ type Listener struct {
 	Group   string `yaml:"group"` // group name or gid; unix only
 }
 
+// maxUnixPath is the longest unix socket path bind accepts on Linux: sun_path
+// is 108 bytes, the terminating NUL included.
+const maxUnixPath = 107
+
 // IsUnix reports whether the listener is a unix socket.
 func (l Listener) IsUnix() bool { return strings.HasPrefix(l.Address, "unix:") }
 
@@ -165,8 +169,13 @@ func (l Listener) Validate() error {
 	case l.Address == "":
 		// empty = disabled; callers that need one say so themselves
 	case l.IsUnix():
-		if strings.TrimPrefix(l.Address, "unix:") == "" {
+		switch p := strings.TrimPrefix(l.Address, "unix:"); {
+		case p == "":
 			errs = append(errs, Errorf("address", "unix socket path is empty", "write unix:/var/spool/postfix/private/dovetail-auth"))
+		case len(p) > maxUnixPath:
+			// bind would fail with a bare "invalid argument" at start.
+			errs = append(errs, Errorf("address", fmt.Sprintf("unix socket path is %d bytes long, the most is %d (a socket address holds 108 with the NUL)", len(p), maxUnixPath),
+				"a shorter path, e.g. unix:/var/spool/postfix/private/dovetail-lmtp"))
 		}
 	default:
 		// Checked as net.Listen will read it: `config check` must not pass an
