@@ -25,6 +25,8 @@ type Config struct {
 	CacheSize        config.Size     `yaml:"cache_size"`
 	// FailureDelay is the first delay of a FAIL for a remote IP + login; it doubles
 	// with every further failure up to FailureDelayMax (0 disables the penalty).
+	// It counts from the client's last step, so it includes the password check
+	// and a FAIL takes as long for an unknown user as for a wrong password.
 	FailureDelay    config.Duration `yaml:"failure_delay"`
 	FailureDelayMax config.Duration `yaml:"failure_delay_max"`
 	// OnUnavailable says what a client sees when the directory is down:

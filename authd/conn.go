@@ -47,8 +47,11 @@ type request struct {
 	a     authLine
 	mech  mechanism
 	start time.Time
-	busy  bool
-	timer *time.Timer
+	// stepStart is when the client's data for the current step arrived; a
+	// failure's delay counts from it (see finish).
+	stepStart time.Time
+	busy      bool
+	timer     *time.Timer
 	// cancelled: the client sent CANCEL while a step was running; its result is
 	// dropped (the id may already be reused).
 	cancelled bool
@@ -198,7 +201,8 @@ func (c *conn) auth(args []string) error {
 		c.write(fmt.Sprintf("FAIL\t%d\treason=Too many concurrent authentication requests\n", a.id))
 		return nil
 	}
-	r := &request{a: a, mech: c.s.newMech(a.mech), start: time.Now(), busy: true}
+	now := time.Now()
+	r := &request{a: a, mech: c.s.newMech(a.mech), start: now, stepStart: now, busy: true}
 	c.reqs[a.id] = r
 	c.busy++
 	c.mu.Unlock()
@@ -238,6 +242,7 @@ func (c *conn) cont(args []string) error {
 		return fmt.Errorf("%w: CONT %d while the previous step is still running", errProtocol, id)
 	}
 	r.busy = true
+	r.stepStart = time.Now()
 	c.busy++
 	if r.timer != nil {
 		r.timer.Stop()
@@ -307,7 +312,11 @@ func (c *conn) finish(r *request, o outcome) {
 		return
 	case kindFail:
 		if !r.a.noPenalty {
-			if d := c.s.pen().fail(penaltyKey(r.a.rip, o.login)); d > 0 {
+			// The delay counts from the arrival of the step's data, not from
+			// the end of the check: the check costs a stored hash or an LDAP
+			// bind only for a user that exists, and a FAIL that came that
+			// much later would tell an attacker which accounts do.
+			if d := c.s.pen().fail(penaltyKey(r.a.rip, o.login)) - time.Since(r.stepStart); d > 0 {
 				c.s.m.penalties.Inc()
 				// The delayed reply is sent from its own goroutine: a penalty must
 				// not stall the connection's reader (and so the client's other

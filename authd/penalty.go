@@ -2,12 +2,13 @@ package authd
 
 import (
 	"crypto/sha256"
+	"net/netip"
 	"sync"
 	"time"
 )
 
 // penalty slows password guessing like Dovecot's auth_penalty: each failure
-// for the same remote IP + login doubles the delay before the FAIL reply, from
+// for the same remote IP (an IPv6 /48) + login doubles the delay before the FAIL reply, from
 // base up to max (kept well below Postfix's 10 s auth timeout); a success or
 // forget time without failures resets it. The table is bounded.
 type penalty struct {
@@ -39,8 +40,29 @@ func newPenalty(base, max time.Duration) *penalty {
 // response (an invalid over-long name is penalised too), and the table holds
 // up to penaltyTableLimit of them.
 func penaltyKey(rip, login string) string {
-	sum := sha256.Sum256([]byte(rip + "\x00" + accountName(login)))
+	sum := sha256.Sum256([]byte(penaltyClient(rip) + "\x00" + accountName(login)))
 	return string(sum[:16])
+}
+
+// penaltyIPv6Bits is the prefix that counts as one IPv6 client, Dovecot's
+// PENALTY_IPV6_MASK_BITS: a client holds at least a /64 and could send every
+// guess from a fresh address, each starting again at the first delay.
+const penaltyIPv6Bits = 48
+
+// penaltyClient names the client a penalty is counted for: an IPv4 address
+// (also when written IPv4-mapped) or the /48 of an IPv6 one. Anything else
+// (no rip=, an unparsable one) is taken as it is.
+func penaltyClient(rip string) string {
+	a, err := netip.ParseAddr(rip)
+	if err != nil {
+		return rip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(penaltyIPv6Bits)
+		return p.String()
+	}
+	return a.String()
 }
 
 // fail records a failure and returns how long to delay its reply.

@@ -965,3 +965,85 @@ func TestPenaltyKeyBounded(t *testing.T) {
 		t.Error("penalty keys do not separate accounts and addresses as before")
 	}
 }
+
+// An IPv6 client owns at least a /64 and can send every attempt from a fresh
+// address; keyed by the full address, each guess against an account started
+// again at the first delay, so the penalty never grew. Dovecot's auth_penalty
+// counts IPv6 clients by their /48 (PENALTY_IPV6_MASK_BITS) for this reason.
+// IPv4 addresses, also written IPv4-mapped, stay distinct.
+func TestPenaltyIPv6Prefix(t *testing.T) {
+	p := newPenalty(100*time.Millisecond, 700*time.Millisecond)
+	for i, rip := range []string{"2001:db8:1::1", "2001:db8:1:2::7", "2001:db8:1:ffff:1:2:3:4"} {
+		if d, want := p.fail(penaltyKey(rip, "alice")), 100*time.Millisecond<<i; d != want {
+			t.Errorf("failure %d from %s: delay %v, want %v", i+1, rip, d, want)
+		}
+	}
+	if penaltyKey("2001:db8:1::1", "alice") == penaltyKey("2001:db8:2::1", "alice") {
+		t.Error("different /48 networks share a penalty")
+	}
+	if penaltyKey("192.0.2.1", "alice") == penaltyKey("192.0.2.2", "alice") ||
+		penaltyKey("::ffff:192.0.2.1", "alice") == penaltyKey("::ffff:192.0.2.2", "alice") {
+		t.Error("IPv4 clients share a penalty")
+	}
+	if penaltyKey("::ffff:192.0.2.1", "alice") != penaltyKey("192.0.2.1", "alice") {
+		t.Error("an IPv4-mapped address is not the IPv4 client")
+	}
+}
+
+// slowHashDir is a directory whose password check costs hashTime for a user
+// that exists, as a real stored hash does (or an LDAP bind), while an unknown
+// user is answered at once.
+type slowHashDir struct {
+	*fakeDir
+	hashTime time.Duration
+}
+
+func (d *slowHashDir) Authenticate(ctx context.Context, login, pw string) (*directory.User, error) {
+	if _, err := d.LookupLogin(ctx, login); err == nil {
+		time.Sleep(d.hashTime)
+	}
+	return d.fakeDir.Authenticate(ctx, login, pw)
+}
+
+// A failure's delay counted from the end of the password check, so a FAIL
+// for an existing user came later than one for an unknown user by the cost
+// of the hash: timing SMTP AUTH told an attacker which accounts exist. The
+// delay now runs from the start of the step, which hides a check shorter than
+// it; over a step's data the client has no say (LOGIN's earlier steps do not
+// count).
+func TestFailureTimingHidesUnknownUser(t *testing.T) {
+	const hash, delay = 250 * time.Millisecond, 500 * time.Millisecond
+	cfg := testConfig()
+	cfg.FailureDelay, cfg.FailureDelayMax = config.Duration(delay), config.Duration(time.Second)
+	ts := start(t, cfg, &slowHashDir{fakeDir: newFakeDir(t), hashTime: hash})
+	c := dial(t, ts.addr)
+	timed := func(user string) time.Duration {
+		t0 := time.Now()
+		if l := c.plain(user, "wrong"); !strings.HasPrefix(l, "FAIL") {
+			t.Fatalf("%s: %q", user, l)
+		}
+		return time.Since(t0)
+	}
+	unknown, known := timed("nobody@example.com"), timed("alice@example.com")
+	if unknown < delay || known < delay {
+		t.Errorf("failures answered after %v and %v, before the %v delay", unknown, known, delay)
+	}
+	if known-unknown > hash/2 {
+		t.Errorf("FAIL for an existing user took %v, for an unknown one %v: the hash time shows", known, unknown)
+	}
+
+	// LOGIN: the wait before the password step does not shorten its delay.
+	id := c.auth("LOGIN", "")
+	c.line()
+	c.send(fmt.Sprintf("CONT\t%d\t%s\n", id, b64("carol")))
+	c.line()
+	time.Sleep(delay)
+	t0 := time.Now()
+	c.send(fmt.Sprintf("CONT\t%d\t%s\n", id, b64("wrong")))
+	if l := c.line(); !strings.HasPrefix(l, "FAIL") {
+		t.Fatalf("LOGIN: %q", l)
+	}
+	if el := time.Since(t0); el < delay {
+		t.Errorf("LOGIN failure answered after %v, before the %v delay", el, delay)
+	}
+}

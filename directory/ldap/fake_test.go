@@ -455,3 +455,47 @@ func TestAllowNetsMultiValued(t *testing.T) {
 		t.Errorf("allow_nets = %q, want one list of both networks", got)
 	}
 }
+
+// In password mode a stored hash is verified here, after the search: when the
+// caller's deadline has passed by then (the hash waited for a free slot), the
+// answer is a temporary failure, not a verdict on the password.
+func TestVerifyAfterDeadline(t *testing.T) {
+	ctx := &givenUpCtx{Context: context.Background()}
+	f := newFakeLDAP(t, func(op *ber.Packet) []*ber.Packet {
+		switch op.Tag {
+		case tagBindRequest:
+			return []*ber.Packet{ldapResult(tagBindResponse, 0)}
+		case tagSearch:
+			ctx.gone.Store(true) // the caller gives up while the entry is on its way
+			return []*ber.Packet{ldapEntry("cn=alice,ou=people,dc=example,dc=com", map[string]string{
+				"cn": "alice", "userPassword": "{SHA512-CRYPT}$6$dxfgCnrrcKFHq/5K$wfaiyiBHfuC411NC3ptye2LedgZWOZQUgzj3R0v7a9m714dVEjmjhBuSTVKUHj9Wgwaqy/0TgJ/DG2fs6TYAz/"}),
+				ldapResult(tagSearchDone, 0)}
+		}
+		return []*ber.Packet{ldapResult(tagSearchDone, 53)}
+	})
+	cfg := fakeConfig("ldap://" + f.addr())
+	cfg.AuthMode = ModePassword
+	cfg.BindDN, cfg.BindPassword = "cn=admin,dc=example,dc=com", "adminsecret"
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if u, err := d.Authenticate(ctx, "alice", "secret"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("Authenticate = %v, %v; want ErrUnavailable", u, err)
+	}
+}
+
+// givenUpCtx reports itself cancelled once gone is set, without a Done
+// channel that would also interrupt the LDAP request in flight.
+type givenUpCtx struct {
+	context.Context
+	gone atomic.Bool
+}
+
+func (c *givenUpCtx) Err() error {
+	if c.gone.Load() {
+		return context.Canceled
+	}
+	return nil
+}

@@ -314,7 +314,7 @@ func (d *Directory) Authenticate(ctx context.Context, login, pw string) (*direct
 	}
 	u := d.user(e, login)
 	if withPassword {
-		err = d.verifyAttr(e, pw)
+		err = d.verifyAttr(ctx, e, pw)
 	} else {
 		err = d.bindAs(ctx, e.DN, pw)
 	}
@@ -327,15 +327,19 @@ func (d *Directory) Authenticate(ctx context.Context, login, pw string) (*direct
 	return u, nil
 }
 
-func (d *Directory) verifyAttr(e *goldap.Entry, pw string) error {
+func (d *Directory) verifyAttr(ctx context.Context, e *goldap.Entry, pw string) error {
 	vals := e.GetEqualFoldAttributeValues(d.cfg.Attributes.Password)
 	if len(vals) == 0 {
 		d.log.Warn("LDAP entry has no readable password attribute (check the ACL for bind_dn)", "dn", e.DN, "attribute", d.cfg.Attributes.Password)
 	}
 	for _, v := range vals {
-		err := password.Verify(v, pw, d.cfg.DefaultScheme)
+		err := password.VerifyContext(ctx, v, pw, d.cfg.DefaultScheme)
 		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil {
+			// No time was left to check the password (too many at once).
+			return fmt.Errorf("%w: ldap: %s: %w", directory.ErrUnavailable, e.DN, err)
 		}
 		if !errors.Is(err, password.ErrMismatch) {
 			d.log.Warn("stored password unusable", "dn", e.DN, "err", err)

@@ -1,11 +1,13 @@
 package password
 
 import (
+	"context"
 	"crypto/pbkdf2"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,11 +90,28 @@ var decoder = sync.OnceValues(func() (*crypt.Decoder, error) {
 // still reports an input that slipped past checkCrypt.
 var recoveredPanics atomic.Int64
 
+// hashSlots bounds the crypt verifications that run at once to the CPUs
+// there are to run them. The memory-hard ones (argon2, yescrypt) hold their
+// whole memory cost while they run — Dovecot's ARGON2ID 64 MiB — and every
+// SMTP connection may have one in progress, so a hundred concurrent guesses
+// against one account needed over 6 GiB; more at once than CPUs buys no
+// throughput anyway. (Dovecot bounds them by its auth worker processes.)
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
 // verifyCrypt verifies a crypt(3) or PHC string ($1$, $5$, $6$, $2a/b/y$, $y$,
 // $argon2i$, $argon2id$). The libraries compare digests in constant time.
-func verifyCrypt(stored, password string) error {
+func verifyCrypt(ctx context.Context, stored, password string) error {
 	if err := checkCrypt(stored); err != nil {
 		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("password: not verified: %w", err)
+	}
+	select {
+	case hashSlots <- struct{}{}:
+		defer func() { <-hashSlots }()
+	case <-ctx.Done():
+		return fmt.Errorf("password: no hash slot free in time: %w", ctx.Err())
 	}
 	d, err := decoder()
 	if err != nil {

@@ -1,9 +1,15 @@
 package password
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-crypt/crypt/algorithm/argon2"
 )
 
 // hostileYescrypt panicked go-crypt (makeslice: len out of range): the 'c'
@@ -176,5 +182,62 @@ func TestDovecotFormats(t *testing.T) {
 	}
 	if ctx, err := e.CRAMMD5Secret(); err != nil || ctx != CRAMMD5Context("secret") {
 		t.Errorf("CRAMMD5Secret from base64 = %x, %v", ctx, err)
+	}
+}
+
+// Every login attempt ran its hash at once: a memory-hard one holds its whole
+// cost meanwhile (Dovecot's ARGON2ID 64 MiB), so a hundred SMTP clients
+// guessing one account's password needed over 6 GiB. At most one
+// verification per CPU runs now; the others wait their turn.
+func TestCryptConcurrencyBounded(t *testing.T) {
+	const memKiB = 16 << 10
+	h, err := argon2.New(argon2.WithVariantID(), argon2.WithM(memKiB), argon2.WithT(2), argon2.WithP(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := h.Hash("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := "{ARGON2ID}" + d.Encode()
+	if err := Verify(stored, "secret", ""); err != nil {
+		t.Fatal(err)
+	}
+	slots := cap(hashSlots)
+	n := 4*slots + 8
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := Verify(stored, fmt.Sprint("guess", i), ""); !errors.Is(err, ErrMismatch) {
+				t.Errorf("guess %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	runtime.ReadMemStats(&after)
+	// The heap keeps the peak it reached (memory is given back lazily).
+	if grew, most := int64(after.Sys)-int64(before.Sys), int64(slots+4)*memKiB<<10; grew > most {
+		t.Errorf("%d concurrent argon2 checks of %d MiB grew the process by %d MiB, want at most %d MiB (%d at a time)",
+			n, memKiB>>10, grew>>20, most>>20, slots)
+	}
+
+	// A caller whose deadline passes while it waits gets an error that is
+	// neither a mismatch nor a malformed entry.
+	for range slots {
+		hashSlots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	err = VerifyContext(ctx, stored, "secret", "")
+	cancel()
+	for range slots {
+		<-hashSlots
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrMismatch) || errors.Is(err, ErrMalformed) {
+		t.Errorf("verification without a free slot: %v, want the deadline's error", err)
 	}
 }

@@ -18,6 +18,7 @@
 package password
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -163,15 +164,25 @@ func known(s string) bool {
 // Verify checks password against a stored entry. It returns nil on a match,
 // ErrMismatch, or an error wrapping ErrUnknownScheme / ErrMalformed.
 func Verify(stored, password, defaultScheme string) error {
+	return VerifyContext(context.Background(), stored, password, defaultScheme)
+}
+
+// VerifyContext is Verify for a caller with a deadline: when ctx ends while
+// the verification waits for its turn (see hashSlots), it returns an error
+// wrapping ctx.Err() — the server is busy, which says nothing of the password.
+func VerifyContext(ctx context.Context, stored, password, defaultScheme string) error {
 	e, err := Parse(stored, defaultScheme)
 	if err != nil {
 		return err
 	}
-	return e.Verify(password)
+	return e.VerifyContext(ctx, password)
 }
 
 // Verify checks password against the entry.
-func (e Entry) Verify(password string) error {
+func (e Entry) Verify(password string) error { return e.VerifyContext(context.Background(), password) }
+
+// VerifyContext checks password against the entry; see VerifyContext.
+func (e Entry) VerifyContext(ctx context.Context, password string) error {
 	if len(password) > maxPasswordLen {
 		return ErrMismatch
 	}
@@ -183,18 +194,18 @@ func (e Entry) Verify(password string) error {
 		}
 		return equal([]byte(plain), []byte(password))
 	case "CRYPT", "ARGON2":
-		return verifyCrypt(e.Data, password)
+		return verifyCrypt(ctx, e.Data, password)
 	case "MD5":
 		// Dovecot's md5_verify: MD5-CRYPT when the value says so, else the value
 		// is a PLAIN-MD5 digest in hex or base64.
 		if strings.HasPrefix(e.Data, "$1$") {
-			return verifyCrypt(e.Data, password)
+			return verifyCrypt(ctx, e.Data, password)
 		}
 		e.Scheme = "PLAIN-MD5"
 		if !e.explicit {
 			e.Encoding = EncHex
 		}
-		return e.Verify(password)
+		return e.VerifyContext(ctx, password)
 	case "PBKDF2":
 		return verifyPBKDF2(e.Data, password)
 	case "CRAM-MD5":

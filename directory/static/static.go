@@ -204,7 +204,7 @@ func (d *Directory) LookupAddress(_ context.Context, addr string) (*directory.Us
 
 // Authenticate implements directory.Authenticator. The password is checked
 // before the status so a disabled account is only revealed to its owner.
-func (d *Directory) Authenticate(_ context.Context, login, pw string) (*directory.User, error) {
+func (d *Directory) Authenticate(ctx context.Context, login, pw string) (*directory.User, error) {
 	e, ok := d.current().byLogin[strings.ToLower(login)]
 	if !ok {
 		return nil, fmt.Errorf("static: %q: %w", login, directory.ErrNotFound)
@@ -212,7 +212,11 @@ func (d *Directory) Authenticate(_ context.Context, login, pw string) (*director
 	if e.password == "" {
 		return nil, fmt.Errorf("static: %q has no password: %w", login, directory.ErrInvalidCredentials)
 	}
-	if err := password.Verify(e.password, pw, d.cfg.DefaultScheme); err != nil {
+	if err := password.VerifyContext(ctx, e.password, pw, d.cfg.DefaultScheme); err != nil {
+		if ctx.Err() != nil {
+			// No time was left to check the password (too many at once).
+			return nil, fmt.Errorf("static: %q: %w: %w", login, directory.ErrUnavailable, err)
+		}
 		if !errors.Is(err, password.ErrMismatch) {
 			d.log.Warn("stored password unusable", "user", e.user.Login, "line", e.line, "err", err)
 		}

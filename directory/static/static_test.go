@@ -213,3 +213,23 @@ func TestReloadAfterClockStepBack(t *testing.T) {
 		t.Fatalf("users file not reloaded after the clock went back: %v", err)
 	}
 }
+
+// A caller that has given up (authd's lookup_timeout passed while the
+// password waited for a free hash slot) gets a temporary failure, not a
+// verdict: the password was not checked.
+func TestAuthenticateAfterDeadline(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Path = write(t, t.TempDir(), sample)
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if u, err := d.Authenticate(ctx, "carol", "secret"); !errors.Is(err, directory.ErrUnavailable) {
+		t.Errorf("Authenticate after the deadline = %v, %v; want ErrUnavailable", u, err)
+	}
+	if _, err := d.Authenticate(context.Background(), "carol", "secret"); err != nil {
+		t.Errorf("Authenticate: %v", err)
+	}
+}
