@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"fmt"
+	"io"
 	"mime"
 	"strconv"
 	"strings"
@@ -400,7 +401,35 @@ func (r *run) headers() []Header {
 	return r.st.headers
 }
 
-var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+var wordDecoder = &mime.WordDecoder{CharsetReader: headerCharsetReader}
+
+// headerCharsetReader converts an encoded-word's text to UTF-8. It never
+// fails: mime.WordDecoder gives up on the whole field when one word names a
+// charset it cannot convert, so "=?x-foo?q?a?= =?utf-8?q?Viagra?=" stayed
+// encoded and escaped every header test on the subject. Like Dovecot
+// (message_header_decode_utf8), an RFC 2231 language suffix ("utf-8*en") is
+// dropped and the text of a word in an unknown charset is kept as it is,
+// invalid UTF-8 replaced.
+func headerCharsetReader(cs string, in io.Reader) (io.Reader, error) {
+	if i := strings.IndexByte(cs, '*'); i >= 0 {
+		cs = cs[:i]
+	}
+	if strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "us-ascii") {
+		return utf8Reader(in)
+	}
+	if rd, err := charset.Reader(cs, in); err == nil {
+		return rd, nil
+	}
+	return utf8Reader(in)
+}
+
+func utf8Reader(in io.Reader) (io.Reader, error) {
+	b, err := io.ReadAll(in)
+	if err != nil {
+		return nil, err
+	}
+	return strings.NewReader(strings.ToValidUTF8(string(b), "\uFFFD")), nil
+}
 
 // decodeHeader unfolds and RFC 2047-decodes a raw header value.
 func decodeHeader(v string) string {

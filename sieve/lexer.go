@@ -86,6 +86,7 @@ type lexer struct {
 	errs      *errList
 	ntok      int
 	maxTok    int
+	limited   bool // past maxTok: the rest of the script is not read
 	lastKind  tokKind
 }
 
@@ -131,14 +132,20 @@ const maxIdentifierLen = 32
 // next returns the next token. Lexical errors are reported here and yield a
 // tError token (the parser then reports nothing more for it), like
 // Pigeonhole's lexer; a run of unknown characters is reported once.
+//
+// Past the token limit the error token is followed by the end of file: the
+// parser's recovery skips tokens up to a closing delimiter or the end of file,
+// so an endless run of error tokens made it loop forever.
 func (l *lexer) next() token {
+	if l.limited {
+		return token{kind: tEOF, pos: l.pos()}
+	}
 	t := l.scan()
 	l.lastKind = t.kind
 	l.ntok++
 	if l.maxTok > 0 && l.ntok > l.maxTok {
-		if l.ntok == l.maxTok+1 {
-			l.errs.add(t.pos, "script exceeds the token limit (%d)", l.maxTok)
-		}
+		l.errs.add(t.pos, "script exceeds the token limit (%d)", l.maxTok)
+		l.limited = true
 		l.i = len(l.src)
 		return token{kind: tError, pos: t.pos}
 	}

@@ -327,3 +327,35 @@ func TestConcurrentBodyDecoding(t *testing.T) {
 		}
 	}
 }
+
+// A script that runs past the token limit inside a string list, a test list or
+// a block must give a compile error: the parser used to skip tokens looking
+// for the closing ']', ')' or '}' and never reached the end of the script (a
+// managesieve PUTSCRIPT or an LMTP delivery hung at 100% CPU).
+func TestTokenLimitEndsParse(t *testing.T) {
+	opts := &Options{Limits: Limits{MaxTokens: 50}}
+	for name, src := range map[string]string{
+		"string list": `if header :is "a" [` + strings.Repeat(`"b",`, 60) + `"c"] { keep; }`,
+		"test list":   `if ` + strings.Repeat(`anyof(`, 20) + `true` + strings.Repeat(`)`, 20) + ` { keep; }`,
+		"blocks":      strings.Repeat(`if true {`, 20) + strings.Repeat(`}`, 20),
+		"commands":    strings.Repeat(`keep; `, 60),
+		"arguments":   strings.Repeat(`keep; `, 22) + `vacation ` + strings.Repeat(`:days 1 `, 8) + `"x";`,
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Compile("t", []byte(src), opts)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			var ce *CompileError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), "token limit") {
+				t.Errorf("%s: got %v, want the token limit error", name, err)
+			} else if len(ce.Errors) != 1 {
+				t.Errorf("%s: want only the token limit error, got\n%v", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Compile did not return past the token limit", name)
+		}
+	}
+}

@@ -344,7 +344,7 @@ func NotifyMessages(env *Env, a *Action, done map[string]bool) []OutgoingMessage
 		prio, imp = "3 (Normal)", "normal"
 	}
 	var b strings.Builder
-	hdr := func(n, v string) { b.WriteString(n + ": " + v + "\r\n") }
+	hdr := func(n, v string) { writeField(&b, n, v) }
 	hdr("X-Sieve", "dovetail Sieve")
 	hdr("Message-ID", "<dovetail-notify-"+shortHash(a.Method+body)+"@"+domainOf(env.Envelope.To)+">")
 	now := time.Now()

@@ -20,7 +20,7 @@ func RejectMessage(env *Env, a *Action) (to string, msg []byte, ok bool) {
 	}
 	boundary := "dovetail-reject-" + shortHash(sender+a.Reason)
 	var b strings.Builder
-	hdr := func(n, v string) { b.WriteString(n + ": " + v + "\r\n") }
+	hdr := func(n, v string) { writeField(&b, n, v) }
 	hdr("X-Sieve", "dovetail Sieve")
 	hdr("Message-ID", "<dovetail-reject-"+shortHash(now.String()+sender)+"@"+domainOf(env.Envelope.To)+">")
 	hdr("Date", now.Format(time.RFC1123Z))
@@ -43,6 +43,37 @@ func RejectMessage(env *Env, a *Action) (to string, msg []byte, ok bool) {
 	b.Write(renderMessage(env.Message.headers, nil))
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	return sender, []byte(b.String()), true
+}
+
+// writeField writes a header field of an outgoing message, folded at its
+// spaces so that lines stay within 78 characters where a space allows it (RFC
+// 5322 section 2.2.3), as Pigeonhole's rfc2822_header_write does. Unfolded, a
+// subject taken from the original message (Q-encoded words joined by spaces)
+// or a long References field ran past the 998-character line limit; remote
+// MTAs refuse such lines and Postfix breaks them at 998, splitting an
+// encoded-word in two. Line breaks already in v are kept.
+func writeField(b *strings.Builder, name, v string) {
+	b.WriteString(name)
+	b.WriteByte(':')
+	n := len(name) + 1
+	for i, w := range strings.Split(v, " ") {
+		first := w
+		if j := strings.Index(w, "\r\n"); j >= 0 {
+			first = w[:j]
+		}
+		if i > 0 && w != "" && n+1+len(first) > 78 {
+			b.WriteString("\r\n")
+			n = 0
+		}
+		b.WriteByte(' ')
+		b.WriteString(w)
+		if j := strings.LastIndex(w, "\r\n"); j >= 0 {
+			n = len(w) - j - 2
+		} else {
+			n += 1 + len(w)
+		}
+	}
+	b.WriteString("\r\n")
 }
 
 func subjectOf(m *Message) string {

@@ -72,7 +72,9 @@ func (p *parser) errorf(format string, args ...any) {
 }
 
 func (p *parser) errorAt(pos Pos, format string, args ...any) {
-	if p.tok.kind != tError {
+	// A script cut short at the token limit has that one error: what is
+	// missing at its (artificial) end is not the script's fault.
+	if p.tok.kind != tError && !p.lx.limited {
 		p.errs.add(pos, format, args...)
 	}
 	p.valid = false

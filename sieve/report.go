@@ -119,7 +119,7 @@ func ReportMessage(env *Env, a *Action) (OutgoingMessage, bool) {
 	}
 	boundary := "dovetail-report-" + shortHash(a.Address+a.Message+now.String())
 	var b strings.Builder
-	hdr := func(n, v string) { b.WriteString(n + ": " + v + "\r\n") }
+	hdr := func(n, v string) { writeField(&b, n, v) }
 	hdr("X-Sieve", "dovetail Sieve")
 	hdr("Message-ID", "<dovetail-report-"+shortHash(now.String()+a.Address)+"@"+domainOf(env.Envelope.To)+">")
 	hdr("Date", now.Format(time.RFC1123Z))

@@ -254,12 +254,7 @@ func VacationReply(env *Env, a *Action) (out OutgoingMessage, ok bool, reason st
 	}
 	// reply
 	var b strings.Builder
-	hdr := func(n, v string) {
-		b.WriteString(n)
-		b.WriteString(": ")
-		b.WriteString(v)
-		b.WriteString("\r\n")
-	}
+	hdr := func(n, v string) { writeField(&b, n, v) }
 	hdr("X-Sieve", "dovetail Sieve")
 	// Unique per reply (RFC 5322 section 3.6.4): not the handle itself, which
 	// the script may build from message text and which every reply with it

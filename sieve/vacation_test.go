@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"context"
+	"mime"
 	"strings"
 	"testing"
 )
@@ -109,5 +110,43 @@ func TestRejectMessageSubjectInjection(t *testing.T) {
 	subj := headerValues(m.Headers(), "subject")
 	if len(subj) != 1 || !strings.HasPrefix(decodeHeader(subj[0]), "Rejected: Grüße") {
 		t.Errorf("Subject %q", subj)
+	}
+}
+
+// TestOutgoingLongSubjectFolded: the subject of a vacation reply or a
+// rejection is the original one, RFC 2047-encoded again. Go's encoder joins
+// the encoded-words with spaces on one line, so a long non-ASCII subject gave
+// a header line far past RFC 5322's 998 characters, which MTAs refuse or
+// break in the middle of an encoded-word. The field must be folded between
+// the words and still decode to the subject.
+func TestOutgoingLongSubjectFolded(t *testing.T) {
+	orig := strings.Repeat("Привет мир ", 60)
+	msg := "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: " +
+		mime.QEncoding.Encode("utf-8", orig) + "\r\nMessage-ID: <1@example.org>\r\nReferences: " +
+		strings.Repeat("<a-rather-long-message-id@example.org> ", 40) + "\r\n\r\nbody\r\n"
+	env := &Env{Message: NewMessage([]byte(msg)), Envelope: Envelope{From: "alice@example.org", To: "bob@example.net"}}
+	out, ok, why := VacationReply(env, &Action{Type: "vacation", Reason: "away"})
+	if !ok {
+		t.Fatalf("no reply: %s", why)
+	}
+	_, rej, _ := RejectMessage(env, &Action{Type: "reject", Reason: "no"})
+	for name, data := range map[string][]byte{"vacation": out.Data, "reject": rej} {
+		m := NewMessage(data)
+		head := string(data[:m.HeaderEnd()])
+		// An encoded-word has at most 75 characters (RFC 2047 section 2): a
+		// folded line holds one and the field name.
+		for _, line := range strings.Split(head, "\r\n") {
+			if len(line) > 100 {
+				t.Errorf("%s: header line of %d characters: %.60q…", name, len(line), line)
+			}
+		}
+		got, want := subjectOf(m), "Rejected: "+subjectOf(env.Message)
+		if name == "vacation" {
+			// cut at sieve_vacation_max_subject_codepoints (256)
+			want = string([]rune("Auto: " + subjectOf(env.Message))[:256]) + "…"
+		}
+		if got != want {
+			t.Errorf("%s: subject decodes to %q, want %q", name, got, want)
+		}
 	}
 }
