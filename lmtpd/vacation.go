@@ -125,7 +125,7 @@ func buildVacation(user *directory.User, rcpt, sender string, hdr []field, act *
 		}
 	}
 	var b bytes.Buffer
-	w := func(k, v string) { b.WriteString(k + ": " + headerSafe(v) + "\n") }
+	w := func(k, v string) { b.WriteString(foldField(k, headerSafe(v))) }
 	w("From", from)
 	w("To", "<"+sender+">")
 	w("Subject", mime.QEncoding.Encode("utf-8", subject))

@@ -1,8 +1,10 @@
 package lmtpd
 
 import (
+	"mime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
 )
@@ -70,5 +72,39 @@ func TestMailLocation(t *testing.T) {
 	cfg.MailLocation = "/var/mail/shared"
 	if cfg.Validate() == nil {
 		t.Error("a mail_location shared by every user validated")
+	}
+}
+
+// TestVacationLongFieldsFolded: a vacation reply to a message with a long
+// non-ASCII subject and a long References field keeps every line within 998
+// characters (RFC 5322 §2.1.1), folded at spaces; unfolded, the fields read as
+// before.
+func TestVacationLongFieldsFolded(t *testing.T) {
+	subject := strings.TrimSpace(strings.Repeat("日本語のメール ", 80))
+	var refs []string
+	for i := range 60 {
+		refs = append(refs, "<"+strings.Repeat("r", 20)+string(rune('a'+i%26))+"@example.org>")
+	}
+	hdr := []field{
+		{"Subject", subject},
+		{"Message-ID", "<orig@example.org>"},
+		{"References", strings.Join(refs, " ")},
+	}
+	out := string(buildVacation(&directory.User{Login: "u"}, "u@example.com", "s@example.org", hdr, &Action{Reason: "away"}, "mx.example.com", time.Unix(0, 0)))
+	head, _, _ := strings.Cut(out, "\n\n")
+	for _, l := range strings.Split(head, "\n") {
+		// Longer than 78 only where no space allows a fold: one word after
+		// the field name.
+		if _, rest, _ := strings.Cut(strings.TrimSpace(l), " "); len(l) > 78 && strings.Contains(rest, " ") || len(l) > 998 {
+			t.Errorf("line of %d characters: %.80q…", len(l), l)
+		}
+	}
+	parsed := parseHeader([]byte(head + "\n"))
+	subj, _ := getHeader(parsed, "Subject")
+	if got, err := new(mime.WordDecoder).DecodeHeader(subj); err != nil || got != "Auto: "+subject {
+		t.Errorf("subject unfolds to %q (%v)", got, err)
+	}
+	if got, _ := getHeader(parsed, "References"); got != strings.Join(refs, " ")+" <orig@example.org>" {
+		t.Errorf("References unfolds to %q", got)
 	}
 }
