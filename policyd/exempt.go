@@ -88,15 +88,8 @@ func (x *exemptions) match(r *Request) string {
 		return "client network"
 	}
 	if name := strings.ToLower(r.ClientName); name != "" && name != "unknown" {
-		for d := name; d != ""; {
-			if x.clientNames[d] {
-				return "client " + d
-			}
-			i := strings.IndexByte(d, '.')
-			if i < 0 {
-				break
-			}
-			d = d[i+1:]
+		if d, ok := inDomains(x.clientNames, name); ok {
+			return "client " + d
 		}
 		if x.clientRE.match(name) {
 			return "client name pattern"
@@ -128,21 +121,30 @@ func (x *exemptions) matchRecipient(rcpt string) string {
 		addr = base
 	}
 	if at := strings.LastIndexByte(rcpt, '@'); at >= 0 {
-		for d := rcpt[at+1:]; d != ""; {
-			if x.rcptDomain[d] {
-				return "recipient domain " + d
-			}
-			i := strings.IndexByte(d, '.')
-			if i < 0 {
-				break
-			}
-			d = d[i+1:]
+		if d, ok := inDomains(x.rcptDomain, rcpt[at+1:]); ok {
+			return "recipient domain " + d
 		}
 	}
 	if x.rcptRE.match(rcpt) {
 		return "recipient pattern"
 	}
 	return ""
+}
+
+// inDomains returns the entry of set that is name or one of its parent
+// domains, nearest first.
+func inDomains(set map[string]bool, name string) (string, bool) {
+	for d := name; d != ""; {
+		if set[d] {
+			return d, true
+		}
+		i := strings.IndexByte(d, '.')
+		if i < 0 {
+			break
+		}
+		d = d[i+1:]
+	}
+	return "", false
 }
 
 func isRegexEntry(e string) bool { return len(e) >= 2 && e[0] == '/' && e[len(e)-1] == '/' }
