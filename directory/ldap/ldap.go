@@ -337,7 +337,7 @@ func (d *Directory) verifyAttr(ctx context.Context, e *goldap.Entry, pw string) 
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		if password.NotChecked(err) {
 			// No time was left to check the password (too many at once).
 			return fmt.Errorf("%w: ldap: %s: %w", directory.ErrUnavailable, e.DN, err)
 		}

@@ -181,6 +181,13 @@ func VerifyContext(ctx context.Context, stored, password, defaultScheme string) 
 // Verify checks password against the entry.
 func (e Entry) Verify(password string) error { return e.VerifyContext(context.Background(), password) }
 
+// NotChecked reports an error of VerifyContext that says nothing of the
+// password: ctx ended before it was checked. A mismatch found after ctx
+// ended is still a mismatch.
+func NotChecked(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // VerifyContext checks password against the entry; see VerifyContext.
 func (e Entry) VerifyContext(ctx context.Context, password string) error {
 	if len(password) > maxPasswordLen {

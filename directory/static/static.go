@@ -213,7 +213,7 @@ func (d *Directory) Authenticate(ctx context.Context, login, pw string) (*direct
 		return nil, fmt.Errorf("static: %q has no password: %w", login, directory.ErrInvalidCredentials)
 	}
 	if err := password.VerifyContext(ctx, e.password, pw, d.cfg.DefaultScheme); err != nil {
-		if ctx.Err() != nil {
+		if password.NotChecked(err) {
 			// No time was left to check the password (too many at once).
 			return nil, fmt.Errorf("static: %q: %w: %w", login, directory.ErrUnavailable, err)
 		}

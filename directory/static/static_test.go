@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,4 +233,35 @@ func TestAuthenticateAfterDeadline(t *testing.T) {
 	if _, err := d.Authenticate(context.Background(), "carol", "secret"); err != nil {
 		t.Errorf("Authenticate: %v", err)
 	}
+}
+
+// A password that was checked and did not match is a wrong password even when
+// the caller's deadline passed during the check (a hash that got its slot
+// late): reported as unavailable, it went unpenalised and uncached in authd,
+// so a client that kept the hash slots busy guessed with no penalty at all.
+func TestAuthenticateMismatchPastDeadline(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Path = write(t, t.TempDir(), sample)
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := &expiresDuringCheck{Context: context.Background()}
+	if _, err := d.Authenticate(ctx, "carol", "wrong"); !errors.Is(err, directory.ErrInvalidCredentials) {
+		t.Errorf("a mismatch found as the deadline passed: %v, want ErrInvalidCredentials", err)
+	}
+}
+
+// expiresDuringCheck is a context whose deadline passes right after the first
+// look at it: the hash got its slot in time and finished late.
+type expiresDuringCheck struct {
+	context.Context
+	looked atomic.Bool
+}
+
+func (c *expiresDuringCheck) Err() error {
+	if c.looked.Swap(true) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
 )
@@ -117,5 +118,34 @@ func TestQuickstartUsersFileAppearsWhileServing(t *testing.T) {
 	}
 	if !bytes.Contains(logs.Bytes(), []byte("demo users are no longer served")) {
 		t.Errorf("no log line says the demo users are gone:\n%s", logs.String())
+	}
+}
+
+// A users file that failed to load is tried again when its owner or mode
+// changes, not only its contents: one the daemon could not read (wrong owner
+// or mode) must load once the admin fixes that, and chmod and chown leave
+// size and mtime alone.
+func TestQuickstartRetriesAfterChmod(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(p, []byte("x\n"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.Stat(p); !sameFile(again, before) {
+		t.Fatal("an unchanged file does not compare the same")
+	}
+	time.Sleep(10 * time.Millisecond) // ctime has ns resolution, but filesystems tick coarser
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sameFile(after, before) {
+		t.Error("a chmod leaves the failed file looking unchanged: it is never tried again")
 	}
 }

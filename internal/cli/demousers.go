@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dovetail-mail/dovetail/directory"
@@ -29,7 +30,7 @@ type demoUntilUsersFile struct {
 
 	mu        sync.Mutex   // one look at a time
 	lastCheck atomic.Int64 // wall clock, as static's own check
-	failed    os.FileInfo  // the file that did not load, not retried until it changes
+	failed    os.FileInfo  // the file that did not load, not retried until it changes (sameFile)
 }
 
 var (
@@ -64,8 +65,7 @@ func (q *demoUntilUsersFile) current() *static.Directory {
 	defer q.mu.Unlock()
 	q.lastCheck.Store(now)
 	fi, err := os.Stat(q.cfg.Path)
-	if err != nil || !fi.Mode().IsRegular() ||
-		q.failed != nil && fi.Size() == q.failed.Size() && fi.ModTime().Equal(q.failed.ModTime()) {
+	if err != nil || !fi.Mode().IsRegular() || q.failed != nil && sameFile(fi, q.failed) {
 		return q.cur.Load()
 	}
 	d, err := static.New(q.cfg, q.log)
@@ -102,3 +102,16 @@ func (q *demoUntilUsersFile) StoredPassword(ctx context.Context, login string) (
 
 // Close implements directory.Directory.
 func (q *demoUntilUsersFile) Close() error { return q.cur.Load().Close() }
+
+// sameFile reports whether a and b describe the file unchanged: its size,
+// mtime and ctime. The ctime moves with chmod and chown too, so a file that
+// failed to load because it could not be read is tried again once the admin
+// fixes its owner or mode, not only when its contents change.
+func sameFile(a, b os.FileInfo) bool {
+	if a.Size() != b.Size() || !a.ModTime().Equal(b.ModTime()) {
+		return false
+	}
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	return !ok1 || !ok2 || sa.Ctim == sb.Ctim
+}

@@ -146,7 +146,9 @@ type walker struct {
 	// levels of lists are 2.5 million paths from a few hundred bytes; yaml's
 	// decoder refuses that as excessive aliasing, but only after this walk).
 	// Its problems are the same at every path: they are reported once, at
-	// its line.
+	// its line. The value says whether one of them was a bad value
+	// (addBad): every path that holds the node is then bad too, so that its
+	// section's checks and the decoder do not report it again.
 	checked map[checkedNode]bool
 }
 
@@ -280,10 +282,15 @@ func (w walker) check(n *yaml.Node, t reflect.Type, path string) {
 		t = t.Elem()
 	}
 	k := checkedNode{n, t}
-	if w.checked[k] {
+	if bad, done := w.checked[k]; done {
+		if bad {
+			w.bad[path] = true
+		}
 		return
 	}
-	w.checked[k] = true
+	w.checked[k] = false
+	bad := len(w.bad)
+	defer func() { w.checked[k] = len(w.bad) > bad }()
 	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
 			for _, m := range yamlMessages(err) {

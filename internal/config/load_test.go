@@ -420,3 +420,19 @@ func TestLoadAliasUsedTwice(t *testing.T) {
 		t.Errorf("Load = %v, want the unknown key at the anchor's line", err)
 	}
 }
+
+// A bad anchored value is reported once, at the anchor, however many
+// sections alias it — and each of them is still known to hold it: the
+// decoder's own error for the second section (and its checks judging the
+// default left in place) must not come on top.
+func TestLoadBadAliasInTwoSections(t *testing.T) {
+	var got top
+	err := Load("t.yaml", []byte("x-d: &d 5q\na: {timeout: *d}\nlist: [{timeout: *d, count: -1}]\n"), &got)
+	var probs Problems
+	if !errors.As(err, &probs) {
+		t.Fatalf("Load = %v, want problems", err)
+	}
+	if len(probs) != 1 || probs[0].Line != 1 || !strings.Contains(probs[0].Msg, "a.timeout") {
+		t.Errorf("got %d problems:\n%v\nwant one, a.timeout at line 1", len(probs), err)
+	}
+}
