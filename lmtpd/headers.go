@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/header"
 )
 
 // maxHeaderScan bounds how much of a message the header helpers look at.
@@ -216,27 +218,10 @@ func headerSafe(s string) string {
 	}, s)
 }
 
-// foldField renders "name: value" folded before spaces so that lines stay
-// within 78 characters where a space allows it (RFC 5322 §2.2.3), as
-// Pigeonhole writes its replies. Unfolded, a vacation subject taken from a
-// long non-ASCII original (Q-encoded words joined by spaces) or a long
-// References field ran past the 998-character line limit: remote MTAs refuse
-// such lines and Postfix breaks them at 998, inside an encoded-word. value
-// has no line breaks (headerSafe); lines end in LF, as the reply's do.
+// foldField renders "name: value" folded (header.Fold): a vacation subject
+// taken from a long non-ASCII original or a long References field ran past
+// the 998-character line limit. value has no line breaks (headerSafe);
+// lines end in LF, as the reply's do.
 func foldField(name, value string) string {
-	var b strings.Builder
-	b.WriteString(name)
-	b.WriteByte(':')
-	n := len(name) + 1
-	for i, w := range strings.Split(value, " ") {
-		if i > 0 && w != "" && n+1+len(w) > 78 {
-			b.WriteByte('\n')
-			n = 0
-		}
-		b.WriteByte(' ')
-		b.WriteString(w)
-		n += 1 + len(w)
-	}
-	b.WriteByte('\n')
-	return b.String()
+	return name + ":" + strings.ReplaceAll(header.Fold(name, " "+value), "\r\n", "\n") + "\n"
 }

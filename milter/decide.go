@@ -11,6 +11,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/dovetail-mail/dovetail/internal/header"
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/spam/authcheck"
 )
@@ -258,73 +259,14 @@ func (s *Server) stripForged(ss *session, m *gomilter.Modifier) bool {
 
 // fieldValue is a value we add or change as it goes to the MTA: one
 // logical line (sanitizeHeaderValue), the space after the colon in front
-// (with SMFIP_HDR_LEADSPC the MTA no longer inserts one), folded
-// (foldValue).
+// (with SMFIP_HDR_LEADSPC the MTA no longer inserts one), folded.
 func fieldValue(name, v string) string {
-	return foldValue(name, leadSpace(sanitizeHeaderValue(v)))
+	return header.Fold(name, leadSpace(sanitizeHeaderValue(v)))
 }
 
 // leadSpace puts the space after the colon in front of a value we add or
 // change: with SMFIP_HDR_LEADSPC the MTA no longer inserts one.
 func leadSpace(v string) string { return " " + v }
-
-// maxLineLen is RFC 5322's recommended line length (§2.1.1), counted
-// without the CRLF.
-const maxLineLen = 78
-
-// foldValue folds the value of field name before white space wherever a
-// line would pass maxLineLen columns ("name:" counts on the first line);
-// folds already in v are kept, and a word longer than a line stays whole.
-// Unfolding gives back v. Unfolded, a rewritten non-ASCII Subject (a run of
-// encoded-words, RFC 2047 §2 wants them on lines of at most 76) or an
-// Authentication-Results with several long domains can pass 998 bytes, and
-// Postfix then breaks the line at byte 998 wherever that falls, inside an
-// encoded-word (the subject shows as raw =?utf-8?q?… text) or a domain.
-func foldValue(name, v string) string {
-	var b strings.Builder
-	col := len(name) + 1
-	for i, line := range strings.Split(v, "\r\n") {
-		if i > 0 {
-			b.WriteString("\r\n")
-			col = 0
-		}
-		for col+len(line) > maxLineLen {
-			cut := foldPoint(line, maxLineLen-col)
-			if cut < 0 {
-				break
-			}
-			b.WriteString(line[:cut])
-			b.WriteString("\r\n")
-			line, col = line[cut:], 0
-		}
-		b.WriteString(line)
-		col += len(line)
-	}
-	return b.String()
-}
-
-// foldPoint returns where to fold line: the last space or tab at or before
-// width, else the first one after it, that has a word before it on the line
-// and a word after it (a line of white space only must not be made);
-// -1 when there is none.
-func foldPoint(line string, width int) int {
-	first := len(line) - len(strings.TrimLeft(line, " \t")) // the first word's start
-	end := len(strings.TrimRight(line, " \t"))              // the last word's end
-	cut := -1
-	for j := first + 1; j < end; j++ {
-		if line[j] != ' ' && line[j] != '\t' {
-			continue
-		}
-		if j > width && cut >= 0 {
-			break
-		}
-		cut = j
-		if j > width {
-			break
-		}
-	}
-	return cut
-}
 
 // headersFor renders the verdict: Authentication-Results when the
 // authentication checks ran, then SpamAssassin's X-Spam-* fields.

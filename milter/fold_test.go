@@ -11,6 +11,7 @@ import (
 	gomilter "github.com/emersion/go-milter"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dovetail-mail/dovetail/internal/header"
 	"github.com/dovetail-mail/dovetail/internal/testenv"
 	"github.com/dovetail-mail/dovetail/spam"
 	"github.com/dovetail-mail/dovetail/spam/message"
@@ -44,7 +45,7 @@ func checkFolded(t *testing.T, name, value string) string {
 		if i == 0 {
 			word = strings.TrimLeft(strings.TrimPrefix(line, name+":"), " \t")
 		}
-		if len(line) > maxLineLen && strings.ContainsAny(word, " \t") {
+		if len(line) > header.MaxLineLen && strings.ContainsAny(word, " \t") {
 			t.Errorf("%s: line %d is %d columns: %q", name, i+1, len(line), line)
 		}
 	}
@@ -88,24 +89,6 @@ func TestAddedFieldsFolded(t *testing.T) {
 	}
 	if !seen["Subject"] || !seen["Authentication-Results"] {
 		t.Errorf("fields changed: %v", seen)
-	}
-}
-
-func TestFoldValue(t *testing.T) {
-	long := strings.Repeat("w", 100)
-	for _, v := range []string{
-		" short",
-		" " + strings.Repeat("word ", 40) + "end",
-		" " + long,                   // one word: left whole
-		" " + long + " tail " + long, // folds around the long words
-		" a\r\n\tfolded  value with   runs of  spaces " + strings.Repeat("x ", 50),
-		" trailing space at the end of a long line " + strings.Repeat("y", 40) + "   ",
-		"   " + strings.Repeat("z", 90) + " z",
-	} {
-		got := foldValue("X-Test", v)
-		if un := checkFolded(t, "X-Test", got); un != strings.ReplaceAll(v, "\r\n", "") {
-			t.Errorf("foldValue(%q) = %q: unfolds to something else", v, got)
-		}
 	}
 }
 

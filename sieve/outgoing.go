@@ -4,6 +4,8 @@ import (
 	"mime"
 	"strings"
 	"time"
+
+	"github.com/dovetail-mail/dovetail/internal/header"
 )
 
 // RejectMessage builds the MDN-style rejection for a reject action (RFC
@@ -45,35 +47,11 @@ func RejectMessage(env *Env, a *Action) (to string, msg []byte, ok bool) {
 	return sender, []byte(b.String()), true
 }
 
-// writeField writes a header field of an outgoing message, folded at its
-// spaces so that lines stay within 78 characters where a space allows it (RFC
-// 5322 section 2.2.3), as Pigeonhole's rfc2822_header_write does. Unfolded, a
-// subject taken from the original message (Q-encoded words joined by spaces)
-// or a long References field ran past the 998-character line limit; remote
-// MTAs refuse such lines and Postfix breaks them at 998, splitting an
-// encoded-word in two. Line breaks already in v are kept.
+// writeField writes a header field of an outgoing message, folded (as
+// Pigeonhole's rfc2822_header_write does): a subject taken from the original
+// message or a long References field ran past the 998-character line limit.
 func writeField(b *strings.Builder, name, v string) {
-	b.WriteString(name)
-	b.WriteByte(':')
-	n := len(name) + 1
-	for i, w := range strings.Split(v, " ") {
-		first := w
-		if j := strings.Index(w, "\r\n"); j >= 0 {
-			first = w[:j]
-		}
-		if i > 0 && w != "" && n+1+len(first) > 78 {
-			b.WriteString("\r\n")
-			n = 0
-		}
-		b.WriteByte(' ')
-		b.WriteString(w)
-		if j := strings.LastIndex(w, "\r\n"); j >= 0 {
-			n = len(w) - j - 2
-		} else {
-			n += 1 + len(w)
-		}
-	}
-	b.WriteString("\r\n")
+	b.WriteString(name + ":" + header.Fold(name, " "+v) + "\r\n")
 }
 
 func subjectOf(m *Message) string {

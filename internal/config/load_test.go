@@ -340,26 +340,12 @@ func TestLoadRepeatedMergesAreLinear(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("x-l0: &l0 {extra: v}\n")
 	for i := 1; i <= 9; i++ {
-		fmt.Fprintf(&b, "x-l%d: &l%d\n  <<: [", i, i)
-		for j := range 10 {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "*l%d", i-1)
-		}
-		b.WriteString("]\n")
+		fmt.Fprintf(&b, "x-l%d: &l%d\n  <<: [%s]\n", i, i, aliases(fmt.Sprintf("l%d", i-1), 10))
 	}
 	b.WriteString("<<: *l9\nname: n\n")
-	done := make(chan error, 1)
 	var got top
-	go func() { done <- Load("t.yaml", []byte(b.String()), &got) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Load of 10^9 merge paths to one anchor did not finish in 5s")
+	if err := loadWithin(t, b.String(), &got, "10^9 merge paths to one anchor"); err != nil {
+		t.Fatal(err)
 	}
 	if got.Extra != "v" || got.Name != "n" {
 		t.Errorf("got extra=%q name=%q, want v and n", got.Extra, got.Name)
@@ -379,28 +365,32 @@ func TestLoadFannedOutAliasesAreLinear(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("x-a0: &a0 {count: 1}\n")
 	for i := 1; i <= 4; i++ {
-		fmt.Fprintf(&b, "x-a%d: &a%d [", i, i)
-		for j := range 40 {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "*a%d", i-1)
-		}
-		b.WriteString("]\n")
+		fmt.Fprintf(&b, "x-a%d: &a%d [%s]\n", i, i, aliases(fmt.Sprintf("a%d", i-1), 40))
 	}
 	b.WriteString("l: *a4\n")
+	var got deep
+	if err := loadWithin(t, b.String(), &got, "2.5 million alias paths to one anchor"); err == nil || !strings.Contains(err.Error(), "excessive aliasing") {
+		t.Fatalf("Load = %v, want yaml's excessive aliasing error", err)
+	}
+}
+
+// aliases is n aliases of anchor, as a flow sequence's items.
+func aliases(anchor string, n int) string {
+	return strings.TrimSuffix(strings.Repeat("*"+anchor+", ", n), ", ")
+}
+
+// loadWithin loads src into v, failing the test if that takes more than 5 s
+// (what is a path blow-up for the walk, never a slow machine).
+func loadWithin(t *testing.T, src string, v any, what string) error {
+	t.Helper()
 	done := make(chan error, 1)
-	go func() {
-		var got deep
-		done <- Load("t.yaml", []byte(b.String()), &got)
-	}()
+	go func() { done <- Load("t.yaml", []byte(src), v) }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "excessive aliasing") {
-			t.Fatalf("Load = %v, want yaml's excessive aliasing error", err)
-		}
+		return err
 	case <-time.After(5 * time.Second):
-		t.Fatal("Load of 2.5 million alias paths to one anchor did not finish in 5s")
+		t.Fatalf("Load of %s did not finish in 5s", what)
+		return nil
 	}
 }
 
